@@ -1,0 +1,11 @@
+#pragma once
+/// @file fwd.hpp
+/// Forward declarations of Tandem's public types.
+
+namespace tandem {
+class error;
+class config_error;
+class mpi_error;
+class task_error;
+class TaskContext;
+}  // namespace tandem

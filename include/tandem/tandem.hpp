@@ -1,0 +1,9 @@
+#pragma once
+/// @file tandem.hpp
+/// Umbrella header: everything a Tandem user includes.
+
+#include <tandem/error.hpp>
+#include <tandem/fwd.hpp>
+#include <tandem/pilot.hpp>
+#include <tandem/task.hpp>
+#include <tandem/version.hpp>

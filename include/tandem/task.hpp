@@ -1,0 +1,103 @@
+#pragma once
+/// @file task.hpp
+/// Function tasks: C++ functions that the pilot runs on worker ranks.
+///
+/// A function task is registered by name, either with TANDEM_TASK in a file
+/// linked into the program or into a shared library that the workflow names
+/// in `[job] libraries`, or as an `extern "C"` function of that signature in
+/// such a library:
+///
+/// @code
+/// TANDEM_TASK(heat_step) {
+///   const double dt = ctx.arg_double("dt", 0.1);
+///   ...
+/// }
+/// @endcode
+
+#include <mpi.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace tandem {
+
+namespace detail {
+struct TaskContextData;
+}
+
+/// What a running function task knows about itself. Created by the worker for
+/// each attempt; valid only during the call. Not thread-safe.
+class TaskContext {
+ public:
+  explicit TaskContext(const detail::TaskContextData* data) noexcept : data_(data) {}
+
+  /// The task's name as written in the workflow file.
+  const std::string& name() const noexcept;
+  /// This instance's index in [0, count()).
+  int index() const noexcept;
+  /// How many instances the task has (`count` in the workflow).
+  int count() const noexcept;
+  /// The attempt, starting at 1; above 1 when the task is being retried.
+  int attempt() const noexcept;
+
+  /// Communicator over the ranks of this task: a sub-communicator when the
+  /// task asked for `ranks > 1`, MPI_COMM_SELF otherwise. Owned by Tandem.
+  MPI_Comm comm() const noexcept;
+  /// This rank's rank in comm().
+  int rank() const noexcept;
+  /// The number of ranks in comm().
+  int size() const noexcept;
+
+  /// The run directory of this run.
+  const std::filesystem::path& run_dir() const noexcept;
+  /// A directory for this task's files (`RUN_DIR/tasks/NAME`), shared by its
+  /// instances; it exists when the task starts.
+  const std::filesystem::path& output_dir() const noexcept;
+
+  /// True when `args` in the workflow has this key.
+  bool has_arg(const std::string& key) const;
+  /// The argument as a string (TOML strings as is, numbers and booleans as
+  /// their text). Returns @p fallback when the key is absent.
+  std::string arg_string(const std::string& key, const std::string& fallback = "") const;
+  /// The argument as an integer. @throws tandem::task_error if present and
+  /// not an integer.
+  long long arg_int(const std::string& key, long long fallback = 0) const;
+  /// The argument as a floating-point number (integers convert).
+  /// @throws tandem::task_error if present and not a number.
+  double arg_double(const std::string& key, double fallback = 0.0) const;
+  /// The argument as a boolean. @throws tandem::task_error if not a boolean.
+  bool arg_bool(const std::string& key, bool fallback = false) const;
+  /// All arguments as a JSON object text.
+  std::string args_json() const;
+
+ private:
+  const detail::TaskContextData* data_;
+};
+
+/// The signature of a function task. Throwing fails the task with the
+/// exception's message.
+using TaskFunction = void (*)(TaskContext&);
+
+/// Registers @p fn under @p name. Returns true so that it can initialise a
+/// static. Thread-safe. @throws tandem::error if the name is taken by another
+/// function.
+bool register_task(const std::string& name, TaskFunction fn);
+
+}  // namespace tandem
+
+#define TANDEM_DETAIL_CONCAT2(a, b) a##b
+#define TANDEM_DETAIL_CONCAT(a, b) TANDEM_DETAIL_CONCAT2(a, b)
+
+/// Defines a function task named @p fn (the body follows, with `ctx` the
+/// tandem::TaskContext&) and registers it under the same name.
+#define TANDEM_TASK(fn)                                                             \
+  static void fn(::tandem::TaskContext& ctx);                                       \
+  [[maybe_unused]] static const bool TANDEM_DETAIL_CONCAT(tandem_registered_, fn) = \
+      ::tandem::register_task(#fn, &fn);                                            \
+  static void fn([[maybe_unused]] ::tandem::TaskContext& ctx)
+
+/// Registers an existing function @p fn under the name @p name.
+#define TANDEM_REGISTER_TASK(name, fn)                                                    \
+  [[maybe_unused]] static const bool TANDEM_DETAIL_CONCAT(tandem_registered_, __LINE__) = \
+      ::tandem::register_task(name, fn)

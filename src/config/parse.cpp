@@ -1,0 +1,337 @@
+// Turns a workflow file into a Workflow, checking every key. The rules a user
+// meets are in docs/workflow-file.md; keep the two in step.
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "config/table_reader.hpp"
+#include "config/workflow.hpp"
+#include "tandem/error.hpp"
+
+namespace fs = std::filesystem;
+
+namespace tandem::detail {
+
+namespace {
+
+constexpr int kMaxCount = 10'000'000;
+
+std::string absolute_from(const std::string& base_dir, const std::string& p) {
+  fs::path path(p);
+  if (path.is_relative()) path = fs::path(base_dir) / path;
+  return path.lexically_normal().string();
+}
+
+bool is_executable_file(const std::string& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
+}
+
+// Finds a bare command name on PATH the way execvp would; "" if absent.
+std::string search_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  std::stringstream ss(dirs);
+  std::string dir;
+  while (std::getline(ss, dir, ':')) {
+    if (dir.empty()) dir = ".";
+    const std::string candidate = (fs::path(dir) / name).string();
+    if (is_executable_file(candidate)) return candidate;
+  }
+  return {};
+}
+
+nlohmann::json to_json(const toml::node& n) {
+  if (const auto* t = n.as_table()) {
+    nlohmann::json j = nlohmann::json::object();
+    for (auto&& [k, v] : *t) j[std::string(k.str())] = to_json(v);
+    return j;
+  }
+  if (const auto* a = n.as_array()) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& v : *a) j.push_back(to_json(v));
+    return j;
+  }
+  if (n.is_string()) return n.as_string()->get();
+  if (n.is_integer()) return n.as_integer()->get();
+  if (n.is_floating_point()) return n.as_floating_point()->get();
+  if (n.is_boolean()) return n.as_boolean()->get();
+  // Dates and times keep their TOML text.
+  std::ostringstream os;
+  n.visit([&os](auto&& v) {
+    if constexpr (toml::is_date<decltype(v)> || toml::is_time<decltype(v)> ||
+                  toml::is_date_time<decltype(v)>) {
+      os << v;
+    }
+  });
+  return os.str();
+}
+
+void read_backoff(const toml::table& t, TableReader& parent, BackoffSpec& b) {
+  TableReader r(t, parent.file(), parent.dotted("backoff"));
+  if (auto v = r.integer("spin", 0, 1'000'000)) b.spin = static_cast<int>(*v);
+  if (auto v = r.integer("min_sleep_us", 1, 1'000'000)) b.min_sleep_us = static_cast<int>(*v);
+  if (auto v = r.integer("max_sleep_us", 1, 10'000'000)) b.max_sleep_us = static_cast<int>(*v);
+  if (b.max_sleep_us < b.min_sleep_us) {
+    r.fail("max_sleep_us", "must not be less than min_sleep_us");
+  }
+  r.reject_unknown({"spin", "min_sleep_us", "max_sleep_us"});
+}
+
+void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_files) {
+  wf.job.name = fs::path(wf.path).stem().string();
+  if (!t) {
+    wf.job.run_root = absolute_from(wf.dir, wf.job.run_root);
+    return;
+  }
+  TableReader r(*t, top.file(), "job");
+  if (auto v = r.string("name")) {
+    if (v->empty() || v->find_first_of("/\\ \t\n") != std::string::npos) {
+      r.fail("name", "must be a non-empty name without spaces or slashes");
+    }
+    wf.job.name = *v;
+  }
+  if (auto v = r.string("run_root")) wf.job.run_root = *v;
+  wf.job.run_root = absolute_from(wf.dir, wf.job.run_root);
+  if (auto v = r.string_array("libraries")) {
+    for (std::size_t i = 0; i < v->size(); ++i) {
+      const std::string lib = absolute_from(wf.dir, (*v)[i]);
+      std::error_code ec;
+      if (check_files && !fs::is_regular_file(lib, ec)) {
+        const toml::node* n = (*r.node("libraries")->as_array()).get(i);
+        r.fail("libraries", fmt::format("shared library '{}' does not exist", lib), n);
+      }
+      wf.job.libraries.push_back(lib);
+    }
+  }
+  if (auto v = r.integer("max_chunk", 1, 1'000'000)) wf.job.max_chunk = static_cast<int>(*v);
+  if (auto v = r.number("kill_grace", 0, 3600)) wf.job.kill_grace_s = *v;
+  if (const toml::table* b = r.table("backoff")) read_backoff(*b, r, wf.job.backoff);
+  r.reject_unknown({"name", "run_root", "libraries", "max_chunk", "kill_grace", "backoff"});
+}
+
+void read_layout(const toml::table* t, TableReader& top, Workflow& wf) {
+  if (!t) return;
+  TableReader r(*t, top.file(), "layout");
+  if (const toml::node* n = r.node("workers")) {
+    wf.layout.workers_pos = pos_of(*n);
+    if (n->is_string() && n->as_string()->get() == "rest") {
+      wf.layout.workers = -1;
+    } else if (n->is_integer() && n->as_integer()->get() >= 1 &&
+               n->as_integer()->get() <= 1'000'000) {
+      wf.layout.workers = static_cast<int>(n->as_integer()->get());
+    } else {
+      r.fail("workers", "must be a positive integer or \"rest\"", n);
+    }
+  }
+  r.reject_unknown({"workers"});
+}
+
+void read_command(TableReader& r, TaskSpec& task, const std::string& dir, bool check_files) {
+  auto cmd = r.string_array("command");
+  if (!cmd) {
+    // A single string is split on whitespace, for the simple cases.
+    if (auto s = r.string("command")) {
+      std::istringstream is(*s);
+      cmd.emplace();
+      for (std::string word; is >> word;) cmd->push_back(word);
+    }
+  }
+  if (!cmd || cmd->empty() || (*cmd)[0].empty()) r.fail("command", "must name a program");
+  task.command = *cmd;
+  std::string& prog = task.command[0];
+  if (prog.find('/') != std::string::npos) {
+    prog = absolute_from(dir, prog);
+    if (check_files && !is_executable_file(prog)) {
+      r.fail("command", fmt::format("program '{}' does not exist or is not executable", prog));
+    }
+  } else if (check_files) {
+    const std::string found = search_path(prog);
+    if (found.empty()) {
+      r.fail("command", fmt::format("program '{}' is not found on PATH", prog));
+    }
+  }
+}
+
+TaskSpec read_task(const toml::table& t, int i, const std::string& file, const std::string& dir,
+                   bool check_files) {
+  TableReader r(t, file, fmt::format("task[{}]", i));
+  TaskSpec task;
+  task.pos = r.table_pos();
+  auto name = r.string("name");
+  if (!name) r.fail("name", "is required: every [[task]] needs a name");
+  if (name->empty() || name->find_first_of("/\\ \t\n[]") != std::string::npos) {
+    r.fail("name", "must be a non-empty name without spaces, slashes or brackets");
+  }
+  task.name = *name;
+
+  const bool has_function = t.contains("function");
+  const bool has_command = t.contains("command");
+  if (has_function == has_command) {
+    r.fail("",
+           "needs exactly one of 'function' (a registered C++ function) or 'command' "
+           "(a program to run)");
+  }
+  if (has_function) {
+    task.kind = TaskKind::function;
+    task.function = *r.string("function");
+    task.function_pos = r.pos("function");
+    if (task.function.empty()) r.fail("function", "must not be empty");
+  } else {
+    task.kind = TaskKind::command;
+    read_command(r, task, dir, check_files);
+  }
+  if (const toml::table* env = r.table("env")) {
+    for (auto&& [k, v] : *env) {
+      if (!v.is_string() && !v.is_integer() && !v.is_floating_point() && !v.is_boolean()) {
+        r.fail("env." + std::string(k.str()), "must be a string or a number", &v);
+      }
+      task.env[std::string(k.str())] = v.is_string() ? v.as_string()->get() : to_json(v).dump();
+    }
+  }
+  task.cwd = dir;
+  if (auto v = r.string("cwd")) {
+    task.cwd = absolute_from(dir, *v);
+    std::error_code ec;
+    if (check_files && !fs::is_directory(task.cwd, ec)) {
+      r.fail("cwd", fmt::format("directory '{}' does not exist", task.cwd));
+    }
+  }
+  if (auto v = r.boolean("clean_mpi_env")) task.clean_mpi_env = *v;
+  if (auto v = r.integer("count", 1, kMaxCount)) task.count = static_cast<int>(*v);
+  if (auto v = r.integer("ranks", 1, 1'000'000)) task.ranks = static_cast<int>(*v);
+  task.ranks_pos = r.pos("ranks");
+  if (task.ranks > 1 && task.kind == TaskKind::command) {
+    r.fail("ranks", "only function tasks can span several ranks; a command task runs on one");
+  }
+  if (auto v = r.string_array("after")) task.after = *v;
+  if (auto v = r.integer("retries", 0, 1000)) task.retries = static_cast<int>(*v);
+  if (auto v = r.integer("priority", -1'000'000, 1'000'000)) task.priority = static_cast<int>(*v);
+  if (auto v = r.number("timeout", 0, 1e9)) task.timeout_s = *v;
+  if (const toml::table* args = r.table("args")) task.args_json = to_json(*args).dump();
+  r.reject_unknown({"name", "function", "command", "env", "cwd", "clean_mpi_env", "count", "ranks",
+                    "after", "retries", "priority", "timeout", "args"});
+  return task;
+}
+
+// Resolves `after` names to indices and rejects unknown names and cycles.
+void link_dependencies(Workflow& wf, const toml::array* tasks) {
+  auto fail_at = [&](int i, const std::string& why) -> void {
+    const toml::node* after = (*tasks)[i].as_table()->get("after");
+    SourcePos p = after ? pos_of(*after) : wf.tasks[i].pos;
+    throw config_error(wf.path, p.line, p.column, fmt::format("task[{}].after", i), why);
+  };
+  for (int i = 0; i < static_cast<int>(wf.tasks.size()); ++i) {
+    TaskSpec& t = wf.tasks[i];
+    for (const std::string& dep : t.after) {
+      const int j = wf.find_task(dep);
+      if (j < 0) {
+        std::vector<std::string> names;
+        for (const auto& o : wf.tasks) names.push_back(o.name);
+        const std::string hint = closest_match(dep, names);
+        fail_at(i, fmt::format("task '{}' waits for '{}', which is not a task{}", t.name, dep,
+                               hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint)));
+      }
+      if (j == i) fail_at(i, fmt::format("task '{}' waits for itself", t.name));
+      t.after_index.push_back(j);
+    }
+  }
+  // Depth-first search with colours; the stack gives the cycle's path.
+  std::vector<int> colour(wf.tasks.size(), 0);
+  std::vector<int> stack;
+  std::function<void(int)> visit = [&](int i) {
+    colour[i] = 1;
+    stack.push_back(i);
+    for (int j : wf.tasks[i].after_index) {
+      if (colour[j] == 1) {
+        std::string path;
+        auto from = std::find(stack.begin(), stack.end(), j);
+        for (auto it = from; it != stack.end(); ++it) path += wf.tasks[*it].name + " -> ";
+        path += wf.tasks[j].name;
+        fail_at(j, "dependency cycle: " + path);
+      }
+      if (colour[j] == 0) visit(j);
+    }
+    stack.pop_back();
+    colour[i] = 2;
+  };
+  for (int i = 0; i < static_cast<int>(wf.tasks.size()); ++i) {
+    if (colour[i] == 0) visit(i);
+  }
+}
+
+}  // namespace
+
+long long Workflow::instance_count() const {
+  long long n = 0;
+  for (const auto& t : tasks) n += t.count;
+  return n;
+}
+
+int Workflow::find_task(const std::string& name) const {
+  for (int i = 0; i < static_cast<int>(tasks.size()); ++i) {
+    if (tasks[i].name == name) return i;
+  }
+  return -1;
+}
+
+Workflow parse_workflow(const std::string& text, const std::string& path, bool check_files) {
+  Workflow wf;
+  wf.path = path;
+  wf.text = text;
+  wf.dir = fs::absolute(fs::path(path)).parent_path().lexically_normal().string();
+
+  toml::table root;
+  try {
+    root = toml::parse(text, path);
+  } catch (const toml::parse_error& e) {
+    const auto& src = e.source();
+    throw config_error(path, static_cast<int>(src.begin.line), static_cast<int>(src.begin.column),
+                       "", fmt::format("not valid TOML: {}", e.description()));
+  }
+
+  TableReader top(root, path, "");
+  read_job(top.table("job"), top, wf, check_files);
+  read_layout(top.table("layout"), top, wf);
+  const toml::array* tasks = top.array_of_tables("task");
+  if (!tasks || tasks->empty()) {
+    throw config_error(path, 1, 1, "task", "the workflow has no [[task]]: nothing to run");
+  }
+  long long total = 0;
+  for (std::size_t i = 0; i < tasks->size(); ++i) {
+    TaskSpec t = read_task(*(*tasks)[i].as_table(), static_cast<int>(i), path, wf.dir, check_files);
+    if (wf.find_task(t.name) >= 0) {
+      throw config_error(path, t.pos.line, t.pos.column, fmt::format("task[{}].name", i),
+                         fmt::format("task name '{}' is used twice", t.name));
+    }
+    total += t.count;
+    if (total > kMaxCount) {
+      throw config_error(path, t.pos.line, t.pos.column, fmt::format("task[{}].count", i),
+                         fmt::format("the workflow has more than {} task instances", kMaxCount));
+    }
+    wf.tasks.push_back(std::move(t));
+  }
+  link_dependencies(wf, tasks);
+  top.reject_unknown({"job", "layout", "task"});
+  return wf;
+}
+
+Workflow load_workflow(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw config_error(path, 0, 0, "",
+                       fmt::format("cannot read the workflow file: {}", std::strerror(errno)));
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return parse_workflow(ss.str(), path);
+}
+
+}  // namespace tandem::detail

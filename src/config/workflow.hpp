@@ -1,0 +1,90 @@
+#pragma once
+// The workflow file as Tandem uses it: what parse_workflow() makes of the
+// TOML text after checking every key. Private to the library.
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace tandem::detail {
+
+/// Where a value came from in the workflow file (1-based; 0 when unknown).
+struct SourcePos {
+  int line = 0;
+  int column = 0;
+};
+
+/// How idle ranks wait: spin a little, then sleep with growing pauses.
+struct BackoffSpec {
+  int spin = 100;           // polls before the first pause
+  int min_sleep_us = 1;     // first pause
+  int max_sleep_us = 1000;  // longest pause
+};
+
+struct JobSpec {
+  std::string name;
+  std::string run_root = "runs";       // absolute after parsing
+  std::vector<std::string> libraries;  // absolute paths
+  int max_chunk = 256;                 // most tasks sent to a worker at once
+  double kill_grace_s = 2.0;           // between SIGTERM and SIGKILL
+  BackoffSpec backoff;
+};
+
+struct LayoutSpec {
+  int workers = -1;  // -1: every rank not given another role
+  SourcePos workers_pos;
+};
+
+enum class TaskKind { function, command };
+
+struct TaskSpec {
+  std::string name;
+  TaskKind kind = TaskKind::function;
+  std::string function;              // kind == function
+  std::vector<std::string> command;  // kind == command; [0] resolved
+  std::map<std::string, std::string> env;
+  std::string cwd;  // absolute
+  bool clean_mpi_env = true;
+  int count = 1;
+  int ranks = 1;
+  std::vector<std::string> after;
+  std::vector<int> after_index;  // indices into Workflow::tasks
+  int retries = 0;
+  int priority = 0;
+  double timeout_s = 0;  // 0: none
+  std::string args_json = "{}";
+  SourcePos pos;  // the [[task]] header
+  SourcePos ranks_pos;
+  SourcePos function_pos;
+};
+
+struct Workflow {
+  std::string path;  // as given
+  std::string dir;   // absolute directory of the file
+  std::string text;  // the file as read
+  JobSpec job;
+  LayoutSpec layout;
+  std::vector<TaskSpec> tasks;
+
+  /// Total task instances (the sum of counts).
+  long long instance_count() const;
+  /// Index of the task named @p name, or -1.
+  int find_task(const std::string& name) const;
+};
+
+/// Reads and checks the workflow file. @throws tandem::config_error naming
+/// file, line, column and key for anything wrong with it.
+Workflow load_workflow(const std::string& path);
+
+/// Same, from text already read (for tests and for ranks that got the text
+/// broadcast). @p path names the file in errors and anchors relative paths.
+Workflow parse_workflow(const std::string& text, const std::string& path, bool check_files = true);
+
+/// Checks that the workflow fits a job of @p world_size ranks.
+/// @throws tandem::config_error naming the layout key at fault.
+void check_fits(const Workflow& wf, int world_size);
+
+/// The workflow with every default filled in, as TOML text.
+std::string resolved_toml(const Workflow& wf);
+
+}  // namespace tandem::detail

@@ -1,0 +1,32 @@
+#pragma once
+// What the coordinator and the workers share once the job is split.
+
+#include <mpi.h>
+
+#include <map>
+#include <string>
+#include <utility>
+
+#include "config/workflow.hpp"
+#include "layout/plan.hpp"
+#include "sched/scheduler.hpp"
+
+namespace tandem::detail {
+
+struct PilotShared {
+  const Workflow* wf = nullptr;
+  const Plan* plan = nullptr;
+  std::string run_dir;
+  bool resume = false;
+  MPI_Comm pilot = MPI_COMM_NULL;    // coordinator (rank 0) + workers (1..W)
+  MPI_Comm workers = MPI_COMM_NULL;  // workers only; MPI_COMM_NULL on the coordinator
+};
+
+/// Runs the coordinator to the end of the run; returns the exit code.
+int run_coordinator(const PilotShared& shared,
+                    const std::map<std::pair<std::string, int>, TaskState>& earlier);
+
+/// Runs a worker until the coordinator stops it.
+void run_worker(const PilotShared& shared);
+
+}  // namespace tandem::detail

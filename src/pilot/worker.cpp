@@ -1,0 +1,386 @@
+// A worker: asks the coordinator for tasks, runs them one at a time, and
+// reports what happened in batches.
+//
+// The worker asks for more before its queue runs dry, judging by how long its
+// tasks take: short tasks are fetched in large batches well ahead, long ones
+// one at a time and only when the worker is idle, so that a slow task never
+// holds a queued one back while another worker waits.
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include "exec/command.hpp"
+#include "pilot/pilot.hpp"
+#include "pilot/protocol.hpp"
+#include "tandem/task.hpp"
+#include "tasks/context_data.hpp"
+#include "tasks/registry.hpp"
+#include "util/backoff.hpp"
+#include "util/clock.hpp"
+#include "util/mpi_check.hpp"
+#include "util/signals.hpp"
+
+namespace tandem::detail {
+
+namespace {
+
+using namespace protocol;
+
+// Ask for more while the queue holds less than this much work.
+constexpr double kPrefetchWindowS = 0.005;
+// Aim for batches of about this much work.
+constexpr double kBatchTargetS = 0.020;
+// Send results at least this often while busy.
+constexpr double kReportIntervalS = 0.020;
+
+struct Assignment {
+  int id = 0;
+  int attempt = 0;
+  std::vector<int> members;  // multi-rank attempts: worker indices
+};
+
+// What each task of the workflow needs at run time, prepared once.
+struct TaskRuntime {
+  TaskFunction function = nullptr;
+  nlohmann::json args;
+  std::vector<std::string> base_env;
+  std::filesystem::path output_dir;
+  int first_id = 0;
+};
+
+class Worker {
+ public:
+  explicit Worker(const PilotShared& shared)
+      : sh_(shared), wf_(*shared.wf), backoff_(wf_.job.backoff) {
+    MPI_Comm_rank(sh_.workers, &index_);
+    int first = 0;
+    for (const TaskSpec& t : wf_.tasks) {
+      TaskRuntime rt;
+      rt.first_id = first;
+      first += t.count;
+      rt.output_dir = std::filesystem::path(sh_.run_dir) / "tasks" / t.name;
+      rt.args = nlohmann::json::parse(t.args_json);
+      if (t.kind == TaskKind::function) {
+        rt.function = find_task_function(t.function);
+      } else {
+        rt.base_env = inherited_environment(t.clean_mpi_env);
+        for (const auto& [k, v] : t.env) {
+          std::erase_if(rt.base_env,
+                        [&](const std::string& e) { return e.rfind(k + "=", 0) == 0; });
+          rt.base_env.push_back(k + "=" + v);
+        }
+        rt.base_env.push_back("TANDEM_RUN_DIR=" + sh_.run_dir);
+        rt.base_env.push_back("TANDEM_TASK_NAME=" + t.name);
+        rt.base_env.push_back(fmt::format("TANDEM_TASK_COUNT={}", t.count));
+        rt.base_env.push_back(fmt::format("TANDEM_WORKER={}", index_));
+      }
+      runtimes_.push_back(std::move(rt));
+    }
+  }
+
+  void run();
+
+ private:
+  void poll_messages();
+  void handle_work(const std::vector<std::int32_t>& msg);
+  void run_next();
+  void run_function(const Assignment& a, int task, int index, std::int64_t& t_start,
+                    Outcome& outcome, std::string& reason);
+  void add_result(int id, int attempt, Outcome outcome, int exit_code, std::int64_t t_start,
+                  std::int64_t t_end, const std::string& reason);
+  void maybe_send_update();
+  void send_update(int want, bool bye);
+  void cancel_queue();
+  int task_of(int id) const;
+  bool should_request() const;
+  int wanted() const;
+
+  const PilotShared& sh_;
+  const Workflow& wf_;
+  Backoff backoff_;
+  int index_ = 0;
+  std::vector<TaskRuntime> runtimes_;
+  std::deque<Assignment> queue_;
+  bool request_outstanding_ = false;
+  bool cancelled_ = false;
+  bool stop_ = false;
+  bool running_ = false;
+  double avg_task_s_ = -1;  // moving average; -1 until the first task ends
+  ByteWriter out_;
+  int pending_results_ = 0;
+  std::chrono::steady_clock::time_point last_report_ = std::chrono::steady_clock::now();
+  MPI_Request send_req_ = MPI_REQUEST_NULL;
+  std::vector<char> in_flight_;  // the bytes of the update being sent
+  std::vector<std::int32_t> recv_buf_;
+  std::int64_t busy_us_ = 0;
+  std::int64_t ran_ = 0;
+};
+
+int Worker::task_of(int id) const {
+  // Tasks are few; a linear scan from the back is cheap and branch-friendly.
+  for (int t = static_cast<int>(runtimes_.size()) - 1; t >= 0; --t) {
+    if (id >= runtimes_[t].first_id) return t;
+  }
+  return 0;
+}
+
+void Worker::poll_messages() {
+  for (;;) {
+    int flag = 0;
+    MPI_Status status;
+    TANDEM_MPI_CHECK(MPI_Iprobe(0, kTagWork, sh_.pilot, &flag, &status));
+    if (!flag) return;
+    int n = 0;
+    MPI_Get_count(&status, MPI_INT32_T, &n);
+    recv_buf_.resize(n);
+    TANDEM_MPI_CHECK(
+        MPI_Recv(recv_buf_.data(), n, MPI_INT32_T, 0, kTagWork, sh_.pilot, MPI_STATUS_IGNORE));
+    handle_work(recv_buf_);
+  }
+}
+
+void Worker::handle_work(const std::vector<std::int32_t>& msg) {
+  if (msg.empty()) return;
+  switch (msg[0]) {
+    case kTasks: {
+      const int n = msg[1];
+      for (int i = 0; i < n; ++i) queue_.push_back({msg[2 + 2 * i], msg[3 + 2 * i], {}});
+      request_outstanding_ = false;
+      break;
+    }
+    case kMulti: {
+      Assignment a{msg[1], msg[2], {}};
+      const int ranks = msg[3];
+      a.members.assign(msg.begin() + 4, msg.begin() + 4 + ranks);
+      queue_.push_back(std::move(a));
+      request_outstanding_ = false;
+      break;
+    }
+    case kCancel:
+      cancelled_ = true;
+      break;
+    case kStop:
+      stop_ = true;
+      break;
+    default:
+      spdlog::error("unknown message kind {} from the coordinator; ignored", msg[0]);
+  }
+}
+
+void Worker::add_result(int id, int attempt, Outcome outcome, int exit_code, std::int64_t t_start,
+                        std::int64_t t_end, const std::string& reason) {
+  if (out_.size() == 0) out_.put(UpdateHeader{});
+  ResultRecord r{id,      attempt, static_cast<std::int32_t>(outcome),      exit_code,
+                 t_start, t_end,   static_cast<std::int32_t>(reason.size())};
+  out_.put(r);
+  out_.put_text(reason);
+  ++pending_results_;
+}
+
+void Worker::send_update(int want, bool bye) {
+  // One update in flight at a time; its bytes must live until it completes.
+  if (send_req_ != MPI_REQUEST_NULL) {
+    Backoff b(wf_.job.backoff);
+    for (;;) {
+      int done = 0;
+      TANDEM_MPI_CHECK(MPI_Test(&send_req_, &done, MPI_STATUS_IGNORE));
+      if (done) break;
+      b.pause();
+    }
+  }
+  if (out_.size() == 0) out_.put(UpdateHeader{});
+  auto* h = out_.at<UpdateHeader>(0);
+  h->want = want;
+  h->results = pending_results_;
+  h->idle = queue_.empty() && !running_;
+  h->bye = bye;
+  h->busy_us = busy_us_;
+  h->ran = ran_;
+  std::swap(in_flight_, out_.bytes());
+  out_.clear();
+  pending_results_ = 0;
+  last_report_ = std::chrono::steady_clock::now();
+  TANDEM_MPI_CHECK(MPI_Isend(in_flight_.data(), static_cast<int>(in_flight_.size()), MPI_BYTE, 0,
+                             kTagUpdate, sh_.pilot, &send_req_));
+  if (want > 0) request_outstanding_ = true;
+}
+
+bool Worker::should_request() const {
+  if (request_outstanding_ || cancelled_ || stop_) return false;
+  if (queue_.empty() && !running_) return true;
+  if (avg_task_s_ < 0 || avg_task_s_ >= kPrefetchWindowS) return false;
+  return static_cast<double>(queue_.size()) * avg_task_s_ < kPrefetchWindowS;
+}
+
+int Worker::wanted() const {
+  if (avg_task_s_ <= 0) return 1;
+  const double n = kBatchTargetS / std::max(avg_task_s_, 1e-7);
+  return static_cast<int>(std::clamp(n, 1.0, static_cast<double>(wf_.job.max_chunk)));
+}
+
+void Worker::maybe_send_update() {
+  if (should_request()) {
+    send_update(wanted(), false);
+    return;
+  }
+  if (pending_results_ == 0) return;
+  const bool idle = queue_.empty() && !running_;
+  if (idle || seconds_since(last_report_) >= kReportIntervalS) send_update(0, false);
+}
+
+void Worker::cancel_queue() {
+  const std::int64_t t = now_us();
+  for (const Assignment& a : queue_) {
+    add_result(a.id, a.attempt, Outcome::canceled, 0, 0, t,
+               "canceled before it started: the run was interrupted");
+  }
+  queue_.clear();
+}
+
+void Worker::run_function(const Assignment& a, int task, int index, std::int64_t& t_start,
+                          Outcome& outcome, std::string& reason) {
+  const TaskSpec& spec = wf_.tasks[task];
+  TaskContextData data;
+  data.name = spec.name;
+  data.index = index;
+  data.count = spec.count;
+  data.attempt = a.attempt;
+  data.run_dir = sh_.run_dir;
+  data.output_dir = runtimes_[task].output_dir;
+  data.args = &runtimes_[task].args;
+  MPI_Comm sub = MPI_COMM_NULL;
+  if (!a.members.empty()) {
+    // Only the members take part: MPI_Comm_create_group is collective over
+    // the group, not over all workers.
+    MPI_Group all_group, group;
+    MPI_Comm_group(sh_.workers, &all_group);
+    MPI_Group_incl(all_group, static_cast<int>(a.members.size()), a.members.data(), &group);
+    TANDEM_MPI_CHECK(MPI_Comm_create_group(sh_.workers, group, a.id % 32768, &sub));
+    MPI_Group_free(&group);
+    MPI_Group_free(&all_group);
+    data.comm = sub;
+    MPI_Comm_rank(sub, &data.rank);
+    MPI_Comm_size(sub, &data.size);
+  }
+  t_start = now_us();
+  TaskContext ctx(&data);
+  try {
+    runtimes_[task].function(ctx);
+    outcome = Outcome::done;
+  } catch (const std::exception& e) {
+    outcome = Outcome::failed;
+    reason = fmt::format("function '{}' threw: {}", spec.function, e.what());
+  } catch (...) {
+    outcome = Outcome::failed;
+    reason =
+        fmt::format("function '{}' threw an exception that is not a std::exception", spec.function);
+  }
+  if (sub != MPI_COMM_NULL) MPI_Comm_free(&sub);
+}
+
+void Worker::run_next() {
+  Assignment a = std::move(queue_.front());
+  queue_.pop_front();
+  const int task = task_of(a.id);
+  const TaskSpec& spec = wf_.tasks[task];
+  const int index = a.id - runtimes_[task].first_id;
+  running_ = true;
+  std::int64_t t_start = 0;
+  Outcome outcome = Outcome::failed;
+  int exit_code = 0;
+  std::string reason;
+  if (spec.kind == TaskKind::function) {
+    run_function(a, task, index, t_start, outcome, reason);
+  } else {
+    CommandLaunch launch;
+    const std::string idx = std::to_string(index);
+    for (const std::string& arg : spec.command) {
+      std::string s = arg;
+      auto replace = [&s](const std::string& key, const std::string& value) {
+        for (std::size_t p = s.find(key); p != std::string::npos;
+             p = s.find(key, p + value.size())) {
+          s.replace(p, key.size(), value);
+        }
+      };
+      if (s.find('{') != std::string::npos) {
+        replace("{index}", idx);
+        replace("{count}", std::to_string(spec.count));
+        replace("{attempt}", std::to_string(a.attempt));
+        replace("{name}", spec.name);
+        replace("{run_dir}", sh_.run_dir);
+        replace("{output_dir}", runtimes_[task].output_dir.string());
+      }
+      launch.argv.push_back(std::move(s));
+    }
+    launch.env = runtimes_[task].base_env;
+    launch.env.push_back("TANDEM_TASK_INDEX=" + idx);
+    launch.env.push_back(fmt::format("TANDEM_ATTEMPT={}", a.attempt));
+    launch.cwd = spec.cwd;
+    const std::string stem = (runtimes_[task].output_dir / idx).string() +
+                             (a.attempt > 1 ? fmt::format(".try{}", a.attempt) : std::string());
+    launch.stdout_path = stem + ".out";
+    launch.stderr_path = stem + ".err";
+    launch.timeout_s = spec.timeout_s;
+    launch.kill_grace_s = wf_.job.kill_grace_s;
+    t_start = now_us();
+    CommandResult r = run_command(launch, [this] {
+      poll_messages();
+      return cancelled_ || stop_signal() != 0;
+    });
+    outcome = r.outcome;
+    exit_code = r.exit_code;
+    reason = std::move(r.reason);
+  }
+  const std::int64_t t_end = now_us();
+  running_ = false;
+  busy_us_ += t_end - t_start;
+  ++ran_;
+  const double took = static_cast<double>(t_end - t_start) / 1e6;
+  avg_task_s_ = avg_task_s_ < 0 ? took : 0.8 * avg_task_s_ + 0.2 * took;
+  add_result(a.id, a.attempt, outcome, exit_code, t_start, t_end, reason);
+}
+
+void Worker::run() {
+  send_update(1, false);  // the first request
+  while (!stop_) {
+    poll_messages();
+    if (!cancelled_ && stop_signal()) cancelled_ = true;
+    if (cancelled_ && !queue_.empty()) cancel_queue();
+    const bool had_work = !queue_.empty();
+    if (had_work) {
+      // Ask ahead before running, so the next batch travels while we work.
+      maybe_send_update();
+      run_next();
+    }
+    maybe_send_update();
+    if (had_work) {
+      backoff_.reset();
+    } else {
+      backoff_.pause();
+    }
+  }
+  // Whatever is left goes with the goodbye, which also carries our totals.
+  send_update(0, true);
+  Backoff b(wf_.job.backoff);
+  for (;;) {
+    int done = 0;
+    TANDEM_MPI_CHECK(MPI_Test(&send_req_, &done, MPI_STATUS_IGNORE));
+    if (done) break;
+    b.pause();
+  }
+}
+
+}  // namespace
+
+void run_worker(const PilotShared& shared) {
+  Worker w(shared);
+  w.run();
+}
+
+}  // namespace tandem::detail

@@ -1,0 +1,26 @@
+#pragma once
+// Per-rank logging through spdlog. Every line carries the rank and the role,
+// so that a job's merged stderr and its per-rank log files can be read at
+// scale. Logging never throws into the job: spdlog's errors are swallowed
+// and counted.
+
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+namespace tandem::detail {
+
+/// Sets up the default logger for this rank: stderr at @p stderr_level
+/// (coordinator) or at warn and above (other roles).
+void setup_logging(int rank, const std::string& role, const std::string& stderr_level);
+
+/// Adds the rank's log file in @p log_dir (rank-NNNNN.log), at info level.
+void add_log_file(const std::string& log_dir, int rank);
+
+/// Flushes and drops the file sink (at the end of a run).
+void close_log_file();
+
+/// Parses a level name; throws tandem::error for an unknown one.
+spdlog::level::level_enum parse_level(const std::string& name);
+
+}  // namespace tandem::detail

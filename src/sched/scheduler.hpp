@@ -1,0 +1,108 @@
+#pragma once
+// The scheduler's logic, free of MPI so that tests can drive it directly.
+//
+// A task of the workflow with `count = N` is N instances with dense ids. An
+// instance is NEW until it is ready and handed out (SCHEDULED), RUNNING once
+// a worker has started it, and ends DONE, FAILED or CANCELED. Dependencies
+// are between tasks: every instance of B waits until all instances of each
+// task in B's `after` are DONE; a task that fails for good cancels everything
+// downstream of it. Ready instances leave in order of priority (higher first)
+// and then of id, so instances run in the order the file lists them.
+
+#include <cstdint>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include "config/workflow.hpp"
+
+namespace tandem::detail {
+
+enum class TaskState : std::uint8_t { NEW, SCHEDULED, RUNNING, DONE, FAILED, CANCELED };
+constexpr int kTaskStateCount = 6;
+
+const char* state_name(TaskState s);
+inline bool is_final(TaskState s) {
+  return s == TaskState::DONE || s == TaskState::FAILED || s == TaskState::CANCELED;
+}
+
+/// How one attempt on one rank ended, as a worker reports it.
+enum class Outcome : std::uint8_t { done, failed, canceled };
+
+struct Instance {
+  int task = 0;   // index into Workflow::tasks
+  int index = 0;  // index among the task's instances
+  int attempt = 0;
+  TaskState state = TaskState::NEW;
+  bool from_earlier_run = false;  // DONE in the journal of a run we resume
+  int exit_code = 0;
+  int worker = -1;
+  int members_left = 0;  // ranks of a multi-rank attempt yet to report
+  bool member_failed = false;
+  std::int64_t t_scheduled = 0;
+  std::int64_t t_started = 0;
+  std::int64_t t_ended = 0;
+  std::string reason;
+};
+
+class Scheduler {
+ public:
+  explicit Scheduler(const Workflow& wf);
+
+  int size() const { return static_cast<int>(instances_.size()); }
+  const Instance& instance(int id) const { return instances_[id]; }
+  /// Id of instance @p index of task @p task.
+  int id_of(int task, int index) const { return first_id_[task] + index; }
+
+  /// Marks an instance DONE by an earlier run (resume); call before start().
+  void mark_done_earlier(int id);
+  /// Makes the instances without unmet dependencies ready.
+  void start();
+
+  /// True when an instance is ready to hand out.
+  bool has_ready();
+  /// How many ranks the next ready instance needs (0 when none is ready).
+  int head_ranks();
+  /// Hands out up to @p max ready one-rank instances to @p worker; stops early
+  /// at a multi-rank instance so that it keeps its place. Appends ids to @p out.
+  int take(int max, int worker, std::int64_t now, std::vector<int>& out);
+  /// Hands out the multi-rank instance at the head to @p ranks workers.
+  int take_multi(int lead_worker, int ranks, std::int64_t now);
+
+  /// Records what a worker reported for one rank of an attempt. Instances
+  /// that reached a final state (this one, or dependants cancelled because it
+  /// failed for good) are appended to @p finals. Stale reports are ignored.
+  void report(int id, int attempt, Outcome outcome, int exit_code, std::int64_t t_start,
+              std::int64_t t_end, const std::string& reason, std::vector<int>& finals);
+
+  /// Cancels every instance that has not been handed out, with @p reason.
+  void cancel_pending(const std::string& reason, std::int64_t now, std::vector<int>& finals);
+
+  /// True when every instance is final.
+  bool finished() const { return final_count_ == size(); }
+  /// Instances in state @p s.
+  int count(TaskState s) const { return counts_[static_cast<int>(s)]; }
+  /// Instances that still hold a worker (SCHEDULED or RUNNING).
+  int in_flight() const { return count(TaskState::SCHEDULED) + count(TaskState::RUNNING); }
+
+ private:
+  void set_state(Instance& inst, TaskState s);
+  void push_ready(int id);
+  void finish(int id, TaskState s, std::int64_t now, std::vector<int>& finals);
+  void task_complete(int task);
+  void cancel_downstream(int task, const std::string& why, std::int64_t now,
+                         std::vector<int>& finals);
+  void skip_stale_heads();
+
+  const Workflow& wf_;
+  std::vector<Instance> instances_;
+  std::vector<int> first_id_;  // per task
+  std::vector<int> not_done_;  // per task: instances not DONE
+  std::vector<int> unmet_;     // per task: dependencies not complete
+  std::vector<std::vector<int>> dependants_;
+  std::priority_queue<std::pair<std::int64_t, int>> ready_;  // (key, -id)
+  int counts_[kTaskStateCount] = {};
+  int final_count_ = 0;
+};
+
+}  // namespace tandem::detail

@@ -1,0 +1,86 @@
+#include <fmt/format.h>
+
+#include "tandem/error.hpp"
+#include "tandem/task.hpp"
+#include "tasks/context_data.hpp"
+
+namespace tandem {
+
+namespace {
+const nlohmann::json* find_arg(const detail::TaskContextData* d, const std::string& key) {
+  if (!d->args || !d->args->is_object()) return nullptr;
+  auto it = d->args->find(key);
+  return it == d->args->end() ? nullptr : &*it;
+}
+
+[[noreturn]] void wrong_type(const detail::TaskContextData* d, const std::string& key,
+                             const char* want, const nlohmann::json& v) {
+  throw task_error(
+      fmt::format("task '{}': argument '{}' must be {}, not {}", d->name, key, want, v.dump()));
+}
+}  // namespace
+
+const std::string& TaskContext::name() const noexcept {
+  return data_->name;
+}
+int TaskContext::index() const noexcept {
+  return data_->index;
+}
+int TaskContext::count() const noexcept {
+  return data_->count;
+}
+int TaskContext::attempt() const noexcept {
+  return data_->attempt;
+}
+MPI_Comm TaskContext::comm() const noexcept {
+  return data_->comm;
+}
+int TaskContext::rank() const noexcept {
+  return data_->rank;
+}
+int TaskContext::size() const noexcept {
+  return data_->size;
+}
+const std::filesystem::path& TaskContext::run_dir() const noexcept {
+  return data_->run_dir;
+}
+const std::filesystem::path& TaskContext::output_dir() const noexcept {
+  return data_->output_dir;
+}
+
+bool TaskContext::has_arg(const std::string& key) const {
+  return find_arg(data_, key) != nullptr;
+}
+
+std::string TaskContext::arg_string(const std::string& key, const std::string& fallback) const {
+  const nlohmann::json* v = find_arg(data_, key);
+  if (!v) return fallback;
+  return v->is_string() ? v->get<std::string>() : v->dump();
+}
+
+long long TaskContext::arg_int(const std::string& key, long long fallback) const {
+  const nlohmann::json* v = find_arg(data_, key);
+  if (!v) return fallback;
+  if (!v->is_number_integer()) wrong_type(data_, key, "an integer", *v);
+  return v->get<long long>();
+}
+
+double TaskContext::arg_double(const std::string& key, double fallback) const {
+  const nlohmann::json* v = find_arg(data_, key);
+  if (!v) return fallback;
+  if (!v->is_number()) wrong_type(data_, key, "a number", *v);
+  return v->get<double>();
+}
+
+bool TaskContext::arg_bool(const std::string& key, bool fallback) const {
+  const nlohmann::json* v = find_arg(data_, key);
+  if (!v) return fallback;
+  if (!v->is_boolean()) wrong_type(data_, key, "true or false", *v);
+  return v->get<bool>();
+}
+
+std::string TaskContext::args_json() const {
+  return data_->args ? data_->args->dump() : "{}";
+}
+
+}  // namespace tandem

@@ -1,0 +1,26 @@
+#pragma once
+// What a TaskContext shows, filled in by the worker for each attempt.
+
+#include <mpi.h>
+
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace tandem::detail {
+
+struct TaskContextData {
+  std::string name;
+  int index = 0;
+  int count = 1;
+  int attempt = 1;
+  MPI_Comm comm = MPI_COMM_SELF;
+  int rank = 0;
+  int size = 1;
+  std::filesystem::path run_dir;
+  std::filesystem::path output_dir;
+  const nlohmann::json* args = nullptr;
+};
+
+}  // namespace tandem::detail

@@ -1,0 +1,41 @@
+#include "util/signals.hpp"
+
+#include <atomic>
+
+namespace tandem::detail {
+
+namespace {
+std::atomic<int> g_stop{0};
+std::atomic<pid_t> g_group{0};
+std::atomic<bool> g_installed{false};
+
+void on_stop(int sig) {
+  g_stop.store(sig);
+  const pid_t g = g_group.load();
+  if (g > 0) ::kill(-g, SIGTERM);  // async-signal-safe
+}
+}  // namespace
+
+void install_stop_handlers() {
+  if (g_installed.exchange(true)) return;
+  struct sigaction sa {};
+  sa.sa_handler = on_stop;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGUSR1, &sa, nullptr);  // Slurm's --signal=USR1@T warning
+}
+
+int stop_signal() {
+  return g_stop.load();
+}
+void request_stop(int signal_number) {
+  int expected = 0;
+  g_stop.compare_exchange_strong(expected, signal_number);
+}
+void set_forward_group(pid_t pgid) {
+  g_group.store(pgid);
+}
+
+}  // namespace tandem::detail
