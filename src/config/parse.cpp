@@ -23,6 +23,29 @@ namespace {
 
 constexpr int kMaxCount = 10'000'000;
 
+// Replaces ${NAME} with the environment variable NAME, so that a workflow can
+// point at a build or scratch directory without hard-coding it.
+std::string expand_env(const std::string& value, const TableReader& r, const std::string& key) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < value.size()) {
+    const std::size_t open = value.find("${", i);
+    if (open == std::string::npos) break;
+    const std::size_t close = value.find('}', open + 2);
+    if (close == std::string::npos) r.fail(key, fmt::format("'{}' has an unclosed '${{'", value));
+    const std::string name = value.substr(open + 2, close - open - 2);
+    const char* v = std::getenv(name.c_str());
+    if (!v) {
+      r.fail(key, fmt::format("uses ${{{}}} but the environment variable {} is not set", name, name));
+    }
+    out.append(value, i, open - i);
+    out += v;
+    i = close + 1;
+  }
+  out.append(value, i, std::string::npos);
+  return out;
+}
+
 std::string absolute_from(const std::string& base_dir, const std::string& p) {
   fs::path path(p);
   if (path.is_relative()) path = fs::path(base_dir) / path;
@@ -98,11 +121,11 @@ void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_f
     }
     wf.job.name = *v;
   }
-  if (auto v = r.string("run_root")) wf.job.run_root = *v;
+  if (auto v = r.string("run_root")) wf.job.run_root = expand_env(*v, r, "run_root");
   wf.job.run_root = absolute_from(wf.dir, wf.job.run_root);
   if (auto v = r.string_array("libraries")) {
     for (std::size_t i = 0; i < v->size(); ++i) {
-      const std::string lib = absolute_from(wf.dir, (*v)[i]);
+      const std::string lib = absolute_from(wf.dir, expand_env((*v)[i], r, "libraries"));
       std::error_code ec;
       if (check_files && !fs::is_regular_file(lib, ec)) {
         const toml::node* n = (*r.node("libraries")->as_array()).get(i);
@@ -135,18 +158,20 @@ void read_layout(const toml::table* t, TableReader& top, Workflow& wf) {
 }
 
 void read_command(TableReader& r, TaskSpec& task, const std::string& dir, bool check_files) {
-  auto cmd = r.string_array("command");
-  if (!cmd) {
+  std::optional<std::vector<std::string>> cmd;
+  const toml::node* n = r.node("command");
+  if (n && n->is_string()) {
     // A single string is split on whitespace, for the simple cases.
-    if (auto s = r.string("command")) {
-      std::istringstream is(*s);
-      cmd.emplace();
-      for (std::string word; is >> word;) cmd->push_back(word);
-    }
+    std::istringstream is(n->as_string()->get());
+    cmd.emplace();
+    for (std::string word; is >> word;) cmd->push_back(word);
+  } else {
+    cmd = r.string_array("command");
   }
   if (!cmd || cmd->empty() || (*cmd)[0].empty()) r.fail("command", "must name a program");
   task.command = *cmd;
   std::string& prog = task.command[0];
+  prog = expand_env(prog, r, "command");
   if (prog.find('/') != std::string::npos) {
     prog = absolute_from(dir, prog);
     if (check_files && !is_executable_file(prog)) {
@@ -198,7 +223,7 @@ TaskSpec read_task(const toml::table& t, int i, const std::string& file, const s
   }
   task.cwd = dir;
   if (auto v = r.string("cwd")) {
-    task.cwd = absolute_from(dir, *v);
+    task.cwd = absolute_from(dir, expand_env(*v, r, "cwd"));
     std::error_code ec;
     if (check_files && !fs::is_directory(task.cwd, ec)) {
       r.fail("cwd", fmt::format("directory '{}' does not exist", task.cwd));

@@ -1,0 +1,327 @@
+// The pilot end to end under mpiexec: every rank calls run_workflow on a
+// workflow written for the test; rank 0 checks the run directory.
+
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "support/temp_dir.hpp"
+#include "tandem/tandem.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using tandem::test::slurp;
+
+namespace {
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+int world_size() {
+  int n = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+
+// A directory shared by all ranks of the test (they are on one node).
+class SharedDir {
+ public:
+  SharedDir() {
+    std::string path;
+    if (world_rank() == 0) {
+      dir_ = std::make_unique<tandem::test::TempDir>();
+      path = dir_->path().string();
+    }
+    int n = static_cast<int>(path.size());
+    MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    path.resize(n);
+    MPI_Bcast(path.data(), n, MPI_CHAR, 0, MPI_COMM_WORLD);
+    path_ = path;
+  }
+  ~SharedDir() { MPI_Barrier(MPI_COMM_WORLD); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  std::unique_ptr<tandem::test::TempDir> dir_;
+  fs::path path_;
+};
+
+struct RunResult {
+  int code = -1;
+  fs::path dir;
+  json summary;
+  std::map<std::pair<std::string, int>, json> journal;  // the last line per instance
+  int journal_lines = 0;
+};
+
+// Writes the workflow (with the test task library) and runs it on all ranks.
+RunResult run_flow(const SharedDir& shared, const std::string& body, bool resume = false,
+             const std::string& name = "wf") {
+  const fs::path file = shared.path() / (name + ".toml");
+  if (world_rank() == 0) {
+    std::ofstream(file) << "[job]\nname = \"" << name << "\"\nlibraries = [\""
+                        << TANDEM_TEST_TASKS_LIB << "\"]\n"
+                        << body;
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  tandem::RunOptions opts;
+  opts.workflow = file.string();
+  opts.run_dir = (shared.path() / ("run-" + name)).string();
+  opts.resume = resume;
+  opts.log_level = "warn";
+  RunResult run;
+  run.code = tandem::run_workflow(MPI_COMM_WORLD, opts);
+  run.dir = opts.run_dir;
+  if (world_rank() == 0 && fs::exists(run.dir / "summary.json")) {
+    run.summary = json::parse(slurp(run.dir / "summary.json"));
+    std::ifstream in(run.dir / "journal.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      const json j = json::parse(line);
+      run.journal[{j["task"].get<std::string>(), j["index"].get<int>()}] = j;
+      ++run.journal_lines;
+    }
+  }
+  return run;
+}
+
+int workers() { return world_size() - 1; }
+
+}  // namespace
+
+TEST(Pilot, ManyTasksAllDoneAndJournaled) {
+  SharedDir shared;
+  const RunResult run = run_flow(shared, R"(
+[[task]]
+name = "null"
+function = "tandem.null"
+count = 3000
+[[task]]
+name = "rec"
+function = "test_record"
+count = 40
+args = { tag = "hello" }
+)");
+  EXPECT_EQ(run.code, 0);
+  if (world_rank() != 0) return;
+  EXPECT_EQ(run.summary["tasks"]["done"], 3040);
+  EXPECT_EQ(run.summary["tasks"]["failed"], 0);
+  EXPECT_EQ(run.summary["workers"], workers());
+  EXPECT_EQ(run.journal_lines, 3040);
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(slurp(run.dir / "tasks" / "rec" / ("rec." + std::to_string(i))),
+              std::to_string(i) + " 1 hello\n");
+  }
+  for (const auto& [key, line] : run.journal) {
+    EXPECT_EQ(line["state"], "DONE");
+    EXPECT_LE(line["scheduled_us"].get<std::int64_t>(), line["started_us"].get<std::int64_t>());
+    EXPECT_LE(line["started_us"].get<std::int64_t>(), line["ended_us"].get<std::int64_t>());
+  }
+  EXPECT_TRUE(fs::exists(run.dir / "workflow.resolved.toml"));
+  EXPECT_TRUE(fs::exists(run.dir / "logs" / "rank-00000.log"));
+  EXPECT_TRUE(fs::exists(run.dir / "logs" / ("rank-" + [] {
+                           char b[8];
+                           std::snprintf(b, sizeof b, "%05d", world_size() - 1);
+                           return std::string(b);
+                         }() + ".log")));
+}
+
+TEST(Pilot, WorkSpreadsOverEveryWorker) {
+  SharedDir shared;
+  const RunResult run = run_flow(shared, "[[task]]\nname='nap'\nfunction='tandem.sleep'\ncount=" +
+                                       std::to_string(4 * workers()) +
+                                       "\nargs = { seconds = 0.05 }\n");
+  EXPECT_EQ(run.code, 0);
+  if (world_rank() != 0) return;
+  std::map<int, int> per_worker;
+  for (const auto& [key, line] : run.journal) ++per_worker[line["worker"].get<int>()];
+  EXPECT_EQ(static_cast<int>(per_worker.size()), workers());
+  EXPECT_GT(run.summary["worker_utilisation"].get<double>(), 0.3);
+}
+
+TEST(Pilot, MultiRankTasksGetTheirOwnCommunicator) {
+  SharedDir shared;
+  const int width = workers();
+  const RunResult run = run_flow(shared, "[[task]]\nname='wide'\nfunction='test_collective'\ncount=3\n"
+                                   "ranks=" + std::to_string(width) +
+                                       "\n[[task]]\nname='narrow'\nfunction='tandem.null'\n"
+                                       "count=20\n");
+  EXPECT_EQ(run.code, 0);
+  if (world_rank() != 0) return;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(slurp(run.dir / "tasks" / "wide" / ("collective." + std::to_string(i))),
+              std::to_string(width) + " " + std::to_string(width) + "\n");
+  }
+  EXPECT_EQ(run.summary["tasks"]["done"], 23);
+}
+
+TEST(Pilot, CommandTasksOutputsExitCodesAndTimeouts) {
+  SharedDir shared;
+  const RunResult run = run_flow(shared, R"(
+[[task]]
+name = "echo"
+command = ["/bin/sh", "-c", "echo task {index} of {count} $TANDEM_TASK_NAME; echo err >&2"]
+count = 3
+[[task]]
+name = "exit3"
+command = ["/bin/sh", "-c", "exit 3"]
+[[task]]
+name = "segv"
+command = ["/bin/sh", "-c", "kill -SEGV $$"]
+[[task]]
+name = "slow"
+command = ["/bin/sleep", "30"]
+timeout = 0.5
+)");
+  EXPECT_EQ(run.code, 1);
+  if (world_rank() != 0) return;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(slurp(run.dir / "tasks" / "echo" / (std::to_string(i) + ".out")),
+              "task " + std::to_string(i) + " of 3 echo\n");
+    EXPECT_EQ(slurp(run.dir / "tasks" / "echo" / (std::to_string(i) + ".err")), "err\n");
+  }
+  const json& exit3 = run.journal.at({"exit3", 0});
+  EXPECT_EQ(exit3["state"], "FAILED");
+  EXPECT_EQ(exit3["exit_code"], 3);
+  EXPECT_EQ(exit3["reason"], "exited with code 3");
+  const json& segv = run.journal.at({"segv", 0});
+  EXPECT_EQ(segv["state"], "FAILED");
+  EXPECT_EQ(segv["exit_code"], 128 + 11);
+  EXPECT_NE(segv["reason"].get<std::string>().find("signal 11"), std::string::npos);
+  const json& slow = run.journal.at({"slow", 0});
+  EXPECT_EQ(slow["state"], "FAILED");
+  EXPECT_NE(slow["reason"].get<std::string>().find("timed out after 0.5 s"), std::string::npos);
+  EXPECT_LT(slow["ended_us"].get<std::int64_t>() - slow["started_us"].get<std::int64_t>(), 10'000'000);
+  EXPECT_EQ(run.summary["tasks"]["done"], 3);
+  EXPECT_EQ(run.summary["tasks"]["failed"], 3);
+}
+
+TEST(Pilot, RetriesAndFunctionFailures) {
+  SharedDir shared;
+  const RunResult run = run_flow(shared, R"(
+[[task]]
+name = "flaky"
+function = "test_flaky"
+retries = 2
+args = { succeed_on = 3 }
+[[task]]
+name = "doomed"
+function = "tandem.fail"
+retries = 1
+args = { message = "no convergence" }
+[[task]]
+name = "weird"
+function = "test_throw_int"
+[[task]]
+name = "exported"
+function = "test_exported"
+)");
+  EXPECT_EQ(run.code, 1);
+  if (world_rank() != 0) return;
+  EXPECT_EQ(run.journal.at({"flaky", 0})["state"], "DONE");
+  EXPECT_EQ(run.journal.at({"flaky", 0})["attempts"], 3);
+  const json& doomed = run.journal.at({"doomed", 0});
+  EXPECT_EQ(doomed["state"], "FAILED");
+  EXPECT_EQ(doomed["attempts"], 2);
+  EXPECT_NE(doomed["reason"].get<std::string>().find("no convergence"), std::string::npos);
+  EXPECT_NE(run.journal.at({"weird", 0})["reason"].get<std::string>().find("not a std::exception"),
+            std::string::npos);
+  EXPECT_EQ(run.journal.at({"exported", 0})["state"], "DONE");
+  EXPECT_EQ(slurp(run.dir / "tasks" / "exported" / "exported.0"), "ok\n");
+}
+
+TEST(Pilot, DependenciesOrderTasksAndFailuresCancelDownstream) {
+  SharedDir shared;
+  const RunResult run = run_flow(shared, R"(
+[[task]]
+name = "a"
+function = "tandem.sleep"
+count = 3
+args = { seconds = 0.02 }
+[[task]]
+name = "b"
+function = "tandem.null"
+count = 2
+after = ["a"]
+[[task]]
+name = "broken"
+command = ["/bin/false"]
+[[task]]
+name = "downstream"
+function = "tandem.null"
+after = ["broken", "b"]
+)");
+  EXPECT_EQ(run.code, 1);
+  if (world_rank() != 0) return;
+  std::int64_t a_end = 0;
+  for (int i = 0; i < 3; ++i) {
+    a_end = std::max(a_end, run.journal.at({"a", i})["ended_us"].get<std::int64_t>());
+  }
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(run.journal.at({"b", i})["state"], "DONE");
+    EXPECT_GE(run.journal.at({"b", i})["started_us"].get<std::int64_t>(), a_end);
+  }
+  const json& down = run.journal.at({"downstream", 0});
+  EXPECT_EQ(down["state"], "CANCELED");
+  EXPECT_NE(down["reason"].get<std::string>().find("dependency 'broken' failed"),
+            std::string::npos);
+}
+
+TEST(Pilot, ResumeRunsOnlyWhatDidNotFinish) {
+  SharedDir shared;
+  const std::string flow = R"(
+[[task]]
+name = "count"
+command = ["/bin/sh", "-c", "echo x >> {run_dir}/ran.{index}"]
+count = 4
+[[task]]
+name = "gate"
+command = ["/bin/sh", "-c", "test -f {run_dir}/open"]
+[[task]]
+name = "after_gate"
+command = ["/bin/sh", "-c", "echo x >> {run_dir}/after"]
+after = ["gate"]
+)";
+  const RunResult first = run_flow(shared, flow, false, "resume");
+  EXPECT_EQ(first.code, 1);
+  if (world_rank() == 0) {
+    EXPECT_EQ(first.journal.at({"gate", 0})["state"], "FAILED");
+    EXPECT_EQ(first.journal.at({"after_gate", 0})["state"], "CANCELED");
+    std::ofstream(first.dir / "open") << "";
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  const RunResult second = run_flow(shared, flow, true, "resume");
+  EXPECT_EQ(second.code, 0);
+  if (world_rank() != 0) return;
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(slurp(second.dir / ("ran." + std::to_string(i))), "x\n") << "instance " << i;
+  }
+  EXPECT_EQ(slurp(second.dir / "after"), "x\n");
+  EXPECT_EQ(second.summary["tasks"]["done_earlier"], 4);
+  EXPECT_EQ(second.summary["tasks"]["done"], 6);
+  EXPECT_EQ(second.journal.at({"gate", 0})["state"], "DONE");
+}
+
+TEST(Pilot, BadWorkflowFailsOnEveryRankBeforeAnythingRuns) {
+  SharedDir shared;
+  const RunResult run = run_flow(shared, "[[task]]\nname='x'\nfunction='not_registered_anywhere'\n",
+                           false, "bad");
+  EXPECT_EQ(run.code, 2);
+  if (world_rank() == 0) {
+    EXPECT_FALSE(fs::exists(run.dir / "journal.jsonl"));
+  }
+}
+
+TEST(Pilot, ExistingRunDirectoryIsNotOverwritten) {
+  SharedDir shared;
+  const std::string flow = "[[task]]\nname='n'\nfunction='tandem.null'\n";
+  EXPECT_EQ(run_flow(shared, flow, false, "twice").code, 0);
+  EXPECT_EQ(run_flow(shared, flow, false, "twice").code, 2);
+}

@@ -1,0 +1,140 @@
+// Command tasks: exit codes, signals, timeouts that stop the whole process
+// group, output files, environment and working directory.
+
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "exec/command.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace tandem::detail;
+using tandem::test::slurp;
+using tandem::test::TempDir;
+
+namespace {
+
+CommandLaunch sh(const TempDir& dir, const std::string& script) {
+  CommandLaunch l;
+  l.argv = {"/bin/sh", "-c", script};
+  l.env = inherited_environment(true);
+  l.cwd = dir.path().string();
+  l.stdout_path = (dir.path() / "out").string();
+  l.stderr_path = (dir.path() / "err").string();
+  l.kill_grace_s = 1;
+  return l;
+}
+
+// True once @p pid has exited: no such process, or a zombie that nobody has
+// reaped yet (in a container, PID 1 may never reap orphans).
+bool gone(int pid) {
+  for (int i = 0; i < 100; ++i) {
+    const std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+    if (stat.empty()) return true;
+    const auto close = stat.rfind(')');
+    if (close != std::string::npos && stat.size() > close + 2 && stat[close + 2] == 'Z') return true;
+    ::usleep(20'000);
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST(Command, SuccessWritesOutputFiles) {
+  TempDir dir;
+  const auto r = run_command(sh(dir, "echo hello; echo oops >&2"), nullptr);
+  EXPECT_EQ(r.outcome, Outcome::done);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(slurp(dir.path() / "out"), "hello\n");
+  EXPECT_EQ(slurp(dir.path() / "err"), "oops\n");
+}
+
+TEST(Command, NonZeroExitFails) {
+  TempDir dir;
+  const auto r = run_command(sh(dir, "exit 3"), nullptr);
+  EXPECT_EQ(r.outcome, Outcome::failed);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.reason, "exited with code 3");
+}
+
+TEST(Command, CrashIsReportedWithTheSignal) {
+  TempDir dir;
+  const auto r = run_command(sh(dir, "kill -SEGV $$"), nullptr);
+  EXPECT_EQ(r.outcome, Outcome::failed);
+  EXPECT_EQ(r.exit_code, 128 + SIGSEGV);
+  EXPECT_NE(r.reason.find("killed by signal 11 (Segmentation fault)"), std::string::npos)
+      << r.reason;
+}
+
+TEST(Command, TimeoutStopsTheWholeProcessGroup) {
+  TempDir dir;
+  auto l = sh(dir, "sleep 30 & echo $! > child.pid; wait");
+  l.timeout_s = 0.3;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = run_command(l, nullptr);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.outcome, Outcome::failed);
+  EXPECT_NE(r.reason.find("timed out after 0.3 s"), std::string::npos) << r.reason;
+  EXPECT_LT(took, 5.0);
+  // The grandchild was in the group and is gone too.
+  const int pid = std::stoi(slurp(dir.path() / "child.pid"));
+  EXPECT_TRUE(gone(pid)) << "grandchild " << pid << " survived the timeout";
+}
+
+TEST(Command, TermIgnoringChildIsKilledAfterTheGrace) {
+  TempDir dir;
+  auto l = sh(dir, "trap '' TERM; sleep 30");
+  l.timeout_s = 0.2;
+  l.kill_grace_s = 0.3;
+  const auto r = run_command(l, nullptr);
+  EXPECT_EQ(r.outcome, Outcome::failed);
+  EXPECT_NE(r.reason.find("timed out"), std::string::npos);
+}
+
+TEST(Command, StopRequestCancels) {
+  TempDir dir;
+  int calls = 0;
+  const auto r = run_command(sh(dir, "sleep 30"), [&] { return ++calls > 3; });
+  EXPECT_EQ(r.outcome, Outcome::canceled);
+  EXPECT_NE(r.reason.find("interrupted"), std::string::npos);
+}
+
+TEST(Command, MissingProgramFailsClearly) {
+  TempDir dir;
+  auto l = sh(dir, "");
+  l.argv = {"/nonexistent/program"};
+  const auto r = run_command(l, nullptr);
+  EXPECT_EQ(r.outcome, Outcome::failed);
+  EXPECT_EQ(r.exit_code, 127);
+  EXPECT_NE(r.reason.find("cannot start '/nonexistent/program'"), std::string::npos) << r.reason;
+}
+
+TEST(Command, EnvironmentAndWorkingDirectory) {
+  TempDir dir;
+  auto l = sh(dir, "echo $MY_VAR; pwd");
+  l.env.push_back("MY_VAR=forty-two");
+  const auto r = run_command(l, nullptr);
+  EXPECT_EQ(r.outcome, Outcome::done);
+  EXPECT_EQ(slurp(dir.path() / "out"), "forty-two\n" + dir.path().string() + "\n");
+}
+
+TEST(Command, LauncherWiringIsRemovedFromTheEnvironment) {
+  setenv("PMIX_RANK", "3", 1);
+  setenv("OMPI_COMM_WORLD_RANK", "3", 1);
+  setenv("OMPI_MCA_mpi_yield_when_idle", "1", 1);
+  const auto clean = inherited_environment(true);
+  auto has = [&](const std::string& prefix) {
+    for (const auto& e : clean) {
+      if (e.rfind(prefix, 0) == 0) return true;
+    }
+    return false;
+  };
+  EXPECT_FALSE(has("PMIX_RANK="));
+  EXPECT_FALSE(has("OMPI_COMM_WORLD_RANK="));
+  EXPECT_TRUE(has("OMPI_MCA_mpi_yield_when_idle="));
+  const auto raw = inherited_environment(false);
+  EXPECT_GT(raw.size(), clean.size());
+}

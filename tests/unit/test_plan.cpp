@@ -1,0 +1,75 @@
+// The layout plan: roles and nodes per rank, and layouts that cannot fit.
+
+#include <gtest/gtest.h>
+
+#include "config/workflow.hpp"
+#include "layout/plan.hpp"
+#include "tandem/error.hpp"
+
+using namespace tandem::detail;
+
+namespace {
+Workflow flow(const std::string& layout, int ranks = 1) {
+  return parse_workflow(layout + "\n[[task]]\nname='a'\nfunction='f'\nranks=" +
+                            std::to_string(ranks) + "\n",
+                        "/x/wf.toml", false);
+}
+}  // namespace
+
+TEST(Plan, CoordinatorThenWorkers) {
+  const Plan p = make_plan(flow(""), block_nodes(4, 4));
+  ASSERT_EQ(p.ranks.size(), 4u);
+  EXPECT_EQ(p.ranks[0].role, Role::coordinator);
+  for (int r = 1; r < 4; ++r) {
+    EXPECT_EQ(p.ranks[r].role, Role::worker);
+    EXPECT_EQ(p.ranks[r].role_index, r - 1);
+  }
+  EXPECT_EQ(p.workers, 3);
+  EXPECT_EQ(p.node_count, 1);
+  EXPECT_TRUE(p.notes.empty());
+}
+
+TEST(Plan, NodesFollowRanksPerNode) {
+  const Plan p = make_plan(flow(""), block_nodes(8, 3));
+  EXPECT_EQ(p.node_count, 3);
+  EXPECT_EQ(p.ranks[2].node, 0);
+  EXPECT_EQ(p.ranks[3].node, 1);
+  EXPECT_EQ(p.ranks[7].node, 2);
+  const std::string text = format_plan(p);
+  EXPECT_NE(text.find("8 ranks on 3 node(s): 1 coordinator, 7 worker(s)"), std::string::npos)
+      << text;
+}
+
+TEST(Plan, FewerWorkersLeaveRanksIdleWithANote) {
+  const Plan p = make_plan(flow("[layout]\nworkers = 2"), block_nodes(5, 5));
+  EXPECT_EQ(p.workers, 2);
+  EXPECT_EQ(p.ranks[3].role, Role::idle);
+  EXPECT_EQ(p.ranks[4].role, Role::idle);
+  ASSERT_EQ(p.notes.size(), 1u);
+  EXPECT_NE(p.notes[0].find("2 rank(s) have no role"), std::string::npos);
+}
+
+TEST(Plan, TooFewRanksIsAnErrorAtTheLayoutKey) {
+  try {
+    make_plan(flow("[layout]\nworkers = 4"), block_nodes(3, 3));
+    ADD_FAILURE();
+  } catch (const tandem::config_error& e) {
+    EXPECT_EQ(e.key(), "layout.workers");
+    EXPECT_EQ(e.line(), 2);
+    EXPECT_NE(std::string(e.what()).find("start at least 5 ranks"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(make_plan(flow(""), block_nodes(1, 1)), tandem::config_error);
+}
+
+TEST(Plan, TaskWiderThanTheWorkersIsAnError) {
+  try {
+    make_plan(flow("", 4), block_nodes(4, 4));
+    ADD_FAILURE();
+  } catch (const tandem::config_error& e) {
+    EXPECT_EQ(e.key(), "task[0].ranks");
+    EXPECT_NE(std::string(e.what()).find("needs 4 ranks but the layout has 3 workers"),
+              std::string::npos);
+  }
+  EXPECT_NO_THROW(make_plan(flow("", 3), block_nodes(4, 4)));
+}

@@ -1,0 +1,200 @@
+// The scheduler's logic without MPI: order, dependencies, retries, failures
+// cancelling what depends on them, multi-rank attempts and resume.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "config/workflow.hpp"
+#include "sched/scheduler.hpp"
+
+using namespace tandem::detail;
+
+namespace {
+
+Workflow flow(const std::string& text) { return parse_workflow(text, "/x/wf.toml", false); }
+
+// Runs every ready one-rank instance to the given outcome; returns the ids
+// in the order they were handed out.
+std::vector<int> drain(Scheduler& s, Outcome outcome = Outcome::done, int worker = 0) {
+  std::vector<int> order;
+  std::vector<int> finals;
+  for (;;) {
+    std::vector<int> got;
+    s.take(1000, worker, 1, got);
+    if (got.empty()) break;
+    for (int id : got) {
+      order.push_back(id);
+      s.report(id, s.instance(id).attempt, outcome, outcome == Outcome::done ? 0 : 1, 2, 3,
+               outcome == Outcome::done ? "" : "boom", finals);
+    }
+  }
+  return order;
+}
+
+}  // namespace
+
+TEST(Scheduler, PriorityThenFileOrder) {
+  const auto wf = flow("[[task]]\nname='low'\nfunction='f'\ncount=2\n"
+                       "[[task]]\nname='high'\nfunction='f'\ncount=2\npriority=5\n");
+  Scheduler s(wf);
+  s.start();
+  std::vector<int> got;
+  s.take(10, 0, 1, got);
+  EXPECT_EQ(got, (std::vector<int>{2, 3, 0, 1}));
+  EXPECT_EQ(s.count(TaskState::SCHEDULED), 4);
+}
+
+TEST(Scheduler, TakeRespectsMax) {
+  const auto wf = flow("[[task]]\nname='a'\nfunction='f'\ncount=10\n");
+  Scheduler s(wf);
+  s.start();
+  std::vector<int> got;
+  EXPECT_EQ(s.take(3, 0, 1, got), 3);
+  EXPECT_EQ(s.take(3, 1, 1, got), 3);
+  EXPECT_EQ(got, (std::vector<int>{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(s.instance(4).worker, 1);
+}
+
+TEST(Scheduler, DependantsWaitForEveryInstance) {
+  const auto wf = flow("[[task]]\nname='a'\nfunction='f'\ncount=3\n"
+                       "[[task]]\nname='b'\nfunction='f'\nafter=['a']\ncount=2\n");
+  Scheduler s(wf);
+  s.start();
+  std::vector<int> got;
+  std::vector<int> finals;
+  s.take(10, 0, 1, got);
+  ASSERT_EQ(got.size(), 3u);  // b is not ready yet
+  s.report(0, 1, Outcome::done, 0, 1, 2, "", finals);
+  s.report(1, 1, Outcome::done, 0, 1, 2, "", finals);
+  EXPECT_FALSE(s.has_ready());
+  s.report(2, 1, Outcome::done, 0, 1, 2, "", finals);
+  EXPECT_TRUE(s.has_ready());
+  EXPECT_EQ(drain(s), (std::vector<int>{3, 4}));
+  EXPECT_TRUE(s.finished());
+  EXPECT_EQ(s.count(TaskState::DONE), 5);
+}
+
+TEST(Scheduler, RetriesThenFailsForGood) {
+  const auto wf = flow("[[task]]\nname='a'\nfunction='f'\nretries=2\n");
+  Scheduler s(wf);
+  s.start();
+  std::vector<int> finals;
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    std::vector<int> got;
+    ASSERT_EQ(s.take(1, 0, 1, got), 1);
+    EXPECT_EQ(s.instance(0).attempt, attempt);
+    s.report(0, attempt, Outcome::failed, 7, 1, 2, "exit 7", finals);
+  }
+  EXPECT_TRUE(s.finished());
+  EXPECT_EQ(s.instance(0).state, TaskState::FAILED);
+  EXPECT_EQ(s.instance(0).exit_code, 7);
+  EXPECT_EQ(s.instance(0).reason, "exit 7");
+  EXPECT_EQ(finals, std::vector<int>{0});
+}
+
+TEST(Scheduler, RetrySucceeds) {
+  const auto wf = flow("[[task]]\nname='a'\nfunction='f'\nretries=1\n");
+  Scheduler s(wf);
+  s.start();
+  std::vector<int> got;
+  std::vector<int> finals;
+  s.take(1, 0, 1, got);
+  s.report(0, 1, Outcome::failed, 1, 1, 2, "x", finals);
+  EXPECT_TRUE(finals.empty());
+  got.clear();
+  s.take(1, 0, 1, got);
+  s.report(0, 2, Outcome::done, 0, 3, 4, "", finals);
+  EXPECT_EQ(s.instance(0).state, TaskState::DONE);
+  EXPECT_EQ(s.instance(0).attempt, 2);
+  EXPECT_TRUE(s.instance(0).reason.empty());
+}
+
+TEST(Scheduler, FailureCancelsEverythingDownstream) {
+  const auto wf = flow("[[task]]\nname='a'\nfunction='f'\n"
+                       "[[task]]\nname='b'\nfunction='f'\nafter=['a']\ncount=2\n"
+                       "[[task]]\nname='c'\nfunction='f'\nafter=['b']\n"
+                       "[[task]]\nname='free'\nfunction='f'\n");
+  Scheduler s(wf);
+  s.start();
+  const auto order = drain(s, Outcome::failed);
+  EXPECT_EQ(order, (std::vector<int>{0, 4}));
+  EXPECT_TRUE(s.finished());
+  EXPECT_EQ(s.count(TaskState::FAILED), 2);
+  EXPECT_EQ(s.count(TaskState::CANCELED), 3);
+  EXPECT_NE(s.instance(3).reason.find("dependency 'a' failed (a[0]: boom)"), std::string::npos)
+      << s.instance(3).reason;
+}
+
+TEST(Scheduler, StaleReportsAreIgnored) {
+  const auto wf = flow("[[task]]\nname='a'\nfunction='f'\nretries=1\n");
+  Scheduler s(wf);
+  s.start();
+  std::vector<int> got;
+  std::vector<int> finals;
+  s.take(1, 0, 1, got);
+  s.report(0, 5, Outcome::done, 0, 1, 2, "", finals);   // wrong attempt
+  s.report(99, 1, Outcome::done, 0, 1, 2, "", finals);  // no such id
+  EXPECT_EQ(s.instance(0).state, TaskState::SCHEDULED);
+  s.report(0, 1, Outcome::done, 0, 1, 2, "", finals);
+  s.report(0, 1, Outcome::failed, 1, 1, 2, "late", finals);  // after final
+  EXPECT_EQ(s.instance(0).state, TaskState::DONE);
+}
+
+TEST(Scheduler, MultiRankWaitsForEveryMember) {
+  const auto wf = flow("[[task]]\nname='one'\nfunction='f'\n"
+                       "[[task]]\nname='wide'\nfunction='f'\nranks=3\npriority=1\n");
+  Scheduler s(wf);
+  s.start();
+  EXPECT_EQ(s.head_ranks(), 3);
+  std::vector<int> got;
+  EXPECT_EQ(s.take(5, 0, 1, got), 0);  // a multi-rank head keeps its place
+  const int id = s.take_multi(0, 3, 1);
+  EXPECT_EQ(id, 1);
+  std::vector<int> finals;
+  s.report(id, 1, Outcome::done, 0, 1, 2, "", finals);
+  s.report(id, 1, Outcome::failed, 3, 1, 2, "rank 1 threw", finals);
+  EXPECT_FALSE(is_final(s.instance(id).state));
+  s.report(id, 1, Outcome::done, 0, 1, 2, "", finals);
+  EXPECT_EQ(s.instance(id).state, TaskState::FAILED);
+  EXPECT_EQ(s.instance(id).reason, "rank 1 threw");
+  EXPECT_EQ(s.head_ranks(), 1);
+}
+
+TEST(Scheduler, ResumeSkipsInstancesDoneEarlier) {
+  const auto wf = flow("[[task]]\nname='a'\nfunction='f'\ncount=3\n"
+                       "[[task]]\nname='b'\nfunction='f'\nafter=['a']\n");
+  Scheduler s(wf);
+  s.mark_done_earlier(0);
+  s.mark_done_earlier(2);
+  s.start();
+  EXPECT_EQ(drain(s), (std::vector<int>{1, 3}));
+  EXPECT_TRUE(s.finished());
+  EXPECT_TRUE(s.instance(0).from_earlier_run);
+  EXPECT_FALSE(s.instance(1).from_earlier_run);
+}
+
+TEST(Scheduler, ResumeWithADependencyFullyDone) {
+  const auto wf = flow("[[task]]\nname='a'\nfunction='f'\n"
+                       "[[task]]\nname='b'\nfunction='f'\nafter=['a']\n");
+  Scheduler s(wf);
+  s.mark_done_earlier(0);
+  s.start();
+  EXPECT_EQ(drain(s), std::vector<int>{1});
+}
+
+TEST(Scheduler, CancelPendingLeavesHandedOutInstances) {
+  const auto wf = flow("[[task]]\nname='a'\nfunction='f'\ncount=4\n");
+  Scheduler s(wf);
+  s.start();
+  std::vector<int> got;
+  std::vector<int> finals;
+  s.take(1, 0, 1, got);
+  s.cancel_pending("interrupted", 5, finals);
+  EXPECT_EQ(finals.size(), 3u);
+  EXPECT_EQ(s.count(TaskState::CANCELED), 3);
+  EXPECT_FALSE(s.finished());
+  s.report(0, 1, Outcome::canceled, 143, 1, 6, "stopped", finals);
+  EXPECT_TRUE(s.finished());
+  EXPECT_EQ(s.instance(0).state, TaskState::CANCELED);
+}

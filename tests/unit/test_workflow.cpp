@@ -1,0 +1,236 @@
+// Workflow files: what parses, the defaults, and every kind of error with its
+// file, line, column and key.
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "config/workflow.hpp"
+#include "support/temp_dir.hpp"
+#include "tandem/error.hpp"
+
+using tandem::config_error;
+using tandem::detail::parse_workflow;
+using tandem::detail::TaskKind;
+using tandem::test::TempDir;
+
+namespace {
+
+// Parses @p text expecting a config_error at @p line for @p key whose message
+// contains @p words.
+void expect_error(const std::string& text, int line, const std::string& key,
+                  const std::string& words) {
+  try {
+    parse_workflow(text, "/work/flows/wf.toml", /*check_files=*/false);
+    ADD_FAILURE() << "no error for:\n" << text;
+  } catch (const config_error& e) {
+    EXPECT_EQ(e.file(), "/work/flows/wf.toml");
+    EXPECT_EQ(e.line(), line) << e.what();
+    EXPECT_GT(e.column(), 0) << e.what();
+    EXPECT_EQ(e.key(), key) << e.what();
+    EXPECT_NE(std::string(e.what()).find(words), std::string::npos)
+        << "message '" << e.what() << "' lacks '" << words << "'";
+    // The message a person sees starts with file:line:column.
+    EXPECT_EQ(std::string(e.what()).rfind("/work/flows/wf.toml:" + std::to_string(line) + ":", 0),
+              0u)
+        << e.what();
+  }
+}
+
+}  // namespace
+
+TEST(Workflow, ParsesTasksWithDefaults) {
+  const auto wf = parse_workflow(R"(
+[job]
+name = "demo"
+[[task]]
+name = "prep"
+command = ["/bin/echo", "hi"]
+[[task]]
+name = "sim"
+function = "heat"
+count = 8
+after = ["prep"]
+args = { dt = 0.5, steps = 10, label = "x" }
+)",
+                                 "/work/flows/wf.toml", false);
+  ASSERT_EQ(wf.tasks.size(), 2u);
+  EXPECT_EQ(wf.job.name, "demo");
+  EXPECT_EQ(wf.job.run_root, "/work/flows/runs");
+  EXPECT_EQ(wf.layout.workers, -1);
+  const auto& prep = wf.tasks[0];
+  EXPECT_EQ(prep.kind, TaskKind::command);
+  EXPECT_EQ(prep.count, 1);
+  EXPECT_EQ(prep.ranks, 1);
+  EXPECT_EQ(prep.retries, 0);
+  EXPECT_EQ(prep.timeout_s, 0);
+  EXPECT_EQ(prep.cwd, "/work/flows");
+  const auto& sim = wf.tasks[1];
+  EXPECT_EQ(sim.kind, TaskKind::function);
+  EXPECT_EQ(sim.function, "heat");
+  EXPECT_EQ(sim.count, 8);
+  ASSERT_EQ(sim.after_index.size(), 1u);
+  EXPECT_EQ(sim.after_index[0], 0);
+  EXPECT_NE(sim.args_json.find("\"dt\":0.5"), std::string::npos) << sim.args_json;
+  EXPECT_EQ(wf.instance_count(), 9);
+}
+
+TEST(Workflow, JobNameDefaultsToFileStem) {
+  const auto wf = parse_workflow("[[task]]\nname='a'\nfunction='f'\n", "/x/my-flow.toml", false);
+  EXPECT_EQ(wf.job.name, "my-flow");
+}
+
+TEST(Workflow, CommandAsStringIsSplit) {
+  const auto wf =
+      parse_workflow("[[task]]\nname='a'\ncommand='/bin/echo a  b'\n", "/x/wf.toml", false);
+  ASSERT_EQ(wf.tasks[0].command.size(), 3u);
+  EXPECT_EQ(wf.tasks[0].command[2], "b");
+}
+
+TEST(Workflow, InvalidTomlNamesLine) {
+  expect_error("[job]\nname = \"x\"\n[[task]\nname='a'\n", 3, "", "not valid TOML");
+}
+
+TEST(Workflow, UnknownKeysAreRejectedWithSuggestion) {
+  expect_error("[job]\nnmae = 'x'\n[[task]]\nname='a'\nfunction='f'\n", 2, "job.nmae",
+               "did you mean 'name'");
+  expect_error("[[task]]\nname='a'\nfunction='f'\ncuont = 3\n", 4, "task[0].cuont",
+               "did you mean 'count'");
+  expect_error("[[task]]\nname='a'\nfunction='f'\n[bogus]\nx=1\n", 4, "bogus", "unknown key");
+  expect_error("[layout]\nworkers = 2\nservers = 1\n[[task]]\nname='a'\nfunction='f'\n", 3,
+               "layout.servers", "unknown key");
+}
+
+TEST(Workflow, WrongTypesAreRejected) {
+  expect_error("[[task]]\nname='a'\nfunction='f'\ncount = '3'\n", 4, "task[0].count",
+               "must be an integer, not a string");
+  expect_error("[[task]]\nname='a'\nfunction='f'\nafter = 'b'\n", 4, "task[0].after",
+               "array of strings");
+  expect_error("[[task]]\nname='a'\nfunction='f'\nafter = ['b', 3]\n", 4, "task[0].after",
+               "element 1 must be a string");
+  expect_error("[[task]]\nname='a'\nfunction='f'\ntimeout = 'soon'\n", 4, "task[0].timeout",
+               "must be a number");
+  expect_error("[[task]]\nname='a'\nfunction='f'\nclean_mpi_env = 1\n", 4,
+               "task[0].clean_mpi_env", "true or false");
+  expect_error("job = 3\n[[task]]\nname='a'\nfunction='f'\n", 1, "job", "must be a table");
+  expect_error("[layout]\nworkers = 0\n[[task]]\nname='a'\nfunction='f'\n", 2, "layout.workers",
+               "positive integer");
+}
+
+TEST(Workflow, OutOfRangeValuesAreRejected) {
+  expect_error("[[task]]\nname='a'\nfunction='f'\ncount = 0\n", 4, "task[0].count",
+               "between 1 and");
+  expect_error("[[task]]\nname='a'\nfunction='f'\nretries = -1\n", 4, "task[0].retries",
+               "between 0 and");
+  expect_error("[job]\n[job.backoff]\nmin_sleep_us = 100\nmax_sleep_us = 10\n[[task]]\nname='a'\n"
+               "function='f'\n",
+               4, "job.backoff.max_sleep_us", "not be less than");
+}
+
+TEST(Workflow, MissingRequiredKeysAreRejected) {
+  expect_error("[[task]]\nfunction='f'\n", 1, "task[0].name", "is required");
+  expect_error("[[task]]\nname='a'\n", 1, "task[0]", "exactly one of 'function'");
+  expect_error("[[task]]\nname='a'\nfunction='f'\ncommand=['x']\n", 1, "task[0]",
+               "exactly one of");
+  expect_error("[job]\nname='x'\n", 1, "task", "no [[task]]");
+  expect_error("[[task]]\nname='a'\ncommand=[]\n", 3, "task[0].command", "must name a program");
+}
+
+TEST(Workflow, DuplicateNamesAreRejected) {
+  expect_error("[[task]]\nname='a'\nfunction='f'\n[[task]]\nname='a'\nfunction='g'\n", 4,
+               "task[1].name", "used twice");
+}
+
+TEST(Workflow, UnknownDependencyIsRejectedWithSuggestion) {
+  expect_error("[[task]]\nname='prep'\nfunction='f'\n[[task]]\nname='b'\nfunction='f'\n"
+               "after=['pre']\n",
+               7, "task[1].after", "did you mean 'prep'");
+}
+
+TEST(Workflow, DependencyCyclesAreRejected) {
+  expect_error("[[task]]\nname='a'\nfunction='f'\nafter=['c']\n"
+               "[[task]]\nname='b'\nfunction='f'\nafter=['a']\n"
+               "[[task]]\nname='c'\nfunction='f'\nafter=['b']\n",
+               4, "task[0].after", "dependency cycle: a -> c -> b -> a");
+  expect_error("[[task]]\nname='a'\nfunction='f'\nafter=['a']\n", 4, "task[0].after",
+               "waits for itself");
+}
+
+TEST(Workflow, MultiRankCommandsAreRejected) {
+  expect_error("[[task]]\nname='a'\ncommand=['/bin/true']\nranks=2\n", 4, "task[0].ranks",
+               "only function tasks");
+}
+
+TEST(Workflow, MissingFilesAreRejectedWhenChecked) {
+  TempDir dir;
+  auto check = [&](const std::string& text, const std::string& key, const std::string& words) {
+    const std::string path = dir.file("wf.toml", text);
+    try {
+      tandem::detail::load_workflow(path);
+      ADD_FAILURE() << "no error for " << text;
+    } catch (const config_error& e) {
+      EXPECT_EQ(e.key(), key) << e.what();
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  check("[[task]]\nname='a'\ncommand=['./nope.sh']\n", "task[0].command", "does not exist");
+  check("[[task]]\nname='a'\ncommand=['no-such-program-xyz']\n", "task[0].command",
+        "not found on PATH");
+  check("[[task]]\nname='a'\ncommand=['/bin/true']\ncwd='missing'\n", "task[0].cwd",
+        "does not exist");
+  check("[job]\nlibraries=['libnothere.so']\n[[task]]\nname='a'\nfunction='f'\n",
+        "job.libraries", "does not exist");
+  check("[[task]]\nname='a'\ncommand=['${TANDEM_TEST_UNSET_VAR}/x']\n", "task[0].command",
+        "TANDEM_TEST_UNSET_VAR is not set");
+  // A relative program is found next to the workflow file.
+  dir.file("run.sh", "#!/bin/sh\n");
+  std::filesystem::permissions(dir.path() / "run.sh", std::filesystem::perms::owner_all);
+  const auto wf = tandem::detail::load_workflow(
+      dir.file("wf.toml", "[[task]]\nname='a'\ncommand=['./run.sh', 'x']\n"));
+  EXPECT_EQ(wf.tasks[0].command[0], (dir.path() / "run.sh").string());
+}
+
+TEST(Workflow, EnvironmentVariablesExpandInPaths) {
+  setenv("TANDEM_TEST_ROOT", "/scratch/me", 1);
+  const auto wf = parse_workflow("[job]\nrun_root='${TANDEM_TEST_ROOT}/runs'\n"
+                                 "[[task]]\nname='a'\nfunction='f'\n",
+                                 "/x/wf.toml", false);
+  EXPECT_EQ(wf.job.run_root, "/scratch/me/runs");
+}
+
+TEST(Workflow, UnreadableFileIsAnError) {
+  try {
+    tandem::detail::load_workflow("/nonexistent/wf.toml");
+    ADD_FAILURE();
+  } catch (const config_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot read the workflow file"), std::string::npos);
+  }
+}
+
+TEST(Workflow, ResolvedTomlParsesBackToTheSameWorkflow) {
+  const auto wf = parse_workflow(R"(
+[job]
+name = "demo"
+[[task]]
+name = "sim"
+function = "heat"
+count = 3
+retries = 2
+args = { dt = 0.5, nested = { k = [1, 2] } }
+[[task]]
+name = "post"
+command = ["/bin/echo", "{index}"]
+after = ["sim"]
+env = { A = "1" }
+)",
+                                 "/x/wf.toml", false);
+  const std::string text = tandem::detail::resolved_toml(wf);
+  const auto again = parse_workflow(text, "/x/wf.toml", false);
+  ASSERT_EQ(again.tasks.size(), 2u);
+  EXPECT_EQ(again.tasks[0].count, 3);
+  EXPECT_EQ(again.tasks[0].retries, 2);
+  EXPECT_EQ(again.tasks[0].args_json, wf.tasks[0].args_json);
+  EXPECT_EQ(again.tasks[1].env.at("A"), "1");
+  EXPECT_EQ(again.tasks[1].after_index, std::vector<int>{0});
+  EXPECT_EQ(again.job.max_chunk, wf.job.max_chunk);
+}
