@@ -33,13 +33,19 @@ std::string expand_env(const std::string& value, const TableReader& r, const std
     if (open == std::string::npos) break;
     const std::size_t close = value.find('}', open + 2);
     if (close == std::string::npos) r.fail(key, fmt::format("'{}' has an unclosed '${{'", value));
-    const std::string name = value.substr(open + 2, close - open - 2);
+    std::string name = value.substr(open + 2, close - open - 2);
+    // ${NAME:-fallback} as in the shell: the fallback when NAME is unset or empty.
+    std::optional<std::string> fallback;
+    if (const auto dash = name.find(":-"); dash != std::string::npos) {
+      fallback = name.substr(dash + 2);
+      name.resize(dash);
+    }
     const char* v = std::getenv(name.c_str());
-    if (!v) {
+    if ((!v || !*v) && !fallback) {
       r.fail(key, fmt::format("uses ${{{}}} but the environment variable {} is not set", name, name));
     }
     out.append(value, i, open - i);
-    out += v;
+    out += (v && *v) ? std::string(v) : *fallback;
     i = close + 1;
   }
   out.append(value, i, std::string::npos);

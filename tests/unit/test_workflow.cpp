@@ -196,6 +196,11 @@ TEST(Workflow, EnvironmentVariablesExpandInPaths) {
                                  "[[task]]\nname='a'\nfunction='f'\n",
                                  "/x/wf.toml", false);
   EXPECT_EQ(wf.job.run_root, "/scratch/me/runs");
+  unsetenv("TANDEM_TEST_UNSET_VAR");
+  const auto wf2 = parse_workflow("[job]\nrun_root='${TANDEM_TEST_UNSET_VAR:-/tmp/x}/runs'\n"
+                                  "[[task]]\nname='a'\nfunction='f'\n",
+                                  "/x/wf.toml", false);
+  EXPECT_EQ(wf2.job.run_root, "/tmp/x/runs");
 }
 
 TEST(Workflow, UnreadableFileIsAnError) {
