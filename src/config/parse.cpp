@@ -42,7 +42,8 @@ std::string expand_env(const std::string& value, const TableReader& r, const std
     }
     const char* v = std::getenv(name.c_str());
     if ((!v || !*v) && !fallback) {
-      r.fail(key, fmt::format("uses ${{{}}} but the environment variable {} is not set", name, name));
+      r.fail(key,
+             fmt::format("uses ${{{}}} but the environment variable {} is not set", name, name));
     }
     out.append(value, i, open - i);
     out += (v && *v) ? std::string(v) : *fallback;

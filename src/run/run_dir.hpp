@@ -14,6 +14,7 @@
 #include <map>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "config/workflow.hpp"
 #include "sched/scheduler.hpp"
@@ -48,7 +49,9 @@ class Journal {
  private:
   std::FILE* file_ = nullptr;
   std::vector<std::string> quoted_names_;
-  std::string line_;
+  std::vector<char> buffer_;
+  std::size_t used_ = 0;
+  bool write_failed_ = false;
 };
 
 }  // namespace tandem::detail

@@ -22,6 +22,19 @@ const char* state_name(TaskState s) {
   return "?";
 }
 
+void ReadyQueue::push(int priority, int first, int last) {
+  if (first < last) buckets_[priority].emplace_back(first, last);
+}
+
+void ReadyQueue::pop() {
+  auto bucket = buckets_.begin();
+  auto& range = bucket->second.front();
+  if (++range.first == range.second) {
+    bucket->second.pop_front();
+    if (bucket->second.empty()) buckets_.erase(bucket);
+  }
+}
+
 Scheduler::Scheduler(const Workflow& wf) : wf_(wf) {
   const int ntasks = static_cast<int>(wf.tasks.size());
   first_id_.resize(ntasks);
@@ -67,21 +80,21 @@ void Scheduler::start() {
     }
   }
   for (int t = 0; t < ntasks; ++t) {
-    if (unmet_[t] != 0) continue;
-    for (int i = 0; i < wf_.tasks[t].count; ++i) {
-      if (instances_[first_id_[t] + i].state == TaskState::NEW) push_ready(first_id_[t] + i);
-    }
+    if (unmet_[t] == 0) push_ready_task(t);
   }
 }
 
 void Scheduler::push_ready(int id) {
-  // Key: priority first, then id, packed so that larger means sooner.
-  const auto prio = static_cast<std::int64_t>(wf_.tasks[instances_[id].task].priority);
-  ready_.emplace(prio, -id);
+  ready_.push(wf_.tasks[instances_[id].task].priority, id, id + 1);
+}
+
+void Scheduler::push_ready_task(int task) {
+  // Instances that are not NEW (done in an earlier run) are skipped on take.
+  ready_.push(wf_.tasks[task].priority, first_id_[task], first_id_[task] + wf_.tasks[task].count);
 }
 
 void Scheduler::skip_stale_heads() {
-  while (!ready_.empty() && instances_[-ready_.top().second].state != TaskState::NEW) ready_.pop();
+  while (!ready_.empty() && instances_[ready_.front()].state != TaskState::NEW) ready_.pop();
 }
 
 bool Scheduler::has_ready() {
@@ -92,7 +105,7 @@ bool Scheduler::has_ready() {
 int Scheduler::head_ranks() {
   skip_stale_heads();
   if (ready_.empty()) return 0;
-  return wf_.tasks[instances_[-ready_.top().second].task].ranks;
+  return wf_.tasks[instances_[ready_.front()].task].ranks;
 }
 
 int Scheduler::take(int max, int worker, std::int64_t now, std::vector<int>& out) {
@@ -100,7 +113,7 @@ int Scheduler::take(int max, int worker, std::int64_t now, std::vector<int>& out
   while (n < max) {
     skip_stale_heads();
     if (ready_.empty()) break;
-    const int id = -ready_.top().second;
+    const int id = ready_.front();
     Instance& inst = instances_[id];
     if (wf_.tasks[inst.task].ranks > 1) break;
     ready_.pop();
@@ -118,7 +131,7 @@ int Scheduler::take(int max, int worker, std::int64_t now, std::vector<int>& out
 
 int Scheduler::take_multi(int lead_worker, int ranks, std::int64_t now) {
   skip_stale_heads();
-  const int id = -ready_.top().second;
+  const int id = ready_.front();
   ready_.pop();
   Instance& inst = instances_[id];
   ++inst.attempt;
@@ -187,10 +200,7 @@ void Scheduler::finish(int id, TaskState s, std::int64_t now, std::vector<int>& 
 
 void Scheduler::task_complete(int task) {
   for (int d : dependants_[task]) {
-    if (--unmet_[d] != 0) continue;
-    for (int i = 0; i < wf_.tasks[d].count; ++i) {
-      if (instances_[first_id_[d] + i].state == TaskState::NEW) push_ready(first_id_[d] + i);
-    }
+    if (--unmet_[d] == 0) push_ready_task(d);
   }
 }
 

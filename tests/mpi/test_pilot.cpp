@@ -64,7 +64,7 @@ struct RunResult {
 
 // Writes the workflow (with the test task library) and runs it on all ranks.
 RunResult run_flow(const SharedDir& shared, const std::string& body, bool resume = false,
-             const std::string& name = "wf") {
+                   const std::string& name = "wf") {
   const fs::path file = shared.path() / (name + ".toml");
   if (world_rank() == 0) {
     std::ofstream(file) << "[job]\nname = \"" << name << "\"\nlibraries = [\""
@@ -92,7 +92,9 @@ RunResult run_flow(const SharedDir& shared, const std::string& body, bool resume
   return run;
 }
 
-int workers() { return world_size() - 1; }
+int workers() {
+  return world_size() - 1;
+}
 
 }  // namespace
 
@@ -135,9 +137,9 @@ args = { tag = "hello" }
 
 TEST(Pilot, WorkSpreadsOverEveryWorker) {
   SharedDir shared;
-  const RunResult run = run_flow(shared, "[[task]]\nname='nap'\nfunction='tandem.sleep'\ncount=" +
-                                       std::to_string(4 * workers()) +
-                                       "\nargs = { seconds = 0.05 }\n");
+  const RunResult run =
+      run_flow(shared, "[[task]]\nname='nap'\nfunction='tandem.sleep'\ncount=" +
+                           std::to_string(4 * workers()) + "\nargs = { seconds = 0.05 }\n");
   EXPECT_EQ(run.code, 0);
   if (world_rank() != 0) return;
   std::map<int, int> per_worker;
@@ -149,10 +151,12 @@ TEST(Pilot, WorkSpreadsOverEveryWorker) {
 TEST(Pilot, MultiRankTasksGetTheirOwnCommunicator) {
   SharedDir shared;
   const int width = workers();
-  const RunResult run = run_flow(shared, "[[task]]\nname='wide'\nfunction='test_collective'\ncount=3\n"
-                                   "ranks=" + std::to_string(width) +
-                                       "\n[[task]]\nname='narrow'\nfunction='tandem.null'\n"
-                                       "count=20\n");
+  const RunResult run = run_flow(shared,
+                                 "[[task]]\nname='wide'\nfunction='test_collective'\ncount=3\n"
+                                 "ranks=" +
+                                     std::to_string(width) +
+                                     "\n[[task]]\nname='narrow'\nfunction='tandem.null'\n"
+                                     "count=20\n");
   EXPECT_EQ(run.code, 0);
   if (world_rank() != 0) return;
   for (int i = 0; i < 3; ++i) {
@@ -198,7 +202,8 @@ timeout = 0.5
   const json& slow = run.journal.at({"slow", 0});
   EXPECT_EQ(slow["state"], "FAILED");
   EXPECT_NE(slow["reason"].get<std::string>().find("timed out after 0.5 s"), std::string::npos);
-  EXPECT_LT(slow["ended_us"].get<std::int64_t>() - slow["started_us"].get<std::int64_t>(), 10'000'000);
+  EXPECT_LT(slow["ended_us"].get<std::int64_t>() - slow["started_us"].get<std::int64_t>(),
+            10'000'000);
   EXPECT_EQ(run.summary["tasks"]["done"], 3);
   EXPECT_EQ(run.summary["tasks"]["failed"], 3);
 }
@@ -311,8 +316,8 @@ after = ["gate"]
 
 TEST(Pilot, BadWorkflowFailsOnEveryRankBeforeAnythingRuns) {
   SharedDir shared;
-  const RunResult run = run_flow(shared, "[[task]]\nname='x'\nfunction='not_registered_anywhere'\n",
-                           false, "bad");
+  const RunResult run =
+      run_flow(shared, "[[task]]\nname='x'\nfunction='not_registered_anywhere'\n", false, "bad");
   EXPECT_EQ(run.code, 2);
   if (world_rank() == 0) {
     EXPECT_FALSE(fs::exists(run.dir / "journal.jsonl"));

@@ -26,7 +26,8 @@ TANDEM_TASK(test_collective) {
   int sum = 0;
   int one = 1;
   MPI_Allreduce(&one, &sum, 1, MPI_INT, MPI_SUM, ctx.comm());
-  if (sum != ctx.size()) throw tandem::task_error("allreduce over the task's ranks gave a wrong sum");
+  if (sum != ctx.size())
+    throw tandem::task_error("allreduce over the task's ranks gave a wrong sum");
   if (ctx.rank() == 0) {
     std::ofstream(ctx.output_dir() / ("collective." + std::to_string(ctx.index())))
         << ctx.size() << " " << sum << "\n";
@@ -34,7 +35,9 @@ TANDEM_TASK(test_collective) {
 }
 
 // Throws something that is not a std::exception.
-TANDEM_TASK(test_throw_int) { throw 42; }
+TANDEM_TASK(test_throw_int) {
+  throw 42;
+}
 
 // An extern "C" task found by symbol name, without registration.
 extern "C" void test_exported(tandem::TaskContext& ctx) {

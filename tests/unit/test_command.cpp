@@ -35,7 +35,8 @@ bool gone(int pid) {
     const std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
     if (stat.empty()) return true;
     const auto close = stat.rfind(')');
-    if (close != std::string::npos && stat.size() > close + 2 && stat[close + 2] == 'Z') return true;
+    if (close != std::string::npos && stat.size() > close + 2 && stat[close + 2] == 'Z')
+      return true;
     ::usleep(20'000);
   }
   return false;

@@ -10,9 +10,9 @@ using namespace tandem::detail;
 
 namespace {
 Workflow flow(const std::string& layout, int ranks = 1) {
-  return parse_workflow(layout + "\n[[task]]\nname='a'\nfunction='f'\nranks=" +
-                            std::to_string(ranks) + "\n",
-                        "/x/wf.toml", false);
+  return parse_workflow(
+      layout + "\n[[task]]\nname='a'\nfunction='f'\nranks=" + std::to_string(ranks) + "\n",
+      "/x/wf.toml", false);
 }
 }  // namespace
 
@@ -56,8 +56,7 @@ TEST(Plan, TooFewRanksIsAnErrorAtTheLayoutKey) {
   } catch (const tandem::config_error& e) {
     EXPECT_EQ(e.key(), "layout.workers");
     EXPECT_EQ(e.line(), 2);
-    EXPECT_NE(std::string(e.what()).find("start at least 5 ranks"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("start at least 5 ranks"), std::string::npos) << e.what();
   }
   EXPECT_THROW(make_plan(flow(""), block_nodes(1, 1)), tandem::config_error);
 }

@@ -12,7 +12,9 @@ using namespace tandem::detail;
 
 namespace {
 
-Workflow flow(const std::string& text) { return parse_workflow(text, "/x/wf.toml", false); }
+Workflow flow(const std::string& text) {
+  return parse_workflow(text, "/x/wf.toml", false);
+}
 
 // Runs every ready one-rank instance to the given outcome; returns the ids
 // in the order they were handed out.
@@ -35,8 +37,9 @@ std::vector<int> drain(Scheduler& s, Outcome outcome = Outcome::done, int worker
 }  // namespace
 
 TEST(Scheduler, PriorityThenFileOrder) {
-  const auto wf = flow("[[task]]\nname='low'\nfunction='f'\ncount=2\n"
-                       "[[task]]\nname='high'\nfunction='f'\ncount=2\npriority=5\n");
+  const auto wf = flow(
+      "[[task]]\nname='low'\nfunction='f'\ncount=2\n"
+      "[[task]]\nname='high'\nfunction='f'\ncount=2\npriority=5\n");
   Scheduler s(wf);
   s.start();
   std::vector<int> got;
@@ -57,8 +60,9 @@ TEST(Scheduler, TakeRespectsMax) {
 }
 
 TEST(Scheduler, DependantsWaitForEveryInstance) {
-  const auto wf = flow("[[task]]\nname='a'\nfunction='f'\ncount=3\n"
-                       "[[task]]\nname='b'\nfunction='f'\nafter=['a']\ncount=2\n");
+  const auto wf = flow(
+      "[[task]]\nname='a'\nfunction='f'\ncount=3\n"
+      "[[task]]\nname='b'\nfunction='f'\nafter=['a']\ncount=2\n");
   Scheduler s(wf);
   s.start();
   std::vector<int> got;
@@ -111,10 +115,11 @@ TEST(Scheduler, RetrySucceeds) {
 }
 
 TEST(Scheduler, FailureCancelsEverythingDownstream) {
-  const auto wf = flow("[[task]]\nname='a'\nfunction='f'\n"
-                       "[[task]]\nname='b'\nfunction='f'\nafter=['a']\ncount=2\n"
-                       "[[task]]\nname='c'\nfunction='f'\nafter=['b']\n"
-                       "[[task]]\nname='free'\nfunction='f'\n");
+  const auto wf = flow(
+      "[[task]]\nname='a'\nfunction='f'\n"
+      "[[task]]\nname='b'\nfunction='f'\nafter=['a']\ncount=2\n"
+      "[[task]]\nname='c'\nfunction='f'\nafter=['b']\n"
+      "[[task]]\nname='free'\nfunction='f'\n");
   Scheduler s(wf);
   s.start();
   const auto order = drain(s, Outcome::failed);
@@ -142,8 +147,9 @@ TEST(Scheduler, StaleReportsAreIgnored) {
 }
 
 TEST(Scheduler, MultiRankWaitsForEveryMember) {
-  const auto wf = flow("[[task]]\nname='one'\nfunction='f'\n"
-                       "[[task]]\nname='wide'\nfunction='f'\nranks=3\npriority=1\n");
+  const auto wf = flow(
+      "[[task]]\nname='one'\nfunction='f'\n"
+      "[[task]]\nname='wide'\nfunction='f'\nranks=3\npriority=1\n");
   Scheduler s(wf);
   s.start();
   EXPECT_EQ(s.head_ranks(), 3);
@@ -162,8 +168,9 @@ TEST(Scheduler, MultiRankWaitsForEveryMember) {
 }
 
 TEST(Scheduler, ResumeSkipsInstancesDoneEarlier) {
-  const auto wf = flow("[[task]]\nname='a'\nfunction='f'\ncount=3\n"
-                       "[[task]]\nname='b'\nfunction='f'\nafter=['a']\n");
+  const auto wf = flow(
+      "[[task]]\nname='a'\nfunction='f'\ncount=3\n"
+      "[[task]]\nname='b'\nfunction='f'\nafter=['a']\n");
   Scheduler s(wf);
   s.mark_done_earlier(0);
   s.mark_done_earlier(2);
@@ -175,8 +182,9 @@ TEST(Scheduler, ResumeSkipsInstancesDoneEarlier) {
 }
 
 TEST(Scheduler, ResumeWithADependencyFullyDone) {
-  const auto wf = flow("[[task]]\nname='a'\nfunction='f'\n"
-                       "[[task]]\nname='b'\nfunction='f'\nafter=['a']\n");
+  const auto wf = flow(
+      "[[task]]\nname='a'\nfunction='f'\n"
+      "[[task]]\nname='b'\nfunction='f'\nafter=['a']\n");
   Scheduler s(wf);
   s.mark_done_earlier(0);
   s.start();

@@ -110,8 +110,8 @@ TEST(Workflow, WrongTypesAreRejected) {
                "element 1 must be a string");
   expect_error("[[task]]\nname='a'\nfunction='f'\ntimeout = 'soon'\n", 4, "task[0].timeout",
                "must be a number");
-  expect_error("[[task]]\nname='a'\nfunction='f'\nclean_mpi_env = 1\n", 4,
-               "task[0].clean_mpi_env", "true or false");
+  expect_error("[[task]]\nname='a'\nfunction='f'\nclean_mpi_env = 1\n", 4, "task[0].clean_mpi_env",
+               "true or false");
   expect_error("job = 3\n[[task]]\nname='a'\nfunction='f'\n", 1, "job", "must be a table");
   expect_error("[layout]\nworkers = 0\n[[task]]\nname='a'\nfunction='f'\n", 2, "layout.workers",
                "positive integer");
@@ -122,16 +122,16 @@ TEST(Workflow, OutOfRangeValuesAreRejected) {
                "between 1 and");
   expect_error("[[task]]\nname='a'\nfunction='f'\nretries = -1\n", 4, "task[0].retries",
                "between 0 and");
-  expect_error("[job]\n[job.backoff]\nmin_sleep_us = 100\nmax_sleep_us = 10\n[[task]]\nname='a'\n"
-               "function='f'\n",
-               4, "job.backoff.max_sleep_us", "not be less than");
+  expect_error(
+      "[job]\n[job.backoff]\nmin_sleep_us = 100\nmax_sleep_us = 10\n[[task]]\nname='a'\n"
+      "function='f'\n",
+      4, "job.backoff.max_sleep_us", "not be less than");
 }
 
 TEST(Workflow, MissingRequiredKeysAreRejected) {
   expect_error("[[task]]\nfunction='f'\n", 1, "task[0].name", "is required");
   expect_error("[[task]]\nname='a'\n", 1, "task[0]", "exactly one of 'function'");
-  expect_error("[[task]]\nname='a'\nfunction='f'\ncommand=['x']\n", 1, "task[0]",
-               "exactly one of");
+  expect_error("[[task]]\nname='a'\nfunction='f'\ncommand=['x']\n", 1, "task[0]", "exactly one of");
   expect_error("[job]\nname='x'\n", 1, "task", "no [[task]]");
   expect_error("[[task]]\nname='a'\ncommand=[]\n", 3, "task[0].command", "must name a program");
 }
@@ -142,16 +142,18 @@ TEST(Workflow, DuplicateNamesAreRejected) {
 }
 
 TEST(Workflow, UnknownDependencyIsRejectedWithSuggestion) {
-  expect_error("[[task]]\nname='prep'\nfunction='f'\n[[task]]\nname='b'\nfunction='f'\n"
-               "after=['pre']\n",
-               7, "task[1].after", "did you mean 'prep'");
+  expect_error(
+      "[[task]]\nname='prep'\nfunction='f'\n[[task]]\nname='b'\nfunction='f'\n"
+      "after=['pre']\n",
+      7, "task[1].after", "did you mean 'prep'");
 }
 
 TEST(Workflow, DependencyCyclesAreRejected) {
-  expect_error("[[task]]\nname='a'\nfunction='f'\nafter=['c']\n"
-               "[[task]]\nname='b'\nfunction='f'\nafter=['a']\n"
-               "[[task]]\nname='c'\nfunction='f'\nafter=['b']\n",
-               4, "task[0].after", "dependency cycle: a -> c -> b -> a");
+  expect_error(
+      "[[task]]\nname='a'\nfunction='f'\nafter=['c']\n"
+      "[[task]]\nname='b'\nfunction='f'\nafter=['a']\n"
+      "[[task]]\nname='c'\nfunction='f'\nafter=['b']\n",
+      4, "task[0].after", "dependency cycle: a -> c -> b -> a");
   expect_error("[[task]]\nname='a'\nfunction='f'\nafter=['a']\n", 4, "task[0].after",
                "waits for itself");
 }
@@ -178,8 +180,8 @@ TEST(Workflow, MissingFilesAreRejectedWhenChecked) {
         "not found on PATH");
   check("[[task]]\nname='a'\ncommand=['/bin/true']\ncwd='missing'\n", "task[0].cwd",
         "does not exist");
-  check("[job]\nlibraries=['libnothere.so']\n[[task]]\nname='a'\nfunction='f'\n",
-        "job.libraries", "does not exist");
+  check("[job]\nlibraries=['libnothere.so']\n[[task]]\nname='a'\nfunction='f'\n", "job.libraries",
+        "does not exist");
   check("[[task]]\nname='a'\ncommand=['${TANDEM_TEST_UNSET_VAR}/x']\n", "task[0].command",
         "TANDEM_TEST_UNSET_VAR is not set");
   // A relative program is found next to the workflow file.
@@ -192,14 +194,16 @@ TEST(Workflow, MissingFilesAreRejectedWhenChecked) {
 
 TEST(Workflow, EnvironmentVariablesExpandInPaths) {
   setenv("TANDEM_TEST_ROOT", "/scratch/me", 1);
-  const auto wf = parse_workflow("[job]\nrun_root='${TANDEM_TEST_ROOT}/runs'\n"
-                                 "[[task]]\nname='a'\nfunction='f'\n",
-                                 "/x/wf.toml", false);
+  const auto wf = parse_workflow(
+      "[job]\nrun_root='${TANDEM_TEST_ROOT}/runs'\n"
+      "[[task]]\nname='a'\nfunction='f'\n",
+      "/x/wf.toml", false);
   EXPECT_EQ(wf.job.run_root, "/scratch/me/runs");
   unsetenv("TANDEM_TEST_UNSET_VAR");
-  const auto wf2 = parse_workflow("[job]\nrun_root='${TANDEM_TEST_UNSET_VAR:-/tmp/x}/runs'\n"
-                                  "[[task]]\nname='a'\nfunction='f'\n",
-                                  "/x/wf.toml", false);
+  const auto wf2 = parse_workflow(
+      "[job]\nrun_root='${TANDEM_TEST_UNSET_VAR:-/tmp/x}/runs'\n"
+      "[[task]]\nname='a'\nfunction='f'\n",
+      "/x/wf.toml", false);
   EXPECT_EQ(wf2.job.run_root, "/tmp/x/runs");
 }
 
