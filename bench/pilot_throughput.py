@@ -1,0 +1,105 @@
+#!/usr/bin/python3
+"""Task throughput of Tandem's pilot against mpi4py.futures, in one run.
+
+For 1, 2 and 4 workers (one more rank for the coordinator or the pool's
+master) it measures null function tasks per second and /bin/true executable
+tasks per second through `tandem run`, and the same work through
+mpi4py.futures.MPIPoolExecutor with chunksize 1 and 64. Each figure is the
+median of --repeat runs. Tandem's rate is done tasks over the makespan in
+summary.json (start-up excluded, every task's state and times journaled);
+mpi4py's is measured around map() after a warm-up.
+
+  bench/pilot_throughput.py --tandem build/launcher/tandem
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def mpiexec(np, args):
+    cmd = ["mpiexec", "--oversubscribe", "-n", str(np)] + args
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return out.stdout
+
+
+def tandem_rate(tandem, workdir, workers, kind, n):
+    flow = os.path.join(workdir, f"{kind}.toml")
+    task = ('function = "tandem.null"' if kind == "null" else 'command = ["/bin/true"]')
+    with open(flow, "w") as f:
+        f.write(f'[job]\nname = "bench"\n[[task]]\nname = "t"\n{task}\ncount = {n}\n')
+    run_dir = os.path.join(workdir, "run")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    mpiexec(workers + 1, [tandem, "run", flow, "--run-dir", run_dir, "--log-level", "warn"])
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["tasks"]["done"] == n, summary["tasks"]
+    return summary["tasks_per_s"]
+
+
+def mpi4py_rate(workers, kind, n, chunksize):
+    out = mpiexec(workers + 1, ["/usr/bin/python3", "-m", "mpi4py.futures",
+                                os.path.join(HERE, "mpi4py_pool.py"), kind, str(n),
+                                str(chunksize)])
+    return float(out.strip().splitlines()[-1])
+
+
+def median_of(repeat, fn):
+    return statistics.median(fn() for _ in range(repeat))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tandem", required=True, help="the tandem executable")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--null-tasks", type=int, default=200000)
+    ap.add_argument("--exe-tasks", type=int, default=3000)
+    ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--workdir", default=os.getcwd(),
+                    help="where the run directories go (default: the current directory); "
+                         "executable tasks create two files each, so this must be a fast "
+                         "filesystem")
+    args = ap.parse_args()
+    os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
+    if os.geteuid() == 0:
+        os.environ["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        os.environ["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tandem-bench-", dir=args.workdir) as workdir:
+        for w in args.workers:
+            for kind, n, n_cs1 in (("null", args.null_tasks, min(args.null_tasks, 20000)),
+                                   ("true", args.exe_tasks, args.exe_tasks)):
+                t = median_of(args.repeat, lambda: tandem_rate(args.tandem, workdir, w, kind, n))
+                c1 = median_of(args.repeat, lambda: mpi4py_rate(w, kind, n_cs1, 1))
+                c64 = median_of(args.repeat, lambda: mpi4py_rate(w, kind, n, 64))
+                row = {"workers": w, "kind": kind, "tandem": t, "mpi4py_cs1": c1,
+                       "mpi4py_cs64": c64, "ratio": t / max(c1, c64)}
+                rows.append(row)
+                print(f"  {w} worker(s) {kind:5s}: tandem {t:12.0f}/s  mpi4py cs=1 {c1:10.0f}/s"
+                      f"  cs=64 {c64:10.0f}/s  ratio {row['ratio']:.2f}x", file=sys.stderr)
+
+    print("| workers | tasks | Tandem (tasks/s) | mpi4py.futures chunksize=1 | "
+          "mpi4py.futures chunksize=64 | Tandem / best mpi4py |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for r in rows:
+        kind = "null function" if r["kind"] == "null" else "`/bin/true`"
+        print(f"| {r['workers']} | {kind} | {r['tandem']:,.0f} | {r['mpi4py_cs1']:,.0f} | "
+              f"{r['mpi4py_cs64']:,.0f} | {r['ratio']:.1f}x |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    worst = min(r["ratio"] for r in rows)
+    print(f"\nlowest ratio: {worst:.2f}x (goal: at least 2x)")
+
+
+if __name__ == "__main__":
+    main()
