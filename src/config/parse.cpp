@@ -161,7 +161,8 @@ void read_layout(const toml::table* t, TableReader& top, Workflow& wf) {
       r.fail("workers", "must be a positive integer or \"rest\"", n);
     }
   }
-  r.reject_unknown({"workers"});
+  if (auto v = r.integer("worker_slots", 1, 4096)) wf.layout.worker_slots = static_cast<int>(*v);
+  r.reject_unknown({"workers", "worker_slots"});
 }
 
 void read_command(TableReader& r, TaskSpec& task, const std::string& dir, bool check_files) {

@@ -74,6 +74,7 @@ std::string resolved_toml(const Workflow& wf) {
   } else {
     layout.insert("workers", "rest");
   }
+  layout.insert("worker_slots", wf.layout.worker_slots);
   root.insert("layout", std::move(layout));
   toml::array tasks;
   for (const TaskSpec& t : wf.tasks) {

@@ -31,7 +31,8 @@ struct JobSpec {
 };
 
 struct LayoutSpec {
-  int workers = -1;  // -1: every rank not given another role
+  int workers = -1;      // -1: every rank not given another role
+  int worker_slots = 1;  // command tasks a worker runs at once
   SourcePos workers_pos;
 };
 

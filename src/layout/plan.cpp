@@ -55,6 +55,7 @@ Plan make_plan(const Workflow& wf, const std::vector<int>& node_of_rank) {
   plan.world_size = n;
   plan.node_count = n == 0 ? 0 : *std::max_element(node_of_rank.begin(), node_of_rank.end()) + 1;
   plan.workers = wf.layout.workers > 0 ? wf.layout.workers : n - 1;
+  plan.worker_slots = wf.layout.worker_slots;
   plan.ranks.resize(n);
   int next_worker = 0;
   for (int r = 0; r < n; ++r) {
@@ -93,8 +94,12 @@ std::string format_plan(const Plan& plan) {
     out += fmt::format("{:>6}  {:>5}  {:<12} {}\n", p.rank, p.node, role_name(p.role),
                        p.role == Role::idle ? std::string("-") : std::to_string(p.role_index));
   }
-  out += fmt::format("{} ranks on {} node(s): 1 coordinator, {} worker(s)\n", plan.world_size,
+  out += fmt::format("{} ranks on {} node(s): 1 coordinator, {} worker(s)", plan.world_size,
                      plan.node_count, plan.workers);
+  if (plan.worker_slots > 1) {
+    out += fmt::format(", each running up to {} command tasks at once", plan.worker_slots);
+  }
+  out += "\n";
   for (const std::string& note : plan.notes) out += "note: " + note + "\n";
   return out;
 }

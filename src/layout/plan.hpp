@@ -25,6 +25,7 @@ struct Plan {
   int world_size = 0;
   int node_count = 0;
   int workers = 0;
+  int worker_slots = 1;
   std::vector<RankPlacement> ranks;
   std::vector<std::string> notes;  // things a person should know, e.g. idle ranks
 };

@@ -335,8 +335,10 @@ void Coordinator::write_summary(int exit_code) {
     ran += workers_[w].ran;
   }
   const double rate = makespan_s_ > 0 ? done_now / makespan_s_ : 0.0;
-  const double util =
-      makespan_s_ > 0 ? static_cast<double>(busy) / 1e6 / (makespan_s_ * workers_count()) : 0.0;
+  const double util = makespan_s_ > 0
+                          ? static_cast<double>(busy) / 1e6 /
+                                (makespan_s_ * workers_count() * wf_.layout.worker_slots)
+                          : 0.0;
   json failures = json::array();
   for (int id = 0; id < sched_.size() && failures.size() < 50; ++id) {
     const Instance& inst = sched_.instance(id);
@@ -367,6 +369,7 @@ void Coordinator::write_summary(int exit_code) {
       {"world_size", sh_.plan->world_size},
       {"nodes", sh_.plan->node_count},
       {"workers", workers_count()},
+      {"worker_slots", wf_.layout.worker_slots},
       {"started_us", started_us_},
       {"ended_us", ended_us_},
       {"makespan_s", makespan_s_},

@@ -1,5 +1,8 @@
-// A worker: asks the coordinator for tasks, runs them one at a time, and
-// reports what happened in batches.
+// A worker: asks the coordinator for tasks, runs them, and reports what
+// happened in batches. Function tasks run on the worker's thread, one at a
+// time; command tasks run as child processes, up to `worker_slots` at once,
+// while the worker keeps relaying their output and talking to the
+// coordinator in one event loop that sleeps in poll().
 //
 // The worker asks for more before its queue runs dry, judging by how long its
 // tasks take: short tasks are fetched in large batches well ahead, long ones
@@ -10,6 +13,7 @@
 #include <chrono>
 #include <deque>
 #include <filesystem>
+#include <memory>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -45,6 +49,12 @@ struct Assignment {
   std::vector<int> members;  // multi-rank attempts: worker indices
 };
 
+struct ActiveCommand {
+  Assignment assignment;
+  std::int64_t t_start = 0;
+  std::unique_ptr<RunningCommand> command;
+};
+
 // What each task of the workflow needs at run time, prepared once.
 struct TaskRuntime {
   TaskFunction function = nullptr;
@@ -59,6 +69,7 @@ class Worker {
   explicit Worker(const PilotShared& shared)
       : sh_(shared), wf_(*shared.wf), backoff_(wf_.job.backoff) {
     MPI_Comm_rank(sh_.workers, &index_);
+    slots_ = wf_.layout.worker_slots;
     int first = 0;
     for (const TaskSpec& t : wf_.tasks) {
       TaskRuntime rt;
@@ -89,9 +100,11 @@ class Worker {
  private:
   void poll_messages();
   void handle_work(const std::vector<std::int32_t>& msg);
-  void run_next();
-  void run_function(const Assignment& a, int task, int index, std::int64_t& t_start,
-                    Outcome& outcome, std::string& reason);
+  bool start_next();
+  void run_function(const Assignment& a);
+  void start_command(const Assignment& a);
+  bool progress_commands(int wait_ms);
+  void finished_attempt(std::int64_t t_start, std::int64_t t_end);
   void add_result(int id, int attempt, Outcome outcome, int exit_code, std::int64_t t_start,
                   std::int64_t t_end, const std::string& reason);
   void maybe_send_update();
@@ -107,10 +120,12 @@ class Worker {
   int index_ = 0;
   std::vector<TaskRuntime> runtimes_;
   std::deque<Assignment> queue_;
+  std::vector<ActiveCommand> active_;
+  std::vector<pollfd> poll_fds_;
+  int slots_ = 1;
   bool request_outstanding_ = false;
   bool cancelled_ = false;
   bool stop_ = false;
-  bool running_ = false;
   double avg_task_s_ = -1;  // moving average; -1 until the first task ends
   ByteWriter out_;
   int pending_results_ = 0;
@@ -198,7 +213,7 @@ void Worker::send_update(int want, bool bye) {
   auto* h = out_.at<UpdateHeader>(0);
   h->want = want;
   h->results = pending_results_;
-  h->idle = queue_.empty() && !running_;
+  h->idle = queue_.empty() && active_.empty();
   h->bye = bye;
   h->busy_us = busy_us_;
   h->ran = ran_;
@@ -213,14 +228,14 @@ void Worker::send_update(int want, bool bye) {
 
 bool Worker::should_request() const {
   if (request_outstanding_ || cancelled_ || stop_) return false;
-  if (queue_.empty() && !running_) return true;
+  if (queue_.empty() && static_cast<int>(active_.size()) < slots_) return true;
   if (avg_task_s_ < 0 || avg_task_s_ >= kPrefetchWindowS) return false;
-  return static_cast<double>(queue_.size()) * avg_task_s_ < kPrefetchWindowS;
+  return static_cast<double>(queue_.size()) * avg_task_s_ / slots_ < kPrefetchWindowS;
 }
 
 int Worker::wanted() const {
-  if (avg_task_s_ <= 0) return 1;
-  const double n = kBatchTargetS / std::max(avg_task_s_, 1e-7);
+  if (avg_task_s_ <= 0) return slots_;
+  const double n = slots_ * kBatchTargetS / std::max(avg_task_s_, 1e-7);
   return static_cast<int>(std::clamp(n, 1.0, static_cast<double>(wf_.job.max_chunk)));
 }
 
@@ -230,7 +245,7 @@ void Worker::maybe_send_update() {
     return;
   }
   if (pending_results_ == 0) return;
-  const bool idle = queue_.empty() && !running_;
+  const bool idle = queue_.empty() && active_.empty();
   if (idle || seconds_since(last_report_) >= kReportIntervalS) send_update(0, false);
 }
 
@@ -243,12 +258,19 @@ void Worker::cancel_queue() {
   queue_.clear();
 }
 
-void Worker::run_function(const Assignment& a, int task, int index, std::int64_t& t_start,
-                          Outcome& outcome, std::string& reason) {
+void Worker::finished_attempt(std::int64_t t_start, std::int64_t t_end) {
+  busy_us_ += t_end - t_start;
+  ++ran_;
+  const double took = static_cast<double>(t_end - t_start) / 1e6;
+  avg_task_s_ = avg_task_s_ < 0 ? took : 0.8 * avg_task_s_ + 0.2 * took;
+}
+
+void Worker::run_function(const Assignment& a) {
+  const int task = task_of(a.id);
   const TaskSpec& spec = wf_.tasks[task];
   TaskContextData data;
   data.name = spec.name;
-  data.index = index;
+  data.index = a.id - runtimes_[task].first_id;
   data.count = spec.count;
   data.attempt = a.attempt;
   data.run_dir = sh_.run_dir;
@@ -258,7 +280,8 @@ void Worker::run_function(const Assignment& a, int task, int index, std::int64_t
   if (!a.members.empty()) {
     // Only the members take part: MPI_Comm_create_group is collective over
     // the group, not over all workers.
-    MPI_Group all_group, group;
+    MPI_Group all_group;
+    MPI_Group group;
     MPI_Comm_group(sh_.workers, &all_group);
     MPI_Group_incl(all_group, static_cast<int>(a.members.size()), a.members.data(), &group);
     TANDEM_MPI_CHECK(MPI_Comm_create_group(sh_.workers, group, a.id % 32768, &sub));
@@ -268,100 +291,139 @@ void Worker::run_function(const Assignment& a, int task, int index, std::int64_t
     MPI_Comm_rank(sub, &data.rank);
     MPI_Comm_size(sub, &data.size);
   }
-  t_start = now_us();
+  Outcome outcome = Outcome::failed;
+  std::string reason;
+  const std::int64_t t_start = now_us();
   TaskContext ctx(&data);
   try {
     runtimes_[task].function(ctx);
     outcome = Outcome::done;
   } catch (const std::exception& e) {
-    outcome = Outcome::failed;
     reason = fmt::format("function '{}' threw: {}", spec.function, e.what());
   } catch (...) {
-    outcome = Outcome::failed;
     reason =
         fmt::format("function '{}' threw an exception that is not a std::exception", spec.function);
   }
+  const std::int64_t t_end = now_us();
   if (sub != MPI_COMM_NULL) MPI_Comm_free(&sub);
+  finished_attempt(t_start, t_end);
+  add_result(a.id, a.attempt, outcome, 0, t_start, t_end, reason);
 }
 
-void Worker::run_next() {
-  Assignment a = std::move(queue_.front());
-  queue_.pop_front();
+void Worker::start_command(const Assignment& a) {
   const int task = task_of(a.id);
   const TaskSpec& spec = wf_.tasks[task];
-  const int index = a.id - runtimes_[task].first_id;
-  running_ = true;
-  std::int64_t t_start = 0;
-  Outcome outcome = Outcome::failed;
-  int exit_code = 0;
-  std::string reason;
-  if (spec.kind == TaskKind::function) {
-    run_function(a, task, index, t_start, outcome, reason);
-  } else {
-    CommandLaunch launch;
-    const std::string idx = std::to_string(index);
-    for (const std::string& arg : spec.command) {
-      std::string s = arg;
-      auto replace = [&s](const std::string& key, const std::string& value) {
-        for (std::size_t p = s.find(key); p != std::string::npos;
-             p = s.find(key, p + value.size())) {
-          s.replace(p, key.size(), value);
-        }
-      };
-      if (s.find('{') != std::string::npos) {
-        replace("{index}", idx);
-        replace("{count}", std::to_string(spec.count));
-        replace("{attempt}", std::to_string(a.attempt));
-        replace("{name}", spec.name);
-        replace("{run_dir}", sh_.run_dir);
-        replace("{output_dir}", runtimes_[task].output_dir.string());
+  const TaskRuntime& rt = runtimes_[task];
+  const std::string idx = std::to_string(a.id - rt.first_id);
+  CommandLaunch launch;
+  for (const std::string& arg : spec.command) {
+    std::string s = arg;
+    auto replace = [&s](const std::string& key, const std::string& value) {
+      for (std::size_t p = s.find(key); p != std::string::npos; p = s.find(key, p + value.size())) {
+        s.replace(p, key.size(), value);
       }
-      launch.argv.push_back(std::move(s));
+    };
+    if (s.find('{') != std::string::npos) {
+      replace("{index}", idx);
+      replace("{count}", std::to_string(spec.count));
+      replace("{attempt}", std::to_string(a.attempt));
+      replace("{name}", spec.name);
+      replace("{run_dir}", sh_.run_dir);
+      replace("{output_dir}", rt.output_dir.string());
     }
-    launch.env = runtimes_[task].base_env;
-    launch.env.push_back("TANDEM_TASK_INDEX=" + idx);
-    launch.env.push_back(fmt::format("TANDEM_ATTEMPT={}", a.attempt));
-    launch.cwd = spec.cwd;
-    const std::string stem = (runtimes_[task].output_dir / idx).string() +
-                             (a.attempt > 1 ? fmt::format(".try{}", a.attempt) : std::string());
-    launch.stdout_path = stem + ".out";
-    launch.stderr_path = stem + ".err";
-    launch.timeout_s = spec.timeout_s;
-    launch.kill_grace_s = wf_.job.kill_grace_s;
-    t_start = now_us();
-    CommandResult r = run_command(launch, [this] {
-      poll_messages();
-      return cancelled_ || stop_signal() != 0;
-    });
-    outcome = r.outcome;
-    exit_code = r.exit_code;
-    reason = std::move(r.reason);
+    launch.argv.push_back(std::move(s));
   }
-  const std::int64_t t_end = now_us();
-  running_ = false;
-  busy_us_ += t_end - t_start;
-  ++ran_;
-  const double took = static_cast<double>(t_end - t_start) / 1e6;
-  avg_task_s_ = avg_task_s_ < 0 ? took : 0.8 * avg_task_s_ + 0.2 * took;
-  add_result(a.id, a.attempt, outcome, exit_code, t_start, t_end, reason);
+  launch.env = rt.base_env;
+  launch.env.push_back("TANDEM_TASK_INDEX=" + idx);
+  launch.env.push_back(fmt::format("TANDEM_ATTEMPT={}", a.attempt));
+  launch.cwd = spec.cwd;
+  const std::string stem = (rt.output_dir / idx).string() +
+                           (a.attempt > 1 ? fmt::format(".try{}", a.attempt) : std::string());
+  launch.stdout_path = stem + ".out";
+  launch.stderr_path = stem + ".err";
+  launch.timeout_s = spec.timeout_s;
+  launch.kill_grace_s = wf_.job.kill_grace_s;
+  ActiveCommand active;
+  active.assignment = a;
+  active.t_start = now_us();
+  active.command = std::make_unique<RunningCommand>(launch);
+  active_.push_back(std::move(active));
+}
+
+// Starts what the slots allow; true if anything started or ran.
+bool Worker::start_next() {
+  bool started = false;
+  while (!queue_.empty() && !cancelled_) {
+    const Assignment& a = queue_.front();
+    if (wf_.tasks[task_of(a.id)].kind == TaskKind::function) {
+      // A function holds the worker's thread: run it when no command needs
+      // relaying, then come back to the loop.
+      if (!active_.empty()) break;
+      const Assignment taken = std::move(queue_.front());
+      queue_.pop_front();
+      maybe_send_update();  // ask ahead, so the next batch travels meanwhile
+      run_function(taken);
+      return true;
+    }
+    if (static_cast<int>(active_.size()) >= slots_) break;
+    start_command(a);
+    queue_.pop_front();
+    started = true;
+  }
+  return started;
+}
+
+// Relays output and reaps; sleeps in poll() up to @p wait_ms when nothing is
+// ready. True when a command finished.
+bool Worker::progress_commands(int wait_ms) {
+  bool any = false;
+  for (int pass = 0; pass < 2 && !any; ++pass) {
+    for (auto it = active_.begin(); it != active_.end();) {
+      it->command->progress();
+      if (!it->command->finished()) {
+        ++it;
+        continue;
+      }
+      const CommandResult& r = it->command->result();
+      const std::int64_t t_end = now_us();
+      finished_attempt(it->t_start, t_end);
+      add_result(it->assignment.id, it->assignment.attempt, r.outcome, r.exit_code, it->t_start,
+                 t_end, r.reason);
+      it = active_.erase(it);
+      any = true;
+    }
+    if (any || active_.empty() || pass == 1) break;
+    poll_fds_.clear();
+    for (const auto& c : active_) c.command->add_poll_fds(poll_fds_);
+    ::poll(poll_fds_.data(), poll_fds_.size(), wait_ms);
+  }
+  return any;
 }
 
 void Worker::run() {
-  send_update(1, false);  // the first request
+  send_update(slots_, false);  // the first request
+  int wait_ms = 1;
   while (!stop_) {
     poll_messages();
     if (!cancelled_ && stop_signal()) cancelled_ = true;
-    if (cancelled_ && !queue_.empty()) cancel_queue();
-    const bool had_work = !queue_.empty();
-    if (had_work) {
-      // Ask ahead before running, so the next batch travels while we work.
-      maybe_send_update();
-      run_next();
+    if (cancelled_) {
+      if (!queue_.empty()) cancel_queue();
+      for (auto& c : active_) c.command->cancel("stopped: the run was interrupted");
     }
+    bool worked = start_next();
     maybe_send_update();
-    if (had_work) {
+    if (!active_.empty()) {
+      if (progress_commands(worked ? 0 : wait_ms)) {
+        worked = true;
+        wait_ms = 1;
+      } else {
+        wait_ms = std::min(wait_ms * 2, 10);
+      }
+      maybe_send_update();
+    }
+    if (worked) {
       backoff_.reset();
-    } else {
+    } else if (active_.empty()) {
       backoff_.pause();
     }
   }

@@ -6,13 +6,16 @@ namespace tandem::detail {
 
 namespace {
 std::atomic<int> g_stop{0};
-std::atomic<pid_t> g_group{0};
+constexpr int kMaxGroups = 256;
+std::atomic<pid_t> g_groups[kMaxGroups];
 std::atomic<bool> g_installed{false};
 
 void on_stop(int sig) {
   g_stop.store(sig);
-  const pid_t g = g_group.load();
-  if (g > 0) ::kill(-g, SIGTERM);  // async-signal-safe
+  for (auto& slot : g_groups) {
+    const pid_t g = slot.load();
+    if (g > 0) ::kill(-g, SIGTERM);  // async-signal-safe
+  }
 }
 }  // namespace
 
@@ -34,8 +37,20 @@ void request_stop(int signal_number) {
   int expected = 0;
   g_stop.compare_exchange_strong(expected, signal_number);
 }
-void set_forward_group(pid_t pgid) {
-  g_group.store(pgid);
+void add_forward_group(pid_t pgid) {
+  for (auto& slot : g_groups) {
+    pid_t empty = 0;
+    if (slot.compare_exchange_strong(empty, pgid)) return;
+  }
+  // More commands than slots: those beyond are stopped by the worker's own
+  // loop when it sees the stop flag, a few milliseconds later.
+}
+
+void remove_forward_group(pid_t pgid) {
+  for (auto& slot : g_groups) {
+    pid_t expected = pgid;
+    if (slot.compare_exchange_strong(expected, 0)) return;
+  }
 }
 
 }  // namespace tandem::detail

@@ -14,7 +14,9 @@ void install_stop_handlers();
 int stop_signal();
 /// Raises the stop flag from inside the program (e.g. a cancel message).
 void request_stop(int signal_number);
-/// The process group the handler forwards the signal to; 0 for none.
-void set_forward_group(pid_t pgid);
+/// Process groups that the handler forwards SIGTERM to (commands running
+/// on this rank). Not async-signal-safe to call; the handler only reads.
+void add_forward_group(pid_t pgid);
+void remove_forward_group(pid_t pgid);
 
 }  // namespace tandem::detail

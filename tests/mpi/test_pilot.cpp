@@ -208,6 +208,34 @@ timeout = 0.5
   EXPECT_EQ(run.summary["tasks"]["failed"], 3);
 }
 
+TEST(Pilot, WorkerSlotsRunCommandsSideBySide) {
+  SharedDir shared;
+  // Every worker gets three slots; 3 x workers sleeps of 0.6 s take one round.
+  const RunResult run = run_flow(shared,
+                                 "[layout]\nworker_slots = 3\n[[task]]\nname='nap'\n"
+                                 "command=['/bin/sleep', '0.6']\ncount=" +
+                                     std::to_string(3 * workers()) + "\n");
+  EXPECT_EQ(run.code, 0);
+  if (world_rank() != 0) return;
+  EXPECT_EQ(run.summary["worker_slots"], 3);
+  EXPECT_LT(run.summary["makespan_s"].get<double>(), 1.6) << "the slots did not overlap";
+  // At some moment three tasks ran on the same worker.
+  std::map<int, std::vector<std::pair<std::int64_t, std::int64_t>>> spans;
+  for (const auto& [key, line] : run.journal) {
+    spans[line["worker"].get<int>()].emplace_back(line["started_us"].get<std::int64_t>(),
+                                                  line["ended_us"].get<std::int64_t>());
+  }
+  int most = 0;
+  for (const auto& [w, list] : spans) {
+    for (const auto& [s0, e0] : list) {
+      int overlapping = 0;
+      for (const auto& [s1, e1] : list) overlapping += (s1 <= s0 && s0 < e1);
+      most = std::max(most, overlapping);
+    }
+  }
+  EXPECT_EQ(most, 3);
+}
+
 TEST(Pilot, RetriesAndFunctionFailures) {
   SharedDir shared;
   const RunResult run = run_flow(shared, R"(

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
+#include <memory>
 
 #include "exec/command.hpp"
 #include "support/temp_dir.hpp"
@@ -51,6 +53,60 @@ TEST(Command, SuccessWritesOutputFiles) {
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_EQ(slurp(dir.path() / "out"), "hello\n");
   EXPECT_EQ(slurp(dir.path() / "err"), "oops\n");
+}
+
+TEST(Command, SilentCommandCreatesNoFiles) {
+  TempDir dir;
+  const auto r = run_command(sh(dir, "true"), nullptr);
+  EXPECT_EQ(r.outcome, Outcome::done);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "out"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "err"));
+}
+
+TEST(Command, LargeOutputIsRelayedWhole) {
+  TempDir dir;
+  const auto r =
+      run_command(sh(dir, "head -c 3000000 /dev/zero; head -c 70000 /dev/zero >&2"), nullptr);
+  EXPECT_EQ(r.outcome, Outcome::done);
+  EXPECT_EQ(std::filesystem::file_size(dir.path() / "out"), 3000000u);
+  EXPECT_EQ(std::filesystem::file_size(dir.path() / "err"), 70000u);
+}
+
+TEST(Command, BackgroundChildHoldingTheOutputDoesNotHang) {
+  TempDir dir;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = run_command(sh(dir, "sleep 30 & echo started"), nullptr);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.outcome, Outcome::done);
+  EXPECT_EQ(slurp(dir.path() / "out"), "started\n");
+  EXPECT_LT(took, 5.0);
+}
+
+TEST(Command, ManyAtOnceEachGetTheirOwnResult) {
+  TempDir dir;
+  std::vector<std::unique_ptr<RunningCommand>> cmds;
+  for (int i = 0; i < 8; ++i) {
+    auto l = sh(dir, "sleep 0.2; echo " + std::to_string(i) + "; exit " + std::to_string(i));
+    l.stdout_path = (dir.path() / (std::to_string(i) + ".out")).string();
+    cmds.push_back(std::make_unique<RunningCommand>(l));
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  for (bool all = false; !all;) {
+    all = true;
+    std::vector<pollfd> fds;
+    for (auto& c : cmds) {
+      c->progress();
+      all = all && c->finished();
+      c->add_poll_fds(fds);
+    }
+    if (!all) ::poll(fds.data(), fds.size(), 10);
+  }
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(took, 1.5) << "the commands did not run at the same time";
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(cmds[i]->result().exit_code, i);
+    EXPECT_EQ(slurp(dir.path() / (std::to_string(i) + ".out")), std::to_string(i) + "\n");
+  }
 }
 
 TEST(Command, NonZeroExitFails) {
