@@ -7,9 +7,13 @@ tasks per second through `tandem run`, and the same work through
 mpi4py.futures.MPIPoolExecutor with chunksize 1 and 64. Each figure is the
 median of --repeat runs. Tandem's rate is done tasks over the makespan in
 summary.json (start-up excluded, every task's state and times journaled);
-mpi4py's is measured around map() after a warm-up.
+mpi4py's is measured around map() after a warm-up. For /bin/true it also
+runs Tandem with two command slots per worker, and prints the machine's
+ceiling for spawning processes (bench/spawn_ceiling.cpp), which no task
+runner can pass.
 
-  bench/pilot_throughput.py --tandem build/launcher/tandem
+  bench/pilot_throughput.py --tandem build/launcher/tandem \
+      --spawn-ceiling build/bench/spawn_ceiling
 """
 import argparse
 import json
@@ -29,11 +33,12 @@ def mpiexec(np, args):
     return out.stdout
 
 
-def tandem_rate(tandem, workdir, workers, kind, n):
+def tandem_rate(tandem, workdir, workers, kind, n, slots=1):
     flow = os.path.join(workdir, f"{kind}.toml")
     task = ('function = "tandem.null"' if kind == "null" else 'command = ["/bin/true"]')
     with open(flow, "w") as f:
-        f.write(f'[job]\nname = "bench"\n[[task]]\nname = "t"\n{task}\ncount = {n}\n')
+        f.write(f'[job]\nname = "bench"\n[layout]\nworker_slots = {slots}\n'
+                f'[[task]]\nname = "t"\n{task}\ncount = {n}\n')
     run_dir = os.path.join(workdir, "run")
     shutil.rmtree(run_dir, ignore_errors=True)
     mpiexec(workers + 1, [tandem, "run", flow, "--run-dir", run_dir, "--log-level", "warn"])
@@ -62,6 +67,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--null-tasks", type=int, default=200000)
     ap.add_argument("--exe-tasks", type=int, default=3000)
+    ap.add_argument("--spawn-ceiling", help="the spawn_ceiling executable (optional)")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--workdir", default=os.getcwd(),
                     help="where the run directories go (default: the current directory); "
@@ -79,21 +85,34 @@ def main():
             for kind, n, n_cs1 in (("null", args.null_tasks, min(args.null_tasks, 20000)),
                                    ("true", args.exe_tasks, args.exe_tasks)):
                 t = median_of(args.repeat, lambda: tandem_rate(args.tandem, workdir, w, kind, n))
+                t2 = None
+                if kind == "true":
+                    t2 = median_of(args.repeat,
+                                   lambda: tandem_rate(args.tandem, workdir, w, kind, n, slots=2))
                 c1 = median_of(args.repeat, lambda: mpi4py_rate(w, kind, n_cs1, 1))
                 c64 = median_of(args.repeat, lambda: mpi4py_rate(w, kind, n, 64))
-                row = {"workers": w, "kind": kind, "tandem": t, "mpi4py_cs1": c1,
-                       "mpi4py_cs64": c64, "ratio": t / max(c1, c64)}
+                row = {"workers": w, "kind": kind, "tandem": t, "tandem_2_slots": t2,
+                       "mpi4py_cs1": c1, "mpi4py_cs64": c64, "ratio": t / max(c1, c64)}
                 rows.append(row)
                 print(f"  {w} worker(s) {kind:5s}: tandem {t:12.0f}/s  mpi4py cs=1 {c1:10.0f}/s"
                       f"  cs=64 {c64:10.0f}/s  ratio {row['ratio']:.2f}x", file=sys.stderr)
 
+    ceiling = None
+    if args.spawn_ceiling:
+        out = subprocess.run([args.spawn_ceiling], check=True, capture_output=True, text=True)
+        ceiling = float(out.stdout.strip().splitlines()[-1].split()[-1])
+
     print("| workers | tasks | Tandem (tasks/s) | mpi4py.futures chunksize=1 | "
-          "mpi4py.futures chunksize=64 | Tandem / best mpi4py |")
-    print("|---:|---|---:|---:|---:|---:|")
+          "mpi4py.futures chunksize=64 | Tandem / best mpi4py | Tandem, 2 slots per worker |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
         kind = "null function" if r["kind"] == "null" else "`/bin/true`"
+        two = f"{r['tandem_2_slots']:,.0f}" if r["tandem_2_slots"] else "-"
         print(f"| {r['workers']} | {kind} | {r['tandem']:,.0f} | {r['mpi4py_cs1']:,.0f} | "
-              f"{r['mpi4py_cs64']:,.0f} | {r['ratio']:.1f}x |")
+              f"{r['mpi4py_cs64']:,.0f} | {r['ratio']:.1f}x | {two} |")
+    if ceiling:
+        print(f"\nspawn ceiling of this machine (posix_spawn + waitpid of /bin/true, "
+              f"best of 1-8 threads, no scheduler): {ceiling:,.0f}/s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

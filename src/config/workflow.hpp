@@ -25,7 +25,7 @@ struct JobSpec {
   std::string name;
   std::string run_root = "runs";       // absolute after parsing
   std::vector<std::string> libraries;  // absolute paths
-  int max_chunk = 256;                 // most tasks sent to a worker at once
+  int max_chunk = 4096;                // most tasks sent to a worker at once
   double kill_grace_s = 2.0;           // between SIGTERM and SIGKILL
   BackoffSpec backoff;
 };
