@@ -190,9 +190,13 @@ int run_workflow(MPI_Comm comm, const RunOptions& options) {
     run_worker(shared);
   }
 
-  // Everyone learns the outcome; idle ranks wait here, sleeping.
+  // Everyone learns the outcome; idle ranks wait here, sleeping. A reduction
+  // rather than a broadcast, so that it also tells rank 0 that every rank has
+  // flushed its log.
+  spdlog::default_logger()->flush();
+  const int mine = exit_code;
   MPI_Request req;
-  TANDEM_MPI_CHECK(MPI_Ibcast(&exit_code, 1, MPI_INT, 0, world, &req));
+  TANDEM_MPI_CHECK(MPI_Iallreduce(&mine, &exit_code, 1, MPI_INT, MPI_MAX, world, &req));
   wait_backing_off(req, wf.job.backoff);
 
   if (shared.workers != MPI_COMM_NULL) MPI_Comm_free(&shared.workers);

@@ -135,6 +135,26 @@ args = { tag = "hello" }
                          }() + ".log")));
 }
 
+TEST(Pilot, RolesFollowTheLayoutAndEveryRankLogsItsRole) {
+  SharedDir shared;
+  // One worker; any further rank has no role and waits, sleeping, to the end.
+  const RunResult run = run_flow(shared, "[layout]\nworkers = 1\n[[task]]\nname='rec'\n"
+                                         "function='test_record'\ncount=5\n");
+  EXPECT_EQ(run.code, 0);
+  if (world_rank() != 0) return;
+  EXPECT_EQ(run.summary["workers"], 1);
+  for (const auto& [key, line] : run.journal) EXPECT_EQ(line["worker"], 0);
+  for (int r = 0; r < world_size(); ++r) {
+    char name[32];
+    std::snprintf(name, sizeof name, "rank-%05d.log", r);
+    const std::string role = r == 0 ? "coordinator" : r == 1 ? "worker" : "idle";
+    const std::string log = slurp(run.dir / "logs" / name);
+    EXPECT_NE(log.find("[rank " + std::to_string(r) + " " + role + "]"), std::string::npos)
+        << name << ":\n"
+        << log;
+  }
+}
+
 TEST(Pilot, WorkSpreadsOverEveryWorker) {
   SharedDir shared;
   const RunResult run =
