@@ -47,7 +47,6 @@ struct WorkerInfo {
   bool idle = true;
   bool gone = false;  // sent bye
   std::int64_t busy_us = 0;
-  std::int64_t ran = 0;
 };
 
 class Coordinator {
@@ -153,6 +152,10 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
                     h.results);
       break;
     }
+    if (r.id < 0 || r.id >= sched_.size()) {
+      spdlog::error("worker {} reported task id {}, which does not exist; ignored", source, r.id);
+      continue;
+    }
     const auto outcome = static_cast<Outcome>(r.outcome);
     if (outcome == Outcome::failed) {
       const Instance& inst = sched_.instance(r.id);
@@ -169,7 +172,6 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
   if (h.bye) {
     w.gone = true;
     w.busy_us = h.busy_us;
-    w.ran = h.ran;
     return;
   }
   if (h.want > 0 && !w.parked) {
@@ -329,10 +331,10 @@ void Coordinator::write_summary(int exit_code) {
   const int canceled = sched_.count(TaskState::CANCELED);
   const int done_now = done - done_earlier_;
   std::int64_t busy = 0;
-  std::int64_t ran = 0;
-  for (int w = 1; w < size_; ++w) {
-    busy += workers_[w].busy_us;
-    ran += workers_[w].ran;
+  for (int w = 1; w < size_; ++w) busy += workers_[w].busy_us;
+  long long attempts = 0;
+  for (int id = 0; id < sched_.size(); ++id) {
+    if (!sched_.instance(id).from_earlier_run) attempts += sched_.instance(id).attempt;
   }
   const double rate = makespan_s_ > 0 ? done_now / makespan_s_ : 0.0;
   const double util = makespan_s_ > 0
@@ -379,7 +381,7 @@ void Coordinator::write_summary(int exit_code) {
         {"done_earlier", done_earlier_},
         {"failed", failed},
         {"canceled", canceled},
-        {"attempts", ran}}},
+        {"attempts", attempts}}},
       {"per_task", per_task},
       {"tasks_per_s", rate},
       {"worker_utilisation", util},

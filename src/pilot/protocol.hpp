@@ -33,7 +33,6 @@ struct UpdateHeader {
   std::int32_t idle = 0;     // 1: nothing queued and nothing running
   std::int32_t bye = 0;      // 1: last message, after kStop
   std::int64_t busy_us = 0;  // with bye: time spent running tasks
-  std::int64_t ran = 0;      // with bye: attempts run
 };
 
 struct ResultRecord {

@@ -122,6 +122,7 @@ int run_workflow(MPI_Comm comm, const RunOptions& options) {
   MPI_Initialized(&initialized);
   if (!initialized) throw error("run_workflow: MPI is not initialised; call MPI_Init first");
   install_stop_handlers();
+  clear_stop();
 
   MPI_Comm world;
   TANDEM_MPI_CHECK(MPI_Comm_dup(comm, &world));

@@ -134,7 +134,6 @@ class Worker {
   std::vector<char> in_flight_;  // the bytes of the update being sent
   std::vector<std::int32_t> recv_buf_;
   std::int64_t busy_us_ = 0;
-  std::int64_t ran_ = 0;
 };
 
 int Worker::task_of(int id) const {
@@ -216,7 +215,6 @@ void Worker::send_update(int want, bool bye) {
   h->idle = queue_.empty() && active_.empty();
   h->bye = bye;
   h->busy_us = busy_us_;
-  h->ran = ran_;
   std::swap(in_flight_, out_.bytes());
   out_.clear();
   pending_results_ = 0;
@@ -260,7 +258,6 @@ void Worker::cancel_queue() {
 
 void Worker::finished_attempt(std::int64_t t_start, std::int64_t t_end) {
   busy_us_ += t_end - t_start;
-  ++ran_;
   const double took = static_cast<double>(t_end - t_start) / 1e6;
   avg_task_s_ = avg_task_s_ < 0 ? took : 0.8 * avg_task_s_ + 0.2 * took;
 }

@@ -37,6 +37,10 @@ void request_stop(int signal_number) {
   int expected = 0;
   g_stop.compare_exchange_strong(expected, signal_number);
 }
+void clear_stop() {
+  g_stop.store(0);
+}
+
 void add_forward_group(pid_t pgid) {
   for (auto& slot : g_groups) {
     pid_t empty = 0;

@@ -14,6 +14,8 @@ void install_stop_handlers();
 int stop_signal();
 /// Raises the stop flag from inside the program (e.g. a cancel message).
 void request_stop(int signal_number);
+/// Lowers the flag, at the start of a run in a process that ran one before.
+void clear_stop();
 /// Process groups that the handler forwards SIGTERM to (commands running
 /// on this rank). Not async-signal-safe to call; the handler only reads.
 void add_forward_group(pid_t pgid);

@@ -138,8 +138,9 @@ args = { tag = "hello" }
 TEST(Pilot, RolesFollowTheLayoutAndEveryRankLogsItsRole) {
   SharedDir shared;
   // One worker; any further rank has no role and waits, sleeping, to the end.
-  const RunResult run = run_flow(shared, "[layout]\nworkers = 1\n[[task]]\nname='rec'\n"
-                                         "function='test_record'\ncount=5\n");
+  const RunResult run = run_flow(shared,
+                                 "[layout]\nworkers = 1\n[[task]]\nname='rec'\n"
+                                 "function='test_record'\ncount=5\n");
   EXPECT_EQ(run.code, 0);
   if (world_rank() != 0) return;
   EXPECT_EQ(run.summary["workers"], 1);
