@@ -27,7 +27,7 @@ int plan(const std::string& file, int np, int ranks_per_node) {
   const auto wf = tandem::detail::load_workflow(file);
   const auto p = tandem::detail::make_plan(
       wf, tandem::detail::block_nodes(np, ranks_per_node > 0 ? ranks_per_node : np));
-  std::fputs(tandem::detail::format_plan(p).c_str(), stdout);
+  std::fputs(tandem::detail::format_plan(wf, p).c_str(), stdout);
   return 0;
 }
 

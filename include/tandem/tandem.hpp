@@ -6,4 +6,5 @@
 #include <tandem/fwd.hpp>
 #include <tandem/pilot.hpp>
 #include <tandem/task.hpp>
+#include <tandem/tensor.hpp>
 #include <tandem/version.hpp>

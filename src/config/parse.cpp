@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -14,6 +15,7 @@
 #include "config/table_reader.hpp"
 #include "config/workflow.hpp"
 #include "tandem/error.hpp"
+#include "tandem/tensor.hpp"
 
 namespace fs = std::filesystem;
 
@@ -254,6 +256,137 @@ TaskSpec read_task(const toml::table& t, int i, const std::string& file, const s
   return task;
 }
 
+std::vector<TensorSpec> read_signature(TableReader& r, const std::string& key) {
+  std::vector<TensorSpec> out;
+  const toml::node* n = r.node(key);
+  if (!n) return out;
+  if (!n->is_array()) {
+    r.fail(key,
+           "must be an array of tables like { name = \"x\", dtype = \"FP32\", shape = [-1, 4] }",
+           n);
+  }
+  const toml::array& arr = *n->as_array();
+  for (std::size_t i = 0; i < arr.size(); ++i) {
+    const toml::table* t = arr[i].as_table();
+    if (!t)
+      r.fail(key, fmt::format("element {} must be a table with name, dtype and shape", i), &arr[i]);
+    TableReader e(*t, r.file(), r.dotted(fmt::format("{}[{}]", key, i)));
+    TensorSpec spec;
+    auto name = e.string("name");
+    if (!name || name->empty()) e.fail("name", "is required");
+    spec.name = *name;
+    for (const auto& other : out) {
+      if (other.name == spec.name) e.fail("name", fmt::format("'{}' is used twice", spec.name));
+    }
+    auto dtype = e.string("dtype");
+    if (!dtype)
+      e.fail("dtype",
+             "is required (BOOL, UINT8..UINT64, INT8..INT64, FP16, BF16, FP32, FP64, BYTES)");
+    const auto dt = tandem::dtype_from_name(*dtype);
+    if (!dt) {
+      e.fail("dtype",
+             fmt::format("unknown dtype '{}' (use BOOL, UINT8, UINT16, UINT32, UINT64, INT8, "
+                         "INT16, INT32, INT64, FP16, BF16, FP32, FP64 or BYTES)",
+                         *dtype));
+    }
+    spec.dtype = static_cast<int>(*dt);
+    const toml::node* shape = e.node("shape");
+    if (!shape || !shape->is_array())
+      e.fail("shape", "is required: an array of sizes, -1 for the batch");
+    for (const auto& d : *shape->as_array()) {
+      if (!d.is_integer() || d.as_integer()->get() < -1 || d.as_integer()->get() == 0) {
+        e.fail("shape", "sizes must be positive integers or -1 (the batch dimension)", &d);
+      }
+      spec.shape.push_back(d.as_integer()->get());
+    }
+    if (spec.shape.empty() || spec.shape[0] != -1) {
+      e.fail("shape",
+             "the first dimension must be -1, the batch dimension that requests are batched along");
+    }
+    e.reject_unknown({"name", "dtype", "shape"});
+    out.push_back(std::move(spec));
+  }
+  return out;
+}
+
+ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
+                         const std::string& dir, bool check_files) {
+  TableReader r(t, file, fmt::format("service[{}]", i));
+  ServiceSpec s;
+  s.pos = r.table_pos();
+  auto name = r.string("name");
+  if (!name) r.fail("name", "is required: every [[service]] needs a name");
+  if (name->empty() || name->find_first_of("/\\ \t\n[]") != std::string::npos) {
+    r.fail("name", "must be a non-empty name without spaces, slashes or brackets");
+  }
+  s.name = *name;
+  auto backend = r.string("backend");
+  if (!backend) r.fail("backend", "is required: torchscript, echo, scale or sleep");
+  static const std::vector<std::string> kBackends = {"torchscript", "echo", "scale", "sleep"};
+  if (std::find(kBackends.begin(), kBackends.end(), *backend) == kBackends.end()) {
+    const std::string hint = closest_match(*backend, kBackends);
+    r.fail("backend",
+           fmt::format("unknown backend '{}'{} (known: torchscript, echo, scale, sleep)", *backend,
+                       hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint)));
+  }
+  s.backend = *backend;
+  if (auto v = r.string("model")) {
+    s.model = absolute_from(dir, expand_env(*v, r, "model"));
+    std::error_code ec;
+    if (check_files && !fs::is_regular_file(s.model, ec)) {
+      r.fail("model", fmt::format("model file '{}' does not exist", s.model));
+    }
+  }
+  if (s.backend == "torchscript" && s.model.empty()) {
+    r.fail("model", "is required for backend \"torchscript\": the path of a TorchScript file");
+  }
+  if (auto v = r.integer("replicas", 1, 100000)) s.replicas = static_cast<int>(*v);
+  if (auto v = r.integer("ranks_per_replica", 1, 100000))
+    s.ranks_per_replica = static_cast<int>(*v);
+  if (auto v = r.string("placement")) {
+    if (*v == "spread") {
+      s.placement = Placement::spread;
+    } else if (*v == "per_node") {
+      s.placement = Placement::per_node;
+    } else {
+      r.fail("placement", fmt::format("must be \"spread\" or \"per_node\", not \"{}\"", *v));
+    }
+  }
+  if (auto v = r.integer("max_batch", 1, 1 << 24)) s.max_batch = static_cast<int>(*v);
+  if (auto v = r.integer("max_delay_us", 0, 60'000'000)) s.max_delay_us = static_cast<int>(*v);
+  if (auto v = r.string("device")) {
+    const bool cuda =
+        v->rfind("cuda", 0) == 0 &&
+        (v->size() == 4 || ((*v)[4] == ':' && v->size() > 5 &&
+                            v->find_first_not_of("0123456789", 5) == std::string::npos));
+    if (*v != "cpu" && !cuda)
+      r.fail("device", fmt::format("must be \"cpu\" or \"cuda:N\", not \"{}\"", *v));
+    s.device = *v;
+  }
+  s.inputs = read_signature(r, "inputs");
+  s.outputs = read_signature(r, "outputs");
+  if (s.backend == "torchscript" && (s.inputs.empty() || s.outputs.empty())) {
+    r.fail(s.inputs.empty() ? "inputs" : "outputs",
+           "is required for backend \"torchscript\": name, dtype and shape of each tensor");
+  }
+  if (auto v = r.number("factor", -1e300, 1e300)) {
+    if (s.backend != "scale") r.fail("factor", "applies only to backend \"scale\"");
+    s.factor = *v;
+  }
+  if (auto v = r.integer("delay_us", 0, 3'600'000'000LL)) {
+    if (s.backend != "sleep") r.fail("delay_us", "applies only to backend \"sleep\"");
+    s.delay_us = *v;
+  }
+  if (auto v = r.integer("per_row_us", 0, 3'600'000'000LL)) {
+    if (s.backend != "sleep") r.fail("per_row_us", "applies only to backend \"sleep\"");
+    s.per_row_us = *v;
+  }
+  r.reject_unknown({"name", "backend", "model", "replicas", "ranks_per_replica", "placement",
+                    "max_batch", "max_delay_us", "device", "inputs", "outputs", "factor",
+                    "delay_us", "per_row_us"});
+  return s;
+}
+
 // Resolves `after` names to indices and rejects unknown names and cycles.
 void link_dependencies(Workflow& wf, const toml::array* tasks) {
   auto fail_at = [&](int i, const std::string& why) -> void {
@@ -308,6 +441,13 @@ long long Workflow::instance_count() const {
   return n;
 }
 
+int Workflow::find_service(const std::string& name) const {
+  for (int i = 0; i < static_cast<int>(services.size()); ++i) {
+    if (services[i].name == name) return i;
+  }
+  return -1;
+}
+
 int Workflow::find_task(const std::string& name) const {
   for (int i = 0; i < static_cast<int>(tasks.size()); ++i) {
     if (tasks[i].name == name) return i;
@@ -333,12 +473,24 @@ Workflow parse_workflow(const std::string& text, const std::string& path, bool c
   TableReader top(root, path, "");
   read_job(top.table("job"), top, wf, check_files);
   read_layout(top.table("layout"), top, wf);
+  if (const toml::array* services = top.array_of_tables("service")) {
+    for (std::size_t i = 0; i < services->size(); ++i) {
+      ServiceSpec s =
+          read_service(*(*services)[i].as_table(), static_cast<int>(i), path, wf.dir, check_files);
+      if (wf.find_service(s.name) >= 0) {
+        throw config_error(path, s.pos.line, s.pos.column, fmt::format("service[{}].name", i),
+                           fmt::format("service name '{}' is used twice", s.name));
+      }
+      wf.services.push_back(std::move(s));
+    }
+  }
   const toml::array* tasks = top.array_of_tables("task");
-  if (!tasks || tasks->empty()) {
-    throw config_error(path, 1, 1, "task", "the workflow has no [[task]]: nothing to run");
+  if (!tasks && wf.services.empty()) {
+    throw config_error(path, 1, 1, "task",
+                       "the workflow has no [[task]] and no [[service]]: nothing to run");
   }
   long long total = 0;
-  for (std::size_t i = 0; i < tasks->size(); ++i) {
+  for (std::size_t i = 0; tasks && i < tasks->size(); ++i) {
     TaskSpec t = read_task(*(*tasks)[i].as_table(), static_cast<int>(i), path, wf.dir, check_files);
     if (wf.find_task(t.name) >= 0) {
       throw config_error(path, t.pos.line, t.pos.column, fmt::format("task[{}].name", i),
@@ -351,8 +503,8 @@ Workflow parse_workflow(const std::string& text, const std::string& path, bool c
     }
     wf.tasks.push_back(std::move(t));
   }
-  link_dependencies(wf, tasks);
-  top.reject_unknown({"job", "layout", "task"});
+  if (tasks) link_dependencies(wf, tasks);
+  top.reject_unknown({"job", "layout", "task", "service"});
   return wf;
 }
 

@@ -59,6 +59,34 @@ struct TaskSpec {
   SourcePos function_pos;
 };
 
+/// One named tensor of a service's signature; -1 in the shape is the batch
+/// dimension (or any size).
+struct TensorSpec {
+  std::string name;
+  int dtype = 0;  // tandem::DType
+  std::vector<long long> shape;
+};
+
+enum class Placement { spread, per_node };
+
+struct ServiceSpec {
+  std::string name;
+  std::string backend;  // echo, scale, sleep, torchscript
+  std::string model;    // absolute path; torchscript only
+  int replicas = 1;
+  int ranks_per_replica = 1;
+  Placement placement = Placement::spread;
+  int max_batch = 64;    // rows per batch
+  int max_delay_us = 0;  // how long the oldest request may wait for others
+  std::string device = "cpu";
+  std::vector<TensorSpec> inputs;
+  std::vector<TensorSpec> outputs;
+  double factor = 2.0;       // scale
+  long long delay_us = 0;    // sleep: per batch
+  long long per_row_us = 0;  // sleep: per row
+  SourcePos pos;
+};
+
 struct Workflow {
   std::string path;  // as given
   std::string dir;   // absolute directory of the file
@@ -66,6 +94,10 @@ struct Workflow {
   JobSpec job;
   LayoutSpec layout;
   std::vector<TaskSpec> tasks;
+  std::vector<ServiceSpec> services;
+
+  /// Index of the service named @p name, or -1.
+  int find_service(const std::string& name) const;
 
   /// Total task instances (the sum of counts).
   long long instance_count() const;

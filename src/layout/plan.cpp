@@ -1,6 +1,7 @@
 #include "layout/plan.hpp"
 
 #include <algorithm>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -14,36 +15,76 @@ const char* role_name(Role r) {
       return "coordinator";
     case Role::worker:
       return "worker";
+    case Role::service:
+      return "service";
     case Role::idle:
       return "idle";
   }
   return "?";
 }
 
+std::vector<int> Plan::client_ranks() const {
+  std::vector<int> out;
+  for (const RankPlacement& p : ranks) {
+    if (p.role == Role::worker) out.push_back(p.rank);
+  }
+  return out;
+}
+
+std::vector<const ReplicaPlacement*> Plan::replicas_of(int s) const {
+  std::vector<const ReplicaPlacement*> out;
+  for (const ReplicaPlacement& r : replicas) {
+    if (r.service == s) out.push_back(&r);
+  }
+  return out;
+}
+
+namespace {
+
+int service_ranks(const Workflow& wf) {
+  int n = 0;
+  for (const ServiceSpec& s : wf.services) n += s.replicas * s.ranks_per_replica;
+  return n;
+}
+
+[[noreturn]] void layout_error(const Workflow& wf, const std::string& key, SourcePos p,
+                               const std::string& why) {
+  throw config_error(wf.path, p.line, p.column, key, why);
+}
+
+}  // namespace
+
 void check_fits(const Workflow& wf, int world_size) {
   const SourcePos wp = wf.layout.workers_pos;
-  if (world_size < 2) {
-    throw config_error(wf.path, wp.line, wp.column, "layout",
-                       fmt::format("the job has {} rank; Tandem needs at least 2 (one coordinator "
-                                   "and one worker): start it with mpirun -np 2 or more",
-                                   world_size));
+  const int for_services = service_ranks(wf);
+  const int needed = 1 + for_services + 1;
+  if (world_size < needed) {
+    std::string parts = "1 coordinator";
+    for (const ServiceSpec& s : wf.services) {
+      parts += fmt::format(", {} for service '{}' ({} x {})", s.replicas * s.ranks_per_replica,
+                           s.name, s.replicas, s.ranks_per_replica);
+    }
+    parts += ", at least 1 worker";
+    layout_error(wf, wf.services.empty() ? "layout" : "service", wp,
+                 fmt::format("the job has {} rank(s) but the layout needs at least {} ({}): start "
+                             "it with mpirun -np {} or more",
+                             world_size, needed, parts, needed));
   }
-  const int available = world_size - 1;
+  const int available = world_size - 1 - for_services;
   if (wf.layout.workers > available) {
-    throw config_error(
-        wf.path, wp.line, wp.column, "layout.workers",
-        fmt::format("asks for {} workers but a job of {} ranks has only {} ranks "
-                    "after the coordinator: start at least {} ranks",
-                    wf.layout.workers, world_size, available, wf.layout.workers + 1));
+    layout_error(wf, "layout.workers", wp,
+                 fmt::format("asks for {} workers but a job of {} ranks has only {} ranks after "
+                             "the coordinator and the services: start at least {} ranks",
+                             wf.layout.workers, world_size, available,
+                             wf.layout.workers + 1 + for_services));
   }
   const int workers = wf.layout.workers > 0 ? wf.layout.workers : available;
   for (std::size_t i = 0; i < wf.tasks.size(); ++i) {
     const TaskSpec& t = wf.tasks[i];
     if (t.ranks > workers) {
-      throw config_error(wf.path, t.ranks_pos.line, t.ranks_pos.column,
-                         fmt::format("task[{}].ranks", i),
-                         fmt::format("task '{}' needs {} ranks but the layout has {} workers",
-                                     t.name, t.ranks, workers));
+      layout_error(wf, fmt::format("task[{}].ranks", i), t.ranks_pos,
+                   fmt::format("task '{}' needs {} ranks but the layout has {} workers", t.name,
+                               t.ranks, workers));
     }
   }
 }
@@ -54,24 +95,70 @@ Plan make_plan(const Workflow& wf, const std::vector<int>& node_of_rank) {
   Plan plan;
   plan.world_size = n;
   plan.node_count = n == 0 ? 0 : *std::max_element(node_of_rank.begin(), node_of_rank.end()) + 1;
-  plan.workers = wf.layout.workers > 0 ? wf.layout.workers : n - 1;
   plan.worker_slots = wf.layout.worker_slots;
   plan.ranks.resize(n);
-  int next_worker = 0;
+  std::map<int, std::vector<int>> free_on_node;  // node -> free ranks, ascending
   for (int r = 0; r < n; ++r) {
+    plan.ranks[r].rank = r;
+    plan.ranks[r].node = node_of_rank[r];
+    if (r > 0) free_on_node[node_of_rank[r]].push_back(r);
+  }
+  plan.ranks[0].role = Role::coordinator;
+  auto take_lowest = [&](int count) {
+    std::vector<int> all;
+    for (auto& [node, list] : free_on_node) all.insert(all.end(), list.begin(), list.end());
+    std::sort(all.begin(), all.end());
+    all.resize(count);
+    for (auto& [node, list] : free_on_node) {
+      std::erase_if(list, [&](int r) { return std::binary_search(all.begin(), all.end(), r); });
+    }
+    return all;
+  };
+  for (int s = 0; s < static_cast<int>(wf.services.size()); ++s) {
+    const ServiceSpec& spec = wf.services[s];
+    for (int rep = 0; rep < spec.replicas; ++rep) {
+      ReplicaPlacement rp;
+      rp.service = s;
+      rp.replica = rep;
+      if (spec.placement == Placement::per_node) {
+        const int node = rep % plan.node_count;
+        auto& list = free_on_node[node];
+        if (static_cast<int>(list.size()) < spec.ranks_per_replica) {
+          layout_error(wf, "service.placement", spec.pos,
+                       fmt::format("service '{}' replica {} goes on node {} (per_node) but that "
+                                   "node has only {} free rank(s) for its {} rank(s)",
+                                   spec.name, rep, node, list.size(), spec.ranks_per_replica));
+        }
+        rp.ranks.assign(list.begin(), list.begin() + spec.ranks_per_replica);
+        list.erase(list.begin(), list.begin() + spec.ranks_per_replica);
+      } else {
+        rp.ranks = take_lowest(spec.ranks_per_replica);
+      }
+      rp.node = node_of_rank[rp.ranks[0]];
+      for (int i = 0; i < static_cast<int>(rp.ranks.size()); ++i) {
+        RankPlacement& p = plan.ranks[rp.ranks[i]];
+        p.role = Role::service;
+        p.service = s;
+        p.replica = rep;
+        p.replica_rank = i;
+      }
+      plan.replicas.push_back(std::move(rp));
+    }
+  }
+  std::vector<int> rest;
+  for (auto& [node, list] : free_on_node) rest.insert(rest.end(), list.begin(), list.end());
+  std::sort(rest.begin(), rest.end());
+  const int wanted = wf.layout.workers > 0 ? wf.layout.workers : static_cast<int>(rest.size());
+  for (int r : rest) {
     RankPlacement& p = plan.ranks[r];
-    p.rank = r;
-    p.node = node_of_rank[r];
-    if (r == 0) {
-      p.role = Role::coordinator;
-    } else if (next_worker < plan.workers) {
+    if (plan.workers < wanted) {
       p.role = Role::worker;
-      p.role_index = next_worker++;
+      p.role_index = plan.workers++;
     } else {
       p.role = Role::idle;
     }
   }
-  const int idle = n - 1 - plan.workers;
+  const int idle = static_cast<int>(rest.size()) - plan.workers;
   if (idle > 0) {
     plan.notes.push_back(
         fmt::format("{} rank(s) have no role and will wait idle; start {} ranks "
@@ -88,16 +175,26 @@ std::vector<int> block_nodes(int world_size, int ranks_per_node) {
   return nodes;
 }
 
-std::string format_plan(const Plan& plan) {
-  std::string out = fmt::format("{:>6}  {:>5}  {:<12} {}\n", "rank", "node", "role", "index");
+std::string format_plan(const Workflow& wf, const Plan& plan) {
+  std::string out = fmt::format("{:>6}  {:>5}  {:<12} {}\n", "rank", "node", "role", "detail");
   for (const RankPlacement& p : plan.ranks) {
-    out += fmt::format("{:>6}  {:>5}  {:<12} {}\n", p.rank, p.node, role_name(p.role),
-                       p.role == Role::idle ? std::string("-") : std::to_string(p.role_index));
+    std::string detail = "-";
+    if (p.role == Role::worker) detail = fmt::format("worker {}", p.role_index);
+    if (p.role == Role::service) {
+      detail = fmt::format("{} replica {} {}", wf.services[p.service].name, p.replica,
+                           p.replica_rank == 0 ? "leader" : fmt::format("rank {}", p.replica_rank));
+    }
+    out += fmt::format("{:>6}  {:>5}  {:<12} {}\n", p.rank, p.node, role_name(p.role), detail);
   }
   out += fmt::format("{} ranks on {} node(s): 1 coordinator, {} worker(s)", plan.world_size,
                      plan.node_count, plan.workers);
   if (plan.worker_slots > 1) {
     out += fmt::format(", each running up to {} command tasks at once", plan.worker_slots);
+  }
+  for (const ServiceSpec& s : wf.services) {
+    out +=
+        fmt::format(", service '{}' ({} x {} rank(s), {})", s.name, s.replicas, s.ranks_per_replica,
+                    s.placement == Placement::per_node ? "per_node" : "spread");
   }
   out += "\n";
   for (const std::string& note : plan.notes) out += "note: " + note + "\n";

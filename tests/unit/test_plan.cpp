@@ -30,12 +30,13 @@ TEST(Plan, CoordinatorThenWorkers) {
 }
 
 TEST(Plan, NodesFollowRanksPerNode) {
-  const Plan p = make_plan(flow(""), block_nodes(8, 3));
+  const auto wf = flow("");
+  const Plan p = make_plan(wf, block_nodes(8, 3));
   EXPECT_EQ(p.node_count, 3);
   EXPECT_EQ(p.ranks[2].node, 0);
   EXPECT_EQ(p.ranks[3].node, 1);
   EXPECT_EQ(p.ranks[7].node, 2);
-  const std::string text = format_plan(p);
+  const std::string text = format_plan(wf, p);
   EXPECT_NE(text.find("8 ranks on 3 node(s): 1 coordinator, 7 worker(s)"), std::string::npos)
       << text;
 }
@@ -71,4 +72,52 @@ TEST(Plan, TaskWiderThanTheWorkersIsAnError) {
               std::string::npos);
   }
   EXPECT_NO_THROW(make_plan(flow("", 3), block_nodes(4, 4)));
+}
+
+namespace {
+Workflow with_services(const std::string& services) {
+  return parse_workflow(services + "\n[[task]]\nname='a'\nfunction='f'\n", "/x/wf.toml", false);
+}
+}  // namespace
+
+TEST(Plan, SpreadServicesTakeTheLowestRanksAfterTheCoordinator) {
+  const auto wf =
+      with_services("[[service]]\nname='m'\nbackend='echo'\nreplicas=2\nranks_per_replica=2\n");
+  const Plan p = make_plan(wf, block_nodes(7, 7));
+  ASSERT_EQ(p.replicas.size(), 2u);
+  EXPECT_EQ(p.replicas[0].ranks, (std::vector<int>{1, 2}));
+  EXPECT_EQ(p.replicas[1].ranks, (std::vector<int>{3, 4}));
+  EXPECT_EQ(p.ranks[3].role, Role::service);
+  EXPECT_EQ(p.ranks[3].replica, 1);
+  EXPECT_EQ(p.ranks[3].replica_rank, 0);
+  EXPECT_EQ(p.ranks[4].replica_rank, 1);
+  EXPECT_EQ(p.workers, 2);
+  EXPECT_EQ(p.client_ranks(), (std::vector<int>{5, 6}));
+  const std::string text = format_plan(wf, p);
+  EXPECT_NE(text.find("m replica 1 leader"), std::string::npos) << text;
+}
+
+TEST(Plan, PerNodeServicesPutOneReplicaOnEachNode) {
+  const auto wf =
+      with_services("[[service]]\nname='m'\nbackend='echo'\nreplicas=3\nplacement='per_node'\n");
+  const Plan p = make_plan(wf, block_nodes(9, 3));  // nodes: 0-2, 3-5, 6-8
+  ASSERT_EQ(p.replicas.size(), 3u);
+  EXPECT_EQ(p.replicas[0].ranks, std::vector<int>{1});
+  EXPECT_EQ(p.replicas[1].ranks, std::vector<int>{3});
+  EXPECT_EQ(p.replicas[2].ranks, std::vector<int>{6});
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(p.replicas[r].node, r);
+  EXPECT_EQ(p.workers, 5);
+}
+
+TEST(Plan, ServicesThatDoNotFitAreAnError) {
+  const auto wf =
+      with_services("[[service]]\nname='m'\nbackend='echo'\nreplicas=2\nranks_per_replica=2\n");
+  try {
+    make_plan(wf, block_nodes(5, 5));
+    ADD_FAILURE();
+  } catch (const tandem::config_error& e) {
+    EXPECT_NE(std::string(e.what()).find("needs at least 6"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("4 for service 'm' (2 x 2)"), std::string::npos)
+        << e.what();
+  }
 }

@@ -8,6 +8,7 @@
 #include "config/workflow.hpp"
 #include "support/temp_dir.hpp"
 #include "tandem/error.hpp"
+#include "tandem/tensor.hpp"
 
 using tandem::config_error;
 using tandem::detail::parse_workflow;
@@ -242,4 +243,58 @@ env = { A = "1" }
   EXPECT_EQ(again.tasks[1].env.at("A"), "1");
   EXPECT_EQ(again.tasks[1].after_index, std::vector<int>{0});
   EXPECT_EQ(again.job.max_chunk, wf.job.max_chunk);
+}
+
+TEST(Workflow, ServicesParseWithSignatures) {
+  const auto wf = parse_workflow(R"(
+[[service]]
+name = "surrogate"
+backend = "torchscript"
+model = "model.pt"
+replicas = 2
+ranks_per_replica = 1
+placement = "per_node"
+max_batch = 128
+max_delay_us = 500
+device = "cuda:0"
+inputs = [{ name = "x", dtype = "FP32", shape = [-1, 64] }]
+outputs = [{ name = "y", dtype = "FP32", shape = [-1, 16] }]
+[[service]]
+name = "doubler"
+backend = "scale"
+factor = 3.0
+)",
+                                 "/x/wf.toml", false);
+  ASSERT_EQ(wf.services.size(), 2u);
+  const auto& s = wf.services[0];
+  EXPECT_EQ(s.model, "/x/model.pt");
+  EXPECT_EQ(s.replicas, 2);
+  EXPECT_EQ(s.placement, tandem::detail::Placement::per_node);
+  EXPECT_EQ(s.max_batch, 128);
+  EXPECT_EQ(s.max_delay_us, 500);
+  EXPECT_EQ(s.device, "cuda:0");
+  ASSERT_EQ(s.inputs.size(), 1u);
+  EXPECT_EQ(s.inputs[0].shape, (std::vector<long long>{-1, 64}));
+  EXPECT_EQ(s.outputs[0].dtype, static_cast<int>(tandem::DType::FP32));
+  EXPECT_EQ(wf.services[1].factor, 3.0);
+  EXPECT_TRUE(wf.tasks.empty());
+}
+
+TEST(Workflow, BadServicesAreRejected) {
+  const std::string head = "[[service]]\nname='m'\n";
+  expect_error(head + "backend='torchscrpit'\n", 3, "service[0].backend",
+               "did you mean 'torchscript'");
+  expect_error(head + "backend='torchscript'\n", 1, "service[0].model", "is required");
+  expect_error(head + "backend='echo'\nplacement='everywhere'\n", 4, "service[0].placement",
+               "\"spread\" or \"per_node\"");
+  expect_error(head + "backend='echo'\ndevice='gpu0'\n", 4, "service[0].device", "cuda:N");
+  expect_error(head + "backend='echo'\ninputs=[{name='x', dtype='FLOAT', shape=[-1]}]\n", 4,
+               "service[0].inputs[0].dtype", "unknown dtype 'FLOAT'");
+  expect_error(head + "backend='echo'\ninputs=[{name='x', dtype='FP32', shape=[4, 2]}]\n", 4,
+               "service[0].inputs[0].shape", "must be -1");
+  expect_error(head + "backend='echo'\nfactor=2.0\n", 4, "service[0].factor",
+               "only to backend \"scale\"");
+  expect_error(head + "backend='echo'\nreplicas=0\n", 4, "service[0].replicas", "between 1");
+  expect_error(head + "backend='echo'\n[[service]]\nname='m'\nbackend='echo'\n", 4,
+               "service[1].name", "used twice");
 }
