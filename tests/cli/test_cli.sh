@@ -69,7 +69,7 @@ check "the error says the file cannot be read" contains err.txt "cannot read the
 "$tandem" plan good.toml --np 6 --ranks-per-node 3 > out.txt 2> err.txt
 check "plan succeeds" test $? -eq 0
 check "plan shows the coordinator" grep -qE '^ +0 +0 +coordinator' out.txt
-check "plan shows rank 4 as a worker on node 1" grep -qE '^ +4 +1 +worker +3' out.txt
+check "plan shows rank 4 as a worker on node 1" grep -qE '^ +4 +1 +worker +worker 3$' out.txt
 check "plan sums up" contains out.txt "6 ranks on 2 node(s): 1 coordinator, 5 worker(s)"
 printf '[layout]\nworkers = 8\n[[task]]\nname = "a"\nfunction = "tandem.null"\n' > wide.toml
 "$tandem" plan wide.toml --np 4 > out.txt 2> err.txt
