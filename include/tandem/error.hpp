@@ -48,6 +48,20 @@ class mpi_error : public error {
   int code_;
 };
 
+/// An inference request that could not be answered: unknown service, a
+/// service that is not READY or FAILED, inputs the service does not take, a
+/// model that failed. The message says which and why.
+class request_error : public error {
+ public:
+  request_error(std::string service, const std::string& what)
+      : error(what), service_(std::move(service)) {}
+  /// The service the request was for.
+  const std::string& service() const noexcept { return service_; }
+
+ private:
+  std::string service_;
+};
+
 /// A task that failed; thrown by user task functions to fail with a reason
 /// (any std::exception does the same, this one just says so plainly).
 class task_error : public error {

@@ -7,5 +7,10 @@ class error;
 class config_error;
 class mpi_error;
 class task_error;
+class request_error;
 class TaskContext;
+class Tensor;
+class Client;
+class InferHandle;
+class Session;
 }  // namespace tandem

@@ -2,6 +2,7 @@
 /// @file tandem.hpp
 /// Umbrella header: everything a Tandem user includes.
 
+#include <tandem/client.hpp>
 #include <tandem/error.hpp>
 #include <tandem/fwd.hpp>
 #include <tandem/pilot.hpp>

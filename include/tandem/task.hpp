@@ -22,6 +22,7 @@
 
 namespace tandem {
 
+class Client;
 namespace detail {
 struct TaskContextData;
 }
@@ -70,6 +71,9 @@ class TaskContext {
   bool arg_bool(const std::string& key, bool fallback = false) const;
   /// All arguments as a JSON object text.
   std::string args_json() const;
+
+  /// The client of the job's services (see tandem/client.hpp).
+  Client& client() const;
 
  private:
   const detail::TaskContextData* data_;

@@ -24,6 +24,7 @@
 
 #include "pilot/pilot.hpp"
 #include "pilot/protocol.hpp"
+#include "pilot/service_monitor.hpp"
 #include "run/run_dir.hpp"
 #include "util/backoff.hpp"
 #include "util/clock.hpp"
@@ -57,6 +58,7 @@ class Coordinator {
         wf_(*shared.wf),
         sched_(wf_),
         journal_(shared.run_dir + "/journal.jsonl", wf_),
+        monitor_(wf_, *shared.plan, shared.control, shared.plan->client_ranks()),
         backoff_(wf_.job.backoff) {
     MPI_Comm_size(sh_.pilot, &size_);
     workers_.resize(size_);
@@ -88,6 +90,7 @@ class Coordinator {
   const Workflow& wf_;
   Scheduler sched_;
   Journal journal_;
+  ServiceMonitor monitor_;
   Backoff backoff_;
   int size_ = 0;
   std::vector<WorkerInfo> workers_;  // by pilot rank; [0] unused
@@ -287,6 +290,7 @@ int Coordinator::run() {
   while (!sched_.finished()) {
     bool worked = false;
     for (int i = 0; i < 64 && receive_one(); ++i) worked = true;
+    if (monitor_.poll()) worked = true;
     serve_requests();
     progress_sends();
     if (!interrupted_by_ && stop_signal()) interrupt(stop_signal());
@@ -313,6 +317,9 @@ int Coordinator::run() {
   makespan_s_ = seconds_since(t0_);
   finish_workers();
   journal_.flush();
+  // The workers are gone, so nothing can ask the services any more: they
+  // answer what they hold, then stop.
+  monitor_.stop_all(wf_.job.backoff);
 
   int exit_code = 0;
   if (interrupted_by_) {
@@ -387,6 +394,7 @@ void Coordinator::write_summary(int exit_code) {
       {"worker_utilisation", util},
       {"interrupted_by_signal", interrupted_by_ ? json(interrupted_by_) : json(nullptr)},
       {"failures", failures},
+      {"services", monitor_.summary()},
       {"exit_code", exit_code},
   };
   std::ofstream(sh_.run_dir + "/summary.json") << summary.dump(2) << "\n";

@@ -4,6 +4,7 @@
 #include <mpi.h>
 
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -13,13 +14,17 @@
 
 namespace tandem::detail {
 
+class ClientImpl;
+
 struct PilotShared {
   const Workflow* wf = nullptr;
   const Plan* plan = nullptr;
   std::string run_dir;
   bool resume = false;
-  MPI_Comm pilot = MPI_COMM_NULL;    // coordinator (rank 0) + workers (1..W)
-  MPI_Comm workers = MPI_COMM_NULL;  // workers only; MPI_COMM_NULL on the coordinator
+  MPI_Comm pilot = MPI_COMM_NULL;      // coordinator (rank 0) + workers (1..W)
+  MPI_Comm workers = MPI_COMM_NULL;    // workers only; MPI_COMM_NULL on the coordinator
+  MPI_Comm control = MPI_COMM_NULL;    // every rank: service reports, routing, stop
+  std::shared_ptr<ClientImpl> client;  // workers: the services' client
 };
 
 /// Runs the coordinator to the end of the run; returns the exit code.

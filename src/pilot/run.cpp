@@ -11,8 +11,10 @@
 #include <boost/mpi/communicator.hpp>
 #include <boost/serialization/string.hpp>
 
+#include "client/client_impl.hpp"
 #include "config/workflow.hpp"
 #include "layout/plan.hpp"
+#include "ml_ranks/replica.hpp"
 #include "pilot/pilot.hpp"
 #include "run/logging.hpp"
 #include "run/run_dir.hpp"
@@ -87,6 +89,11 @@ RunSetup prepare_on_root(const RunOptions& options, int world_size,
   RunSetup setup;
   try {
     Workflow wf = load_workflow(options.workflow);
+    if (wf.tasks.empty()) {
+      throw config_error(wf.path, 1, 1, "task",
+                         "the workflow has no [[task]], so tandem run has nothing to do; a file "
+                         "with services only is for SPMD mode (tandem::Session)");
+    }
     check_fits(wf, world_size);
     load_task_functions(wf);
     setup.workflow_path = fs::absolute(options.workflow).lexically_normal().string();
@@ -180,15 +187,41 @@ int run_workflow(MPI_Comm comm, const RunOptions& options) {
   shared.plan = &plan;
   shared.run_dir = setup.run_dir;
   shared.resume = setup.resume;
+  shared.control = world;
   TANDEM_MPI_CHECK(MPI_Comm_split(world, in_pilot ? 0 : MPI_UNDEFINED, rank, &shared.pilot));
   TANDEM_MPI_CHECK(
       MPI_Comm_split(world, me.role == Role::worker ? 0 : MPI_UNDEFINED, rank, &shared.workers));
+  // Requests and replies travel on a communicator of their own, so that
+  // they never match a control message.
+  MPI_Comm data;
+  TANDEM_MPI_CHECK(MPI_Comm_dup(world, &data));
+  int replica_color = MPI_UNDEFINED;
+  if (me.role == Role::service) {
+    for (std::size_t i = 0; i < plan.replicas.size(); ++i) {
+      if (plan.replicas[i].service == me.service && plan.replicas[i].replica == me.replica) {
+        replica_color = static_cast<int>(i);
+      }
+    }
+  }
+  MPI_Comm replica;
+  TANDEM_MPI_CHECK(MPI_Comm_split(world, replica_color, me.replica_rank, &replica));
 
   int exit_code = 0;
   if (me.role == Role::coordinator) {
     exit_code = run_coordinator(shared, earlier);
   } else if (me.role == Role::worker) {
+    shared.client = std::make_shared<ClientImpl>(wf, plan, data, world, 0);
     run_worker(shared);
+    shared.client.reset();
+  } else if (me.role == Role::service) {
+    ServeShared serve;
+    serve.wf = &wf;
+    serve.plan = &plan;
+    serve.data = data;
+    serve.control = world;
+    serve.replica = replica;
+    serve.coordinator = 0;
+    run_replica(serve, me);
   }
 
   // Everyone learns the outcome; idle ranks wait here, sleeping. A reduction
@@ -200,6 +233,8 @@ int run_workflow(MPI_Comm comm, const RunOptions& options) {
   TANDEM_MPI_CHECK(MPI_Iallreduce(&mine, &exit_code, 1, MPI_INT, MPI_MAX, world, &req));
   wait_backing_off(req, wf.job.backoff);
 
+  if (replica != MPI_COMM_NULL) MPI_Comm_free(&replica);
+  MPI_Comm_free(&data);
   if (shared.workers != MPI_COMM_NULL) MPI_Comm_free(&shared.workers);
   if (shared.pilot != MPI_COMM_NULL) MPI_Comm_free(&shared.pilot);
   close_log_file();

@@ -19,9 +19,11 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "client/client_impl.hpp"
 #include "exec/command.hpp"
 #include "pilot/pilot.hpp"
 #include "pilot/protocol.hpp"
+#include "tandem/client.hpp"
 #include "tandem/task.hpp"
 #include "tasks/context_data.hpp"
 #include "tasks/registry.hpp"
@@ -67,7 +69,7 @@ struct TaskRuntime {
 class Worker {
  public:
   explicit Worker(const PilotShared& shared)
-      : sh_(shared), wf_(*shared.wf), backoff_(wf_.job.backoff) {
+      : sh_(shared), wf_(*shared.wf), backoff_(wf_.job.backoff), client_(shared.client) {
     MPI_Comm_rank(sh_.workers, &index_);
     slots_ = wf_.layout.worker_slots;
     int first = 0;
@@ -117,6 +119,7 @@ class Worker {
   const PilotShared& sh_;
   const Workflow& wf_;
   Backoff backoff_;
+  Client client_;
   int index_ = 0;
   std::vector<TaskRuntime> runtimes_;
   std::deque<Assignment> queue_;
@@ -273,6 +276,7 @@ void Worker::run_function(const Assignment& a) {
   data.run_dir = sh_.run_dir;
   data.output_dir = runtimes_[task].output_dir;
   data.args = &runtimes_[task].args;
+  data.client = &client_;
   MPI_Comm sub = MPI_COMM_NULL;
   if (!a.members.empty()) {
     // Only the members take part: MPI_Comm_create_group is collective over
@@ -402,6 +406,7 @@ void Worker::run() {
   int wait_ms = 1;
   while (!stop_) {
     poll_messages();
+    if (sh_.client) sh_.client->progress();  // routing updates, even between tasks
     if (!cancelled_ && stop_signal()) cancelled_ = true;
     if (cancelled_) {
       if (!queue_.empty()) cancel_queue();

@@ -79,6 +79,11 @@ bool TaskContext::arg_bool(const std::string& key, bool fallback) const {
   return v->get<bool>();
 }
 
+Client& TaskContext::client() const {
+  if (!data_->client) throw task_error("this task has no client of the job's services");
+  return *data_->client;
+}
+
 std::string TaskContext::args_json() const {
   return data_->args ? data_->args->dump() : "{}";
 }

@@ -8,6 +8,10 @@
 
 #include <nlohmann/json.hpp>
 
+namespace tandem {
+class Client;
+}
+
 namespace tandem::detail {
 
 struct TaskContextData {
@@ -21,6 +25,7 @@ struct TaskContextData {
   std::filesystem::path run_dir;
   std::filesystem::path output_dir;
   const nlohmann::json* args = nullptr;
+  Client* client = nullptr;
 };
 
 }  // namespace tandem::detail

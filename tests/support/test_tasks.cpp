@@ -43,3 +43,31 @@ TANDEM_TASK(test_throw_int) {
 extern "C" void test_exported(tandem::TaskContext& ctx) {
   std::ofstream(ctx.output_dir() / ("exported." + std::to_string(ctx.index()))) << "ok\n";
 }
+
+// Sends `requests` requests of `rows` x 4 floats to `service` and checks the
+// reply against `factor` x input; writes "ok N" to output_dir()/infer.<index>.
+TANDEM_TASK(test_infer) {
+  tandem::Client& client = ctx.client();
+  const std::string service = ctx.arg_string("service", "echo");
+  client.wait_ready(service, 60);
+  const auto rows = ctx.arg_int("rows", 2);
+  const double factor = ctx.arg_double("factor", 1.0);
+  const auto requests = ctx.arg_int("requests", 1);
+  for (long long k = 0; k < requests; ++k) {
+    std::vector<float> values(rows * 4);
+    for (std::size_t i = 0; i < values.size(); ++i)
+      values[i] = float(ctx.index() * 1000 + k * 10 + i);
+    tandem::Tensor x = tandem::Tensor::from(values, {rows, 4});
+    tandem::TensorList out = client.infer(service, {{ctx.arg_string("input", "x"), x}});
+    const auto got = out.at(0).tensor.to_vector<float>();
+    if (got.size() != values.size()) throw tandem::task_error("wrong output size");
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (got[i] != float(values[i] * factor)) {
+        throw tandem::task_error("wrong value at " + std::to_string(i) + ": " +
+                                 std::to_string(got[i]));
+      }
+    }
+  }
+  std::ofstream(ctx.output_dir() / ("infer." + std::to_string(ctx.index())))
+      << "ok " << requests << "\n";
+}

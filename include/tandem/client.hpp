@@ -1,0 +1,69 @@
+#pragma once
+/// @file client.hpp
+/// The client of the job's services: inference requests as MPI messages,
+/// sent straight to a replica of the service, never through the
+/// coordinator. A Client is given to you: `ctx.client()` in a function task,
+/// `session.client()` in SPMD mode. Not thread-safe: use it from one thread.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <tandem/tensor.hpp>
+
+namespace tandem {
+
+namespace detail {
+class ClientImpl;
+struct PendingInfer;
+}  // namespace detail
+
+/// A request in flight, from Client::infer_async.
+class InferHandle {
+ public:
+  InferHandle() = default;
+  /// True once the reply is here (makes progress; never blocks).
+  bool test();
+  /// Waits for the reply and returns the outputs.
+  /// @throws tandem::request_error with the service's reason on failure.
+  TensorList wait();
+  /// False for a default-constructed handle.
+  bool valid() const noexcept { return pending_ != nullptr; }
+
+ private:
+  friend class Client;
+  std::shared_ptr<detail::ClientImpl> client_;
+  std::shared_ptr<detail::PendingInfer> pending_;
+};
+
+/// Sends inference requests to the job's services.
+class Client {
+ public:
+  explicit Client(std::shared_ptr<detail::ClientImpl> impl) : impl_(std::move(impl)) {}
+
+  /// The services of this job, in workflow order.
+  std::vector<std::string> services() const;
+  /// "STARTING", "READY", "DRAINING", "STOPPED" or "FAILED" as last heard.
+  /// @throws tandem::request_error for an unknown service.
+  std::string state(const std::string& service);
+  /// Waits until @p service is READY (some replica has loaded its model).
+  /// @throws tandem::request_error at once if it FAILED, or after
+  /// @p timeout_s seconds, or for an unknown service.
+  void wait_ready(const std::string& service, double timeout_s = 300);
+
+  /// Runs the model on @p inputs (named as in the service's signature; the
+  /// first dimension is the batch) and returns its outputs. Blocks.
+  /// @throws tandem::request_error saying what was wrong.
+  TensorList infer(const std::string& service, const TensorList& inputs);
+  /// For services with one input and one output: the output alone.
+  Tensor infer(const std::string& service, const Tensor& input);
+  /// Sends the request and returns at once; the inputs are copied, so they
+  /// may change or go away after this returns.
+  /// @throws tandem::request_error if the request cannot be sent.
+  InferHandle infer_async(const std::string& service, const TensorList& inputs);
+
+ private:
+  std::shared_ptr<detail::ClientImpl> impl_;
+};
+
+}  // namespace tandem

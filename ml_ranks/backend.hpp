@@ -1,0 +1,32 @@
+#pragma once
+// A model backend: what a replica runs on each batch. Small on purpose, so
+// that new kinds (an HTTP model server, a remote endpoint) fit behind it.
+
+#include <memory>
+#include <string>
+
+#include "config/workflow.hpp"
+#include "tandem/tensor.hpp"
+
+namespace tandem::detail {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  /// Runs one batch. @p inputs are in the order of the service's signature
+  /// (or as sent, for services without one) with the batch along dimension
+  /// 0; the outputs must have the same number of rows. Throws on failure.
+  virtual TensorList infer(const TensorList& inputs) = 0;
+};
+
+/// Creates and loads the backend of @p spec on this rank (models are loaded
+/// here). @throws tandem::error with the reason when it cannot load.
+std::unique_ptr<Backend> make_backend(const ServiceSpec& spec);
+
+}  // namespace tandem::detail
+
+/// The entry point of the TorchScript plugin (libtandem_torch.so), which is
+/// loaded only by ranks that serve a torchscript service: libtorch costs
+/// most of a second of start-up that other ranks need not pay.
+extern "C" tandem::detail::Backend* tandem_make_torchscript_backend(
+    const tandem::detail::ServiceSpec* spec, char* error, int error_size);

@@ -1,0 +1,45 @@
+#pragma once
+// Checking requests against a service's signature and putting batches
+// together. Free of MPI, so that tests can drive it directly.
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "config/workflow.hpp"
+#include "tandem/tensor.hpp"
+
+namespace tandem::detail {
+
+struct QueuedRequest {
+  int client = -1;  // world rank
+  std::uint64_t id = 0;
+  TensorList inputs;  // in signature order
+  std::int64_t rows = 1;
+  std::uint64_t key = 0;  // requests with equal keys can share a batch
+  std::chrono::steady_clock::time_point received;
+};
+
+/// Puts @p inputs into signature order and fills rows and key. Returns false
+/// with @p why saying what is wrong for a request the service cannot take.
+bool check_request(const ServiceSpec& spec, TensorList& inputs, std::int64_t& rows,
+                   std::uint64_t& key, std::string& why);
+
+/// Takes from the front of @p queue the requests that go into the next
+/// batch: the first one and those right behind it that are compatible, while
+/// the rows fit in @p max_batch.
+std::vector<QueuedRequest> take_batch(std::deque<QueuedRequest>& queue, int max_batch);
+
+/// Whether the front of @p queue should run now rather than wait for more.
+bool batch_due(const std::deque<QueuedRequest>& queue, int max_batch, int max_delay_us,
+               bool draining, std::chrono::steady_clock::time_point now);
+
+/// Concatenates the batch's inputs along dimension 0 (no copy for one).
+TensorList concatenate(const std::vector<QueuedRequest>& batch);
+
+/// Rows [first, first + rows) of each tensor, as views.
+TensorList slice_rows(const TensorList& tensors, std::int64_t first, std::int64_t rows);
+
+}  // namespace tandem::detail

@@ -1,0 +1,402 @@
+// The replica loop. The leader keeps one FIFO of checked requests; a batch
+// is the front request plus the compatible ones right behind it, up to
+// max_batch rows, run as soon as it is full, the oldest has waited
+// max_delay_us, or nothing else is queued (max_delay_us = 0, the default:
+// batch what has piled up while the model was busy, never wait for more).
+// A batch that fails is run again request by request, so that one bad
+// request fails alone.
+
+#include "ml_ranks/replica.hpp"
+
+#include <chrono>
+#include <deque>
+#include <map>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/mpi/collectives.hpp>
+#include <boost/mpi/communicator.hpp>
+
+#include "ml_ranks/backend.hpp"
+#include "ml_ranks/batching.hpp"
+#include "serve/buffer_pool.hpp"
+#include "serve/routing.hpp"
+#include "serve/wire.hpp"
+#include "tandem/error.hpp"
+#include "util/backoff.hpp"
+#include "util/mpi_check.hpp"
+
+namespace mpi = boost::mpi;
+
+namespace tandem::detail {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+struct PendingSend {
+  MPI_Request request = MPI_REQUEST_NULL;
+  wire::Encoded message;
+};
+
+// Receives one message that MPI_Improbe matched into a pooled buffer.
+wire::Encoded receive_matched(MPI_Message& msg, MPI_Status& status) {
+  int n = 0;
+  MPI_Get_count(&status, MPI_BYTE, &n);
+  wire::Encoded in;
+  in.buffer = BufferPool::instance().acquire(std::max(n, 1));
+  in.size = static_cast<std::size_t>(n);
+  TANDEM_MPI_CHECK(MPI_Mrecv(in.buffer.get(), n, MPI_BYTE, &msg, MPI_STATUS_IGNORE));
+  return in;
+}
+
+class Leader {
+ public:
+  Leader(const ServeShared& sh, const RankPlacement& me, std::unique_ptr<Backend> backend)
+      : sh_(sh),
+        spec_(sh.wf->services[me.service]),
+        me_(me),
+        backend_(std::move(backend)),
+        control_(sh.control, mpi::comm_attach) {
+    MPI_Comm_size(sh.replica, &replica_size_);
+  }
+
+  void serve(ReplicaReport report);
+
+ private:
+  void receive_requests();
+  void check_stop();
+  void run_batch(std::vector<QueuedRequest>& batch);
+  TensorList compute(const TensorList& inputs, std::int64_t rows);
+  void reply(int client, std::uint64_t id, const TensorList& outputs);
+  void reply_error(int client, std::uint64_t id, const std::string& why);
+  void send(int client, wire::Encoded message);
+  void progress_sends();
+
+  const ServeShared& sh_;
+  const ServiceSpec& spec_;
+  const RankPlacement& me_;
+  std::unique_ptr<Backend> backend_;  // null when the replica FAILED
+  std::string failure_;
+  mpi::communicator control_;
+  int replica_size_ = 1;
+  std::deque<QueuedRequest> queue_;
+  std::deque<PendingSend> sends_;
+  bool draining_ = false;
+  ReplicaReport stats_;
+  std::map<int, long long> batch_sizes_;
+  std::uint64_t batch_counter_ = 0;
+};
+
+void Leader::send(int client, wire::Encoded message) {
+  sends_.emplace_back();
+  PendingSend& s = sends_.back();
+  s.message = std::move(message);
+  TANDEM_MPI_CHECK(MPI_Isend(s.message.buffer.get(), static_cast<int>(s.message.size), MPI_BYTE,
+                             client, wire::kTagReply, sh_.data, &s.request));
+}
+
+void Leader::progress_sends() {
+  while (!sends_.empty()) {
+    int done = 0;
+    TANDEM_MPI_CHECK(MPI_Test(&sends_.front().request, &done, MPI_STATUS_IGNORE));
+    if (!done) return;
+    sends_.pop_front();
+  }
+}
+
+void Leader::reply(int client, std::uint64_t id, const TensorList& outputs) {
+  send(client, wire::encode(wire::kReplyOk, id, me_.service, outputs));
+}
+
+void Leader::reply_error(int client, std::uint64_t id, const std::string& why) {
+  ++stats_.errors;
+  send(client,
+       wire::encode(wire::kReplyError, id, me_.service, {},
+                    fmt::format("service '{}' (replica {}): {}", spec_.name, me_.replica, why)));
+}
+
+void Leader::receive_requests() {
+  for (;;) {
+    int flag = 0;
+    MPI_Message msg;
+    MPI_Status status;
+    TANDEM_MPI_CHECK(
+        MPI_Improbe(MPI_ANY_SOURCE, wire::kTagRequest, sh_.data, &flag, &msg, &status));
+    if (!flag) return;
+    wire::Encoded in = receive_matched(msg, status);
+    ++stats_.requests;
+    wire::Decoded d;
+    std::string why;
+    if (!wire::decode(in.buffer, in.size, d, why)) {
+      // Without a readable header there is no id to answer to.
+      spdlog::error("service '{}': dropped a malformed request from rank {}: {}", spec_.name,
+                    status.MPI_SOURCE, why);
+      ++stats_.errors;
+      continue;
+    }
+    const int client = status.MPI_SOURCE;
+    if (!backend_) {
+      reply_error(client, d.header.request_id, "the replica FAILED: " + failure_);
+      continue;
+    }
+    if (d.header.service != me_.service) {
+      reply_error(
+          client, d.header.request_id,
+          fmt::format("request meant for service #{} reached this replica", d.header.service));
+      continue;
+    }
+    QueuedRequest r;
+    r.client = client;
+    r.id = d.header.request_id;
+    r.inputs = std::move(d.tensors);
+    r.received = clock::now();
+    if (!check_request(spec_, r.inputs, r.rows, r.key, why)) {
+      reply_error(client, r.id, why);
+      continue;
+    }
+    queue_.push_back(std::move(r));
+  }
+}
+
+void Leader::check_stop() {
+  if (draining_) return;
+  if (control_.iprobe(sh_.coordinator, kTagServiceStop)) {
+    int unused = 0;
+    control_.recv(sh_.coordinator, kTagServiceStop, unused);
+    draining_ = true;
+  }
+}
+
+// Runs @p inputs (rows along dimension 0) over the replica's ranks: each
+// rank gets an equal share of the rows, the leader the first one.
+TensorList Leader::compute(const TensorList& inputs, std::int64_t rows) {
+  if (replica_size_ == 1 || rows < 2) return backend_->infer(inputs);
+  const std::int64_t share = (rows + replica_size_ - 1) / replica_size_;
+  const std::uint64_t batch_id = ++batch_counter_;
+  std::vector<int> helpers;
+  std::vector<wire::Encoded> outgoing;
+  std::vector<MPI_Request> requests;
+  for (int m = 1; m < replica_size_; ++m) {
+    const std::int64_t first = m * share;
+    if (first >= rows) break;
+    const std::int64_t n = std::min(share, rows - first);
+    outgoing.push_back(
+        wire::encode(wire::kRequest, batch_id, me_.service, slice_rows(inputs, first, n)));
+    requests.emplace_back();
+    TANDEM_MPI_CHECK(MPI_Isend(outgoing.back().buffer.get(), static_cast<int>(outgoing.back().size),
+                               MPI_BYTE, m, wire::kTagReplicaWork, sh_.replica, &requests.back()));
+    helpers.push_back(m);
+  }
+  std::string failure;
+  TensorList mine;
+  try {
+    mine = backend_->infer(slice_rows(inputs, 0, std::min(share, rows)));
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  std::vector<TensorList> parts{mine};
+  std::vector<wire::Decoded> keep(helpers.size());
+  for (std::size_t i = 0; i < helpers.size(); ++i) {
+    MPI_Message msg;
+    MPI_Status status;
+    TANDEM_MPI_CHECK(MPI_Mprobe(helpers[i], wire::kTagReplicaResult, sh_.replica, &msg, &status));
+    wire::Encoded in = receive_matched(msg, status);
+    std::string why;
+    if (!wire::decode(in.buffer, in.size, keep[i], why)) {
+      failure = fmt::format("replica rank {} sent an unreadable result: {}", helpers[i], why);
+    } else if (keep[i].header.kind == wire::kReplyError && failure.empty()) {
+      failure = fmt::format("replica rank {}: {}", helpers[i], keep[i].text);
+    }
+    parts.push_back(keep[i].tensors);
+  }
+  MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE);
+  if (!failure.empty()) throw error(failure);
+  // Stitch the parts back together in row order.
+  std::vector<QueuedRequest> pieces(parts.size());
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    pieces[i].inputs = parts[i];
+    pieces[i].rows =
+        parts[i].empty() || parts[i][0].tensor.shape().empty() ? 1 : parts[i][0].tensor.shape()[0];
+  }
+  return concatenate(pieces);
+}
+
+void Leader::run_batch(std::vector<QueuedRequest>& batch) {
+  std::int64_t rows = 0;
+  for (const auto& r : batch) rows += r.rows;
+  const auto t0 = clock::now();
+  TensorList outputs;
+  std::string failure;
+  try {
+    outputs = compute(concatenate(batch), rows);
+    if (batch.size() > 1) {
+      for (const auto& o : outputs) {
+        if (o.tensor.shape().empty() || o.tensor.shape()[0] != rows) {
+          throw error(
+              fmt::format("the model returned '{}' as {} for a batch of {} rows; outputs "
+                          "must keep the batch dimension",
+                          o.name, o.tensor.describe(), rows));
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  stats_.compute_s += std::chrono::duration<double>(clock::now() - t0).count();
+  ++stats_.batches;
+  stats_.rows += rows;
+  ++batch_sizes_[static_cast<int>(rows)];
+  if (!failure.empty()) {
+    if (batch.size() == 1) {
+      reply_error(batch[0].client, batch[0].id, "the model failed: " + failure);
+      return;
+    }
+    // Find the bad request(s): run each alone.
+    for (auto& r : batch) {
+      std::vector<QueuedRequest> one;
+      one.push_back(std::move(r));
+      run_batch(one);
+    }
+    return;
+  }
+  if (batch.size() == 1) {
+    reply(batch[0].client, batch[0].id, outputs);
+    return;
+  }
+  std::int64_t first = 0;
+  for (const auto& r : batch) {
+    reply(r.client, r.id, slice_rows(outputs, first, r.rows));
+    first += r.rows;
+  }
+}
+
+void Leader::serve(ReplicaReport report) {
+  if (report.state == static_cast<int>(ServiceState::FAILED)) failure_ = report.reason;
+  control_.send(sh_.coordinator, kTagReplicaReport, report);
+  Backoff backoff(sh_.wf->job.backoff);
+  for (;;) {
+    receive_requests();
+    check_stop();
+    progress_sends();
+    bool worked = false;
+    while (batch_due(queue_, spec_.max_batch, spec_.max_delay_us, draining_, clock::now())) {
+      std::vector<QueuedRequest> batch = take_batch(queue_, spec_.max_batch);
+      run_batch(batch);
+      progress_sends();
+      worked = true;
+      // Let requests that arrived meanwhile join the next batch.
+      receive_requests();
+    }
+    if (draining_ && queue_.empty()) break;
+    if (worked) {
+      backoff.reset();
+    } else {
+      backoff.pause();
+    }
+  }
+  // Everything queued is answered; make sure the answers have left.
+  while (!sends_.empty()) {
+    progress_sends();
+    backoff.pause();
+  }
+  wire::Encoded stop = wire::encode(wire::kStopMember, 0, me_.service, {});
+  for (int m = 1; m < replica_size_; ++m) {
+    TANDEM_MPI_CHECK(MPI_Send(stop.buffer.get(), static_cast<int>(stop.size), MPI_BYTE, m,
+                              wire::kTagReplicaWork, sh_.replica));
+  }
+  stats_.service = me_.service;
+  stats_.replica = me_.replica;
+  stats_.state = static_cast<int>(backend_ ? ServiceState::STOPPED : ServiceState::FAILED);
+  stats_.final = true;
+  stats_.load_s = report.load_s;
+  stats_.reason = failure_;
+  stats_.batch_sizes.assign(batch_sizes_.begin(), batch_sizes_.end());
+  control_.send(sh_.coordinator, kTagReplicaReport, stats_);
+}
+
+// A rank of a multi-rank replica other than the leader.
+void serve_as_member(const ServeShared& sh, Backend* backend) {
+  Backoff backoff(sh.wf->job.backoff);
+  for (;;) {
+    int flag = 0;
+    MPI_Message msg;
+    MPI_Status status;
+    TANDEM_MPI_CHECK(MPI_Improbe(0, wire::kTagReplicaWork, sh.replica, &flag, &msg, &status));
+    if (!flag) {
+      backoff.pause();
+      continue;
+    }
+    backoff.reset();
+    wire::Encoded in = receive_matched(msg, status);
+    wire::Decoded d;
+    std::string why;
+    wire::Encoded out;
+    if (!wire::decode(in.buffer, in.size, d, why)) {
+      out = wire::encode(wire::kReplyError, 0, -1, {}, why);
+    } else if (d.header.kind == wire::kStopMember) {
+      return;
+    } else if (!backend) {
+      out = wire::encode(wire::kReplyError, d.header.request_id, -1, {}, "no model loaded");
+    } else {
+      try {
+        out = wire::encode(wire::kReplyOk, d.header.request_id, d.header.service,
+                           backend->infer(d.tensors));
+      } catch (const std::exception& e) {
+        out = wire::encode(wire::kReplyError, d.header.request_id, d.header.service, {}, e.what());
+      }
+    }
+    TANDEM_MPI_CHECK(MPI_Send(out.buffer.get(), static_cast<int>(out.size), MPI_BYTE, 0,
+                              wire::kTagReplicaResult, sh.replica));
+  }
+}
+
+}  // namespace
+
+void run_replica(const ServeShared& shared, const RankPlacement& me) {
+  const ServiceSpec& spec = shared.wf->services[me.service];
+  // Every rank of the replica loads its own copy of the model, all replicas
+  // at once; the leader reports how long the slowest rank took.
+  const auto t0 = clock::now();
+  std::unique_ptr<Backend> backend;
+  std::string why;
+  try {
+    backend = make_backend(spec);
+  } catch (const std::exception& e) {
+    why = e.what();
+  }
+  double load_s = std::chrono::duration<double>(clock::now() - t0).count();
+  mpi::communicator replica(shared.replica, mpi::comm_attach);
+  std::vector<std::string> reasons;
+  mpi::gather(replica, why, reasons, 0);
+  const double slowest = mpi::all_reduce(replica, load_s, mpi::maximum<double>());
+  const int ok = mpi::all_reduce(replica, backend ? 1 : 0, mpi::minimum<int>());
+  if (!ok) backend.reset();
+
+  if (me.replica_rank != 0) {
+    serve_as_member(shared, backend.get());
+    return;
+  }
+  ReplicaReport report;
+  report.service = me.service;
+  report.replica = me.replica;
+  report.load_s = slowest;
+  if (ok) {
+    report.state = static_cast<int>(ServiceState::READY);
+    spdlog::info("service '{}' replica {} READY: {} loaded in {:.3f} s", spec.name, me.replica,
+                 spec.backend, slowest);
+  } else {
+    report.state = static_cast<int>(ServiceState::FAILED);
+    for (std::size_t r = 0; r < reasons.size(); ++r) {
+      if (!reasons[r].empty()) {
+        report.reason = r == 0 ? reasons[r] : fmt::format("replica rank {}: {}", r, reasons[r]);
+        break;
+      }
+    }
+    spdlog::error("service '{}' replica {} FAILED: {}", spec.name, me.replica, report.reason);
+  }
+  Leader leader(shared, me, std::move(backend));
+  leader.serve(report);
+}
+
+}  // namespace tandem::detail

@@ -1,0 +1,311 @@
+// Requests go straight from the client to a replica leader on the data
+// communicator; the coordinator only tells clients which replicas are READY.
+// Choice of replica: READY ones on this rank's node first, then the one with
+// the fewest of this client's requests outstanding, ties in turn.
+
+#include "client/client_impl.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/mpi/communicator.hpp>
+
+#include "serve/buffer_pool.hpp"
+#include "tandem/client.hpp"
+#include "tandem/error.hpp"
+#include "util/backoff.hpp"
+#include "util/mpi_check.hpp"
+
+namespace mpi = boost::mpi;
+
+namespace tandem::detail {
+
+const char* service_state_name(ServiceState s) {
+  switch (s) {
+    case ServiceState::STARTING:
+      return "STARTING";
+    case ServiceState::READY:
+      return "READY";
+    case ServiceState::DRAINING:
+      return "DRAINING";
+    case ServiceState::STOPPED:
+      return "STOPPED";
+    case ServiceState::FAILED:
+      return "FAILED";
+  }
+  return "?";
+}
+
+ClientImpl::ClientImpl(const Workflow& wf, const Plan& plan, MPI_Comm data, MPI_Comm control,
+                       int coordinator)
+    : wf_(wf), plan_(plan), data_(data), control_(control), coordinator_(coordinator) {
+  int rank = 0;
+  MPI_Comm_rank(data_, &rank);
+  my_node_ = plan_.ranks[rank].node;
+  table_.states.resize(wf_.services.size());
+  table_.reasons.resize(wf_.services.size());
+  for (const ReplicaPlacement& r : plan_.replicas) {
+    table_.states[r.service].push_back(static_cast<int>(ServiceState::STARTING));
+    table_.reasons[r.service].emplace_back();
+  }
+  outstanding_.assign(plan_.replicas.size(), 0);
+  next_.assign(wf_.services.size(), 0);
+}
+
+ClientImpl::~ClientImpl() = default;
+
+int ClientImpl::service_index(const std::string& name) const {
+  const int s = wf_.find_service(name);
+  if (s >= 0) return s;
+  std::vector<std::string> names;
+  for (const auto& spec : wf_.services) names.push_back(spec.name);
+  throw request_error(
+      name, names.empty() ? fmt::format("unknown service '{}': this job has no services", name)
+                          : fmt::format("unknown service '{}': this job has {}", name,
+                                        fmt::join(names, ", ")));
+}
+
+bool ClientImpl::progress() {
+  bool any = false;
+  mpi::communicator control(control_, mpi::comm_attach);
+  while (control.iprobe(coordinator_, kTagRouting)) {
+    RoutingTable t;
+    control.recv(coordinator_, kTagRouting, t);
+    if (t.version > table_.version) table_ = std::move(t);
+    any = true;
+  }
+  for (;;) {
+    int flag = 0;
+    MPI_Message msg;
+    MPI_Status status;
+    TANDEM_MPI_CHECK(MPI_Improbe(MPI_ANY_SOURCE, wire::kTagReply, data_, &flag, &msg, &status));
+    if (!flag) break;
+    any = true;
+    int n = 0;
+    MPI_Get_count(&status, MPI_BYTE, &n);
+    auto buffer = BufferPool::instance().acquire(std::max(n, 1));
+    TANDEM_MPI_CHECK(MPI_Mrecv(buffer.get(), n, MPI_BYTE, &msg, MPI_STATUS_IGNORE));
+    wire::Decoded d;
+    std::string why;
+    if (!wire::decode(buffer, static_cast<std::size_t>(n), d, why)) {
+      spdlog::error("dropped an unreadable reply from rank {}: {}", status.MPI_SOURCE, why);
+      continue;
+    }
+    auto it = pending_.find(d.header.request_id);
+    if (it == pending_.end()) {
+      spdlog::error("dropped a reply to unknown request {} from rank {}", d.header.request_id,
+                    status.MPI_SOURCE);
+      continue;
+    }
+    PendingInfer& p = *it->second;
+    p.done = true;
+    // The reply proves the request arrived, so its send is complete too.
+    if (p.send != MPI_REQUEST_NULL) MPI_Wait(&p.send, MPI_STATUS_IGNORE);
+    p.message = {};
+    if (d.header.kind == wire::kReplyOk) {
+      p.outputs = std::move(d.tensors);
+    } else {
+      p.error = d.text.empty() ? "the service answered with an error" : d.text;
+    }
+    --outstanding_[p.replica];
+    pending_.erase(it);
+  }
+  return any;
+}
+
+ServiceState ClientImpl::aggregate(int service) const {
+  const auto& states = table_.states[service];
+  bool any_starting = false;
+  bool any_draining = false;
+  bool any_stopped = false;
+  for (int s : states) {
+    const auto st = static_cast<ServiceState>(s);
+    if (st == ServiceState::READY) return ServiceState::READY;
+    any_starting |= st == ServiceState::STARTING;
+    any_draining |= st == ServiceState::DRAINING;
+    any_stopped |= st == ServiceState::STOPPED;
+  }
+  if (any_starting) return ServiceState::STARTING;
+  if (any_draining) return ServiceState::DRAINING;
+  if (any_stopped) return ServiceState::STOPPED;
+  return ServiceState::FAILED;
+}
+
+std::string ClientImpl::failure_reason(int service) const {
+  std::vector<std::string> parts;
+  const auto& reasons = table_.reasons[service];
+  for (std::size_t r = 0; r < reasons.size(); ++r) {
+    if (!reasons[r].empty()) parts.push_back(fmt::format("replica {}: {}", r, reasons[r]));
+  }
+  return fmt::format("{}", fmt::join(parts, "; "));
+}
+
+ServiceState ClientImpl::state(int service) {
+  progress();
+  return aggregate(service);
+}
+
+void ClientImpl::wait_ready(int service, double timeout_s) {
+  const std::string& name = wf_.services[service].name;
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(timeout_s));
+  Backoff backoff(wf_.job.backoff);
+  for (;;) {
+    progress();
+    const ServiceState s = aggregate(service);
+    if (s == ServiceState::READY) return;
+    if (s == ServiceState::FAILED) {
+      throw request_error(name,
+                          fmt::format("service '{}' FAILED: {}", name, failure_reason(service)));
+    }
+    if (s != ServiceState::STARTING) {
+      throw request_error(
+          name, fmt::format("service '{}' is {}: the run is ending", name, service_state_name(s)));
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw request_error(name, fmt::format("service '{}' was not READY within {:g} s (still "
+                                            "STARTING: its model is loading)",
+                                            name, timeout_s));
+    }
+    backoff.pause();
+  }
+}
+
+int ClientImpl::choose_replica(int service) {
+  const auto replicas = plan_.replicas_of(service);
+  const int first_index = static_cast<int>(replicas.front() - plan_.replicas.data());
+  const int n = static_cast<int>(replicas.size());
+  int best = -1;
+  auto better = [&](int a, int b) {  // is replica a (plan index) better than b?
+    if (b < 0) return true;
+    const bool a_local = plan_.replicas[a].node == my_node_;
+    const bool b_local = plan_.replicas[b].node == my_node_;
+    if (a_local != b_local) return a_local;
+    return outstanding_[a] < outstanding_[b];
+  };
+  for (int k = 0; k < n; ++k) {
+    const int r = (next_[service] + k) % n;
+    if (table_.states[service][r] != static_cast<int>(ServiceState::READY)) continue;
+    if (better(first_index + r, best)) best = first_index + r;
+  }
+  if (best >= 0) next_[service] = (best - first_index + 1) % n;
+  return best;
+}
+
+std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& inputs) {
+  progress();
+  const std::string& name = wf_.services[service].name;
+  const ServiceState s = aggregate(service);
+  if (s == ServiceState::FAILED) {
+    throw request_error(name,
+                        fmt::format("service '{}' FAILED: {}", name, failure_reason(service)));
+  }
+  if (s == ServiceState::STARTING) {
+    throw request_error(name, fmt::format("service '{}' is not READY yet (STARTING: its model is "
+                                          "loading); call client.wait_ready(\"{}\") first",
+                                          name, name));
+  }
+  if (s != ServiceState::READY) {
+    throw request_error(
+        name, fmt::format("service '{}' is {}: the run is ending", name, service_state_name(s)));
+  }
+  const int replica = choose_replica(service);
+  auto p = std::make_shared<PendingInfer>();
+  p->id = next_id_++;
+  p->service = service;
+  p->replica = replica;
+  try {
+    p->message = wire::encode(wire::kRequest, p->id, service, inputs);
+  } catch (const tandem::error& e) {
+    throw request_error(name, fmt::format("service '{}': {}", name, e.what()));
+  }
+  const int leader = plan_.replicas[replica].ranks[0];
+  TANDEM_MPI_CHECK(MPI_Isend(p->message.buffer.get(), static_cast<int>(p->message.size), MPI_BYTE,
+                             leader, wire::kTagRequest, data_, &p->send));
+  ++outstanding_[replica];
+  pending_.emplace(p->id, p);
+  return p;
+}
+
+void ClientImpl::wait(PendingInfer& p) {
+  Backoff backoff(wf_.job.backoff);
+  while (!p.done) {
+    if (progress()) {
+      backoff.reset();
+    } else {
+      backoff.pause();
+    }
+  }
+}
+
+void ClientImpl::wait_all() {
+  Backoff backoff(wf_.job.backoff);
+  while (!pending_.empty()) {
+    if (!progress()) backoff.pause();
+  }
+}
+
+}  // namespace tandem::detail
+
+namespace tandem {
+
+using detail::ClientImpl;
+
+std::vector<std::string> Client::services() const {
+  std::vector<std::string> names;
+  for (const auto& s : impl_->workflow().services) names.push_back(s.name);
+  return names;
+}
+
+std::string Client::state(const std::string& service) {
+  return detail::service_state_name(impl_->state(impl_->service_index(service)));
+}
+
+void Client::wait_ready(const std::string& service, double timeout_s) {
+  impl_->wait_ready(impl_->service_index(service), timeout_s);
+}
+
+TensorList Client::infer(const std::string& service, const TensorList& inputs) {
+  InferHandle h = infer_async(service, inputs);
+  return h.wait();
+}
+
+Tensor Client::infer(const std::string& service, const Tensor& input) {
+  const int s = impl_->service_index(service);
+  const auto& spec = impl_->workflow().services[s];
+  const std::string in_name = spec.inputs.empty() ? std::string("input") : spec.inputs[0].name;
+  TensorList out = infer(service, TensorList{{in_name, input}});
+  if (out.size() != 1) {
+    throw request_error(service, fmt::format("service '{}' returned {} outputs; use the "
+                                             "TensorList form of infer()",
+                                             service, out.size()));
+  }
+  return out[0].tensor;
+}
+
+InferHandle Client::infer_async(const std::string& service, const TensorList& inputs) {
+  InferHandle h;
+  h.client_ = impl_;
+  h.pending_ = impl_->send(impl_->service_index(service), inputs);
+  return h;
+}
+
+bool InferHandle::test() {
+  if (!pending_) return false;
+  if (!pending_->done) client_->progress();
+  return pending_->done;
+}
+
+TensorList InferHandle::wait() {
+  if (!pending_) throw error("InferHandle::wait on an empty handle");
+  client_->wait(*pending_);
+  if (!pending_->error.empty()) {
+    throw request_error(client_->workflow().services[pending_->service].name, pending_->error);
+  }
+  return pending_->outputs;
+}
+
+}  // namespace tandem

@@ -1,0 +1,67 @@
+#pragma once
+// The client's machinery: the routing table as last published by the
+// coordinator, replica choice, and the requests in flight.
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "config/workflow.hpp"
+#include "layout/plan.hpp"
+#include "serve/routing.hpp"
+#include "serve/wire.hpp"
+#include "tandem/tensor.hpp"
+
+namespace tandem::detail {
+
+struct PendingInfer {
+  std::uint64_t id = 0;
+  int service = 0;
+  int replica = 0;  // index into the plan's replicas
+  bool done = false;
+  TensorList outputs;
+  std::string error;
+  MPI_Request send = MPI_REQUEST_NULL;
+  wire::Encoded message;  // kept until the send completes
+};
+
+class ClientImpl {
+ public:
+  ClientImpl(const Workflow& wf, const Plan& plan, MPI_Comm data, MPI_Comm control,
+             int coordinator);
+  ~ClientImpl();
+
+  const Workflow& workflow() const { return wf_; }
+  int service_index(const std::string& name) const;  // throws request_error
+  ServiceState state(int service);
+  void wait_ready(int service, double timeout_s);
+  std::shared_ptr<PendingInfer> send(int service, const TensorList& inputs);
+  /// Drains routing updates and replies; true if anything arrived.
+  bool progress();
+  void wait(PendingInfer& p);
+  /// Waits for every request in flight (before shutdown).
+  void wait_all();
+
+ private:
+  ServiceState aggregate(int service) const;
+  std::string failure_reason(int service) const;
+  int choose_replica(int service);
+
+  const Workflow& wf_;
+  const Plan& plan_;
+  MPI_Comm data_;
+  MPI_Comm control_;
+  int coordinator_;
+  int my_node_ = 0;
+  RoutingTable table_;
+  std::vector<int> outstanding_;  // per replica (plan order)
+  std::vector<int> next_;         // per service: where round-robin resumes
+  std::unordered_map<std::uint64_t, std::shared_ptr<PendingInfer>> pending_;
+  std::uint64_t next_id_ = 1;
+};
+
+}  // namespace tandem::detail

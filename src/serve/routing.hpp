@@ -1,0 +1,61 @@
+#pragma once
+// Service lifecycle on the control plane: what replica leaders report to the
+// coordinator, and the routing table the coordinator publishes to clients.
+// These messages are rare (state changes), so they travel as Boost
+// serialization archives.
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/serialization/string.hpp>
+#include <boost/serialization/utility.hpp>
+#include <boost/serialization/vector.hpp>
+
+namespace tandem::detail {
+
+enum class ServiceState : int { STARTING = 0, READY, DRAINING, STOPPED, FAILED };
+
+const char* service_state_name(ServiceState s);
+
+constexpr int kTagReplicaReport = 301;  // leader -> coordinator
+constexpr int kTagRouting = 302;        // coordinator -> clients
+constexpr int kTagServiceStop = 303;    // coordinator -> leaders
+constexpr int kTagClientDone = 304;     // SPMD clients -> coordinator at finalize
+
+/// What a replica leader tells the coordinator: a state change, and at the
+/// end the replica's counters.
+struct ReplicaReport {
+  int service = 0;
+  int replica = 0;
+  int state = 0;       // ServiceState
+  bool final = false;  // the last report, with the replica's counters
+  double load_s = 0;
+  std::string reason;
+  long long requests = 0;
+  long long batches = 0;
+  long long rows = 0;
+  long long errors = 0;
+  double compute_s = 0;
+  std::vector<std::pair<int, long long>> batch_sizes;  // (rows in batch, batches)
+
+  template <class Archive>
+  void serialize(Archive& ar, unsigned /*version*/) {
+    ar& service& replica& state& final& load_s& reason& requests& batches& rows& errors& compute_s&
+        batch_sizes;
+  }
+};
+
+/// Each replica's state, by service then replica, as the plan orders them.
+struct RoutingTable {
+  int version = 0;
+  std::vector<std::vector<int>> states;           // ServiceState per replica
+  std::vector<std::vector<std::string>> reasons;  // why a replica FAILED
+
+  template <class Archive>
+  void serialize(Archive& ar, unsigned /*version*/) {
+    ar& version& states& reasons;
+  }
+};
+
+}  // namespace tandem::detail

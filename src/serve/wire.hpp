@@ -1,0 +1,67 @@
+#pragma once
+// The data plane's message format: a fixed header, one descriptor per
+// tensor, names and error text, then each tensor's bytes at a 64-byte
+// aligned offset. Requests and replies share it. Encoding copies the tensor
+// bytes once into a pooled buffer; decoding makes tensors that are views into
+// the received buffer and share its ownership, so nothing is copied again.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "tandem/tensor.hpp"
+
+namespace tandem::detail::wire {
+
+constexpr int kTagRequest = 201;
+constexpr int kTagReply = 202;
+constexpr int kTagReplicaWork = 203;
+constexpr int kTagReplicaResult = 204;
+constexpr std::uint32_t kMagic = 0x444e4154;  // "TAND"
+constexpr int kMaxDims = 8;
+
+enum Kind : std::uint16_t { kRequest = 1, kReplyOk = 2, kReplyError = 3, kStopMember = 4 };
+
+struct Header {
+  std::uint32_t magic = kMagic;
+  std::uint16_t kind = kRequest;
+  std::uint16_t n_tensors = 0;
+  std::uint64_t request_id = 0;
+  std::int32_t service = -1;
+  std::uint32_t text_len = 0;
+  std::int64_t t_sent_us = 0;
+};
+
+struct TensorDesc {
+  std::uint8_t dtype = 0;
+  std::uint8_t ndim = 0;
+  std::uint16_t name_len = 0;
+  std::uint32_t pad = 0;
+  std::uint64_t nbytes = 0;
+  std::int64_t dims[kMaxDims] = {};
+};
+
+/// An encoded message: the pooled buffer and how many bytes of it to send.
+struct Encoded {
+  std::shared_ptr<std::byte> buffer;
+  std::size_t size = 0;
+};
+
+/// Encodes a message. @throws tandem::error for a tensor of more than
+/// kMaxDims dimensions or a name longer than 65535 bytes.
+Encoded encode(Kind kind, std::uint64_t request_id, int service, const TensorList& tensors,
+               const std::string& text = {});
+
+/// A decoded message; its tensors share ownership of the buffer.
+struct Decoded {
+  Header header;
+  TensorList tensors;
+  std::string text;
+};
+
+/// Decodes @p size bytes of @p buffer. Returns false with @p why set for a
+/// message that is malformed (wrong magic, sizes that do not add up).
+bool decode(const std::shared_ptr<std::byte>& buffer, std::size_t size, Decoded& out,
+            std::string& why);
+
+}  // namespace tandem::detail::wire
