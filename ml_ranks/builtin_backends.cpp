@@ -72,7 +72,9 @@ class ScaleBackend : public Backend {
 
 class SleepBackend : public Backend {
  public:
-  explicit SleepBackend(const ServiceSpec& spec) : spec_(spec) {}
+  explicit SleepBackend(const ServiceSpec& spec) : spec_(spec) {
+    std::this_thread::sleep_for(std::chrono::microseconds(spec.load_us));
+  }
   TensorList infer(const TensorList& inputs) override {
     const std::int64_t rows =
         inputs.empty() || inputs[0].tensor.shape().empty() ? 1 : inputs[0].tensor.shape()[0];

@@ -6,6 +6,7 @@
 #include <tandem/error.hpp>
 #include <tandem/fwd.hpp>
 #include <tandem/pilot.hpp>
+#include <tandem/session.hpp>
 #include <tandem/task.hpp>
 #include <tandem/tensor.hpp>
 #include <tandem/version.hpp>

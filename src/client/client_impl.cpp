@@ -174,24 +174,25 @@ void ClientImpl::wait_ready(int service, double timeout_s) {
   }
 }
 
-int ClientImpl::choose_replica(int service) {
-  const auto replicas = plan_.replicas_of(service);
-  const int first_index = static_cast<int>(replicas.front() - plan_.replicas.data());
+int choose_replica(const Plan& plan, const RoutingTable& table, const std::vector<int>& outstanding,
+                   int my_node, int service, int& next) {
+  const auto replicas = plan.replicas_of(service);
+  const int first_index = static_cast<int>(replicas.front() - plan.replicas.data());
   const int n = static_cast<int>(replicas.size());
   int best = -1;
   auto better = [&](int a, int b) {  // is replica a (plan index) better than b?
     if (b < 0) return true;
-    const bool a_local = plan_.replicas[a].node == my_node_;
-    const bool b_local = plan_.replicas[b].node == my_node_;
+    const bool a_local = plan.replicas[a].node == my_node;
+    const bool b_local = plan.replicas[b].node == my_node;
     if (a_local != b_local) return a_local;
-    return outstanding_[a] < outstanding_[b];
+    return outstanding[a] < outstanding[b];
   };
   for (int k = 0; k < n; ++k) {
-    const int r = (next_[service] + k) % n;
-    if (table_.states[service][r] != static_cast<int>(ServiceState::READY)) continue;
+    const int r = (next + k) % n;
+    if (table.states[service][r] != static_cast<int>(ServiceState::READY)) continue;
     if (better(first_index + r, best)) best = first_index + r;
   }
-  if (best >= 0) next_[service] = (best - first_index + 1) % n;
+  if (best >= 0) next = (best - first_index + 1) % n;
   return best;
 }
 
@@ -212,7 +213,8 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& in
     throw request_error(
         name, fmt::format("service '{}' is {}: the run is ending", name, service_state_name(s)));
   }
-  const int replica = choose_replica(service);
+  const int replica =
+      choose_replica(plan_, table_, outstanding_, my_node_, service, next_[service]);
   auto p = std::make_shared<PendingInfer>();
   p->id = next_id_++;
   p->service = service;

@@ -29,6 +29,12 @@ struct PendingInfer {
   wire::Encoded message;  // kept until the send completes
 };
 
+/// The replica a request goes to: a READY one on @p my_node first, then the
+/// one with the fewest requests outstanding, ties in turn from @p next
+/// (updated). Returns the plan index of the replica, or -1 if none is READY.
+int choose_replica(const Plan& plan, const RoutingTable& table, const std::vector<int>& outstanding,
+                   int my_node, int service, int& next);
+
 class ClientImpl {
  public:
   ClientImpl(const Workflow& wf, const Plan& plan, MPI_Comm data, MPI_Comm control,
@@ -49,7 +55,6 @@ class ClientImpl {
  private:
   ServiceState aggregate(int service) const;
   std::string failure_reason(int service) const;
-  int choose_replica(int service);
 
   const Workflow& wf_;
   const Plan& plan_;

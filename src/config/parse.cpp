@@ -381,9 +381,13 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
     if (s.backend != "sleep") r.fail("per_row_us", "applies only to backend \"sleep\"");
     s.per_row_us = *v;
   }
+  if (auto v = r.integer("load_us", 0, 3'600'000'000LL)) {
+    if (s.backend != "sleep") r.fail("load_us", "applies only to backend \"sleep\"");
+    s.load_us = *v;
+  }
   r.reject_unknown({"name", "backend", "model", "replicas", "ranks_per_replica", "placement",
                     "max_batch", "max_delay_us", "device", "inputs", "outputs", "factor",
-                    "delay_us", "per_row_us"});
+                    "delay_us", "per_row_us", "load_us"});
   return s;
 }
 

@@ -84,6 +84,7 @@ struct ServiceSpec {
   double factor = 2.0;       // scale
   long long delay_us = 0;    // sleep: per batch
   long long per_row_us = 0;  // sleep: per row
+  long long load_us = 0;     // sleep: how long "loading the model" takes
   SourcePos pos;
 };
 

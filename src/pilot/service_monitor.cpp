@@ -41,6 +41,10 @@ void ServiceMonitor::publish() {
   for (int c : clients_) sends_.push_back(control_.isend(c, kTagRouting, in_flight_.back()));
 }
 
+void ServiceMonitor::forget_client(int rank) {
+  std::erase(clients_, rank);
+}
+
 bool ServiceMonitor::poll() {
   progress_sends();
   bool changed = false;

@@ -31,6 +31,8 @@ class ServiceMonitor {
   /// Per-service figures for summary.json.
   nlohmann::json summary() const;
   bool has_services() const { return !plan_.replicas.empty(); }
+  /// Stops publishing to a client that has finished.
+  void forget_client(int rank);
 
  private:
   void publish();
