@@ -363,6 +363,33 @@ after = ["gate"]
   EXPECT_EQ(second.journal.at({"gate", 0})["state"], "DONE");
 }
 
+TEST(Pilot, FunctionTasksReachServicesThroughTheirContext) {
+  if (world_size() < 3) GTEST_SKIP() << "needs a service rank and a worker";
+  SharedDir shared;
+  const RunResult run = run_flow(shared, R"(
+[[service]]
+name = "double"
+backend = "scale"
+factor = 2.0
+inputs = [{ name = "x", dtype = "FP32", shape = [-1, 4] }]
+outputs = [{ name = "y", dtype = "FP32", shape = [-1, 4] }]
+[[task]]
+name = "ask"
+function = "test_infer"
+count = 6
+args = { service = "double", factor = 2.0, requests = 20, rows = 3 }
+)");
+  EXPECT_EQ(run.code, 0);
+  if (world_rank() != 0) return;
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(slurp(run.dir / "tasks" / "ask" / ("infer." + std::to_string(i))), "ok 20\n");
+  }
+  const json& svc = run.summary["services"]["double"];
+  EXPECT_EQ(svc["requests"], 120);
+  EXPECT_EQ(svc["rows"], 360);
+  EXPECT_EQ(svc["replicas"][0]["state"], "STOPPED");
+}
+
 TEST(Pilot, BadWorkflowFailsOnEveryRankBeforeAnythingRuns) {
   SharedDir shared;
   const RunResult run =

@@ -208,6 +208,24 @@ TEST(Serving, ReplicasShareTheLoad) {
   }
 }
 
+TEST(Serving, AReplicaOfSeveralRanksSpreadsEachBatch) {
+  if (world_size() < 4) GTEST_SKIP() << "needs 2 service ranks and an application rank";
+  const std::string body =
+      "[[service]]\nname = \"wide\"\nbackend = \"scale\"\nfactor = -1.0\nranks_per_replica = 2\n";
+  const json summary = with_session("wide", body, [](tandem::Session& s) {
+    auto& c = s.client();
+    c.wait_ready("wide", 30);
+    for (std::int64_t rows : {1, 2, 7, 100}) {
+      std::vector<double> x(rows * 3);
+      for (std::size_t i = 0; i < x.size(); ++i) x[i] = double(i);
+      const auto y = c.infer("wide", tandem::Tensor::from(x, {rows, 3})).to_vector<double>();
+      ASSERT_EQ(y.size(), x.size());
+      for (std::size_t i = 0; i < x.size(); ++i) EXPECT_EQ(y[i], -x[i]) << "rows " << rows;
+    }
+  });
+  if (world_rank() == 0) EXPECT_EQ(summary["services"]["wide"]["errors"], 0);
+}
+
 TEST(Serving, ClientsAskingBeforeReadyAreToldSo) {
   const std::string body = "[[service]]\nname = \"late\"\nbackend = \"sleep\"\nload_us = 1500000\n";
   with_session("before-ready", body, [](tandem::Session& s) {
