@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The examples run as a user runs them and say what they should.
+# Usage: test_examples.sh SOURCE_DIR BUILD_DIR MPIEXEC
+set -uo pipefail
+src=$1
+build=$2
+mpiexec=$3
+export OMPI_MCA_mpi_yield_when_idle=1
+if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+work=$(mktemp -d "$build/examples-test-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+check() {
+  local name=$1
+  shift
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name" >&2; fi
+}
+
+# surrogate-ensemble: the default demo.
+SURROGATE_ENSEMBLE_BUILD="$build/examples/surrogate-ensemble" "$mpiexec" --oversubscribe -n 4 \
+  "$build/launcher/tandem" run "$src/examples/surrogate-ensemble/workflow.toml" \
+  --run-dir "$work/surrogate" --log-level warn > "$work/surrogate.log" 2>&1
+check "surrogate-ensemble exits 0" test $? -eq 0
+report="$work/surrogate/tasks/report/0.out"
+check "the report has the timing line" grep -q "time, all members: exact closure" "$report"
+check "the report has latency percentiles" grep -qE "latency p50 [0-9]+ us, p95 [0-9]+ us, p99 [0-9]+ us" "$report"
+err=$(grep -oP 'surrogate error on the final field: max \K[0-9.e+-]+' "$report")
+check "the surrogate's error is below 5% ($err)" python3 -c "import sys; sys.exit(0 if float('$err') < 0.05 else 1)"
+check "the service answered 1800 requests" grep -q '"requests": 1800' "$work/surrogate/summary.json"
+
+# spmd-coupling: an MPI application with a Session.
+(cd "$src/examples/spmd-coupling" && SPMD_COUPLING_RUNS="$work/spmd-runs" "$mpiexec" --oversubscribe -n 5 \
+  "$build/examples/spmd-coupling/spmd-coupling" job.toml) > "$work/spmd.log" 2>&1
+check "spmd-coupling exits 0" test $? -eq 0
+check "spmd-coupling reports its run" grep -qE "spmd-coupling: 3 ranks x 200 cells, 400 steps .* mass 0\.[0-9]+" "$work/spmd.log"
+check "spmd-coupling wrote its summary" test -f "$(ls -d "$work"/spmd-runs/spmd-coupling-*/summary.json | head -1)"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
