@@ -165,6 +165,12 @@ void Leader::check_stop() {
     int unused = 0;
     control_.recv(sh_.coordinator, kTagServiceStop, unused);
     draining_ = true;
+    ReplicaReport draining;
+    draining.service = me_.service;
+    draining.replica = me_.replica;
+    draining.state = static_cast<int>(backend_ ? ServiceState::DRAINING : ServiceState::FAILED);
+    draining.reason = failure_;
+    control_.send(sh_.coordinator, kTagReplicaReport, draining);
   }
 }
 

@@ -67,14 +67,18 @@ bool ServiceMonitor::poll() {
       table_.states[r.service][r.replica] = r.state;  // for the summary; not published
       continue;
     }
+    const bool newly_failed = state == ServiceState::FAILED &&
+                              table_.states[r.service][r.replica] != r.state;
     table_.states[r.service][r.replica] = r.state;
     table_.reasons[r.service][r.replica] = r.reason;
-    final_[index].load_s = r.load_s;
+    if (state == ServiceState::READY || newly_failed) final_[index].load_s = r.load_s;
     changed = true;
     if (state == ServiceState::READY) {
       spdlog::info("service '{}' replica {} READY (model loaded in {:.3f} s)", spec.name, r.replica,
                    r.load_s);
-    } else if (state == ServiceState::FAILED) {
+    } else if (state == ServiceState::DRAINING) {
+      spdlog::info("service '{}' replica {} DRAINING", spec.name, r.replica);
+    } else if (newly_failed) {
       spdlog::error("service '{}' replica {} FAILED: {}", spec.name, r.replica, r.reason);
     }
   }
@@ -83,6 +87,8 @@ bool ServiceMonitor::poll() {
 }
 
 void ServiceMonitor::stop_all(const BackoffSpec& spec) {
+  // Every client has finished: the states that follow are for the record.
+  clients_.clear();
   for (const ReplicaPlacement& r : plan_.replicas) {
     const int stop = 1;
     sends_.push_back(control_.isend(r.ranks[0], kTagServiceStop, stop));
