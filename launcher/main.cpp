@@ -18,8 +18,8 @@ namespace {
 int validate(const std::string& file) {
   const auto wf = tandem::detail::load_workflow(file);
   tandem::detail::load_task_functions(wf);
-  std::printf("%s: OK: job '%s', %zu task(s), %lld instance(s)\n", file.c_str(),
-              wf.job.name.c_str(), wf.tasks.size(), wf.instance_count());
+  std::printf("%s: OK: job '%s', %zu task(s), %lld instance(s), %zu service(s)\n", file.c_str(),
+              wf.job.name.c_str(), wf.tasks.size(), wf.instance_count(), wf.services.size());
   return 0;
 }
 

@@ -120,11 +120,13 @@ class TorchScriptBackend : public Backend {
     }
     TensorList out;
     for (std::size_t i = 0; i < outs.size(); ++i) {
-      at::Tensor o = outs[i].to(torch::kCPU).contiguous();
-      std::vector<std::int64_t> shape(o.sizes().begin(), o.sizes().end());
-      Tensor t = Tensor::zeros(from_torch(o.scalar_type()), std::move(shape));
-      std::memcpy(t.data(), o.data_ptr(), t.nbytes());
-      out.push_back({spec_.outputs[i].name, std::move(t)});
+      // The output keeps libtorch's memory alive instead of copying it.
+      auto held = std::make_shared<at::Tensor>(outs[i].to(torch::kCPU).contiguous());
+      std::vector<std::int64_t> shape(held->sizes().begin(), held->sizes().end());
+      void* data = held->data_ptr();
+      out.push_back({spec_.outputs[i].name,
+                     Tensor::adopt(from_torch(held->scalar_type()), std::move(shape), data,
+                                   std::shared_ptr<void>(held, data))});
     }
     return out;
   }
