@@ -19,6 +19,8 @@ struct QueuedRequest {
   TensorList inputs;  // in signature order
   std::int64_t rows = 1;
   std::uint64_t key = 0;  // requests with equal keys can share a batch
+  std::uint32_t flags = 0;  // wire header flags (may the reply use shm)
+  bool via_hdf5 = false;    // the request came in an HDF5 file
   std::chrono::steady_clock::time_point received;
 };
 

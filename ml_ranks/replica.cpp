@@ -21,6 +21,7 @@
 #include "ml_ranks/batching.hpp"
 #include "serve/buffer_pool.hpp"
 #include "serve/routing.hpp"
+#include "serve/staging.hpp"
 #include "serve/wire.hpp"
 #include "tandem/error.hpp"
 #include "util/backoff.hpp"
@@ -36,7 +37,7 @@ using clock = std::chrono::steady_clock;
 
 struct PendingSend {
   MPI_Request request = MPI_REQUEST_NULL;
-  wire::Encoded message;
+  Outgoing outgoing;  // a shm segment in it is the client's to hand back
 };
 
 // Receives one message that MPI_Improbe matched into a pooled buffer.
@@ -68,9 +69,9 @@ class Leader {
   void check_stop();
   void run_batch(std::vector<QueuedRequest>& batch);
   TensorList compute(const TensorList& inputs, std::int64_t rows);
-  void reply(int client, std::uint64_t id, const TensorList& outputs);
+  void reply(const QueuedRequest& r, const TensorList& outputs);
   void reply_error(int client, std::uint64_t id, const std::string& why);
-  void send(int client, wire::Encoded message);
+  void send(int client, Outgoing message);
   void progress_sends();
 
   const ServeShared& sh_;
@@ -88,12 +89,13 @@ class Leader {
   std::uint64_t batch_counter_ = 0;
 };
 
-void Leader::send(int client, wire::Encoded message) {
+void Leader::send(int client, Outgoing message) {
   sends_.emplace_back();
   PendingSend& s = sends_.back();
-  s.message = std::move(message);
-  TANDEM_MPI_CHECK(MPI_Isend(s.message.buffer.get(), static_cast<int>(s.message.size), MPI_BYTE,
-                             client, wire::kTagReply, sh_.data, &s.request));
+  s.outgoing = std::move(message);
+  const wire::Encoded& m = s.outgoing.message;
+  TANDEM_MPI_CHECK(MPI_Isend(m.buffer.get(), static_cast<int>(m.size), MPI_BYTE, client,
+                             wire::kTagReply, sh_.data, &s.request));
 }
 
 void Leader::progress_sends() {
@@ -105,15 +107,35 @@ void Leader::progress_sends() {
   }
 }
 
-void Leader::reply(int client, std::uint64_t id, const TensorList& outputs) {
-  send(client, wire::encode(wire::kReplyOk, id, me_.service, outputs));
+// Replies travel as their requests did: in our shared memory for a client on
+// this node (when large enough), in an HDF5 file when the request came in
+// one, else inline.
+void Leader::reply(const QueuedRequest& r, const TensorList& outputs) {
+  const std::size_t bytes = total_bytes(outputs);
+  wire::Transport t = wire::kInline;
+  if (r.via_hdf5) {
+    t = wire::kHdf5;
+  } else if ((r.flags & wire::kReplyShmOk) && spec_.transport != "inline" &&
+             static_cast<long long>(bytes) >= sh_.wf->job.staging.shm_threshold) {
+    t = wire::kShm;
+  }
+  const std::string h5 = t == wire::kHdf5 ? fmt::format("{}/reply-{}-{}-{}-{}.h5", sh_.staging_dir,
+                                                         spec_.name, me_.replica, r.client, r.id)
+                                          : std::string();
+  try {
+    send(r.client, stage(wire::kReplyOk, r.id, me_.service, outputs, {}, t, h5, 0));
+  } catch (const std::exception& e) {
+    reply_error(r.client, r.id, fmt::format("cannot send the outputs: {}", e.what()));
+  }
 }
 
 void Leader::reply_error(int client, std::uint64_t id, const std::string& why) {
   ++stats_.errors;
-  send(client,
-       wire::encode(wire::kReplyError, id, me_.service, {},
-                    fmt::format("service '{}' (replica {}): {}", spec_.name, me_.replica, why)));
+  Outgoing o;
+  o.message = wire::encode(wire::kReplyError, id, me_.service, {},
+                           fmt::format("service '{}' (replica {}): {}", spec_.name, me_.replica,
+                                       why));
+  send(client, std::move(o));
 }
 
 void Leader::receive_requests() {
@@ -146,9 +168,15 @@ void Leader::receive_requests() {
           fmt::format("request meant for service #{} reached this replica", d.header.service));
       continue;
     }
+    if (!resolve(d, /*hand_back_when_dropped=*/false, why)) {
+      reply_error(client, d.header.request_id, why);
+      continue;
+    }
     QueuedRequest r;
     r.client = client;
     r.id = d.header.request_id;
+    r.flags = d.header.flags;
+    for (const auto& s : d.staged) r.via_hdf5 |= s.transport == wire::kHdf5;
     r.inputs = std::move(d.tensors);
     r.received = clock::now();
     if (!check_request(spec_, r.inputs, r.rows, r.key, why)) {
@@ -267,12 +295,12 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
     return;
   }
   if (batch.size() == 1) {
-    reply(batch[0].client, batch[0].id, outputs);
+    reply(batch[0], outputs);
     return;
   }
   std::int64_t first = 0;
   for (const auto& r : batch) {
-    reply(r.client, r.id, slice_rows(outputs, first, r.rows));
+    reply(r, slice_rows(outputs, first, r.rows));
     first += r.rows;
   }
 }

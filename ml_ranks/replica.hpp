@@ -19,6 +19,7 @@ struct ServeShared {
   MPI_Comm control = MPI_COMM_NULL;  // reports, routing, stop (another dup)
   MPI_Comm replica = MPI_COMM_NULL;  // this replica's ranks; rank 0 leads
   int coordinator = 0;               // world rank
+  std::string staging_dir;           // HDF5 replies
 };
 
 /// Serves until the coordinator says stop. Collective over the replica.

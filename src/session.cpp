@@ -82,7 +82,8 @@ Session::Session(MPI_Comm comm, const std::string& workflow_file, const SessionO
   Job& job = *impl_->job;
   const RankPlacement& me = job.me();
   if (me.role == Role::worker) {
-    impl_->client_impl = std::make_shared<ClientImpl>(job.wf, job.plan, job.data, job.world, 0);
+    impl_->client_impl = std::make_shared<ClientImpl>(job.wf, job.plan, job.data, job.world, 0,
+                                                      job.staging_dir());
     impl_->client = std::make_unique<Client>(impl_->client_impl);
     return;
   }

@@ -18,6 +18,19 @@ class ClientImpl;
 struct PendingInfer;
 }  // namespace detail
 
+/// How a request's tensors travel to the service (and the reply back).
+enum class Transport {
+  automatic,  ///< by size and locality (`[job.staging]`, the service's `transport`)
+  inline_mpi, ///< inside the MPI message
+  shm,        ///< node-local shared memory (falls back to inline across nodes)
+  hdf5,       ///< an HDF5 file on a filesystem both ranks see
+};
+
+/// Per-request choices.
+struct InferOptions {
+  Transport transport = Transport::automatic;
+};
+
 /// A request in flight, from Client::infer_async.
 class InferHandle {
  public:
@@ -54,13 +67,15 @@ class Client {
   /// Runs the model on @p inputs (named as in the service's signature; the
   /// first dimension is the batch) and returns its outputs. Blocks.
   /// @throws tandem::request_error saying what was wrong.
-  TensorList infer(const std::string& service, const TensorList& inputs);
+  TensorList infer(const std::string& service, const TensorList& inputs,
+                   const InferOptions& options = {});
   /// For services with one input and one output: the output alone.
   Tensor infer(const std::string& service, const Tensor& input);
   /// Sends the request and returns at once; the inputs are copied, so they
   /// may change or go away after this returns.
   /// @throws tandem::request_error if the request cannot be sent.
-  InferHandle infer_async(const std::string& service, const TensorList& inputs);
+  InferHandle infer_async(const std::string& service, const TensorList& inputs,
+                          const InferOptions& options = {});
 
  private:
   std::shared_ptr<detail::ClientImpl> impl_;

@@ -5,6 +5,8 @@
 
 #include "client/client_impl.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -39,11 +41,15 @@ const char* service_state_name(ServiceState s) {
 }
 
 ClientImpl::ClientImpl(const Workflow& wf, const Plan& plan, MPI_Comm data, MPI_Comm control,
-                       int coordinator)
-    : wf_(wf), plan_(plan), data_(data), control_(control), coordinator_(coordinator) {
-  int rank = 0;
-  MPI_Comm_rank(data_, &rank);
-  my_node_ = plan_.ranks[rank].node;
+                       int coordinator, std::string staging_dir)
+    : wf_(wf),
+      plan_(plan),
+      data_(data),
+      control_(control),
+      coordinator_(coordinator),
+      staging_dir_(std::move(staging_dir)) {
+  MPI_Comm_rank(data_, &my_rank_);
+  my_node_ = plan_.ranks[my_rank_].node;
   table_.states.resize(wf_.services.size());
   table_.reasons.resize(wf_.services.size());
   for (const ReplicaPlacement& r : plan_.replicas) {
@@ -101,11 +107,21 @@ bool ClientImpl::progress() {
     }
     PendingInfer& p = *it->second;
     p.done = true;
-    // The reply proves the request arrived, so its send is complete too.
+    // The reply proves the request arrived and was used, so its send is
+    // complete and its staged inputs can be handed back.
     if (p.send != MPI_REQUEST_NULL) MPI_Wait(&p.send, MPI_STATUS_IGNORE);
-    p.message = {};
+    finish(p.outgoing);
     if (d.header.kind == wire::kReplyOk) {
-      p.outputs = std::move(d.tensors);
+      if (resolve(d, /*hand_back_when_dropped=*/true, why)) {
+        p.outputs = std::move(d.tensors);
+      } else {
+        p.error = fmt::format("service '{}': the reply could not be read: {}",
+                              wf_.services[p.service].name, why);
+      }
+      // Reply files are ours to remove once read.
+      for (const auto& s : d.staged) {
+        if (s.transport == wire::kHdf5) ::unlink(s.location.substr(0, s.location.find('\n')).c_str());
+      }
     } else {
       p.error = d.text.empty() ? "the service answered with an error" : d.text;
     }
@@ -196,7 +212,22 @@ int choose_replica(const Plan& plan, const RoutingTable& table, const std::vecto
   return best;
 }
 
-std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& inputs) {
+wire::Transport ClientImpl::choose_transport(int service, int replica, std::size_t bytes) const {
+  const StagingSpec& st = wf_.job.staging;
+  const std::string& pref = wf_.services[service].transport;
+  const bool local = plan_.replicas[replica].node == my_node_;
+  if (pref == "inline") return wire::kInline;
+  if (pref == "shm") return local ? wire::kShm : wire::kInline;
+  if (pref == "hdf5") return wire::kHdf5;
+  if (local && static_cast<long long>(bytes) >= st.shm_threshold) return wire::kShm;
+  if (!local && st.hdf5_threshold > 0 && static_cast<long long>(bytes) >= st.hdf5_threshold) {
+    return wire::kHdf5;
+  }
+  return wire::kInline;
+}
+
+std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& inputs,
+                                               std::optional<wire::Transport> asked) {
   progress();
   const std::string& name = wf_.services[service].name;
   const ServiceState s = aggregate(service);
@@ -215,18 +246,28 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& in
   }
   const int replica =
       choose_replica(plan_, table_, outstanding_, my_node_, service, next_[service]);
+  wire::Transport transport =
+      asked ? *asked : choose_transport(service, replica, total_bytes(inputs));
   auto p = std::make_shared<PendingInfer>();
   p->id = next_id_++;
   p->service = service;
   p->replica = replica;
+  const bool local = plan_.replicas[replica].node == my_node_;
+  if (transport == wire::kShm && !local) transport = wire::kInline;  // shm is node-local
+  const std::string h5 =
+      transport == wire::kHdf5
+          ? fmt::format("{}/request-{}-{}.h5", staging_dir_, my_rank_, p->id)
+          : std::string();
   try {
-    p->message = wire::encode(wire::kRequest, p->id, service, inputs);
+    p->outgoing = stage(wire::kRequest, p->id, service, inputs, {}, transport, h5,
+                        local ? wire::kReplyShmOk : 0);
   } catch (const tandem::error& e) {
     throw request_error(name, fmt::format("service '{}': {}", name, e.what()));
   }
   const int leader = plan_.replicas[replica].ranks[0];
-  TANDEM_MPI_CHECK(MPI_Isend(p->message.buffer.get(), static_cast<int>(p->message.size), MPI_BYTE,
-                             leader, wire::kTagRequest, data_, &p->send));
+  const wire::Encoded& m = p->outgoing.message;
+  TANDEM_MPI_CHECK(MPI_Isend(m.buffer.get(), static_cast<int>(m.size), MPI_BYTE, leader,
+                             wire::kTagRequest, data_, &p->send));
   ++outstanding_[replica];
   pending_.emplace(p->id, p);
   return p;
@@ -270,8 +311,9 @@ void Client::wait_ready(const std::string& service, double timeout_s) {
   impl_->wait_ready(impl_->service_index(service), timeout_s);
 }
 
-TensorList Client::infer(const std::string& service, const TensorList& inputs) {
-  InferHandle h = infer_async(service, inputs);
+TensorList Client::infer(const std::string& service, const TensorList& inputs,
+                         const InferOptions& options) {
+  InferHandle h = infer_async(service, inputs, options);
   return h.wait();
 }
 
@@ -288,10 +330,19 @@ Tensor Client::infer(const std::string& service, const Tensor& input) {
   return out[0].tensor;
 }
 
-InferHandle Client::infer_async(const std::string& service, const TensorList& inputs) {
+InferHandle Client::infer_async(const std::string& service, const TensorList& inputs,
+                                const InferOptions& options) {
+  const int s = impl_->service_index(service);
   InferHandle h;
   h.client_ = impl_;
-  h.pending_ = impl_->send(impl_->service_index(service), inputs);
+  std::optional<detail::wire::Transport> t;
+  switch (options.transport) {
+    case Transport::inline_mpi: t = detail::wire::kInline; break;
+    case Transport::shm: t = detail::wire::kShm; break;
+    case Transport::hdf5: t = detail::wire::kHdf5; break;
+    case Transport::automatic: break;
+  }
+  h.pending_ = impl_->send(s, inputs, t);
   return h;
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "config/workflow.hpp"
 #include "layout/plan.hpp"
 #include "serve/routing.hpp"
+#include "serve/staging.hpp"
 #include "serve/wire.hpp"
 #include "tandem/tensor.hpp"
 
@@ -26,7 +28,7 @@ struct PendingInfer {
   TensorList outputs;
   std::string error;
   MPI_Request send = MPI_REQUEST_NULL;
-  wire::Encoded message;  // kept until the send completes
+  Outgoing outgoing;  // kept until the reply: the replica reads staged inputs in place
 };
 
 /// The replica a request goes to: a READY one on @p my_node first, then the
@@ -38,14 +40,19 @@ int choose_replica(const Plan& plan, const RoutingTable& table, const std::vecto
 class ClientImpl {
  public:
   ClientImpl(const Workflow& wf, const Plan& plan, MPI_Comm data, MPI_Comm control,
-             int coordinator);
+             int coordinator, std::string staging_dir);
   ~ClientImpl();
 
   const Workflow& workflow() const { return wf_; }
   int service_index(const std::string& name) const;  // throws request_error
   ServiceState state(int service);
   void wait_ready(int service, double timeout_s);
-  std::shared_ptr<PendingInfer> send(int service, const TensorList& inputs);
+  /// Sends a request; without @p asked the transport is chosen by size and
+  /// locality.
+  std::shared_ptr<PendingInfer> send(int service, const TensorList& inputs,
+                                     std::optional<wire::Transport> asked);
+  /// The transport "automatic" means for @p service and @p bytes.
+  wire::Transport choose_transport(int service, int replica, std::size_t bytes) const;
   /// Drains routing updates and replies; true if anything arrived.
   bool progress();
   void wait(PendingInfer& p);
@@ -62,6 +69,8 @@ class ClientImpl {
   MPI_Comm control_;
   int coordinator_;
   int my_node_ = 0;
+  int my_rank_ = 0;
+  std::string staging_dir_;
   RoutingTable table_;
   std::vector<int> outstanding_;  // per replica (plan order)
   std::vector<int> next_;         // per service: where round-robin resumes

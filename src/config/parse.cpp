@@ -117,6 +117,16 @@ void read_backoff(const toml::table& t, TableReader& parent, BackoffSpec& b) {
   r.reject_unknown({"spin", "min_sleep_us", "max_sleep_us"});
 }
 
+void read_staging(const toml::table& t, TableReader& parent, const std::string& dir,
+                  StagingSpec& s) {
+  TableReader r(t, parent.file(), parent.dotted("staging"));
+  if (auto v = r.integer("shm_threshold", 0, 1LL << 40)) s.shm_threshold = *v;
+  if (auto v = r.integer("hdf5_threshold", 0, 1LL << 50)) s.hdf5_threshold = *v;
+  if (auto v = r.string("dir")) s.dir = absolute_from(dir, expand_env(*v, r, "dir"));
+  if (auto v = r.integer("shm_budget_mb", 1, 1 << 24)) s.shm_budget_mb = *v;
+  r.reject_unknown({"shm_threshold", "hdf5_threshold", "dir", "shm_budget_mb"});
+}
+
 void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_files) {
   wf.job.name = fs::path(wf.path).stem().string();
   if (!t) {
@@ -146,7 +156,9 @@ void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_f
   if (auto v = r.integer("max_chunk", 1, 1'000'000)) wf.job.max_chunk = static_cast<int>(*v);
   if (auto v = r.number("kill_grace", 0, 3600)) wf.job.kill_grace_s = *v;
   if (const toml::table* b = r.table("backoff")) read_backoff(*b, r, wf.job.backoff);
-  r.reject_unknown({"name", "run_root", "libraries", "max_chunk", "kill_grace", "backoff"});
+  if (const toml::table* s = r.table("staging")) read_staging(*s, r, wf.dir, wf.job.staging);
+  r.reject_unknown({"name", "run_root", "libraries", "max_chunk", "kill_grace", "backoff",
+                    "staging"});
 }
 
 void read_layout(const toml::table* t, TableReader& top, Workflow& wf) {
@@ -363,6 +375,12 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
       r.fail("device", fmt::format("must be \"cpu\" or \"cuda:N\", not \"{}\"", *v));
     s.device = *v;
   }
+  if (auto v = r.string("transport")) {
+    if (*v != "auto" && *v != "inline" && *v != "shm" && *v != "hdf5") {
+      r.fail("transport", fmt::format("must be \"auto\", \"inline\", \"shm\" or \"hdf5\", not \"{}\"", *v));
+    }
+    s.transport = *v;
+  }
   s.inputs = read_signature(r, "inputs");
   s.outputs = read_signature(r, "outputs");
   if (s.backend == "torchscript" && (s.inputs.empty() || s.outputs.empty())) {
@@ -387,7 +405,7 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
   }
   r.reject_unknown({"name", "backend", "model", "replicas", "ranks_per_replica", "placement",
                     "max_batch", "max_delay_us", "device", "inputs", "outputs", "factor",
-                    "delay_us", "per_row_us", "load_us"});
+                    "delay_us", "per_row_us", "load_us", "transport"});
   return s;
 }
 

@@ -21,6 +21,15 @@ struct BackoffSpec {
   int max_sleep_us = 1000;  // longest pause
 };
 
+/// When tensors leave the MPI message: shared memory for a replica on the
+/// same node, HDF5 files on a shared filesystem for one elsewhere.
+struct StagingSpec {
+  long long shm_threshold = 32 * 1024;  // bytes; requests at least this big use shm
+  long long hdf5_threshold = 0;         // bytes; 0: never HDF5 unless asked
+  std::string dir;                      // HDF5 staging files; "" = RUN_DIR/staging
+  long long shm_budget_mb = 4096;       // shared memory one process may create
+};
+
 struct JobSpec {
   std::string name;
   std::string run_root = "runs";       // absolute after parsing
@@ -28,6 +37,7 @@ struct JobSpec {
   int max_chunk = 4096;                // most tasks sent to a worker at once
   double kill_grace_s = 2.0;           // between SIGTERM and SIGKILL
   BackoffSpec backoff;
+  StagingSpec staging;
 };
 
 struct LayoutSpec {
@@ -79,6 +89,7 @@ struct ServiceSpec {
   int max_batch = 64;    // rows per batch
   int max_delay_us = 0;  // how long the oldest request may wait for others
   std::string device = "cpu";
+  std::string transport = "auto";  // auto, inline, shm, hdf5
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
   double factor = 2.0;       // scale

@@ -16,6 +16,7 @@
 #include "ml_ranks/replica.hpp"
 #include "run/logging.hpp"
 #include "run/run_dir.hpp"
+#include "serve/shm.hpp"
 #include "tandem/error.hpp"
 #include "tasks/registry.hpp"
 #include "util/backoff.hpp"
@@ -177,6 +178,30 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   gethostname(host, sizeof host - 1);
   spdlog::info("host {} pid {} node {}", host, getpid(), me.node);
 
+  // Shared memory: what each process may create, and what crashed runs left
+  // on this node (one rank per node looks).
+  shm::OwnPool::instance().set_budget(static_cast<std::size_t>(job->wf.job.staging.shm_budget_mb)
+                                      << 20);
+  {
+    MPI_Comm node;
+    TANDEM_MPI_CHECK(MPI_Comm_split_type(job->world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+    int node_rank = 0;
+    MPI_Comm_rank(node, &node_rank);
+    if (node_rank == 0) {
+      if (const int n = shm::remove_stale(); n > 0) {
+        spdlog::warn("removed {} shared-memory segment(s) left by an earlier run that ended "
+                     "without cleaning up",
+                     n);
+      }
+    }
+    MPI_Barrier(node);
+    MPI_Comm_free(&node);
+  }
+  if (job->rank == 0) {
+    std::error_code ec;
+    fs::create_directories(job->staging_dir(), ec);
+  }
+
   // Requests and replies travel on a communicator of their own, so that
   // they never match a control message.
   TANDEM_MPI_CHECK(MPI_Comm_dup(job->world, &job->data));
@@ -206,6 +231,8 @@ int end_job(Job& job, int exit_code) {
   MPI_Request req;
   TANDEM_MPI_CHECK(MPI_Iallreduce(&mine, &result, 1, MPI_INT, MPI_MAX, job.world, &req));
   wait_backing_off(req, job.wf.job.backoff);
+  // Everyone is done with everyone's shared memory.
+  shm::OwnPool::instance().remove_all();
   close_log_file();
   return result;
 }
@@ -218,6 +245,7 @@ void serve_replica(Job& job) {
   serve.control = job.world;
   serve.replica = job.replica;
   serve.coordinator = 0;
+  serve.staging_dir = job.staging_dir();
   run_replica(serve, job.me());
 }
 

@@ -36,6 +36,10 @@ struct Job {
   std::map<std::pair<std::string, int>, TaskState> earlier;  // rank 0, resume
 
   const RankPlacement& me() const { return plan.ranks[rank]; }
+  /// Where HDF5 staging files go.
+  std::string staging_dir() const {
+    return wf.job.staging.dir.empty() ? run_dir + "/staging" : wf.job.staging.dir;
+  }
   ~Job();
 };
 

@@ -28,7 +28,8 @@ int run_workflow(MPI_Comm comm, const RunOptions& options) {
   if (me.role == Role::coordinator) {
     exit_code = run_coordinator(shared, job->earlier);
   } else if (me.role == Role::worker) {
-    shared.client = std::make_shared<ClientImpl>(job->wf, job->plan, job->data, job->world, 0);
+    shared.client = std::make_shared<ClientImpl>(job->wf, job->plan, job->data, job->world, 0,
+                                                 job->staging_dir());
     run_worker(shared);
     shared.client.reset();
   } else if (me.role == Role::service) {

@@ -16,8 +16,12 @@ constexpr std::size_t align64(std::size_t n) {
 }  // namespace
 
 Encoded encode(Kind kind, std::uint64_t request_id, int service, const TensorList& tensors,
-               const std::string& text) {
+               const std::string& text, const std::vector<Staged>* staged, std::uint32_t flags) {
+  auto is_staged = [&](std::size_t i) { return staged && (*staged)[i].transport != kInline; };
   std::size_t meta = sizeof(Header) + tensors.size() * sizeof(TensorDesc) + text.size();
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    if (is_staged(i)) meta += (*staged)[i].location.size();
+  }
   for (const auto& t : tensors) {
     if (t.tensor.shape().size() > kMaxDims) {
       throw error(fmt::format("tensor '{}' has {} dimensions; at most {} are supported", t.name,
@@ -27,7 +31,9 @@ Encoded encode(Kind kind, std::uint64_t request_id, int service, const TensorLis
     meta += t.name.size();
   }
   std::size_t total = align64(meta);
-  for (const auto& t : tensors) total += align64(t.tensor.nbytes());
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    if (!is_staged(i)) total += align64(tensors[i].tensor.nbytes());
+  }
   Encoded out;
   out.buffer = BufferPool::instance().acquire(total);
   out.size = total;
@@ -38,10 +44,17 @@ Encoded encode(Kind kind, std::uint64_t request_id, int service, const TensorLis
   h.request_id = request_id;
   h.service = service;
   h.text_len = static_cast<std::uint32_t>(text.size());
+  h.flags = flags;
   std::memcpy(base, &h, sizeof h);
   std::byte* p = base + sizeof h;
-  for (const auto& t : tensors) {
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const NamedTensor& t = tensors[i];
     TensorDesc d;
+    if (is_staged(i)) {
+      d.transport = (*staged)[i].transport;
+      d.location_len = static_cast<std::uint16_t>((*staged)[i].location.size());
+      d.offset = (*staged)[i].offset;
+    }
     d.dtype = static_cast<std::uint8_t>(t.tensor.dtype());
     d.ndim = static_cast<std::uint8_t>(t.tensor.shape().size());
     d.name_len = static_cast<std::uint16_t>(t.name.size());
@@ -50,15 +63,21 @@ Encoded encode(Kind kind, std::uint64_t request_id, int service, const TensorLis
     std::memcpy(p, &d, sizeof d);
     p += sizeof d;
   }
-  for (const auto& t : tensors) {
-    std::memcpy(p, t.name.data(), t.name.size());
-    p += t.name.size();
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    std::memcpy(p, tensors[i].name.data(), tensors[i].name.size());
+    p += tensors[i].name.size();
+    if (is_staged(i)) {
+      std::memcpy(p, (*staged)[i].location.data(), (*staged)[i].location.size());
+      p += (*staged)[i].location.size();
+    }
   }
   std::memcpy(p, text.data(), text.size());
   std::size_t offset = align64(meta);
-  for (const auto& t : tensors) {
-    if (t.tensor.nbytes() > 0) std::memcpy(base + offset, t.tensor.data(), t.tensor.nbytes());
-    offset += align64(t.tensor.nbytes());
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    if (is_staged(i)) continue;
+    const Tensor& t = tensors[i].tensor;
+    if (t.nbytes() > 0) std::memcpy(base + offset, t.data(), t.nbytes());
+    offset += align64(t.nbytes());
   }
   return out;
 }
@@ -86,7 +105,7 @@ bool decode(const std::shared_ptr<std::byte>& buffer, std::size_t size, Decoded&
   for (auto& d : descs) {
     std::memcpy(&d, p, sizeof d);
     p += sizeof d;
-    meta += d.name_len;
+    meta += d.name_len + (d.transport != kInline ? d.location_len : 0);
   }
   if (meta > size) {
     why = "message is shorter than its tensor names say";
@@ -94,10 +113,22 @@ bool decode(const std::shared_ptr<std::byte>& buffer, std::size_t size, Decoded&
   }
   out.tensors.clear();
   out.tensors.reserve(h.n_tensors);
+  out.staged.assign(h.n_tensors, Staged{});
   std::vector<std::string> names;
-  for (const auto& d : descs) {
+  for (std::size_t i = 0; i < descs.size(); ++i) {
+    const TensorDesc& d = descs[i];
     names.emplace_back(reinterpret_cast<const char*>(p), d.name_len);
     p += d.name_len;
+    if (d.transport != kInline) {
+      if (d.transport > kHdf5) {
+        why = fmt::format("tensor '{}' names an unknown transport {}", names.back(), d.transport);
+        return false;
+      }
+      out.staged[i].transport = d.transport;
+      out.staged[i].location.assign(reinterpret_cast<const char*>(p), d.location_len);
+      out.staged[i].offset = d.offset;
+      p += d.location_len;
+    }
   }
   out.text.assign(reinterpret_cast<const char*>(p), h.text_len);
   std::size_t offset = align64(meta);
@@ -120,6 +151,11 @@ bool decode(const std::shared_ptr<std::byte>& buffer, std::size_t size, Decoded&
     if (static_cast<std::uint64_t>(numel) * dtype_size(dtype) != d.nbytes) {
       why = fmt::format("tensor '{}': {} bytes do not match its shape", names[i], d.nbytes);
       return false;
+    }
+    if (d.transport != kInline) {
+      // The bytes are elsewhere; staging.cpp resolves them.
+      out.tensors.push_back({names[i], Tensor::view(dtype, std::move(shape), static_cast<void*>(nullptr))});
+      continue;
     }
     if (offset + d.nbytes > size) {
       why = fmt::format("tensor '{}' runs past the end of the message", names[i]);

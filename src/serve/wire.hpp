@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tandem/tensor.hpp"
 
@@ -22,6 +23,12 @@ constexpr int kMaxDims = 8;
 
 enum Kind : std::uint16_t { kRequest = 1, kReplyOk = 2, kReplyError = 3, kStopMember = 4 };
 
+/// Where a tensor's bytes travel.
+enum Transport : std::uint8_t { kInline = 0, kShm = 1, kHdf5 = 2 };
+
+/// Header flags.
+constexpr std::uint32_t kReplyShmOk = 1;  // the client shares a node with the replica
+
 struct Header {
   std::uint32_t magic = kMagic;
   std::uint16_t kind = kRequest;
@@ -30,15 +37,27 @@ struct Header {
   std::int32_t service = -1;
   std::uint32_t text_len = 0;
   std::int64_t t_sent_us = 0;
+  std::uint32_t flags = 0;
+  std::uint32_t pad = 0;
 };
 
 struct TensorDesc {
   std::uint8_t dtype = 0;
   std::uint8_t ndim = 0;
   std::uint16_t name_len = 0;
-  std::uint32_t pad = 0;
+  std::uint8_t transport = kInline;
+  std::uint8_t pad = 0;
+  std::uint16_t location_len = 0;  // shm: segment name; hdf5: "file\ndataset"
   std::uint64_t nbytes = 0;
+  std::uint64_t offset = 0;        // shm: where the bytes start in the segment
   std::int64_t dims[kMaxDims] = {};
+};
+
+/// A tensor whose bytes are elsewhere: in shared memory or an HDF5 file.
+struct Staged {
+  std::uint8_t transport = kInline;
+  std::string location;
+  std::uint64_t offset = 0;
 };
 
 /// An encoded message: the pooled buffer and how many bytes of it to send.
@@ -49,13 +68,17 @@ struct Encoded {
 
 /// Encodes a message. @throws tandem::error for a tensor of more than
 /// kMaxDims dimensions or a name longer than 65535 bytes.
+/// @p staged, when given, says per tensor where its bytes already are;
+/// those tensors send only their descriptor.
 Encoded encode(Kind kind, std::uint64_t request_id, int service, const TensorList& tensors,
-               const std::string& text = {});
+               const std::string& text = {}, const std::vector<Staged>* staged = nullptr,
+               std::uint32_t flags = 0);
 
 /// A decoded message; its tensors share ownership of the buffer.
 struct Decoded {
   Header header;
-  TensorList tensors;
+  TensorList tensors;  // staged ones have no data until resolved
+  std::vector<Staged> staged;  // per tensor
   std::string text;
 };
 
