@@ -19,6 +19,7 @@
 
 #include "ml_ranks/backend.hpp"
 #include "ml_ranks/batching.hpp"
+#include "ml_ranks/recorder.hpp"
 #include "serve/buffer_pool.hpp"
 #include "serve/routing.hpp"
 #include "serve/staging.hpp"
@@ -60,6 +61,10 @@ class Leader {
         backend_(std::move(backend)),
         control_(sh.control, mpi::comm_attach) {
     MPI_Comm_size(sh.replica, &replica_size_);
+    if (spec_.record && backend_) {
+      recorder_ = std::make_unique<Recorder>(
+          fmt::format("{}/services/{}/replica-{}.h5", sh.run_dir, spec_.name, me.replica));
+    }
   }
 
   void serve(ReplicaReport report);
@@ -87,6 +92,7 @@ class Leader {
   ReplicaReport stats_;
   std::map<int, long long> batch_sizes_;
   std::uint64_t batch_counter_ = 0;
+  std::unique_ptr<Recorder> recorder_;
 };
 
 void Leader::send(int client, Outgoing message) {
@@ -120,7 +126,7 @@ void Leader::reply(const QueuedRequest& r, const TensorList& outputs) {
     t = wire::kShm;
   }
   const std::string h5 = t == wire::kHdf5 ? fmt::format("{}/reply-{}-{}-{}-{}.h5", sh_.staging_dir,
-                                                         spec_.name, me_.replica, r.client, r.id)
+                                                        spec_.name, me_.replica, r.client, r.id)
                                           : std::string();
   try {
     send(r.client, stage(wire::kReplyOk, r.id, me_.service, outputs, {}, t, h5, 0));
@@ -132,9 +138,9 @@ void Leader::reply(const QueuedRequest& r, const TensorList& outputs) {
 void Leader::reply_error(int client, std::uint64_t id, const std::string& why) {
   ++stats_.errors;
   Outgoing o;
-  o.message = wire::encode(wire::kReplyError, id, me_.service, {},
-                           fmt::format("service '{}' (replica {}): {}", spec_.name, me_.replica,
-                                       why));
+  o.message =
+      wire::encode(wire::kReplyError, id, me_.service, {},
+                   fmt::format("service '{}' (replica {}): {}", spec_.name, me_.replica, why));
   send(client, std::move(o));
 }
 
@@ -261,9 +267,11 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
   for (const auto& r : batch) rows += r.rows;
   const auto t0 = clock::now();
   TensorList outputs;
+  TensorList inputs;
   std::string failure;
   try {
-    outputs = compute(concatenate(batch), rows);
+    inputs = concatenate(batch);
+    outputs = compute(inputs, rows);
     if (batch.size() > 1) {
       for (const auto& o : outputs) {
         if (o.tensor.shape().empty() || o.tensor.shape()[0] != rows) {
@@ -294,6 +302,7 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
     }
     return;
   }
+  if (recorder_) recorder_->submit(inputs, outputs);
   if (batch.size() == 1) {
     reply(batch[0], outputs);
     return;
@@ -346,6 +355,14 @@ void Leader::serve(ReplicaReport report) {
   stats_.load_s = report.load_s;
   stats_.reason = failure_;
   stats_.batch_sizes.assign(batch_sizes_.begin(), batch_sizes_.end());
+  if (recorder_) {
+    const RecorderStats r = recorder_->finish();
+    stats_.recording_file = r.file;
+    stats_.recorded_rows = r.rows;
+    stats_.recording_dropped = r.dropped;
+    stats_.recording_errors = r.errors;
+    stats_.recording_error = r.last_error;
+  }
   control_.send(sh_.coordinator, kTagReplicaReport, stats_);
 }
 

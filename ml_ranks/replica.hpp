@@ -20,6 +20,7 @@ struct ServeShared {
   MPI_Comm replica = MPI_COMM_NULL;  // this replica's ranks; rank 0 leads
   int coordinator = 0;               // world rank
   std::string staging_dir;           // HDF5 replies
+  std::string run_dir;               // recordings go to RUN_DIR/services/NAME/
 };
 
 /// Serves until the coordinator says stop. Collective over the replica.

@@ -157,8 +157,8 @@ void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_f
   if (auto v = r.number("kill_grace", 0, 3600)) wf.job.kill_grace_s = *v;
   if (const toml::table* b = r.table("backoff")) read_backoff(*b, r, wf.job.backoff);
   if (const toml::table* s = r.table("staging")) read_staging(*s, r, wf.dir, wf.job.staging);
-  r.reject_unknown({"name", "run_root", "libraries", "max_chunk", "kill_grace", "backoff",
-                    "staging"});
+  r.reject_unknown(
+      {"name", "run_root", "libraries", "max_chunk", "kill_grace", "backoff", "staging"});
 }
 
 void read_layout(const toml::table* t, TableReader& top, Workflow& wf) {
@@ -377,10 +377,12 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
   }
   if (auto v = r.string("transport")) {
     if (*v != "auto" && *v != "inline" && *v != "shm" && *v != "hdf5") {
-      r.fail("transport", fmt::format("must be \"auto\", \"inline\", \"shm\" or \"hdf5\", not \"{}\"", *v));
+      r.fail("transport",
+             fmt::format("must be \"auto\", \"inline\", \"shm\" or \"hdf5\", not \"{}\"", *v));
     }
     s.transport = *v;
   }
+  if (auto v = r.boolean("record")) s.record = *v;
   s.inputs = read_signature(r, "inputs");
   s.outputs = read_signature(r, "outputs");
   if (s.backend == "torchscript" && (s.inputs.empty() || s.outputs.empty())) {
@@ -405,7 +407,7 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
   }
   r.reject_unknown({"name", "backend", "model", "replicas", "ranks_per_replica", "placement",
                     "max_batch", "max_delay_us", "device", "inputs", "outputs", "factor",
-                    "delay_us", "per_row_us", "load_us", "transport"});
+                    "delay_us", "per_row_us", "load_us", "transport", "record"});
   return s;
 }
 

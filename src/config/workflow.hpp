@@ -90,6 +90,7 @@ struct ServiceSpec {
   int max_delay_us = 0;  // how long the oldest request may wait for others
   std::string device = "cpu";
   std::string transport = "auto";  // auto, inline, shm, hdf5
+  bool record = false;             // append inputs and outputs to HDF5
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
   double factor = 2.0;       // scale

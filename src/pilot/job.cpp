@@ -184,14 +184,16 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
                                       << 20);
   {
     MPI_Comm node;
-    TANDEM_MPI_CHECK(MPI_Comm_split_type(job->world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+    TANDEM_MPI_CHECK(
+        MPI_Comm_split_type(job->world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
     int node_rank = 0;
     MPI_Comm_rank(node, &node_rank);
     if (node_rank == 0) {
       if (const int n = shm::remove_stale(); n > 0) {
-        spdlog::warn("removed {} shared-memory segment(s) left by an earlier run that ended "
-                     "without cleaning up",
-                     n);
+        spdlog::warn(
+            "removed {} shared-memory segment(s) left by an earlier run that ended "
+            "without cleaning up",
+            n);
       }
     }
     MPI_Barrier(node);
@@ -246,6 +248,7 @@ void serve_replica(Job& job) {
   serve.replica = job.replica;
   serve.coordinator = 0;
   serve.staging_dir = job.staging_dir();
+  serve.run_dir = job.run_dir;
   run_replica(serve, job.me());
 }
 

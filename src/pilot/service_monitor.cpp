@@ -67,8 +67,8 @@ bool ServiceMonitor::poll() {
       table_.states[r.service][r.replica] = r.state;  // for the summary; not published
       continue;
     }
-    const bool newly_failed = state == ServiceState::FAILED &&
-                              table_.states[r.service][r.replica] != r.state;
+    const bool newly_failed =
+        state == ServiceState::FAILED && table_.states[r.service][r.replica] != r.state;
     table_.states[r.service][r.replica] = r.state;
     table_.reasons[r.service][r.replica] = r.reason;
     if (state == ServiceState::READY || newly_failed) final_[index].load_s = r.load_s;
@@ -138,6 +138,13 @@ nlohmann::json ServiceMonitor::summary() const {
            {"rows", r.rows},
            {"errors", r.errors},
            {"compute_s", r.compute_s}});
+      if (!r.recording_file.empty()) {
+        replicas.back()["recording"] = {{"file", r.recording_file},
+                                        {"rows", r.recorded_rows},
+                                        {"dropped_batches", r.recording_dropped},
+                                        {"errors", r.recording_errors},
+                                        {"last_error", r.recording_error}};
+      }
       requests += r.requests;
       batches += r.batches;
       rows += r.rows;

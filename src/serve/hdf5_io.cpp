@@ -54,27 +54,47 @@ std::string read_string_attribute(hid_t obj, const char* name) {
 
 }  // namespace
 
+std::mutex& lock() {
+  static std::mutex m;
+  return m;
+}
+
 std::int64_t file_type(DType dtype) {
   switch (dtype) {
-    case DType::BOOL: return H5T_STD_U8LE;
-    case DType::UINT8: return H5T_STD_U8LE;
-    case DType::UINT16: return H5T_STD_U16LE;
-    case DType::UINT32: return H5T_STD_U32LE;
-    case DType::UINT64: return H5T_STD_U64LE;
-    case DType::INT8: return H5T_STD_I8LE;
-    case DType::INT16: return H5T_STD_I16LE;
-    case DType::INT32: return H5T_STD_I32LE;
-    case DType::INT64: return H5T_STD_I64LE;
-    case DType::FP16: return H5T_STD_U16LE;
-    case DType::BF16: return H5T_STD_U16LE;
-    case DType::FP32: return H5T_IEEE_F32LE;
-    case DType::FP64: return H5T_IEEE_F64LE;
-    case DType::BYTES: return H5T_STD_U8LE;
+    case DType::BOOL:
+      return H5T_STD_U8LE;
+    case DType::UINT8:
+      return H5T_STD_U8LE;
+    case DType::UINT16:
+      return H5T_STD_U16LE;
+    case DType::UINT32:
+      return H5T_STD_U32LE;
+    case DType::UINT64:
+      return H5T_STD_U64LE;
+    case DType::INT8:
+      return H5T_STD_I8LE;
+    case DType::INT16:
+      return H5T_STD_I16LE;
+    case DType::INT32:
+      return H5T_STD_I32LE;
+    case DType::INT64:
+      return H5T_STD_I64LE;
+    case DType::FP16:
+      return H5T_STD_U16LE;
+    case DType::BF16:
+      return H5T_STD_U16LE;
+    case DType::FP32:
+      return H5T_IEEE_F32LE;
+    case DType::FP64:
+      return H5T_IEEE_F64LE;
+    case DType::BYTES:
+      return H5T_STD_U8LE;
   }
   return H5T_STD_U8LE;
 }
 
 void write(const std::string& path, const TensorList& tensors, std::uint64_t request_id) {
+  std::lock_guard guard(lock());
   quiet();
   Handle file{H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose};
   if (file.id < 0) throw error(fmt::format("cannot create HDF5 file {}", path));
@@ -82,8 +102,8 @@ void write(const std::string& path, const TensorList& tensors, std::uint64_t req
     std::vector<hsize_t> dims(t.tensor.shape().begin(), t.tensor.shape().end());
     Handle space{H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose};
     const hid_t type = file_type(t.tensor.dtype());
-    Handle ds{H5Dcreate2(file.id, ("/" + t.name).c_str(), type, space.id, H5P_DEFAULT,
-                         H5P_DEFAULT, H5P_DEFAULT),
+    Handle ds{H5Dcreate2(file.id, ("/" + t.name).c_str(), type, space.id, H5P_DEFAULT, H5P_DEFAULT,
+                         H5P_DEFAULT),
               H5Dclose};
     if (ds.id < 0) throw error(fmt::format("cannot create dataset /{} in {}", t.name, path));
     if (t.tensor.nbytes() > 0 &&
@@ -103,6 +123,7 @@ void write(const std::string& path, const TensorList& tensors, std::uint64_t req
 
 bool read(const std::string& path, const std::string& dataset, DType dtype,
           const std::vector<std::int64_t>& shape, Tensor& out, std::string& why) {
+  std::lock_guard guard(lock());
   quiet();
   Handle file{H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose};
   if (file.id < 0) {

@@ -6,6 +6,7 @@
 // integers of the same width with the Tandem dtype in the attribute.
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 #include "tandem/tensor.hpp"
@@ -22,5 +23,9 @@ bool read(const std::string& path, const std::string& dataset, DType dtype,
 
 /// The HDF5 type a dtype is stored as (an hid_t).
 std::int64_t file_type(DType dtype);
+
+/// Debian's HDF5 is not built thread-safe: every HDF5 call in Tandem holds
+/// this lock (the recorder writes from a thread of its own).
+std::mutex& lock();
 
 }  // namespace tandem::detail::hdf5

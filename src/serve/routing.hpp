@@ -38,11 +38,17 @@ struct ReplicaReport {
   long long errors = 0;
   double compute_s = 0;
   std::vector<std::pair<int, long long>> batch_sizes;  // (rows in batch, batches)
+  std::string recording_file;                          // empty when the service does not record
+  long long recorded_rows = 0;
+  long long recording_dropped = 0;
+  long long recording_errors = 0;
+  std::string recording_error;
 
   template <class Archive>
   void serialize(Archive& ar, unsigned /*version*/) {
     ar& service& replica& state& final& load_s& reason& requests& batches& rows& errors& compute_s&
-        batch_sizes;
+        batch_sizes& recording_file& recorded_rows& recording_dropped& recording_errors&
+            recording_error;
   }
 };
 
