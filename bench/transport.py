@@ -1,0 +1,84 @@
+#!/usr/bin/python3
+"""Tensor transports against peers' data planes, in one run (issue 4).
+
+Starts a private redis-server on a free loopback port (no persistence),
+runs transport_bench under mpiexec -n 3 --repeat times, stops Redis, and
+prints medians (µs per round trip) with ratios:
+  - Tandem inline / shm / hdf5 through the echo service,
+  - raw MPI ping-pong between the same ranks (the limit),
+  - memcpy of the bytes twice (the least a shared-memory round trip does),
+  - Redis SET+GET through hiredis (SmartSim's data plane),
+  - HTTP POST echo through cpp-httplib with TCP_NODELAY (Triton/vLLM REST).
+
+  bench/transport.py --build build
+"""
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
+    if os.geteuid() == 0:
+        os.environ["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        os.environ["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+    bench = os.path.abspath(os.path.join(args.build, "bench", "transport_bench"))
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="tandem-bench-", dir=os.getcwd()) as work:
+        redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                  "--save", "", "--appendonly", "no", "--dir", work],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            runs = {}
+            for _ in range(args.repeat):
+                out = subprocess.run(["mpiexec", "--oversubscribe", "-n", "3", bench, str(port)],
+                                     check=True, capture_output=True, text=True, cwd=work).stdout
+                for line in out.splitlines():
+                    if line.startswith("{"):
+                        r = json.loads(line)
+                        runs.setdefault((r["kind"], r["bytes"]), []).append(r["median_us"])
+        finally:
+            redis.terminate()
+            redis.wait()
+
+    def m(kind, size):
+        return statistics.median(runs[(kind, size)])
+
+    sizes = sorted({size for _, size in runs})
+    print("| size | raw MPI | Tandem inline | Tandem shm | Tandem hdf5 | memcpy x2 | Redis SET+GET "
+          "| HTTP POST | inline vs Redis / HTTP | shm vs Redis | shm / memcpy x2 |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size in sizes:
+        label = f"{size // 1024} KiB" if size < (1 << 20) else f"{size >> 20} MiB"
+        inl, shm = m("tandem_inline", size), m("tandem_shm", size)
+        red, http = m("redis_set_get", size), m("http_post_echo", size)
+        print(f"| {label} | {m('raw_mpi', size):,.1f} | {inl:,.1f} | {shm:,.1f} | "
+              f"{m('tandem_hdf5', size):,.0f} | {m('memcpy_x2', size):,.1f} | {red:,.1f} | "
+              f"{http:,.1f} | {red / inl:.1f}x / {http / inl:.1f}x | {red / shm:.1f}x | "
+              f"{shm / max(m('memcpy_x2', size), 1e-9):.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
