@@ -339,10 +339,10 @@ void Leader::serve(ReplicaReport report) {
     }
   }
   // Everything queued is answered; make sure the answers have left.
-  while (!sends_.empty()) {
+  wait_until(sh_.wf->job.backoff, [&] {
     progress_sends();
-    backoff.pause();
-  }
+    return sends_.empty();
+  });
   wire::Encoded stop = wire::encode(wire::kStopMember, 0, me_.service, {});
   for (int m = 1; m < replica_size_; ++m) {
     TANDEM_MPI_CHECK(MPI_Send(stop.buffer.get(), static_cast<int>(stop.size), MPI_BYTE, m,

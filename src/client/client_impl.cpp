@@ -120,7 +120,8 @@ bool ClientImpl::progress() {
       }
       // Reply files are ours to remove once read.
       for (const auto& s : d.staged) {
-        if (s.transport == wire::kHdf5) ::unlink(s.location.substr(0, s.location.find('\n')).c_str());
+        if (s.transport == wire::kHdf5)
+          ::unlink(s.location.substr(0, s.location.find('\n')).c_str());
       }
     } else {
       p.error = d.text.empty() ? "the service answered with an error" : d.text;
@@ -254,10 +255,9 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& in
   p->replica = replica;
   const bool local = plan_.replicas[replica].node == my_node_;
   if (transport == wire::kShm && !local) transport = wire::kInline;  // shm is node-local
-  const std::string h5 =
-      transport == wire::kHdf5
-          ? fmt::format("{}/request-{}-{}.h5", staging_dir_, my_rank_, p->id)
-          : std::string();
+  const std::string h5 = transport == wire::kHdf5
+                             ? fmt::format("{}/request-{}-{}.h5", staging_dir_, my_rank_, p->id)
+                             : std::string();
   try {
     p->outgoing = stage(wire::kRequest, p->id, service, inputs, {}, transport, h5,
                         local ? wire::kReplyShmOk : 0);
@@ -285,10 +285,10 @@ void ClientImpl::wait(PendingInfer& p) {
 }
 
 void ClientImpl::wait_all() {
-  Backoff backoff(wf_.job.backoff);
-  while (!pending_.empty()) {
-    if (!progress()) backoff.pause();
-  }
+  wait_until(wf_.job.backoff, [&] {
+    progress();
+    return pending_.empty();
+  });
 }
 
 }  // namespace tandem::detail
@@ -337,10 +337,17 @@ InferHandle Client::infer_async(const std::string& service, const TensorList& in
   h.client_ = impl_;
   std::optional<detail::wire::Transport> t;
   switch (options.transport) {
-    case Transport::inline_mpi: t = detail::wire::kInline; break;
-    case Transport::shm: t = detail::wire::kShm; break;
-    case Transport::hdf5: t = detail::wire::kHdf5; break;
-    case Transport::automatic: break;
+    case Transport::inline_mpi:
+      t = detail::wire::kInline;
+      break;
+    case Transport::shm:
+      t = detail::wire::kShm;
+      break;
+    case Transport::hdf5:
+      t = detail::wire::kHdf5;
+      break;
+    case Transport::automatic:
+      break;
   }
   h.pending_ = impl_->send(s, inputs, t);
   return h;

@@ -270,10 +270,10 @@ void Coordinator::finish_workers() {
       backoff.pause();
     }
   }
-  while (!sends_.empty()) {
+  wait_until(wf_.job.backoff, [&] {
     progress_sends();
-    backoff.pause();
-  }
+    return sends_.empty();
+  });
 }
 
 int Coordinator::run() {

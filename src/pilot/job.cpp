@@ -21,6 +21,7 @@
 #include "tasks/registry.hpp"
 #include "util/backoff.hpp"
 #include "util/mpi_check.hpp"
+#include "util/mpi_wait.hpp"
 #include "util/signals.hpp"
 
 namespace mpi = boost::mpi;
@@ -70,17 +71,6 @@ std::vector<int> node_indices(MPI_Comm world) {
   return nodes;
 }
 
-// Waits for a non-blocking collective without spinning a core away.
-void wait_backing_off(MPI_Request& req, const BackoffSpec& spec) {
-  Backoff backoff(spec);
-  for (;;) {
-    int done = 0;
-    TANDEM_MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
-    if (done) return;
-    backoff.pause();
-  }
-}
-
 RunSetup prepare_on_root(const RunOptions& options, int world_size, Mode mode,
                          std::map<std::pair<std::string, int>, TaskState>& earlier) {
   RunSetup setup;
@@ -111,6 +101,10 @@ RunSetup prepare_on_root(const RunOptions& options, int world_size, Mode mode,
                       setup.run_dir));
     }
     prepare_run_dir(setup.run_dir, wf);
+    // HDF5 staging files go here; it exists before any rank can send one.
+    std::error_code ec;
+    fs::create_directories(
+        wf.job.staging.dir.empty() ? setup.run_dir + "/staging" : wf.job.staging.dir, ec);
   } catch (const std::exception& e) {
     setup.error = e.what();
   }
@@ -199,11 +193,6 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
     MPI_Barrier(node);
     MPI_Comm_free(&node);
   }
-  if (job->rank == 0) {
-    std::error_code ec;
-    fs::create_directories(job->staging_dir(), ec);
-  }
-
   // Requests and replies travel on a communicator of their own, so that
   // they never match a control message.
   TANDEM_MPI_CHECK(MPI_Comm_dup(job->world, &job->data));
@@ -232,7 +221,7 @@ int end_job(Job& job, int exit_code) {
   int result = 0;
   MPI_Request req;
   TANDEM_MPI_CHECK(MPI_Iallreduce(&mine, &result, 1, MPI_INT, MPI_MAX, job.world, &req));
-  wait_backing_off(req, job.wf.job.backoff);
+  wait_request(req, job.wf.job.backoff);
   // Everyone is done with everyone's shared memory.
   shm::OwnPool::instance().remove_all();
   close_log_file();

@@ -107,10 +107,10 @@ void ServiceMonitor::stop_all(const BackoffSpec& spec) {
       backoff.pause();
     }
   }
-  while (!sends_.empty()) {
+  wait_until(spec, [&] {
     progress_sends();
-    backoff.pause();
-  }
+    return sends_.empty();
+  });
 }
 
 nlohmann::json ServiceMonitor::summary() const {

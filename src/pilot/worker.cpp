@@ -30,6 +30,7 @@
 #include "util/backoff.hpp"
 #include "util/clock.hpp"
 #include "util/mpi_check.hpp"
+#include "util/mpi_wait.hpp"
 #include "util/signals.hpp"
 
 namespace tandem::detail {
@@ -202,15 +203,7 @@ void Worker::add_result(int id, int attempt, Outcome outcome, int exit_code, std
 
 void Worker::send_update(int want, bool bye) {
   // One update in flight at a time; its bytes must live until it completes.
-  if (send_req_ != MPI_REQUEST_NULL) {
-    Backoff b(wf_.job.backoff);
-    for (;;) {
-      int done = 0;
-      TANDEM_MPI_CHECK(MPI_Test(&send_req_, &done, MPI_STATUS_IGNORE));
-      if (done) break;
-      b.pause();
-    }
-  }
+  if (send_req_ != MPI_REQUEST_NULL) wait_request(send_req_, wf_.job.backoff);
   if (out_.size() == 0) out_.put(UpdateHeader{});
   auto* h = out_.at<UpdateHeader>(0);
   h->want = want;
@@ -431,13 +424,7 @@ void Worker::run() {
   }
   // Whatever is left goes with the goodbye, which also carries our totals.
   send_update(0, true);
-  Backoff b(wf_.job.backoff);
-  for (;;) {
-    int done = 0;
-    TANDEM_MPI_CHECK(MPI_Test(&send_req_, &done, MPI_STATUS_IGNORE));
-    if (done) break;
-    b.pause();
-  }
+  wait_request(send_req_, wf_.job.backoff);
 }
 
 }  // namespace

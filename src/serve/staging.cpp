@@ -13,7 +13,9 @@
 namespace tandem::detail {
 
 namespace {
-constexpr std::size_t align64(std::size_t n) { return (n + 63) & ~std::size_t{63}; }
+constexpr std::size_t align64(std::size_t n) {
+  return (n + 63) & ~std::size_t{63};
+}
 }  // namespace
 
 std::size_t total_bytes(const TensorList& tensors) {
@@ -26,8 +28,12 @@ Outgoing stage(wire::Kind kind, std::uint64_t id, int service, const TensorList&
                const std::string& text, wire::Transport transport, const std::string& hdf5_path,
                std::uint32_t flags) {
   Outgoing out;
+  if (transport == wire::kInline || tensors.empty()) {
+    out.message = wire::encode(kind, id, service, tensors, text, nullptr, flags);
+    return out;
+  }
   std::vector<wire::Staged> staged(tensors.size());
-  if (transport == wire::kShm && !tensors.empty()) {
+  if (transport == wire::kShm) {
     out.segment = shm::OwnPool::instance().acquire(std::max<std::size_t>(total_bytes(tensors), 1));
     if (out.segment) {
       std::size_t offset = 0;
@@ -38,7 +44,7 @@ Outgoing stage(wire::Kind kind, std::uint64_t id, int service, const TensorList&
         offset += align64(t.nbytes());
       }
     }
-  } else if (transport == wire::kHdf5 && !tensors.empty()) {
+  } else if (transport == wire::kHdf5) {
     hdf5::write(hdf5_path, tensors, id);
     out.files.push_back(hdf5_path);
     for (std::size_t i = 0; i < tensors.size(); ++i) {
@@ -68,18 +74,19 @@ bool resolve(wire::Decoded& d, bool hand_back_when_dropped, std::string& why) {
         return false;
       }
       if (s.offset > seg->capacity() || nbytes > seg->capacity() - s.offset) {
-        why = fmt::format("tensor '{}': its descriptor ({} bytes at offset {}) points outside "
-                          "shared memory {} of {} bytes",
-                          t.name, nbytes, s.offset, s.location, seg->capacity());
+        why = fmt::format(
+            "tensor '{}': its descriptor ({} bytes at offset {}) points outside "
+            "shared memory {} of {} bytes",
+            t.name, nbytes, s.offset, s.location, seg->capacity());
         return false;
       }
       if (!owner) {
         shm::Header* header = seg->header();
-        owner = hand_back_when_dropped
-                    ? std::shared_ptr<void>(header, [](shm::Header* h) {
-                        h->in_use.store(0, std::memory_order_release);
-                      })
-                    : std::shared_ptr<void>(header, [](shm::Header*) {});
+        owner =
+            hand_back_when_dropped
+                ? std::shared_ptr<void>(
+                      header, [](shm::Header* h) { h->in_use.store(0, std::memory_order_release); })
+                : std::shared_ptr<void>(header, [](shm::Header*) {});
       }
       t.tensor = Tensor::adopt(dtype, shape, seg->data() + s.offset, owner);
     } else {

@@ -47,4 +47,12 @@ class Backoff {
   long sleep_ns_;
 };
 
+/// Calls @p step until it returns true, backing off between calls that
+/// return false. The one shape of every "wait for X" loop in Tandem.
+template <typename Step>
+void wait_until(const BackoffSpec& spec, Step step) {
+  Backoff backoff(spec);
+  while (!step()) backoff.pause();
+}
+
 }  // namespace tandem::detail
