@@ -18,9 +18,10 @@ struct QueuedRequest {
   std::uint64_t id = 0;
   TensorList inputs;  // in signature order
   std::int64_t rows = 1;
-  std::uint64_t key = 0;  // requests with equal keys can share a batch
+  std::uint64_t key = 0;    // requests with equal keys can share a batch
   std::uint32_t flags = 0;  // wire header flags (may the reply use shm)
   bool via_hdf5 = false;    // the request came in an HDF5 file
+  std::uint32_t client_pid = 0;
   std::chrono::steady_clock::time_point received;
 };
 

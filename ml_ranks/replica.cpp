@@ -22,6 +22,7 @@
 #include "ml_ranks/recorder.hpp"
 #include "serve/buffer_pool.hpp"
 #include "serve/routing.hpp"
+#include "serve/shm.hpp"
 #include "serve/staging.hpp"
 #include "serve/wire.hpp"
 #include "tandem/error.hpp"
@@ -129,7 +130,7 @@ void Leader::reply(const QueuedRequest& r, const TensorList& outputs) {
                                                         spec_.name, me_.replica, r.client, r.id)
                                           : std::string();
   try {
-    send(r.client, stage(wire::kReplyOk, r.id, me_.service, outputs, {}, t, h5, 0));
+    send(r.client, stage(wire::kReplyOk, r.id, me_.service, outputs, {}, t, h5, 0, r.client_pid));
   } catch (const std::exception& e) {
     reply_error(r.client, r.id, fmt::format("cannot send the outputs: {}", e.what()));
   }
@@ -182,6 +183,7 @@ void Leader::receive_requests() {
     r.client = client;
     r.id = d.header.request_id;
     r.flags = d.header.flags;
+    r.client_pid = d.header.sender_pid;
     for (const auto& s : d.staged) r.via_hdf5 |= s.transport == wire::kHdf5;
     r.inputs = std::move(d.tensors);
     r.received = clock::now();
@@ -318,8 +320,14 @@ void Leader::serve(ReplicaReport report) {
   if (report.state == static_cast<int>(ServiceState::FAILED)) failure_ = report.reason;
   control_.send(sh_.coordinator, kTagReplicaReport, report);
   Backoff backoff(sh_.wf->job.backoff);
+  auto next_sweep = clock::now() + std::chrono::seconds(10);
   for (;;) {
     receive_requests();
+    if (clock::now() > next_sweep) {
+      // Request segments of clients that died go now, not at the next run.
+      shm::remove_stale();
+      next_sweep = clock::now() + std::chrono::seconds(10);
+    }
     check_stop();
     progress_sends();
     bool worked = false;

@@ -25,7 +25,9 @@ std::size_t round_up_pow2(std::size_t n) {
   return c;
 }
 
-bool process_alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
+bool process_alive(pid_t pid) {
+  return ::kill(pid, 0) == 0 || errno == EPERM;
+}
 
 }  // namespace
 
@@ -34,7 +36,9 @@ OwnPool& OwnPool::instance() {
   return *pool;
 }
 
-OwnPool::~OwnPool() { remove_all(); }
+OwnPool::~OwnPool() {
+  remove_all();
+}
 
 void OwnPool::set_budget(std::size_t bytes) {
   std::lock_guard lock(mutex_);
@@ -43,21 +47,34 @@ void OwnPool::set_budget(std::size_t bytes) {
 
 Segment* OwnPool::acquire(std::size_t bytes) {
   std::lock_guard lock(mutex_);
-  Segment* best = nullptr;
-  for (auto& s : segments_) {
-    if (s->capacity() >= bytes && s->header()->in_use.load(std::memory_order_acquire) == 0 &&
-        (!best || s->capacity() < best->capacity())) {
-      best = s.get();
+  auto take = [&](bool reclaim_dead) -> Segment* {
+    Segment* best = nullptr;
+    for (auto& s : segments_) {
+      if (s->capacity() < bytes || (best && s->capacity() >= best->capacity())) continue;
+      Header* h = s->header();
+      if (h->in_use.load(std::memory_order_acquire) == 0) {
+        best = s.get();
+      } else if (reclaim_dead) {
+        const auto holder = static_cast<pid_t>(h->holder_pid.load(std::memory_order_acquire));
+        if (holder > 0 && !process_alive(holder)) {
+          spdlog::warn("shared memory {} was held by process {}, which has gone; taking it back",
+                       s->name, holder);
+          h->in_use.store(0, std::memory_order_release);
+          best = s.get();
+        }
+      }
     }
-  }
-  if (best) {
+    if (!best) return nullptr;
     std::uint32_t expected = 0;
-    if (best->header()->in_use.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
-      return best;
+    if (!best->header()->in_use.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+      return nullptr;
     }
-  }
+    best->header()->holder_pid.store(0, std::memory_order_release);
+    return best;
+  };
+  if (Segment* s = take(false)) return s;
   const std::size_t capacity = round_up_pow2(bytes);
-  if (created_bytes_ + capacity > budget_) return nullptr;
+  if (created_bytes_ + capacity > budget_) return take(true);
   auto seg = std::make_unique<Segment>();
   seg->name = fmt::format("/tandem.{}.{}", ::getpid(), next_++);
   const int fd = ::shm_open(seg->name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
@@ -85,6 +102,7 @@ Segment* OwnPool::acquire(std::size_t bytes) {
   h->magic = kMagic;
   h->owner_pid = static_cast<std::uint32_t>(::getpid());
   h->capacity = capacity;
+  h->holder_pid.store(0, std::memory_order_release);
   h->in_use.store(1, std::memory_order_release);
   created_bytes_ += capacity;
   segments_.push_back(std::move(seg));

@@ -29,7 +29,8 @@ struct Header {
   std::uint64_t magic;
   std::atomic<std::uint32_t> in_use;
   std::uint32_t owner_pid;
-  std::uint64_t capacity;  // bytes after the header
+  std::uint64_t capacity;                 // bytes after the header
+  std::atomic<std::uint32_t> holder_pid;  // who must hand it back (0: the owner)
 };
 static_assert(sizeof(Header) <= kHeaderSize);
 
@@ -50,7 +51,9 @@ class OwnPool {
   /// Most bytes of shared memory this process may create (default 4 GiB).
   void set_budget(std::size_t bytes);
   /// A free segment of at least @p bytes, now marked in use; null when the
-  /// budget is spent and every segment is taken.
+  /// budget is spent and every segment is taken. A segment whose holder
+  /// (another process) has died counts as free: a client that dies holding
+  /// replies does not keep them from the rest of the run.
   Segment* acquire(std::size_t bytes);
   /// Marks @p s free.
   static void release(Segment* s);

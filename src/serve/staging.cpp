@@ -26,7 +26,7 @@ std::size_t total_bytes(const TensorList& tensors) {
 
 Outgoing stage(wire::Kind kind, std::uint64_t id, int service, const TensorList& tensors,
                const std::string& text, wire::Transport transport, const std::string& hdf5_path,
-               std::uint32_t flags) {
+               std::uint32_t flags, std::uint32_t holder_pid) {
   Outgoing out;
   if (transport == wire::kInline || tensors.empty()) {
     out.message = wire::encode(kind, id, service, tensors, text, nullptr, flags);
@@ -36,6 +36,7 @@ Outgoing stage(wire::Kind kind, std::uint64_t id, int service, const TensorList&
   if (transport == wire::kShm) {
     out.segment = shm::OwnPool::instance().acquire(std::max<std::size_t>(total_bytes(tensors), 1));
     if (out.segment) {
+      out.segment->header()->holder_pid.store(holder_pid, std::memory_order_release);
       std::size_t offset = 0;
       for (std::size_t i = 0; i < tensors.size(); ++i) {
         const Tensor& t = tensors[i].tensor;

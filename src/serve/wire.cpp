@@ -1,5 +1,7 @@
 #include "serve/wire.hpp"
 
+#include <unistd.h>
+
 #include <cstring>
 
 #include <fmt/format.h>
@@ -45,6 +47,7 @@ Encoded encode(Kind kind, std::uint64_t request_id, int service, const TensorLis
   h.service = service;
   h.text_len = static_cast<std::uint32_t>(text.size());
   h.flags = flags;
+  h.sender_pid = static_cast<std::uint32_t>(::getpid());
   std::memcpy(base, &h, sizeof h);
   std::byte* p = base + sizeof h;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
@@ -154,7 +157,8 @@ bool decode(const std::shared_ptr<std::byte>& buffer, std::size_t size, Decoded&
     }
     if (d.transport != kInline) {
       // The bytes are elsewhere; staging.cpp resolves them.
-      out.tensors.push_back({names[i], Tensor::view(dtype, std::move(shape), static_cast<void*>(nullptr))});
+      out.tensors.push_back(
+          {names[i], Tensor::view(dtype, std::move(shape), static_cast<void*>(nullptr))});
       continue;
     }
     if (offset + d.nbytes > size) {

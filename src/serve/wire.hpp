@@ -38,7 +38,7 @@ struct Header {
   std::uint32_t text_len = 0;
   std::int64_t t_sent_us = 0;
   std::uint32_t flags = 0;
-  std::uint32_t pad = 0;
+  std::uint32_t sender_pid = 0;  // who will hold a shm reply
 };
 
 struct TensorDesc {
@@ -49,7 +49,7 @@ struct TensorDesc {
   std::uint8_t pad = 0;
   std::uint16_t location_len = 0;  // shm: segment name; hdf5: "file\ndataset"
   std::uint64_t nbytes = 0;
-  std::uint64_t offset = 0;        // shm: where the bytes start in the segment
+  std::uint64_t offset = 0;  // shm: where the bytes start in the segment
   std::int64_t dims[kMaxDims] = {};
 };
 
@@ -77,7 +77,7 @@ Encoded encode(Kind kind, std::uint64_t request_id, int service, const TensorLis
 /// A decoded message; its tensors share ownership of the buffer.
 struct Decoded {
   Header header;
-  TensorList tensors;  // staged ones have no data until resolved
+  TensorList tensors;          // staged ones have no data until resolved
   std::vector<Staged> staged;  // per tensor
   std::string text;
 };

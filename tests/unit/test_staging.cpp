@@ -3,9 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -67,6 +67,25 @@ TEST(Staging, SegmentsAreReusedOnceHandedBack) {
   shm::OwnPool::release(b);
 }
 
+TEST(Staging, ASegmentHeldByADeadProcessIsTakenBack) {
+  auto& pool = shm::OwnPool::instance();
+  pool.remove_all();         // start from no segments
+  pool.set_budget(1 << 20);  // room for one 1 MiB segment, no more
+  shm::Segment* held = pool.acquire(1 << 20);
+  ASSERT_NE(held, nullptr);
+  // Handed to a process that then dies without handing it back.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);
+  held->header()->holder_pid.store(static_cast<std::uint32_t>(child));
+  EXPECT_EQ(pool.acquire(1 << 20), held);
+  // A live holder keeps it.
+  held->header()->holder_pid.store(static_cast<std::uint32_t>(::getpid()));
+  EXPECT_EQ(pool.acquire(1 << 20), nullptr);
+  shm::OwnPool::release(held);
+  pool.set_budget(std::size_t{4} << 30);
+}
+
 TEST(Staging, ADescriptorOutsideTheSegmentIsRefused) {
   Tensor x = Tensor::zeros(DType::FP32, {4, 4});
   Outgoing o = stage(wire::kRequest, 1, 0, {{"x", x}}, {}, wire::kShm, "", 0);
@@ -104,15 +123,19 @@ TEST(Staging, HdfFilesCarryEveryDtypeAndH5pyReadsThem) {
     EXPECT_EQ(std::memcmp(d.tensors[0].tensor.data(), x.data(), x.nbytes()), 0);
     if (static_cast<DType>(t) == DType::FP32) {
       // h5py sees a plain float32 dataset with its attributes.
-      EXPECT_EQ(run_python("import h5py, numpy as np\n"
-                           "f = h5py.File(\"" + h5 + "\", \"r\")\n"
-                           "d = f[\"field\"]\n"
-                           "assert d.shape == (5, 2) and d.dtype == np.float32, (d.shape, d.dtype)\n"
-                           "assert d.attrs[\"tandem_dtype\"] == b\"FP32\" or d.attrs[\"tandem_dtype\"] == \"FP32\"\n"
-                           "assert int(d.attrs[\"request_id\"]) == 42\n"
-                           "raw = np.frombuffer(d[()].tobytes(), dtype=np.uint8)\n"
-                           "assert (raw == (np.arange(40) + 1).astype(np.uint8)).all()\n"),
-                0);
+      EXPECT_EQ(
+          run_python("import h5py, numpy as np\n"
+                     "f = h5py.File(\"" +
+                     h5 +
+                     "\", \"r\")\n"
+                     "d = f[\"field\"]\n"
+                     "assert d.shape == (5, 2) and d.dtype == np.float32, (d.shape, d.dtype)\n"
+                     "assert d.attrs[\"tandem_dtype\"] == b\"FP32\" or d.attrs[\"tandem_dtype\"] "
+                     "== \"FP32\"\n"
+                     "assert int(d.attrs[\"request_id\"]) == 42\n"
+                     "raw = np.frombuffer(d[()].tobytes(), dtype=np.uint8)\n"
+                     "assert (raw == (np.arange(40) + 1).astype(np.uint8)).all()\n"),
+          0);
     }
     finish(o);
     EXPECT_FALSE(std::filesystem::exists(h5));  // staging files go when done
@@ -123,7 +146,9 @@ TEST(Staging, TandemReadsWhatH5pyWrote) {
   TempDir dir;
   const std::string h5 = (dir.path() / "from_h5py.h5").string();
   ASSERT_EQ(run_python("import h5py, numpy as np\n"
-                       "with h5py.File(\"" + h5 + "\", \"w\") as f:\n"
+                       "with h5py.File(\"" +
+                       h5 +
+                       "\", \"w\") as f:\n"
                        "    f[\"x\"] = np.arange(12, dtype=np.float64).reshape(3, 4)\n"
                        "    f[\"n\"] = np.arange(3, dtype=np.int32)\n"),
             0);
