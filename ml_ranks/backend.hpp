@@ -10,9 +10,22 @@
 
 namespace tandem::detail {
 
+/// Where a backend runs: for files it leaves (a model server's output).
+struct BackendContext {
+  std::string run_dir;
+  int replica = 0;
+  int replica_rank = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
+  /// Called often between batches: health checks, restarts. Cheap when
+  /// there is nothing to do.
+  virtual void tick() {}
+  /// Why the backend can no longer serve (e.g. a model server that died
+  /// more often than allowed); empty while it can.
+  virtual std::string failure() const { return {}; }
   /// Runs one batch. @p inputs are in the order of the service's signature
   /// (or as sent, for services without one) with the batch along dimension
   /// 0; the outputs must have the same number of rows. Throws on failure.
@@ -21,7 +34,11 @@ class Backend {
 
 /// Creates and loads the backend of @p spec on this rank (models are loaded
 /// here). @throws tandem::error with the reason when it cannot load.
-std::unique_ptr<Backend> make_backend(const ServiceSpec& spec);
+std::unique_ptr<Backend> make_backend(const ServiceSpec& spec, const BackendContext& context);
+
+/// The process backend (process_backend.cpp).
+std::unique_ptr<Backend> make_process_backend(const ServiceSpec& spec,
+                                              const BackendContext& context);
 
 }  // namespace tandem::detail
 

@@ -73,6 +73,7 @@ class Leader {
  private:
   void receive_requests();
   void check_stop();
+  void check_backend();
   void run_batch(std::vector<QueuedRequest>& batch);
   TensorList compute(const TensorList& inputs, std::int64_t rows);
   void reply(const QueuedRequest& r, const TensorList& outputs);
@@ -192,6 +193,28 @@ void Leader::receive_requests() {
       continue;
     }
     queue_.push_back(std::move(r));
+  }
+}
+
+// Lets the backend check its health; one that can no longer serve makes
+// the replica FAILED, and from then on every request gets that reason.
+void Leader::check_backend() {
+  if (!backend_) return;
+  backend_->tick();
+  std::string why = backend_->failure();
+  if (why.empty()) return;
+  failure_ = why;
+  backend_.reset();
+  ReplicaReport failed;
+  failed.service = me_.service;
+  failed.replica = me_.replica;
+  failed.state = static_cast<int>(ServiceState::FAILED);
+  failed.reason = why;
+  control_.send(sh_.coordinator, kTagReplicaReport, failed);
+  // What is queued cannot be served any more.
+  while (!queue_.empty()) {
+    reply_error(queue_.front().client, queue_.front().id, "the replica FAILED: " + why);
+    queue_.pop_front();
   }
 }
 
@@ -323,6 +346,7 @@ void Leader::serve(ReplicaReport report) {
   auto next_sweep = clock::now() + std::chrono::seconds(10);
   for (;;) {
     receive_requests();
+    check_backend();
     if (clock::now() > next_sweep) {
       // Request segments of clients that died go now, not at the next run.
       shm::remove_stale();
@@ -420,7 +444,7 @@ void run_replica(const ServeShared& shared, const RankPlacement& me) {
   std::unique_ptr<Backend> backend;
   std::string why;
   try {
-    backend = make_backend(spec);
+    backend = make_backend(spec, BackendContext{shared.run_dir, me.replica, me.replica_rank});
   } catch (const std::exception& e) {
     why = e.what();
   }

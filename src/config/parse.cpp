@@ -321,6 +321,43 @@ std::vector<TensorSpec> read_signature(TableReader& r, const std::string& key) {
   return out;
 }
 
+// The keys of backend = "process" (and only of it).
+void read_process_keys(TableReader& r, ServiceSpec& s, const std::string& dir, bool check_files) {
+  const bool process = s.backend == "process";
+  for (const char* key : {"command", "env", "protocol", "model_name", "ready_path", "start_timeout",
+                          "health_interval", "max_restarts", "request_timeout", "retries"}) {
+    if (!process && r.node(key)) r.fail(key, "applies only to backend \"process\"");
+  }
+  if (!process) return;
+  TaskSpec as_task;  // the command is checked like a command task's
+  read_command(r, as_task, dir, check_files);
+  s.command = as_task.command;
+  if (const toml::table* env = r.table("env")) {
+    for (auto&& [k, v] : *env) {
+      if (!v.is_string()) r.fail("env." + std::string(k.str()), "must be a string", &v);
+      s.env[std::string(k.str())] = v.as_string()->get();
+    }
+  }
+  if (auto v = r.string("protocol")) {
+    if (*v == "openai") {
+      r.fail("protocol",
+             "\"openai\" model servers are not served yet in this version; use "
+             "\"kserve-v2\"");
+    }
+    if (*v != "kserve-v2") {
+      r.fail("protocol", fmt::format("must be \"kserve-v2\", not \"{}\"", *v));
+    }
+    s.protocol = *v;
+  }
+  s.model_name = r.string("model_name").value_or(s.name);
+  s.ready_path = r.string("ready_path").value_or("/v2/health/ready");
+  if (auto v = r.number("start_timeout", 0.1, 86400)) s.start_timeout_s = *v;
+  if (auto v = r.number("health_interval", 0.1, 3600)) s.health_interval_s = *v;
+  if (auto v = r.integer("max_restarts", 0, 1000)) s.max_restarts = static_cast<int>(*v);
+  if (auto v = r.number("request_timeout", 0.01, 86400)) s.request_timeout_s = *v;
+  if (auto v = r.integer("retries", 0, 100)) s.retries = static_cast<int>(*v);
+}
+
 ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
                          const std::string& dir, bool check_files) {
   TableReader r(t, file, fmt::format("service[{}]", i));
@@ -334,12 +371,13 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
   s.name = *name;
   auto backend = r.string("backend");
   if (!backend) r.fail("backend", "is required: torchscript, echo, scale or sleep");
-  static const std::vector<std::string> kBackends = {"torchscript", "echo", "scale", "sleep"};
+  static const std::vector<std::string> kBackends = {"torchscript", "process", "echo", "scale",
+                                                     "sleep"};
   if (std::find(kBackends.begin(), kBackends.end(), *backend) == kBackends.end()) {
     const std::string hint = closest_match(*backend, kBackends);
     r.fail("backend",
-           fmt::format("unknown backend '{}'{} (known: torchscript, echo, scale, sleep)", *backend,
-                       hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint)));
+           fmt::format("unknown backend '{}'{} (known: torchscript, process, echo, scale, sleep)",
+                       *backend, hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint)));
   }
   s.backend = *backend;
   if (auto v = r.string("model")) {
@@ -383,6 +421,7 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
     s.transport = *v;
   }
   if (auto v = r.boolean("record")) s.record = *v;
+  read_process_keys(r, s, dir, check_files);
   s.inputs = read_signature(r, "inputs");
   s.outputs = read_signature(r, "outputs");
   if (s.backend == "torchscript" && (s.inputs.empty() || s.outputs.empty())) {
@@ -405,9 +444,33 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
     if (s.backend != "sleep") r.fail("load_us", "applies only to backend \"sleep\"");
     s.load_us = *v;
   }
-  r.reject_unknown({"name", "backend", "model", "replicas", "ranks_per_replica", "placement",
-                    "max_batch", "max_delay_us", "device", "inputs", "outputs", "factor",
-                    "delay_us", "per_row_us", "load_us", "transport", "record"});
+  r.reject_unknown({"name",
+                    "backend",
+                    "model",
+                    "replicas",
+                    "ranks_per_replica",
+                    "placement",
+                    "max_batch",
+                    "max_delay_us",
+                    "device",
+                    "inputs",
+                    "outputs",
+                    "factor",
+                    "delay_us",
+                    "per_row_us",
+                    "load_us",
+                    "transport",
+                    "record",
+                    "command",
+                    "env",
+                    "protocol",
+                    "model_name",
+                    "ready_path",
+                    "start_timeout",
+                    "health_interval",
+                    "max_restarts",
+                    "request_timeout",
+                    "retries"});
   return s;
 }
 

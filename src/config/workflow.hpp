@@ -91,6 +91,17 @@ struct ServiceSpec {
   std::string device = "cpu";
   std::string transport = "auto";  // auto, inline, shm, hdf5
   bool record = false;             // append inputs and outputs to HDF5
+  // backend = "process": a model server started by the replica leader.
+  std::vector<std::string> command;  // {host} and {port} are filled in
+  std::map<std::string, std::string> env;
+  std::string protocol = "kserve-v2";
+  std::string model_name;  // KServe: /v2/models/{model_name}; default: the service name
+  std::string ready_path;  // default: /v2/health/ready
+  double start_timeout_s = 600;
+  double health_interval_s = 5;
+  int max_restarts = 3;
+  double request_timeout_s = 60;
+  int retries = 2;
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
   double factor = 2.0;       // scale
