@@ -2,6 +2,7 @@
 // A model backend: what a replica runs on each batch. Small on purpose, so
 // that new kinds (an HTTP model server, a remote endpoint) fit behind it.
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,16 @@ class Backend {
   /// Why the backend can no longer serve (e.g. a model server that died
   /// more often than allowed); empty while it can.
   virtual std::string failure() const { return {}; }
+
+  /// Backends that keep many requests in flight (remote endpoints) are
+  /// asynchronous: the leader submits each request as it comes, unbatched,
+  /// and progress() runs @p done for those that finished.
+  using Done = std::function<void(TensorList&& outputs, std::string error)>;
+  virtual bool asynchronous() const { return false; }
+  virtual void submit(const TensorList& inputs, Done done) { done(infer(inputs), {}); }
+  /// Returns how many finished; waits up to @p wait_ms for the network.
+  virtual int progress(int /*wait_ms*/) { return 0; }
+  virtual std::size_t pending() const { return 0; }
   /// Runs one batch. @p inputs are in the order of the service's signature
   /// (or as sent, for services without one) with the batch along dimension
   /// 0; the outputs must have the same number of rows. Throws on failure.
@@ -39,6 +50,8 @@ std::unique_ptr<Backend> make_backend(const ServiceSpec& spec, const BackendCont
 /// The process backend (process_backend.cpp).
 std::unique_ptr<Backend> make_process_backend(const ServiceSpec& spec,
                                               const BackendContext& context);
+/// The remote backend (remote_backend.cpp), run by a bridge rank.
+std::unique_ptr<Backend> make_remote_backend(const ServiceSpec& spec);
 
 }  // namespace tandem::detail
 

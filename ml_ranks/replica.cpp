@@ -75,6 +75,7 @@ class Leader {
   void check_stop();
   void check_backend();
   void run_batch(std::vector<QueuedRequest>& batch);
+  bool forward_queued();
   TensorList compute(const TensorList& inputs, std::int64_t rows);
   void reply(const QueuedRequest& r, const TensorList& outputs);
   void reply_error(int client, std::uint64_t id, const std::string& why);
@@ -339,6 +340,36 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
   }
 }
 
+// For asynchronous backends (remote endpoints): every queued request goes
+// out at once, unbatched; answers are sent as they come back.
+bool Leader::forward_queued() {
+  bool worked = false;
+  while (!queue_.empty()) {
+    QueuedRequest r = std::move(queue_.front());
+    queue_.pop_front();
+    ++stats_.batches;
+    stats_.rows += r.rows;
+    ++batch_sizes_[static_cast<int>(r.rows)];
+    QueuedRequest meta;  // what the reply needs; the inputs are copied out by submit
+    meta.client = r.client;
+    meta.id = r.id;
+    meta.flags = r.flags;
+    meta.via_hdf5 = r.via_hdf5;
+    meta.client_pid = r.client_pid;
+    backend_->submit(r.inputs, [this, meta](TensorList&& outputs, std::string error) {
+      if (error.empty()) {
+        reply(meta, outputs);
+      } else {
+        reply_error(meta.client, meta.id, error);
+      }
+    });
+    worked = true;
+  }
+  if (backend_->progress(worked ? 0 : 1) > 0) worked = true;
+  progress_sends();
+  return worked;
+}
+
 void Leader::serve(ReplicaReport report) {
   if (report.state == static_cast<int>(ServiceState::FAILED)) failure_ = report.reason;
   control_.send(sh_.coordinator, kTagReplicaReport, report);
@@ -355,15 +386,20 @@ void Leader::serve(ReplicaReport report) {
     check_stop();
     progress_sends();
     bool worked = false;
-    while (batch_due(queue_, spec_.max_batch, spec_.max_delay_us, draining_, clock::now())) {
-      std::vector<QueuedRequest> batch = take_batch(queue_, spec_.max_batch);
-      run_batch(batch);
-      progress_sends();
-      worked = true;
-      // Let requests that arrived meanwhile join the next batch.
-      receive_requests();
+    if (backend_ && backend_->asynchronous()) {
+      worked = forward_queued();
+    } else {
+      while (batch_due(queue_, spec_.max_batch, spec_.max_delay_us, draining_, clock::now())) {
+        std::vector<QueuedRequest> batch = take_batch(queue_, spec_.max_batch);
+        run_batch(batch);
+        progress_sends();
+        worked = true;
+        // Let requests that arrived meanwhile join the next batch.
+        receive_requests();
+      }
     }
-    if (draining_ && queue_.empty()) break;
+    if (draining_ && queue_.empty() && (!backend_ || backend_->pending() == 0)) break;
+    if (backend_ && backend_->pending() > 0) continue;  // progress() waited on the network
     if (worked) {
       backoff.reset();
     } else {

@@ -321,17 +321,45 @@ std::vector<TensorSpec> read_signature(TableReader& r, const std::string& key) {
   return out;
 }
 
-// The keys of backend = "process" (and only of it).
+// The keys of the HTTP backends: "process" (a model server the job starts)
+// and "remote" (an endpoint outside the job).
 void read_process_keys(TableReader& r, ServiceSpec& s, const std::string& dir, bool check_files) {
   const bool process = s.backend == "process";
-  for (const char* key : {"command", "env", "protocol", "model_name", "ready_path", "start_timeout",
-                          "health_interval", "max_restarts", "request_timeout", "retries"}) {
+  const bool remote = s.backend == "remote";
+  for (const char* key : {"command", "env", "start_timeout", "health_interval", "max_restarts"}) {
     if (!process && r.node(key)) r.fail(key, "applies only to backend \"process\"");
   }
-  if (!process) return;
-  TaskSpec as_task;  // the command is checked like a command task's
-  read_command(r, as_task, dir, check_files);
-  s.command = as_task.command;
+  for (const char* key : {"url", "api_key_env", "max_in_flight", "ca_bundle", "verify_tls"}) {
+    if (!remote && r.node(key)) r.fail(key, "applies only to backend \"remote\"");
+  }
+  for (const char* key : {"protocol", "model_name", "ready_path", "request_timeout", "retries"}) {
+    if (!process && !remote && r.node(key)) {
+      r.fail(key, "applies only to backends \"process\" and \"remote\"");
+    }
+  }
+  if (!process && !remote) return;
+  if (remote) {
+    auto url = r.string("url");
+    if (!url || url->empty())
+      r.fail("url", "is required for backend \"remote\": the endpoint's base URL");
+    s.url = expand_env(*url, r, "url");
+    while (!s.url.empty() && s.url.back() == '/') s.url.pop_back();
+    if (s.url.rfind("http://", 0) != 0 && s.url.rfind("https://", 0) != 0) {
+      r.fail("url", fmt::format("must start with http:// or https://, not '{}'", s.url));
+    }
+    if (auto v = r.string("api_key_env")) s.api_key_env = *v;
+    if (auto v = r.integer("max_in_flight", 1, 100000)) s.max_in_flight = static_cast<int>(*v);
+    if (auto v = r.string("ca_bundle"))
+      s.ca_bundle = absolute_from(dir, expand_env(*v, r, "ca_bundle"));
+    if (auto v = r.boolean("verify_tls")) s.verify_tls = *v;
+    if (s.ranks_per_replica != 1) {
+      r.fail("ranks_per_replica", "a remote service's replica is one bridge rank");
+    }
+  } else {
+    TaskSpec as_task;  // the command is checked like a command task's
+    read_command(r, as_task, dir, check_files);
+    s.command = as_task.command;
+  }
   if (const toml::table* env = r.table("env")) {
     for (auto&& [k, v] : *env) {
       if (!v.is_string()) r.fail("env." + std::string(k.str()), "must be a string", &v);
@@ -371,13 +399,14 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
   s.name = *name;
   auto backend = r.string("backend");
   if (!backend) r.fail("backend", "is required: torchscript, echo, scale or sleep");
-  static const std::vector<std::string> kBackends = {"torchscript", "process", "echo", "scale",
-                                                     "sleep"};
+  static const std::vector<std::string> kBackends = {"torchscript", "process", "remote",
+                                                     "echo",        "scale",   "sleep"};
   if (std::find(kBackends.begin(), kBackends.end(), *backend) == kBackends.end()) {
     const std::string hint = closest_match(*backend, kBackends);
     r.fail("backend",
-           fmt::format("unknown backend '{}'{} (known: torchscript, process, echo, scale, sleep)",
-                       *backend, hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint)));
+           fmt::format(
+               "unknown backend '{}'{} (known: torchscript, process, remote, echo, scale, sleep)",
+               *backend, hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint)));
   }
   s.backend = *backend;
   if (auto v = r.string("model")) {
@@ -444,33 +473,39 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
     if (s.backend != "sleep") r.fail("load_us", "applies only to backend \"sleep\"");
     s.load_us = *v;
   }
-  r.reject_unknown({"name",
-                    "backend",
-                    "model",
-                    "replicas",
-                    "ranks_per_replica",
-                    "placement",
-                    "max_batch",
-                    "max_delay_us",
-                    "device",
-                    "inputs",
-                    "outputs",
-                    "factor",
-                    "delay_us",
-                    "per_row_us",
-                    "load_us",
-                    "transport",
-                    "record",
-                    "command",
-                    "env",
-                    "protocol",
-                    "model_name",
-                    "ready_path",
-                    "start_timeout",
-                    "health_interval",
-                    "max_restarts",
-                    "request_timeout",
-                    "retries"});
+  static const std::vector<std::string> kServiceKeys = {"name",
+                                                        "backend",
+                                                        "model",
+                                                        "replicas",
+                                                        "ranks_per_replica",
+                                                        "placement",
+                                                        "max_batch",
+                                                        "max_delay_us",
+                                                        "device",
+                                                        "inputs",
+                                                        "outputs",
+                                                        "factor",
+                                                        "delay_us",
+                                                        "per_row_us",
+                                                        "load_us",
+                                                        "transport",
+                                                        "record",
+                                                        "command",
+                                                        "env",
+                                                        "protocol",
+                                                        "model_name",
+                                                        "ready_path",
+                                                        "start_timeout",
+                                                        "health_interval",
+                                                        "max_restarts",
+                                                        "request_timeout",
+                                                        "retries",
+                                                        "url",
+                                                        "api_key_env",
+                                                        "max_in_flight",
+                                                        "ca_bundle",
+                                                        "verify_tls"};
+  r.reject_unknown(kServiceKeys);
   return s;
 }
 

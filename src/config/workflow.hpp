@@ -102,6 +102,12 @@ struct ServiceSpec {
   int max_restarts = 3;
   double request_timeout_s = 60;
   int retries = 2;
+  // backend = "remote": an endpoint outside the job, reached by a bridge rank.
+  std::string url;          // base URL, e.g. https://host/; ${VAR} allowed
+  std::string api_key_env;  // the environment variable holding the API key
+  int max_in_flight = 64;
+  std::string ca_bundle;
+  bool verify_tls = true;
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
   double factor = 2.0;       // scale

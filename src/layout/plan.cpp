@@ -182,7 +182,9 @@ std::string format_plan(const Workflow& wf, const Plan& plan) {
     if (p.role == Role::worker) detail = fmt::format("worker {}", p.role_index);
     if (p.role == Role::service) {
       detail = fmt::format("{} replica {} {}", wf.services[p.service].name, p.replica,
-                           p.replica_rank == 0 ? "leader" : fmt::format("rank {}", p.replica_rank));
+                           wf.services[p.service].backend == "remote" ? "bridge"
+                           : p.replica_rank == 0                      ? "leader"
+                                                 : fmt::format("rank {}", p.replica_rank));
     }
     out += fmt::format("{:>6}  {:>5}  {:<12} {}\n", p.rank, p.node, role_name(p.role), detail);
   }

@@ -163,6 +163,7 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   job->plan = make_plan(job->wf, node_indices(job->world));
   const RankPlacement& me = job->me();
   const char* role = (mode == Mode::spmd && me.role == Role::worker) ? "app" : role_name(me.role);
+  if (me.role == Role::service && job->wf.services[me.service].backend == "remote") role = "bridge";
   setup_logging(job->rank, role, options.log_level);
   add_log_file(setup.run_dir + "/logs", job->rank);
   if (job->rank == 0) {

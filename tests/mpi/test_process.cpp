@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 #include <mpi.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -14,6 +18,8 @@
 #include "tandem/tandem.hpp"
 
 namespace fs = std::filesystem;
+
+extern char** environ;
 
 namespace {
 
@@ -139,4 +145,107 @@ TEST(Process, AServerThatExitsAtOnceFailsTheServiceWithItsExitCode) {
     const std::string why = error_of([&] { s.client().wait_ready("double", 60); });
     EXPECT_NE(why.find("exited with code 3 before it was ready"), std::string::npos) << why;
   });
+}
+
+namespace {
+
+// A KServe v2 endpoint outside the job, started by rank 0 for a test.
+class Endpoint {
+ public:
+  explicit Endpoint(const std::vector<std::string>& extra) {
+    const std::string port_file =
+        (fs::path(shared_dir()) / "endpoint.port").string();  // collective
+    if (world_rank() == 0) {
+      fs::remove(port_file);
+      std::vector<std::string> args = {
+          "/usr/bin/python3", TANDEM_TEST_KSERVE_SERVER, "--port", "0", "--port-file", port_file};
+      args.insert(args.end(), extra.begin(), extra.end());
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ);
+      for (int i = 0; i < 200 && !fs::exists(port_file); ++i) ::usleep(25'000);
+      port_ = std::stoi(tandem::test::slurp(port_file));
+    }
+    MPI_Bcast(&port_, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  }
+  ~Endpoint() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  nlohmann::json stats() const {
+    const std::string out = (fs::path(shared_dir()) / "stats.json").string();
+    const std::string cmd = "/usr/bin/python3 -c 'import urllib.request; open(\"" + out +
+                            "\", \"wb\").write(urllib.request.urlopen(\"" + url() +
+                            "/stats\").read())'";
+    EXPECT_EQ(std::system(cmd.c_str()), 0);
+    return nlohmann::json::parse(tandem::test::slurp(out));
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+std::string remote(const std::string& url, const std::string& extra = "") {
+  return "[[service]]\nname = \"double\"\nbackend = \"remote\"\nurl = \"" + url + "\"\n" + extra;
+}
+
+bool file_tree_contains(const fs::path& dir, const std::string& needle) {
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file() && tandem::test::slurp(e.path()).find(needle) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST(Remote, ABridgeForwardsToAnEndpointWithTheKeyAndManyInFlight) {
+  ::setenv("TANDEM_TEST_API_KEY", "sk-never-log-me-42", 1);
+  Endpoint endpoint({"--delay", "0.2", "--require-key", "sk-never-log-me-42"});
+  const auto body =
+      remote(endpoint.url(), "api_key_env = \"TANDEM_TEST_API_KEY\"\nmax_in_flight = 4\n");
+  with_session("remote", body, [](tandem::Session& s) {
+    auto& c = s.client();
+    c.wait_ready("double", 60);
+    std::vector<tandem::InferHandle> flight;
+    for (int k = 0; k < 12; ++k) {
+      flight.push_back(c.infer_async(
+          "double", {{"x", tandem::Tensor::from(std::vector<double>{double(k)}, {1, 1})}}));
+    }
+    for (int k = 0; k < 12; ++k)
+      EXPECT_EQ(flight[k].wait()[0].tensor.to_vector<double>()[0], 2.0 * k);
+  });
+  if (world_rank() != 0) return;
+  const auto stats = endpoint.stats();
+  EXPECT_GE(stats["max_concurrent"].get<int>(), 2) << "requests did not overlap";
+  EXPECT_LE(stats["max_concurrent"].get<int>(), 4) << "max_in_flight was not honoured";
+  EXPECT_EQ(stats["authorization"].back(), "Bearer sk-never-log-me-42");
+  // The key reached the endpoint, and nothing under the run directory.
+  EXPECT_FALSE(file_tree_contains(fs::path(shared_dir()) / "run-remote", "sk-never-log-me-42"));
+}
+
+TEST(Remote, AnEndpointThatIsDownFailsTheServiceWithTheCause) {
+  with_session(
+      "remote-down", remote("http://127.0.0.1:1", "retries = 1\n"), [](tandem::Session& s) {
+        const std::string why = error_of([&] { s.client().wait_ready("double", 60); });
+        EXPECT_NE(why.find("endpoint http://127.0.0.1:1 is not ready"), std::string::npos) << why;
+        EXPECT_NE(why.find("Couldn't connect"), std::string::npos) << why;
+      });
+}
+
+TEST(Remote, AMissingApiKeyIsNamed) {
+  ::unsetenv("TANDEM_TEST_NO_SUCH_KEY");
+  with_session(
+      "remote-nokey", remote("http://127.0.0.1:1", "api_key_env = \"TANDEM_TEST_NO_SUCH_KEY\"\n"),
+      [](tandem::Session& s) {
+        const std::string why = error_of([&] { s.client().wait_ready("double", 60); });
+        EXPECT_NE(why.find("TANDEM_TEST_NO_SUCH_KEY (api_key_env) is not set"), std::string::npos)
+            << why;
+      });
 }

@@ -4,6 +4,9 @@ extension). Faults on request:
 
   kserve_test_server.py --port P [--exit-after N] [--never-ready]
                         [--exit-at-once CODE] [--ready-after S]
+                        [--delay S] [--require-key KEY] [--port-file F]
+
+GET /stats answers {"max_concurrent", "total", "authorization"}.
 """
 import argparse
 import json
@@ -19,6 +22,7 @@ args = None
 started = time.time()
 served = [0]
 lock = threading.Lock()
+stats = {"concurrent": 0, "max_concurrent": 0, "total": 0, "authorization": []}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -39,6 +43,10 @@ class Handler(BaseHTTPRequestHandler):
         ready = not args.never_ready and time.time() - started >= args.ready_after
         if self.path in ("/v2/health/ready", "/v2/models/double/ready"):
             self.reply(200 if ready else 503, b"")
+        elif self.path == "/stats":
+            with lock:
+                s = {k: stats[k] for k in ("max_concurrent", "total", "authorization")}
+            self.reply(200, json.dumps(s).encode())
         else:
             self.reply(404, b"")
 
@@ -50,7 +58,24 @@ class Handler(BaseHTTPRequestHandler):
             served[0] += 1
             if args.exit_after and served[0] > args.exit_after:
                 os._exit(9)  # dies mid-run, without a word
+            stats["total"] += 1
+            stats["concurrent"] += 1
+            stats["max_concurrent"] = max(stats["max_concurrent"], stats["concurrent"])
+            if self.headers.get("Authorization"):
+                stats["authorization"].append(self.headers["Authorization"])
+        try:
+            self.infer()
+        finally:
+            with lock:
+                stats["concurrent"] -= 1
+
+    def infer(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if args.require_key and self.headers.get("Authorization") != "Bearer " + args.require_key:
+            self.reply(401, json.dumps({"error": "bad or missing API key"}).encode())
+            return
+        if args.delay:
+            time.sleep(args.delay)
         hlen = self.headers.get("Inference-Header-Content-Length")
         header = json.loads(body[: int(hlen)] if hlen else body)
         offset = int(hlen) if hlen else 0
@@ -89,11 +114,20 @@ def main():
     ap.add_argument("--never-ready", action="store_true")
     ap.add_argument("--exit-at-once", type=int, default=None)
     ap.add_argument("--ready-after", type=float, default=0.0)
+    ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--require-key", default="")
+    ap.add_argument("--port-file", default="")
     args = ap.parse_args()
     print(f"kserve test server on port {args.port}", flush=True)
     if args.exit_at_once is not None:
         sys.exit(args.exit_at_once)
-    ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    if args.port_file:
+        with open(args.port_file + ".tmp", "w") as f:
+            f.write(str(server.server_address[1]))
+        os.rename(args.port_file + ".tmp", args.port_file)
+    server.serve_forever()
 
 
 if __name__ == "__main__":
