@@ -37,6 +37,14 @@ class Backend {
   /// Returns how many finished; waits up to @p wait_ms for the network.
   virtual int progress(int /*wait_ms*/) { return 0; }
   virtual std::size_t pending() const { return 0; }
+
+  /// JSON calls (OpenAI-style endpoints): POST @p body to @p path; @p done
+  /// gets the answer's JSON text, or an error.
+  using CallDone = std::function<void(std::string&& answer, std::string error)>;
+  virtual bool takes_calls() const { return false; }
+  virtual void call(const std::string& /*path*/, const std::string& /*body*/, CallDone done) {
+    done({}, "this service takes tensors through infer(), not JSON calls");
+  }
   /// Runs one batch. @p inputs are in the order of the service's signature
   /// (or as sent, for services without one) with the batch along dimension
   /// 0; the outputs must have the same number of rows. Throws on failure.

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "http/http_client.hpp"
 #include "http/kserve.hpp"
@@ -39,8 +40,35 @@ class RemoteBackend : public Backend {
   }
 
   bool asynchronous() const override { return true; }
+  bool takes_calls() const override { return spec_.protocol == "openai"; }
+
+  void call(const std::string& path, const std::string& body, CallDone done) override {
+    if (spec_.protocol != "openai") {
+      done({}, "this service speaks KServe v2: send tensors with infer()");
+      return;
+    }
+    HttpRequest r = base_request("POST", path);
+    r.body = body;
+    r.headers.push_back("Content-Type: application/json");
+    http_.submit(std::move(r), [this, path, done = std::move(done)](HttpResponse&& resp) {
+      if (!resp.ok()) {
+        done({}, fmt::format("endpoint {}: {}", spec_.url, resp.error));
+        return;
+      }
+      if (!nlohmann::json::accept(resp.body)) {
+        done({}, fmt::format("endpoint {}{}: the answer is not valid JSON ({} bytes: {})",
+                             spec_.url, path, resp.body.size(), resp.body.substr(0, 80)));
+        return;
+      }
+      done(std::move(resp.body), {});
+    });
+  }
 
   void submit(const TensorList& inputs, Done done) override {
+    if (spec_.protocol == "openai") {
+      done({}, "this service speaks the OpenAI protocol: send JSON with client.call()");
+      return;
+    }
     std::vector<std::string> outputs;
     for (const auto& o : spec_.outputs) outputs.push_back(o.name);
     HttpRequest r = base_request("POST", fmt::format("/v2/models/{}/infer", spec_.model_name));

@@ -76,6 +76,7 @@ class Leader {
   void check_backend();
   void run_batch(std::vector<QueuedRequest>& batch);
   bool forward_queued();
+  void forward_call(int client, std::uint64_t id, const std::string& text);
   TensorList compute(const TensorList& inputs, std::int64_t rows);
   void reply(const QueuedRequest& r, const TensorList& outputs);
   void reply_error(int client, std::uint64_t id, const std::string& why);
@@ -175,6 +176,10 @@ void Leader::receive_requests() {
       reply_error(
           client, d.header.request_id,
           fmt::format("request meant for service #{} reached this replica", d.header.service));
+      continue;
+    }
+    if (d.header.kind == wire::kCall) {
+      forward_call(client, d.header.request_id, d.text);
       continue;
     }
     if (!resolve(d, /*hand_back_when_dropped=*/false, why)) {
@@ -338,6 +343,29 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
     reply(r, slice_rows(outputs, first, r.rows));
     first += r.rows;
   }
+}
+
+// A JSON call goes straight to the backend (OpenAI-style endpoints); the
+// answer's text travels back in the reply.
+void Leader::forward_call(int client, std::uint64_t id, const std::string& text) {
+  if (!backend_->takes_calls()) {
+    reply_error(client, id, "this service takes tensors through infer(), not JSON calls");
+    return;
+  }
+  const auto newline = text.find('\n');
+  const std::string path = newline == std::string::npos ? text : text.substr(0, newline);
+  const std::string body = newline == std::string::npos ? std::string() : text.substr(newline + 1);
+  ++stats_.batches;
+  ++stats_.rows;
+  backend_->call(path, body, [this, client, id](std::string&& answer, std::string error) {
+    if (!error.empty()) {
+      reply_error(client, id, error);
+      return;
+    }
+    Outgoing o;
+    o.message = wire::encode(wire::kReplyOk, id, me_.service, {}, answer);
+    send(client, std::move(o));
+  });
 }
 
 // For asynchronous backends (remote endpoints): every queued request goes

@@ -20,10 +20,10 @@ struct PendingInfer;
 
 /// How a request's tensors travel to the service (and the reply back).
 enum class Transport {
-  automatic,  ///< by size and locality (`[job.staging]`, the service's `transport`)
-  inline_mpi, ///< inside the MPI message
-  shm,        ///< node-local shared memory (falls back to inline across nodes)
-  hdf5,       ///< an HDF5 file on a filesystem both ranks see
+  automatic,   ///< by size and locality (`[job.staging]`, the service's `transport`)
+  inline_mpi,  ///< inside the MPI message
+  shm,         ///< node-local shared memory (falls back to inline across nodes)
+  hdf5,        ///< an HDF5 file on a filesystem both ranks see
 };
 
 /// Per-request choices.
@@ -41,6 +41,23 @@ class InferHandle {
   /// @throws tandem::request_error with the service's reason on failure.
   TensorList wait();
   /// False for a default-constructed handle.
+  bool valid() const noexcept { return pending_ != nullptr; }
+
+ private:
+  friend class Client;
+  std::shared_ptr<detail::ClientImpl> client_;
+  std::shared_ptr<detail::PendingInfer> pending_;
+};
+
+/// A JSON call in flight, from Client::call_async.
+class CallHandle {
+ public:
+  CallHandle() = default;
+  /// True once the answer is here (makes progress; never blocks).
+  bool test();
+  /// Waits for the answer: the endpoint's JSON text.
+  /// @throws tandem::request_error with the service's reason on failure.
+  std::string wait();
   bool valid() const noexcept { return pending_ != nullptr; }
 
  private:
@@ -76,6 +93,15 @@ class Client {
   /// @throws tandem::request_error if the request cannot be sent.
   InferHandle infer_async(const std::string& service, const TensorList& inputs,
                           const InferOptions& options = {});
+
+  /// For OpenAI-style services (`protocol = "openai"`): POSTs @p json_body
+  /// to @p path of the endpoint and returns its JSON answer. Blocks.
+  /// @throws tandem::request_error naming the service, endpoint and cause.
+  std::string call(const std::string& service, const std::string& json_body,
+                   const std::string& path = "/v1/chat/completions");
+  /// The same, returning at once.
+  CallHandle call_async(const std::string& service, const std::string& json_body,
+                        const std::string& path = "/v1/chat/completions");
 
  private:
   std::shared_ptr<detail::ClientImpl> impl_;

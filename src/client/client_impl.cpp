@@ -111,7 +111,9 @@ bool ClientImpl::progress() {
     // complete and its staged inputs can be handed back.
     if (p.send != MPI_REQUEST_NULL) MPI_Wait(&p.send, MPI_STATUS_IGNORE);
     finish(p.outgoing);
-    if (d.header.kind == wire::kReplyOk) {
+    if (d.header.kind == wire::kReplyOk && d.tensors.empty() && !d.text.empty()) {
+      p.answer = std::move(d.text);  // a JSON call's answer
+    } else if (d.header.kind == wire::kReplyOk) {
       if (resolve(d, /*hand_back_when_dropped=*/true, why)) {
         p.outputs = std::move(d.tensors);
       } else {
@@ -273,6 +275,34 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& in
   return p;
 }
 
+std::shared_ptr<PendingInfer> ClientImpl::send_call(int service, const std::string& path,
+                                                    const std::string& body) {
+  progress();
+  const std::string& name = wf_.services[service].name;
+  const ServiceState s = aggregate(service);
+  if (s != ServiceState::READY) {
+    throw request_error(name,
+                        s == ServiceState::FAILED
+                            ? fmt::format("service '{}' FAILED: {}", name, failure_reason(service))
+                            : fmt::format("service '{}' is {}; wait for it with "
+                                          "client.wait_ready(\"{}\")",
+                                          name, service_state_name(s), name));
+  }
+  const int replica =
+      choose_replica(plan_, table_, outstanding_, my_node_, service, next_[service]);
+  auto p = std::make_shared<PendingInfer>();
+  p->id = next_id_++;
+  p->service = service;
+  p->replica = replica;
+  p->outgoing.message = wire::encode(wire::kCall, p->id, service, {}, path + "\n" + body);
+  const wire::Encoded& m = p->outgoing.message;
+  TANDEM_MPI_CHECK(MPI_Isend(m.buffer.get(), static_cast<int>(m.size), MPI_BYTE,
+                             plan_.replicas[replica].ranks[0], wire::kTagRequest, data_, &p->send));
+  ++outstanding_[replica];
+  pending_.emplace(p->id, p);
+  return p;
+}
+
 void ClientImpl::wait(PendingInfer& p) {
   Backoff backoff(wf_.job.backoff);
   while (!p.done) {
@@ -351,6 +381,34 @@ InferHandle Client::infer_async(const std::string& service, const TensorList& in
   }
   h.pending_ = impl_->send(s, inputs, t);
   return h;
+}
+
+std::string Client::call(const std::string& service, const std::string& json_body,
+                         const std::string& path) {
+  return call_async(service, json_body, path).wait();
+}
+
+CallHandle Client::call_async(const std::string& service, const std::string& json_body,
+                              const std::string& path) {
+  CallHandle h;
+  h.client_ = impl_;
+  h.pending_ = impl_->send_call(impl_->service_index(service), path, json_body);
+  return h;
+}
+
+bool CallHandle::test() {
+  if (!pending_) return false;
+  if (!pending_->done) client_->progress();
+  return pending_->done;
+}
+
+std::string CallHandle::wait() {
+  if (!pending_) throw error("CallHandle::wait on an empty handle");
+  client_->wait(*pending_);
+  if (!pending_->error.empty()) {
+    throw request_error(client_->workflow().services[pending_->service].name, pending_->error);
+  }
+  return pending_->answer;
 }
 
 bool InferHandle::test() {

@@ -26,6 +26,7 @@ struct PendingInfer {
   int replica = 0;  // index into the plan's replicas
   bool done = false;
   TensorList outputs;
+  std::string answer;  // JSON calls
   std::string error;
   MPI_Request send = MPI_REQUEST_NULL;
   Outgoing outgoing;  // kept until the reply: the replica reads staged inputs in place
@@ -39,8 +40,8 @@ int choose_replica(const Plan& plan, const RoutingTable& table, const std::vecto
 
 class ClientImpl {
  public:
-  ClientImpl(const Workflow& wf, const Plan& plan, MPI_Comm data, MPI_Comm control,
-             int coordinator, std::string staging_dir);
+  ClientImpl(const Workflow& wf, const Plan& plan, MPI_Comm data, MPI_Comm control, int coordinator,
+             std::string staging_dir);
   ~ClientImpl();
 
   const Workflow& workflow() const { return wf_; }
@@ -51,6 +52,9 @@ class ClientImpl {
   /// locality.
   std::shared_ptr<PendingInfer> send(int service, const TensorList& inputs,
                                      std::optional<wire::Transport> asked);
+  /// Sends a JSON call (OpenAI-style services).
+  std::shared_ptr<PendingInfer> send_call(int service, const std::string& path,
+                                          const std::string& body);
   /// The transport "automatic" means for @p service and @p bytes.
   wire::Transport choose_transport(int service, int replica, std::size_t bytes) const;
   /// Drains routing updates and replies; true if anything arrived.

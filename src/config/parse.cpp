@@ -367,18 +367,19 @@ void read_process_keys(TableReader& r, ServiceSpec& s, const std::string& dir, b
     }
   }
   if (auto v = r.string("protocol")) {
-    if (*v == "openai") {
+    if (*v == "openai" && process) {
       r.fail("protocol",
-             "\"openai\" model servers are not served yet in this version; use "
-             "\"kserve-v2\"");
+             "\"openai\" model servers started by the job are not served yet; use \"kserve-v2\" "
+             "or reach the server as a remote service");
     }
-    if (*v != "kserve-v2") {
-      r.fail("protocol", fmt::format("must be \"kserve-v2\", not \"{}\"", *v));
+    if (*v != "kserve-v2" && *v != "openai") {
+      r.fail("protocol", fmt::format("must be \"kserve-v2\" or \"openai\", not \"{}\"", *v));
     }
     s.protocol = *v;
   }
   s.model_name = r.string("model_name").value_or(s.name);
-  s.ready_path = r.string("ready_path").value_or("/v2/health/ready");
+  s.ready_path =
+      r.string("ready_path").value_or(s.protocol == "openai" ? "/v1/models" : "/v2/health/ready");
   if (auto v = r.number("start_timeout", 0.1, 86400)) s.start_timeout_s = *v;
   if (auto v = r.number("health_interval", 0.1, 3600)) s.health_interval_s = *v;
   if (auto v = r.integer("max_restarts", 0, 1000)) s.max_restarts = static_cast<int>(*v);

@@ -21,7 +21,13 @@ constexpr int kTagReplicaResult = 204;
 constexpr std::uint32_t kMagic = 0x444e4154;  // "TAND"
 constexpr int kMaxDims = 8;
 
-enum Kind : std::uint16_t { kRequest = 1, kReplyOk = 2, kReplyError = 3, kStopMember = 4 };
+enum Kind : std::uint16_t {
+  kRequest = 1,
+  kReplyOk = 2,
+  kReplyError = 3,
+  kStopMember = 4,
+  kCall = 5,  // a JSON call: text = "PATH\nBODY"; the reply's text is the JSON answer
+};
 
 /// Where a tensor's bytes travel.
 enum Transport : std::uint8_t { kInline = 0, kShm = 1, kHdf5 = 2 };

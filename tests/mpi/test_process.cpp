@@ -152,22 +152,28 @@ namespace {
 // A KServe v2 endpoint outside the job, started by rank 0 for a test.
 class Endpoint {
  public:
-  explicit Endpoint(const std::vector<std::string>& extra) {
+  explicit Endpoint(const std::vector<std::string>& extra,
+                    const std::string& script = TANDEM_TEST_KSERVE_SERVER) {
     const std::string port_file =
         (fs::path(shared_dir()) / "endpoint.port").string();  // collective
     if (world_rank() == 0) {
       fs::remove(port_file);
-      std::vector<std::string> args = {
-          "/usr/bin/python3", TANDEM_TEST_KSERVE_SERVER, "--port", "0", "--port-file", port_file};
+      std::vector<std::string> args = {"/usr/bin/python3", script, "--port-file", port_file};
+      if (script == TANDEM_TEST_KSERVE_SERVER) {
+        args.push_back("--port");
+        args.push_back("0");
+      }
       args.insert(args.end(), extra.begin(), extra.end());
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
       posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ);
       for (int i = 0; i < 200 && !fs::exists(port_file); ++i) ::usleep(25'000);
-      port_ = std::stoi(tandem::test::slurp(port_file));
+      port_ = fs::exists(port_file) ? std::stoi(tandem::test::slurp(port_file)) : -1;
     }
+    // Every rank learns whether it started, so that none waits for the others.
     MPI_Bcast(&port_, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (port_ < 0) throw std::runtime_error("the test endpoint did not start");
   }
   ~Endpoint() {
     if (pid_ > 0) {
@@ -248,4 +254,51 @@ TEST(Remote, AMissingApiKeyIsNamed) {
         EXPECT_NE(why.find("TANDEM_TEST_NO_SUCH_KEY (api_key_env) is not set"), std::string::npos)
             << why;
       });
+}
+
+TEST(Remote, OpenAiServicesAnswerJsonCalls) {
+  ::setenv("TANDEM_TEST_OPENAI_KEY", "sk-openai-secret-7", 1);
+  Endpoint endpoint({"--fail-first", "2"}, TANDEM_TEST_OPENAI_SERVER);
+  const auto body = remote(endpoint.url(),
+                           "protocol = \"openai\"\napi_key_env = \"TANDEM_TEST_OPENAI_KEY\"\n"
+                           "retries = 3\n");
+  with_session("openai", body, [](tandem::Session& s) {
+    auto& c = s.client();
+    c.wait_ready("double", 60);
+    const auto answer = nlohmann::json::parse(
+        c.call("double", R"({"model":"mock-llm","messages":[{"role":"user","content":"hello"}]})"));
+    EXPECT_EQ(answer["choices"][0]["message"]["content"], "echo: hello");
+    // Many at once.
+    std::vector<tandem::CallHandle> flight;
+    for (int k = 0; k < 8; ++k) {
+      flight.push_back(c.call_async(
+          "double", R"({"messages":[{"role":"user","content":"q)" + std::to_string(k) + R"("}]})"));
+    }
+    for (int k = 0; k < 8; ++k) {
+      EXPECT_EQ(nlohmann::json::parse(flight[k].wait())["choices"][0]["message"]["content"],
+                "echo: q" + std::to_string(k));
+    }
+    const auto emb =
+        nlohmann::json::parse(c.call("double", R"({"input":"abcd"})", "/v1/embeddings"));
+    EXPECT_EQ(emb["data"][0]["embedding"][0], 4);
+    // 500s are retried until they pass.
+    EXPECT_EQ(
+        nlohmann::json::parse(c.call("double", R"({"messages":[{"role":"user","content":"x"}]})",
+                                     "/v1/flaky"))["choices"][0]["message"]["content"],
+        "echo: x");
+    // What the endpoint gets wrong is said plainly.
+    const std::string bad = error_of([&] { c.call("double", "{}", "/v1/broken"); });
+    EXPECT_NE(bad.find("the answer is not valid JSON"), std::string::npos) << bad;
+    const std::string rejected = error_of([&] { c.call("double", R"({"nope":1})"); });
+    EXPECT_NE(rejected.find("HTTP 400"), std::string::npos) << rejected;
+    EXPECT_NE(rejected.find("messages is required"), std::string::npos) << rejected;
+    // Tensors do not go to an OpenAI service.
+    const std::string wrong = error_of([&] {
+      c.infer("double", tandem::Tensor::from(std::vector<float>{1}, {1, 1}));
+    });
+    EXPECT_NE(wrong.find("send JSON with client.call()"), std::string::npos) << wrong;
+  });
+  if (world_rank() != 0) return;
+  EXPECT_EQ(endpoint.stats()["authorization"][0], "Bearer sk-openai-secret-7");
+  EXPECT_FALSE(file_tree_contains(fs::path(shared_dir()) / "run-openai", "sk-openai-secret-7"));
 }
