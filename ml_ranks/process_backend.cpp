@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "exec/command.hpp"
 #include "http/http_client.hpp"
@@ -74,8 +75,37 @@ class ProcessBackend : public Backend {
 
   std::string failure() const override { return failure_; }
 
+  bool takes_calls() const override { return spec_.protocol == "openai"; }
+
+  void call(const std::string& path, const std::string& body, CallDone done) override {
+    if (!failure_.empty()) {
+      done({}, failure_);
+      return;
+    }
+    HttpRequest r;
+    r.url = url(path);
+    r.body = body;
+    r.headers = {"Content-Type: application/json"};
+    r.timeout_s = spec_.request_timeout_s;
+    r.max_retries = spec_.retries;
+    const HttpResponse resp = send(std::move(r));
+    if (!resp.ok()) {
+      tick();
+      done({}, fmt::format("model server at {}: {}", base_url(), resp.error));
+      return;
+    }
+    if (!nlohmann::json::accept(resp.body)) {
+      done({}, fmt::format("model server at {}{}: the answer is not valid JSON", base_url(), path));
+      return;
+    }
+    done(std::string(resp.body), {});
+  }
+
   TensorList infer(const TensorList& inputs) override {
     if (!failure_.empty()) throw error(failure_);
+    if (spec_.protocol == "openai") {
+      throw error("this service speaks the OpenAI protocol: send JSON with client.call()");
+    }
     std::vector<std::string> outputs;
     for (const auto& o : spec_.outputs) outputs.push_back(o.name);
     HttpRequest r;

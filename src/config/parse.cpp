@@ -367,11 +367,6 @@ void read_process_keys(TableReader& r, ServiceSpec& s, const std::string& dir, b
     }
   }
   if (auto v = r.string("protocol")) {
-    if (*v == "openai" && process) {
-      r.fail("protocol",
-             "\"openai\" model servers started by the job are not served yet; use \"kserve-v2\" "
-             "or reach the server as a remote service");
-    }
     if (*v != "kserve-v2" && *v != "openai") {
       r.fail("protocol", fmt::format("must be \"kserve-v2\" or \"openai\", not \"{}\"", *v));
     }

@@ -302,3 +302,16 @@ TEST(Remote, OpenAiServicesAnswerJsonCalls) {
   EXPECT_EQ(endpoint.stats()["authorization"][0], "Bearer sk-openai-secret-7");
   EXPECT_FALSE(file_tree_contains(fs::path(shared_dir()) / "run-openai", "sk-openai-secret-7"));
 }
+
+TEST(Process, AnOpenAiModelServerStartedByTheJobAnswersCalls) {
+  const std::string body = std::string("[[service]]\nname = \"llm\"\nbackend = \"process\"\n") +
+                           "protocol = \"openai\"\ncommand = [\"/usr/bin/python3\", \"" +
+                           TANDEM_TEST_OPENAI_SERVER + "\", \"--port\", \"{port}\"]\n";
+  with_session("process-openai", body, [](tandem::Session& s) {
+    auto& c = s.client();
+    c.wait_ready("llm", 60);
+    const auto answer = nlohmann::json::parse(
+        c.call("llm", R"({"messages":[{"role":"user","content":"in the job"}]})"));
+    EXPECT_EQ(answer["choices"][0]["message"]["content"], "echo: in the job");
+  });
+}

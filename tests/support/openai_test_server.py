@@ -7,7 +7,7 @@
   POST /v1/flaky              500 the first --fail-first times, then like chat
   GET  /stats                 {"total", "authorization"}
 
-  openai_test_server.py --port-file F [--fail-first N]
+  openai_test_server.py [--port-file F | --port P] [--fail-first N]
 """
 import argparse
 import json
@@ -81,14 +81,16 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     global args
     ap = argparse.ArgumentParser()
-    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--port-file", default="")
+    ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--fail-first", type=int, default=0)
     args = ap.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
-    with open(args.port_file + ".tmp", "w") as f:
-        f.write(str(server.server_address[1]))
-    os.rename(args.port_file + ".tmp", args.port_file)
+    if args.port_file:
+        with open(args.port_file + ".tmp", "w") as f:
+            f.write(str(server.server_address[1]))
+        os.rename(args.port_file + ".tmp", args.port_file)
     server.serve_forever()
 
 
