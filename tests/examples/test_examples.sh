@@ -36,5 +36,17 @@ check "spmd-coupling exits 0" test $? -eq 0
 check "spmd-coupling reports its run" grep -qE "spmd-coupling: 3 ranks x 200 cells, 400 steps .* mass 0\.[0-9]+" "$work/spmd.log"
 check "spmd-coupling wrote its summary" test -f "$(ls -d "$work"/spmd-runs/spmd-coupling-*/summary.json | head -1)"
 
+# llm-agents: against a local OpenAI-compatible test server.
+/usr/bin/python3 "$src/tests/support/openai_test_server.py" --port-file "$work/llm.port" &
+llm_pid=$!
+for _ in $(seq 100); do [ -f "$work/llm.port" ] && break; sleep 0.05; done
+LLM_BASE_URL="http://127.0.0.1:$(cat "$work/llm.port")" LLM_AGENTS_BUILD="$build/examples/llm-agents" \
+  "$mpiexec" --oversubscribe -n 4 "$build/launcher/tandem" run "$src/examples/llm-agents/workflow.toml" \
+  --run-dir "$work/llm" --log-level warn > "$work/llm.log" 2>&1
+check "llm-agents exits 0" test $? -eq 0
+kill "$llm_pid"
+check "every agent held its conversation" test "$(ls "$work"/llm/tasks/agent/agent-*.json | wc -l)" = 6
+check "the model's answers are in them" grep -q '"echo: What would you run next?"' "$work/llm/tasks/agent/agent-3.json"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
