@@ -56,10 +56,11 @@ def main():
     b_lat = statistics.median(r["median_latency_us"] for r in b)
     print("| path | requests/s (median of runs) | all runs | median latency (µs) |")
     print("|---|---:|---|---:|")
-    print(f"| direct libcurl, one process | {d_rps:,.0f} | "
-          f"{', '.join(f'{r['rps']:,.0f}' for r in d)} | {d_lat:,.0f} |")
-    print(f"| through the bridge rank | {b_rps:,.0f} | "
-          f"{', '.join(f'{r['rps']:,.0f}' for r in b)} | {b_lat:,.0f} |")
+    def all_runs(rows):
+        return ", ".join("{:,.0f}".format(r["rps"]) for r in rows)
+
+    print(f"| direct libcurl, one process | {d_rps:,.0f} | {all_runs(d)} | {d_lat:,.0f} |")
+    print(f"| through the bridge rank | {b_rps:,.0f} | {all_runs(b)} | {b_lat:,.0f} |")
     print(f"\nbridge / direct: {b_rps / d_rps:.0%} of the requests per second "
           f"(goal: overhead at most 10%)")
 
