@@ -14,36 +14,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/mpi_session.hpp"
 #include "support/temp_dir.hpp"
 #include "tandem/tandem.hpp"
 
 namespace fs = std::filesystem;
+using tandem::test::shared_dir;
+using tandem::test::with_session;
+using tandem::test::world_rank;
 
 extern char** environ;
 
 namespace {
-
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-
-std::string shared_dir() {
-  static std::unique_ptr<tandem::test::TempDir> dir;
-  static std::string path;
-  if (path.empty()) {
-    if (world_rank() == 0) {
-      dir = std::make_unique<tandem::test::TempDir>();
-      path = dir->path().string();
-    }
-    int n = static_cast<int>(path.size());
-    MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    path.resize(n);
-    MPI_Bcast(path.data(), n, MPI_CHAR, 0, MPI_COMM_WORLD);
-  }
-  return path;
-}
 
 std::string service(const std::string& server_args, const std::string& extra = "") {
   return std::string("[[service]]\nname = \"double\"\nbackend = \"process\"\n") +
@@ -51,33 +33,8 @@ std::string service(const std::string& server_args, const std::string& extra = "
          "\", \"--port\", \"{port}\"" + server_args + "]\n" + extra;
 }
 
-nlohmann::json with_session(const std::string& name, const std::string& body,
-                            const std::function<void(tandem::Session&)>& app) {
-  const fs::path dir = shared_dir();
-  const fs::path file = dir / (name + ".toml");
-  if (world_rank() == 0) std::ofstream(file) << "[job]\nname = \"" << name << "\"\n" << body;
-  MPI_Barrier(MPI_COMM_WORLD);
-  tandem::SessionOptions opts;
-  opts.run_dir = (dir / ("run-" + name)).string();
-  {
-    tandem::Session session(MPI_COMM_WORLD, file.string(), opts);
-    if (session.is_app()) app(session);
-    session.finalize();
-  }
-  nlohmann::json summary;
-  if (world_rank() == 0) {
-    summary = nlohmann::json::parse(tandem::test::slurp(dir / ("run-" + name) / "summary.json"));
-  }
-  return summary;
-}
-
 std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const tandem::request_error& e) {
-    return e.what();
-  }
-  return "(no error)";
+  return tandem::test::request_error_of(fn);
 }
 
 }  // namespace

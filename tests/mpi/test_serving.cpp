@@ -12,78 +12,26 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/mpi_session.hpp"
 #include "support/temp_dir.hpp"
 #include "tandem/tandem.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using tandem::test::shared_dir;
 using tandem::test::slurp;
+using tandem::test::with_session;
+using tandem::test::world_rank;
+using tandem::test::world_size;
 
 namespace {
-
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-
-std::string shared_dir() {
-  static std::unique_ptr<tandem::test::TempDir> dir;
-  static std::string path;
-  if (path.empty()) {
-    if (world_rank() == 0) {
-      dir = std::make_unique<tandem::test::TempDir>();
-      path = dir->path().string();
-    }
-    int n = static_cast<int>(path.size());
-    MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    path.resize(n);
-    MPI_Bcast(path.data(), n, MPI_CHAR, 0, MPI_COMM_WORLD);
-  }
-  return path;
-}
-
-// Runs @p app on the application ranks of a session over @p body; returns
-// summary.json on rank 0 (empty elsewhere).
-template <typename App>
-json with_session(const std::string& name, const std::string& body, App app) {
-  const fs::path dir = shared_dir();
-  const fs::path file = dir / (name + ".toml");
-  if (world_rank() == 0) std::ofstream(file) << "[job]\nname = \"" << name << "\"\n" << body;
-  MPI_Barrier(MPI_COMM_WORLD);
-  tandem::SessionOptions opts;
-  opts.run_dir = (dir / ("run-" + name)).string();
-  {
-    tandem::Session session(MPI_COMM_WORLD, file.string(), opts);
-    if (session.is_app()) {
-      EXPECT_NE(world_rank(), 0);
-      app(session);
-    }
-    session.finalize();
-  }
-  json summary;
-  if (world_rank() == 0) summary = json::parse(slurp(dir / ("run-" + name) / "summary.json"));
-  return summary;
-}
 
 std::string models() {
   return TANDEM_TEST_MODELS_DIR;
 }
 
-template <typename Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const tandem::request_error& e) {
-    return e.what();
-  }
-  return "(no error)";
+std::string error_of(const std::function<void()>& fn) {
+  return tandem::test::request_error_of(fn);
 }
 
 }  // namespace

@@ -11,47 +11,23 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/mpi_session.hpp"
 #include "support/temp_dir.hpp"
 #include "tandem/tandem.hpp"
 
 namespace fs = std::filesystem;
+using tandem::test::shared_dir;
+using tandem::test::world_rank;
 
 namespace {
-
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
+// The transport tests need only the application's side.
+void with_session(const std::string& name, const std::string& body,
+                  const std::function<void(tandem::Session&)>& app) {
+  tandem::test::with_session(name, body, app);
 }
+}  // namespace
 
-std::string shared_dir() {
-  static std::unique_ptr<tandem::test::TempDir> dir;
-  static std::string path;
-  if (path.empty()) {
-    if (world_rank() == 0) {
-      dir = std::make_unique<tandem::test::TempDir>();
-      path = dir->path().string();
-    }
-    int n = static_cast<int>(path.size());
-    MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    path.resize(n);
-    MPI_Bcast(path.data(), n, MPI_CHAR, 0, MPI_COMM_WORLD);
-  }
-  return path;
-}
-
-template <typename App>
-void with_session(const std::string& name, const std::string& body, App app) {
-  const fs::path dir = shared_dir();
-  const fs::path file = dir / (name + ".toml");
-  if (world_rank() == 0) std::ofstream(file) << "[job]\nname = \"" << name << "\"\n" << body;
-  MPI_Barrier(MPI_COMM_WORLD);
-  tandem::SessionOptions opts;
-  opts.run_dir = (dir / ("run-" + name)).string();
-  tandem::Session session(MPI_COMM_WORLD, file.string(), opts);
-  if (session.is_app()) app(session);
-  session.finalize();
-}
+namespace {
 
 void fill(tandem::Tensor& t, unsigned seed) {
   auto* b = static_cast<unsigned char*>(t.data());
