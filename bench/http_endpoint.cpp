@@ -12,6 +12,10 @@ int main(int argc, char** argv) {
   // A thread per kept-alive connection: the benchmark keeps 64 open.
   server.new_task_queue = [] { return new httplib::ThreadPool(96); };
   server.set_tcp_nodelay(true);
+  // Keep connections for the whole run (cpp-httplib closes one after 5
+  // requests by default, which turns a keep-alive benchmark into a connect one).
+  server.set_keep_alive_max_count(1000000);
+  server.set_keep_alive_timeout(60);
   server.Get("/v1/models", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"object":"list","data":[{"id":"bench"}]})", "application/json");
   });

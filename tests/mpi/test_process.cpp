@@ -272,3 +272,20 @@ TEST(Process, AnOpenAiModelServerStartedByTheJobAnswersCalls) {
     EXPECT_EQ(answer["choices"][0]["message"]["content"], "echo: in the job");
   });
 }
+
+TEST(Remote, DnsAndTlsFailuresSayWhatFailed) {
+  with_session("remote-dns", remote("http://no-such-host.invalid", "retries = 0\n"),
+               [](tandem::Session& s) {
+                 const std::string why = error_of([&] { s.client().wait_ready("double", 60); });
+                 EXPECT_NE(why.find("no-such-host.invalid"), std::string::npos) << why;
+                 EXPECT_NE(why.find("resolve"), std::string::npos) << why;
+               });
+  // TLS to a server that speaks plain HTTP: the handshake fails.
+  Endpoint endpoint({});
+  const std::string https = "https" + endpoint.url().substr(4);
+  with_session("remote-tls", remote(https, "retries = 0\n"), [](tandem::Session& s) {
+    const std::string why = error_of([&] { s.client().wait_ready("double", 60); });
+    EXPECT_NE(why.find("is not ready"), std::string::npos) << why;
+    EXPECT_NE(why.find("SSL"), std::string::npos) << why;
+  });
+}
