@@ -105,7 +105,7 @@ command = ["/bin/sh", "-c", "echo x >> \$TANDEM_RUN_DIR/quick.{index}"]
 count = 4
 [[task]]
 name = "slow"
-command = ["/bin/sh", "-c", "if [ -f \$TANDEM_RUN_DIR/go ]; then echo x >> \$TANDEM_RUN_DIR/slow.{index}; else sleep 60; fi"]
+command = ["/bin/sh", "-c", "if [ -f \$TANDEM_RUN_DIR/go ]; then echo x >> \$TANDEM_RUN_DIR/slow.{index}; else sleep 60.0417; fi"]
 count = 3
 after = ["quick"]
 TOML
@@ -124,7 +124,7 @@ check "the interrupt is logged" contains err-long.txt "received signal 15"
 check "the quick tasks are DONE in the journal" test "$(grep -c '"DONE"' r-long/journal.jsonl)" = 4
 check "the slow tasks are CANCELED in the journal" \
   test "$(grep -c '"CANCELED"' r-long/journal.jsonl)" = 3
-check "no slow task outlived the run" test -z "$(pgrep -f 'sleep 60' || true)"
+check "no slow task outlived the run" test -z "$(pgrep -f "sleep 60.0417" || true)"
 touch r-long/go
 run 3 long.toml --run-dir r-long --resume > out.txt 2> err.txt
 check "the resumed run exits 0" test $? -eq 0
