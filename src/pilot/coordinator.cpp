@@ -25,6 +25,7 @@
 #include "pilot/pilot.hpp"
 #include "pilot/protocol.hpp"
 #include "pilot/service_monitor.hpp"
+#include "run/allocation.hpp"
 #include "run/run_dir.hpp"
 #include "util/backoff.hpp"
 #include "util/clock.hpp"
@@ -395,6 +396,7 @@ void Coordinator::write_summary(int exit_code) {
       {"interrupted_by_signal", interrupted_by_ ? json(interrupted_by_) : json(nullptr)},
       {"failures", failures},
       {"services", monitor_.summary()},
+      {"allocation", read_allocation().to_json()},
       {"exit_code", exit_code},
   };
   std::ofstream(sh_.run_dir + "/summary.json") << summary.dump(2) << "\n";

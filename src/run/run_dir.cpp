@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "run/allocation.hpp"
 #include "tandem/error.hpp"
 
 namespace fs = std::filesystem;
@@ -22,13 +23,19 @@ std::string choose_run_dir(const Workflow& wf, const std::string& explicit_dir,
   const fs::path root = run_root.empty() ? fs::path(wf.job.run_root) : fs::absolute(run_root);
   const std::string prefix = wf.job.name + "-";
   if (resume) {
-    // The names sort by time, so the greatest is the newest.
+    // The run whose journal changed last: names carry times or job ids,
+    // which do not sort by age.
     std::string newest;
+    fs::file_time_type newest_time{};
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(root, ec)) {
       const std::string name = e.path().filename().string();
-      if (name.rfind(prefix, 0) == 0 && fs::exists(e.path() / "journal.jsonl") && name > newest) {
+      const fs::path journal = e.path() / "journal.jsonl";
+      if (name.rfind(prefix, 0) != 0 || !fs::exists(journal)) continue;
+      const auto t = fs::last_write_time(journal, ec);
+      if (newest.empty() || t > newest_time) {
         newest = name;
+        newest_time = t;
       }
     }
     if (newest.empty()) {
@@ -37,11 +44,17 @@ std::string choose_run_dir(const Workflow& wf, const std::string& explicit_dir,
     }
     return (root / newest).string();
   }
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  // In a batch job the directory is named after the job id, which is what a
+  // person has at hand when looking for it; elsewhere after the time.
+  std::string stamp = read_allocation().job_id;
+  if (stamp.empty()) {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
+    stamp = buf;
+  }
   fs::path dir = root / (prefix + stamp);
   for (int i = 2; fs::exists(dir); ++i) dir = root / fmt::format("{}{}-{}", prefix, stamp, i);
   return dir.string();
@@ -57,6 +70,7 @@ void prepare_run_dir(const std::string& dir, const Workflow& wf) {
   }
   std::ofstream(fs::path(dir) / "workflow.toml", std::ios::binary) << wf.text;
   std::ofstream(fs::path(dir) / "workflow.resolved.toml") << resolved_toml(wf);
+  std::ofstream(fs::path(dir) / "allocation.json") << read_allocation().to_json().dump(2) << "\n";
 }
 
 std::map<std::pair<std::string, int>, TaskState> read_journal(const std::string& path) {
