@@ -95,6 +95,13 @@ check "an impossible layout fails at start" test $? -ne 0
 check "... with an error naming the layout key" contains err.txt "layout.workers"
 check "... before a run directory exists" test ! -e r-wide/journal.jsonl
 
+# --- the workstation job script ---------------------------------------------
+TANDEM="$tandem" bash "$(dirname "$0")/../../jobscripts/local.sh" good.toml 3 --run-dir r-local \
+  > out.txt 2> err.txt
+check "jobscripts/local.sh runs a workflow" test $? -eq 0
+check "... to the end" contains r-local/summary.json '"done": 6'
+check "... recording the allocation (none here)" contains r-local/allocation.json '"system": "none"'
+
 # --- SIGTERM in the middle, then --resume ---------------------------------
 cat > long.toml <<TOML
 [job]
