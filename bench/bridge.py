@@ -14,6 +14,8 @@ import subprocess
 import tempfile
 import time
 
+import mpi_env
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
@@ -22,10 +24,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--requests", type=int, default=100000)
     args = ap.parse_args()
-    os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
-    if os.geteuid() == 0:
-        os.environ["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-        os.environ["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+    mpi_env.setup()
     bench = os.path.abspath(os.path.join(args.build, "bench"))
     runs = {}
     with tempfile.TemporaryDirectory(prefix="tandem-bench-", dir=os.getcwd()) as work:

@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 
+import mpi_env
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -74,10 +76,7 @@ def main():
                          "executable tasks create two files each, so this must be a fast "
                          "filesystem")
     args = ap.parse_args()
-    os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
-    if os.geteuid() == 0:
-        os.environ["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-        os.environ["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+    mpi_env.setup()
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="tandem-bench-", dir=args.workdir) as workdir:

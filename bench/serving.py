@@ -19,6 +19,8 @@ import statistics
 import subprocess
 import tempfile
 
+import mpi_env
+
 
 def run(cmd, cwd):
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=cwd).stdout
@@ -38,10 +40,7 @@ def main():
     ap.add_argument("--rows", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
-    os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
-    if os.geteuid() == 0:
-        os.environ["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-        os.environ["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+    mpi_env.setup()
     bench = os.path.abspath(os.path.join(args.build, "bench"))
     model = os.path.abspath(args.model)
 

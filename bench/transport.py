@@ -21,6 +21,8 @@ import subprocess
 import tempfile
 import time
 
+import mpi_env
+
 
 def free_port():
     with socket.socket() as s:
@@ -34,10 +36,7 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
-    if os.geteuid() == 0:
-        os.environ["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-        os.environ["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+    mpi_env.setup()
     bench = os.path.abspath(os.path.join(args.build, "bench", "transport_bench"))
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="tandem-bench-", dir=os.getcwd()) as work:
