@@ -400,6 +400,19 @@ void Coordinator::write_summary(int exit_code) {
       {"exit_code", exit_code},
   };
   std::ofstream(sh_.run_dir + "/summary.json") << summary.dump(2) << "\n";
+  // summary.json describes the run as it stands; history.jsonl keeps one
+  // line per job that worked on it, so that a run finished over several
+  // batch jobs still shows what each of them did and why it stopped.
+  json history = {{"started_us", started_us_},
+                  {"ended_us", ended_us_},
+                  {"resumed", sh_.resume},
+                  {"done", done_now},
+                  {"failed", failed},
+                  {"canceled", canceled},
+                  {"interrupted_by_signal", summary["interrupted_by_signal"]},
+                  {"exit_code", exit_code},
+                  {"allocation", summary["allocation"]}};
+  std::ofstream(sh_.run_dir + "/history.jsonl", std::ios::app) << history.dump() << "\n";
 
   spdlog::info(
       "finished in {:.3f} s: {} done{}, {} failed, {} canceled; {:.1f} tasks/s, worker "

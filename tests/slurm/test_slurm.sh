@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# The job scripts under a real Slurm: brings up a private single-node
+# cluster (tests/slurm/cluster.sh), submits jobscripts/slurm-srun.sbatch and
+# jobscripts/slurm-mpirun.sbatch with sbatch, waits by polling
+# `scontrol show job`, checks the run directories, then runs a job into its
+# time limit and a second job that resumes it. Tears the cluster down at the
+# end, whatever happened.
+#
+# Usage: test_slurm.sh TANDEM TEST_TASKS_LIB
+# Exits 77 (skipped) where it cannot run: not root, or no Slurm packages
+# and no way to install them.
+set -uo pipefail
+tandem=$(readlink -f "$1")
+tasks_lib=$(readlink -f "$2")
+here=$(cd "$(dirname "$0")" && pwd)
+jobscripts=$(cd "$here/../../jobscripts" && pwd)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "SKIP: the Slurm test needs root (it starts munged, slurmctld and slurmd)"
+  exit 77
+fi
+
+# Run from inside a real batch job, the job's own variables would point
+# sbatch, srun and tandem at that job.
+for v in $(env | grep -oE '^(SLURM|SBATCH|SRUN|PMIX|PMI)_[A-Za-z0-9_]*'); do unset "$v"; done
+
+work=$(mktemp -d /tmp/tandem-slurm-XXXXXX)
+lab=$work/cluster
+chmod 711 "$work" # munged wants every directory above its socket searchable
+cleanup() {
+  bash "$here/cluster.sh" down "$lab" > /dev/null 2>&1
+  if [ "${failed:-1}" -eq 0 ]; then rm -rf "$work"; else echo "kept for inspection: $work"; fi
+}
+trap cleanup EXIT
+
+if ! bash "$here/cluster.sh" up "$lab"; then
+  if ! command -v slurmctld > /dev/null; then
+    echo "SKIP: Slurm is not installed and could not be installed"
+    exit 77
+  fi
+  echo "FAIL: the test cluster did not come up" >&2
+  exit 1
+fi
+source "$lab/env.sh"
+export TANDEM=$tandem
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+cd "$work"
+
+passed=0
+failed=0
+check() { # check NAME COMMAND...
+  local name=$1
+  shift
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL: $name" >&2
+  fi
+}
+# json FILE EXPR: a value from a JSON file (EXPR in Python, the file is `d`).
+json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+
+# wait_job ID TIMEOUT_S: polls until the job has ended; prints "STATE EXIT".
+# (sbatch --wait polls slowly and says 0 for a cancelled job.)
+wait_job() {
+  local id=$1 deadline=$((SECONDS + $2)) line state reason
+  if ! [[ $id =~ ^[0-9]+$ ]]; then
+    echo "NOT-SUBMITTED -"
+    return
+  fi
+  while :; do
+    line=$(scontrol show job --oneliner "$id" 2> /dev/null)
+    state=$(grep -oP 'JobState=\K\S+' <<< "$line")
+    reason=$(grep -oP ' Reason=\K\S+' <<< "$line")
+    case $state in
+      PENDING | RUNNING | CONFIGURING | COMPLETING | SUSPENDED) ;;
+      "")
+        echo "UNKNOWN -"
+        return
+        ;;
+      *)
+        echo "$state $(grep -oP 'ExitCode=\K\S+' <<< "$line")"
+        return
+        ;;
+    esac
+    if [ "$state" = PENDING ] && [[ $reason =~ ^(PartitionConfig|BadConstraints|PartitionNodeLimit|PartitionTimeLimit)$ ]]; then
+      scancel "$id"
+      echo "NEVER-STARTS $reason"
+      return
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      scancel "$id"
+      echo "TIMED-OUT-WAITING $state"
+      return
+    fi
+    sleep 0.25
+  done
+}
+
+show_output() { # the job's output, when a check about it failed
+  echo "--- output of job $1:" >&2
+  tail -n 30 "$2" >&2
+}
+
+# --- a workflow with a service, under srun and under mpirun --------------
+cat > serving.toml << TOML
+[job]
+name = "serving"
+libraries = ["$tasks_lib"]
+[[service]]
+name = "double"
+backend = "scale"
+[[task]]
+name = "env"
+command = ["/bin/sh", "-c", "echo job=\$SLURM_JOB_ID"]
+[[task]]
+name = "infer"
+function = "test_infer"
+count = 20
+args = { service = "double", factor = 2.0 }
+TOML
+# The scripts ask for two nodes of 32 tasks; a user shrinks that on the
+# command line exactly like this.
+srun_job=$(sbatch --parsable --nodes=1 --ntasks-per-node=4 --time=5 "$jobscripts/slurm-srun.sbatch" serving.toml)
+mpirun_job=$(sbatch --parsable --nodes=1 --ntasks=4 --time=5 "$jobscripts/slurm-mpirun.sbatch" serving.toml)
+# A layout that does not fit the allocation: the script's `tandem plan`
+# stops it before any rank starts.
+cat > toobig.toml << 'TOML'
+[job]
+name = "toobig"
+[[service]]
+name = "echo"
+backend = "echo"
+replicas = 4
+[[task]]
+name = "t"
+function = "tandem.null"
+TOML
+toobig_job=$(sbatch --parsable --nodes=1 --ntasks-per-node=3 --time=5 "$jobscripts/slurm-srun.sbatch" toobig.toml)
+
+for launcher in srun mpirun; do
+  var=${launcher}_job
+  id=${!var}
+  result=$(wait_job "$id" 120)
+  run_dir=runs/serving-$id
+  check "$launcher job $id completed with exit 0 (got $result)" test "$result" = "COMPLETED 0:0" ||
+    show_output "$id" "tandem-$id.out"
+  check "$launcher: the run directory is named after the job" test -f "$run_dir/summary.json"
+  [ -f "$run_dir/summary.json" ] || continue
+  check "$launcher: all 21 tasks done" test "$(json "$run_dir/summary.json" "d['tasks']['done']")" = 21
+  check "$launcher: summary has Slurm's job id" \
+    test "$(json "$run_dir/summary.json" "d['allocation']['system'], d['allocation']['job_id']")" = "slurm $id"
+  check "$launcher: allocation.json has the tasks" \
+    test "$(json "$run_dir/allocation.json" "d['tasks'], d['node_count']")" = "4 1"
+  check "$launcher: a coordinator, a service rank and 2 workers in 4 ranks" \
+    test "$(json "$run_dir/summary.json" "d['world_size'], d['workers'], len(d['services'])")" = "4 2 1"
+  check "$launcher: every inference task checked its replies" \
+    test "$(cat "$run_dir"/tasks/infer/infer.* 2> /dev/null | grep -c '^ok 1$')" = 20
+  check "$launcher: command tasks see the job's environment" \
+    grep -qx "job=$id" "$run_dir/tasks/env/0.out"
+done
+
+result=$(wait_job "$toobig_job" 60)
+check "a layout that does not fit fails the job (got $result)" test "${result%% *}" = FAILED
+check "the job output says why" grep -q "the layout needs at least 6" "tandem-$toobig_job.out" ||
+  show_output "$toobig_job" "tandem-$toobig_job.out"
+check "no rank started: no run directory" test ! -e "runs/toobig-$toobig_job"
+
+# --- a job that runs into its time limit, and one that resumes it --------
+# 360 half-second tasks on 3 workers take about 60 s. Slurm sends SIGTERM
+# between 15 and 45 s into the job (it checks time limits every 30 s, so
+# TERM@15 of a one-minute limit arrives from second 15 on).
+cat > long.toml << TOML
+[job]
+name = "long"
+[[task]]
+name = "step"
+count = 360
+command = ["/bin/sh", "-c", "sleep 0.5 && echo {index} >> $work/finished.txt"]
+TOML
+first=$(sbatch --parsable --nodes=1 --ntasks-per-node=4 --time=1 --signal=TERM@15 \
+  "$jobscripts/slurm-srun.sbatch" long.toml)
+result=$(wait_job "$first" 150)
+run_dir=runs/long-$first
+check "the time-limited job $first did not complete (got $result)" test "${result%% *}" != COMPLETED
+check "it stopped on SIGTERM" test "$(json "$run_dir/summary.json" "d['interrupted_by_signal']")" = 15 ||
+  show_output "$first" "tandem-$first.out"
+done_first=$(json "$run_dir/summary.json" "d['tasks']['done']")
+check "it stopped mid-run ($done_first of 360 done)" test "$done_first" -gt 0 -a "$done_first" -lt 360
+check "the journal has every finished task" \
+  test "$(grep -c '"state":"DONE"' "$run_dir/journal.jsonl")" = "$done_first"
+check "the tasks that finished are the ones the journal has" \
+  test "$(sort -u finished.txt | wc -l)" = "$done_first"
+
+second=$(sbatch --parsable --nodes=1 --ntasks-per-node=4 --time=5 \
+  "$jobscripts/slurm-srun.sbatch" long.toml --resume)
+result=$(wait_job "$second" 200)
+check "the resuming job $second completed (got $result)" test "$result" = "COMPLETED 0:0" ||
+  show_output "$second" "tandem-$second.out"
+check "it continued the same run directory" test ! -e "runs/long-$second"
+check "it skipped what the first job finished" \
+  test "$(json "$run_dir/summary.json" "d['tasks']['done_earlier'], d['tasks']['done']")" = "$done_first 360"
+check "every task ran to the end exactly once" \
+  test "$(sort -n finished.txt | uniq | wc -l) $(wc -l < finished.txt)" = "360 360"
+check "the missing indices are none" \
+  test "$(sort -n finished.txt | uniq | awk '$1 != NR-1' | wc -l)" = 0
+check "history.jsonl has both jobs" \
+  test "$(python3 -c "import json,sys; print(' '.join(json.loads(l)['allocation']['job_id'] for l in open(sys.argv[1])))" "$run_dir/history.jsonl")" = "$first $second"
+
+echo "slurm: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
