@@ -167,46 +167,62 @@ check "the job output says why" grep -q "the layout needs at least 6" "tandem-$t
   show_output "$toobig_job" "tandem-$toobig_job.out"
 check "no rank started: no run directory" test ! -e "runs/toobig-$toobig_job"
 
-# --- a job that runs into its time limit, and one that resumes it --------
-# 360 half-second tasks on 3 workers take about 60 s. Slurm sends SIGTERM
-# between 15 and 45 s into the job (it checks time limits every 30 s, so
-# TERM@15 of a one-minute limit arrives from second 15 on).
+# --- jobs that run into their time limit, and one that finishes ----------
+# 660 half-second tasks on 3 workers take about 110 s. Slurm checks time
+# limits every 30 s, so a warning 15 s before a one-minute limit arrives
+# between second 15 and second 45 of the job. The first job (srun) gets
+# SIGTERM, the second (mpirun, resuming) gets SIGUSR1 through its batch
+# shell, the third resumes and finishes.
 cat > long.toml << TOML
 [job]
 name = "long"
 [[task]]
 name = "step"
-count = 360
+count = 660
 command = ["/bin/sh", "-c", "sleep 0.5 && echo {index} >> $work/finished.txt"]
 TOML
+total=660
 first=$(sbatch --parsable --nodes=1 --ntasks-per-node=4 --time=1 --signal=TERM@15 \
   "$jobscripts/slurm-srun.sbatch" long.toml)
 result=$(wait_job "$first" 150)
 run_dir=runs/long-$first
-check "the time-limited job $first did not complete (got $result)" test "${result%% *}" != COMPLETED
+check "the time-limited srun job $first did not complete (got $result)" test "${result%% *}" != COMPLETED
 check "it stopped on SIGTERM" test "$(json "$run_dir/summary.json" "d['interrupted_by_signal']")" = 15 ||
   show_output "$first" "tandem-$first.out"
 done_first=$(json "$run_dir/summary.json" "d['tasks']['done']")
-check "it stopped mid-run ($done_first of 360 done)" test "$done_first" -gt 0 -a "$done_first" -lt 360
+check "it stopped mid-run ($done_first of $total done)" test "$done_first" -gt 0 -a "$done_first" -lt $total
 check "the journal has every finished task" \
   test "$(grep -c '"state":"DONE"' "$run_dir/journal.jsonl")" = "$done_first"
 check "the tasks that finished are the ones the journal has" \
   test "$(sort -u finished.txt | wc -l)" = "$done_first"
 
-second=$(sbatch --parsable --nodes=1 --ntasks-per-node=4 --time=5 \
-  "$jobscripts/slurm-srun.sbatch" long.toml --resume)
-result=$(wait_job "$second" 200)
-check "the resuming job $second completed (got $result)" test "$result" = "COMPLETED 0:0" ||
+second=$(sbatch --parsable --nodes=1 --ntasks=4 --time=1 --signal=B:USR1@15 \
+  "$jobscripts/slurm-mpirun.sbatch" long.toml --resume)
+result=$(wait_job "$second" 150)
+check "the time-limited mpirun job $second did not complete (got $result)" test "${result%% *}" != COMPLETED
+check "it stopped on SIGUSR1 passed on by the batch shell" \
+  test "$(json "$run_dir/summary.json" "d['interrupted_by_signal'], d['resumed']")" = "10 True" ||
   show_output "$second" "tandem-$second.out"
-check "it continued the same run directory" test ! -e "runs/long-$second"
-check "it skipped what the first job finished" \
-  test "$(json "$run_dir/summary.json" "d['tasks']['done_earlier'], d['tasks']['done']")" = "$done_first 360"
+done_second=$(json "$run_dir/summary.json" "d['tasks']['done']")
+check "it went on from the first job ($done_first -> $done_second of $total)" \
+  test "$done_second" -gt "$done_first" -a "$done_second" -lt $total
+check "the tasks that finished are the ones the journal has" \
+  test "$(sort -u finished.txt | wc -l)" = "$done_second"
+
+third=$(sbatch --parsable --nodes=1 --ntasks-per-node=4 --time=5 \
+  "$jobscripts/slurm-srun.sbatch" long.toml --resume)
+result=$(wait_job "$third" 200)
+check "the resuming job $third completed (got $result)" test "$result" = "COMPLETED 0:0" ||
+  show_output "$third" "tandem-$third.out"
+check "the resumes continued the same run directory" test ! -e "runs/long-$second" -a ! -e "runs/long-$third"
+check "the last job skipped what the others finished" \
+  test "$(json "$run_dir/summary.json" "d['tasks']['done_earlier'], d['tasks']['done']")" = "$done_second $total"
 check "every task ran to the end exactly once" \
-  test "$(sort -n finished.txt | uniq | wc -l) $(wc -l < finished.txt)" = "360 360"
-check "the missing indices are none" \
+  test "$(sort -n finished.txt | uniq | wc -l) $(wc -l < finished.txt)" = "$total $total"
+check "no index is missing" \
   test "$(sort -n finished.txt | uniq | awk '$1 != NR-1' | wc -l)" = 0
-check "history.jsonl has both jobs" \
-  test "$(python3 -c "import json,sys; print(' '.join(json.loads(l)['allocation']['job_id'] for l in open(sys.argv[1])))" "$run_dir/history.jsonl")" = "$first $second"
+check "history.jsonl has the three jobs" \
+  test "$(python3 -c "import json,sys; print(' '.join(json.loads(l)['allocation']['job_id'] for l in open(sys.argv[1])))" "$run_dir/history.jsonl")" = "$first $second $third"
 
 echo "slurm: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
