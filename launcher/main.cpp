@@ -1,8 +1,9 @@
-// The tandem command: run, validate and plan workflows.
+// The tandem command: run, validate and plan workflows; report on runs.
 
 #include <mpi.h>
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 
 #include "config/workflow.hpp"
 #include "layout/plan.hpp"
+#include "report/report.hpp"
 #include "tandem/tandem.hpp"
 #include "tasks/registry.hpp"
 
@@ -28,6 +30,23 @@ int plan(const std::string& file, int np, int ranks_per_node) {
   const auto p = tandem::detail::make_plan(
       wf, tandem::detail::block_nodes(np, ranks_per_node > 0 ? ranks_per_node : np));
   std::fputs(tandem::detail::format_plan(wf, p).c_str(), stdout);
+  return 0;
+}
+
+int report(const std::string& run_dir, bool as_json, bool as_html) {
+  namespace report = tandem::detail::report;
+  const report::Report r = report::build(run_dir);
+  if (as_html) {
+    const std::string path = run_dir + "/report.html";
+    std::ofstream out(path);
+    out << report::to_html(r);
+    if (!out.flush()) throw tandem::error("cannot write " + path);
+    std::printf("%s\n", path.c_str());
+  } else if (as_json) {
+    std::printf("%s\n", report::to_json(r).dump(2).c_str());
+  } else {
+    std::fputs(report::to_text(r).c_str(), stdout);
+  }
   return 0;
 }
 
@@ -62,6 +81,19 @@ int main(int argc, char** argv) {
                     "Continue an earlier run: skip the tasks its journal shows DONE");
   run_cmd->add_option("--log-level", run_opts.log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str();
+  bool no_trace = false;
+  run_cmd->add_flag("--no-trace", no_trace, "Record no trace, whatever the workflow says");
+  run_cmd->add_option("--progress", run_opts.progress_interval_s,
+                      "Seconds between progress lines when stderr is not a terminal; 0: none "
+                      "(default: [job.monitor] progress_interval)");
+
+  std::string run_dir;
+  bool as_json = false;
+  bool as_html = false;
+  auto* report_cmd = app.add_subcommand("report", "Where a run's time went (text, --json, --html)");
+  report_cmd->add_option("run_dir", run_dir, "Run directory")->required();
+  report_cmd->add_flag("--json", as_json, "Print the figures as JSON");
+  report_cmd->add_flag("--html", as_html, "Write RUN_DIR/report.html and print its path");
 
   std::string file;
   auto* validate_cmd = app.add_subcommand("validate", "Check a workflow file without running it");
@@ -78,7 +110,11 @@ int main(int argc, char** argv) {
   try {
     if (*validate_cmd) return validate(file);
     if (*plan_cmd) return plan(file, np, per_node);
-    if (*run_cmd) return run(run_opts);
+    if (*report_cmd) return report(run_dir, as_json, as_html);
+    if (*run_cmd) {
+      run_opts.trace = !no_trace;
+      return run(run_opts);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tandem: error: %s\n", e.what());
     return 2;

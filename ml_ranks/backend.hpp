@@ -16,6 +16,7 @@ struct BackendContext {
   std::string run_dir;
   int replica = 0;
   int replica_rank = 0;
+  int service = -1;  // index in the workflow, for the trace
 };
 
 class Backend {
@@ -59,7 +60,7 @@ std::unique_ptr<Backend> make_backend(const ServiceSpec& spec, const BackendCont
 std::unique_ptr<Backend> make_process_backend(const ServiceSpec& spec,
                                               const BackendContext& context);
 /// The remote backend (remote_backend.cpp), run by a bridge rank.
-std::unique_ptr<Backend> make_remote_backend(const ServiceSpec& spec);
+std::unique_ptr<Backend> make_remote_backend(const ServiceSpec& spec, int service);
 
 }  // namespace tandem::detail
 

@@ -123,7 +123,7 @@ std::unique_ptr<Backend> load_torchscript(const ServiceSpec& spec) {
 
 std::unique_ptr<Backend> make_backend(const ServiceSpec& spec, const BackendContext& context) {
   if (spec.backend == "process") return make_process_backend(spec, context);
-  if (spec.backend == "remote") return make_remote_backend(spec);
+  if (spec.backend == "remote") return make_remote_backend(spec, context.service);
   if (spec.backend == "echo") return std::make_unique<EchoBackend>(spec);
   if (spec.backend == "scale") return std::make_unique<ScaleBackend>(spec);
   if (spec.backend == "sleep") return std::make_unique<SleepBackend>(spec);

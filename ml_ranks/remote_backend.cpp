@@ -22,7 +22,8 @@ namespace {
 
 class RemoteBackend : public Backend {
  public:
-  explicit RemoteBackend(const ServiceSpec& spec) : spec_(spec), http_(spec.max_in_flight) {
+  RemoteBackend(const ServiceSpec& spec, int service)
+      : spec_(spec), service_(service), http_(spec.max_in_flight) {
     if (!spec.api_key_env.empty()) {
       const char* key = std::getenv(spec.api_key_env.c_str());
       if (!key || !*key) {
@@ -128,6 +129,8 @@ class RemoteBackend : public Backend {
     r.verify_tls = spec_.verify_tls;
     r.ca_bundle = spec_.ca_bundle;
     if (!auth_.empty()) r.headers.push_back(auth_);
+    r.trace_service = service_;
+    r.trace_id = ++sent_;
     return r;
   }
 
@@ -143,14 +146,16 @@ class RemoteBackend : public Backend {
   }
 
   const ServiceSpec& spec_;
-  std::string auth_;  // the header line; never logged
+  int service_;
+  mutable std::int64_t sent_ = 0;  // HTTP requests made, numbering them in the trace
+  std::string auth_;               // the header line; never logged
   HttpClient http_;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> make_remote_backend(const ServiceSpec& spec) {
-  return std::make_unique<RemoteBackend>(spec);
+std::unique_ptr<Backend> make_remote_backend(const ServiceSpec& spec, int service) {
+  return std::make_unique<RemoteBackend>(spec, service);
 }
 
 }  // namespace tandem::detail

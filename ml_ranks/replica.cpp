@@ -11,6 +11,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <numeric>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -26,8 +27,10 @@
 #include "serve/staging.hpp"
 #include "serve/wire.hpp"
 #include "tandem/error.hpp"
+#include "trace/trace.hpp"
 #include "util/backoff.hpp"
 #include "util/mpi_check.hpp"
+#include "util/mpi_wait.hpp"
 
 namespace mpi = boost::mpi;
 
@@ -82,6 +85,7 @@ class Leader {
   void reply_error(int client, std::uint64_t id, const std::string& why);
   void send(int client, Outgoing message);
   void progress_sends();
+  void send_live_stats();
 
   const ServeShared& sh_;
   const ServiceSpec& spec_;
@@ -96,6 +100,11 @@ class Leader {
   ReplicaReport stats_;
   std::map<int, long long> batch_sizes_;
   std::uint64_t batch_counter_ = 0;
+  std::int64_t traced_batches_ = 0;  // batch ids in the trace
+  LiveStats live_;                   // what the coordinator shows while the run goes on
+  LiveStats live_in_flight_;         // the copy being sent
+  MPI_Request live_send_ = MPI_REQUEST_NULL;
+  std::int64_t live_sent_changes_ = -1;
   std::unique_ptr<Recorder> recorder_;
 };
 
@@ -134,9 +143,41 @@ void Leader::reply(const QueuedRequest& r, const TensorList& outputs) {
                                           : std::string();
   try {
     send(r.client, stage(wire::kReplyOk, r.id, me_.service, outputs, {}, t, h5, 0, r.client_pid));
+    const auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - r.received).count();
+    live_.latency_sum_us += us;
+    ++live_.latency[LiveStats::latency_bucket(us)];
+    trace::record(trace::kRequestReply, static_cast<std::int64_t>(r.id), 1, r.client,
+                  static_cast<std::int16_t>(me_.service));
   } catch (const std::exception& e) {
     reply_error(r.client, r.id, fmt::format("cannot send the outputs: {}", e.what()));
   }
+}
+
+// About once a second while requests come in: the counters, for the
+// coordinator's progress line and metrics file. One message in flight at a
+// time; none while idle.
+void Leader::send_live_stats() {
+  if (live_send_ != MPI_REQUEST_NULL) {
+    int done = 0;
+    TANDEM_MPI_CHECK(MPI_Test(&live_send_, &done, MPI_STATUS_IGNORE));
+    if (!done) return;
+  }
+  const std::int64_t changes =
+      stats_.requests + stats_.errors + live_.latency_sum_us +
+      std::accumulate(std::begin(live_.latency), std::end(live_.latency), std::int64_t{0});
+  if (changes == live_sent_changes_) return;
+  live_.service = me_.service;
+  live_.replica = me_.replica;
+  live_.requests = stats_.requests;
+  live_.errors = stats_.errors;
+  live_.batches = stats_.batches;
+  live_.rows = stats_.rows;
+  live_in_flight_ = live_;
+  live_sent_changes_ = changes;
+  TANDEM_MPI_CHECK(MPI_Isend(&live_in_flight_, sizeof(LiveStats) / sizeof(std::int64_t),
+                             MPI_INT64_T, sh_.coordinator, kTagReplicaStats, sh_.control,
+                             &live_send_));
 }
 
 void Leader::reply_error(int client, std::uint64_t id, const std::string& why) {
@@ -146,6 +187,8 @@ void Leader::reply_error(int client, std::uint64_t id, const std::string& why) {
       wire::encode(wire::kReplyError, id, me_.service, {},
                    fmt::format("service '{}' (replica {}): {}", spec_.name, me_.replica, why));
   send(client, std::move(o));
+  trace::record(trace::kRequestReply, static_cast<std::int64_t>(id), 0, client,
+                static_cast<std::int16_t>(me_.service));
 }
 
 void Leader::receive_requests() {
@@ -168,6 +211,9 @@ void Leader::receive_requests() {
       continue;
     }
     const int client = status.MPI_SOURCE;
+    trace::record(trace::kRequestQueue, static_cast<std::int64_t>(d.header.request_id),
+                  static_cast<std::int64_t>(in.size), client,
+                  static_cast<std::int16_t>(me_.service));
     if (!backend_) {
       reply_error(client, d.header.request_id, "the replica FAILED: " + failure_);
       continue;
@@ -296,6 +342,12 @@ TensorList Leader::compute(const TensorList& inputs, std::int64_t rows) {
 void Leader::run_batch(std::vector<QueuedRequest>& batch) {
   std::int64_t rows = 0;
   for (const auto& r : batch) rows += r.rows;
+  const std::int64_t batch_id = ++traced_batches_;
+  for (const auto& r : batch) {
+    trace::record(trace::kRequestBatch, static_cast<std::int64_t>(r.id), batch_id, r.client,
+                  static_cast<std::int16_t>(me_.service));
+  }
+  const std::int64_t t0_ns = trace::clock_ns();
   const auto t0 = clock::now();
   TensorList outputs;
   TensorList inputs;
@@ -317,6 +369,8 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
     failure = e.what();
   }
   stats_.compute_s += std::chrono::duration<double>(clock::now() - t0).count();
+  trace::record_at(t0_ns, trace::kBatchCompute, batch_id, trace::clock_ns() - t0_ns,
+                   static_cast<std::int32_t>(rows), static_cast<std::int16_t>(me_.service));
   ++stats_.batches;
   stats_.rows += rows;
   ++batch_sizes_[static_cast<int>(rows)];
@@ -365,6 +419,8 @@ void Leader::forward_call(int client, std::uint64_t id, const std::string& text)
     Outgoing o;
     o.message = wire::encode(wire::kReplyOk, id, me_.service, {}, answer);
     send(client, std::move(o));
+    trace::record(trace::kRequestReply, static_cast<std::int64_t>(id), 1, client,
+                  static_cast<std::int16_t>(me_.service));
   });
 }
 
@@ -378,6 +434,8 @@ bool Leader::forward_queued() {
     ++stats_.batches;
     stats_.rows += r.rows;
     ++batch_sizes_[static_cast<int>(r.rows)];
+    trace::record(trace::kRequestBatch, static_cast<std::int64_t>(r.id), ++traced_batches_,
+                  r.client, static_cast<std::int16_t>(me_.service));
     QueuedRequest meta;  // what the reply needs; the inputs are copied out by submit
     meta.client = r.client;
     meta.id = r.id;
@@ -403,9 +461,14 @@ void Leader::serve(ReplicaReport report) {
   control_.send(sh_.coordinator, kTagReplicaReport, report);
   Backoff backoff(sh_.wf->job.backoff);
   auto next_sweep = clock::now() + std::chrono::seconds(10);
+  auto next_stats = clock::now() + std::chrono::seconds(1);
   for (;;) {
     receive_requests();
     check_backend();
+    if (clock::now() > next_stats) {
+      send_live_stats();
+      next_stats = clock::now() + std::chrono::seconds(1);
+    }
     if (clock::now() > next_sweep) {
       // Request segments of clients that died go now, not at the next run.
       shm::remove_stale();
@@ -439,6 +502,11 @@ void Leader::serve(ReplicaReport report) {
     progress_sends();
     return sends_.empty();
   });
+  // The last counters go before the final report, so that the
+  // coordinator's last metrics are complete.
+  if (live_send_ != MPI_REQUEST_NULL) wait_request(live_send_, sh_.wf->job.backoff);
+  send_live_stats();
+  if (live_send_ != MPI_REQUEST_NULL) wait_request(live_send_, sh_.wf->job.backoff);
   wire::Encoded stop = wire::encode(wire::kStopMember, 0, me_.service, {});
   for (int m = 1; m < replica_size_; ++m) {
     TANDEM_MPI_CHECK(MPI_Send(stop.buffer.get(), static_cast<int>(stop.size), MPI_BYTE, m,
@@ -508,11 +576,13 @@ void run_replica(const ServeShared& shared, const RankPlacement& me) {
   std::unique_ptr<Backend> backend;
   std::string why;
   try {
-    backend = make_backend(spec, BackendContext{shared.run_dir, me.replica, me.replica_rank});
+    backend =
+        make_backend(spec, BackendContext{shared.run_dir, me.replica, me.replica_rank, me.service});
   } catch (const std::exception& e) {
     why = e.what();
   }
   double load_s = std::chrono::duration<double>(clock::now() - t0).count();
+  if (backend) trace::record(trace::kPhase, trace::kPhaseModelLoaded, me.service, me.replica);
   mpi::communicator replica(shared.replica, mpi::comm_attach);
   std::vector<std::string> reasons;
   mpi::gather(replica, why, reasons, 0);

@@ -22,6 +22,11 @@ struct RunOptions {
   bool resume = false;
   /// Log level on stderr: trace, debug, info, warn, error, off.
   std::string log_level = "info";
+  /// false: no trace, whatever `[job.monitor] trace` says.
+  bool trace = true;
+  /// Seconds between progress lines on stderr when it is not a terminal;
+  /// negative: `[job.monitor] progress_interval`; 0: no progress display.
+  double progress_interval_s = -1;
 };
 
 /// Runs the workflow over @p comm (duplicated; Tandem never talks on the

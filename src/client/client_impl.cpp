@@ -17,6 +17,7 @@
 #include "serve/buffer_pool.hpp"
 #include "tandem/client.hpp"
 #include "tandem/error.hpp"
+#include "trace/trace.hpp"
 #include "util/backoff.hpp"
 #include "util/mpi_check.hpp"
 
@@ -128,6 +129,8 @@ bool ClientImpl::progress() {
     } else {
       p.error = d.text.empty() ? "the service answered with an error" : d.text;
     }
+    trace::record(trace::kReplyReceive, static_cast<std::int64_t>(p.id), p.error.empty() ? 1 : 0,
+                  p.service);
     --outstanding_[p.replica];
     pending_.erase(it);
   }
@@ -231,6 +234,7 @@ wire::Transport ClientImpl::choose_transport(int service, int replica, std::size
 
 std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& inputs,
                                                std::optional<wire::Transport> asked) {
+  const std::int64_t t_called = trace::clock_ns();
   progress();
   const std::string& name = wf_.services[service].name;
   const ServiceState s = aggregate(service);
@@ -255,6 +259,9 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& in
   p->id = next_id_++;
   p->service = service;
   p->replica = replica;
+  trace::record_at(t_called, trace::kRequestSend, static_cast<std::int64_t>(p->id),
+                   static_cast<std::int64_t>(total_bytes(inputs)), service,
+                   static_cast<std::int16_t>(replica));
   const bool local = plan_.replicas[replica].node == my_node_;
   if (transport == wire::kShm && !local) transport = wire::kInline;  // shm is node-local
   const std::string h5 = transport == wire::kHdf5
@@ -294,6 +301,9 @@ std::shared_ptr<PendingInfer> ClientImpl::send_call(int service, const std::stri
   p->id = next_id_++;
   p->service = service;
   p->replica = replica;
+  trace::record(trace::kRequestSend, static_cast<std::int64_t>(p->id),
+                static_cast<std::int64_t>(body.size()), service,
+                static_cast<std::int16_t>(replica));
   p->outgoing.message = wire::encode(wire::kCall, p->id, service, {}, path + "\n" + body);
   const wire::Encoded& m = p->outgoing.message;
   TANDEM_MPI_CHECK(MPI_Isend(m.buffer.get(), static_cast<int>(m.size), MPI_BYTE,

@@ -127,6 +127,17 @@ void read_staging(const toml::table& t, TableReader& parent, const std::string& 
   r.reject_unknown({"shm_threshold", "hdf5_threshold", "dir", "shm_budget_mb"});
 }
 
+void read_monitor(const toml::table& t, TableReader& parent, MonitorSpec& m) {
+  TableReader r(t, parent.file(), parent.dotted("monitor"));
+  if (auto v = r.boolean("trace")) m.trace = *v;
+  if (auto v = r.integer("trace_max_events", 0, 50'000'000)) m.trace_max_events = *v;
+  if (auto v = r.boolean("chrome_trace")) m.chrome_trace = *v;
+  if (auto v = r.number("metrics_interval", 0, 86400)) m.metrics_interval_s = *v;
+  if (auto v = r.number("progress_interval", 0, 86400)) m.progress_interval_s = *v;
+  r.reject_unknown(
+      {"trace", "trace_max_events", "chrome_trace", "metrics_interval", "progress_interval"});
+}
+
 void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_files) {
   wf.job.name = fs::path(wf.path).stem().string();
   if (!t) {
@@ -157,8 +168,9 @@ void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_f
   if (auto v = r.number("kill_grace", 0, 3600)) wf.job.kill_grace_s = *v;
   if (const toml::table* b = r.table("backoff")) read_backoff(*b, r, wf.job.backoff);
   if (const toml::table* s = r.table("staging")) read_staging(*s, r, wf.dir, wf.job.staging);
-  r.reject_unknown(
-      {"name", "run_root", "libraries", "max_chunk", "kill_grace", "backoff", "staging"});
+  if (const toml::table* m = r.table("monitor")) read_monitor(*m, r, wf.job.monitor);
+  r.reject_unknown({"name", "run_root", "libraries", "max_chunk", "kill_grace", "backoff",
+                    "staging", "monitor"});
 }
 
 void read_layout(const toml::table* t, TableReader& top, Workflow& wf) {

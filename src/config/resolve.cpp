@@ -67,6 +67,18 @@ std::string resolved_toml(const Workflow& wf) {
   job.insert("backoff", toml::table{{"spin", wf.job.backoff.spin},
                                     {"min_sleep_us", wf.job.backoff.min_sleep_us},
                                     {"max_sleep_us", wf.job.backoff.max_sleep_us}});
+  const StagingSpec& st = wf.job.staging;
+  toml::table staging{{"shm_threshold", st.shm_threshold},
+                      {"hdf5_threshold", st.hdf5_threshold},
+                      {"shm_budget_mb", st.shm_budget_mb}};
+  if (!st.dir.empty()) staging.insert("dir", st.dir);
+  job.insert("staging", std::move(staging));
+  const MonitorSpec& m = wf.job.monitor;
+  job.insert("monitor", toml::table{{"trace", m.trace},
+                                    {"trace_max_events", m.trace_max_events},
+                                    {"chrome_trace", m.chrome_trace},
+                                    {"metrics_interval", m.metrics_interval_s},
+                                    {"progress_interval", m.progress_interval_s}});
   root.insert("job", std::move(job));
   toml::table layout;
   if (wf.layout.workers > 0) {

@@ -30,6 +30,15 @@ struct StagingSpec {
   long long shm_budget_mb = 4096;       // shared memory one process may create
 };
 
+/// What a run records about itself while it runs (docs/observability.md).
+struct MonitorSpec {
+  bool trace = true;                       // events into RUN_DIR/trace.h5
+  long long trace_max_events = 1'000'000;  // per rank; more are counted, not kept
+  bool chrome_trace = true;                // also RUN_DIR/trace.json
+  double metrics_interval_s = 5;           // RUN_DIR/metrics.prom; 0: never
+  double progress_interval_s = 30;         // a progress line when stderr is no terminal; 0: never
+};
+
 struct JobSpec {
   std::string name;
   std::string run_root = "runs";       // absolute after parsing
@@ -38,6 +47,7 @@ struct JobSpec {
   double kill_grace_s = 2.0;           // between SIGTERM and SIGKILL
   BackoffSpec backoff;
   StagingSpec staging;
+  MonitorSpec monitor;
 };
 
 struct LayoutSpec {

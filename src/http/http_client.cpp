@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "tandem/error.hpp"
+#include "trace/trace.hpp"
 
 namespace tandem::detail {
 
@@ -183,6 +184,9 @@ void HttpClient::finish(Transfer* t, int curl_code) {
   std::unique_ptr<Transfer> owned = std::move(node.mapped());
   const HttpRequest& r = owned->request;
   if (retryable(curl_code, status) && owned->response.attempts <= r.max_retries) {
+    trace::record(trace::kBridgeRetry, r.trace_id, owned->response.attempts,
+                  curl_code != CURLE_OK ? -curl_code : static_cast<std::int32_t>(status),
+                  static_cast<std::int16_t>(r.trace_service));
     const double delay = retry_delay(r, owned->response.attempts, owned->response);
     owned->not_before = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(
                                                 std::chrono::duration<double>(delay));

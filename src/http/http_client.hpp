@@ -30,7 +30,9 @@ struct HttpRequest {
   double backoff_s = 0.1;  // first retry's base delay; doubles each time
   double max_backoff_s = 10;
   bool verify_tls = true;
-  std::string ca_bundle;  // empty: the system's
+  std::string ca_bundle;   // empty: the system's
+  int trace_service = -1;  // for the trace's bridge_retry events
+  std::int64_t trace_id = 0;
 };
 
 struct HttpResponse {

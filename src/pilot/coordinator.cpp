@@ -22,11 +22,13 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "pilot/live_view.hpp"
 #include "pilot/pilot.hpp"
 #include "pilot/protocol.hpp"
 #include "pilot/service_monitor.hpp"
 #include "run/allocation.hpp"
 #include "run/run_dir.hpp"
+#include "trace/trace.hpp"
 #include "util/backoff.hpp"
 #include "util/clock.hpp"
 #include "util/mpi_check.hpp"
@@ -60,6 +62,7 @@ class Coordinator {
         sched_(wf_),
         journal_(shared.run_dir + "/journal.jsonl", wf_),
         monitor_(wf_, *shared.plan, shared.control, shared.plan->client_ranks()),
+        live_(wf_, shared.run_dir, shared.progress_interval_s),
         backoff_(wf_.job.backoff) {
     MPI_Comm_size(sh_.pilot, &size_);
     workers_.resize(size_);
@@ -92,6 +95,8 @@ class Coordinator {
   Scheduler sched_;
   Journal journal_;
   ServiceMonitor monitor_;
+  LiveView live_;
+  TaskCounts counts() const;
   Backoff backoff_;
   int size_ = 0;
   std::vector<WorkerInfo> workers_;  // by pilot rank; [0] unused
@@ -215,6 +220,10 @@ void Coordinator::serve_requests() {
         msg.push_back(sched_.instance(id).attempt);
       }
       info.want = 0;
+      if (!batch_.empty()) {
+        trace::record(trace::kTaskDispatch, batch_.front(),
+                      static_cast<std::int64_t>(batch_.size()), w - 1);
+      }
       send(w, std::move(msg));
       continue;
     }
@@ -226,6 +235,7 @@ void Coordinator::serve_requests() {
     }
     if (static_cast<int>(group.size()) < ranks) return;
     const int id = sched_.take_multi(group[0] - 1, ranks, now_us());
+    trace::record(trace::kTaskDispatch, id, 1, group[0] - 1);
     std::vector<std::int32_t> msg{kMulti, id, sched_.instance(id).attempt, ranks};
     for (int w : group) msg.push_back(w - 1);  // worker index = pilot rank - 1
     for (int w : group) {
@@ -281,6 +291,7 @@ int Coordinator::run() {
   t0_ = std::chrono::steady_clock::now();
   started_us_ = now_us();
   sched_.start();
+  trace::record(trace::kPhase, trace::kPhaseRunStart);
   const long long to_run = sched_.size() - done_earlier_;
   spdlog::info("run directory {}", sh_.run_dir);
   spdlog::info("{} task instance(s) from {} task(s) on {} worker(s){}", sched_.size(),
@@ -294,6 +305,7 @@ int Coordinator::run() {
     if (monitor_.poll()) worked = true;
     serve_requests();
     progress_sends();
+    live_.tick(counts(), monitor_);
     if (!interrupted_by_ && stop_signal()) interrupt(stop_signal());
     if (interrupted_by_ && std::chrono::steady_clock::now() > cancel_deadline_) {
       // Workers that did not answer in time: their tasks are lost causes.
@@ -315,12 +327,14 @@ int Coordinator::run() {
     }
   }
   ended_us_ = now_us();
+  trace::record(trace::kPhase, trace::kPhaseRunEnd);
   makespan_s_ = seconds_since(t0_);
   finish_workers();
   journal_.flush();
   // The workers are gone, so nothing can ask the services any more: they
   // answer what they hold, then stop.
   monitor_.stop_all(wf_.job.backoff);
+  live_.finish(counts(), monitor_);
 
   int exit_code = 0;
   if (interrupted_by_) {
@@ -330,6 +344,17 @@ int Coordinator::run() {
   }
   write_summary(exit_code);
   return exit_code;
+}
+
+TaskCounts Coordinator::counts() const {
+  TaskCounts c;
+  c.total = sched_.size();
+  c.done = sched_.count(TaskState::DONE);
+  c.failed = sched_.count(TaskState::FAILED);
+  c.canceled = sched_.count(TaskState::CANCELED);
+  c.done_earlier = done_earlier_;
+  c.running = sched_.in_flight();
+  return c;
 }
 
 void Coordinator::write_summary(int exit_code) {

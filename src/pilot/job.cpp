@@ -19,6 +19,7 @@
 #include "serve/shm.hpp"
 #include "tandem/error.hpp"
 #include "tasks/registry.hpp"
+#include "trace/trace.hpp"
 #include "util/backoff.hpp"
 #include "util/mpi_check.hpp"
 #include "util/mpi_wait.hpp"
@@ -113,6 +114,15 @@ RunSetup prepare_on_root(const RunOptions& options, int world_size, Mode mode,
 
 }  // namespace
 
+std::string Job::role_of(int r) const {
+  const RankPlacement& p = plan.ranks[r];
+  if (mode == Mode::spmd && p.role == Role::worker) return "app";
+  if (p.role == Role::service && wf.services[p.service].backend == "remote") return "bridge";
+  if (p.role == Role::service)
+    return fmt::format("service {} replica {}", wf.services[p.service].name, p.replica);
+  return role_name(p.role);
+}
+
 Job::~Job() {
   for (MPI_Comm* c : {&replica, &clients, &pilot, &data, &world}) {
     if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
@@ -126,6 +136,7 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   if (!initialized) throw error("Tandem: MPI is not initialised; call MPI_Init first");
   install_stop_handlers();
   clear_stop();
+  const std::int64_t entered_ns = trace::clock_ns();
 
   auto job = std::make_unique<Job>();
   job->mode = mode;
@@ -165,6 +176,17 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   const char* role = (mode == Mode::spmd && me.role == Role::worker) ? "app" : role_name(me.role);
   if (me.role == Role::service && job->wf.services[me.service].backend == "remote") role = "bridge";
   setup_logging(job->rank, role, options.log_level);
+  {
+    std::vector<int> node_of_rank;
+    for (const RankPlacement& p : job->plan.ranks) node_of_rank.push_back(p.node);
+    job->timeline = trace::align_clocks(job->world, node_of_rank, entered_ns, job->wf.job.backoff);
+  }
+  const MonitorSpec& monitor = job->wf.job.monitor;
+  if (monitor.trace && options.trace) {
+    trace::start(static_cast<std::size_t>(monitor.trace_max_events));
+    trace::record_at(entered_ns, trace::kPhase, trace::kPhaseJobStart,
+                     trace::process_age_us() - (trace::clock_ns() - entered_ns) / 1000);
+  }
   add_log_file(setup.run_dir + "/logs", job->rank);
   if (job->rank == 0) {
     for (const std::string& note : job->plan.notes) spdlog::warn("{}", note);
@@ -211,10 +233,25 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   const bool in_pilot = mode == Mode::pilot && (me.role == Role::coordinator || client);
   TANDEM_MPI_CHECK(
       MPI_Comm_split(job->world, in_pilot ? 0 : MPI_UNDEFINED, job->rank, &job->pilot));
+  trace::record(trace::kPhase, trace::kPhaseRolesReady);
   return job;
 }
 
 int end_job(Job& job, int exit_code) {
+  trace::Names names;
+  if (job.rank == 0) {
+    for (int r = 0; r < job.size; ++r)
+      names.tracks.push_back(fmt::format("rank {} {}", r, job.role_of(r)));
+    int first = 0;
+    for (const TaskSpec& t : job.wf.tasks) {
+      names.tasks.push_back(t.name);
+      names.first_instance.push_back(first);
+      first += t.count;
+    }
+    for (const ServiceSpec& s : job.wf.services) names.services.push_back(s.name);
+  }
+  trace::write(job.world, job.run_dir, job.timeline, names, job.wf.job.monitor.chrome_trace,
+               job.wf.job.backoff);
   // A reduction rather than a broadcast, so that it also tells rank 0 that
   // every rank has flushed its log.
   spdlog::default_logger()->flush();

@@ -15,6 +15,7 @@
 #include "layout/plan.hpp"
 #include "sched/scheduler.hpp"
 #include "tandem/pilot.hpp"
+#include "trace/trace_output.hpp"
 
 namespace tandem::detail {
 
@@ -34,6 +35,10 @@ struct Job {
   std::string run_dir;
   bool resume = false;
   std::map<std::pair<std::string, int>, TaskState> earlier;  // rank 0, resume
+  trace::Timeline timeline;
+
+  /// What rank @p r does, as its log lines and trace track name it.
+  std::string role_of(int r) const;
 
   const RankPlacement& me() const { return plan.ranks[rank]; }
   /// Where HDF5 staging files go.

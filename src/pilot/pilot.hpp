@@ -21,6 +21,7 @@ struct PilotShared {
   const Plan* plan = nullptr;
   std::string run_dir;
   bool resume = false;
+  double progress_interval_s = 30;     // the coordinator's progress lines; 0: none
   MPI_Comm pilot = MPI_COMM_NULL;      // coordinator (rank 0) + workers (1..W)
   MPI_Comm workers = MPI_COMM_NULL;    // workers only; MPI_COMM_NULL on the coordinator
   MPI_Comm control = MPI_COMM_NULL;    // every rank: service reports, routing, stop

@@ -20,6 +20,9 @@ int run_workflow(MPI_Comm comm, const RunOptions& options) {
   shared.plan = &job->plan;
   shared.run_dir = job->run_dir;
   shared.resume = job->resume;
+  shared.progress_interval_s = options.progress_interval_s >= 0
+                                   ? options.progress_interval_s
+                                   : job->wf.job.monitor.progress_interval_s;
   shared.control = job->world;
   shared.pilot = job->pilot;
   shared.workers = job->clients;

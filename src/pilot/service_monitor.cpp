@@ -1,10 +1,13 @@
 #include "pilot/service_monitor.hpp"
 
+#include "trace/trace.hpp"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/mpi/nonblocking.hpp>
 
 #include "util/backoff.hpp"
+#include "util/mpi_check.hpp"
 
 namespace tandem::detail {
 
@@ -22,6 +25,7 @@ ServiceMonitor::ServiceMonitor(const Workflow& wf, const Plan& plan, MPI_Comm co
   }
   final_.resize(plan.replicas.size());
   stopped_.assign(plan.replicas.size(), false);
+  live_.resize(plan.replicas.size());
 }
 
 void ServiceMonitor::progress_sends() {
@@ -45,10 +49,25 @@ void ServiceMonitor::forget_client(int rank) {
   std::erase(clients_, rank);
 }
 
+bool ServiceMonitor::receive_live_stats() {
+  bool any = false;
+  while (auto status = control_.iprobe(boost::mpi::any_source, kTagReplicaStats)) {
+    LiveStats s;
+    TANDEM_MPI_CHECK(MPI_Recv(&s, sizeof(LiveStats) / sizeof(std::int64_t), MPI_INT64_T,
+                              status->source(), kTagReplicaStats, control_, MPI_STATUS_IGNORE));
+    for (std::size_t i = 0; i < plan_.replicas.size(); ++i) {
+      if (plan_.replicas[i].service == s.service && plan_.replicas[i].replica == s.replica)
+        live_[i] = s;
+    }
+    any = true;
+  }
+  return any;
+}
+
 bool ServiceMonitor::poll() {
   progress_sends();
   bool changed = false;
-  bool any = false;
+  bool any = receive_live_stats();
   while (auto status = control_.iprobe(boost::mpi::any_source, kTagReplicaReport)) {
     ReplicaReport r;
     control_.recv(status->source(), kTagReplicaReport, r);
@@ -61,6 +80,8 @@ bool ServiceMonitor::poll() {
         index = static_cast<int>(i);
       }
     }
+    trace::record(trace::kServiceState, r.replica, static_cast<std::int64_t>(r.load_s * 1e6),
+                  r.service, static_cast<std::int16_t>(r.state));
     if (r.final) {
       final_[index] = r;
       stopped_[index] = true;
@@ -86,6 +107,28 @@ bool ServiceMonitor::poll() {
   return any;
 }
 
+LiveStats ServiceMonitor::live(int service) const {
+  LiveStats sum;
+  sum.service = service;
+  for (std::size_t i = 0; i < plan_.replicas.size(); ++i) {
+    if (plan_.replicas[i].service != service) continue;
+    const LiveStats& s = live_[i];
+    sum.requests += s.requests;
+    sum.errors += s.errors;
+    sum.batches += s.batches;
+    sum.rows += s.rows;
+    sum.latency_sum_us += s.latency_sum_us;
+    for (int b = 0; b < kLatencyBuckets; ++b) sum.latency[b] += s.latency[b];
+  }
+  return sum;
+}
+
+int ServiceMonitor::ready_replicas(int service) const {
+  int n = 0;
+  for (int s : table_.states[service]) n += s == static_cast<int>(ServiceState::READY);
+  return n;
+}
+
 void ServiceMonitor::stop_all(const BackoffSpec& spec) {
   // Every client has finished: the states that follow are for the record.
   clients_.clear();
@@ -107,6 +150,10 @@ void ServiceMonitor::stop_all(const BackoffSpec& spec) {
       backoff.pause();
     }
   }
+  // Each leader sends its last counters just before its final report, and
+  // MPI keeps one sender's messages in order: they are here now, even those
+  // that arrived while poll() was reading the report.
+  receive_live_stats();
   wait_until(spec, [&] {
     progress_sends();
     return sends_.empty();

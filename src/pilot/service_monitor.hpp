@@ -33,9 +33,15 @@ class ServiceMonitor {
   bool has_services() const { return !plan_.replicas.empty(); }
   /// Stops publishing to a client that has finished.
   void forget_client(int rank);
+  /// The latest running counters of service @p service, summed over its
+  /// replicas (sent by the leaders about once a second).
+  LiveStats live(int service) const;
+  /// READY replicas of service @p service.
+  int ready_replicas(int service) const;
 
  private:
   void publish();
+  bool receive_live_stats();
   void progress_sends();
 
   const Workflow& wf_;
@@ -45,6 +51,7 @@ class ServiceMonitor {
   RoutingTable table_;
   std::vector<ReplicaReport> final_;  // per replica (plan order), from STOPPED
   std::vector<bool> stopped_;
+  std::vector<LiveStats> live_;  // per replica (plan order)
   std::list<boost::mpi::request> sends_;
   std::list<RoutingTable> in_flight_;  // tables whose sends have not completed
 };

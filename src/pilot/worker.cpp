@@ -27,6 +27,7 @@
 #include "tandem/task.hpp"
 #include "tasks/context_data.hpp"
 #include "tasks/registry.hpp"
+#include "trace/trace.hpp"
 #include "util/backoff.hpp"
 #include "util/clock.hpp"
 #include "util/mpi_check.hpp"
@@ -54,6 +55,7 @@ struct Assignment {
 
 struct ActiveCommand {
   Assignment assignment;
+  int slot = 0;  // which of the worker's slots it occupies (for the trace)
   std::int64_t t_start = 0;
   std::unique_ptr<RunningCommand> command;
 };
@@ -199,6 +201,7 @@ void Worker::add_result(int id, int attempt, Outcome outcome, int exit_code, std
   out_.put(r);
   out_.put_text(reason);
   ++pending_results_;
+  trace::record(trace::kTaskEnd, id, attempt, static_cast<std::int32_t>(outcome));
 }
 
 void Worker::send_update(int want, bool bye) {
@@ -288,6 +291,7 @@ void Worker::run_function(const Assignment& a) {
   Outcome outcome = Outcome::failed;
   std::string reason;
   const std::int64_t t_start = now_us();
+  trace::record(trace::kTaskStart, a.id, a.attempt, 0);
   TaskContext ctx(&data);
   try {
     runtimes_[task].function(ctx);
@@ -339,7 +343,13 @@ void Worker::start_command(const Assignment& a) {
   launch.kill_grace_s = wf_.job.kill_grace_s;
   ActiveCommand active;
   active.assignment = a;
+  for (bool taken = true; taken; ++active.slot) {  // the lowest free slot
+    taken = std::any_of(active_.begin(), active_.end(),
+                        [&](const ActiveCommand& c) { return c.slot == active.slot; });
+    if (!taken) break;
+  }
   active.t_start = now_us();
+  trace::record(trace::kTaskStart, a.id, a.attempt, active.slot);
   active.command = std::make_unique<RunningCommand>(launch);
   active_.push_back(std::move(active));
 }

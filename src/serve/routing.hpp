@@ -4,6 +4,7 @@
 // These messages are rare (state changes), so they travel as Boost
 // serialization archives.
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,6 +23,33 @@ constexpr int kTagReplicaReport = 301;  // leader -> coordinator
 constexpr int kTagRouting = 302;        // coordinator -> clients
 constexpr int kTagServiceStop = 303;    // coordinator -> leaders
 constexpr int kTagClientDone = 304;     // SPMD clients -> coordinator at finalize
+constexpr int kTagReplicaStats = 305;   // leader -> coordinator, every second while busy
+
+/// A replica's running counters, sent as a flat int64 array so that the
+/// leader's periodic message costs no serialisation: the fields in order,
+/// then kLatencyBuckets counts of requests whose time at the replica
+/// (arrival to reply) fell in [2^i, 2^(i+1)) microseconds.
+constexpr int kLatencyBuckets = 25;  // up to 2^25 us = 33 s; the last bucket takes the rest
+struct LiveStats {
+  std::int64_t service = 0;
+  std::int64_t replica = 0;
+  std::int64_t requests = 0;
+  std::int64_t errors = 0;
+  std::int64_t batches = 0;
+  std::int64_t rows = 0;
+  std::int64_t latency_sum_us = 0;
+  std::int64_t latency[kLatencyBuckets] = {};
+
+  static int latency_bucket(std::int64_t us) {
+    int b = 0;
+    while (us > 1 && b < kLatencyBuckets - 1) {
+      us >>= 1;
+      ++b;
+    }
+    return b;
+  }
+};
+static_assert(sizeof(LiveStats) % sizeof(std::int64_t) == 0);
 
 /// What a replica leader tells the coordinator: a state change, and at the
 /// end the replica's counters.

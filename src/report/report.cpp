@@ -1,0 +1,259 @@
+#include "report/report.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "tandem/error.hpp"
+#include "trace/trace.hpp"
+#include "trace/trace_table.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace tandem::detail::report {
+
+Percentiles percentiles(std::vector<double> v) {
+  Percentiles p;
+  p.count = static_cast<long long>(v.size());
+  if (v.empty()) return p;
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) {
+    const auto i = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size()))) - 1;
+    return v[std::min(i, v.size() - 1)];
+  };
+  p.p50_ms = at(0.50);
+  p.p95_ms = at(0.95);
+  p.p99_ms = at(0.99);
+  double sum = 0;
+  for (double x : v) sum += x;
+  p.mean_ms = sum / static_cast<double>(v.size());
+  return p;
+}
+
+namespace {
+
+json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in)
+    throw error(fmt::format("{} does not exist: is this a Tandem run directory?", path.string()));
+  try {
+    return json::parse(in);
+  } catch (const std::exception& e) {
+    throw error(fmt::format("{} is not valid JSON: {}", path.string(), e.what()));
+  }
+}
+
+void read_summary(const fs::path& dir, Report& r) {
+  const json s = read_json(dir / "summary.json");
+  r.job = s.value("job", "");
+  r.exit_code = s.value("exit_code", 0);
+  r.resumed = s.value("resumed", false);
+  r.world_size = s.value("world_size", 0);
+  r.workers = s.value("workers", 0);
+  r.makespan_s = s.value("makespan_s", 0.0);
+  const json& t = s.at("tasks");
+  r.tasks_total = t.value("total", 0LL);
+  r.tasks_done = t.value("done", 0LL);
+  r.tasks_failed = t.value("failed", 0LL);
+  r.tasks_canceled = t.value("canceled", 0LL);
+  r.tasks_done_earlier = t.value("done_earlier", 0LL);
+  r.tasks_per_s = s.value("tasks_per_s", 0.0);
+  r.worker_utilisation = s.value("worker_utilisation", 0.0);
+  if (s.contains("services")) {
+    for (const auto& [name, v] : s["services"].items()) {
+      ServiceFigures f;
+      f.name = name;
+      f.backend = v.value("backend", "");
+      f.requests = v.value("requests", 0LL);
+      f.errors = v.value("errors", 0LL);
+      f.batches = v.value("batches", 0LL);
+      f.mean_batch_rows = v.value("mean_batch_rows", 0.0);
+      if (v.contains("batch_rows_histogram")) {
+        for (const auto& [rows, n] : v["batch_rows_histogram"].items())
+          f.batch_rows[std::stoll(rows)] = n.get<long long>();
+      }
+      r.services.push_back(std::move(f));
+    }
+  }
+}
+
+void read_journal(const fs::path& dir, Report& r) {
+  std::ifstream in(dir / "journal.jsonl");
+  std::string line;
+  std::vector<SlowTask> all;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const std::exception&) {
+      continue;  // a line cut short by a crash
+    }
+    const auto started = j.value("started_us", 0LL);
+    const auto ended = j.value("ended_us", 0LL);
+    if (started <= 0 || ended < started) continue;
+    all.push_back(SlowTask{j.value("task", ""), j.value("index", 0), j.value("state", ""),
+                           static_cast<double>(ended - started) / 1e6, j.value("worker", -1)});
+  }
+  const std::size_t keep = std::min<std::size_t>(10, all.size());
+  std::partial_sort(all.begin(), all.begin() + static_cast<long>(keep), all.end(),
+                    [](const SlowTask& a, const SlowTask& b) { return a.seconds > b.seconds; });
+  all.resize(keep);
+  r.slowest = std::move(all);
+}
+
+double seconds(std::int64_t t_ns) {
+  return static_cast<double>(t_ns) / 1e9;
+}
+
+std::int64_t key(std::int64_t rank, std::int64_t id) {
+  return (rank << 40) ^ id;
+}
+
+// A request's events, found across the client's and the leader's tables.
+struct RequestTimes {
+  std::int64_t sent = -1, queued = -1, computed = -1, replied = -1, received = -1;
+  std::int64_t batch = -1;
+  int leader = -1;
+  int service = -1;
+};
+
+void read_trace(const fs::path& dir, Report& r) {
+  const std::string path = (dir / "trace.h5").string();
+  if (!fs::exists(path)) return;
+  r.has_trace = true;
+  using namespace trace;
+  r.tracks = read_strings(path, "tracks");
+  r.dropped_events = read_attribute(path, "dropped_events");
+  const auto task_names = read_strings(path, "task_names");
+  std::vector<std::vector<Row>> rows(kKindCount);
+  for (int k = 0; k < kKindCount; ++k) {
+    rows[k] = read_rows(path, k);
+    r.trace_events += static_cast<long long>(rows[k].size());
+  }
+
+  // Start-up milestones.
+  for (const Row& e : rows[kPhase]) {
+    const double t = seconds(e.t_ns);
+    if (e.a == kPhaseJobStart)
+      r.mpi_start_s = std::max(r.mpi_start_s, static_cast<double>(e.b) / 1e6);
+    if (e.a == kPhaseRolesReady) r.roles_ready_s = std::max(r.roles_ready_s, t);
+    if (e.a == kPhaseRunStart) r.run_start_s = t;
+  }
+  constexpr int kReady = 1;  // ServiceState::READY
+  for (const Row& e : rows[kServiceState]) {
+    if (e.d != kReady) continue;
+    const double t = seconds(e.t_ns);
+    r.model_load_s = std::max(r.model_load_s, static_cast<double>(e.b) / 1e6);
+    if (r.first_ready_s < 0 || t < r.first_ready_s) r.first_ready_s = t;
+    r.all_ready_s = std::max(r.all_ready_s, t);
+  }
+  r.marks.emplace_back(r.roles_ready_s, "roles ready");
+  if (r.first_ready_s >= 0) r.marks.emplace_back(r.first_ready_s, "first READY");
+  r.marks.emplace_back(r.run_start_s, "run start");
+
+  // Requests: client events keyed by (client rank, id), leader events by
+  // (client rank from the event, id).
+  std::unordered_map<std::int64_t, RequestTimes> requests;
+  for (const Row& e : rows[kRequestSend]) {
+    auto& q = requests[key(e.rank, e.a)];
+    q.sent = e.t_ns;
+    q.service = e.c;
+  }
+  for (const Row& e : rows[kReplyReceive]) requests[key(e.rank, e.a)].received = e.t_ns;
+  for (const Row& e : rows[kRequestQueue]) {
+    auto& q = requests[key(e.c, e.a)];
+    q.queued = e.t_ns;
+    q.leader = e.rank;
+  }
+  for (const Row& e : rows[kRequestBatch]) requests[key(e.c, e.a)].batch = e.b;
+  for (const Row& e : rows[kRequestReply]) requests[key(e.c, e.a)].replied = e.t_ns;
+  std::unordered_map<std::int64_t, const Row*> batches;  // (leader, batch id)
+  for (const Row& e : rows[kBatchCompute]) batches[key(e.rank, e.a)] = &e;
+
+  std::map<int, std::size_t> by_index;  // service index -> position in r.services
+  const auto service_names = read_strings(path, "service_names");
+  for (std::size_t s = 0; s < service_names.size(); ++s) {
+    for (std::size_t i = 0; i < r.services.size(); ++i) {
+      if (r.services[i].name == service_names[s]) by_index[static_cast<int>(s)] = i;
+    }
+  }
+  std::vector<std::vector<double>> queue(r.services.size()), compute(r.services.size()),
+      transfer(r.services.size());
+  for (const auto& [k, q] : requests) {
+    if (q.sent < 0 || q.received < 0 || q.queued < 0 || q.replied < 0) continue;
+    auto it = by_index.find(q.service);
+    if (it == by_index.end()) continue;
+    ServiceFigures& f = r.services[it->second];
+    const double total = static_cast<double>(q.received - q.sent) / 1e6;
+    const double at_service = static_cast<double>(q.replied - q.queued) / 1e6;
+    double queued = 0;
+    auto b = batches.find(key(q.leader, q.batch));
+    if (b != batches.end()) queued = static_cast<double>(b->second->t_ns - q.queued) / 1e6;
+    ++f.traced_requests;
+    f.total_ms.push_back(total);
+    queue[it->second].push_back(std::max(0.0, queued));
+    compute[it->second].push_back(std::max(0.0, at_service - queued));
+    transfer[it->second].push_back(std::max(0.0, total - at_service));
+  }
+  for (std::size_t i = 0; i < r.services.size(); ++i) {
+    ServiceFigures& f = r.services[i];
+    f.total = percentiles(f.total_ms);
+    f.queue = percentiles(std::move(queue[i]));
+    f.compute = percentiles(std::move(compute[i]));
+    f.transfer = percentiles(std::move(transfer[i]));
+  }
+  for (const Row& e : rows[kBridgeRetry]) {
+    auto it = by_index.find(e.d);
+    if (it != by_index.end()) ++r.services[it->second].retries;
+  }
+
+  // The timeline: tasks on workers, batches on replicas.
+  const auto first_instance = read_ints(path, "task_first_instance");
+  auto task_label = [&](std::int64_t instance) {
+    auto it = std::upper_bound(first_instance.begin(), first_instance.end(), instance);
+    if (it == first_instance.begin() || task_names.size() != first_instance.size())
+      return fmt::format("instance {}", instance);
+    const auto t = static_cast<std::size_t>(it - first_instance.begin() - 1);
+    return fmt::format("{}[{}]", task_names[t], instance - first_instance[t]);
+  };
+  std::unordered_map<std::int64_t, const Row*> starts;
+  for (const Row& e : rows[kTaskStart]) starts[key(e.rank, e.a * 4096 + e.b)] = &e;
+  for (const Row& e : rows[kTaskEnd]) {
+    auto it = starts.find(key(e.rank, e.a * 4096 + e.b));
+    if (it == starts.end()) continue;
+    r.spans.push_back(Span{e.rank, seconds(it->second->t_ns), seconds(e.t_ns), 0, task_label(e.a)});
+  }
+  for (const Row& e : rows[kBatchCompute]) {
+    r.spans.push_back(Span{e.rank, seconds(e.t_ns), seconds(e.t_ns + e.b), 1,
+                           fmt::format("batch of {} rows", e.c)});
+  }
+  for (const auto& table : rows) {
+    for (const Row& e : table) r.trace_end_s = std::max(r.trace_end_s, seconds(e.t_ns));
+  }
+  if (r.spans.size() > kMaxSpans) {
+    std::nth_element(
+        r.spans.begin(), r.spans.begin() + kMaxSpans, r.spans.end(),
+        [](const Span& a, const Span& b) { return a.end_s - a.start_s > b.end_s - b.start_s; });
+    r.spans.resize(kMaxSpans);
+  }
+}
+
+}  // namespace
+
+Report build(const std::string& run_dir) {
+  Report r;
+  r.run_dir = run_dir;
+  const fs::path dir(run_dir);
+  read_summary(dir, r);
+  read_journal(dir, r);
+  read_trace(dir, r);
+  return r;
+}
+
+}  // namespace tandem::detail::report

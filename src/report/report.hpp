@@ -1,0 +1,99 @@
+#pragma once
+// `tandem report RUN_DIR`: where a run's time went, from its summary, its
+// journal and its trace. Built once into a Report; printed as text, JSON or
+// a self-contained HTML page.
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace tandem::detail::report {
+
+/// Milliseconds at the 50th, 95th and 99th percentile (nearest rank).
+struct Percentiles {
+  long long count = 0;
+  double p50_ms = 0;
+  double p95_ms = 0;
+  double p99_ms = 0;
+  double mean_ms = 0;
+};
+Percentiles percentiles(std::vector<double> values_ms);
+
+struct ServiceFigures {
+  std::string name;
+  std::string backend;
+  long long requests = 0;  // answered, per the summary
+  long long errors = 0;
+  long long batches = 0;
+  double mean_batch_rows = 0;
+  std::map<long long, long long> batch_rows;  // rows per batch -> batches
+  long long retries = 0;                      // bridge retries, from the trace
+  long long traced_requests = 0;              // requests with every event in the trace
+  Percentiles total, queue, compute, transfer;
+  std::vector<double> total_ms;  // per traced request, for the histogram
+};
+
+struct SlowTask {
+  std::string task;
+  int index = 0;
+  std::string state;
+  double seconds = 0;
+  int worker = -1;
+};
+
+/// A span on the timeline: a task on a worker, a batch on a replica.
+struct Span {
+  int rank = 0;
+  double start_s = 0;
+  double end_s = 0;
+  int kind = 0;  // 0 task, 1 batch
+  std::string label;
+};
+
+struct Report {
+  std::string run_dir;
+  std::string job;
+  int exit_code = 0;
+  bool resumed = false;
+  int world_size = 0;
+  int workers = 0;
+  double makespan_s = 0;
+  // Start-up, in seconds: the slowest rank's process age when Tandem started
+  // (launcher + MPI_Init), every rank's role known, the slowest model load,
+  // the first and the last replica READY, the first task dispatched; all but
+  // the first relative to rank 0 entering Tandem.
+  double mpi_start_s = 0;
+  double roles_ready_s = 0;
+  double model_load_s = 0;
+  double first_ready_s = -1;
+  double all_ready_s = -1;
+  double run_start_s = 0;
+  long long tasks_total = 0, tasks_done = 0, tasks_failed = 0, tasks_canceled = 0,
+            tasks_done_earlier = 0;
+  double tasks_per_s = 0;
+  double worker_utilisation = 0;
+  std::vector<ServiceFigures> services;
+  std::vector<SlowTask> slowest;
+  bool has_trace = false;
+  long long trace_events = 0;
+  long long dropped_events = 0;
+  std::vector<std::string> tracks;  // per rank
+  std::vector<Span> spans;          // at most kMaxSpans, the longest kept
+  double trace_end_s = 0;
+  std::vector<std::pair<double, std::string>> marks;  // start-up milestones
+};
+
+constexpr std::size_t kMaxSpans = 20000;
+
+/// Reads @p run_dir. @throws tandem::error when it holds no summary.json.
+Report build(const std::string& run_dir);
+
+nlohmann::json to_json(const Report& r);
+std::string to_text(const Report& r);
+/// One page, no network fetches: numbers, a per-rank timeline and the
+/// latency and batch-size histograms as inline SVG.
+std::string to_html(const Report& r);
+
+}  // namespace tandem::detail::report

@@ -1,0 +1,253 @@
+// The report as one HTML page: no scripts, no fonts, no fetches, so that it
+// opens from the run directory on a machine without network access. The
+// pictures are inline SVG.
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+
+#include <fmt/format.h>
+
+#include "report/report.hpp"
+
+namespace tandem::detail::report {
+
+namespace {
+
+std::string escape(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+// A stable colour per task name, so that one task's instances look alike.
+std::string colour(const std::string& label, int kind) {
+  if (kind == 1) return "#e8743b";
+  const std::string name = label.substr(0, label.find('['));
+  const auto h = std::hash<std::string>{}(name);
+  return fmt::format("hsl({},55%,55%)", 140 + h % 160);
+}
+
+std::string timeline(const Report& r) {
+  const int rows = std::max<int>(1, static_cast<int>(r.tracks.size()));
+  constexpr int kLabel = 230;
+  constexpr int kPlot = 900;
+  constexpr int kRow = 18;
+  constexpr int kTop = 44;  // room for the milestone labels
+  const int height = rows * kRow + kTop + 20;
+  const double end = std::max({r.trace_end_s, r.makespan_s, 1e-6});
+  auto x = [&](double t) { return kLabel + std::clamp(t / end, 0.0, 1.0) * kPlot; };
+  std::string svg = fmt::format(
+      R"(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" class="timeline">)",
+      kLabel + kPlot + 50, height);
+  for (int i = 0; i < rows; ++i) {
+    const int y = kTop + i * kRow;
+    if (i % 2 == 0) {
+      svg += fmt::format(R"(<rect x="{}" y="{}" width="{}" height="{}" fill="#f3f3f3"/>)", kLabel,
+                         y, kPlot, kRow);
+    }
+    const std::string name = i < static_cast<int>(r.tracks.size()) ? r.tracks[i] : "";
+    svg += fmt::format(R"(<text x="{}" y="{}" class="label">{}</text>)", kLabel - 6, y + 13,
+                       escape(name));
+  }
+  for (const Span& s : r.spans) {
+    const double x0 = x(s.start_s);
+    const double w = std::max(0.5, x(s.end_s) - x0);
+    svg += fmt::format(
+        R"(<rect x="{:.2f}" y="{}" width="{:.2f}" height="{}" fill="{}"><title>{} {:.6f} s at {:.6f} s</title></rect>)",
+        x0, kTop + s.rank * kRow + 2, w, kRow - 4, colour(s.label, s.kind), escape(s.label),
+        s.end_s - s.start_s, s.start_s);
+  }
+  // Milestones: dashed lines, their labels on three staggered rows so that
+  // close ones stay readable.
+  int m = 0;
+  for (const auto& [t, name] : r.marks) {
+    svg += fmt::format(
+        R"(<line x1="{0:.2f}" x2="{0:.2f}" y1="{3}" y2="{1}" class="mark"/><text x="{0:.2f}" y="{3}" class="mark">{2}</text>)",
+        x(t), height - 20, escape(name), 10 + 12 * (m++ % 3));
+  }
+  // A time axis with five ticks.
+  for (int i = 0; i <= 5; ++i) {
+    const double t = end * i / 5;
+    svg +=
+        fmt::format(R"(<text x="{:.2f}" y="{}" class="tick">{:.3g} s</text>)", x(t), height - 4, t);
+  }
+  svg += "</svg>";
+  return svg;
+}
+
+// Bars over log-spaced latency bins, with the percentiles marked.
+std::string latency_histogram(const ServiceFigures& f) {
+  if (f.total_ms.empty()) return "<p>No traced requests.</p>";
+  constexpr int kBins = 30;
+  constexpr int kW = 600;
+  constexpr int kH = 160;
+  const auto [lo_it, hi_it] = std::minmax_element(f.total_ms.begin(), f.total_ms.end());
+  const double lo = std::max(*lo_it, 1e-4);
+  const double hi = std::max(*hi_it, lo * 1.01);
+  const double span = std::log(hi / lo);
+  auto bin_of = [&](double v) {
+    const double p = std::log(std::max(v, lo) / lo) / span;
+    return std::clamp(static_cast<int>(p * kBins), 0, kBins - 1);
+  };
+  std::vector<long long> counts(kBins, 0);
+  for (double v : f.total_ms) ++counts[bin_of(v)];
+  const long long most = *std::max_element(counts.begin(), counts.end());
+  std::string svg =
+      fmt::format(R"(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" class="hist">)",
+                  kW + 60, kH + 40);
+  const double bar = static_cast<double>(kW) / kBins;
+  for (int i = 0; i < kBins; ++i) {
+    if (counts[i] == 0) continue;
+    const double h = static_cast<double>(counts[i]) / static_cast<double>(most) * kH;
+    const double from = lo * std::exp(span * i / kBins);
+    const double to = lo * std::exp(span * (i + 1) / kBins);
+    svg += fmt::format(
+        R"(<rect x="{:.2f}" y="{:.2f}" width="{:.2f}" height="{:.2f}" fill="#4a7fc1"><title>{:.3f}-{:.3f} ms: {} requests</title></rect>)",
+        30 + i * bar, 10 + kH - h, bar - 1, h, from, to, counts[i]);
+  }
+  auto x_of = [&](double v) { return 30 + std::log(std::max(v, lo) / lo) / span * kW; };
+  for (const auto& [v, name] :
+       {std::pair{f.total.p50_ms, "p50"}, {f.total.p95_ms, "p95"}, {f.total.p99_ms, "p99"}}) {
+    svg += fmt::format(
+        R"(<line x1="{0:.2f}" x2="{0:.2f}" y1="8" y2="{1}" class="pct"/><text x="{0:.2f}" y="8" class="pct">{2}</text>)",
+        x_of(v), kH + 10, name);
+  }
+  svg += fmt::format(R"(<text x="30" y="{}" class="tick">{:.3f} ms</text>)", kH + 28, lo);
+  svg += fmt::format(R"(<text x="{}" y="{}" class="tick" text-anchor="end">{:.3f} ms</text>)",
+                     30 + kW, kH + 28, hi);
+  svg += "</svg>";
+  return svg;
+}
+
+std::string batch_histogram(const ServiceFigures& f) {
+  if (f.batch_rows.empty()) return "<p>No batches.</p>";
+  constexpr int kW = 600;
+  constexpr int kH = 120;
+  long long most = 0;
+  for (const auto& [rows, n] : f.batch_rows) most = std::max(most, n);
+  const double bar =
+      std::min(40.0, static_cast<double>(kW) / static_cast<double>(f.batch_rows.size()));
+  std::string svg =
+      fmt::format(R"(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" class="hist">)",
+                  kW + 60, kH + 40);
+  int i = 0;
+  for (const auto& [rows, n] : f.batch_rows) {
+    const double h = static_cast<double>(n) / static_cast<double>(most) * kH;
+    svg += fmt::format(
+        R"(<rect x="{:.2f}" y="{:.2f}" width="{:.2f}" height="{:.2f}" fill="#e8743b"><title>{} rows: {} batches</title></rect>)",
+        30 + i * bar, 10 + kH - h, std::max(1.0, bar - 1), h, rows, n);
+    if (f.batch_rows.size() <= 16 || i % (f.batch_rows.size() / 8) == 0) {
+      svg += fmt::format(R"(<text x="{:.2f}" y="{}" class="tick">{}</text>)", 30 + (i + 0.5) * bar,
+                         kH + 28, rows);
+    }
+    ++i;
+  }
+  svg += "</svg>";
+  return svg;
+}
+
+std::string percentile_row(const char* name, const Percentiles& p) {
+  return fmt::format("<tr><td>{}</td><td>{:.3f}</td><td>{:.3f}</td><td>{:.3f}</td></tr>", name,
+                     p.p50_ms, p.p95_ms, p.p99_ms);
+}
+
+}  // namespace
+
+std::string to_html(const Report& r) {
+  std::string h;
+  h += R"(<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Tandem report: )" +
+       escape(r.job) + R"(</title>
+<style>
+body { font-family: sans-serif; margin: 2em; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.5em; }
+table { border-collapse: collapse; margin: 0.5em 0; }
+td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+.label { font-size: 11px; text-anchor: end; fill: #333; }
+.tick { font-size: 10px; fill: #555; text-anchor: middle; }
+.mark { stroke: #c33; stroke-dasharray: 4 3; font-size: 10px; fill: #c33; }
+.pct { stroke: #222; stroke-dasharray: 3 2; font-size: 10px; fill: #222; }
+.figures td { text-align: left; }
+</style></head><body>
+)";
+  h += fmt::format("<h1>Tandem run <code>{}</code></h1>\n", escape(r.job));
+  h += "<table class=\"figures\">";
+  h += fmt::format("<tr><td>run directory</td><td>{}</td></tr>", escape(r.run_dir));
+  h += fmt::format("<tr><td>makespan</td><td>{:.3f} s on {} ranks ({} workers)</td></tr>",
+                   r.makespan_s, r.world_size, r.workers);
+  h += fmt::format(
+      "<tr><td>tasks</td><td>{} of {} done, {} failed, {} canceled; {:.1f} tasks/s; worker "
+      "utilisation {:.0f}%</td></tr>",
+      r.tasks_done, r.tasks_total, r.tasks_failed, r.tasks_canceled, r.tasks_per_s,
+      r.worker_utilisation * 100);
+  h += fmt::format("<tr><td>exit code</td><td>{}{}</td></tr>", r.exit_code,
+                   r.resumed ? " (resumed run)" : "");
+  if (r.has_trace) {
+    h += fmt::format(
+        "<tr><td>start-up</td><td>launcher + MPI_Init {:.3f} s; roles ready {:.3f} s; slowest "
+        "model load {:.3f} s; first READY {}; first task {:.3f} s</td></tr>",
+        r.mpi_start_s, r.roles_ready_s, r.model_load_s,
+        r.first_ready_s >= 0 ? fmt::format("{:.3f} s", r.first_ready_s) : std::string("-"),
+        r.run_start_s);
+  }
+  h += "</table>\n";
+  if (r.has_trace) {
+    h += "<h2>Timeline</h2>\n<p>Tasks on workers (one colour per task), batches on service "
+         "replicas (orange). Hover for details.</p>\n";
+    h += timeline(r);
+    h += "\n";
+  } else {
+    h += "<p>No trace in this run directory ([job.monitor] trace was off).</p>\n";
+  }
+  for (const ServiceFigures& f : r.services) {
+    h += fmt::format("<h2>Service <code>{}</code> ({})</h2>\n", escape(f.name), escape(f.backend));
+    h += fmt::format(
+        "<p>{} requests, {} errors, {} batches of {:.1f} rows on average, {} bridge "
+        "retries.</p>\n",
+        f.requests, f.errors, f.batches, f.mean_batch_rows, f.retries);
+    if (f.traced_requests > 0) {
+      h += "<table><tr><th>latency (ms)</th><th>p50</th><th>p95</th><th>p99</th></tr>";
+      h += percentile_row("total", f.total);
+      h += percentile_row("queue", f.queue);
+      h += percentile_row("compute", f.compute);
+      h += percentile_row("transfer", f.transfer);
+      h += "</table>\n";
+    }
+    h += "<h3>Request latency</h3>\n" + latency_histogram(f) + "\n";
+    h += "<h3>Batch sizes (rows)</h3>\n" + batch_histogram(f) + "\n";
+  }
+  if (!r.slowest.empty()) {
+    h += "<h2>Slowest tasks</h2>\n<table><tr><th>task</th><th>seconds</th><th>state</th>"
+         "<th>worker</th></tr>";
+    for (const SlowTask& t : r.slowest) {
+      h += fmt::format("<tr><td>{}[{}]</td><td>{:.3f}</td><td>{}</td><td>{}</td></tr>",
+                       escape(t.task), t.index, t.seconds, escape(t.state), t.worker);
+    }
+    h += "</table>\n";
+  }
+  h += "</body></html>\n";
+  return h;
+}
+
+}  // namespace tandem::detail::report

@@ -1,0 +1,151 @@
+// The report as text for a terminal and as JSON for programs.
+
+#include <fmt/format.h>
+
+#include "report/report.hpp"
+
+using nlohmann::json;
+
+namespace tandem::detail::report {
+
+namespace {
+json percentiles_json(const Percentiles& p) {
+  return {{"count", p.count},
+          {"p50_ms", p.p50_ms},
+          {"p95_ms", p.p95_ms},
+          {"p99_ms", p.p99_ms},
+          {"mean_ms", p.mean_ms}};
+}
+
+std::string ms(const Percentiles& p) {
+  return fmt::format("{:9.3f} {:9.3f} {:9.3f}", p.p50_ms, p.p95_ms, p.p99_ms);
+}
+}  // namespace
+
+json to_json(const Report& r) {
+  json services = json::array();
+  for (const ServiceFigures& f : r.services) {
+    json hist = json::object();
+    for (const auto& [rows, n] : f.batch_rows) hist[std::to_string(rows)] = n;
+    services.push_back({{"name", f.name},
+                        {"backend", f.backend},
+                        {"requests", f.requests},
+                        {"errors", f.errors},
+                        {"batches", f.batches},
+                        {"mean_batch_rows", f.mean_batch_rows},
+                        {"batch_rows_histogram", hist},
+                        {"bridge_retries", f.retries},
+                        {"traced_requests", f.traced_requests},
+                        {"latency",
+                         {{"total", percentiles_json(f.total)},
+                          {"queue", percentiles_json(f.queue)},
+                          {"compute", percentiles_json(f.compute)},
+                          {"transfer", percentiles_json(f.transfer)}}}});
+  }
+  json slowest = json::array();
+  for (const SlowTask& t : r.slowest) {
+    slowest.push_back({{"task", t.task},
+                       {"index", t.index},
+                       {"state", t.state},
+                       {"seconds", t.seconds},
+                       {"worker", t.worker}});
+  }
+  return {{"run_dir", r.run_dir},
+          {"job", r.job},
+          {"exit_code", r.exit_code},
+          {"resumed", r.resumed},
+          {"world_size", r.world_size},
+          {"workers", r.workers},
+          {"makespan_s", r.makespan_s},
+          {"startup",
+           {{"mpi_start_s", r.mpi_start_s},
+            {"roles_ready_s", r.roles_ready_s},
+            {"model_load_s", r.model_load_s},
+            {"first_ready_s", r.first_ready_s >= 0 ? json(r.first_ready_s) : json(nullptr)},
+            {"all_ready_s", r.all_ready_s >= 0 ? json(r.all_ready_s) : json(nullptr)},
+            {"run_start_s", r.run_start_s}}},
+          {"tasks",
+           {{"total", r.tasks_total},
+            {"done", r.tasks_done},
+            {"done_earlier", r.tasks_done_earlier},
+            {"failed", r.tasks_failed},
+            {"canceled", r.tasks_canceled},
+            {"per_s", r.tasks_per_s},
+            {"worker_utilisation", r.worker_utilisation}}},
+          {"services", services},
+          {"slowest_tasks", slowest},
+          {"trace",
+           {{"present", r.has_trace}, {"events", r.trace_events}, {"dropped", r.dropped_events}}}};
+}
+
+std::string to_text(const Report& r) {
+  std::string out;
+  auto line = [&](const std::string& s) {
+    out += s;
+    out += '\n';
+  };
+  line(fmt::format("run {}  (job '{}', exit code {}{})", r.run_dir, r.job, r.exit_code,
+                   r.resumed ? ", resumed" : ""));
+  line(fmt::format("makespan {:.3f} s on {} ranks, {} workers", r.makespan_s, r.world_size,
+                   r.workers));
+  if (r.has_trace) {
+    line("");
+    line("start-up");
+    line(fmt::format("  launcher + MPI_Init     {:8.3f} s  (slowest rank)", r.mpi_start_s));
+    line(fmt::format("  roles ready             {:8.3f} s", r.roles_ready_s));
+    if (r.first_ready_s >= 0) {
+      line(fmt::format("  model load (slowest)    {:8.3f} s", r.model_load_s));
+      line(fmt::format("  first / last READY      {:8.3f} s / {:.3f} s", r.first_ready_s,
+                       r.all_ready_s));
+    }
+    line(fmt::format("  first task dispatched   {:8.3f} s", r.run_start_s));
+  }
+  line("");
+  line(
+      fmt::format("tasks: {} of {} done{}, {} failed, {} canceled; {:.1f} tasks/s, worker "
+                  "utilisation {:.0f}%",
+                  r.tasks_done, r.tasks_total,
+                  r.tasks_done_earlier ? fmt::format(" ({} in earlier jobs)", r.tasks_done_earlier)
+                                       : std::string(),
+                  r.tasks_failed, r.tasks_canceled, r.tasks_per_s, r.worker_utilisation * 100));
+  for (const ServiceFigures& f : r.services) {
+    line("");
+    line(
+        fmt::format("service '{}' ({}): {} requests, {} errors, {} batches of {:.1f} rows on "
+                    "average{}",
+                    f.name, f.backend, f.requests, f.errors, f.batches, f.mean_batch_rows,
+                    f.retries ? fmt::format(", {} bridge retries", f.retries) : std::string()));
+    if (f.traced_requests > 0) {
+      line(fmt::format("  latency ms   {:>9} {:>9} {:>9}   ({} traced requests)", "p50", "p95",
+                       "p99", f.traced_requests));
+      line("  total        " + ms(f.total));
+      line("    queue      " + ms(f.queue));
+      line("    compute    " + ms(f.compute));
+      line("    transfer   " + ms(f.transfer));
+    }
+    std::string hist;
+    for (const auto& [rows, n] : f.batch_rows) hist += fmt::format(" {}:{}", rows, n);
+    if (!hist.empty()) line("  batch rows:batches" + hist);
+  }
+  if (!r.slowest.empty()) {
+    line("");
+    line("slowest tasks");
+    for (const SlowTask& t : r.slowest) {
+      line(fmt::format("  {:>10.3f} s  {}[{}]  {}  worker {}", t.seconds, t.task, t.index, t.state,
+                       t.worker));
+    }
+  }
+  if (!r.has_trace) {
+    line("");
+    line("(no trace.h5 in the run directory: [job.monitor] trace was off)");
+  } else if (r.dropped_events > 0) {
+    line("");
+    line(
+        fmt::format("note: {} trace events were dropped (buffers full); raise [job.monitor] "
+                    "trace_max_events",
+                    r.dropped_events));
+  }
+  return out;
+}
+
+}  // namespace tandem::detail::report

@@ -1,0 +1,44 @@
+#pragma once
+// Bringing every rank's trace to one timeline and into the run directory.
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config/workflow.hpp"
+
+namespace tandem::detail::trace {
+
+/// Where each rank's clock stands against rank 0's, and where the run's
+/// time zero is, in rank 0's clock and in wall-clock time.
+struct Timeline {
+  std::int64_t offset_ns = 0;      // this rank's clock minus rank 0's
+  std::int64_t zero_ns = 0;        // rank 0's clock at time zero
+  std::int64_t zero_epoch_us = 0;  // the wall clock at time zero
+};
+
+/// Collective over @p world; time zero is @p zero_ns on rank 0. Ranks on
+/// rank 0's node share its clock (CLOCK_MONOTONIC is per machine); the
+/// others measure their offset with ping-pongs, keeping the one with the
+/// shortest round trip.
+Timeline align_clocks(MPI_Comm world, const std::vector<int>& node_of_rank, std::int64_t zero_ns,
+                      const BackoffSpec& backoff);
+
+/// What rank 0 needs to name the trace's tracks and events.
+struct Names {
+  std::vector<std::string> tracks;  // per rank: "rank 3 worker"
+  std::vector<std::string> tasks;   // per task
+  std::vector<int> first_instance;  // per task: its first instance id
+  std::vector<std::string> services;
+};
+
+/// Collective over @p world: every rank sends its events to rank 0, which
+/// writes RUN_DIR/trace.h5 and, when @p chrome, RUN_DIR/trace.json. Stops
+/// recording on every rank. Errors are logged, never thrown: a trace that
+/// cannot be written costs the trace, not the run.
+void write(MPI_Comm world, const std::string& run_dir, const Timeline& timeline, const Names& names,
+           bool chrome, const BackoffSpec& backoff);
+
+}  // namespace tandem::detail::trace

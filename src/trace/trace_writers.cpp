@@ -1,0 +1,327 @@
+#include "trace/trace_writers.hpp"
+
+#include <hdf5.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <mutex>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "serve/hdf5_io.hpp"
+#include "tandem/error.hpp"
+#include "trace/trace_table.hpp"
+
+namespace tandem::detail::trace {
+
+namespace {
+
+constexpr hsize_t kChunkRows = 4096;
+
+void write_strings(hid_t file, const char* name, const std::vector<std::string>& values) {
+  std::size_t width = 1;
+  for (const auto& v : values) width = std::max(width, v.size() + 1);
+  std::vector<char> packed(width * std::max<std::size_t>(values.size(), 1), '\0');
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    std::copy(values[i].begin(), values[i].end(), packed.begin() + i * width);
+  }
+  const hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, width);
+  const hsize_t n = values.size();
+  const hid_t space = H5Screate_simple(1, &n, nullptr);
+  const hid_t set = H5Dcreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (n > 0) H5Dwrite(set, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, packed.data());
+  H5Dclose(set);
+  H5Sclose(space);
+  H5Tclose(type);
+}
+
+void write_ints(hid_t file, const char* name, const std::vector<int>& values) {
+  const hsize_t n = values.size();
+  const hid_t space = H5Screate_simple(1, &n, nullptr);
+  const hid_t set =
+      H5Dcreate2(file, name, H5T_STD_I32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (n > 0) H5Dwrite(set, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
+  H5Dclose(set);
+  H5Sclose(space);
+}
+
+void write_attribute(hid_t obj, const char* name, std::int64_t value) {
+  const hid_t space = H5Screate(H5S_SCALAR);
+  const hid_t attr = H5Acreate2(obj, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(attr, H5T_NATIVE_INT64, &value);
+  H5Aclose(attr);
+  H5Sclose(space);
+}
+
+void write_attribute(hid_t obj, const char* name, const std::string& value) {
+  const hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, value.size() + 1);
+  const hid_t space = H5Screate(H5S_SCALAR);
+  const hid_t attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(attr, type, value.c_str());
+  H5Aclose(attr);
+  H5Sclose(space);
+  H5Tclose(type);
+}
+
+const char* kStateNames[] = {"STARTING", "READY", "DRAINING", "STOPPED", "FAILED"};
+const char* kPhaseNames[] = {"job start", "roles ready", "model loaded", "run start", "run end"};
+const char* kOutcomeNames[] = {"done", "failed", "canceled"};  // detail::Outcome
+
+std::string quoted(const std::string& s) {
+  return nlohmann::json(s).dump();
+}
+
+double us(std::int64_t t_ns) {
+  return static_cast<double>(t_ns) / 1000.0;
+}
+
+}  // namespace
+
+Writers::Writers(const std::string& run_dir, const Timeline& timeline, const Names& names,
+                 bool chrome)
+    : names_(names), tables_(kKindCount, -1), rows_(kKindCount, 0) {
+  {
+    std::lock_guard<std::mutex> hold(hdf5::lock());
+    const std::string path = run_dir + "/trace.h5";
+    hdf5_file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (hdf5_file_ < 0) throw error(fmt::format("cannot create {}", path));
+    write_attribute(hdf5_file_, "zero_epoch_us", timeline.zero_epoch_us);
+    write_attribute(hdf5_file_, "clock",
+                    std::string("t_ns: nanoseconds since the run's time zero, on rank 0's "
+                                "CLOCK_MONOTONIC (other ranks' offsets taken off)"));
+    write_strings(hdf5_file_, "tracks", names.tracks);
+    write_strings(hdf5_file_, "task_names", names.tasks);
+    write_ints(hdf5_file_, "task_first_instance", names.first_instance);
+    write_strings(hdf5_file_, "service_names", names.services);
+    for (int k = 0; k < kKindCount; ++k) {
+      const hid_t mem = row_type(k);
+      const hid_t file_type = H5Tcopy(mem);
+      H5Tpack(file_type);
+      hsize_t zero = 0;
+      hsize_t unlimited = H5S_UNLIMITED;
+      const hid_t space = H5Screate_simple(1, &zero, &unlimited);
+      const hid_t props = H5Pcreate(H5P_DATASET_CREATE);
+      H5Pset_chunk(props, 1, &kChunkRows);
+      tables_[k] = H5Dcreate2(hdf5_file_, kind_info(k).name, file_type, space, H5P_DEFAULT, props,
+                              H5P_DEFAULT);
+      H5Pclose(props);
+      H5Sclose(space);
+      H5Tclose(file_type);
+      H5Tclose(mem);
+      if (tables_[k] < 0) throw error(fmt::format("cannot create the table {}", kind_info(k).name));
+    }
+  }
+  if (chrome) {
+    json_path_ = run_dir + "/trace.json";
+    json_ = std::fopen(json_path_.c_str(), "w");
+    if (!json_) throw error(fmt::format("cannot create {}", json_path_));
+    std::fprintf(json_,
+                 "{\"displayTimeUnit\": \"ms\",\n \"otherData\": {\"zero_epoch_us\": %lld},\n"
+                 " \"traceEvents\": [\n",
+                 static_cast<long long>(timeline.zero_epoch_us));
+  }
+}
+
+Writers::~Writers() {
+  if (json_) std::fclose(json_);
+  std::lock_guard<std::mutex> hold(hdf5::lock());
+  for (std::int64_t t : tables_) {
+    if (t >= 0) H5Dclose(t);
+  }
+  if (hdf5_file_ >= 0) H5Fclose(hdf5_file_);
+}
+
+void Writers::add_rank(int rank, const std::vector<Event>& events) {
+  add_hdf5(rank, events);
+  if (json_) add_chrome(rank, events);
+}
+
+void Writers::add_hdf5(int rank, const std::vector<Event>& events) {
+  std::vector<std::vector<Row>> per_kind(kKindCount);
+  for (const Event& e : events) {
+    if (e.kind >= kKindCount) continue;
+    per_kind[e.kind].push_back(Row{e.t_ns, e.a, e.b, rank, e.c, e.d, 0});
+  }
+  std::lock_guard<std::mutex> hold(hdf5::lock());
+  for (int k = 0; k < kKindCount; ++k) {
+    const auto& rows = per_kind[k];
+    if (rows.empty()) continue;
+    const hsize_t start = static_cast<hsize_t>(rows_[k]);
+    const hsize_t count = rows.size();
+    const hsize_t size = start + count;
+    if (H5Dset_extent(tables_[k], &size) < 0) {
+      throw error(fmt::format("cannot extend the trace table {}", kind_info(k).name));
+    }
+    const hid_t file_space = H5Dget_space(tables_[k]);
+    H5Sselect_hyperslab(file_space, H5S_SELECT_SET, &start, nullptr, &count, nullptr);
+    const hid_t mem_space = H5Screate_simple(1, &count, nullptr);
+    const hid_t mem = row_type(k);
+    const herr_t rc = H5Dwrite(tables_[k], mem, mem_space, file_space, H5P_DEFAULT, rows.data());
+    H5Tclose(mem);
+    H5Sclose(mem_space);
+    H5Sclose(file_space);
+    if (rc < 0) throw error(fmt::format("cannot write the trace table {}", kind_info(k).name));
+    rows_[k] += static_cast<std::int64_t>(count);
+  }
+}
+
+std::string Writers::task_name(std::int64_t instance) const {
+  const auto& first = names_.first_instance;
+  auto it = std::upper_bound(first.begin(), first.end(), static_cast<int>(instance));
+  if (it == first.begin()) return fmt::format("instance {}", instance);
+  const auto t = static_cast<std::size_t>(it - first.begin() - 1);
+  return fmt::format("{}[{}]", names_.tasks[t], instance - first[t]);
+}
+
+std::string Writers::service_name(int service) const {
+  if (service >= 0 && service < static_cast<int>(names_.services.size()))
+    return names_.services[service];
+  return fmt::format("service {}", service);
+}
+
+// One rank's events as Chrome trace events. Spans become complete events
+// ("X") when both ends are known; requests, which overlap on one rank, are
+// async spans ("b"/"e"); everything else is an instant ("i"). The rank's
+// lines are sorted by time before they are written, so each track is in
+// order.
+void Writers::add_chrome(int rank, const std::vector<Event>& events) {
+  std::vector<std::pair<double, std::string>> lines;
+  lines.reserve(events.size() + 2);
+  const std::string& track =
+      rank < static_cast<int>(names_.tracks.size()) ? names_.tracks[rank] : "rank";
+  // Metadata first, then everything by time.
+  constexpr double kFirst = -1e300;
+  lines.emplace_back(
+      kFirst,
+      fmt::format(R"({{"name":"process_name","ph":"M","pid":{},"tid":0,"args":{{"name":{}}}}})",
+                  rank, quoted(track)));
+  lines.emplace_back(
+      kFirst,
+      fmt::format(
+          R"({{"name":"process_sort_index","ph":"M","pid":{},"tid":0,"args":{{"sort_index":{}}}}})",
+          rank, rank));
+  auto instant = [&](double ts, const std::string& name, const std::string& args) {
+    lines.emplace_back(
+        ts,
+        fmt::format(R"({{"name":{},"ph":"i","s":"t","pid":{},"tid":0,"ts":{:.3f},"args":{{{}}}}})",
+                    quoted(name), rank, ts, args));
+  };
+  std::unordered_map<std::int64_t, Event> task_starts;
+  for (const Event& e : events) {
+    const double ts = us(e.t_ns);
+    switch (e.kind) {
+      case kTaskDispatch:
+        instant(ts, fmt::format("dispatch {} to worker {}", e.b, e.c),
+                fmt::format(R"("first":{},"count":{},"worker":{})", e.a, e.b, e.c));
+        break;
+      case kTaskStart:
+        task_starts[e.a * 4096 + e.b] = e;
+        break;
+      case kTaskEnd: {
+        auto it = task_starts.find(e.a * 4096 + e.b);
+        const int outcome = e.c >= 0 && e.c < 3 ? e.c : 1;
+        if (it == task_starts.end()) {
+          instant(ts, task_name(e.a) + " ended",
+                  fmt::format(R"("outcome":"{}")", kOutcomeNames[outcome]));
+          break;
+        }
+        const double start = us(it->second.t_ns);
+        lines.emplace_back(
+            start,
+            fmt::format(
+                R"({{"name":{},"cat":"task","ph":"X","pid":{},"tid":{},"ts":{:.3f},"dur":{:.3f},"args":{{"attempt":{},"outcome":"{}"}}}})",
+                quoted(task_name(e.a)), rank, it->second.c, start, ts - start, e.b,
+                kOutcomeNames[outcome]));
+        task_starts.erase(it);
+        break;
+      }
+      case kRequestSend:
+        lines.emplace_back(
+            ts,
+            fmt::format(
+                R"({{"name":{},"cat":"request","ph":"b","id":"{}.{}","pid":{},"tid":0,"ts":{:.3f},"args":{{"bytes":{},"replica":{}}}}})",
+                quoted("infer " + service_name(e.c)), rank, e.a, rank, ts, e.b, e.d));
+        break;
+      case kReplyReceive:
+        lines.emplace_back(
+            ts,
+            fmt::format(
+                R"({{"name":{},"cat":"request","ph":"e","id":"{}.{}","pid":{},"tid":0,"ts":{:.3f},"args":{{"ok":{}}}}})",
+                quoted("infer " + service_name(e.c)), rank, e.a, rank, ts, e.b));
+        break;
+      case kRequestQueue:
+        lines.emplace_back(
+            ts,
+            fmt::format(
+                R"({{"name":{},"cat":"serve","ph":"b","id":"{}.{}","pid":{},"tid":1,"ts":{:.3f},"args":{{"client":{},"bytes":{}}}}})",
+                quoted("serve " + service_name(e.d)), e.c, e.a, rank, ts, e.c, e.b));
+        break;
+      case kRequestReply:
+        lines.emplace_back(
+            ts,
+            fmt::format(
+                R"({{"name":{},"cat":"serve","ph":"e","id":"{}.{}","pid":{},"tid":1,"ts":{:.3f},"args":{{"ok":{}}}}})",
+                quoted("serve " + service_name(e.d)), e.c, e.a, rank, ts, e.b));
+        break;
+      case kRequestBatch:
+        break;  // in trace.h5; the batch's span below shows it
+      case kBatchCompute:
+        lines.emplace_back(
+            ts,
+            fmt::format(
+                R"({{"name":{},"cat":"batch","ph":"X","pid":{},"tid":0,"ts":{:.3f},"dur":{:.3f},"args":{{"batch":{},"rows":{}}}}})",
+                quoted(fmt::format("batch of {} rows", e.c)), rank, ts, us(e.b), e.a, e.c));
+        break;
+      case kServiceState: {
+        const int state = e.d >= 0 && e.d < 5 ? e.d : 4;
+        instant(ts, fmt::format("{} replica {} {}", service_name(e.c), e.a, kStateNames[state]),
+                fmt::format(R"("service":{},"replica":{},"state":"{}")", quoted(service_name(e.c)),
+                            e.a, kStateNames[state]));
+        break;
+      }
+      case kBridgeRetry:
+        instant(ts, fmt::format("retry {} of request {}", e.b, e.a),
+                fmt::format(R"("service":{},"status":{})", quoted(service_name(e.d)), e.c));
+        break;
+      case kPhase:
+        instant(ts, e.a >= 0 && e.a < 5 ? kPhaseNames[e.a] : "phase",
+                fmt::format(R"("phase":{})", e.a));
+        break;
+      default:
+        break;
+    }
+  }
+  std::stable_sort(lines.begin(), lines.end(),
+                   [](const auto& x, const auto& y) { return x.first < y.first; });
+  for (const auto& [ts, line] : lines) {
+    std::fputs(first_json_event_ ? "  " : ",\n  ", json_);
+    std::fputs(line.c_str(), json_);
+    first_json_event_ = false;
+  }
+}
+
+void Writers::finish(std::uint64_t dropped) {
+  {
+    std::lock_guard<std::mutex> hold(hdf5::lock());
+    write_attribute(hdf5_file_, "dropped_events", static_cast<std::int64_t>(dropped));
+    for (std::int64_t& t : tables_) {
+      H5Dclose(t);
+      t = -1;
+    }
+    const bool ok = H5Fclose(hdf5_file_) >= 0;
+    hdf5_file_ = -1;
+    if (!ok) throw error("cannot close trace.h5");
+  }
+  if (json_) {
+    std::fputs("\n]}\n", json_);
+    const bool ok = std::fclose(json_) == 0;
+    json_ = nullptr;
+    if (!ok) throw error(fmt::format("cannot write {}", json_path_));
+  }
+}
+
+}  // namespace tandem::detail::trace
