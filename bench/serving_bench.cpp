@@ -17,9 +17,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -47,17 +49,24 @@ std::string write_workflow(const std::string& name, const std::string& body) {
   const auto file = dir / "workflow.toml";
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (rank == 0) std::ofstream(file) << "[job]\nname = \"" << name << "\"\nrun_root = \"" << dir.string() << "\"\n" << body;
+  // TANDEM_BENCH_TRACE=0 turns the trace off (bench/trace_overhead.py).
+  const char* trace = std::getenv("TANDEM_BENCH_TRACE");
+  const bool traced = !(trace && std::string(trace) == "0");
+  if (rank == 0) {
+    std::ofstream(file) << "[job]\nname = \"" << name << "\"\nrun_root = \"" << dir.string()
+                        << "\"\n[job.monitor]\ntrace = " << (traced ? "true" : "false") << "\n"
+                        << body;
+  }
   MPI_Barrier(MPI_COMM_WORLD);
   return file.string();
 }
 
-void latency() {
+void latency(const std::vector<std::size_t>& sizes) {
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   // Raw MPI ping-pong between the ranks that will be client and service.
   std::vector<char> buf(1 << 20, 1);
-  for (std::size_t bytes : kSizes) {
+  for (std::size_t bytes : sizes) {
     const int n = iterations_for(bytes);
     std::vector<double> rtt;
     for (int i = 0; i < n + 100; ++i) {
@@ -81,7 +90,7 @@ void latency() {
   if (session.is_app()) {
     auto& client = session.client();
     client.wait_ready("echo");
-    for (std::size_t bytes : kSizes) {
+    for (std::size_t bytes : sizes) {
       const int n = iterations_for(bytes);
       tandem::Tensor x = tandem::Tensor::zeros(tandem::DType::UINT8, {1, static_cast<std::int64_t>(bytes)});
       const tandem::TensorList in{{"x", x}};
@@ -165,7 +174,14 @@ int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   const std::string mode = argc > 1 ? argv[1] : "latency";
   if (mode == "latency") {
-    latency();
+    // An optional comma-separated list of sizes; all of kSizes by default.
+    std::vector<std::size_t> sizes = kSizes;
+    if (argc > 2) {
+      sizes.clear();
+      std::stringstream list(argv[2]);
+      for (std::string item; std::getline(list, item, ',');) sizes.push_back(std::stoul(item));
+    }
+    latency(sizes);
   } else {
     throughput(argv[2], std::stoi(argv[3]), std::stod(argv[4]));
   }

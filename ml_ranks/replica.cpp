@@ -40,6 +40,12 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
+// steady_clock is CLOCK_MONOTONIC, the trace's clock: the leader's own
+// time stamps go into the trace without reading the clock again.
+std::int64_t ns(clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
 struct PendingSend {
   MPI_Request request = MPI_REQUEST_NULL;
   Outgoing outgoing;  // a shm segment in it is the client's to hand back
@@ -143,12 +149,12 @@ void Leader::reply(const QueuedRequest& r, const TensorList& outputs) {
                                           : std::string();
   try {
     send(r.client, stage(wire::kReplyOk, r.id, me_.service, outputs, {}, t, h5, 0, r.client_pid));
-    const auto us =
-        std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - r.received).count();
+    const auto now = clock::now();
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - r.received).count();
     live_.latency_sum_us += us;
     ++live_.latency[LiveStats::latency_bucket(us)];
-    trace::record(trace::kRequestReply, static_cast<std::int64_t>(r.id), 1, r.client,
-                  static_cast<std::int16_t>(me_.service));
+    trace::record_at(ns(now), trace::kRequestReply, static_cast<std::int64_t>(r.id), 1, r.client,
+                     static_cast<std::int16_t>(me_.service));
   } catch (const std::exception& e) {
     reply_error(r.client, r.id, fmt::format("cannot send the outputs: {}", e.what()));
   }
@@ -211,9 +217,11 @@ void Leader::receive_requests() {
       continue;
     }
     const int client = status.MPI_SOURCE;
-    trace::record(trace::kRequestQueue, static_cast<std::int64_t>(d.header.request_id),
-                  static_cast<std::int64_t>(in.size), client,
-                  static_cast<std::int16_t>(me_.service));
+    const auto arrived = clock::now();
+    trace::record_at(ns(arrived), trace::kRequestQueue,
+                     static_cast<std::int64_t>(d.header.request_id),
+                     static_cast<std::int64_t>(in.size), client,
+                     static_cast<std::int16_t>(me_.service));
     if (!backend_) {
       reply_error(client, d.header.request_id, "the replica FAILED: " + failure_);
       continue;
@@ -239,7 +247,7 @@ void Leader::receive_requests() {
     r.client_pid = d.header.sender_pid;
     for (const auto& s : d.staged) r.via_hdf5 |= s.transport == wire::kHdf5;
     r.inputs = std::move(d.tensors);
-    r.received = clock::now();
+    r.received = arrived;
     if (!check_request(spec_, r.inputs, r.rows, r.key, why)) {
       reply_error(client, r.id, why);
       continue;
@@ -347,7 +355,6 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
     trace::record(trace::kRequestBatch, static_cast<std::int64_t>(r.id), batch_id, r.client,
                   static_cast<std::int16_t>(me_.service));
   }
-  const std::int64_t t0_ns = trace::clock_ns();
   const auto t0 = clock::now();
   TensorList outputs;
   TensorList inputs;
@@ -368,8 +375,9 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
   } catch (const std::exception& e) {
     failure = e.what();
   }
-  stats_.compute_s += std::chrono::duration<double>(clock::now() - t0).count();
-  trace::record_at(t0_ns, trace::kBatchCompute, batch_id, trace::clock_ns() - t0_ns,
+  const auto t1 = clock::now();
+  stats_.compute_s += std::chrono::duration<double>(t1 - t0).count();
+  trace::record_at(ns(t0), trace::kBatchCompute, batch_id, ns(t1) - ns(t0),
                    static_cast<std::int32_t>(rows), static_cast<std::int16_t>(me_.service));
   ++stats_.batches;
   stats_.rows += rows;
