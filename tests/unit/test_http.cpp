@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "http/http_client.hpp"
+#include "trace/trace.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace tandem::detail;
@@ -93,6 +94,30 @@ TEST(Http, ServerErrorsAreRetriedUntilTheyPass) {
   EXPECT_TRUE(resp.ok()) << resp.error;
   EXPECT_EQ(resp.body, "recovered");
   EXPECT_EQ(resp.attempts, 3);
+}
+
+TEST(Http, RetriesAreTraced) {
+  TestServer server;
+  HttpClient client;
+  HttpRequest r = get(server.url("/status/503?times=2&key=traced"));
+  r.trace_service = 3;
+  r.trace_id = 77;
+  tandem::detail::trace::start(1000);
+  const HttpResponse resp = fetch(client, r);
+  std::vector<tandem::detail::trace::Event> retries;
+  for (std::size_t i = 0; i < tandem::detail::trace::recorded(); ++i) {
+    const auto& e = tandem::detail::trace::g_buffer.events[i];
+    if (e.kind == tandem::detail::trace::kBridgeRetry) retries.push_back(e);
+  }
+  tandem::detail::trace::stop();
+  ASSERT_TRUE(resp.ok()) << resp.error;
+  ASSERT_EQ(retries.size(), 2u);  // two 503s, then the answer
+  for (std::size_t i = 0; i < retries.size(); ++i) {
+    EXPECT_EQ(retries[i].a, 77);
+    EXPECT_EQ(retries[i].b, static_cast<std::int64_t>(i + 1));  // the attempt that failed
+    EXPECT_EQ(retries[i].c, 503);
+    EXPECT_EQ(retries[i].d, 3);
+  }
 }
 
 TEST(Http, RetriesRunOutWithAClearError) {
