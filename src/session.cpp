@@ -12,6 +12,7 @@
 
 #include "client/client_impl.hpp"
 #include "pilot/job.hpp"
+#include "pilot/live_view.hpp"
 #include "pilot/service_monitor.hpp"
 #include "tandem/error.hpp"
 #include "util/backoff.hpp"
@@ -38,11 +39,15 @@ void coordinate(Job& job) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<int> clients = job.plan.client_ranks();
   ServiceMonitor monitor(job.wf, job.plan, job.world, clients);
+  // Progress and metrics for the services (a session has no tasks).
+  LiveView live(job.wf, job.run_dir, job.wf.job.monitor.progress_interval_s);
+  const TaskCounts no_tasks;
   mpi::communicator control(job.world, mpi::comm_attach);
   Backoff backoff(job.wf.job.backoff);
   std::size_t done = 0;
   while (done < clients.size()) {
     bool worked = monitor.poll();
+    live.tick(no_tasks, monitor);
     while (auto status = control.iprobe(mpi::any_source, kTagClientDone)) {
       int unused = 0;
       control.recv(status->source(), kTagClientDone, unused);
@@ -57,6 +62,7 @@ void coordinate(Job& job) {
     }
   }
   monitor.stop_all(job.wf.job.backoff);
+  live.finish(no_tasks, monitor);
   const nlohmann::json summary = {{"job", job.wf.job.name},       {"mode", "spmd"},
                                   {"workflow", job.wf.path},      {"run_dir", job.run_dir},
                                   {"world_size", job.size},       {"nodes", job.plan.node_count},
@@ -82,8 +88,8 @@ Session::Session(MPI_Comm comm, const std::string& workflow_file, const SessionO
   Job& job = *impl_->job;
   const RankPlacement& me = job.me();
   if (me.role == Role::worker) {
-    impl_->client_impl = std::make_shared<ClientImpl>(job.wf, job.plan, job.data, job.world, 0,
-                                                      job.staging_dir());
+    impl_->client_impl =
+        std::make_shared<ClientImpl>(job.wf, job.plan, job.data, job.world, 0, job.staging_dir());
     impl_->client = std::make_unique<Client>(impl_->client_impl);
     return;
   }

@@ -104,9 +104,12 @@ std::string LiveView::progress_line(const TaskCounts& tasks, const ServiceMonito
   const std::string eta = eta_s < 0       ? std::string("-")
                           : eta_s >= 3600 ? fmt::format("{}h{:02}m", eta_s / 3600, eta_s / 60 % 60)
                                           : fmt::format("{}m{:02}s", eta_s / 60, eta_s % 60);
+  // An SPMD session has services but no tasks.
   std::string line =
-      fmt::format("tasks {}/{} ({:.1f}%) {} running, {} failed | {:.1f}/s | ETA {}", finished,
-                  tasks.total, percent, tasks.running, tasks.failed, rate, eta);
+      tasks.total == 0
+          ? std::string("services")
+          : fmt::format("tasks {}/{} ({:.1f}%) {} running, {} failed | {:.1f}/s | ETA {}", finished,
+                        tasks.total, percent, tasks.running, tasks.failed, rate, eta);
   for (std::size_t s = 0; s < wf_.services.size(); ++s) {
     const LiveStats now = services.live(static_cast<int>(s));
     const LiveStats& before = last_services_[s];

@@ -55,8 +55,10 @@ void read_summary(const fs::path& dir, Report& r) {
   r.resumed = s.value("resumed", false);
   r.world_size = s.value("world_size", 0);
   r.workers = s.value("workers", 0);
+  r.spmd = s.value("mode", "") == "spmd";
+  r.app_ranks = s.value("app_ranks", 0);
   r.makespan_s = s.value("makespan_s", 0.0);
-  const json& t = s.at("tasks");
+  const json t = s.value("tasks", json::object());  // none in an SPMD session
   r.tasks_total = t.value("total", 0LL);
   r.tasks_done = t.value("done", 0LL);
   r.tasks_failed = t.value("failed", 0LL);
@@ -155,7 +157,7 @@ void read_trace(const fs::path& dir, Report& r) {
   }
   r.marks.emplace_back(r.roles_ready_s, "roles ready");
   if (r.first_ready_s >= 0) r.marks.emplace_back(r.first_ready_s, "first READY");
-  r.marks.emplace_back(r.run_start_s, "run start");
+  if (!r.spmd) r.marks.emplace_back(r.run_start_s, "run start");
 
   // Requests: client events keyed by (client rank, id), leader events by
   // (client rank from the event, id).
@@ -228,6 +230,14 @@ void read_trace(const fs::path& dir, Report& r) {
     auto it = starts.find(key(e.rank, e.a * 4096 + e.b));
     if (it == starts.end()) continue;
     r.spans.push_back(Span{e.rank, seconds(it->second->t_ns), seconds(e.t_ns), 0, task_label(e.a)});
+  }
+  for (const auto& [k, q] : requests) {
+    if (q.sent < 0 || q.received < 0) continue;
+    const auto name = q.service >= 0 && static_cast<std::size_t>(q.service) < service_names.size()
+                          ? service_names[q.service]
+                          : std::string("a service");
+    r.spans.push_back(Span{static_cast<int>(k >> 40), seconds(q.sent), seconds(q.received), 2,
+                           "request to " + name});
   }
   for (const Row& e : rows[kBatchCompute]) {
     r.spans.push_back(Span{e.rank, seconds(e.t_ns), seconds(e.t_ns + e.b), 1,

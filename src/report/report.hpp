@@ -48,7 +48,7 @@ struct Span {
   int rank = 0;
   double start_s = 0;
   double end_s = 0;
-  int kind = 0;  // 0 task, 1 batch
+  int kind = 0;  // 0 task, 1 batch, 2 request (on the client)
   std::string label;
 };
 
@@ -59,6 +59,8 @@ struct Report {
   bool resumed = false;
   int world_size = 0;
   int workers = 0;
+  bool spmd = false;  // an SPMD session: application ranks, no tasks
+  int app_ranks = 0;
   double makespan_s = 0;
   // Start-up, in seconds: the slowest rank's process age when Tandem started
   // (launcher + MPI_Init), every rank's role known, the slowest model load,

@@ -41,6 +41,7 @@ std::string escape(const std::string& s) {
 // A stable colour per task name, so that one task's instances look alike.
 std::string colour(const std::string& label, int kind) {
   if (kind == 1) return "#e8743b";
+  if (kind == 2) return "#1f3f73";
   const std::string name = label.substr(0, label.find('['));
   const auto h = std::hash<std::string>{}(name);
   return fmt::format("hsl({},55%,55%)", 140 + h % 160);
@@ -71,17 +72,20 @@ std::string timeline(const Report& r) {
   for (const Span& s : r.spans) {
     const double x0 = x(s.start_s);
     const double w = std::max(0.5, x(s.end_s) - x0);
+    // Requests are thin bars along the bottom of their client's row, under
+    // the task that sent them.
+    const bool request = s.kind == 2;
     svg += fmt::format(
         R"(<rect x="{:.2f}" y="{}" width="{:.2f}" height="{}" fill="{}"><title>{} {:.6f} s at {:.6f} s</title></rect>)",
-        x0, kTop + s.rank * kRow + 2, w, kRow - 4, colour(s.label, s.kind), escape(s.label),
-        s.end_s - s.start_s, s.start_s);
+        x0, kTop + s.rank * kRow + (request ? kRow - 6 : 2), w, request ? 4 : kRow - 4,
+        colour(s.label, s.kind), escape(s.label), s.end_s - s.start_s, s.start_s);
   }
   // Milestones: dashed lines, their labels on three staggered rows so that
   // close ones stay readable.
   int m = 0;
   for (const auto& [t, name] : r.marks) {
     svg += fmt::format(
-        R"(<line x1="{0:.2f}" x2="{0:.2f}" y1="{3}" y2="{1}" class="mark"/><text x="{0:.2f}" y="{3}" class="mark">{2}</text>)",
+        R"(<line x1="{0:.2f}" x2="{0:.2f}" y1="{3}" y2="{1}" class="mark"/><text x="{0:.2f}" y="{3}" class="marktext">{2}</text>)",
         x(t), height - 20, escape(name), 10 + 12 * (m++ % 3));
   }
   // A time axis with five ticks.
@@ -113,7 +117,7 @@ std::string latency_histogram(const ServiceFigures& f) {
   const long long most = *std::max_element(counts.begin(), counts.end());
   std::string svg =
       fmt::format(R"(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" class="hist">)",
-                  kW + 60, kH + 40);
+                  kW + 60, kH + 64);
   const double bar = static_cast<double>(kW) / kBins;
   for (int i = 0; i < kBins; ++i) {
     if (counts[i] == 0) continue;
@@ -122,18 +126,20 @@ std::string latency_histogram(const ServiceFigures& f) {
     const double to = lo * std::exp(span * (i + 1) / kBins);
     svg += fmt::format(
         R"(<rect x="{:.2f}" y="{:.2f}" width="{:.2f}" height="{:.2f}" fill="#4a7fc1"><title>{:.3f}-{:.3f} ms: {} requests</title></rect>)",
-        30 + i * bar, 10 + kH - h, bar - 1, h, from, to, counts[i]);
+        30 + i * bar, 34 + kH - h, bar - 1, h, from, to, counts[i]);
   }
   auto x_of = [&](double v) { return 30 + std::log(std::max(v, lo) / lo) / span * kW; };
+  int k = 0;
   for (const auto& [v, name] :
        {std::pair{f.total.p50_ms, "p50"}, {f.total.p95_ms, "p95"}, {f.total.p99_ms, "p99"}}) {
+    const int label_y = 10 + 12 * k++;  // staggered: close percentiles stay readable
     svg += fmt::format(
-        R"(<line x1="{0:.2f}" x2="{0:.2f}" y1="8" y2="{1}" class="pct"/><text x="{0:.2f}" y="8" class="pct">{2}</text>)",
-        x_of(v), kH + 10, name);
+        R"(<line x1="{0:.2f}" x2="{0:.2f}" y1="{3}" y2="{1}" class="pct"/><text x="{0:.2f}" y="{3}" class="pcttext">{2}</text>)",
+        x_of(v), kH + 34, name, label_y);
   }
-  svg += fmt::format(R"(<text x="30" y="{}" class="tick">{:.3f} ms</text>)", kH + 28, lo);
+  svg += fmt::format(R"(<text x="30" y="{}" class="tick">{:.3f} ms</text>)", kH + 52, lo);
   svg += fmt::format(R"(<text x="{}" y="{}" class="tick" text-anchor="end">{:.3f} ms</text>)",
-                     30 + kW, kH + 28, hi);
+                     30 + kW, kH + 52, hi);
   svg += "</svg>";
   return svg;
 }
@@ -186,35 +192,41 @@ td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 td:first-child, th:first-child { text-align: left; }
 .label { font-size: 11px; text-anchor: end; fill: #333; }
 .tick { font-size: 10px; fill: #555; text-anchor: middle; }
-.mark { stroke: #c33; stroke-dasharray: 4 3; font-size: 10px; fill: #c33; }
-.pct { stroke: #222; stroke-dasharray: 3 2; font-size: 10px; fill: #222; }
+.mark { stroke: #c33; stroke-dasharray: 4 3; }
+.marktext { font-size: 10px; fill: #c33; }
+.pct { stroke: #222; stroke-dasharray: 3 2; }
+.pcttext { font-size: 10px; fill: #222; }
 .figures td { text-align: left; }
 </style></head><body>
 )";
   h += fmt::format("<h1>Tandem run <code>{}</code></h1>\n", escape(r.job));
   h += "<table class=\"figures\">";
   h += fmt::format("<tr><td>run directory</td><td>{}</td></tr>", escape(r.run_dir));
-  h += fmt::format("<tr><td>makespan</td><td>{:.3f} s on {} ranks ({} workers)</td></tr>",
-                   r.makespan_s, r.world_size, r.workers);
-  h += fmt::format(
-      "<tr><td>tasks</td><td>{} of {} done, {} failed, {} canceled; {:.1f} tasks/s; worker "
-      "utilisation {:.0f}%</td></tr>",
-      r.tasks_done, r.tasks_total, r.tasks_failed, r.tasks_canceled, r.tasks_per_s,
-      r.worker_utilisation * 100);
+  h += fmt::format("<tr><td>makespan</td><td>{:.3f} s on {} ranks ({} {})</td></tr>", r.makespan_s,
+                   r.world_size, r.spmd ? r.app_ranks : r.workers,
+                   r.spmd ? "application ranks" : "workers");
+  if (!r.spmd) {
+    h += fmt::format(
+        "<tr><td>tasks</td><td>{} of {} done, {} failed, {} canceled; {:.1f} tasks/s; worker "
+        "utilisation {:.0f}%</td></tr>",
+        r.tasks_done, r.tasks_total, r.tasks_failed, r.tasks_canceled, r.tasks_per_s,
+        r.worker_utilisation * 100);
+  }
   h += fmt::format("<tr><td>exit code</td><td>{}{}</td></tr>", r.exit_code,
                    r.resumed ? " (resumed run)" : "");
   if (r.has_trace) {
     h += fmt::format(
         "<tr><td>start-up</td><td>launcher + MPI_Init {:.3f} s; roles ready {:.3f} s; slowest "
-        "model load {:.3f} s; first READY {}; first task {:.3f} s</td></tr>",
+        "model load {:.3f} s; first READY {}{}</td></tr>",
         r.mpi_start_s, r.roles_ready_s, r.model_load_s,
         r.first_ready_s >= 0 ? fmt::format("{:.3f} s", r.first_ready_s) : std::string("-"),
-        r.run_start_s);
+        r.spmd ? std::string() : fmt::format("; first task {:.3f} s", r.run_start_s));
   }
   h += "</table>\n";
   if (r.has_trace) {
-    h += "<h2>Timeline</h2>\n<p>Tasks on workers (one colour per task), batches on service "
-         "replicas (orange). Hover for details.</p>\n";
+    h += "<h2>Timeline</h2>\n<p>Tasks on workers (one colour per task), requests as thin dark "
+         "bars along the bottom of their client's row, batches on service replicas (orange), "
+         "start-up milestones dashed. Hover for details.</p>\n";
     h += timeline(r);
     h += "\n";
   } else {

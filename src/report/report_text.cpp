@@ -56,6 +56,8 @@ json to_json(const Report& r) {
           {"resumed", r.resumed},
           {"world_size", r.world_size},
           {"workers", r.workers},
+          {"mode", r.spmd ? "spmd" : "pilot"},
+          {"app_ranks", r.app_ranks},
           {"makespan_s", r.makespan_s},
           {"startup",
            {{"mpi_start_s", r.mpi_start_s},
@@ -86,8 +88,8 @@ std::string to_text(const Report& r) {
   };
   line(fmt::format("run {}  (job '{}', exit code {}{})", r.run_dir, r.job, r.exit_code,
                    r.resumed ? ", resumed" : ""));
-  line(fmt::format("makespan {:.3f} s on {} ranks, {} workers", r.makespan_s, r.world_size,
-                   r.workers));
+  line(fmt::format("makespan {:.3f} s on {} ranks, {} {}", r.makespan_s, r.world_size,
+                   r.spmd ? r.app_ranks : r.workers, r.spmd ? "application ranks" : "workers"));
   if (r.has_trace) {
     line("");
     line("start-up");
@@ -98,16 +100,18 @@ std::string to_text(const Report& r) {
       line(fmt::format("  first / last READY      {:8.3f} s / {:.3f} s", r.first_ready_s,
                        r.all_ready_s));
     }
-    line(fmt::format("  first task dispatched   {:8.3f} s", r.run_start_s));
+    if (!r.spmd) line(fmt::format("  first task dispatched   {:8.3f} s", r.run_start_s));
   }
-  line("");
-  line(
-      fmt::format("tasks: {} of {} done{}, {} failed, {} canceled; {:.1f} tasks/s, worker "
-                  "utilisation {:.0f}%",
-                  r.tasks_done, r.tasks_total,
-                  r.tasks_done_earlier ? fmt::format(" ({} in earlier jobs)", r.tasks_done_earlier)
-                                       : std::string(),
-                  r.tasks_failed, r.tasks_canceled, r.tasks_per_s, r.worker_utilisation * 100));
+  if (!r.spmd) {
+    line("");
+    line(fmt::format(
+        "tasks: {} of {} done{}, {} failed, {} canceled; {:.1f} tasks/s, worker utilisation "
+        "{:.0f}%",
+        r.tasks_done, r.tasks_total,
+        r.tasks_done_earlier ? fmt::format(" ({} in earlier jobs)", r.tasks_done_earlier)
+                             : std::string(),
+        r.tasks_failed, r.tasks_canceled, r.tasks_per_s, r.worker_utilisation * 100));
+  }
   for (const ServiceFigures& f : r.services) {
     line("");
     line(

@@ -16,8 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "http/http_client.hpp"
-#include "trace/trace.hpp"
 #include "support/temp_dir.hpp"
+#include "trace/trace.hpp"
 
 using namespace tandem::detail;
 
