@@ -138,6 +138,13 @@ void read_monitor(const toml::table& t, TableReader& parent, MonitorSpec& m) {
       {"trace", "trace_max_events", "chrome_trace", "metrics_interval", "progress_interval"});
 }
 
+void read_proxy(const toml::table& t, TableReader& parent, const std::string& dir, ProxySpec& p) {
+  TableReader r(t, parent.file(), parent.dotted("proxy"));
+  if (auto v = r.boolean("enabled")) p.enabled = *v;
+  if (auto v = r.string("socket_dir")) p.socket_dir = absolute_from(dir, expand_env(*v, r, "socket_dir"));
+  r.reject_unknown({"enabled", "socket_dir"});
+}
+
 void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_files) {
   wf.job.name = fs::path(wf.path).stem().string();
   if (!t) {
@@ -169,8 +176,9 @@ void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_f
   if (const toml::table* b = r.table("backoff")) read_backoff(*b, r, wf.job.backoff);
   if (const toml::table* s = r.table("staging")) read_staging(*s, r, wf.dir, wf.job.staging);
   if (const toml::table* m = r.table("monitor")) read_monitor(*m, r, wf.job.monitor);
+  if (const toml::table* p = r.table("proxy")) read_proxy(*p, r, wf.dir, wf.job.proxy);
   r.reject_unknown({"name", "run_root", "libraries", "max_chunk", "kill_grace", "backoff",
-                    "staging", "monitor"});
+                    "staging", "monitor", "proxy"});
 }
 
 void read_layout(const toml::table* t, TableReader& top, Workflow& wf) {

@@ -79,6 +79,9 @@ std::string resolved_toml(const Workflow& wf) {
                                     {"chrome_trace", m.chrome_trace},
                                     {"metrics_interval", m.metrics_interval_s},
                                     {"progress_interval", m.progress_interval_s}});
+  toml::table proxy{{"enabled", wf.job.proxy.enabled}};
+  if (!wf.job.proxy.socket_dir.empty()) proxy.insert("socket_dir", wf.job.proxy.socket_dir);
+  job.insert("proxy", std::move(proxy));
   root.insert("job", std::move(job));
   toml::table layout;
   if (wf.layout.workers > 0) {

@@ -39,6 +39,13 @@ struct MonitorSpec {
   double progress_interval_s = 30;         // a progress line when stderr is no terminal; 0: never
 };
 
+/// The workers' local proxy, through which executable tasks reach the
+/// services (docs/user-guide.md#executable-tasks-and-the-services).
+struct ProxySpec {
+  bool enabled = true;     // when the workflow has services and command tasks
+  std::string socket_dir;  // empty: RUN_DIR/sockets; must be private (0700)
+};
+
 struct JobSpec {
   std::string name;
   std::string run_root = "runs";       // absolute after parsing
@@ -48,6 +55,7 @@ struct JobSpec {
   BackoffSpec backoff;
   StagingSpec staging;
   MonitorSpec monitor;
+  ProxySpec proxy;
 };
 
 struct LayoutSpec {
@@ -144,6 +152,21 @@ struct Workflow {
   /// Index of the task named @p name, or -1.
   int find_task(const std::string& name) const;
 };
+
+/// Whether workers run the local proxy: it is on, there are services to
+/// reach and tasks that are executables.
+inline bool needs_proxy(const Workflow& wf) {
+  if (!wf.job.proxy.enabled || wf.services.empty()) return false;
+  for (const TaskSpec& t : wf.tasks) {
+    if (t.kind == TaskKind::command) return true;
+  }
+  return false;
+}
+
+/// Where the workers' sockets go.
+inline std::string proxy_socket_dir(const Workflow& wf, const std::string& run_dir) {
+  return wf.job.proxy.socket_dir.empty() ? run_dir + "/sockets" : wf.job.proxy.socket_dir;
+}
 
 /// Reads and checks the workflow file. @throws tandem::config_error naming
 /// file, line, column and key for anything wrong with it.

@@ -14,6 +14,7 @@
 #include <boost/serialization/string.hpp>
 
 #include "ml_ranks/replica.hpp"
+#include "proxy/proxy.hpp"
 #include "run/logging.hpp"
 #include "run/run_dir.hpp"
 #include "serve/shm.hpp"
@@ -102,6 +103,13 @@ RunSetup prepare_on_root(const RunOptions& options, int world_size, Mode mode,
                       setup.run_dir));
     }
     prepare_run_dir(setup.run_dir, wf);
+    if (mode == Mode::pilot && needs_proxy(wf)) {
+      // The workers' sockets: a private directory and paths that fit, or
+      // a clear error now rather than tasks failing later.
+      const std::string dir = proxy_socket_dir(wf, setup.run_dir);
+      proxy::ensure_private_dir(dir);
+      proxy::check_socket_path(proxy::socket_path(dir, world_size));
+    }
     // HDF5 staging files go here; it exists before any rank can send one.
     std::error_code ec;
     fs::create_directories(

@@ -23,6 +23,8 @@
 #include "exec/command.hpp"
 #include "pilot/pilot.hpp"
 #include "pilot/protocol.hpp"
+#include "proxy/client_env.hpp"
+#include "proxy/proxy.hpp"
 #include "tandem/client.hpp"
 #include "tandem/task.hpp"
 #include "tasks/context_data.hpp"
@@ -98,11 +100,13 @@ class Worker {
       }
       runtimes_.push_back(std::move(rt));
     }
+    if (needs_proxy(wf_) && sh_.client) start_proxy();
   }
 
   void run();
 
  private:
+  void start_proxy();
   void poll_messages();
   void handle_work(const std::vector<std::int32_t>& msg);
   bool start_next();
@@ -128,6 +132,7 @@ class Worker {
   std::deque<Assignment> queue_;
   std::vector<ActiveCommand> active_;
   std::vector<pollfd> poll_fds_;
+  std::unique_ptr<proxy::Proxy> proxy_;  // when executable tasks may call services
   int slots_ = 1;
   bool request_outstanding_ = false;
   bool cancelled_ = false;
@@ -191,6 +196,32 @@ void Worker::handle_work(const std::vector<std::int32_t>& msg) {
     default:
       spdlog::error("unknown message kind {} from the coordinator; ignored", msg[0]);
   }
+}
+
+// Executable tasks reach the services through this worker: a socket in the
+// private directory, named in their environment with what the C, Python
+// and Fortran clients need to find their library.
+void Worker::start_proxy() {
+  const std::string dir = proxy_socket_dir(wf_, sh_.run_dir);
+  proxy::ensure_private_dir(dir);
+  proxy_ = std::make_unique<proxy::Proxy>(*sh_.client, proxy::socket_path(dir, index_), index_);
+  const ClientEnvironment env = client_environment();
+  for (std::size_t t = 0; t < wf_.tasks.size(); ++t) {
+    if (wf_.tasks[t].kind != TaskKind::command) continue;
+    auto& e = runtimes_[t].base_env;
+    e.push_back("TANDEM_SOCKET=" + proxy_->path());
+    if (!env.library.empty()) e.push_back("TANDEM_LIBRARY=" + env.library);
+    if (!env.python_dir.empty()) {
+      auto old = std::find_if(e.begin(), e.end(),
+                              [](const std::string& v) { return v.rfind("PYTHONPATH=", 0) == 0; });
+      if (old == e.end()) {
+        e.push_back("PYTHONPATH=" + env.python_dir);
+      } else {
+        *old = "PYTHONPATH=" + env.python_dir + ":" + old->substr(11);
+      }
+    }
+  }
+  spdlog::debug("proxy listening on {}", proxy_->path());
 }
 
 void Worker::add_result(int id, int attempt, Outcome outcome, int exit_code, std::int64_t t_start,
@@ -399,6 +430,7 @@ bool Worker::progress_commands(int wait_ms) {
     if (any || active_.empty() || pass == 1) break;
     poll_fds_.clear();
     for (const auto& c : active_) c.command->add_poll_fds(poll_fds_);
+    if (proxy_) proxy_->add_poll_fds(poll_fds_);  // a task's request wakes us too
     ::poll(poll_fds_.data(), poll_fds_.size(), wait_ms);
   }
   return any;
@@ -417,8 +449,11 @@ void Worker::run() {
     }
     bool worked = start_next();
     maybe_send_update();
+    if (proxy_ && proxy_->progress()) worked = true;
     if (!active_.empty()) {
-      if (progress_commands(worked ? 0 : wait_ms)) {
+      // Requests out at the services: come back soon for their replies.
+      const bool hurry = worked || (proxy_ && proxy_->busy());
+      if (progress_commands(hurry ? 0 : wait_ms)) {
         worked = true;
         wait_ms = 1;
       } else {

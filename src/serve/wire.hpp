@@ -27,6 +27,9 @@ enum Kind : std::uint16_t {
   kReplyError = 3,
   kStopMember = 4,
   kCall = 5,  // a JSON call: text = "PATH\nBODY"; the reply's text is the JSON answer
+  // Between a task and its worker's proxy (src/proxy/), never over MPI:
+  kHello = 6,      // task -> proxy: empty; proxy -> task: text = JSON about the services
+  kWaitReady = 7,  // task -> proxy: text = timeout in seconds; answered when READY
 };
 
 /// Where a tensor's bytes travel.

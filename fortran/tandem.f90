@@ -1,0 +1,196 @@
+! Tandem's services from Fortran: a module over the C API (tandem.h) with
+! iso_c_binding. Arrays are passed as they are, without a copy: a Fortran
+! array x(64, n) is sent as a tensor of shape (n, 64), which is the same
+! memory read row by row, so a model that takes rows of 64 features sees n
+! samples. Outputs are copied into the array you pass, whose size must
+! match.
+!
+!   use tandem
+!   type(tandem_client) :: client
+!   integer :: status
+!   status = tandem_connect(client)              ! in a task `tandem run` started
+!   status = tandem_wait_ready(client, "surrogate", 60d0)
+!   status = tandem_infer(client, "surrogate", "x", x, "y", y)
+!   if (status /= TANDEM_OK) print *, tandem_error_message()
+!   call tandem_disconnect(client)
+module tandem
+  use iso_c_binding
+  implicit none
+  private
+
+  integer(c_int), parameter, public :: TANDEM_OK = 0, TANDEM_ERR_ARGUMENT = 1, &
+       TANDEM_ERR_CONNECT = 2, TANDEM_ERR_SERVICE = 3, TANDEM_ERR_REQUEST = 4, &
+       TANDEM_ERR_PROTOCOL = 5, TANDEM_ERR_MPI = 6, TANDEM_ERR_INTERNAL = 7
+  integer(c_int), parameter :: DTYPE_FP32 = 11, DTYPE_FP64 = 12, COLUMN_MAJOR = 1
+
+  type, public :: tandem_client
+     type(c_ptr) :: handle = c_null_ptr
+  end type tandem_client
+
+  public :: tandem_connect, tandem_disconnect, tandem_wait_ready, tandem_infer, &
+       tandem_error_message
+
+  interface tandem_infer
+     module procedure infer_real32_2d, infer_real64_2d, infer_real32_1d
+  end interface tandem_infer
+
+  interface
+     function c_connect(client) bind(C, name="tandem_connect") result(s)
+       import :: c_ptr, c_int
+       type(c_ptr), intent(out) :: client
+       integer(c_int) :: s
+     end function c_connect
+     subroutine c_disconnect(client) bind(C, name="tandem_disconnect")
+       import :: c_ptr
+       type(c_ptr), value :: client
+     end subroutine c_disconnect
+     function c_wait_ready(client, service, timeout) bind(C, name="tandem_wait_ready") result(s)
+       import :: c_ptr, c_int, c_char, c_double
+       type(c_ptr), value :: client
+       character(kind=c_char), intent(in) :: service(*)
+       real(c_double), value :: timeout
+       integer(c_int) :: s
+     end function c_wait_ready
+     function c_tensor_view(dtype, ndim, dims, order, data, tensor) &
+          bind(C, name="tandem_tensor_view") result(s)
+       import :: c_ptr, c_int, c_int64_t
+       integer(c_int), value :: dtype, ndim, order
+       integer(c_int64_t), intent(in) :: dims(*)
+       type(c_ptr), value :: data
+       type(c_ptr), intent(out) :: tensor
+       integer(c_int) :: s
+     end function c_tensor_view
+     subroutine c_tensor_free(tensor) bind(C, name="tandem_tensor_free")
+       import :: c_ptr
+       type(c_ptr), value :: tensor
+     end subroutine c_tensor_free
+     function c_infer(client, service, n, names, inputs, outputs) &
+          bind(C, name="tandem_infer") result(s)
+       import :: c_ptr, c_int, c_char
+       type(c_ptr), value :: client
+       character(kind=c_char), intent(in) :: service(*)
+       integer(c_int), value :: n
+       type(c_ptr), intent(in) :: names(*), inputs(*)
+       type(c_ptr), intent(out) :: outputs
+       integer(c_int) :: s
+     end function c_infer
+     function c_outputs_find(outputs, name) bind(C, name="tandem_outputs_find") result(t)
+       import :: c_ptr, c_char
+       type(c_ptr), value :: outputs
+       character(kind=c_char), intent(in) :: name(*)
+       type(c_ptr) :: t
+     end function c_outputs_find
+     subroutine c_outputs_free(outputs) bind(C, name="tandem_outputs_free")
+       import :: c_ptr
+       type(c_ptr), value :: outputs
+     end subroutine c_outputs_free
+     function c_copy_to(tensor, dst, nbytes) bind(C, name="tandem_tensor_copy_to") result(s)
+       import :: c_ptr, c_int, c_size_t
+       type(c_ptr), value :: tensor, dst
+       integer(c_size_t), value :: nbytes
+       integer(c_int) :: s
+     end function c_copy_to
+     function c_last_error() bind(C, name="tandem_last_error") result(p)
+       import :: c_ptr
+       type(c_ptr) :: p
+     end function c_last_error
+     function c_strlen(p) bind(C, name="strlen") result(n)
+       import :: c_ptr, c_size_t
+       type(c_ptr), value :: p
+       integer(c_size_t) :: n
+     end function c_strlen
+  end interface
+
+contains
+
+  !> Connects to the worker's proxy named in TANDEM_SOCKET.
+  integer function tandem_connect(client) result(status)
+    type(tandem_client), intent(out) :: client
+    status = c_connect(client%handle)
+  end function tandem_connect
+
+  subroutine tandem_disconnect(client)
+    type(tandem_client), intent(inout) :: client
+    if (c_associated(client%handle)) call c_disconnect(client%handle)
+    client%handle = c_null_ptr
+  end subroutine tandem_disconnect
+
+  integer function tandem_wait_ready(client, service, timeout) result(status)
+    type(tandem_client), intent(in) :: client
+    character(len=*), intent(in) :: service
+    real(c_double), intent(in) :: timeout
+    status = c_wait_ready(client%handle, trim(service)//c_null_char, timeout)
+  end function tandem_wait_ready
+
+  !> The message of the last failed call.
+  function tandem_error_message() result(message)
+    character(len=:), allocatable :: message
+    type(c_ptr) :: p
+    character(kind=c_char), pointer :: chars(:)
+    integer :: n, i
+    p = c_last_error()
+    n = int(c_strlen(p))
+    call c_f_pointer(p, chars, [n])
+    allocate(character(len=n) :: message)
+    do i = 1, n
+       message(i:i) = chars(i)
+    end do
+  end function tandem_error_message
+
+  ! One input tensor over @p data (its dims in Fortran order), one output
+  ! copied into @p out of @p out_bytes bytes.
+  integer function infer_one(client, service, input_name, dtype, dims, data, output_name, &
+       out, out_bytes) result(status)
+    type(tandem_client), intent(in) :: client
+    character(len=*), intent(in) :: service, input_name, output_name
+    integer(c_int), intent(in) :: dtype
+    integer(c_int64_t), intent(in) :: dims(:)
+    type(c_ptr), intent(in) :: data, out
+    integer(c_size_t), intent(in) :: out_bytes
+    type(c_ptr) :: tensor, outputs, found, names(1), inputs(1)
+    character(kind=c_char, len=:), allocatable, target :: c_name
+    status = c_tensor_view(dtype, size(dims), dims, COLUMN_MAJOR, data, tensor)
+    if (status /= TANDEM_OK) return
+    c_name = trim(input_name)//c_null_char
+    names(1) = c_loc(c_name)
+    inputs(1) = tensor
+    status = c_infer(client%handle, trim(service)//c_null_char, 1_c_int, names, inputs, outputs)
+    call c_tensor_free(tensor)
+    if (status /= TANDEM_OK) return
+    found = c_outputs_find(outputs, trim(output_name)//c_null_char)
+    if (.not. c_associated(found)) then
+       status = TANDEM_ERR_ARGUMENT
+    else
+       status = c_copy_to(found, out, out_bytes)
+    end if
+    call c_outputs_free(outputs)
+  end function infer_one
+
+  integer function infer_real32_2d(client, service, input_name, x, output_name, y) result(status)
+    type(tandem_client), intent(in) :: client
+    character(len=*), intent(in) :: service, input_name, output_name
+    real(c_float), intent(in), target, contiguous :: x(:, :)
+    real(c_float), intent(out), target, contiguous :: y(:, :)
+    status = infer_one(client, service, input_name, DTYPE_FP32, &
+         int(shape(x), c_int64_t), c_loc(x), output_name, c_loc(y), int(size(y) * 4, c_size_t))
+  end function infer_real32_2d
+
+  integer function infer_real64_2d(client, service, input_name, x, output_name, y) result(status)
+    type(tandem_client), intent(in) :: client
+    character(len=*), intent(in) :: service, input_name, output_name
+    real(c_double), intent(in), target, contiguous :: x(:, :)
+    real(c_double), intent(out), target, contiguous :: y(:, :)
+    status = infer_one(client, service, input_name, DTYPE_FP64, &
+         int(shape(x), c_int64_t), c_loc(x), output_name, c_loc(y), int(size(y) * 8, c_size_t))
+  end function infer_real64_2d
+
+  integer function infer_real32_1d(client, service, input_name, x, output_name, y) result(status)
+    type(tandem_client), intent(in) :: client
+    character(len=*), intent(in) :: service, input_name, output_name
+    real(c_float), intent(in), target, contiguous :: x(:)
+    real(c_float), intent(out), target, contiguous :: y(:)
+    status = infer_one(client, service, input_name, DTYPE_FP32, &
+         int(shape(x), c_int64_t), c_loc(x), output_name, c_loc(y), int(size(y) * 4, c_size_t))
+  end function infer_real32_1d
+
+end module tandem

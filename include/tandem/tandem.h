@@ -1,0 +1,142 @@
+/* Tandem's C API: the job's services from C, Fortran (module tandem, over
+ * iso_c_binding) and Python (the tandem package, over ctypes).
+ *
+ * Two ways in, one set of calls:
+ *  - an executable task started by `tandem run`: tandem_connect() reaches
+ *    the worker's local proxy through the socket named in TANDEM_SOCKET;
+ *  - an MPI application in SPMD mode: tandem_session_start() (collective)
+ *    and tandem_session_client() talk to the services directly over MPI.
+ *
+ * Every call returns a tandem_status; on failure tandem_last_error() says
+ * what went wrong (per thread, until the next failing call). Tensors made
+ * with tandem_tensor_view() borrow the caller's memory, which must stay
+ * valid until the request that uses them has been answered.
+ *
+ * Link with -ltandem (pkg-config --cflags --libs tandem).
+ */
+#ifndef TANDEM_TANDEM_H
+#define TANDEM_TANDEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum tandem_status {
+  TANDEM_OK = 0,
+  TANDEM_ERR_ARGUMENT = 1,  /* a null pointer, a bad dtype or shape, an unknown name */
+  TANDEM_ERR_CONNECT = 2,   /* no proxy to reach (TANDEM_SOCKET unset, socket gone) */
+  TANDEM_ERR_SERVICE = 3,   /* the service is unknown, FAILED or not READY in time */
+  TANDEM_ERR_REQUEST = 4,   /* the service answered with an error */
+  TANDEM_ERR_PROTOCOL = 5,  /* the proxy's answer made no sense; the connection is closed */
+  TANDEM_ERR_MPI = 6,       /* SPMD mode: MPI is not initialised or a collective failed */
+  TANDEM_ERR_INTERNAL = 7
+} tandem_status;
+
+/* Element types: KServe v2's, in this order. */
+typedef enum tandem_dtype {
+  TANDEM_BOOL = 0,
+  TANDEM_UINT8,
+  TANDEM_UINT16,
+  TANDEM_UINT32,
+  TANDEM_UINT64,
+  TANDEM_INT8,
+  TANDEM_INT16,
+  TANDEM_INT32,
+  TANDEM_INT64,
+  TANDEM_FP16,
+  TANDEM_BF16,
+  TANDEM_FP32,
+  TANDEM_FP64,
+  TANDEM_BYTES
+} tandem_dtype;
+
+/* How the dims passed to tandem_tensor_view() are ordered. A column-major
+ * (Fortran) array x(64, n) is the same memory as a row-major (n, 64) one:
+ * with TANDEM_COLUMN_MAJOR the dims are reversed, and the service sees
+ * shape (n, 64). */
+typedef enum tandem_order { TANDEM_ROW_MAJOR = 0, TANDEM_COLUMN_MAJOR = 1 } tandem_order;
+
+typedef struct tandem_client tandem_client;
+typedef struct tandem_tensor tandem_tensor;
+typedef struct tandem_outputs tandem_outputs;
+typedef struct tandem_request tandem_request;
+typedef struct tandem_session tandem_session;
+
+/* The message of the last failing call in this thread ("" if none). */
+const char* tandem_last_error(void);
+/* "TANDEM_OK", "TANDEM_ERR_SERVICE", ... */
+const char* tandem_status_name(tandem_status status);
+
+/* --- connecting (executable tasks) -------------------------------------- */
+tandem_status tandem_connect(tandem_client** client);
+tandem_status tandem_connect_to(const char* socket_path, tandem_client** client);
+/* Closes a connection (not a session's client: that goes with its session). */
+void tandem_disconnect(tandem_client* client);
+
+/* --- SPMD mode (MPI applications) ---------------------------------------- */
+/* Collective over comm; MPI must be initialised. */
+tandem_status tandem_session_start(const char* workflow_file, tandem_session** session);
+tandem_status tandem_session_start_comm(void* mpi_comm, const char* workflow_file,
+                                        tandem_session** session);
+/* For Fortran: comm as MPI_Fint. */
+tandem_status tandem_session_start_f(int32_t mpi_fcomm, const char* workflow_file,
+                                     tandem_session** session);
+/* 1 on the application's ranks; the other ranks serve until finalize. */
+int tandem_session_is_app(const tandem_session* session);
+/* The application ranks' client (NULL on other ranks); owned by the session. */
+tandem_client* tandem_session_client(tandem_session* session);
+/* Collective: ends the session and frees it. */
+tandem_status tandem_session_finalize(tandem_session* session);
+
+/* --- services ------------------------------------------------------------ */
+tandem_status tandem_wait_ready(tandem_client* client, const char* service, double timeout_s);
+
+/* --- tensors ------------------------------------------------------------- */
+/* A tensor over the caller's memory (no copy). */
+tandem_status tandem_tensor_view(tandem_dtype dtype, int ndim, const int64_t* dims,
+                                 tandem_order order, void* data, tandem_tensor** tensor);
+void tandem_tensor_free(tandem_tensor* tensor);
+tandem_dtype tandem_tensor_dtype(const tandem_tensor* tensor);
+/* Row-major shape as the service sees it. */
+int tandem_tensor_ndim(const tandem_tensor* tensor);
+int64_t tandem_tensor_dim(const tandem_tensor* tensor, int i);
+size_t tandem_tensor_nbytes(const tandem_tensor* tensor);
+/* The bytes, valid as long as the tensor (or its outputs) lives. */
+const void* tandem_tensor_data(const tandem_tensor* tensor);
+/* Copies the bytes out; fails unless nbytes equals the tensor's size. */
+tandem_status tandem_tensor_copy_to(const tandem_tensor* tensor, void* dst, size_t nbytes);
+
+/* --- inference ------------------------------------------------------------ */
+tandem_status tandem_infer(tandem_client* client, const char* service, int n_inputs,
+                           const char* const* names, tandem_tensor* const* inputs,
+                           tandem_outputs** outputs);
+tandem_status tandem_infer_async(tandem_client* client, const char* service, int n_inputs,
+                                 const char* const* names, tandem_tensor* const* inputs,
+                                 tandem_request** request);
+/* *done = 1 once the reply is here; never blocks. */
+tandem_status tandem_test(tandem_request* request, int* done);
+/* Waits for the reply and frees the request (also when it failed). */
+tandem_status tandem_wait(tandem_request* request, tandem_outputs** outputs);
+
+int tandem_outputs_count(const tandem_outputs* outputs);
+const char* tandem_outputs_name(const tandem_outputs* outputs, int i);
+/* Borrowed: valid until tandem_outputs_free. NULL past the end. */
+const tandem_tensor* tandem_outputs_tensor(const tandem_outputs* outputs, int i);
+const tandem_tensor* tandem_outputs_find(const tandem_outputs* outputs, const char* name);
+void tandem_outputs_free(tandem_outputs* outputs);
+
+/* --- JSON services (OpenAI-compatible endpoints behind the bridge) -------- */
+/* POSTs body to the service's path (NULL: its default); *answer is the
+ * endpoint's JSON text, to be freed with tandem_free_string. */
+tandem_status tandem_call(tandem_client* client, const char* service, const char* path,
+                          const char* body, char** answer);
+void tandem_free_string(char* s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TANDEM_TANDEM_H */

@@ -1,0 +1,59 @@
+#pragma once
+// The task's side of the worker's proxy (src/proxy/): a connection to the
+// socket, the services' names from the hello, requests out and replies
+// matched by id. Large tensors go through this process's shared-memory
+// segments, which the proxy reads in place.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "proxy/frames.hpp"
+#include "serve/staging.hpp"
+#include "tandem/tensor.hpp"
+
+namespace tandem::detail::capi {
+
+struct Reply {
+  bool ok = false;
+  std::string text;  // the error, or a JSON call's answer
+  TensorList outputs;
+};
+
+class ProxyClient {
+ public:
+  /// Connects and asks the proxy which services there are.
+  /// @throws tandem::error (connect) when the socket cannot be reached.
+  explicit ProxyClient(const std::string& socket_path);
+  ~ProxyClient();
+  ProxyClient(const ProxyClient&) = delete;
+  ProxyClient& operator=(const ProxyClient&) = delete;
+
+  /// @throws tandem::request_error for a name the workflow does not have.
+  int service_index(const std::string& name) const;
+  std::uint64_t send_infer(int service, const TensorList& inputs);
+  std::uint64_t send_call(int service, const std::string& path, const std::string& body);
+  std::uint64_t send_wait_ready(int service, double timeout_s);
+  /// True once request @p id's reply is here; reads without blocking.
+  bool arrived(std::uint64_t id);
+  /// Waits for request @p id's reply and takes it.
+  Reply wait(std::uint64_t id);
+
+ private:
+  std::uint64_t send(wire::Kind kind, int service, const TensorList& tensors,
+                     const std::string& text);
+  /// Reads what the socket has (blocking if @p block); false when nothing.
+  bool read_some(bool block);
+  void take_frames();
+
+  int fd_ = -1;
+  std::vector<std::string> services_;
+  long long shm_threshold_ = 32 * 1024;
+  std::uint64_t next_id_ = 1;
+  proxy::FrameReader in_;
+  std::map<std::uint64_t, Outgoing> outgoing_;  // staged inputs, until the reply
+  std::map<std::uint64_t, Reply> replies_;
+};
+
+}  // namespace tandem::detail::capi

@@ -1,0 +1,387 @@
+// The C API (include/tandem/tandem.h) over the C++ client: a connection to
+// the worker's proxy for executable tasks, tandem::Session's client for MPI
+// applications. Every entry point catches everything: C callers get a
+// status and a message, never an exception.
+
+#include "tandem/tandem.h"
+
+#include <mpi.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "capi/proxy_client.hpp"
+#include "tandem/client.hpp"
+#include "tandem/error.hpp"
+#include "tandem/session.hpp"
+
+using tandem::detail::capi::ProxyClient;
+using tandem::detail::capi::Reply;
+
+struct tandem_client {
+  std::unique_ptr<ProxyClient> proxy;  // an executable task
+  tandem::Client* direct = nullptr;    // an SPMD application (the session's)
+};
+
+struct tandem_tensor {
+  tandem::Tensor tensor;
+};
+
+struct tandem_outputs {
+  std::vector<std::string> names;
+  std::vector<tandem_tensor> tensors;
+};
+
+struct tandem_request {
+  tandem_client* client = nullptr;
+  std::uint64_t id = 0;  // proxy
+  tandem::InferHandle handle;  // direct
+};
+
+struct tandem_session {
+  std::unique_ptr<tandem::Session> session;
+  tandem_client client;
+};
+
+namespace {
+
+thread_local std::string t_last_error;
+
+tandem_status fail(tandem_status status, std::string why) {
+  t_last_error = std::move(why);
+  return status;
+}
+
+// Runs @p body, turning exceptions into a status and a message.
+template <typename F>
+tandem_status guarded(F&& body) {
+  try {
+    return body();
+  } catch (const tandem::request_error& e) {
+    const std::string what = e.what();
+    const bool service = what.find("no service") != std::string::npos ||
+                         what.find("not READY") != std::string::npos ||
+                         what.find("FAILED") != std::string::npos;
+    return fail(service ? TANDEM_ERR_SERVICE : TANDEM_ERR_REQUEST, what);
+  } catch (const tandem::mpi_error& e) {
+    return fail(TANDEM_ERR_MPI, e.what());
+  } catch (const tandem::error& e) {
+    return fail(TANDEM_ERR_CONNECT, e.what());
+  } catch (const std::exception& e) {
+    return fail(TANDEM_ERR_INTERNAL, e.what());
+  } catch (...) {
+    return fail(TANDEM_ERR_INTERNAL, "an unknown exception");
+  }
+}
+
+tandem::TensorList named_inputs(int n, const char* const* names, tandem_tensor* const* inputs) {
+  if (n < 0 || (n > 0 && (!names || !inputs))) throw std::invalid_argument("bad input list");
+  tandem::TensorList list;
+  for (int i = 0; i < n; ++i) {
+    if (!names[i] || !inputs[i]) throw std::invalid_argument(fmt::format("input {} is null", i));
+    list.push_back({names[i], inputs[i]->tensor});
+  }
+  return list;
+}
+
+tandem_outputs* make_outputs(tandem::TensorList list) {
+  auto out = std::make_unique<tandem_outputs>();
+  for (auto& t : list) {
+    out->names.push_back(t.name);
+    out->tensors.push_back(tandem_tensor{std::move(t.tensor)});
+  }
+  return out.release();
+}
+
+// Waits for a proxied reply and turns it into outputs or a status.
+tandem_status take_reply(ProxyClient& proxy, std::uint64_t id, tandem_outputs** outputs,
+                         std::string* answer = nullptr) {
+  Reply r = proxy.wait(id);
+  if (!r.ok) {
+    const bool service = r.text.find("not READY") != std::string::npos ||
+                         r.text.find("FAILED") != std::string::npos ||
+                         r.text.find("no service") != std::string::npos;
+    return fail(service ? TANDEM_ERR_SERVICE : TANDEM_ERR_REQUEST, r.text);
+  }
+  if (answer) *answer = std::move(r.text);
+  if (outputs) *outputs = make_outputs(std::move(r.outputs));
+  return TANDEM_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* tandem_last_error(void) {
+  return t_last_error.c_str();
+}
+
+const char* tandem_status_name(tandem_status status) {
+  switch (status) {
+    case TANDEM_OK: return "TANDEM_OK";
+    case TANDEM_ERR_ARGUMENT: return "TANDEM_ERR_ARGUMENT";
+    case TANDEM_ERR_CONNECT: return "TANDEM_ERR_CONNECT";
+    case TANDEM_ERR_SERVICE: return "TANDEM_ERR_SERVICE";
+    case TANDEM_ERR_REQUEST: return "TANDEM_ERR_REQUEST";
+    case TANDEM_ERR_PROTOCOL: return "TANDEM_ERR_PROTOCOL";
+    case TANDEM_ERR_MPI: return "TANDEM_ERR_MPI";
+    case TANDEM_ERR_INTERNAL: return "TANDEM_ERR_INTERNAL";
+  }
+  return "TANDEM_ERR_UNKNOWN";
+}
+
+tandem_status tandem_connect(tandem_client** client) {
+  const char* path = std::getenv("TANDEM_SOCKET");
+  if (!path || !*path) {
+    return fail(TANDEM_ERR_CONNECT,
+                "TANDEM_SOCKET is not set: tandem_connect() works in executable tasks that "
+                "`tandem run` starts in a workflow with services (MPI applications use "
+                "tandem_session_start)");
+  }
+  return tandem_connect_to(path, client);
+}
+
+tandem_status tandem_connect_to(const char* socket_path, tandem_client** client) {
+  if (!socket_path || !client) return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  return guarded([&] {
+    auto c = std::make_unique<tandem_client>();
+    c->proxy = std::make_unique<ProxyClient>(socket_path);
+    *client = c.release();
+    return TANDEM_OK;
+  });
+}
+
+void tandem_disconnect(tandem_client* client) {
+  if (client && client->proxy) delete client;
+}
+
+static tandem_status start_session(MPI_Comm comm, const char* workflow_file,
+                                   tandem_session** session) {
+  if (!workflow_file || !session) return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) return fail(TANDEM_ERR_MPI, "MPI is not initialised; call MPI_Init first");
+  return guarded([&] {
+    auto s = std::make_unique<tandem_session>();
+    s->session = std::make_unique<tandem::Session>(comm, workflow_file);
+    if (s->session->is_app()) s->client.direct = &s->session->client();
+    *session = s.release();
+    return TANDEM_OK;
+  });
+}
+
+tandem_status tandem_session_start(const char* workflow_file, tandem_session** session) {
+  return start_session(MPI_COMM_WORLD, workflow_file, session);
+}
+
+tandem_status tandem_session_start_comm(void* mpi_comm, const char* workflow_file,
+                                        tandem_session** session) {
+  if (!mpi_comm) return fail(TANDEM_ERR_ARGUMENT, "null communicator");
+  return start_session(*static_cast<MPI_Comm*>(mpi_comm), workflow_file, session);
+}
+
+tandem_status tandem_session_start_f(int32_t mpi_fcomm, const char* workflow_file,
+                                     tandem_session** session) {
+  return start_session(MPI_Comm_f2c(mpi_fcomm), workflow_file, session);
+}
+
+int tandem_session_is_app(const tandem_session* session) {
+  return session && session->session && session->session->is_app() ? 1 : 0;
+}
+
+tandem_client* tandem_session_client(tandem_session* session) {
+  return session && session->client.direct ? &session->client : nullptr;
+}
+
+tandem_status tandem_session_finalize(tandem_session* session) {
+  if (!session) return fail(TANDEM_ERR_ARGUMENT, "null session");
+  std::unique_ptr<tandem_session> owned(session);
+  return guarded([&] {
+    owned->session->finalize();
+    return TANDEM_OK;
+  });
+}
+
+tandem_status tandem_wait_ready(tandem_client* client, const char* service, double timeout_s) {
+  if (!client || !service) return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  return guarded([&] {
+    if (client->direct) {
+      client->direct->wait_ready(service, timeout_s);
+      return TANDEM_OK;
+    }
+    const int index = client->proxy->service_index(service);
+    return take_reply(*client->proxy, client->proxy->send_wait_ready(index, timeout_s), nullptr);
+  });
+}
+
+tandem_status tandem_tensor_view(tandem_dtype dtype, int ndim, const int64_t* dims,
+                                 tandem_order order, void* data, tandem_tensor** tensor) {
+  if (!tensor || (ndim > 0 && !dims) || ndim < 0) return fail(TANDEM_ERR_ARGUMENT, "bad shape");
+  if (dtype < TANDEM_BOOL || dtype > TANDEM_BYTES) {
+    return fail(TANDEM_ERR_ARGUMENT, fmt::format("unknown dtype {}", static_cast<int>(dtype)));
+  }
+  std::vector<std::int64_t> shape(dims, dims + ndim);
+  for (std::int64_t d : shape) {
+    if (d < 0) return fail(TANDEM_ERR_ARGUMENT, "a dimension is negative");
+  }
+  if (order == TANDEM_COLUMN_MAJOR) std::reverse(shape.begin(), shape.end());
+  std::int64_t count = 1;
+  for (std::int64_t d : shape) count *= d;
+  if (count > 0 && !data) return fail(TANDEM_ERR_ARGUMENT, "null data for a non-empty tensor");
+  return guarded([&] {
+    *tensor = new tandem_tensor{
+        tandem::Tensor::view(static_cast<tandem::DType>(dtype), std::move(shape), data)};
+    return TANDEM_OK;
+  });
+}
+
+void tandem_tensor_free(tandem_tensor* tensor) {
+  delete tensor;
+}
+
+tandem_dtype tandem_tensor_dtype(const tandem_tensor* tensor) {
+  return tensor ? static_cast<tandem_dtype>(tensor->tensor.dtype()) : TANDEM_BOOL;
+}
+
+int tandem_tensor_ndim(const tandem_tensor* tensor) {
+  return tensor ? static_cast<int>(tensor->tensor.shape().size()) : 0;
+}
+
+int64_t tandem_tensor_dim(const tandem_tensor* tensor, int i) {
+  if (!tensor || i < 0 || i >= static_cast<int>(tensor->tensor.shape().size())) return -1;
+  return tensor->tensor.shape()[i];
+}
+
+size_t tandem_tensor_nbytes(const tandem_tensor* tensor) {
+  return tensor ? tensor->tensor.nbytes() : 0;
+}
+
+const void* tandem_tensor_data(const tandem_tensor* tensor) {
+  return tensor ? tensor->tensor.data() : nullptr;
+}
+
+tandem_status tandem_tensor_copy_to(const tandem_tensor* tensor, void* dst, size_t nbytes) {
+  if (!tensor || (!dst && nbytes > 0)) return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  if (nbytes != tensor->tensor.nbytes()) {
+    return fail(TANDEM_ERR_ARGUMENT, fmt::format("the tensor has {} bytes, not {}",
+                                                 tensor->tensor.nbytes(), nbytes));
+  }
+  if (nbytes > 0) std::memcpy(dst, tensor->tensor.data(), nbytes);
+  return TANDEM_OK;
+}
+
+tandem_status tandem_infer(tandem_client* client, const char* service, int n_inputs,
+                           const char* const* names, tandem_tensor* const* inputs,
+                           tandem_outputs** outputs) {
+  tandem_request* request = nullptr;
+  const tandem_status s = tandem_infer_async(client, service, n_inputs, names, inputs, &request);
+  if (s != TANDEM_OK) return s;
+  return tandem_wait(request, outputs);
+}
+
+tandem_status tandem_infer_async(tandem_client* client, const char* service, int n_inputs,
+                                 const char* const* names, tandem_tensor* const* inputs,
+                                 tandem_request** request) {
+  if (!client || !service || !request) return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  tandem::TensorList list;
+  try {
+    list = named_inputs(n_inputs, names, inputs);
+  } catch (const std::exception& e) {
+    return fail(TANDEM_ERR_ARGUMENT, e.what());
+  }
+  return guarded([&] {
+    auto r = std::make_unique<tandem_request>();
+    r->client = client;
+    if (client->direct) {
+      r->handle = client->direct->infer_async(service, list);
+    } else {
+      r->id = client->proxy->send_infer(client->proxy->service_index(service), list);
+    }
+    *request = r.release();
+    return TANDEM_OK;
+  });
+}
+
+tandem_status tandem_test(tandem_request* request, int* done) {
+  if (!request || !done) return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  return guarded([&] {
+    *done = request->client->direct ? request->handle.test()
+                                    : request->client->proxy->arrived(request->id);
+    return TANDEM_OK;
+  });
+}
+
+tandem_status tandem_wait(tandem_request* request, tandem_outputs** outputs) {
+  if (!request) return fail(TANDEM_ERR_ARGUMENT, "null request");
+  std::unique_ptr<tandem_request> owned(request);
+  return guarded([&] {
+    if (owned->client->direct) {
+      tandem::TensorList out = owned->handle.wait();
+      if (outputs) *outputs = make_outputs(std::move(out));
+      return TANDEM_OK;
+    }
+    tandem_outputs* dummy = nullptr;
+    const tandem_status s = take_reply(*owned->client->proxy, owned->id, outputs ? outputs : &dummy);
+    if (!outputs) tandem_outputs_free(dummy);
+    return s;
+  });
+}
+
+int tandem_outputs_count(const tandem_outputs* outputs) {
+  return outputs ? static_cast<int>(outputs->tensors.size()) : 0;
+}
+
+const char* tandem_outputs_name(const tandem_outputs* outputs, int i) {
+  if (!outputs || i < 0 || i >= tandem_outputs_count(outputs)) return nullptr;
+  return outputs->names[i].c_str();
+}
+
+const tandem_tensor* tandem_outputs_tensor(const tandem_outputs* outputs, int i) {
+  if (!outputs || i < 0 || i >= tandem_outputs_count(outputs)) return nullptr;
+  return &outputs->tensors[i];
+}
+
+const tandem_tensor* tandem_outputs_find(const tandem_outputs* outputs, const char* name) {
+  if (!outputs || !name) return nullptr;
+  for (std::size_t i = 0; i < outputs->names.size(); ++i) {
+    if (outputs->names[i] == name) return &outputs->tensors[i];
+  }
+  return nullptr;
+}
+
+void tandem_outputs_free(tandem_outputs* outputs) {
+  delete outputs;
+}
+
+tandem_status tandem_call(tandem_client* client, const char* service, const char* path,
+                          const char* body, char** answer) {
+  if (!client || !service || !body || !answer) return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  const std::string where = path ? path : "/v1/chat/completions";
+  return guarded([&] {
+    std::string text;
+    if (client->direct) {
+      text = client->direct->call(service, body, where);
+    } else {
+      const std::uint64_t id =
+          client->proxy->send_call(client->proxy->service_index(service), where, body);
+      const tandem_status s = take_reply(*client->proxy, id, nullptr, &text);
+      if (s != TANDEM_OK) return s;
+    }
+    *answer = static_cast<char*>(std::malloc(text.size() + 1));
+    std::memcpy(*answer, text.c_str(), text.size() + 1);
+    return TANDEM_OK;
+  });
+}
+
+void tandem_free_string(char* s) {
+  std::free(s);
+}
+
+}  // extern "C"
