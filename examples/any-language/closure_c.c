@@ -16,15 +16,16 @@ int main(int argc, char** argv) {
   float* x = malloc(sizeof(float) * 2 * n);
   float* r = malloc(sizeof(float) * n);
   for (int i = 0; i < n; ++i) {
-    x[2 * i] = (float)i / n;                   /* u in [0, 1) */
-    x[2 * i + 1] = 0.5f + 1.5f * (i % 7) / 6;  /* a in [0.5, 2] */
+    x[2 * i] = (float)i / n;                  /* u in [0, 1) */
+    x[2 * i + 1] = 0.5f + 1.5f * (i % 7) / 6; /* a in [0.5, 2] */
   }
   tandem_client* client = NULL;
   if (check(tandem_connect(&client), "connect")) return 1;
   if (check(tandem_wait_ready(client, "closure", 120), "wait_ready")) return 1;
   const int64_t dims[2] = {n, 2};
   tandem_tensor* input = NULL;
-  if (check(tandem_tensor_view(TANDEM_FP32, 2, dims, TANDEM_ROW_MAJOR, x, &input), "tensor")) return 1;
+  if (check(tandem_tensor_view(TANDEM_FP32, 2, dims, TANDEM_ROW_MAJOR, x, &input), "tensor"))
+    return 1;
   const char* names[1] = {"x"};
   tandem_outputs* out = NULL;
   if (check(tandem_infer(client, "closure", 1, names, &input, &out), "infer")) return 1;

@@ -26,12 +26,12 @@ extern "C" {
 
 typedef enum tandem_status {
   TANDEM_OK = 0,
-  TANDEM_ERR_ARGUMENT = 1,  /* a null pointer, a bad dtype or shape, an unknown name */
-  TANDEM_ERR_CONNECT = 2,   /* no proxy to reach (TANDEM_SOCKET unset, socket gone) */
-  TANDEM_ERR_SERVICE = 3,   /* the service is unknown, FAILED or not READY in time */
-  TANDEM_ERR_REQUEST = 4,   /* the service answered with an error */
-  TANDEM_ERR_PROTOCOL = 5,  /* the proxy's answer made no sense; the connection is closed */
-  TANDEM_ERR_MPI = 6,       /* SPMD mode: MPI is not initialised or a collective failed */
+  TANDEM_ERR_ARGUMENT = 1, /* a null pointer, a bad dtype or shape, an unknown name */
+  TANDEM_ERR_CONNECT = 2,  /* no proxy to reach (TANDEM_SOCKET unset, socket gone) */
+  TANDEM_ERR_SERVICE = 3,  /* the service is unknown, FAILED or not READY in time */
+  TANDEM_ERR_REQUEST = 4,  /* the service answered with an error */
+  TANDEM_ERR_PROTOCOL = 5, /* the proxy's answer made no sense; the connection is closed */
+  TANDEM_ERR_MPI = 6,      /* SPMD mode: MPI is not initialised or a collective failed */
   TANDEM_ERR_INTERNAL = 7
 } tandem_status;
 

@@ -41,7 +41,7 @@ struct tandem_outputs {
 
 struct tandem_request {
   tandem_client* client = nullptr;
-  std::uint64_t id = 0;  // proxy
+  std::uint64_t id = 0;        // proxy
   tandem::InferHandle handle;  // direct
 };
 
@@ -125,14 +125,22 @@ const char* tandem_last_error(void) {
 
 const char* tandem_status_name(tandem_status status) {
   switch (status) {
-    case TANDEM_OK: return "TANDEM_OK";
-    case TANDEM_ERR_ARGUMENT: return "TANDEM_ERR_ARGUMENT";
-    case TANDEM_ERR_CONNECT: return "TANDEM_ERR_CONNECT";
-    case TANDEM_ERR_SERVICE: return "TANDEM_ERR_SERVICE";
-    case TANDEM_ERR_REQUEST: return "TANDEM_ERR_REQUEST";
-    case TANDEM_ERR_PROTOCOL: return "TANDEM_ERR_PROTOCOL";
-    case TANDEM_ERR_MPI: return "TANDEM_ERR_MPI";
-    case TANDEM_ERR_INTERNAL: return "TANDEM_ERR_INTERNAL";
+    case TANDEM_OK:
+      return "TANDEM_OK";
+    case TANDEM_ERR_ARGUMENT:
+      return "TANDEM_ERR_ARGUMENT";
+    case TANDEM_ERR_CONNECT:
+      return "TANDEM_ERR_CONNECT";
+    case TANDEM_ERR_SERVICE:
+      return "TANDEM_ERR_SERVICE";
+    case TANDEM_ERR_REQUEST:
+      return "TANDEM_ERR_REQUEST";
+    case TANDEM_ERR_PROTOCOL:
+      return "TANDEM_ERR_PROTOCOL";
+    case TANDEM_ERR_MPI:
+      return "TANDEM_ERR_MPI";
+    case TANDEM_ERR_INTERNAL:
+      return "TANDEM_ERR_INTERNAL";
   }
   return "TANDEM_ERR_UNKNOWN";
 }
@@ -270,8 +278,8 @@ const void* tandem_tensor_data(const tandem_tensor* tensor) {
 tandem_status tandem_tensor_copy_to(const tandem_tensor* tensor, void* dst, size_t nbytes) {
   if (!tensor || (!dst && nbytes > 0)) return fail(TANDEM_ERR_ARGUMENT, "null argument");
   if (nbytes != tensor->tensor.nbytes()) {
-    return fail(TANDEM_ERR_ARGUMENT, fmt::format("the tensor has {} bytes, not {}",
-                                                 tensor->tensor.nbytes(), nbytes));
+    return fail(TANDEM_ERR_ARGUMENT,
+                fmt::format("the tensor has {} bytes, not {}", tensor->tensor.nbytes(), nbytes));
   }
   if (nbytes > 0) std::memcpy(dst, tensor->tensor.data(), nbytes);
   return TANDEM_OK;
@@ -328,7 +336,8 @@ tandem_status tandem_wait(tandem_request* request, tandem_outputs** outputs) {
       return TANDEM_OK;
     }
     tandem_outputs* dummy = nullptr;
-    const tandem_status s = take_reply(*owned->client->proxy, owned->id, outputs ? outputs : &dummy);
+    const tandem_status s =
+        take_reply(*owned->client->proxy, owned->id, outputs ? outputs : &dummy);
     if (!outputs) tandem_outputs_free(dummy);
     return s;
   });

@@ -141,7 +141,8 @@ void read_monitor(const toml::table& t, TableReader& parent, MonitorSpec& m) {
 void read_proxy(const toml::table& t, TableReader& parent, const std::string& dir, ProxySpec& p) {
   TableReader r(t, parent.file(), parent.dotted("proxy"));
   if (auto v = r.boolean("enabled")) p.enabled = *v;
-  if (auto v = r.string("socket_dir")) p.socket_dir = absolute_from(dir, expand_env(*v, r, "socket_dir"));
+  if (auto v = r.string("socket_dir"))
+    p.socket_dir = absolute_from(dir, expand_env(*v, r, "socket_dir"));
   r.reject_unknown({"enabled", "socket_dir"});
 }
 

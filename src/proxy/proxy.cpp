@@ -47,13 +47,16 @@ void check_socket_path(const std::string& path) {
 
 void ensure_private_dir(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    throw error(fmt::format("cannot create the socket directory {}: {}", dir, std::strerror(errno)));
+    throw error(
+        fmt::format("cannot create the socket directory {}: {}", dir, std::strerror(errno)));
   }
   struct stat st {};
   if (::lstat(dir.c_str(), &st) != 0) {
-    throw error(fmt::format("cannot inspect the socket directory {}: {}", dir, std::strerror(errno)));
+    throw error(
+        fmt::format("cannot inspect the socket directory {}: {}", dir, std::strerror(errno)));
   }
-  if (!S_ISDIR(st.st_mode)) throw error(fmt::format("the socket directory {} is not a directory", dir));
+  if (!S_ISDIR(st.st_mode))
+    throw error(fmt::format("the socket directory {} is not a directory", dir));
   if (st.st_uid != ::getuid()) {
     throw error(fmt::format("the socket directory {} belongs to uid {}, not to us (uid {})", dir,
                             st.st_uid, ::getuid()));
@@ -71,7 +74,8 @@ Proxy::Proxy(ClientImpl& client, std::string path, int worker_index)
   check_socket_path(path_);
   ::unlink(path_.c_str());  // a socket left by a crashed run of ours
   listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (listen_fd_ < 0) throw error(fmt::format("cannot create a Unix socket: {}", std::strerror(errno)));
+  if (listen_fd_ < 0)
+    throw error(fmt::format("cannot create a Unix socket: {}", std::strerror(errno)));
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
@@ -193,7 +197,8 @@ void Proxy::handle(int id, Connection& c, wire::Encoded message) {
     case wire::kCall:
       break;
     default:
-      answer_error(c, request, fmt::format("the proxy does not take messages of kind {}", d.header.kind));
+      answer_error(c, request,
+                   fmt::format("the proxy does not take messages of kind {}", d.header.kind));
       return;
   }
   if (service < 0 || service >= static_cast<int>(services.size())) {
@@ -219,9 +224,9 @@ void Proxy::handle(int id, Connection& c, wire::Encoded message) {
   try {
     if (d.header.kind == wire::kCall) {
       const auto newline = d.text.find('\n');
-      f.pending = client_.send_call(service, d.text.substr(0, newline),
-                                    newline == std::string::npos ? std::string()
-                                                                 : d.text.substr(newline + 1));
+      f.pending = client_.send_call(
+          service, d.text.substr(0, newline),
+          newline == std::string::npos ? std::string() : d.text.substr(newline + 1));
     } else {
       if (!resolve(d, /*hand_back_when_dropped=*/false, why)) {
         answer_error(c, request, why);
@@ -270,9 +275,9 @@ bool Proxy::deliver_replies() {
           answer(c, wire::encode(wire::kReplyOk, f.id, p.service, {}, p.answer));
         } else {
           const bool big = static_cast<long long>(total_bytes(p.outputs)) >= threshold;
-          Outgoing o = stage(wire::kReplyOk, f.id, p.service, p.outputs, {},
-                             big ? wire::kShm : wire::kInline, {}, 0,
-                             static_cast<std::uint32_t>(c.pid));
+          Outgoing o =
+              stage(wire::kReplyOk, f.id, p.service, p.outputs, {},
+                    big ? wire::kShm : wire::kInline, {}, 0, static_cast<std::uint32_t>(c.pid));
           answer(c, o.message);
         }
       } catch (const std::exception& e) {

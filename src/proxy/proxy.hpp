@@ -66,7 +66,7 @@ class Proxy {
   struct InFlight {
     std::shared_ptr<PendingInfer> pending;
     int connection = 0;
-    std::uint64_t id = 0;  // the task's request id
+    std::uint64_t id = 0;   // the task's request id
     wire::Decoded request;  // its tensors may be views into the task's memory
   };
   struct Waiting {

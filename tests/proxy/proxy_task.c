@@ -23,12 +23,12 @@
 
 #include <tandem/tandem.h>
 
-#define FAIL(...)                     \
-  do {                                \
-    fprintf(stderr, "proxy_task: ");  \
-    fprintf(stderr, __VA_ARGS__);     \
-    fprintf(stderr, "\n");            \
-    exit(1);                          \
+#define FAIL(...)                    \
+  do {                               \
+    fprintf(stderr, "proxy_task: "); \
+    fprintf(stderr, __VA_ARGS__);    \
+    fprintf(stderr, "\n");           \
+    exit(1);                         \
   } while (0)
 
 static void ok(tandem_status s, const char* what) {
@@ -65,7 +65,8 @@ static void check_reply(tandem_request* r, int64_t rows, float seed) {
     FAIL("wrong output shape");
   const float* v = tandem_tensor_data(y);
   for (int64_t i = 0; i < rows * 4; ++i) {
-    if (v[i] != 2.0f * (seed + (float)i)) FAIL("value %lld is %g, not %g", (long long)i, v[i], 2.0f * (seed + (float)i));
+    if (v[i] != 2.0f * (seed + (float)i))
+      FAIL("value %lld is %g, not %g", (long long)i, v[i], 2.0f * (seed + (float)i));
   }
   tandem_outputs_free(out);
 }
@@ -128,7 +129,8 @@ int main(int argc, char** argv) {
     write(fd, &len, sizeof len);
     write(fd, junk, sizeof junk);
     uint64_t reply_len = 0;
-    if (read(fd, &reply_len, sizeof reply_len) != sizeof reply_len || reply_len == 0 || reply_len > 4096)
+    if (read(fd, &reply_len, sizeof reply_len) != sizeof reply_len || reply_len == 0 ||
+        reply_len > 4096)
       FAIL("no error reply to garbage");
     char* reply = malloc(reply_len + 1);
     size_t got = 0;

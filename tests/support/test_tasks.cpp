@@ -71,3 +71,23 @@ TANDEM_TASK(test_infer) {
   std::ofstream(ctx.output_dir() / ("infer." + std::to_string(ctx.index())))
       << "ok " << requests << "\n";
 }
+
+// The any-language example's grid through the C++ client: n points of
+// (u, a), the "closure" service's R(u, a), written as "u a r" lines to
+// output_dir()/cpp.txt for comparison with the C, Python and Fortran tasks.
+TANDEM_TASK(test_closure_grid) {
+  const auto n = ctx.arg_int("points", 1000);
+  std::vector<float> x(static_cast<std::size_t>(n) * 2);
+  for (long long i = 0; i < n; ++i) {
+    x[2 * i] = static_cast<float>(i) / static_cast<float>(n);
+    x[2 * i + 1] = 0.5f + 1.5f * static_cast<float>(i % 7) / 6.0f;
+  }
+  tandem::Client& client = ctx.client();
+  client.wait_ready("closure", 120);
+  const auto out = client.infer("closure", {{"x", tandem::Tensor::from(x, {n, 2})}});
+  const auto r = tandem::find_tensor(out, "r").to_vector<float>();
+  std::FILE* f = std::fopen((ctx.output_dir() / "cpp.txt").c_str(), "w");
+  for (long long i = 0; i < n; ++i)
+    std::fprintf(f, "%.6f %.6f %.9g\n", x[2 * i], x[2 * i + 1], r[i]);
+  std::fclose(f);
+}

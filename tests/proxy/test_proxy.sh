@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Executable tasks reaching the services through their worker's proxy:
+# the C, Python and Fortran clients against the C++ client, many tasks and
+# requests per worker at once, tasks that misbehave, and the errors at start
+# for a socket path too long or a socket directory that is not private.
+# Usage: test_proxy.sh SOURCE_DIR BUILD_DIR TANDEM TEST_TASKS_LIB PROXY_TASK MPIEXEC
+set -uo pipefail
+src=$1
+build=$2
+tandem=$3
+tasks_lib=$4
+proxy_task=$5
+mpiexec=$6
+python=/usr/bin/python3
+export OMPI_MCA_mpi_yield_when_idle=1
+if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+work=$(mktemp -d /tmp/tandem-proxy-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+passed=0
+failed=0
+check() { # check NAME COMMAND...
+  local name=$1
+  shift
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL: $name" >&2
+  fi
+}
+run() { # run WORKFLOW RUN_DIR NP: tandem run, quietly; the exit code
+  "$mpiexec" --oversubscribe -n "$3" "$tandem" run "$1" --run-dir "$2" --log-level warn \
+    > "$2.out" 2> "$2.err"
+}
+
+# --- the same answers from C, Python, Fortran and C++ ----------------------
+sed -e "s|\${ANY_LANGUAGE_BUILD:-build}|$build/examples/any-language|" \
+  -e "s|\"closure.py\"|\"$src/examples/any-language/closure.py\"|" \
+  -e "s|\"compare.py\"|\"$src/examples/any-language/compare.py\"|" \
+  -e "s|\"../surrogate-ensemble/closure_mlp.pt\"|\"$src/examples/surrogate-ensemble/closure_mlp.pt\"|" \
+  "$src/examples/any-language/workflow.toml" > languages.toml
+cat >> languages.toml << TOML
+[[task]]
+name = "cpp"
+function = "test_closure_grid"
+TOML
+sed -i "s|^\[job\]|[job]\nlibraries = [\"$tasks_lib\"]|" languages.toml
+run languages.toml languages 4
+check "the any-language workflow runs (exit $?)" test -f languages/summary.json
+check "C, Python and Fortran agree" grep -q "largest difference" languages/tasks/compare/0.out
+"$python" - languages << 'PY'
+import sys
+import numpy as np
+run = sys.argv[1]
+cpp = np.loadtxt(f"{run}/tasks/cpp/cpp.txt")
+bad = []
+for name in ("c", "python", "fortran"):
+    other = np.loadtxt(f"{run}/tasks/{name}/0.out")
+    if other.shape != cpp.shape or np.abs(other - cpp).max() > 1e-6:
+        bad.append(name)
+if bad:
+    sys.exit(f"differ from the C++ client: {bad}")
+print(f"C, Python and Fortran match the C++ client on {len(cpp)} points")
+PY
+check "each language matches the C++ client" test $? -eq 0
+check "the socket directory is private" test "$(stat -c %a languages/sockets)" = 700
+
+# --- many tasks per worker, and tasks that misbehave ----------------------
+cat > faults.toml << TOML
+[job]
+name = "faults"
+[layout]
+worker_slots = 8
+[[service]]
+name = "double"
+backend = "scale"
+[[task]]
+name = "check"
+command = ["$proxy_task", "check", "2"]
+count = 16
+[[task]]
+name = "big"
+command = ["$proxy_task", "check", "65536"]
+count = 4
+[[task]]
+name = "flood"
+command = ["$proxy_task", "flood", "1000"]
+count = 4
+[[task]]
+name = "twice"
+command = ["$proxy_task", "twice"]
+[[task]]
+name = "garbage"
+command = ["$proxy_task", "garbage"]
+[[task]]
+name = "huge-frame"
+command = ["$proxy_task", "huge-frame"]
+[[task]]
+name = "die"
+command = ["$proxy_task", "die-mid-request"]
+count = 4
+[[task]]
+name = "unknown"
+command = ["$proxy_task", "unknown-service"]
+[[task]]
+name = "no-socket"
+command = ["$proxy_task", "no-socket"]
+[[task]]
+name = "after"
+command = ["$proxy_task", "check", "3"]
+count = 8
+after = ["garbage", "huge-frame", "die", "flood"]
+TOML
+run faults.toml faults 4
+rc=$?
+check "every proxy task succeeded (exit $rc)" test $rc -eq 0
+if [ $rc -ne 0 ]; then
+  grep -h "proxy_task" faults/tasks/*/*.err >&2 2> /dev/null | head -5
+  tail -5 faults.err >&2
+fi
+check "41 tasks done" test "$("$python" -c "import json; print(json.load(open('faults/summary.json'))['tasks']['done'])")" = 41
+check "the floods were answered" test "$(cat faults/tasks/flood/*.out | grep -c 'flood: 1000 requests answered')" = 4
+check "the proxy logged the 1 TiB frame" grep -q "frame length past" faults/logs/rank-0000*.log
+check "no socket is left behind" test -z "$(ls faults/sockets)"
+
+# --- errors at start -------------------------------------------------------
+long=/tmp/$(printf 'x%.0s' $(seq 120))
+sed -e "s|^\[layout\]|[job.proxy]\nsocket_dir = \"$long\"\n[layout]|" faults.toml > long.toml
+run long.toml long 4
+rc=$?
+check "a socket path too long stops the run at start (exit $rc)" test $rc -eq 2
+check "the error says why" grep -q "longer than the 107 a Unix socket allows" long.out long.err
+rm -rf "$long"
+
+mkdir -m 755 open-dir
+sed -e "s|^\[layout\]|[job.proxy]\nsocket_dir = \"$work/open-dir\"\n[layout]|" faults.toml > open.toml
+run open.toml open 4
+rc=$?
+check "a socket directory others may enter stops the run (exit $rc)" test $rc -eq 2
+check "the error names the mode" grep -q "has mode 755; it must be private (0700)" open.out open.err
+
+echo "proxy: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
