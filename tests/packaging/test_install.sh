@@ -25,4 +25,45 @@ PILOT_BASICS_BUILD="$work/example" "$mpiexec" --oversubscribe -n 3 "$work/prefix
   run "$src/examples/pilot-basics/workflow.toml" --run-dir "$work/run" --log-level warn
 grep -q "pi from 16 estimates: 3.14" "$work/run/tasks/summarize/0.out"
 grep -q "ranks 2 steps 5000" "$work/run/tasks/summarize/0.out"
-echo "1 passed, 0 failed"
+
+# The C API, the Python package and the Fortran module, installed.
+prefix=$work/prefix
+test -f "$prefix/include/tandem/tandem.h"
+test -f "$prefix/lib/pkgconfig/tandem.pc"
+test -f "$prefix/lib/tandem/python/tandem/__init__.py"
+export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
+# A C program built with pkg-config alone; outside a task it says why it
+# cannot connect.
+cc "$src/examples/any-language/closure_c.c" $(pkg-config --cflags --libs tandem) -o "$work/closure_pc"
+if env -u TANDEM_SOCKET "$work/closure_pc" 10 2> "$work/pc.err"; then exit 1; fi
+grep -q "TANDEM_SOCKET is not set" "$work/pc.err"
+# Python finds the installed library from the installed package.
+/usr/bin/python3 - "$prefix/lib/tandem/python" << 'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import tandem
+try:
+    tandem.Client(socket="/nonexistent/socket")
+except tandem.TandemError as e:
+    assert e.status == "TANDEM_ERR_CONNECT" and "/nonexistent/socket" in str(e), e
+else:
+    raise SystemExit("connecting to a missing socket did not fail")
+PY
+have_fortran=0
+if [ -f "$prefix/include/tandem/fortran/tandem.mod" ]; then
+  have_fortran=1
+  gfortran "$src/examples/any-language/closure_f.f90" $(pkg-config --cflags --libs tandem-fortran) \
+    -o "$work/closure_f_pc"
+fi
+# The any-language example built with find_package(tandem) against the
+# prefix, run by the installed tandem: C, Python (the installed package, set
+# up by the worker) and Fortran tasks, compared.
+cmake -S "$src/examples/any-language" -B "$work/al-build" -DCMAKE_PREFIX_PATH="$prefix" \
+  > "$work/al-configure.log"
+cmake --build "$work/al-build" > "$work/al-build.log"
+if [ $have_fortran = 1 ]; then
+  ANY_LANGUAGE_BUILD="$work/al-build" "$mpiexec" --oversubscribe -n 4 "$prefix/bin/tandem" \
+    run "$src/examples/any-language/workflow.toml" --run-dir "$work/al-run" --log-level warn
+  grep -q "C, Python and Fortran: 1000 points each" "$work/al-run/tasks/compare/0.out"
+fi
+echo "2 passed, 0 failed"
