@@ -105,16 +105,35 @@ void Proxy::add_poll_fds(std::vector<pollfd>& fds) const {
 
 bool Proxy::progress() {
   bool worked = false;
-  accept_new();
+  // One poll() says which sockets have something, rather than a failing
+  // accept() and recv() on each of them every time round the loop.
+  ready_.clear();
+  add_poll_fds(ready_);
+  if (::poll(ready_.data(), ready_.size(), 0) > 0) {
+    if (ready_[0].revents & POLLIN) accept_new();
+    std::vector<int> gone;
+    std::size_t k = 1;
+    for (auto& [id, c] : connections_) {
+      if (k >= ready_.size() || ready_[k].fd != c.fd) break;  // accepted just now
+      const short revents = ready_[k++].revents;
+      bool ended = false;
+      if ((revents & (POLLIN | POLLHUP | POLLERR)) && read_from(id, c, ended)) worked = true;
+      if (ended || ((revents & POLLOUT) && !flush(c))) gone.push_back(id);
+    }
+    for (int id : gone) close_connection(id);
+  }
   client_.progress();
+  if (deliver_replies()) worked = true;
+  // Frames held back by the cap on requests in flight, now that replies
+  // may have made room.
   std::vector<int> gone;
   for (auto& [id, c] : connections_) {
+    if (c.in.buffered() == 0 || c.in_flight >= kMaxInFlightPerTask) continue;
     bool ended = false;
-    if (c.in_flight < kMaxInFlightPerTask && read_from(id, c, ended)) worked = true;
-    if (ended || (!c.out.empty() && !flush(c))) gone.push_back(id);
+    if (take_frames(id, c, ended)) worked = true;
+    if (ended) gone.push_back(id);
   }
   for (int id : gone) close_connection(id);
-  if (deliver_replies()) worked = true;
   if (check_waiting()) worked = true;
   return worked;
 }
@@ -156,10 +175,19 @@ bool Proxy::read_from(int id, Connection& c, bool& ended) {
     ended = true;
     return true;
   }
+  return take_frames(id, c, ended) || any;
+}
+
+// Handles the whole frames already read, as far as the task's share of
+// requests in flight allows; the rest wait in the buffer until replies free
+// room (progress() comes back for them even when the socket is quiet).
+bool Proxy::take_frames(int id, Connection& c, bool& ended) {
   wire::Encoded message;
   bool bad = false;
+  bool any = false;
   while (c.in_flight < kMaxInFlightPerTask && c.in.next(message, bad)) {
     handle(id, c, std::move(message));
+    any = true;
   }
   if (bad) {
     spdlog::warn("proxy: task pid {} sent a frame length past {} bytes; closing its connection",

@@ -78,6 +78,7 @@ class Proxy {
 
   void accept_new();
   bool read_from(int id, Connection& c, bool& ended);
+  bool take_frames(int id, Connection& c, bool& ended);
   void handle(int id, Connection& c, wire::Encoded message);
   void answer_error(Connection& c, std::uint64_t id, const std::string& why);
   void answer(Connection& c, const wire::Encoded& message);
@@ -94,6 +95,7 @@ class Proxy {
   std::map<int, Connection> connections_;
   std::vector<InFlight> in_flight_;
   std::vector<Waiting> waiting_;
+  std::vector<pollfd> ready_;  // reused by progress()
 };
 
 }  // namespace tandem::detail::proxy

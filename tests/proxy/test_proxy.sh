@@ -124,6 +124,33 @@ check "the floods were answered" test "$(cat faults/tasks/flood/*.out | grep -c 
 check "the proxy logged the 1 TiB frame" grep -q "frame length past" faults/logs/rank-0000*.log
 check "no socket is left behind" test -z "$(ls faults/sockets)"
 
+# --- Python: async, zero-copy outputs, JSON calls, errors -------------------
+"$python" "$src/tests/support/openai_test_server.py" --port-file "$work/llm.port" &
+llm_pid=$!
+for _ in $(seq 100); do [ -f "$work/llm.port" ] && break; sleep 0.05; done
+cat > python.toml << TOML
+[job]
+name = "python"
+[[service]]
+name = "double"
+backend = "scale"
+[[service]]
+name = "llm"
+backend = "remote"
+protocol = "openai"
+url = "http://127.0.0.1:$(cat "$work/llm.port")"
+[[task]]
+name = "py"
+command = ["$python", "$src/tests/proxy/python_task.py"]
+count = 3
+TOML
+run python.toml python 5
+rc=$?
+kill "$llm_pid" 2> /dev/null
+check "the Python tasks passed (exit $rc)" test $rc -eq 0
+[ $rc -eq 0 ] || cat python/tasks/py/*.err >&2
+check "each said so" test "$(cat python/tasks/py/*.out | grep -c 'all checks passed')" = 3
+
 # --- errors at start -------------------------------------------------------
 long=/tmp/$(printf 'x%.0s' $(seq 120))
 sed -e "s|^\[layout\]|[job.proxy]\nsocket_dir = \"$long\"\n[layout]|" faults.toml > long.toml
