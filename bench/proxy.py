@@ -15,19 +15,12 @@ Medians over thousands of trips per run, median of --repeat runs.
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import tempfile
-import time
 
 import mpi_env
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from redis_server import redis_server
 
 
 def lines(text):
@@ -43,42 +36,28 @@ def main():
     mpi_env.setup()
     build = os.path.abspath(args.build)
     tandem = os.path.join(build, "launcher", "tandem")
-    port = free_port()
     runs = {}
-    with tempfile.TemporaryDirectory(prefix="tandem-bench-", dir=os.getcwd()) as work:
+    with tempfile.TemporaryDirectory(prefix="tandem-bench-", dir=os.getcwd()) as work, \
+            redis_server(work) as port:
         with open(os.path.join(work, "proxy.toml"), "w") as f:
             f.write(f'[job]\nname = "proxy-bench"\nrun_root = "{work}/runs"\n'
                     '[[service]]\nname = "echo"\nbackend = "echo"\n'
                     f'[[task]]\nname = "bench"\ncommand = ["{build}/bench/proxy_bench", "{port}"]\n')
-        redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                  "--save", "", "--appendonly", "no", "--dir", work],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            for k in range(args.repeat):
-                run_dir = os.path.join(work, f"run{k}")
-                subprocess.run(["mpiexec", "--oversubscribe", "-n", "3", tandem, "run",
-                                "proxy.toml", "--run-dir", run_dir, "--log-level", "warn",
-                                "--no-trace"], check=True, cwd=work)
-                with open(os.path.join(run_dir, "tasks", "bench", "0.out")) as f:
-                    for r in lines(f.read()):
-                        runs.setdefault((r["kind"], r["bytes"]), []).append(r["median_us"])
-                out = subprocess.run(["mpiexec", "--oversubscribe", "-n", "3",
-                                      os.path.join(build, "bench", "serving_bench"), "latency",
-                                      "1024,1048576"], check=True, capture_output=True,
-                                     text=True, cwd=work,
-                                     env=dict(os.environ, TANDEM_BENCH_TRACE="0")).stdout
-                for r in lines(out):
-                    if r["kind"] == "tandem_echo":
-                        runs.setdefault(("inprocess", r["bytes"]), []).append(r["median_us"])
-        finally:
-            redis.terminate()
-            redis.wait()
+        for k in range(args.repeat):
+            run_dir = os.path.join(work, f"run{k}")
+            subprocess.run(["mpiexec", "--oversubscribe", "-n", "3", tandem, "run", "proxy.toml",
+                            "--run-dir", run_dir, "--log-level", "warn", "--no-trace"],
+                           check=True, cwd=work)
+            with open(os.path.join(run_dir, "tasks", "bench", "0.out")) as f:
+                for r in lines(f.read()):
+                    runs.setdefault((r["kind"], r["bytes"]), []).append(r["median_us"])
+            out = subprocess.run(["mpiexec", "--oversubscribe", "-n", "3",
+                                  os.path.join(build, "bench", "serving_bench"), "latency",
+                                  "1024,1048576"], check=True, capture_output=True, text=True,
+                                 cwd=work, env=dict(os.environ, TANDEM_BENCH_TRACE="0")).stdout
+            for r in lines(out):
+                if r["kind"] == "tandem_echo":
+                    runs.setdefault(("inprocess", r["bytes"]), []).append(r["median_us"])
 
     def m(kind, size):
         return statistics.median(runs[(kind, size)])

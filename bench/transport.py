@@ -15,19 +15,12 @@ prints medians (µs per round trip) with ratios:
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import tempfile
-import time
 
 import mpi_env
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from redis_server import redis_server
 
 
 def main():
@@ -38,18 +31,8 @@ def main():
     args = ap.parse_args()
     mpi_env.setup()
     bench = os.path.abspath(os.path.join(args.build, "bench", "transport_bench"))
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="tandem-bench-", dir=os.getcwd()) as work:
-        redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                  "--save", "", "--appendonly", "no", "--dir", work],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
+        with redis_server(work) as port:
             runs = {}
             for _ in range(args.repeat):
                 out = subprocess.run(["mpiexec", "--oversubscribe", "-n", "3", bench, str(port)],
@@ -58,9 +41,6 @@ def main():
                     if line.startswith("{"):
                         r = json.loads(line)
                         runs.setdefault((r["kind"], r["bytes"]), []).append(r["median_us"])
-        finally:
-            redis.terminate()
-            redis.wait()
 
     def m(kind, size):
         return statistics.median(runs[(kind, size)])

@@ -203,8 +203,17 @@ void Worker::handle_work(const std::vector<std::int32_t>& msg) {
 // and Fortran clients need to find their library.
 void Worker::start_proxy() {
   const std::string dir = proxy_socket_dir(wf_, sh_.run_dir);
-  proxy::ensure_private_dir(dir);
-  proxy_ = std::make_unique<proxy::Proxy>(*sh_.client, proxy::socket_path(dir, index_), index_);
+  try {
+    proxy::ensure_private_dir(dir);
+    proxy_ = std::make_unique<proxy::Proxy>(*sh_.client, proxy::socket_path(dir, index_), index_);
+  } catch (const std::exception& e) {
+    // Rank 0 checked the directory and the path at start, so this is rare
+    // (a full disk, a directory changed meanwhile); the worker still runs
+    // its tasks, and those that call services are told there is no socket.
+    spdlog::error("proxy: {}; executable tasks on worker {} cannot reach the services", e.what(),
+                  index_);
+    return;
+  }
   const ClientEnvironment env = client_environment();
   for (std::size_t t = 0; t < wf_.tasks.size(); ++t) {
     if (wf_.tasks[t].kind != TaskKind::command) continue;

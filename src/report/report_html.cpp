@@ -38,6 +38,12 @@ std::string escape(const std::string& s) {
   return out;
 }
 
+std::string svg_open(int width, int height, const char* css_class) {
+  return fmt::format(
+      R"(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" class="{}">)", width,
+      height, css_class);
+}
+
 // A stable colour per task name, so that one task's instances look alike.
 std::string colour(const std::string& label, int kind) {
   if (kind == 1) return "#e8743b";
@@ -56,9 +62,7 @@ std::string timeline(const Report& r) {
   const int height = rows * kRow + kTop + 20;
   const double end = std::max({r.trace_end_s, r.makespan_s, 1e-6});
   auto x = [&](double t) { return kLabel + std::clamp(t / end, 0.0, 1.0) * kPlot; };
-  std::string svg = fmt::format(
-      R"(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" class="timeline">)",
-      kLabel + kPlot + 50, height);
+  std::string svg = svg_open(kLabel + kPlot + 50, height, "timeline");
   for (int i = 0; i < rows; ++i) {
     const int y = kTop + i * kRow;
     if (i % 2 == 0) {
@@ -115,9 +119,7 @@ std::string latency_histogram(const ServiceFigures& f) {
   std::vector<long long> counts(kBins, 0);
   for (double v : f.total_ms) ++counts[bin_of(v)];
   const long long most = *std::max_element(counts.begin(), counts.end());
-  std::string svg =
-      fmt::format(R"(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" class="hist">)",
-                  kW + 60, kH + 64);
+  std::string svg = svg_open(kW + 60, kH + 64, "hist");
   const double bar = static_cast<double>(kW) / kBins;
   for (int i = 0; i < kBins; ++i) {
     if (counts[i] == 0) continue;
@@ -152,9 +154,7 @@ std::string batch_histogram(const ServiceFigures& f) {
   for (const auto& [rows, n] : f.batch_rows) most = std::max(most, n);
   const double bar =
       std::min(40.0, static_cast<double>(kW) / static_cast<double>(f.batch_rows.size()));
-  std::string svg =
-      fmt::format(R"(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" class="hist">)",
-                  kW + 60, kH + 40);
+  std::string svg = svg_open(kW + 60, kH + 40, "hist");
   int i = 0;
   for (const auto& [rows, n] : f.batch_rows) {
     const double h = static_cast<double>(n) / static_cast<double>(most) * kH;

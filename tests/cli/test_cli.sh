@@ -6,24 +6,10 @@ set -uo pipefail
 tandem=$1
 tasks_lib=$2
 mpiexec=$3
-export OMPI_MCA_mpi_yield_when_idle=1
-if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+source "$(dirname "$0")/../support/shell_test.sh"
 work=$(mktemp -d /tmp/tandem-cli-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-passed=0
-failed=0
-
-check() {  # check NAME CONDITION...
-  local name=$1
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAIL: $name" >&2
-  fi
-}
 contains() { grep -qF -- "$2" "$1"; }
 
 # --- validate -------------------------------------------------------------
@@ -143,5 +129,4 @@ for i in 0 1 2; do
   check "slow $i ran exactly once after resume" test "$(wc -l < r-long/slow.$i)" = 1
 done
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish cli

@@ -5,17 +5,9 @@ set -uo pipefail
 src=$1
 build=$2
 mpiexec=$3
-export OMPI_MCA_mpi_yield_when_idle=1
-if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+source "$(dirname "$0")/../support/shell_test.sh"
 work=$(mktemp -d "$build/examples-test-XXXXXX")
 trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-check() {
-  local name=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name" >&2; fi
-}
 
 # surrogate-ensemble: the default demo.
 SURROGATE_ENSEMBLE_BUILD="$build/examples/surrogate-ensemble" "$mpiexec" --oversubscribe -n 4 \
@@ -48,5 +40,4 @@ kill "$llm_pid"
 check "every agent held its conversation" test "$(ls "$work"/llm/tasks/agent/agent-*.json | wc -l)" = 6
 check "the model's answers are in them" grep -q '"echo: What would you run next?"' "$work/llm/tasks/agent/agent-3.json"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish examples

@@ -8,25 +8,14 @@
 
 #include <gtest/gtest.h>
 
-#include "support/temp_dir.hpp"
+#include "support/mpi_session.hpp"
 #include "trace/trace.hpp"
 #include "trace/trace_output.hpp"
 #include "trace/trace_table.hpp"
 
 namespace trace = tandem::detail::trace;
-
-namespace {
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-}  // namespace
+using tandem::test::world_rank;
+using tandem::test::world_size;
 
 // Pretending every rank is on a node of its own makes every rank measure
 // its offset with ping-pongs. All ranks share one machine's clock here, so
@@ -51,12 +40,7 @@ TEST(TraceClocks, PingPongsFindTheOffsetOfASharedClock) {
 // rank that recorded it, in time order per rank, on one timeline that
 // starts at time zero.
 TEST(TraceGather, EveryRanksEventsLandInOneFile) {
-  tandem::test::TempDir dir;  // rank 0's path is the one that counts
-  std::string path = dir.path().string();
-  int len = static_cast<int>(path.size());
-  MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  path.resize(len);
-  MPI_Bcast(path.data(), len, MPI_CHAR, 0, MPI_COMM_WORLD);
+  const std::string path = tandem::test::shared_dir();
 
   std::vector<int> nodes(world_size(), 0);
   const trace::Timeline t = trace::align_clocks(MPI_COMM_WORLD, nodes, trace::clock_ns(), {});

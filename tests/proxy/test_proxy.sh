@@ -12,23 +12,10 @@ tasks_lib=$4
 proxy_task=$5
 mpiexec=$6
 python=/usr/bin/python3
-export OMPI_MCA_mpi_yield_when_idle=1
-if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+source "$(dirname "$0")/../support/shell_test.sh"
 work=$(mktemp -d /tmp/tandem-proxy-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-passed=0
-failed=0
-check() { # check NAME COMMAND...
-  local name=$1
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAIL: $name" >&2
-  fi
-}
 run() { # run WORKFLOW RUN_DIR NP: tandem run, quietly; the exit code
   "$mpiexec" --oversubscribe -n "$3" "$tandem" run "$1" --run-dir "$2" --log-level warn \
     > "$2.out" 2> "$2.err"
@@ -167,5 +154,4 @@ rc=$?
 check "a socket directory others may enter stops the run (exit $rc)" test $rc -eq 2
 check "the error names the mode" grep -q "has mode 755; it must be private (0700)" open.out open.err
 
-echo "proxy: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish proxy

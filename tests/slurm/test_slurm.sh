@@ -43,21 +43,9 @@ if ! bash "$here/cluster.sh" up "$lab"; then
 fi
 source "$lab/env.sh"
 export TANDEM=$tandem
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+source "$here/../support/shell_test.sh"
 cd "$work"
 
-passed=0
-failed=0
-check() { # check NAME COMMAND...
-  local name=$1
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAIL: $name" >&2
-  fi
-}
 # json FILE EXPR: a value from a JSON file (EXPR in Python, the file is `d`).
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
@@ -224,5 +212,4 @@ check "no index is missing" \
 check "history.jsonl has the three jobs" \
   test "$(python3 -c "import json,sys; print(' '.join(json.loads(l)['allocation']['job_id'] for l in open(sys.argv[1])))" "$run_dir/history.jsonl")" = "$first $second $third"
 
-echo "slurm: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish slurm

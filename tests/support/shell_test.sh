@@ -1,0 +1,26 @@
+# Sourced by the shell tests: the MPI environment of a test run, check() to
+# count results, and finish() to report them and set the exit status.
+#   source "$(dirname "$0")/../support/shell_test.sh"
+
+export OMPI_MCA_mpi_yield_when_idle=1
+if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+passed=0
+failed=0
+
+# check NAME COMMAND...: runs COMMAND, counts it, names it when it fails.
+check() {
+  local name=$1
+  shift
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL: $name" >&2
+  fi
+}
+
+# finish LABEL: prints the counts; the test's exit status.
+finish() {
+  echo "$1: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+}
