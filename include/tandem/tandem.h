@@ -120,6 +120,9 @@ tandem_status tandem_infer_async(tandem_client* client, const char* service, int
 tandem_status tandem_test(tandem_request* request, int* done);
 /* Waits for the reply and frees the request (also when it failed). */
 tandem_status tandem_wait(tandem_request* request, tandem_outputs** outputs);
+/* Gives up on a request without waiting: its reply is dropped when it
+ * comes. The inputs were copied when it was sent, so they may go now. */
+void tandem_request_free(tandem_request* request);
 
 int tandem_outputs_count(const tandem_outputs* outputs);
 const char* tandem_outputs_name(const tandem_outputs* outputs, int i);

@@ -85,6 +85,7 @@ def _c():
         ("tandem_infer_async", i, [p, c, i, ctypes.POINTER(c), ctypes.POINTER(p), pp]),
         ("tandem_test", i, [p, ctypes.POINTER(i)]),
         ("tandem_wait", i, [p, pp]),
+        ("tandem_request_free", None, [p]),
         ("tandem_outputs_count", i, [p]),
         ("tandem_outputs_name", c, [p, i]),
         ("tandem_outputs_tensor", p, [p, i]),
@@ -166,9 +167,17 @@ class Request:
         return _to_arrays(out)
 
     def _release(self):
-        for t in self._keep[1]:
-            _c().tandem_tensor_free(t)
-        self._keep = None
+        if self._keep is not None:
+            for t in self._keep[1]:
+                _c().tandem_tensor_free(t)
+            self._keep = None
+
+    def __del__(self):
+        # Dropped without wait(): the reply is discarded when it comes.
+        if getattr(self, "_handle", None) is not None and _lib is not None:
+            _lib.tandem_request_free(self._handle)
+            self._handle = None
+            self._release()
 
 
 class Client:

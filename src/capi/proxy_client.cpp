@@ -131,7 +131,7 @@ void ProxyClient::take_frames() {
       finish(it->second);
       outgoing_.erase(it);
     }
-    replies_[d.header.request_id] = std::move(r);
+    if (abandoned_.erase(d.header.request_id) == 0) replies_[d.header.request_id] = std::move(r);
   }
   if (bad) throw error("the proxy sent a frame of impossible length");
 }
@@ -142,6 +142,10 @@ bool ProxyClient::arrived(std::uint64_t id) {
     if (replies_.count(id)) return true;
   }
   return replies_.count(id) > 0;
+}
+
+void ProxyClient::abandon(std::uint64_t id) {
+  if (replies_.erase(id) == 0) abandoned_.insert(id);
 }
 
 Reply ProxyClient::wait(std::uint64_t id) {

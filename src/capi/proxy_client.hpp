@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,8 @@ class ProxyClient {
   bool arrived(std::uint64_t id);
   /// Waits for request @p id's reply and takes it.
   Reply wait(std::uint64_t id);
+  /// Nobody will wait for request @p id: its reply is dropped.
+  void abandon(std::uint64_t id);
 
  private:
   std::uint64_t send(wire::Kind kind, int service, const TensorList& tensors,
@@ -54,6 +57,7 @@ class ProxyClient {
   proxy::FrameReader in_;
   std::map<std::uint64_t, Outgoing> outgoing_;  // staged inputs, until the reply
   std::map<std::uint64_t, Reply> replies_;
+  std::set<std::uint64_t> abandoned_;
 };
 
 }  // namespace tandem::detail::capi

@@ -343,6 +343,15 @@ tandem_status tandem_wait(tandem_request* request, tandem_outputs** outputs) {
   });
 }
 
+void tandem_request_free(tandem_request* request) {
+  if (!request) return;
+  std::unique_ptr<tandem_request> owned(request);
+  try {
+    if (!owned->client->direct) owned->client->proxy->abandon(owned->id);
+  } catch (...) {
+  }
+}
+
 int tandem_outputs_count(const tandem_outputs* outputs) {
   return outputs ? static_cast<int>(outputs->tensors.size()) : 0;
 }

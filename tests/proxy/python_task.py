@@ -20,6 +20,13 @@ with tandem.Client() as client:
         assert y.shape == (3, 4) and y.dtype == np.float32, (y.shape, y.dtype)
         assert np.array_equal(y, 2 * x), "wrong values"
 
+    # Requests dropped without waiting: their replies are discarded, and
+    # the next request still gets its own answer.
+    for k in range(20):
+        client.infer_async("double", {"x": inputs[k]})
+    x = np.full((2, 4), 7, np.float32)
+    assert np.array_equal(client.infer("double", {"x": x})["x"], 2 * x)
+
     # A large reply comes back through shared memory, as a view: no copy.
     big = np.random.default_rng(1).random((4096, 64))
     out = client.infer("double", {"x": big})["x"]
