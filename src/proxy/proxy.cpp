@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "serve/shm.hpp"
 #include "serve/staging.hpp"
 #include "tandem/error.hpp"
 
@@ -92,6 +93,14 @@ Proxy::~Proxy() {
   for (auto& [id, c] : connections_) ::close(c.fd);
   if (listen_fd_ >= 0) ::close(listen_fd_);
   ::unlink(path_.c_str());
+  // Tasks that were killed or crashed leave their request segments behind;
+  // they are ours to clear, now rather than at the next run on the node.
+  if (const int n = shm::remove_stale(); n > 0) {
+    spdlog::info(
+        "proxy: removed {} shared-memory segment(s) of tasks that ended without "
+        "cleaning up",
+        n);
+  }
 }
 
 void Proxy::add_poll_fds(std::vector<pollfd>& fds) const {

@@ -71,6 +71,25 @@ static void check_reply(tandem_request* r, int64_t rows, float seed) {
   tandem_outputs_free(out);
 }
 
+/* Whether this process maps a Tandem shared-memory segment of its own
+ * (mine != 0) or of another process (mine == 0): proof that a tensor went
+ * through shared memory rather than through the socket. */
+static int maps_segment(int mine) {
+  char own[64];
+  snprintf(own, sizeof own, "/dev/shm/tandem.%d.", (int)getpid());
+  FILE* maps = fopen("/proc/self/maps", "r");
+  char line[512];
+  int found = 0;
+  while (maps && fgets(line, sizeof line, maps)) {
+    const char* seg = strstr(line, "/dev/shm/tandem.");
+    if (!seg) continue;
+    const int is_own = strncmp(seg, own, strlen(own)) == 0;
+    if (is_own == (mine != 0)) found = 1;
+  }
+  if (maps) fclose(maps);
+  return found;
+}
+
 static int raw_socket(void) {
   const char* path = getenv("TANDEM_SOCKET");
   if (!path) FAIL("TANDEM_SOCKET is not set");
@@ -92,6 +111,10 @@ int main(int argc, char** argv) {
     tandem_tensor* t;
     tandem_request* r = send_rows(c, rows, 1.0f, &x, &t);
     check_reply(r, rows, 1.0f);
+    /* 32 KiB and up: the request left from our segment, the reply came in
+     * the worker's. */
+    if (rows * 16 >= 32 * 1024 && (!maps_segment(1) || !maps_segment(0)))
+      FAIL("a %lld-row request did not travel through shared memory both ways", (long long)rows);
     tandem_tensor_free(t);
     free(x);
     tandem_disconnect(c);

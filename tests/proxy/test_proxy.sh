@@ -110,6 +110,14 @@ check "41 tasks done" test "$("$python" -c "import json; print(json.load(open('f
 check "the floods were answered" test "$(cat faults/tasks/flood/*.out | grep -c 'flood: 1000 requests answered')" = 4
 check "the proxy logged the 1 TiB frame" grep -q "frame length past" faults/logs/rank-0000*.log
 check "no socket is left behind" test -z "$(ls faults/sockets)"
+stale=0
+for segment in /dev/shm/tandem.*; do
+  [ -e "$segment" ] || continue
+  pid=${segment#/dev/shm/tandem.}
+  pid=${pid%%.*}
+  kill -0 "$pid" 2> /dev/null || stale=$((stale + 1))
+done
+check "no shared memory of dead tasks is left ($stale segments)" test $stale -eq 0
 
 # --- Python: async, zero-copy outputs, JSON calls, errors -------------------
 "$python" "$src/tests/support/openai_test_server.py" --port-file "$work/llm.port" &
