@@ -298,3 +298,59 @@ TEST(Workflow, BadServicesAreRejected) {
   expect_error(head + "backend='echo'\n[[service]]\nname='m'\nbackend='echo'\n", 4,
                "service[1].name", "used twice");
 }
+
+TEST(Workflow, MonitorAndProxyKeysParseAndAreChecked) {
+  const auto wf = parse_workflow(R"(
+[job]
+[job.monitor]
+trace = false
+trace_max_events = 5000
+chrome_trace = false
+metrics_interval = 2.5
+progress_interval = 0
+[job.proxy]
+socket_dir = "sock"
+[[service]]
+name = "m"
+backend = "echo"
+[[task]]
+name = "t"
+command = ["/bin/true"]
+)",
+                                 "/x/wf.toml", false);
+  EXPECT_FALSE(wf.job.monitor.trace);
+  EXPECT_EQ(wf.job.monitor.trace_max_events, 5000);
+  EXPECT_FALSE(wf.job.monitor.chrome_trace);
+  EXPECT_DOUBLE_EQ(wf.job.monitor.metrics_interval_s, 2.5);
+  EXPECT_DOUBLE_EQ(wf.job.monitor.progress_interval_s, 0);
+  EXPECT_EQ(wf.job.proxy.socket_dir, "/x/sock") << "relative to the workflow file";
+  EXPECT_TRUE(tandem::detail::needs_proxy(wf));
+  EXPECT_EQ(tandem::detail::proxy_socket_dir(wf, "/runs/r1"), "/x/sock");
+  // The resolved file keeps them.
+  const auto again = parse_workflow(tandem::detail::resolved_toml(wf), "/x/wf.toml", false);
+  EXPECT_EQ(again.job.monitor.trace_max_events, 5000);
+  EXPECT_EQ(again.job.proxy.socket_dir, "/x/sock");
+
+  expect_error("[job.monitor]\ntrace_max_events = -1\n[[task]]\nname='a'\nfunction='f'\n", 2,
+               "job.monitor.trace_max_events", "between 0 and");
+  expect_error("[job.monitor]\ntrace = \"yes\"\n[[task]]\nname='a'\nfunction='f'\n", 2,
+               "job.monitor.trace", "must be true or false");
+  expect_error("[job.proxy]\nsocket_dri = \"/tmp\"\n[[task]]\nname='a'\nfunction='f'\n", 2,
+               "job.proxy.socket_dri", "did you mean 'socket_dir'");
+}
+
+TEST(Workflow, TheProxyRunsOnlyForServicesAndExecutables) {
+  const auto functions_only =
+      parse_workflow("[[service]]\nname='m'\nbackend='echo'\n[[task]]\nname='t'\nfunction='f'\n",
+                     "/x/wf.toml", false);
+  EXPECT_FALSE(tandem::detail::needs_proxy(functions_only));
+  const auto no_services =
+      parse_workflow("[[task]]\nname='t'\ncommand=['/bin/true']\n", "/x/wf.toml", false);
+  EXPECT_FALSE(tandem::detail::needs_proxy(no_services));
+  const auto off = parse_workflow(
+      "[job.proxy]\nenabled = false\n[[service]]\nname='m'\nbackend='echo'\n[[task]]\nname='t'\n"
+      "command=['/bin/true']\n",
+      "/x/wf.toml", false);
+  EXPECT_FALSE(tandem::detail::needs_proxy(off));
+  EXPECT_EQ(tandem::detail::proxy_socket_dir(off, "/runs/r1"), "/runs/r1/sockets");
+}
