@@ -152,18 +152,10 @@ class ProcessBackend : public Backend {
   }
 
   HttpResponse send(HttpRequest r) {
-    HttpResponse out;
-    bool done = false;
-    http_.submit(std::move(r), [&](HttpResponse&& resp) {
-      out = std::move(resp);
-      done = true;
-    });
-    while (!done) {
-      http_.progress(20);
-      // Keep relaying the server's output, so that it never blocks on a full pipe.
+    // Keep relaying the server's output, so that it never blocks on a full pipe.
+    return http_.fetch(std::move(r), [&] {
       if (server_) server_->progress();
-    }
-    return out;
+    });
   }
 
   std::string describe_exit() const {

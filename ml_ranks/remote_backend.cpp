@@ -35,7 +35,7 @@ class RemoteBackend : public Backend {
       auth_ = std::string("Authorization: Bearer ") + key;
     }
     HttpRequest probe = base_request("GET", spec_.ready_path);
-    const HttpResponse r = wait(std::move(probe));
+    const HttpResponse r = http_.fetch(std::move(probe));
     if (!r.ok()) throw error(fmt::format("endpoint {} is not ready: {}", spec_.url, r.error));
     spdlog::info("service '{}': endpoint {} is ready", spec_.name, spec_.url);
   }
@@ -132,17 +132,6 @@ class RemoteBackend : public Backend {
     r.trace_service = service_;
     r.trace_id = ++sent_;
     return r;
-  }
-
-  HttpResponse wait(HttpRequest r) {
-    HttpResponse out;
-    bool finished = false;
-    http_.submit(std::move(r), [&](HttpResponse&& resp) {
-      out = std::move(resp);
-      finished = true;
-    });
-    while (!finished) http_.progress(20);
-    return out;
   }
 
   const ServiceSpec& spec_;

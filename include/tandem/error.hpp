@@ -62,6 +62,14 @@ class request_error : public error {
   std::string service_;
 };
 
+/// A request that could not be sent because of its service: unknown to
+/// the workflow, FAILED, not READY in time, or stopping. Waiting or fixing
+/// the name helps; changing the inputs does not.
+class service_error : public request_error {
+ public:
+  using request_error::request_error;
+};
+
 /// A task that failed; thrown by user task functions to fail with a reason
 /// (any std::exception does the same, this one just says so plainly).
 class task_error : public error {

@@ -52,8 +52,8 @@ int ProxyClient::service_index(const std::string& name) const {
   }
   std::string known;
   for (const auto& s : services_) known += (known.empty() ? "" : ", ") + s;
-  throw request_error(name, fmt::format("no service '{}' in this workflow (it has: {})", name,
-                                        known.empty() ? "none" : known));
+  throw service_error(name, fmt::format("unknown service '{}': this job has {}", name,
+                                        known.empty() ? "no services" : known));
 }
 
 std::uint64_t ProxyClient::send(wire::Kind kind, int service, const TensorList& tensors,
@@ -63,8 +63,7 @@ std::uint64_t ProxyClient::send(wire::Kind kind, int service, const TensorList& 
   const bool big = static_cast<long long>(total_bytes(tensors)) >= shm_threshold_;
   Outgoing o = stage(kind, id, service, tensors, text, big ? wire::kShm : wire::kInline, {},
                      wire::kReplyShmOk);
-  const std::string bytes = proxy::frame(o.message);
-  if (!proxy::write_all(fd_, bytes.data(), bytes.size())) {
+  if (!proxy::write_frame(fd_, o.message)) {
     finish(o);
     throw error(fmt::format("the worker's proxy went away: {}", std::strerror(errno)));
   }
@@ -117,6 +116,7 @@ void ProxyClient::take_frames() {
     }
     Reply r;
     r.ok = d.header.kind == wire::kReplyOk || d.header.kind == wire::kHello;
+    r.service_unavailable = !r.ok && (d.header.flags & wire::kServiceError);
     r.text = std::move(d.text);
     if (r.ok && !d.tensors.empty()) {
       if (resolve(d, /*hand_back_when_dropped=*/true, why)) {

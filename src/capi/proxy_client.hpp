@@ -18,7 +18,8 @@ namespace tandem::detail::capi {
 
 struct Reply {
   bool ok = false;
-  std::string text;  // the error, or a JSON call's answer
+  bool service_unavailable = false;  // the error is the service's (see service_error)
+  std::string text;                  // the error, or a JSON call's answer
   TensorList outputs;
 };
 

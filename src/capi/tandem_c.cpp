@@ -64,12 +64,10 @@ template <typename F>
 tandem_status guarded(F&& body) {
   try {
     return body();
+  } catch (const tandem::service_error& e) {
+    return fail(TANDEM_ERR_SERVICE, e.what());
   } catch (const tandem::request_error& e) {
-    const std::string what = e.what();
-    const bool service = what.find("no service") != std::string::npos ||
-                         what.find("not READY") != std::string::npos ||
-                         what.find("FAILED") != std::string::npos;
-    return fail(service ? TANDEM_ERR_SERVICE : TANDEM_ERR_REQUEST, what);
+    return fail(TANDEM_ERR_REQUEST, e.what());
   } catch (const tandem::mpi_error& e) {
     return fail(TANDEM_ERR_MPI, e.what());
   } catch (const tandem::error& e) {
@@ -104,12 +102,7 @@ tandem_outputs* make_outputs(tandem::TensorList list) {
 tandem_status take_reply(ProxyClient& proxy, std::uint64_t id, tandem_outputs** outputs,
                          std::string* answer = nullptr) {
   Reply r = proxy.wait(id);
-  if (!r.ok) {
-    const bool service = r.text.find("not READY") != std::string::npos ||
-                         r.text.find("FAILED") != std::string::npos ||
-                         r.text.find("no service") != std::string::npos;
-    return fail(service ? TANDEM_ERR_SERVICE : TANDEM_ERR_REQUEST, r.text);
-  }
+  if (!r.ok) return fail(r.service_unavailable ? TANDEM_ERR_SERVICE : TANDEM_ERR_REQUEST, r.text);
   if (answer) *answer = std::move(r.text);
   if (outputs) *outputs = make_outputs(std::move(r.outputs));
   return TANDEM_OK;

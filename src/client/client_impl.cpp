@@ -68,7 +68,7 @@ int ClientImpl::service_index(const std::string& name) const {
   if (s >= 0) return s;
   std::vector<std::string> names;
   for (const auto& spec : wf_.services) names.push_back(spec.name);
-  throw request_error(
+  throw service_error(
       name, names.empty() ? fmt::format("unknown service '{}': this job has no services", name)
                           : fmt::format("unknown service '{}': this job has {}", name,
                                         fmt::join(names, ", ")));
@@ -137,6 +137,26 @@ bool ClientImpl::progress() {
   return any;
 }
 
+// Requests and calls go only to a READY service; the error says what to do
+// in every language the client is used from (wait_ready in C++ and Python,
+// tandem_wait_ready in C and Fortran).
+void ClientImpl::require_ready(int service) const {
+  const std::string& name = wf_.services[service].name;
+  const ServiceState s = aggregate(service);
+  if (s == ServiceState::READY) return;
+  if (s == ServiceState::FAILED) {
+    throw service_error(name,
+                        fmt::format("service '{}' FAILED: {}", name, failure_reason(service)));
+  }
+  if (s == ServiceState::STARTING) {
+    throw service_error(name, fmt::format("service '{}' is not READY yet (STARTING: its model is "
+                                          "loading); wait for it with wait_ready(\"{}\") first",
+                                          name, name));
+  }
+  throw service_error(
+      name, fmt::format("service '{}' is {}: the run is ending", name, service_state_name(s)));
+}
+
 ServiceState ClientImpl::aggregate(int service) const {
   const auto& states = table_.states[service];
   bool any_starting = false;
@@ -180,15 +200,15 @@ void ClientImpl::wait_ready(int service, double timeout_s) {
     const ServiceState s = aggregate(service);
     if (s == ServiceState::READY) return;
     if (s == ServiceState::FAILED) {
-      throw request_error(name,
+      throw service_error(name,
                           fmt::format("service '{}' FAILED: {}", name, failure_reason(service)));
     }
     if (s != ServiceState::STARTING) {
-      throw request_error(
+      throw service_error(
           name, fmt::format("service '{}' is {}: the run is ending", name, service_state_name(s)));
     }
     if (std::chrono::steady_clock::now() > deadline) {
-      throw request_error(name, fmt::format("service '{}' was not READY within {:g} s (still "
+      throw service_error(name, fmt::format("service '{}' was not READY within {:g} s (still "
                                             "STARTING: its model is loading)",
                                             name, timeout_s));
     }
@@ -237,31 +257,17 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& in
   const std::int64_t t_called = trace::g_enabled ? trace::clock_ns() : 0;
   progress();
   const std::string& name = wf_.services[service].name;
-  const ServiceState s = aggregate(service);
-  if (s == ServiceState::FAILED) {
-    throw request_error(name,
-                        fmt::format("service '{}' FAILED: {}", name, failure_reason(service)));
-  }
-  if (s == ServiceState::STARTING) {
-    throw request_error(name, fmt::format("service '{}' is not READY yet (STARTING: its model is "
-                                          "loading); call client.wait_ready(\"{}\") first",
-                                          name, name));
-  }
-  if (s != ServiceState::READY) {
-    throw request_error(
-        name, fmt::format("service '{}' is {}: the run is ending", name, service_state_name(s)));
-  }
+  require_ready(service);
   const int replica =
       choose_replica(plan_, table_, outstanding_, my_node_, service, next_[service]);
-  wire::Transport transport =
-      asked ? *asked : choose_transport(service, replica, total_bytes(inputs));
+  const std::size_t bytes = total_bytes(inputs);
+  wire::Transport transport = asked ? *asked : choose_transport(service, replica, bytes);
   auto p = std::make_shared<PendingInfer>();
   p->id = next_id_++;
   p->service = service;
   p->replica = replica;
   trace::record_at(t_called, trace::kRequestSend, static_cast<std::int64_t>(p->id),
-                   static_cast<std::int64_t>(total_bytes(inputs)), service,
-                   static_cast<std::int16_t>(replica));
+                   static_cast<std::int64_t>(bytes), service, static_cast<std::int16_t>(replica));
   const bool local = plan_.replicas[replica].node == my_node_;
   if (transport == wire::kShm && !local) transport = wire::kInline;  // shm is node-local
   const std::string h5 = transport == wire::kHdf5
@@ -285,16 +291,7 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& in
 std::shared_ptr<PendingInfer> ClientImpl::send_call(int service, const std::string& path,
                                                     const std::string& body) {
   progress();
-  const std::string& name = wf_.services[service].name;
-  const ServiceState s = aggregate(service);
-  if (s != ServiceState::READY) {
-    throw request_error(name,
-                        s == ServiceState::FAILED
-                            ? fmt::format("service '{}' FAILED: {}", name, failure_reason(service))
-                            : fmt::format("service '{}' is {}; wait for it with "
-                                          "client.wait_ready(\"{}\")",
-                                          name, service_state_name(s), name));
-  }
+  require_ready(service);
   const int replica =
       choose_replica(plan_, table_, outstanding_, my_node_, service, next_[service]);
   auto p = std::make_shared<PendingInfer>();

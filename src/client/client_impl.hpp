@@ -65,6 +65,7 @@ class ClientImpl {
 
  private:
   ServiceState aggregate(int service) const;
+  void require_ready(int service) const;  // throws request_error
   std::string failure_reason(int service) const;
 
   const Workflow& wf_;

@@ -235,6 +235,21 @@ int HttpClient::progress(int wait_ms) {
   return finished;
 }
 
+HttpResponse HttpClient::fetch(HttpRequest request, const std::function<void()>& between,
+                               int wait_ms) {
+  HttpResponse out;
+  bool done = false;
+  submit(std::move(request), [&](HttpResponse&& resp) {
+    out = std::move(resp);
+    done = true;
+  });
+  while (!done) {
+    progress(wait_ms);
+    if (between) between();
+  }
+  return out;
+}
+
 void HttpClient::drain() {
   while (pending() > 0) progress(50);
 }

@@ -63,6 +63,11 @@ class HttpClient {
   std::size_t pending() const;
   /// Runs progress() until nothing is pending.
   void drain();
+  /// Sends @p request and waits for its response, other transfers moving
+  /// along meanwhile; @p between (if any) runs between waits of at most
+  /// @p wait_ms.
+  HttpResponse fetch(HttpRequest request, const std::function<void()>& between = {},
+                     int wait_ms = 20);
 
  private:
   struct Transfer;

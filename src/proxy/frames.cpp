@@ -1,6 +1,7 @@
 #include "proxy/frames.hpp"
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -34,23 +35,34 @@ bool FrameReader::next(wire::Encoded& out, bool& bad) {
   return true;
 }
 
-std::string frame(const wire::Encoded& message) {
-  std::string out(sizeof(std::uint64_t) + message.size, '\0');
+void append_frame(std::string& out, const wire::Encoded& message) {
   const std::uint64_t length = message.size;
-  std::memcpy(out.data(), &length, sizeof length);
-  std::memcpy(out.data() + sizeof length, message.buffer.get(), message.size);
-  return out;
+  out.append(reinterpret_cast<const char*>(&length), sizeof length);
+  out.append(reinterpret_cast<const char*>(message.buffer.get()), message.size);
 }
 
-bool write_all(int fd, const char* bytes, std::size_t n) {
-  while (n > 0) {
-    const ssize_t k = ::send(fd, bytes, n, MSG_NOSIGNAL);
+bool write_frame(int fd, const wire::Encoded& message) {
+  std::uint64_t length = message.size;
+  iovec parts[2] = {{&length, sizeof length}, {message.buffer.get(), message.size}};
+  msghdr m{};
+  m.msg_iov = parts;
+  m.msg_iovlen = 2;
+  while (m.msg_iovlen > 0) {
+    ssize_t k = ::sendmsg(fd, &m, MSG_NOSIGNAL);
     if (k < 0) {
       if (errno == EINTR) continue;
       return false;
     }
-    bytes += k;
-    n -= static_cast<std::size_t>(k);
+    // Skip what was written; a large frame may take several calls.
+    while (m.msg_iovlen > 0 && static_cast<std::size_t>(k) >= m.msg_iov->iov_len) {
+      k -= static_cast<ssize_t>(m.msg_iov->iov_len);
+      ++m.msg_iov;
+      --m.msg_iovlen;
+    }
+    if (m.msg_iovlen > 0) {
+      m.msg_iov->iov_base = static_cast<char*>(m.msg_iov->iov_base) + k;
+      m.msg_iov->iov_len -= static_cast<std::size_t>(k);
+    }
   }
   return true;
 }

@@ -33,10 +33,11 @@ class FrameReader {
   std::size_t start_ = 0;
 };
 
-/// The frame for an encoded message: length, then the bytes.
-std::string frame(const wire::Encoded& message);
+/// Appends the frame for @p message (length, then the bytes) to @p out.
+void append_frame(std::string& out, const wire::Encoded& message);
 
-/// Writes all of @p bytes to blocking socket @p fd. False on error (errno).
-bool write_all(int fd, const char* bytes, std::size_t n);
+/// Writes the frame for @p message to blocking socket @p fd, length and
+/// bytes in one call, without copying them. False on error (errno).
+bool write_frame(int fd, const wire::Encoded& message);
 
 }  // namespace tandem::detail::proxy

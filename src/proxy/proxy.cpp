@@ -131,7 +131,6 @@ bool Proxy::progress() {
     }
     for (int id : gone) close_connection(id);
   }
-  client_.progress();
   if (deliver_replies()) worked = true;
   // Frames held back by the cap on requests in flight, now that replies
   // may have made room.
@@ -239,7 +238,7 @@ void Proxy::handle(int id, Connection& c, wire::Encoded message) {
       return;
   }
   if (service < 0 || service >= static_cast<int>(services.size())) {
-    answer_error(c, request, fmt::format("no service #{} in this workflow", service));
+    answer_error(c, request, fmt::format("no service #{} in this workflow", service), true);
     return;
   }
   if (d.header.kind == wire::kWaitReady) {
@@ -271,6 +270,9 @@ void Proxy::handle(int id, Connection& c, wire::Encoded message) {
       }
       f.pending = client_.send(service, d.tensors, std::nullopt);
     }
+  } catch (const service_error& e) {
+    answer_error(c, request, e.what(), true);
+    return;
   } catch (const std::exception& e) {
     answer_error(c, request, e.what());
     return;
@@ -280,12 +282,14 @@ void Proxy::handle(int id, Connection& c, wire::Encoded message) {
   in_flight_.push_back(std::move(f));
 }
 
-void Proxy::answer_error(Connection& c, std::uint64_t id, const std::string& why) {
-  answer(c, wire::encode(wire::kReplyError, id, -1, {}, why));
+void Proxy::answer_error(Connection& c, std::uint64_t id, const std::string& why,
+                         bool service_unavailable) {
+  answer(c, wire::encode(wire::kReplyError, id, -1, {}, why, nullptr,
+                         service_unavailable ? wire::kServiceError : 0));
 }
 
 void Proxy::answer(Connection& c, const wire::Encoded& message) {
-  c.out += frame(message);
+  append_frame(c.out, message);
 }
 
 // Replies that came back from the services go to their tasks: outputs of
@@ -349,9 +353,10 @@ bool Proxy::check_waiting() {
       if (ready) {
         answer(c, wire::encode(wire::kReplyOk, w.id, w.service, {}, "READY"));
       } else if (hopeless) {
-        answer_error(c, w.id, fmt::format("service '{}' is {}", name, service_state_name(s)));
+        answer_error(c, w.id, fmt::format("service '{}' is {}", name, service_state_name(s)), true);
       } else {
-        answer_error(c, w.id, fmt::format("service '{}' is not READY after the timeout", name));
+        answer_error(c, w.id, fmt::format("service '{}' is not READY after the timeout", name),
+                     true);
       }
       flush(c);
     }

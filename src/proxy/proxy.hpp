@@ -50,6 +50,8 @@ class Proxy {
   /// The descriptors the worker's poll() should wake for.
   void add_poll_fds(std::vector<pollfd>& fds) const;
   /// Accepts, reads, forwards and answers what it can without blocking.
+  /// Replies are those the client has received: the caller makes it
+  /// progress first (the worker's loop does, every time round).
   /// True if anything happened.
   bool progress();
   /// Requests are out at the services: the caller should not sleep long.
@@ -80,7 +82,8 @@ class Proxy {
   bool read_from(int id, Connection& c, bool& ended);
   bool take_frames(int id, Connection& c, bool& ended);
   void handle(int id, Connection& c, wire::Encoded message);
-  void answer_error(Connection& c, std::uint64_t id, const std::string& why);
+  void answer_error(Connection& c, std::uint64_t id, const std::string& why,
+                    bool service_unavailable = false);
   void answer(Connection& c, const wire::Encoded& message);
   bool deliver_replies();
   bool check_waiting();

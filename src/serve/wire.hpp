@@ -36,7 +36,9 @@ enum Kind : std::uint16_t {
 enum Transport : std::uint8_t { kInline = 0, kShm = 1, kHdf5 = 2 };
 
 /// Header flags.
-constexpr std::uint32_t kReplyShmOk = 1;  // the client shares a node with the replica
+constexpr std::uint32_t kReplyShmOk = 1;    // the client shares a node with the replica
+constexpr std::uint32_t kServiceError = 2;  // on kReplyError: the service, not the request
+                                            // (unknown, FAILED, not READY; see service_error)
 
 struct Header {
   std::uint32_t magic = kMagic;

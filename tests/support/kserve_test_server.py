@@ -15,7 +15,8 @@ import struct
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from local_http import QuietHandler, serve
 
 SIZES = {"FP32": ("f", 4), "FP64": ("d", 8), "INT32": ("i", 4), "INT64": ("q", 8)}
 args = None
@@ -25,19 +26,7 @@ lock = threading.Lock()
 stats = {"concurrent": 0, "max_concurrent": 0, "total": 0, "authorization": []}
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def reply(self, code, body, headers=None):
-        self.send_response(code)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+class Handler(QuietHandler):
 
     def do_GET(self):
         ready = not args.never_ready and time.time() - started >= args.ready_after
@@ -121,13 +110,7 @@ def main():
     print(f"kserve test server on port {args.port}", flush=True)
     if args.exit_at_once is not None:
         sys.exit(args.exit_at_once)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    server.daemon_threads = True
-    if args.port_file:
-        with open(args.port_file + ".tmp", "w") as f:
-            f.write(str(server.server_address[1]))
-        os.rename(args.port_file + ".tmp", args.port_file)
-    server.serve_forever()
+    serve(Handler, args.port, args.port_file)
 
 
 if __name__ == "__main__":

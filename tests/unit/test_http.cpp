@@ -53,14 +53,7 @@ class TestServer {
 };
 
 HttpResponse fetch(HttpClient& client, HttpRequest r) {
-  HttpResponse out;
-  bool done = false;
-  client.submit(std::move(r), [&](HttpResponse&& resp) {
-    out = std::move(resp);
-    done = true;
-  });
-  while (!done) client.progress(50);
-  return out;
+  return client.fetch(std::move(r));
 }
 
 HttpRequest get(const std::string& url) {
