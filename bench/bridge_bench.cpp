@@ -20,7 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <tandem/tandem.hpp>
 
-#include "http/http_client.hpp"
+#include "ml_ranks/http/http_client.hpp"
 
 namespace {
 

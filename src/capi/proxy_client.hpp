@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "proxy/frames.hpp"
-#include "serve/staging.hpp"
+#include "transport/frames.hpp"
+#include "transport/staging.hpp"
 #include "tandem/tensor.hpp"
 
 namespace tandem::detail::capi {

@@ -14,12 +14,12 @@
 #include <spdlog/spdlog.h>
 #include <boost/mpi/communicator.hpp>
 
-#include "serve/buffer_pool.hpp"
+#include "transport/buffer_pool.hpp"
 #include "tandem/client.hpp"
 #include "tandem/error.hpp"
 #include "trace/trace.hpp"
-#include "util/backoff.hpp"
-#include "util/mpi_check.hpp"
+#include "base/backoff.hpp"
+#include "base/mpi_check.hpp"
 
 namespace mpi = boost::mpi;
 

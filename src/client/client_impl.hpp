@@ -13,9 +13,9 @@
 
 #include "config/workflow.hpp"
 #include "layout/plan.hpp"
-#include "serve/routing.hpp"
-#include "serve/staging.hpp"
-#include "serve/wire.hpp"
+#include "protocol/service_messages.hpp"
+#include "transport/staging.hpp"
+#include "transport/wire.hpp"
 #include "tandem/tensor.hpp"
 
 namespace tandem::detail {

@@ -7,8 +7,8 @@
 
 #include "trace/trace.hpp"
 #include "trace/trace_writers.hpp"
-#include "util/clock.hpp"
-#include "util/mpi_wait.hpp"
+#include "base/clock.hpp"
+#include "base/mpi_wait.hpp"
 
 namespace tandem::detail::trace {
 

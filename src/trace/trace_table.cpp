@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "serve/hdf5_io.hpp"
+#include "transport/hdf5_io.hpp"
 #include "tandem/error.hpp"
 #include "trace/trace.hpp"
 

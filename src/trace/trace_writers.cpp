@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "serve/hdf5_io.hpp"
+#include "transport/hdf5_io.hpp"
 #include "tandem/error.hpp"
 #include "trace/trace_table.hpp"
 

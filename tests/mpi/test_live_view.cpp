@@ -14,9 +14,9 @@
 
 #include "config/workflow.hpp"
 #include "layout/plan.hpp"
-#include "pilot/live_view.hpp"
-#include "pilot/service_monitor.hpp"
-#include "run/logging.hpp"
+#include "coordinator/live_view.hpp"
+#include "coordinator/service_monitor.hpp"
+#include "job/logging.hpp"
 #include "support/mpi_session.hpp"
 #include "support/temp_dir.hpp"
 

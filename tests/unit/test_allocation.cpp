@@ -8,8 +8,8 @@
 #include <thread>
 
 #include "config/workflow.hpp"
-#include "run/allocation.hpp"
-#include "run/run_dir.hpp"
+#include "job/allocation.hpp"
+#include "job/run_dir.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace tandem::detail;

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "ml_ranks/batching.hpp"
+#include "ml_ranks/serving/batching.hpp"
 
 using namespace tandem;
 using namespace tandem::detail;

@@ -15,7 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "http/http_client.hpp"
+#include "ml_ranks/http/http_client.hpp"
 #include "support/temp_dir.hpp"
 #include "trace/trace.hpp"
 

@@ -7,7 +7,7 @@
 
 #include <cstring>
 
-#include "http/kserve.hpp"
+#include "ml_ranks/http/kserve.hpp"
 #include "tandem/error.hpp"
 
 using namespace tandem;

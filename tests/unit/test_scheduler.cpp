@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "config/workflow.hpp"
-#include "sched/scheduler.hpp"
+#include "coordinator/scheduler.hpp"
 
 using namespace tandem::detail;
 

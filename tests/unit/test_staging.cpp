@@ -12,9 +12,9 @@
 #include <cstring>
 #include <fstream>
 
-#include "serve/hdf5_io.hpp"
-#include "serve/shm.hpp"
-#include "serve/staging.hpp"
+#include "transport/hdf5_io.hpp"
+#include "transport/shm.hpp"
+#include "transport/staging.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace tandem;

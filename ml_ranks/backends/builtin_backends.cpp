@@ -1,0 +1,134 @@
+// The built-in models: echo returns its inputs, scale multiplies them, sleep
+// waits and then echoes. They measure the runtime's own overhead, and give
+// tests models whose every output is known.
+
+#include <dlfcn.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "ml_ranks/backends/backend.hpp"
+#include "tandem/error.hpp"
+
+namespace tandem::detail {
+
+namespace {
+
+// Outputs are named after the signature when there is one, else after the
+// inputs they echo.
+TensorList rename(const ServiceSpec& spec, TensorList tensors) {
+  if (!spec.outputs.empty()) {
+    if (spec.outputs.size() != tensors.size()) {
+      throw error(fmt::format("the model returns {} tensors but the signature names {} outputs",
+                              tensors.size(), spec.outputs.size()));
+    }
+    for (std::size_t i = 0; i < tensors.size(); ++i) tensors[i].name = spec.outputs[i].name;
+  }
+  return tensors;
+}
+
+class EchoBackend : public Backend {
+ public:
+  explicit EchoBackend(const ServiceSpec& spec) : spec_(spec) {}
+  TensorList infer(const TensorList& inputs) override { return rename(spec_, inputs); }
+
+ private:
+  const ServiceSpec& spec_;
+};
+
+class ScaleBackend : public Backend {
+ public:
+  explicit ScaleBackend(const ServiceSpec& spec) : spec_(spec) {}
+  TensorList infer(const TensorList& inputs) override {
+    TensorList out;
+    for (const auto& in : inputs) {
+      Tensor t = Tensor::zeros(in.tensor.dtype(), in.tensor.shape());
+      const std::int64_t n = in.tensor.numel();
+      if (in.tensor.dtype() == DType::FP32) {
+        const float* a = in.tensor.data_as<float>();
+        float* b = t.data_as<float>();
+        const auto f = static_cast<float>(spec_.factor);
+        for (std::int64_t i = 0; i < n; ++i) b[i] = a[i] * f;
+      } else if (in.tensor.dtype() == DType::FP64) {
+        const double* a = in.tensor.data_as<double>();
+        double* b = t.data_as<double>();
+        for (std::int64_t i = 0; i < n; ++i) b[i] = a[i] * spec_.factor;
+      } else {
+        throw error(fmt::format("the scale model takes FP32 or FP64, not {} (input '{}')",
+                                dtype_name(in.tensor.dtype()), in.name));
+      }
+      out.push_back({in.name, std::move(t)});
+    }
+    return rename(spec_, std::move(out));
+  }
+
+ private:
+  const ServiceSpec& spec_;
+};
+
+class SleepBackend : public Backend {
+ public:
+  explicit SleepBackend(const ServiceSpec& spec) : spec_(spec) {
+    std::this_thread::sleep_for(std::chrono::microseconds(spec.load_us));
+  }
+  TensorList infer(const TensorList& inputs) override {
+    const std::int64_t rows =
+        inputs.empty() || inputs[0].tensor.shape().empty() ? 1 : inputs[0].tensor.shape()[0];
+    std::this_thread::sleep_for(
+        std::chrono::microseconds(spec_.delay_us + spec_.per_row_us * rows));
+    return rename(spec_, inputs);
+  }
+
+ private:
+  const ServiceSpec& spec_;
+};
+
+// Finds libtandem_torch.so next to the library this code is in.
+std::string torch_plugin_path() {
+  Dl_info info{};
+  if (::dladdr(reinterpret_cast<void*>(&torch_plugin_path), &info) && info.dli_fname) {
+    const auto dir = std::filesystem::path(info.dli_fname).parent_path();
+    for (const auto& candidate :
+         {dir / "libtandem_torch.so", dir / "ml_ranks" / "libtandem_torch.so",
+          dir.parent_path() / "ml_ranks" / "libtandem_torch.so"}) {
+      if (std::filesystem::exists(candidate)) return candidate.string();
+    }
+  }
+  return "libtandem_torch.so";
+}
+
+std::unique_ptr<Backend> load_torchscript(const ServiceSpec& spec) {
+  const std::string path = torch_plugin_path();
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle) {
+    throw error(
+        fmt::format("service '{}': the torchscript backend is not available ({}); build "
+                    "Tandem with libtorch (Debian: libtorch-dev, TANDEM_WITH_TORCH=ON)",
+                    spec.name, ::dlerror()));
+  }
+  auto make = reinterpret_cast<decltype(&tandem_make_torchscript_backend)>(
+      ::dlsym(handle, "tandem_make_torchscript_backend"));
+  if (!make) throw error(fmt::format("{} lacks tandem_make_torchscript_backend", path));
+  char why[2048] = {0};
+  Backend* b = make(&spec, why, sizeof why);
+  if (!b) throw error(why);
+  return std::unique_ptr<Backend>(b);
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_backend(const ServiceSpec& spec, const BackendContext& context) {
+  if (spec.backend == "process") return make_process_backend(spec, context);
+  if (spec.backend == "remote") return make_remote_backend(spec, context.service);
+  if (spec.backend == "echo") return std::make_unique<EchoBackend>(spec);
+  if (spec.backend == "scale") return std::make_unique<ScaleBackend>(spec);
+  if (spec.backend == "sleep") return std::make_unique<SleepBackend>(spec);
+  if (spec.backend == "torchscript") return load_torchscript(spec);
+  throw error(fmt::format("service '{}': unknown backend '{}'", spec.name, spec.backend));
+}
+
+}  // namespace tandem::detail

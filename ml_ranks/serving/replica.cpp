@@ -1,0 +1,627 @@
+// The replica loop. The leader keeps one FIFO of checked requests; a batch
+// is the front request plus the compatible ones right behind it, up to
+// max_batch rows, run as soon as it is full, the oldest has waited
+// max_delay_us, or nothing else is queued (max_delay_us = 0, the default:
+// batch what has piled up while the model was busy, never wait for more).
+// A batch that fails is run again request by request, so that one bad
+// request fails alone.
+
+#include "ml_ranks/serving/replica.hpp"
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <numeric>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/mpi/collectives.hpp>
+#include <boost/mpi/communicator.hpp>
+
+#include "ml_ranks/backends/backend.hpp"
+#include "ml_ranks/serving/batching.hpp"
+#include "ml_ranks/serving/recorder.hpp"
+#include "transport/buffer_pool.hpp"
+#include "protocol/service_messages.hpp"
+#include "transport/shm.hpp"
+#include "transport/staging.hpp"
+#include "transport/wire.hpp"
+#include "tandem/error.hpp"
+#include "trace/trace.hpp"
+#include "base/backoff.hpp"
+#include "base/mpi_check.hpp"
+#include "base/mpi_wait.hpp"
+
+namespace mpi = boost::mpi;
+
+namespace tandem::detail {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+// steady_clock is CLOCK_MONOTONIC, the trace's clock: the leader's own
+// time stamps go into the trace without reading the clock again.
+std::int64_t ns(clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+struct PendingSend {
+  MPI_Request request = MPI_REQUEST_NULL;
+  Outgoing outgoing;  // a shm segment in it is the client's to hand back
+};
+
+// Receives one message that MPI_Improbe matched into a pooled buffer.
+wire::Encoded receive_matched(MPI_Message& msg, MPI_Status& status) {
+  int n = 0;
+  MPI_Get_count(&status, MPI_BYTE, &n);
+  wire::Encoded in;
+  in.buffer = BufferPool::instance().acquire(std::max(n, 1));
+  in.size = static_cast<std::size_t>(n);
+  TANDEM_MPI_CHECK(MPI_Mrecv(in.buffer.get(), n, MPI_BYTE, &msg, MPI_STATUS_IGNORE));
+  return in;
+}
+
+class Leader {
+ public:
+  Leader(const ServeShared& sh, const RankPlacement& me, std::unique_ptr<Backend> backend)
+      : sh_(sh),
+        spec_(sh.wf->services[me.service]),
+        me_(me),
+        backend_(std::move(backend)),
+        control_(sh.control, mpi::comm_attach) {
+    MPI_Comm_size(sh.replica, &replica_size_);
+    if (spec_.record && backend_) {
+      recorder_ = std::make_unique<Recorder>(
+          fmt::format("{}/services/{}/replica-{}.h5", sh.run_dir, spec_.name, me.replica));
+    }
+  }
+
+  void serve(ReplicaReport report);
+
+ private:
+  void receive_requests();
+  void check_stop();
+  void check_backend();
+  void run_batch(std::vector<QueuedRequest>& batch);
+  bool forward_queued();
+  void forward_call(int client, std::uint64_t id, const std::string& text);
+  TensorList compute(const TensorList& inputs, std::int64_t rows);
+  void reply(const QueuedRequest& r, const TensorList& outputs);
+  void reply_error(int client, std::uint64_t id, const std::string& why);
+  void send(int client, Outgoing message);
+  void progress_sends();
+  void send_live_stats();
+
+  const ServeShared& sh_;
+  const ServiceSpec& spec_;
+  const RankPlacement& me_;
+  std::unique_ptr<Backend> backend_;  // null when the replica FAILED
+  std::string failure_;
+  mpi::communicator control_;
+  int replica_size_ = 1;
+  std::deque<QueuedRequest> queue_;
+  std::deque<PendingSend> sends_;
+  bool draining_ = false;
+  ReplicaReport stats_;
+  std::map<int, long long> batch_sizes_;
+  std::uint64_t batch_counter_ = 0;
+  std::int64_t traced_batches_ = 0;  // batch ids in the trace
+  LiveStats live_;                   // what the coordinator shows while the run goes on
+  LiveStats live_in_flight_;         // the copy being sent
+  MPI_Request live_send_ = MPI_REQUEST_NULL;
+  std::int64_t live_sent_changes_ = -1;
+  std::unique_ptr<Recorder> recorder_;
+};
+
+void Leader::send(int client, Outgoing message) {
+  sends_.emplace_back();
+  PendingSend& s = sends_.back();
+  s.outgoing = std::move(message);
+  const wire::Encoded& m = s.outgoing.message;
+  TANDEM_MPI_CHECK(MPI_Isend(m.buffer.get(), static_cast<int>(m.size), MPI_BYTE, client,
+                             wire::kTagReply, sh_.data, &s.request));
+}
+
+void Leader::progress_sends() {
+  while (!sends_.empty()) {
+    int done = 0;
+    TANDEM_MPI_CHECK(MPI_Test(&sends_.front().request, &done, MPI_STATUS_IGNORE));
+    if (!done) return;
+    sends_.pop_front();
+  }
+}
+
+// Replies travel as their requests did: in our shared memory for a client on
+// this node (when large enough), in an HDF5 file when the request came in
+// one, else inline.
+void Leader::reply(const QueuedRequest& r, const TensorList& outputs) {
+  const std::size_t bytes = total_bytes(outputs);
+  wire::Transport t = wire::kInline;
+  if (r.via_hdf5) {
+    t = wire::kHdf5;
+  } else if ((r.flags & wire::kReplyShmOk) && spec_.transport != "inline" &&
+             static_cast<long long>(bytes) >= sh_.wf->job.staging.shm_threshold) {
+    t = wire::kShm;
+  }
+  const std::string h5 = t == wire::kHdf5 ? fmt::format("{}/reply-{}-{}-{}-{}.h5", sh_.staging_dir,
+                                                        spec_.name, me_.replica, r.client, r.id)
+                                          : std::string();
+  try {
+    send(r.client, stage(wire::kReplyOk, r.id, me_.service, outputs, {}, t, h5, 0, r.client_pid));
+    const auto now = clock::now();
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - r.received).count();
+    live_.latency_sum_us += us;
+    ++live_.latency[LiveStats::latency_bucket(us)];
+    trace::record_at(ns(now), trace::kRequestReply, static_cast<std::int64_t>(r.id), 1, r.client,
+                     static_cast<std::int16_t>(me_.service));
+  } catch (const std::exception& e) {
+    reply_error(r.client, r.id, fmt::format("cannot send the outputs: {}", e.what()));
+  }
+}
+
+// About once a second while requests come in: the counters, for the
+// coordinator's progress line and metrics file. One message in flight at a
+// time; none while idle.
+void Leader::send_live_stats() {
+  if (live_send_ != MPI_REQUEST_NULL) {
+    int done = 0;
+    TANDEM_MPI_CHECK(MPI_Test(&live_send_, &done, MPI_STATUS_IGNORE));
+    if (!done) return;
+  }
+  const std::int64_t changes =
+      stats_.requests + stats_.errors + live_.latency_sum_us +
+      std::accumulate(std::begin(live_.latency), std::end(live_.latency), std::int64_t{0});
+  if (changes == live_sent_changes_) return;
+  live_.service = me_.service;
+  live_.replica = me_.replica;
+  live_.requests = stats_.requests;
+  live_.errors = stats_.errors;
+  live_.batches = stats_.batches;
+  live_.rows = stats_.rows;
+  live_in_flight_ = live_;
+  live_sent_changes_ = changes;
+  TANDEM_MPI_CHECK(MPI_Isend(&live_in_flight_, sizeof(LiveStats) / sizeof(std::int64_t),
+                             MPI_INT64_T, sh_.coordinator, kTagReplicaStats, sh_.control,
+                             &live_send_));
+}
+
+void Leader::reply_error(int client, std::uint64_t id, const std::string& why) {
+  ++stats_.errors;
+  Outgoing o;
+  o.message =
+      wire::encode(wire::kReplyError, id, me_.service, {},
+                   fmt::format("service '{}' (replica {}): {}", spec_.name, me_.replica, why));
+  send(client, std::move(o));
+  trace::record(trace::kRequestReply, static_cast<std::int64_t>(id), 0, client,
+                static_cast<std::int16_t>(me_.service));
+}
+
+void Leader::receive_requests() {
+  for (;;) {
+    int flag = 0;
+    MPI_Message msg;
+    MPI_Status status;
+    TANDEM_MPI_CHECK(
+        MPI_Improbe(MPI_ANY_SOURCE, wire::kTagRequest, sh_.data, &flag, &msg, &status));
+    if (!flag) return;
+    wire::Encoded in = receive_matched(msg, status);
+    ++stats_.requests;
+    wire::Decoded d;
+    std::string why;
+    if (!wire::decode(in.buffer, in.size, d, why)) {
+      // Without a readable header there is no id to answer to.
+      spdlog::error("service '{}': dropped a malformed request from rank {}: {}", spec_.name,
+                    status.MPI_SOURCE, why);
+      ++stats_.errors;
+      continue;
+    }
+    const int client = status.MPI_SOURCE;
+    const auto arrived = clock::now();
+    trace::record_at(ns(arrived), trace::kRequestQueue,
+                     static_cast<std::int64_t>(d.header.request_id),
+                     static_cast<std::int64_t>(in.size), client,
+                     static_cast<std::int16_t>(me_.service));
+    if (!backend_) {
+      reply_error(client, d.header.request_id, "the replica FAILED: " + failure_);
+      continue;
+    }
+    if (d.header.service != me_.service) {
+      reply_error(
+          client, d.header.request_id,
+          fmt::format("request meant for service #{} reached this replica", d.header.service));
+      continue;
+    }
+    if (d.header.kind == wire::kCall) {
+      forward_call(client, d.header.request_id, d.text);
+      continue;
+    }
+    if (!resolve(d, /*hand_back_when_dropped=*/false, why)) {
+      reply_error(client, d.header.request_id, why);
+      continue;
+    }
+    QueuedRequest r;
+    r.client = client;
+    r.id = d.header.request_id;
+    r.flags = d.header.flags;
+    r.client_pid = d.header.sender_pid;
+    for (const auto& s : d.staged) r.via_hdf5 |= s.transport == wire::kHdf5;
+    r.inputs = std::move(d.tensors);
+    r.received = arrived;
+    if (!check_request(spec_, r.inputs, r.rows, r.key, why)) {
+      reply_error(client, r.id, why);
+      continue;
+    }
+    queue_.push_back(std::move(r));
+  }
+}
+
+// Lets the backend check its health; one that can no longer serve makes
+// the replica FAILED, and from then on every request gets that reason.
+void Leader::check_backend() {
+  if (!backend_) return;
+  backend_->tick();
+  std::string why = backend_->failure();
+  if (why.empty()) return;
+  failure_ = why;
+  backend_.reset();
+  ReplicaReport failed;
+  failed.service = me_.service;
+  failed.replica = me_.replica;
+  failed.state = static_cast<int>(ServiceState::FAILED);
+  failed.reason = why;
+  control_.send(sh_.coordinator, kTagReplicaReport, failed);
+  // What is queued cannot be served any more.
+  while (!queue_.empty()) {
+    reply_error(queue_.front().client, queue_.front().id, "the replica FAILED: " + why);
+    queue_.pop_front();
+  }
+}
+
+void Leader::check_stop() {
+  if (draining_) return;
+  if (control_.iprobe(sh_.coordinator, kTagServiceStop)) {
+    int unused = 0;
+    control_.recv(sh_.coordinator, kTagServiceStop, unused);
+    draining_ = true;
+    ReplicaReport draining;
+    draining.service = me_.service;
+    draining.replica = me_.replica;
+    draining.state = static_cast<int>(backend_ ? ServiceState::DRAINING : ServiceState::FAILED);
+    draining.reason = failure_;
+    control_.send(sh_.coordinator, kTagReplicaReport, draining);
+  }
+}
+
+// Runs @p inputs (rows along dimension 0) over the replica's ranks: each
+// rank gets an equal share of the rows, the leader the first one.
+TensorList Leader::compute(const TensorList& inputs, std::int64_t rows) {
+  if (replica_size_ == 1 || rows < 2) return backend_->infer(inputs);
+  const std::int64_t share = (rows + replica_size_ - 1) / replica_size_;
+  const std::uint64_t batch_id = ++batch_counter_;
+  std::vector<int> helpers;
+  std::vector<wire::Encoded> outgoing;
+  std::vector<MPI_Request> requests;
+  for (int m = 1; m < replica_size_; ++m) {
+    const std::int64_t first = m * share;
+    if (first >= rows) break;
+    const std::int64_t n = std::min(share, rows - first);
+    outgoing.push_back(
+        wire::encode(wire::kRequest, batch_id, me_.service, slice_rows(inputs, first, n)));
+    requests.emplace_back();
+    TANDEM_MPI_CHECK(MPI_Isend(outgoing.back().buffer.get(), static_cast<int>(outgoing.back().size),
+                               MPI_BYTE, m, wire::kTagReplicaWork, sh_.replica, &requests.back()));
+    helpers.push_back(m);
+  }
+  std::string failure;
+  TensorList mine;
+  try {
+    mine = backend_->infer(slice_rows(inputs, 0, std::min(share, rows)));
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  std::vector<TensorList> parts{mine};
+  std::vector<wire::Decoded> keep(helpers.size());
+  for (std::size_t i = 0; i < helpers.size(); ++i) {
+    MPI_Message msg;
+    MPI_Status status;
+    TANDEM_MPI_CHECK(MPI_Mprobe(helpers[i], wire::kTagReplicaResult, sh_.replica, &msg, &status));
+    wire::Encoded in = receive_matched(msg, status);
+    std::string why;
+    if (!wire::decode(in.buffer, in.size, keep[i], why)) {
+      failure = fmt::format("replica rank {} sent an unreadable result: {}", helpers[i], why);
+    } else if (keep[i].header.kind == wire::kReplyError && failure.empty()) {
+      failure = fmt::format("replica rank {}: {}", helpers[i], keep[i].text);
+    }
+    parts.push_back(keep[i].tensors);
+  }
+  MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE);
+  if (!failure.empty()) throw error(failure);
+  // Stitch the parts back together in row order.
+  std::vector<QueuedRequest> pieces(parts.size());
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    pieces[i].inputs = parts[i];
+    pieces[i].rows =
+        parts[i].empty() || parts[i][0].tensor.shape().empty() ? 1 : parts[i][0].tensor.shape()[0];
+  }
+  return concatenate(pieces);
+}
+
+void Leader::run_batch(std::vector<QueuedRequest>& batch) {
+  std::int64_t rows = 0;
+  for (const auto& r : batch) rows += r.rows;
+  const std::int64_t batch_id = ++traced_batches_;
+  for (const auto& r : batch) {
+    trace::record(trace::kRequestBatch, static_cast<std::int64_t>(r.id), batch_id, r.client,
+                  static_cast<std::int16_t>(me_.service));
+  }
+  const auto t0 = clock::now();
+  TensorList outputs;
+  TensorList inputs;
+  std::string failure;
+  try {
+    inputs = concatenate(batch);
+    outputs = compute(inputs, rows);
+    if (batch.size() > 1) {
+      for (const auto& o : outputs) {
+        if (o.tensor.shape().empty() || o.tensor.shape()[0] != rows) {
+          throw error(
+              fmt::format("the model returned '{}' as {} for a batch of {} rows; outputs "
+                          "must keep the batch dimension",
+                          o.name, o.tensor.describe(), rows));
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  const auto t1 = clock::now();
+  stats_.compute_s += std::chrono::duration<double>(t1 - t0).count();
+  trace::record_at(ns(t0), trace::kBatchCompute, batch_id, ns(t1) - ns(t0),
+                   static_cast<std::int32_t>(rows), static_cast<std::int16_t>(me_.service));
+  ++stats_.batches;
+  stats_.rows += rows;
+  ++batch_sizes_[static_cast<int>(rows)];
+  if (!failure.empty()) {
+    if (batch.size() == 1) {
+      reply_error(batch[0].client, batch[0].id, "the model failed: " + failure);
+      return;
+    }
+    // Find the bad request(s): run each alone.
+    for (auto& r : batch) {
+      std::vector<QueuedRequest> one;
+      one.push_back(std::move(r));
+      run_batch(one);
+    }
+    return;
+  }
+  if (recorder_) recorder_->submit(inputs, outputs);
+  if (batch.size() == 1) {
+    reply(batch[0], outputs);
+    return;
+  }
+  std::int64_t first = 0;
+  for (const auto& r : batch) {
+    reply(r, slice_rows(outputs, first, r.rows));
+    first += r.rows;
+  }
+}
+
+// A JSON call goes straight to the backend (OpenAI-style endpoints); the
+// answer's text travels back in the reply.
+void Leader::forward_call(int client, std::uint64_t id, const std::string& text) {
+  if (!backend_->takes_calls()) {
+    reply_error(client, id, "this service takes tensors through infer(), not JSON calls");
+    return;
+  }
+  const auto newline = text.find('\n');
+  const std::string path = newline == std::string::npos ? text : text.substr(0, newline);
+  const std::string body = newline == std::string::npos ? std::string() : text.substr(newline + 1);
+  ++stats_.batches;
+  ++stats_.rows;
+  backend_->call(path, body, [this, client, id](std::string&& answer, std::string error) {
+    if (!error.empty()) {
+      reply_error(client, id, error);
+      return;
+    }
+    Outgoing o;
+    o.message = wire::encode(wire::kReplyOk, id, me_.service, {}, answer);
+    send(client, std::move(o));
+    trace::record(trace::kRequestReply, static_cast<std::int64_t>(id), 1, client,
+                  static_cast<std::int16_t>(me_.service));
+  });
+}
+
+// For asynchronous backends (remote endpoints): every queued request goes
+// out at once, unbatched; answers are sent as they come back.
+bool Leader::forward_queued() {
+  bool worked = false;
+  while (!queue_.empty()) {
+    QueuedRequest r = std::move(queue_.front());
+    queue_.pop_front();
+    ++stats_.batches;
+    stats_.rows += r.rows;
+    ++batch_sizes_[static_cast<int>(r.rows)];
+    trace::record(trace::kRequestBatch, static_cast<std::int64_t>(r.id), ++traced_batches_,
+                  r.client, static_cast<std::int16_t>(me_.service));
+    QueuedRequest meta;  // what the reply needs; the inputs are copied out by submit
+    meta.client = r.client;
+    meta.id = r.id;
+    meta.flags = r.flags;
+    meta.via_hdf5 = r.via_hdf5;
+    meta.client_pid = r.client_pid;
+    backend_->submit(r.inputs, [this, meta](TensorList&& outputs, std::string error) {
+      if (error.empty()) {
+        reply(meta, outputs);
+      } else {
+        reply_error(meta.client, meta.id, error);
+      }
+    });
+    worked = true;
+  }
+  if (backend_->progress(worked ? 0 : 1) > 0) worked = true;
+  progress_sends();
+  return worked;
+}
+
+void Leader::serve(ReplicaReport report) {
+  if (report.state == static_cast<int>(ServiceState::FAILED)) failure_ = report.reason;
+  control_.send(sh_.coordinator, kTagReplicaReport, report);
+  Backoff backoff(sh_.wf->job.backoff);
+  auto next_sweep = clock::now() + std::chrono::seconds(10);
+  auto next_stats = clock::now() + std::chrono::seconds(1);
+  for (;;) {
+    receive_requests();
+    check_backend();
+    if (clock::now() > next_stats) {
+      send_live_stats();
+      next_stats = clock::now() + std::chrono::seconds(1);
+    }
+    if (clock::now() > next_sweep) {
+      // Request segments of clients that died go now, not at the next run.
+      shm::remove_stale();
+      next_sweep = clock::now() + std::chrono::seconds(10);
+    }
+    check_stop();
+    progress_sends();
+    bool worked = false;
+    if (backend_ && backend_->asynchronous()) {
+      worked = forward_queued();
+    } else {
+      while (batch_due(queue_, spec_.max_batch, spec_.max_delay_us, draining_, clock::now())) {
+        std::vector<QueuedRequest> batch = take_batch(queue_, spec_.max_batch);
+        run_batch(batch);
+        progress_sends();
+        worked = true;
+        // Let requests that arrived meanwhile join the next batch.
+        receive_requests();
+      }
+    }
+    if (draining_ && queue_.empty() && (!backend_ || backend_->pending() == 0)) break;
+    if (backend_ && backend_->pending() > 0) continue;  // progress() waited on the network
+    if (worked) {
+      backoff.reset();
+    } else {
+      backoff.pause();
+    }
+  }
+  // Everything queued is answered; make sure the answers have left.
+  wait_until(sh_.wf->job.backoff, [&] {
+    progress_sends();
+    return sends_.empty();
+  });
+  // The last counters go before the final report, so that the
+  // coordinator's last metrics are complete.
+  if (live_send_ != MPI_REQUEST_NULL) wait_request(live_send_, sh_.wf->job.backoff);
+  send_live_stats();
+  if (live_send_ != MPI_REQUEST_NULL) wait_request(live_send_, sh_.wf->job.backoff);
+  wire::Encoded stop = wire::encode(wire::kStopMember, 0, me_.service, {});
+  for (int m = 1; m < replica_size_; ++m) {
+    TANDEM_MPI_CHECK(MPI_Send(stop.buffer.get(), static_cast<int>(stop.size), MPI_BYTE, m,
+                              wire::kTagReplicaWork, sh_.replica));
+  }
+  stats_.service = me_.service;
+  stats_.replica = me_.replica;
+  stats_.state = static_cast<int>(backend_ ? ServiceState::STOPPED : ServiceState::FAILED);
+  stats_.final = true;
+  stats_.load_s = report.load_s;
+  stats_.reason = failure_;
+  stats_.batch_sizes.assign(batch_sizes_.begin(), batch_sizes_.end());
+  if (recorder_) {
+    const RecorderStats r = recorder_->finish();
+    stats_.recording_file = r.file;
+    stats_.recorded_rows = r.rows;
+    stats_.recording_dropped = r.dropped;
+    stats_.recording_errors = r.errors;
+    stats_.recording_error = r.last_error;
+  }
+  control_.send(sh_.coordinator, kTagReplicaReport, stats_);
+}
+
+// A rank of a multi-rank replica other than the leader.
+void serve_as_member(const ServeShared& sh, Backend* backend) {
+  Backoff backoff(sh.wf->job.backoff);
+  for (;;) {
+    int flag = 0;
+    MPI_Message msg;
+    MPI_Status status;
+    TANDEM_MPI_CHECK(MPI_Improbe(0, wire::kTagReplicaWork, sh.replica, &flag, &msg, &status));
+    if (!flag) {
+      backoff.pause();
+      continue;
+    }
+    backoff.reset();
+    wire::Encoded in = receive_matched(msg, status);
+    wire::Decoded d;
+    std::string why;
+    wire::Encoded out;
+    if (!wire::decode(in.buffer, in.size, d, why)) {
+      out = wire::encode(wire::kReplyError, 0, -1, {}, why);
+    } else if (d.header.kind == wire::kStopMember) {
+      return;
+    } else if (!backend) {
+      out = wire::encode(wire::kReplyError, d.header.request_id, -1, {}, "no model loaded");
+    } else {
+      try {
+        out = wire::encode(wire::kReplyOk, d.header.request_id, d.header.service,
+                           backend->infer(d.tensors));
+      } catch (const std::exception& e) {
+        out = wire::encode(wire::kReplyError, d.header.request_id, d.header.service, {}, e.what());
+      }
+    }
+    TANDEM_MPI_CHECK(MPI_Send(out.buffer.get(), static_cast<int>(out.size), MPI_BYTE, 0,
+                              wire::kTagReplicaResult, sh.replica));
+  }
+}
+
+}  // namespace
+
+void run_replica(const ServeShared& shared, const RankPlacement& me) {
+  const ServiceSpec& spec = shared.wf->services[me.service];
+  // Every rank of the replica loads its own copy of the model, all replicas
+  // at once; the leader reports how long the slowest rank took.
+  const auto t0 = clock::now();
+  std::unique_ptr<Backend> backend;
+  std::string why;
+  try {
+    backend =
+        make_backend(spec, BackendContext{shared.run_dir, me.replica, me.replica_rank, me.service});
+  } catch (const std::exception& e) {
+    why = e.what();
+  }
+  double load_s = std::chrono::duration<double>(clock::now() - t0).count();
+  if (backend) trace::record(trace::kPhase, trace::kPhaseModelLoaded, me.service, me.replica);
+  mpi::communicator replica(shared.replica, mpi::comm_attach);
+  std::vector<std::string> reasons;
+  mpi::gather(replica, why, reasons, 0);
+  const double slowest = mpi::all_reduce(replica, load_s, mpi::maximum<double>());
+  const int ok = mpi::all_reduce(replica, backend ? 1 : 0, mpi::minimum<int>());
+  if (!ok) backend.reset();
+
+  if (me.replica_rank != 0) {
+    serve_as_member(shared, backend.get());
+    return;
+  }
+  ReplicaReport report;
+  report.service = me.service;
+  report.replica = me.replica;
+  report.load_s = slowest;
+  if (ok) {
+    report.state = static_cast<int>(ServiceState::READY);
+    spdlog::info("service '{}' replica {} READY: {} loaded in {:.3f} s", spec.name, me.replica,
+                 spec.backend, slowest);
+  } else {
+    report.state = static_cast<int>(ServiceState::FAILED);
+    for (std::size_t r = 0; r < reasons.size(); ++r) {
+      if (!reasons[r].empty()) {
+        report.reason = r == 0 ? reasons[r] : fmt::format("replica rank {}: {}", r, reasons[r]);
+        break;
+      }
+    }
+    spdlog::error("service '{}' replica {} FAILED: {}", spec.name, me.replica, report.reason);
+  }
+  Leader leader(shared, me, std::move(backend));
+  leader.serve(report);
+}
+
+}  // namespace tandem::detail

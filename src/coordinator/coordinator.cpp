@@ -1,0 +1,466 @@
+// The coordinator: hands tasks to workers that ask for them, records what
+// they report, and ends the run in order.
+//
+// Workers pull. A worker asks for work when its queue is about to run dry and
+// says how many tasks it wants; the coordinator answers with up to that many
+// at once, or parks the request until something is ready. Results come back
+// in batches with the next request, so at full speed one message each way
+// carries dozens to hundreds of tasks and the coordinator's cost per task is
+// a few array operations and one journal line. A multi-rank task waits at the
+// head of the queue until enough workers are idle at once; meanwhile no one
+// gets new work, so busy workers drain and join the group in bounded time.
+
+#include <signal.h>
+#include <string.h>
+
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include "coordinator/live_view.hpp"
+#include "job/roles.hpp"
+#include "protocol/pilot_messages.hpp"
+#include "coordinator/service_monitor.hpp"
+#include "job/allocation.hpp"
+#include "job/run_dir.hpp"
+#include "trace/trace.hpp"
+#include "base/backoff.hpp"
+#include "base/clock.hpp"
+#include "base/mpi_check.hpp"
+#include "base/signals.hpp"
+
+namespace tandem::detail {
+
+namespace {
+
+using namespace protocol;
+
+struct PendingSend {
+  MPI_Request request = MPI_REQUEST_NULL;
+  std::vector<std::int32_t> data;
+};
+
+struct WorkerInfo {
+  bool parked = false;  // a request for work waits for an answer
+  int want = 0;
+  bool idle = true;
+  bool gone = false;  // sent bye
+  std::int64_t busy_us = 0;
+};
+
+class Coordinator {
+ public:
+  Coordinator(const PilotShared& shared,
+              const std::map<std::pair<std::string, int>, TaskState>& earlier)
+      : sh_(shared),
+        wf_(*shared.wf),
+        sched_(wf_),
+        journal_(shared.run_dir + "/journal.jsonl", wf_),
+        monitor_(wf_, *shared.plan, shared.control, shared.plan->client_ranks()),
+        live_(wf_, shared.run_dir, shared.progress_interval_s),
+        backoff_(wf_.job.backoff) {
+    MPI_Comm_size(sh_.pilot, &size_);
+    workers_.resize(size_);
+    for (const auto& [key, state] : earlier) {
+      const int t = wf_.find_task(key.first);
+      if (t < 0 || key.second < 0 || key.second >= wf_.tasks[t].count) continue;
+      if (state == TaskState::DONE) {
+        sched_.mark_done_earlier(sched_.id_of(t, key.second));
+        ++done_earlier_;
+      }
+    }
+  }
+
+  int run();
+
+ private:
+  bool receive_one();
+  void handle_update(int source, const std::vector<char>& bytes);
+  void serve_requests();
+  void send(int worker, std::vector<std::int32_t> data);
+  void progress_sends();
+  void record_finals();
+  void interrupt(int sig);
+  void finish_workers();
+  void write_summary(int exit_code);
+  int workers_count() const { return size_ - 1; }
+
+  const PilotShared& sh_;
+  const Workflow& wf_;
+  Scheduler sched_;
+  Journal journal_;
+  ServiceMonitor monitor_;
+  LiveView live_;
+  TaskCounts counts() const;
+  Backoff backoff_;
+  int size_ = 0;
+  std::vector<WorkerInfo> workers_;  // by pilot rank; [0] unused
+  std::deque<int> parked_order_;     // pilot ranks, in the order they asked
+  std::deque<PendingSend> sends_;
+  std::vector<char> recv_buf_;
+  std::vector<int> finals_;
+  std::vector<int> batch_;
+  int done_earlier_ = 0;
+  int interrupted_by_ = 0;
+  std::chrono::steady_clock::time_point t0_;
+  std::chrono::steady_clock::time_point cancel_deadline_;
+  std::int64_t started_us_ = 0;
+  std::int64_t ended_us_ = 0;
+  double makespan_s_ = 0;
+};
+
+void Coordinator::send(int worker, std::vector<std::int32_t> data) {
+  sends_.emplace_back();
+  PendingSend& s = sends_.back();
+  s.data = std::move(data);
+  TANDEM_MPI_CHECK(MPI_Isend(s.data.data(), static_cast<int>(s.data.size()), MPI_INT32_T, worker,
+                             kTagWork, sh_.pilot, &s.request));
+}
+
+void Coordinator::progress_sends() {
+  while (!sends_.empty()) {
+    int done = 0;
+    TANDEM_MPI_CHECK(MPI_Test(&sends_.front().request, &done, MPI_STATUS_IGNORE));
+    if (!done) break;
+    sends_.pop_front();
+  }
+}
+
+bool Coordinator::receive_one() {
+  int flag = 0;
+  MPI_Status status;
+  TANDEM_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, kTagUpdate, sh_.pilot, &flag, &status));
+  if (!flag) return false;
+  int n = 0;
+  MPI_Get_count(&status, MPI_BYTE, &n);
+  recv_buf_.resize(n);
+  TANDEM_MPI_CHECK(MPI_Recv(recv_buf_.data(), n, MPI_BYTE, status.MPI_SOURCE, kTagUpdate, sh_.pilot,
+                            MPI_STATUS_IGNORE));
+  handle_update(status.MPI_SOURCE, recv_buf_);
+  return true;
+}
+
+void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
+  ByteReader in(bytes.data(), bytes.size());
+  UpdateHeader h;
+  if (!in.get(h)) {
+    spdlog::error("worker {} sent a message too short to read; ignored", source);
+    return;
+  }
+  std::string reason;
+  for (int i = 0; i < h.results; ++i) {
+    ResultRecord r;
+    reason.clear();
+    if (!in.get(r) || !in.get_text(static_cast<std::size_t>(r.reason_len), reason)) {
+      spdlog::error("worker {} sent a truncated result batch; {} of {} records read", source, i,
+                    h.results);
+      break;
+    }
+    if (r.id < 0 || r.id >= sched_.size()) {
+      spdlog::error("worker {} reported task id {}, which does not exist; ignored", source, r.id);
+      continue;
+    }
+    const auto outcome = static_cast<Outcome>(r.outcome);
+    if (outcome == Outcome::failed) {
+      const Instance& inst = sched_.instance(r.id);
+      const TaskSpec& t = wf_.tasks[inst.task];
+      const bool will_retry = inst.attempt <= t.retries;
+      spdlog::warn("task {}[{}] attempt {} on worker {} failed: {}{}", t.name, inst.index,
+                   r.attempt, source, reason, will_retry ? " (will retry)" : "");
+    }
+    sched_.report(r.id, r.attempt, outcome, r.exit_code, r.t_start, r.t_end, reason, finals_);
+  }
+  record_finals();
+  WorkerInfo& w = workers_[source];
+  w.idle = h.idle != 0;
+  if (h.bye) {
+    w.gone = true;
+    w.busy_us = h.busy_us;
+    return;
+  }
+  if (h.want > 0 && !w.parked) {
+    w.parked = true;
+    parked_order_.push_back(source);
+  }
+  if (w.parked) w.want = std::max(h.want, w.want);
+}
+
+void Coordinator::record_finals() {
+  if (finals_.empty()) return;
+  for (int id : finals_) journal_.append(sched_.instance(id));
+  journal_.flush();
+  finals_.clear();
+}
+
+void Coordinator::serve_requests() {
+  const int nworkers = workers_count();
+  while (!parked_order_.empty() && sched_.has_ready()) {
+    const int ranks = sched_.head_ranks();
+    if (ranks == 1) {
+      const int w = parked_order_.front();
+      parked_order_.pop_front();
+      WorkerInfo& info = workers_[w];
+      info.parked = false;
+      // Share what is ready among the workers; never more than they asked.
+      const int fair = std::max(1, sched_.count(TaskState::NEW) / (2 * nworkers));
+      const int n = std::min({info.want, fair, wf_.job.max_chunk});
+      batch_.clear();
+      sched_.take(n, w - 1, now_us(), batch_);
+      std::vector<std::int32_t> msg;
+      msg.reserve(2 + 2 * batch_.size());
+      msg.push_back(kTasks);
+      msg.push_back(static_cast<std::int32_t>(batch_.size()));
+      for (int id : batch_) {
+        msg.push_back(id);
+        msg.push_back(sched_.instance(id).attempt);
+      }
+      info.want = 0;
+      if (!batch_.empty()) {
+        trace::record(trace::kTaskDispatch, batch_.front(),
+                      static_cast<std::int64_t>(batch_.size()), w - 1);
+      }
+      send(w, std::move(msg));
+      continue;
+    }
+    // A multi-rank task: wait until enough parked workers are idle.
+    std::vector<int> group;
+    for (int w : parked_order_) {
+      if (workers_[w].idle) group.push_back(w);
+      if (static_cast<int>(group.size()) == ranks) break;
+    }
+    if (static_cast<int>(group.size()) < ranks) return;
+    const int id = sched_.take_multi(group[0] - 1, ranks, now_us());
+    trace::record(trace::kTaskDispatch, id, 1, group[0] - 1);
+    std::vector<std::int32_t> msg{kMulti, id, sched_.instance(id).attempt, ranks};
+    for (int w : group) msg.push_back(w - 1);  // worker index = pilot rank - 1
+    for (int w : group) {
+      workers_[w].parked = false;
+      workers_[w].want = 0;
+      workers_[w].idle = false;
+      std::erase(parked_order_, w);
+      send(w, msg);
+    }
+  }
+}
+
+void Coordinator::interrupt(int sig) {
+  interrupted_by_ = sig;
+  spdlog::warn(
+      "received signal {} ({}): stopping running tasks and cancelling the rest; "
+      "finished results are kept, continue with --resume",
+      sig, strsignal(sig));
+  sched_.cancel_pending(fmt::format("canceled: the run was interrupted by signal {}", sig),
+                        now_us(), finals_);
+  record_finals();
+  for (int w = 1; w < size_; ++w) send(w, {kCancel});
+  const double wait_s = wf_.job.kill_grace_s + 10.0;
+  cancel_deadline_ = std::chrono::steady_clock::now() +
+                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                         std::chrono::duration<double>(wait_s));
+}
+
+void Coordinator::finish_workers() {
+  for (int w = 1; w < size_; ++w) send(w, {kStop});
+  Backoff backoff(wf_.job.backoff);
+  auto all_gone = [&] {
+    for (int w = 1; w < size_; ++w) {
+      if (!workers_[w].gone) return false;
+    }
+    return true;
+  };
+  while (!all_gone()) {
+    if (receive_one()) {
+      backoff.reset();
+    } else {
+      progress_sends();
+      backoff.pause();
+    }
+  }
+  wait_until(wf_.job.backoff, [&] {
+    progress_sends();
+    return sends_.empty();
+  });
+}
+
+int Coordinator::run() {
+  t0_ = std::chrono::steady_clock::now();
+  started_us_ = now_us();
+  sched_.start();
+  trace::record(trace::kPhase, trace::kPhaseRunStart);
+  const long long to_run = sched_.size() - done_earlier_;
+  spdlog::info("run directory {}", sh_.run_dir);
+  spdlog::info("{} task instance(s) from {} task(s) on {} worker(s){}", sched_.size(),
+               wf_.tasks.size(), workers_count(),
+               done_earlier_ ? fmt::format("; {} finished in an earlier run are skipped, {} to run",
+                                           done_earlier_, to_run)
+                             : std::string());
+  while (!sched_.finished()) {
+    bool worked = false;
+    for (int i = 0; i < 64 && receive_one(); ++i) worked = true;
+    if (monitor_.poll()) worked = true;
+    serve_requests();
+    progress_sends();
+    live_.tick(counts(), monitor_);
+    if (!interrupted_by_ && stop_signal()) interrupt(stop_signal());
+    if (interrupted_by_ && std::chrono::steady_clock::now() > cancel_deadline_) {
+      // Workers that did not answer in time: their tasks are lost causes.
+      for (int id = 0; id < sched_.size(); ++id) {
+        const Instance& inst = sched_.instance(id);
+        if (is_final(inst.state)) continue;
+        const int members = inst.members_left;
+        for (int m = 0; m < members; ++m) {
+          sched_.report(id, inst.attempt, Outcome::canceled, 0, 0, now_us(),
+                        "canceled: no report from its worker after the interrupt", finals_);
+        }
+      }
+      record_finals();
+    }
+    if (worked) {
+      backoff_.reset();
+    } else {
+      backoff_.pause();
+    }
+  }
+  ended_us_ = now_us();
+  trace::record(trace::kPhase, trace::kPhaseRunEnd);
+  makespan_s_ = seconds_since(t0_);
+  finish_workers();
+  journal_.flush();
+  // The workers are gone, so nothing can ask the services any more: they
+  // answer what they hold, then stop.
+  monitor_.stop_all(wf_.job.backoff);
+  live_.finish(counts(), monitor_);
+
+  int exit_code = 0;
+  if (interrupted_by_) {
+    exit_code = 128 + interrupted_by_;
+  } else if (sched_.count(TaskState::FAILED) + sched_.count(TaskState::CANCELED) > 0) {
+    exit_code = 1;
+  }
+  write_summary(exit_code);
+  return exit_code;
+}
+
+TaskCounts Coordinator::counts() const {
+  TaskCounts c;
+  c.total = sched_.size();
+  c.done = sched_.count(TaskState::DONE);
+  c.failed = sched_.count(TaskState::FAILED);
+  c.canceled = sched_.count(TaskState::CANCELED);
+  c.done_earlier = done_earlier_;
+  c.running = sched_.in_flight();
+  return c;
+}
+
+void Coordinator::write_summary(int exit_code) {
+  using nlohmann::json;
+  const int done = sched_.count(TaskState::DONE);
+  const int failed = sched_.count(TaskState::FAILED);
+  const int canceled = sched_.count(TaskState::CANCELED);
+  const int done_now = done - done_earlier_;
+  std::int64_t busy = 0;
+  for (int w = 1; w < size_; ++w) busy += workers_[w].busy_us;
+  long long attempts = 0;
+  for (int id = 0; id < sched_.size(); ++id) {
+    if (!sched_.instance(id).from_earlier_run) attempts += sched_.instance(id).attempt;
+  }
+  const double rate = makespan_s_ > 0 ? done_now / makespan_s_ : 0.0;
+  const double util = makespan_s_ > 0
+                          ? static_cast<double>(busy) / 1e6 /
+                                (makespan_s_ * workers_count() * wf_.layout.worker_slots)
+                          : 0.0;
+  json failures = json::array();
+  for (int id = 0; id < sched_.size() && failures.size() < 50; ++id) {
+    const Instance& inst = sched_.instance(id);
+    if (inst.state != TaskState::FAILED && inst.state != TaskState::CANCELED) continue;
+    failures.push_back({{"task", wf_.tasks[inst.task].name},
+                        {"index", inst.index},
+                        {"state", state_name(inst.state)},
+                        {"attempts", inst.attempt},
+                        {"exit_code", inst.exit_code},
+                        {"reason", inst.reason}});
+  }
+  json per_task = json::object();
+  for (int t = 0; t < static_cast<int>(wf_.tasks.size()); ++t) {
+    int counts[kTaskStateCount] = {};
+    for (int i = 0; i < wf_.tasks[t].count; ++i) {
+      ++counts[static_cast<int>(sched_.instance(sched_.id_of(t, i)).state)];
+    }
+    per_task[wf_.tasks[t].name] = {{"count", wf_.tasks[t].count},
+                                   {"done", counts[static_cast<int>(TaskState::DONE)]},
+                                   {"failed", counts[static_cast<int>(TaskState::FAILED)]},
+                                   {"canceled", counts[static_cast<int>(TaskState::CANCELED)]}};
+  }
+  json summary = {
+      {"job", wf_.job.name},
+      {"workflow", wf_.path},
+      {"run_dir", sh_.run_dir},
+      {"resumed", sh_.resume},
+      {"world_size", sh_.plan->world_size},
+      {"nodes", sh_.plan->node_count},
+      {"workers", workers_count()},
+      {"worker_slots", wf_.layout.worker_slots},
+      {"started_us", started_us_},
+      {"ended_us", ended_us_},
+      {"makespan_s", makespan_s_},
+      {"tasks",
+       {{"total", sched_.size()},
+        {"done", done},
+        {"done_earlier", done_earlier_},
+        {"failed", failed},
+        {"canceled", canceled},
+        {"attempts", attempts}}},
+      {"per_task", per_task},
+      {"tasks_per_s", rate},
+      {"worker_utilisation", util},
+      {"interrupted_by_signal", interrupted_by_ ? json(interrupted_by_) : json(nullptr)},
+      {"failures", failures},
+      {"services", monitor_.summary()},
+      {"allocation", read_allocation().to_json()},
+      {"exit_code", exit_code},
+  };
+  std::ofstream(sh_.run_dir + "/summary.json") << summary.dump(2) << "\n";
+  // summary.json describes the run as it stands; history.jsonl keeps one
+  // line per job that worked on it, so that a run finished over several
+  // batch jobs still shows what each of them did and why it stopped.
+  json history = {{"started_us", started_us_},
+                  {"ended_us", ended_us_},
+                  {"resumed", sh_.resume},
+                  {"done", done_now},
+                  {"failed", failed},
+                  {"canceled", canceled},
+                  {"interrupted_by_signal", summary["interrupted_by_signal"]},
+                  {"exit_code", exit_code},
+                  {"allocation", summary["allocation"]}};
+  std::ofstream(sh_.run_dir + "/history.jsonl", std::ios::app) << history.dump() << "\n";
+
+  spdlog::info(
+      "finished in {:.3f} s: {} done{}, {} failed, {} canceled; {:.1f} tasks/s, worker "
+      "utilisation {:.0f}%",
+      makespan_s_, done_now,
+      done_earlier_ ? fmt::format(" (+{} from an earlier run)", done_earlier_) : "", failed,
+      canceled, rate, util * 100);
+  for (const auto& f : failures) {
+    if (f["state"] == "FAILED") {
+      spdlog::error("task {}[{}] FAILED after {} attempt(s): {}", f["task"].get<std::string>(),
+                    f["index"].get<int>(), f["attempts"].get<int>(),
+                    f["reason"].get<std::string>());
+    }
+  }
+  spdlog::info("summary: {}/summary.json", sh_.run_dir);
+}
+
+}  // namespace
+
+int run_coordinator(const PilotShared& shared,
+                    const std::map<std::pair<std::string, int>, TaskState>& earlier) {
+  Coordinator c(shared, earlier);
+  return c.run();
+}
+
+}  // namespace tandem::detail

@@ -1,0 +1,236 @@
+#include "coordinator/scheduler.hpp"
+
+#include <fmt/format.h>
+
+namespace tandem::detail {
+
+const char* state_name(TaskState s) {
+  switch (s) {
+    case TaskState::NEW:
+      return "NEW";
+    case TaskState::SCHEDULED:
+      return "SCHEDULED";
+    case TaskState::RUNNING:
+      return "RUNNING";
+    case TaskState::DONE:
+      return "DONE";
+    case TaskState::FAILED:
+      return "FAILED";
+    case TaskState::CANCELED:
+      return "CANCELED";
+  }
+  return "?";
+}
+
+void ReadyQueue::push(int priority, int first, int last) {
+  if (first < last) buckets_[priority].emplace_back(first, last);
+}
+
+void ReadyQueue::pop() {
+  auto bucket = buckets_.begin();
+  auto& range = bucket->second.front();
+  if (++range.first == range.second) {
+    bucket->second.pop_front();
+    if (bucket->second.empty()) buckets_.erase(bucket);
+  }
+}
+
+Scheduler::Scheduler(const Workflow& wf) : wf_(wf) {
+  const int ntasks = static_cast<int>(wf.tasks.size());
+  first_id_.resize(ntasks);
+  not_done_.resize(ntasks);
+  unmet_.assign(ntasks, 0);
+  dependants_.resize(ntasks);
+  instances_.reserve(wf.instance_count());
+  for (int t = 0; t < ntasks; ++t) {
+    first_id_[t] = static_cast<int>(instances_.size());
+    not_done_[t] = wf.tasks[t].count;
+    for (int i = 0; i < wf.tasks[t].count; ++i) {
+      Instance inst;
+      inst.task = t;
+      inst.index = i;
+      instances_.push_back(inst);
+    }
+    for (int d : wf.tasks[t].after_index) dependants_[d].push_back(t);
+  }
+  counts_[static_cast<int>(TaskState::NEW)] = size();
+}
+
+void Scheduler::set_state(Instance& inst, TaskState s) {
+  --counts_[static_cast<int>(inst.state)];
+  ++counts_[static_cast<int>(s)];
+  if (is_final(s) && !is_final(inst.state)) ++final_count_;
+  inst.state = s;
+}
+
+void Scheduler::mark_done_earlier(int id) {
+  Instance& inst = instances_[id];
+  if (inst.state != TaskState::NEW) return;
+  inst.from_earlier_run = true;
+  set_state(inst, TaskState::DONE);
+  --not_done_[inst.task];
+}
+
+void Scheduler::start() {
+  const int ntasks = static_cast<int>(wf_.tasks.size());
+  for (int t = 0; t < ntasks; ++t) {
+    unmet_[t] = 0;
+    for (int d : wf_.tasks[t].after_index) {
+      if (not_done_[d] > 0) ++unmet_[t];
+    }
+  }
+  for (int t = 0; t < ntasks; ++t) {
+    if (unmet_[t] == 0) push_ready_task(t);
+  }
+}
+
+void Scheduler::push_ready(int id) {
+  ready_.push(wf_.tasks[instances_[id].task].priority, id, id + 1);
+}
+
+void Scheduler::push_ready_task(int task) {
+  // Instances that are not NEW (done in an earlier run) are skipped on take.
+  ready_.push(wf_.tasks[task].priority, first_id_[task], first_id_[task] + wf_.tasks[task].count);
+}
+
+void Scheduler::skip_stale_heads() {
+  while (!ready_.empty() && instances_[ready_.front()].state != TaskState::NEW) ready_.pop();
+}
+
+bool Scheduler::has_ready() {
+  skip_stale_heads();
+  return !ready_.empty();
+}
+
+int Scheduler::head_ranks() {
+  skip_stale_heads();
+  if (ready_.empty()) return 0;
+  return wf_.tasks[instances_[ready_.front()].task].ranks;
+}
+
+int Scheduler::take(int max, int worker, std::int64_t now, std::vector<int>& out) {
+  int n = 0;
+  while (n < max) {
+    skip_stale_heads();
+    if (ready_.empty()) break;
+    const int id = ready_.front();
+    Instance& inst = instances_[id];
+    if (wf_.tasks[inst.task].ranks > 1) break;
+    ready_.pop();
+    ++inst.attempt;
+    inst.worker = worker;
+    inst.t_scheduled = now;
+    inst.members_left = 1;
+    inst.member_failed = false;
+    set_state(inst, TaskState::SCHEDULED);
+    out.push_back(id);
+    ++n;
+  }
+  return n;
+}
+
+int Scheduler::take_multi(int lead_worker, int ranks, std::int64_t now) {
+  skip_stale_heads();
+  const int id = ready_.front();
+  ready_.pop();
+  Instance& inst = instances_[id];
+  ++inst.attempt;
+  inst.worker = lead_worker;
+  inst.t_scheduled = now;
+  inst.members_left = ranks;
+  inst.member_failed = false;
+  inst.reason.clear();
+  set_state(inst, TaskState::SCHEDULED);
+  return id;
+}
+
+void Scheduler::report(int id, int attempt, Outcome outcome, int exit_code, std::int64_t t_start,
+                       std::int64_t t_end, const std::string& reason, std::vector<int>& finals) {
+  if (id < 0 || id >= size()) return;
+  Instance& inst = instances_[id];
+  if (inst.attempt != attempt || is_final(inst.state) || inst.members_left <= 0) return;
+  if (inst.state == TaskState::SCHEDULED && t_start > 0) {
+    set_state(inst, TaskState::RUNNING);
+    inst.t_started = t_start;
+  }
+  if (outcome != Outcome::done && !inst.member_failed) {
+    // The first failing rank gives the reason and exit code.
+    inst.member_failed = true;
+    inst.exit_code = exit_code;
+    inst.reason = reason;
+  } else if (!inst.member_failed) {
+    inst.exit_code = exit_code;
+  }
+  if (outcome == Outcome::canceled && inst.reason.empty()) inst.reason = "canceled";
+  inst.t_ended = std::max(inst.t_ended, t_end);
+  if (--inst.members_left > 0) return;
+
+  if (!inst.member_failed) {
+    finish(id, TaskState::DONE, t_end, finals);
+    return;
+  }
+  if (outcome == Outcome::canceled) {
+    finish(id, TaskState::CANCELED, t_end, finals);
+    return;
+  }
+  if (inst.attempt <= wf_.tasks[inst.task].retries) {
+    set_state(inst, TaskState::NEW);  // retry; keeps the last reason until then
+    push_ready(id);
+    return;
+  }
+  finish(id, TaskState::FAILED, t_end, finals);
+}
+
+void Scheduler::finish(int id, TaskState s, std::int64_t now, std::vector<int>& finals) {
+  Instance& inst = instances_[id];
+  set_state(inst, s);
+  if (inst.t_ended == 0) inst.t_ended = now;
+  finals.push_back(id);
+  if (s == TaskState::DONE) {
+    inst.reason.clear();
+    if (--not_done_[inst.task] == 0) task_complete(inst.task);
+  } else if (s == TaskState::FAILED) {
+    const TaskSpec& t = wf_.tasks[inst.task];
+    cancel_downstream(
+        inst.task,
+        fmt::format("dependency '{}' failed ({}[{}]: {})", t.name, t.name, inst.index, inst.reason),
+        now, finals);
+  }
+}
+
+void Scheduler::task_complete(int task) {
+  for (int d : dependants_[task]) {
+    if (--unmet_[d] == 0) push_ready_task(d);
+  }
+}
+
+void Scheduler::cancel_downstream(int task, const std::string& why, std::int64_t now,
+                                  std::vector<int>& finals) {
+  for (int d : dependants_[task]) {
+    bool any = false;
+    for (int i = 0; i < wf_.tasks[d].count; ++i) {
+      Instance& inst = instances_[first_id_[d] + i];
+      if (inst.state != TaskState::NEW) continue;
+      inst.reason = why;
+      inst.t_ended = now;
+      set_state(inst, TaskState::CANCELED);
+      finals.push_back(first_id_[d] + i);
+      any = true;
+    }
+    if (any) cancel_downstream(d, why, now, finals);
+  }
+}
+
+void Scheduler::cancel_pending(const std::string& reason, std::int64_t now,
+                               std::vector<int>& finals) {
+  for (int id = 0; id < size(); ++id) {
+    Instance& inst = instances_[id];
+    if (inst.state != TaskState::NEW) continue;
+    inst.reason = reason;
+    inst.t_ended = now;
+    set_state(inst, TaskState::CANCELED);
+    finals.push_back(id);
+  }
+}
+
+}  // namespace tandem::detail

@@ -1,0 +1,59 @@
+#pragma once
+// The coordinator's side of the services: it hears each replica's state,
+// publishes the routing table to every client when it changes, stops the
+// services at the end and keeps their counters for the summary. Used by the
+// pilot's coordinator and by the coordinator of an SPMD session alike.
+
+#include <mpi.h>
+
+#include <list>
+#include <vector>
+
+#include <boost/mpi/communicator.hpp>
+#include <boost/mpi/request.hpp>
+#include <nlohmann/json.hpp>
+
+#include "config/workflow.hpp"
+#include "layout/plan.hpp"
+#include "protocol/service_messages.hpp"
+
+namespace tandem::detail {
+
+class ServiceMonitor {
+ public:
+  ServiceMonitor(const Workflow& wf, const Plan& plan, MPI_Comm control, std::vector<int> clients);
+
+  /// Reads every report that has arrived; publishes if states changed.
+  /// True if anything arrived.
+  bool poll();
+  /// Tells every leader to drain and stop, and waits until all have.
+  void stop_all(const BackoffSpec& backoff);
+  /// Per-service figures for summary.json.
+  nlohmann::json summary() const;
+  bool has_services() const { return !plan_.replicas.empty(); }
+  /// Stops publishing to a client that has finished.
+  void forget_client(int rank);
+  /// The latest running counters of service @p service, summed over its
+  /// replicas (sent by the leaders about once a second).
+  LiveStats live(int service) const;
+  /// READY replicas of service @p service.
+  int ready_replicas(int service) const;
+
+ private:
+  void publish();
+  bool receive_live_stats();
+  void progress_sends();
+
+  const Workflow& wf_;
+  const Plan& plan_;
+  boost::mpi::communicator control_;
+  std::vector<int> clients_;
+  RoutingTable table_;
+  std::vector<ReplicaReport> final_;  // per replica (plan order), from STOPPED
+  std::vector<bool> stopped_;
+  std::vector<LiveStats> live_;  // per replica (plan order)
+  std::list<boost::mpi::request> sends_;
+  std::list<RoutingTable> in_flight_;  // tables whose sends have not completed
+};
+
+}  // namespace tandem::detail

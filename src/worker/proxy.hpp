@@ -1,0 +1,104 @@
+#pragma once
+// The worker's local proxy: executable tasks reach the services through a
+// Unix-domain socket in a private directory, named in their environment as
+// TANDEM_SOCKET. The proxy relays each request to the services over MPI
+// with the worker's own client and the reply back, many tasks and many
+// requests at once, inside the worker's event loop (no thread). Tensors
+// above the shared-memory threshold stay in node-local shared memory both
+// ways; the socket carries only descriptors for them.
+//
+// A task that misbehaves — garbage, a length past all reason, a flood of
+// requests, dying mid-request — loses its own connection or gets errors;
+// the worker and the other tasks go on.
+
+#include <poll.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "client/client_impl.hpp"
+#include "transport/frames.hpp"
+
+namespace tandem::detail::proxy {
+
+/// The socket path for worker @p worker_index in directory @p dir.
+std::string socket_path(const std::string& dir, int worker_index);
+
+/// Creates @p dir (mode 0700) if missing and checks that it is a directory
+/// owned by us that nobody else may enter. @throws tandem::error saying what
+/// is wrong.
+void ensure_private_dir(const std::string& dir);
+
+/// @throws tandem::error when @p path does not fit a Unix socket address.
+void check_socket_path(const std::string& path);
+
+class Proxy {
+ public:
+  /// Listens on @p path, whose directory must exist and be private.
+  /// @throws tandem::error when it cannot.
+  Proxy(ClientImpl& client, std::string path, int worker_index);
+  ~Proxy();
+  Proxy(const Proxy&) = delete;
+  Proxy& operator=(const Proxy&) = delete;
+
+  const std::string& path() const { return path_; }
+  /// The descriptors the worker's poll() should wake for.
+  void add_poll_fds(std::vector<pollfd>& fds) const;
+  /// Accepts, reads, forwards and answers what it can without blocking.
+  /// Replies are those the client has received: the caller makes it
+  /// progress first (the worker's loop does, every time round).
+  /// True if anything happened.
+  bool progress();
+  /// Requests are out at the services: the caller should not sleep long.
+  bool busy() const { return !in_flight_.empty() || !waiting_.empty(); }
+
+ private:
+  struct Connection {
+    int fd = -1;
+    pid_t pid = 0;
+    FrameReader in;
+    std::string out;  // frames not yet written
+    int in_flight = 0;
+  };
+  struct InFlight {
+    std::shared_ptr<PendingInfer> pending;
+    int connection = 0;
+    std::uint64_t id = 0;   // the task's request id
+    wire::Decoded request;  // its tensors may be views into the task's memory
+  };
+  struct Waiting {
+    int connection = 0;
+    std::uint64_t id = 0;
+    int service = 0;
+    std::chrono::steady_clock::time_point deadline;
+  };
+
+  void accept_new();
+  bool read_from(int id, Connection& c, bool& ended);
+  bool take_frames(int id, Connection& c, bool& ended);
+  void handle(int id, Connection& c, wire::Encoded message);
+  void answer_error(Connection& c, std::uint64_t id, const std::string& why,
+                    bool service_unavailable = false);
+  void answer(Connection& c, const wire::Encoded& message);
+  bool deliver_replies();
+  bool check_waiting();
+  bool flush(Connection& c);
+  void close_connection(int id);
+
+  ClientImpl& client_;
+  std::string path_;
+  int worker_index_ = 0;
+  int listen_fd_ = -1;
+  int next_connection_ = 1;
+  std::map<int, Connection> connections_;
+  std::vector<InFlight> in_flight_;
+  std::vector<Waiting> waiting_;
+  std::vector<pollfd> ready_;  // reused by progress()
+};
+
+}  // namespace tandem::detail::proxy

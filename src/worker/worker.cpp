@@ -1,0 +1,491 @@
+// A worker: asks the coordinator for tasks, runs them, and reports what
+// happened in batches. Function tasks run on the worker's thread, one at a
+// time; command tasks run as child processes, up to `worker_slots` at once,
+// while the worker keeps relaying their output and talking to the
+// coordinator in one event loop that sleeps in poll().
+//
+// The worker asks for more before its queue runs dry, judging by how long its
+// tasks take: short tasks are fetched in large batches well ahead, long ones
+// one at a time and only when the worker is idle, so that a slow task never
+// holds a queued one back while another worker waits.
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <memory>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include "client/client_impl.hpp"
+#include "worker/command.hpp"
+#include "job/roles.hpp"
+#include "protocol/pilot_messages.hpp"
+#include "worker/client_env.hpp"
+#include "worker/proxy.hpp"
+#include "tandem/client.hpp"
+#include "tandem/task.hpp"
+#include "tasks/context_data.hpp"
+#include "tasks/registry.hpp"
+#include "trace/trace.hpp"
+#include "base/backoff.hpp"
+#include "base/clock.hpp"
+#include "base/mpi_check.hpp"
+#include "base/mpi_wait.hpp"
+#include "base/signals.hpp"
+
+namespace tandem::detail {
+
+namespace {
+
+using namespace protocol;
+
+// Ask for more while the queue holds less than this much work.
+constexpr double kPrefetchWindowS = 0.005;
+// Aim for batches of about this much work.
+constexpr double kBatchTargetS = 0.020;
+// Send results at least this often while busy.
+constexpr double kReportIntervalS = 0.020;
+
+struct Assignment {
+  int id = 0;
+  int attempt = 0;
+  std::vector<int> members;  // multi-rank attempts: worker indices
+};
+
+struct ActiveCommand {
+  Assignment assignment;
+  int slot = 0;  // which of the worker's slots it occupies (for the trace)
+  std::int64_t t_start = 0;
+  std::unique_ptr<RunningCommand> command;
+};
+
+// What each task of the workflow needs at run time, prepared once.
+struct TaskRuntime {
+  TaskFunction function = nullptr;
+  nlohmann::json args;
+  std::vector<std::string> base_env;
+  std::filesystem::path output_dir;
+  int first_id = 0;
+};
+
+class Worker {
+ public:
+  explicit Worker(const PilotShared& shared)
+      : sh_(shared), wf_(*shared.wf), backoff_(wf_.job.backoff), client_(shared.client) {
+    MPI_Comm_rank(sh_.workers, &index_);
+    slots_ = wf_.layout.worker_slots;
+    int first = 0;
+    for (const TaskSpec& t : wf_.tasks) {
+      TaskRuntime rt;
+      rt.first_id = first;
+      first += t.count;
+      rt.output_dir = std::filesystem::path(sh_.run_dir) / "tasks" / t.name;
+      rt.args = nlohmann::json::parse(t.args_json);
+      if (t.kind == TaskKind::function) {
+        rt.function = find_task_function(t.function);
+      } else {
+        rt.base_env = inherited_environment(t.clean_mpi_env);
+        for (const auto& [k, v] : t.env) {
+          std::erase_if(rt.base_env,
+                        [&](const std::string& e) { return e.rfind(k + "=", 0) == 0; });
+          rt.base_env.push_back(k + "=" + v);
+        }
+        rt.base_env.push_back("TANDEM_RUN_DIR=" + sh_.run_dir);
+        rt.base_env.push_back("TANDEM_TASK_NAME=" + t.name);
+        rt.base_env.push_back(fmt::format("TANDEM_TASK_COUNT={}", t.count));
+        rt.base_env.push_back(fmt::format("TANDEM_WORKER={}", index_));
+      }
+      runtimes_.push_back(std::move(rt));
+    }
+    if (needs_proxy(wf_) && sh_.client) start_proxy();
+  }
+
+  void run();
+
+ private:
+  void start_proxy();
+  void poll_messages();
+  void handle_work(const std::vector<std::int32_t>& msg);
+  bool start_next();
+  void run_function(const Assignment& a);
+  void start_command(const Assignment& a);
+  bool progress_commands(int wait_ms);
+  void finished_attempt(std::int64_t t_start, std::int64_t t_end);
+  void add_result(int id, int attempt, Outcome outcome, int exit_code, std::int64_t t_start,
+                  std::int64_t t_end, const std::string& reason);
+  void maybe_send_update();
+  void send_update(int want, bool bye);
+  void cancel_queue();
+  int task_of(int id) const;
+  bool should_request() const;
+  int wanted() const;
+
+  const PilotShared& sh_;
+  const Workflow& wf_;
+  Backoff backoff_;
+  Client client_;
+  int index_ = 0;
+  std::vector<TaskRuntime> runtimes_;
+  std::deque<Assignment> queue_;
+  std::vector<ActiveCommand> active_;
+  std::vector<pollfd> poll_fds_;
+  std::unique_ptr<proxy::Proxy> proxy_;  // when executable tasks may call services
+  int slots_ = 1;
+  bool request_outstanding_ = false;
+  bool cancelled_ = false;
+  bool stop_ = false;
+  double avg_task_s_ = -1;  // moving average; -1 until the first task ends
+  ByteWriter out_;
+  int pending_results_ = 0;
+  std::chrono::steady_clock::time_point last_report_ = std::chrono::steady_clock::now();
+  MPI_Request send_req_ = MPI_REQUEST_NULL;
+  std::vector<char> in_flight_;  // the bytes of the update being sent
+  std::vector<std::int32_t> recv_buf_;
+  std::int64_t busy_us_ = 0;
+};
+
+int Worker::task_of(int id) const {
+  // Tasks are few; a linear scan from the back is cheap and branch-friendly.
+  for (int t = static_cast<int>(runtimes_.size()) - 1; t >= 0; --t) {
+    if (id >= runtimes_[t].first_id) return t;
+  }
+  return 0;
+}
+
+void Worker::poll_messages() {
+  for (;;) {
+    int flag = 0;
+    MPI_Status status;
+    TANDEM_MPI_CHECK(MPI_Iprobe(0, kTagWork, sh_.pilot, &flag, &status));
+    if (!flag) return;
+    int n = 0;
+    MPI_Get_count(&status, MPI_INT32_T, &n);
+    recv_buf_.resize(n);
+    TANDEM_MPI_CHECK(
+        MPI_Recv(recv_buf_.data(), n, MPI_INT32_T, 0, kTagWork, sh_.pilot, MPI_STATUS_IGNORE));
+    handle_work(recv_buf_);
+  }
+}
+
+void Worker::handle_work(const std::vector<std::int32_t>& msg) {
+  if (msg.empty()) return;
+  switch (msg[0]) {
+    case kTasks: {
+      const int n = msg[1];
+      for (int i = 0; i < n; ++i) queue_.push_back({msg[2 + 2 * i], msg[3 + 2 * i], {}});
+      request_outstanding_ = false;
+      break;
+    }
+    case kMulti: {
+      Assignment a{msg[1], msg[2], {}};
+      const int ranks = msg[3];
+      a.members.assign(msg.begin() + 4, msg.begin() + 4 + ranks);
+      queue_.push_back(std::move(a));
+      request_outstanding_ = false;
+      break;
+    }
+    case kCancel:
+      cancelled_ = true;
+      break;
+    case kStop:
+      stop_ = true;
+      break;
+    default:
+      spdlog::error("unknown message kind {} from the coordinator; ignored", msg[0]);
+  }
+}
+
+// Executable tasks reach the services through this worker: a socket in the
+// private directory, named in their environment with what the C, Python
+// and Fortran clients need to find their library.
+void Worker::start_proxy() {
+  const std::string dir = proxy_socket_dir(wf_, sh_.run_dir);
+  try {
+    proxy::ensure_private_dir(dir);
+    proxy_ = std::make_unique<proxy::Proxy>(*sh_.client, proxy::socket_path(dir, index_), index_);
+  } catch (const std::exception& e) {
+    // Rank 0 checked the directory and the path at start, so this is rare
+    // (a full disk, a directory changed meanwhile); the worker still runs
+    // its tasks, and those that call services are told there is no socket.
+    spdlog::error("proxy: {}; executable tasks on worker {} cannot reach the services", e.what(),
+                  index_);
+    return;
+  }
+  const ClientEnvironment env = client_environment();
+  for (std::size_t t = 0; t < wf_.tasks.size(); ++t) {
+    if (wf_.tasks[t].kind != TaskKind::command) continue;
+    auto& e = runtimes_[t].base_env;
+    e.push_back("TANDEM_SOCKET=" + proxy_->path());
+    if (!env.library.empty()) e.push_back("TANDEM_LIBRARY=" + env.library);
+    if (!env.python_dir.empty()) {
+      auto old = std::find_if(e.begin(), e.end(),
+                              [](const std::string& v) { return v.rfind("PYTHONPATH=", 0) == 0; });
+      if (old == e.end()) {
+        e.push_back("PYTHONPATH=" + env.python_dir);
+      } else {
+        *old = "PYTHONPATH=" + env.python_dir + ":" + old->substr(11);
+      }
+    }
+  }
+  spdlog::debug("proxy listening on {}", proxy_->path());
+}
+
+void Worker::add_result(int id, int attempt, Outcome outcome, int exit_code, std::int64_t t_start,
+                        std::int64_t t_end, const std::string& reason) {
+  if (out_.size() == 0) out_.put(UpdateHeader{});
+  ResultRecord r{id,      attempt, static_cast<std::int32_t>(outcome),      exit_code,
+                 t_start, t_end,   static_cast<std::int32_t>(reason.size())};
+  out_.put(r);
+  out_.put_text(reason);
+  ++pending_results_;
+  trace::record(trace::kTaskEnd, id, attempt, static_cast<std::int32_t>(outcome));
+}
+
+void Worker::send_update(int want, bool bye) {
+  // One update in flight at a time; its bytes must live until it completes.
+  if (send_req_ != MPI_REQUEST_NULL) wait_request(send_req_, wf_.job.backoff);
+  if (out_.size() == 0) out_.put(UpdateHeader{});
+  auto* h = out_.at<UpdateHeader>(0);
+  h->want = want;
+  h->results = pending_results_;
+  h->idle = queue_.empty() && active_.empty();
+  h->bye = bye;
+  h->busy_us = busy_us_;
+  std::swap(in_flight_, out_.bytes());
+  out_.clear();
+  pending_results_ = 0;
+  last_report_ = std::chrono::steady_clock::now();
+  TANDEM_MPI_CHECK(MPI_Isend(in_flight_.data(), static_cast<int>(in_flight_.size()), MPI_BYTE, 0,
+                             kTagUpdate, sh_.pilot, &send_req_));
+  if (want > 0) request_outstanding_ = true;
+}
+
+bool Worker::should_request() const {
+  if (request_outstanding_ || cancelled_ || stop_) return false;
+  if (queue_.empty() && static_cast<int>(active_.size()) < slots_) return true;
+  if (avg_task_s_ < 0 || avg_task_s_ >= kPrefetchWindowS) return false;
+  return static_cast<double>(queue_.size()) * avg_task_s_ / slots_ < kPrefetchWindowS;
+}
+
+int Worker::wanted() const {
+  if (avg_task_s_ <= 0) return slots_;
+  const double n = slots_ * kBatchTargetS / std::max(avg_task_s_, 1e-7);
+  return static_cast<int>(std::clamp(n, 1.0, static_cast<double>(wf_.job.max_chunk)));
+}
+
+void Worker::maybe_send_update() {
+  if (should_request()) {
+    send_update(wanted(), false);
+    return;
+  }
+  if (pending_results_ == 0) return;
+  const bool idle = queue_.empty() && active_.empty();
+  if (idle || seconds_since(last_report_) >= kReportIntervalS) send_update(0, false);
+}
+
+void Worker::cancel_queue() {
+  const std::int64_t t = now_us();
+  for (const Assignment& a : queue_) {
+    add_result(a.id, a.attempt, Outcome::canceled, 0, 0, t,
+               "canceled before it started: the run was interrupted");
+  }
+  queue_.clear();
+}
+
+void Worker::finished_attempt(std::int64_t t_start, std::int64_t t_end) {
+  busy_us_ += t_end - t_start;
+  const double took = static_cast<double>(t_end - t_start) / 1e6;
+  avg_task_s_ = avg_task_s_ < 0 ? took : 0.8 * avg_task_s_ + 0.2 * took;
+}
+
+void Worker::run_function(const Assignment& a) {
+  const int task = task_of(a.id);
+  const TaskSpec& spec = wf_.tasks[task];
+  TaskContextData data;
+  data.name = spec.name;
+  data.index = a.id - runtimes_[task].first_id;
+  data.count = spec.count;
+  data.attempt = a.attempt;
+  data.run_dir = sh_.run_dir;
+  data.output_dir = runtimes_[task].output_dir;
+  data.args = &runtimes_[task].args;
+  data.client = &client_;
+  MPI_Comm sub = MPI_COMM_NULL;
+  if (!a.members.empty()) {
+    // Only the members take part: MPI_Comm_create_group is collective over
+    // the group, not over all workers.
+    MPI_Group all_group;
+    MPI_Group group;
+    MPI_Comm_group(sh_.workers, &all_group);
+    MPI_Group_incl(all_group, static_cast<int>(a.members.size()), a.members.data(), &group);
+    TANDEM_MPI_CHECK(MPI_Comm_create_group(sh_.workers, group, a.id % 32768, &sub));
+    MPI_Group_free(&group);
+    MPI_Group_free(&all_group);
+    data.comm = sub;
+    MPI_Comm_rank(sub, &data.rank);
+    MPI_Comm_size(sub, &data.size);
+  }
+  Outcome outcome = Outcome::failed;
+  std::string reason;
+  const std::int64_t t_start = now_us();
+  trace::record(trace::kTaskStart, a.id, a.attempt, 0);
+  TaskContext ctx(&data);
+  try {
+    runtimes_[task].function(ctx);
+    outcome = Outcome::done;
+  } catch (const std::exception& e) {
+    reason = fmt::format("function '{}' threw: {}", spec.function, e.what());
+  } catch (...) {
+    reason =
+        fmt::format("function '{}' threw an exception that is not a std::exception", spec.function);
+  }
+  const std::int64_t t_end = now_us();
+  if (sub != MPI_COMM_NULL) MPI_Comm_free(&sub);
+  finished_attempt(t_start, t_end);
+  add_result(a.id, a.attempt, outcome, 0, t_start, t_end, reason);
+}
+
+void Worker::start_command(const Assignment& a) {
+  const int task = task_of(a.id);
+  const TaskSpec& spec = wf_.tasks[task];
+  const TaskRuntime& rt = runtimes_[task];
+  const std::string idx = std::to_string(a.id - rt.first_id);
+  CommandLaunch launch;
+  for (const std::string& arg : spec.command) {
+    std::string s = arg;
+    auto replace = [&s](const std::string& key, const std::string& value) {
+      for (std::size_t p = s.find(key); p != std::string::npos; p = s.find(key, p + value.size())) {
+        s.replace(p, key.size(), value);
+      }
+    };
+    if (s.find('{') != std::string::npos) {
+      replace("{index}", idx);
+      replace("{count}", std::to_string(spec.count));
+      replace("{attempt}", std::to_string(a.attempt));
+      replace("{name}", spec.name);
+      replace("{run_dir}", sh_.run_dir);
+      replace("{output_dir}", rt.output_dir.string());
+    }
+    launch.argv.push_back(std::move(s));
+  }
+  launch.env = rt.base_env;
+  launch.env.push_back("TANDEM_TASK_INDEX=" + idx);
+  launch.env.push_back(fmt::format("TANDEM_ATTEMPT={}", a.attempt));
+  launch.cwd = spec.cwd;
+  const std::string stem = (rt.output_dir / idx).string() +
+                           (a.attempt > 1 ? fmt::format(".try{}", a.attempt) : std::string());
+  launch.stdout_path = stem + ".out";
+  launch.stderr_path = stem + ".err";
+  launch.timeout_s = spec.timeout_s;
+  launch.kill_grace_s = wf_.job.kill_grace_s;
+  ActiveCommand active;
+  active.assignment = a;
+  for (bool taken = true; taken; ++active.slot) {  // the lowest free slot
+    taken = std::any_of(active_.begin(), active_.end(),
+                        [&](const ActiveCommand& c) { return c.slot == active.slot; });
+    if (!taken) break;
+  }
+  active.t_start = now_us();
+  trace::record(trace::kTaskStart, a.id, a.attempt, active.slot);
+  active.command = std::make_unique<RunningCommand>(launch);
+  active_.push_back(std::move(active));
+}
+
+// Starts what the slots allow; true if anything started or ran.
+bool Worker::start_next() {
+  bool started = false;
+  while (!queue_.empty() && !cancelled_) {
+    const Assignment& a = queue_.front();
+    if (wf_.tasks[task_of(a.id)].kind == TaskKind::function) {
+      // A function holds the worker's thread: run it when no command needs
+      // relaying, then come back to the loop.
+      if (!active_.empty()) break;
+      const Assignment taken = std::move(queue_.front());
+      queue_.pop_front();
+      maybe_send_update();  // ask ahead, so the next batch travels meanwhile
+      run_function(taken);
+      return true;
+    }
+    if (static_cast<int>(active_.size()) >= slots_) break;
+    start_command(a);
+    queue_.pop_front();
+    started = true;
+  }
+  return started;
+}
+
+// Relays output and reaps; sleeps in poll() up to @p wait_ms when nothing is
+// ready. True when a command finished.
+bool Worker::progress_commands(int wait_ms) {
+  bool any = false;
+  for (int pass = 0; pass < 2 && !any; ++pass) {
+    for (auto it = active_.begin(); it != active_.end();) {
+      it->command->progress();
+      if (!it->command->finished()) {
+        ++it;
+        continue;
+      }
+      const CommandResult& r = it->command->result();
+      const std::int64_t t_end = now_us();
+      finished_attempt(it->t_start, t_end);
+      add_result(it->assignment.id, it->assignment.attempt, r.outcome, r.exit_code, it->t_start,
+                 t_end, r.reason);
+      it = active_.erase(it);
+      any = true;
+    }
+    if (any || active_.empty() || pass == 1) break;
+    poll_fds_.clear();
+    for (const auto& c : active_) c.command->add_poll_fds(poll_fds_);
+    if (proxy_) proxy_->add_poll_fds(poll_fds_);  // a task's request wakes us too
+    ::poll(poll_fds_.data(), poll_fds_.size(), wait_ms);
+  }
+  return any;
+}
+
+void Worker::run() {
+  send_update(slots_, false);  // the first request
+  int wait_ms = 1;
+  while (!stop_) {
+    poll_messages();
+    if (sh_.client) sh_.client->progress();  // routing updates, even between tasks
+    if (!cancelled_ && stop_signal()) cancelled_ = true;
+    if (cancelled_) {
+      if (!queue_.empty()) cancel_queue();
+      for (auto& c : active_) c.command->cancel("stopped: the run was interrupted");
+    }
+    bool worked = start_next();
+    maybe_send_update();
+    if (proxy_ && proxy_->progress()) worked = true;
+    if (!active_.empty()) {
+      // Requests out at the services: come back soon for their replies.
+      const bool hurry = worked || (proxy_ && proxy_->busy());
+      if (progress_commands(hurry ? 0 : wait_ms)) {
+        worked = true;
+        wait_ms = 1;
+      } else {
+        wait_ms = std::min(wait_ms * 2, 10);
+      }
+      maybe_send_update();
+    }
+    if (worked) {
+      backoff_.reset();
+    } else if (active_.empty()) {
+      backoff_.pause();
+    }
+  }
+  // Whatever is left goes with the goodbye, which also carries our totals.
+  send_update(0, true);
+  wait_request(send_req_, wf_.job.backoff);
+}
+
+}  // namespace
+
+void run_worker(const PilotShared& shared) {
+  Worker w(shared);
+  w.run();
+}
+
+}  // namespace tandem::detail
