@@ -7,6 +7,8 @@ install(TARGETS tandem EXPORT tandemTargets
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY include/tandem DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(FILES ${PROJECT_BINARY_DIR}/include/tandem/version.hpp
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/tandem)
 install(EXPORT tandemTargets NAMESPACE tandem::
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/tandem)
 configure_package_config_file(cmake/tandemConfig.cmake.in

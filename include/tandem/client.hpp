@@ -10,21 +10,15 @@
 #include <vector>
 
 #include <tandem/tensor.hpp>
+#include <tandem/transport.hpp>
 
 namespace tandem {
 
 namespace detail {
 class ClientImpl;
 struct PendingInfer;
+struct Access;
 }  // namespace detail
-
-/// How a request's tensors travel to the service (and the reply back).
-enum class Transport {
-  automatic,   ///< by size and locality (`[job.staging]`, the service's `transport`)
-  inline_mpi,  ///< inside the MPI message
-  shm,         ///< node-local shared memory (falls back to inline across nodes)
-  hdf5,        ///< an HDF5 file on a filesystem both ranks see
-};
 
 /// Per-request choices.
 struct InferOptions {
@@ -69,8 +63,6 @@ class CallHandle {
 /// Sends inference requests to the job's services.
 class Client {
  public:
-  explicit Client(std::shared_ptr<detail::ClientImpl> impl) : impl_(std::move(impl)) {}
-
   /// The services of this job, in workflow order.
   std::vector<std::string> services() const;
   /// "STARTING", "READY", "DRAINING", "STOPPED" or "FAILED" as last heard.
@@ -104,6 +96,9 @@ class Client {
                         const std::string& path = "/v1/chat/completions");
 
  private:
+  friend struct detail::Access;
+  explicit Client(std::shared_ptr<detail::ClientImpl> impl) : impl_(std::move(impl)) {}
+
   std::shared_ptr<detail::ClientImpl> impl_;
 };
 

@@ -1,16 +1,46 @@
 #pragma once
 /// @file fwd.hpp
-/// Forward declarations of Tandem's public types.
+/// Forward declarations of every public Tandem type, for headers that only
+/// name them. tests/packaging/test_public_headers.sh checks that none is
+/// missing.
+
+#include <cstdint>
+#include <vector>
 
 namespace tandem {
+
+// tandem/error.hpp
 class error;
 class config_error;
 class mpi_error;
-class task_error;
 class request_error;
-class TaskContext;
+class service_error;
+class task_error;
+
+// tandem/tensor.hpp
+enum class DType : std::uint8_t;
 class Tensor;
-class Client;
+struct NamedTensor;
+using TensorList = std::vector<NamedTensor>;
+
+// tandem/transport.hpp
+enum class Transport : std::uint8_t;
+
+// tandem/client.hpp
+struct InferOptions;
 class InferHandle;
+class CallHandle;
+class Client;
+
+// tandem/task.hpp
+class TaskContext;
+using TaskFunction = void (*)(TaskContext&);
+
+// tandem/pilot.hpp
+struct RunOptions;
+
+// tandem/session.hpp
+struct SessionOptions;
 class Session;
+
 }  // namespace tandem

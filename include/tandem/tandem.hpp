@@ -9,4 +9,5 @@
 #include <tandem/session.hpp>
 #include <tandem/task.hpp>
 #include <tandem/tensor.hpp>
+#include <tandem/transport.hpp>
 #include <tandem/version.hpp>

@@ -25,14 +25,13 @@ namespace tandem {
 class Client;
 namespace detail {
 struct TaskContextData;
-}
+struct Access;
+}  // namespace detail
 
 /// What a running function task knows about itself. Created by the worker for
 /// each attempt; valid only during the call. Not thread-safe.
 class TaskContext {
  public:
-  explicit TaskContext(const detail::TaskContextData* data) noexcept : data_(data) {}
-
   /// The task's name as written in the workflow file.
   const std::string& name() const noexcept;
   /// This instance's index in [0, count()).
@@ -76,6 +75,9 @@ class TaskContext {
   Client& client() const;
 
  private:
+  friend struct detail::Access;
+  explicit TaskContext(const detail::TaskContextData* data) noexcept : data_(data) {}
+
   const detail::TaskContextData* data_;
 };
 

@@ -16,6 +16,10 @@
 
 namespace tandem {
 
+namespace detail {
+struct Access;
+}
+
 /// Element types (KServe v2 names). BYTES is raw bytes, one per element.
 enum class DType : std::uint8_t {
   BOOL,
@@ -83,9 +87,6 @@ class Tensor {
   static Tensor view(DType dtype, std::vector<std::int64_t> shape, void* data);
   /// A read-only view; writing through data() is not allowed.
   static Tensor view(DType dtype, std::vector<std::int64_t> shape, const void* data);
-  /// A tensor that shares ownership of @p owner (for buffers Tandem pools).
-  static Tensor adopt(DType dtype, std::vector<std::int64_t> shape, void* data,
-                      std::shared_ptr<void> owner);
   /// A new tensor holding a copy of @p values. @throws tandem::error if the
   /// shape does not match the number of values.
   template <typename T>
@@ -127,6 +128,12 @@ class Tensor {
   std::string describe() const;
 
  private:
+  friend struct detail::Access;
+  // A tensor over @p data that keeps @p owner alive (buffers Tandem pools,
+  // shared memory, a model's output); Tandem's own, through detail::Access.
+  static Tensor adopt(DType dtype, std::vector<std::int64_t> shape, void* data,
+                      std::shared_ptr<void> owner);
+
   void check_type(DType want) const;
   void check_count(std::size_t n) const;
 

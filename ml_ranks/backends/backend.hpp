@@ -52,15 +52,17 @@ class Backend {
   virtual TensorList infer(const TensorList& inputs) = 0;
 };
 
-/// Creates and loads the backend of @p spec on this rank (models are loaded
-/// here). @throws tandem::error with the reason when it cannot load.
-std::unique_ptr<Backend> make_backend(const ServiceSpec& spec, const BackendContext& context);
+// The backends of this folder; serving/make_backend.cpp chooses among them
+// and the bridge's. Each loads its model here and @throws tandem::error with
+// the reason when it cannot.
 
-/// The process backend (process_backend.cpp).
+/// echo, scale and sleep: the built-in test models (builtin_backends.cpp).
+std::unique_ptr<Backend> make_builtin_backend(const ServiceSpec& spec);
+/// torchscript: loads the plugin libtandem_torch.so, then the model.
+std::unique_ptr<Backend> load_torchscript_backend(const ServiceSpec& spec);
+/// process: an HTTP model server started on this rank's node (process_backend.cpp).
 std::unique_ptr<Backend> make_process_backend(const ServiceSpec& spec,
                                               const BackendContext& context);
-/// The remote backend (remote_backend.cpp), run by a bridge rank.
-std::unique_ptr<Backend> make_remote_backend(const ServiceSpec& spec, int service);
 
 }  // namespace tandem::detail
 

@@ -101,7 +101,23 @@ std::string torch_plugin_path() {
   return "libtandem_torch.so";
 }
 
-std::unique_ptr<Backend> load_torchscript(const ServiceSpec& spec) {
+}  // namespace
+
+std::unique_ptr<Backend> make_builtin_backend(const ServiceSpec& spec) {
+  switch (spec.backend) {
+    case BackendKind::echo:
+      return std::make_unique<EchoBackend>(spec);
+    case BackendKind::scale:
+      return std::make_unique<ScaleBackend>(spec);
+    case BackendKind::sleep:
+      return std::make_unique<SleepBackend>(spec);
+    default:
+      throw error(fmt::format("service '{}': backend '{}' is not a built-in test model", spec.name,
+                              name_of(spec.backend)));
+  }
+}
+
+std::unique_ptr<Backend> load_torchscript_backend(const ServiceSpec& spec) {
   const std::string path = torch_plugin_path();
   void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle) {
@@ -117,18 +133,6 @@ std::unique_ptr<Backend> load_torchscript(const ServiceSpec& spec) {
   Backend* b = make(&spec, why, sizeof why);
   if (!b) throw error(why);
   return std::unique_ptr<Backend>(b);
-}
-
-}  // namespace
-
-std::unique_ptr<Backend> make_backend(const ServiceSpec& spec, const BackendContext& context) {
-  if (spec.backend == "process") return make_process_backend(spec, context);
-  if (spec.backend == "remote") return make_remote_backend(spec, context.service);
-  if (spec.backend == "echo") return std::make_unique<EchoBackend>(spec);
-  if (spec.backend == "scale") return std::make_unique<ScaleBackend>(spec);
-  if (spec.backend == "sleep") return std::make_unique<SleepBackend>(spec);
-  if (spec.backend == "torchscript") return load_torchscript(spec);
-  throw error(fmt::format("service '{}': unknown backend '{}'", spec.name, spec.backend));
 }
 
 }  // namespace tandem::detail

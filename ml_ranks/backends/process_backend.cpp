@@ -19,10 +19,10 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
-#include "worker/command.hpp"
+#include "exec/command.hpp"
+#include "ml_ranks/backends/backend.hpp"
 #include "ml_ranks/http/http_client.hpp"
 #include "ml_ranks/http/kserve.hpp"
-#include "ml_ranks/backends/backend.hpp"
 #include "tandem/error.hpp"
 
 namespace tandem::detail {
@@ -75,7 +75,7 @@ class ProcessBackend : public Backend {
 
   std::string failure() const override { return failure_; }
 
-  bool takes_calls() const override { return spec_.protocol == "openai"; }
+  bool takes_calls() const override { return spec_.protocol == Protocol::openai; }
 
   void call(const std::string& path, const std::string& body, CallDone done) override {
     if (!failure_.empty()) {
@@ -103,7 +103,7 @@ class ProcessBackend : public Backend {
 
   TensorList infer(const TensorList& inputs) override {
     if (!failure_.empty()) throw error(failure_);
-    if (spec_.protocol == "openai") {
+    if (spec_.protocol == Protocol::openai) {
       throw error("this service speaks the OpenAI protocol: send JSON with client.call()");
     }
     std::vector<std::string> outputs;

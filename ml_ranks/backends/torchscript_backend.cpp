@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "base/access.hpp"
 #include "ml_ranks/backends/backend.hpp"
 #include "tandem/error.hpp"
 
@@ -124,9 +125,9 @@ class TorchScriptBackend : public Backend {
       auto held = std::make_shared<at::Tensor>(outs[i].to(torch::kCPU).contiguous());
       std::vector<std::int64_t> shape(held->sizes().begin(), held->sizes().end());
       void* data = held->data_ptr();
-      out.push_back({spec_.outputs[i].name,
-                     Tensor::adopt(from_torch(held->scalar_type()), std::move(shape), data,
-                                   std::shared_ptr<void>(held, data))});
+      out.push_back(
+          {spec_.outputs[i].name, Access::adopt(from_torch(held->scalar_type()), std::move(shape),
+                                                data, std::shared_ptr<void>(held, data))});
     }
     return out;
   }

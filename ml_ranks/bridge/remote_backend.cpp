@@ -11,9 +11,9 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "ml_ranks/bridge/remote_backend.hpp"
 #include "ml_ranks/http/http_client.hpp"
 #include "ml_ranks/http/kserve.hpp"
-#include "ml_ranks/backends/backend.hpp"
 #include "tandem/error.hpp"
 
 namespace tandem::detail {
@@ -41,10 +41,10 @@ class RemoteBackend : public Backend {
   }
 
   bool asynchronous() const override { return true; }
-  bool takes_calls() const override { return spec_.protocol == "openai"; }
+  bool takes_calls() const override { return spec_.protocol == Protocol::openai; }
 
   void call(const std::string& path, const std::string& body, CallDone done) override {
-    if (spec_.protocol != "openai") {
+    if (spec_.protocol != Protocol::openai) {
       done({}, "this service speaks KServe v2: send tensors with infer()");
       return;
     }
@@ -66,7 +66,7 @@ class RemoteBackend : public Backend {
   }
 
   void submit(const TensorList& inputs, Done done) override {
-    if (spec_.protocol == "openai") {
+    if (spec_.protocol == Protocol::openai) {
       done({}, "this service speaks the OpenAI protocol: send JSON with client.call()");
       return;
     }

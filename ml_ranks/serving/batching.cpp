@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "base/access.hpp"
 #include "transport/buffer_pool.hpp"
 
 namespace tandem::detail {
@@ -142,7 +143,7 @@ TensorList concatenate(const std::vector<QueuedRequest>& batch) {
       std::memcpy(p, t.data(), t.nbytes());
       p += t.nbytes();
     }
-    out.push_back({first[i].name, Tensor::adopt(proto.dtype(), std::move(shape), buffer.get(),
+    out.push_back({first[i].name, Access::adopt(proto.dtype(), std::move(shape), buffer.get(),
                                                 std::shared_ptr<void>(buffer, buffer.get()))});
   }
   return out;

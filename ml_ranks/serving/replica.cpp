@@ -6,7 +6,7 @@
 // A batch that fails is run again request by request, so that one bad
 // request fails alone.
 
-#include "ml_ranks/serving/replica.hpp"
+#include <mpi.h>
 
 #include <chrono>
 #include <deque>
@@ -18,19 +18,22 @@
 #include <boost/mpi/collectives.hpp>
 #include <boost/mpi/communicator.hpp>
 
-#include "ml_ranks/backends/backend.hpp"
-#include "ml_ranks/serving/batching.hpp"
-#include "ml_ranks/serving/recorder.hpp"
-#include "transport/buffer_pool.hpp"
-#include "protocol/service_messages.hpp"
-#include "transport/shm.hpp"
-#include "transport/staging.hpp"
-#include "transport/wire.hpp"
-#include "tandem/error.hpp"
-#include "trace/trace.hpp"
 #include "base/backoff.hpp"
 #include "base/mpi_check.hpp"
 #include "base/mpi_wait.hpp"
+#include "base/send_queue.hpp"
+#include "job/roles.hpp"
+#include "ml_ranks/backends/backend.hpp"
+#include "ml_ranks/serving/batching.hpp"
+#include "ml_ranks/serving/make_backend.hpp"
+#include "ml_ranks/serving/recorder.hpp"
+#include "protocol/service_messages.hpp"
+#include "tandem/error.hpp"
+#include "trace/trace.hpp"
+#include "transport/buffer_pool.hpp"
+#include "transport/shm.hpp"
+#include "transport/staging.hpp"
+#include "transport/wire.hpp"
 
 namespace mpi = boost::mpi;
 
@@ -46,11 +49,6 @@ std::int64_t ns(clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
-struct PendingSend {
-  MPI_Request request = MPI_REQUEST_NULL;
-  Outgoing outgoing;  // a shm segment in it is the client's to hand back
-};
-
 // Receives one message that MPI_Improbe matched into a pooled buffer.
 wire::Encoded receive_matched(MPI_Message& msg, MPI_Status& status) {
   int n = 0;
@@ -64,16 +62,16 @@ wire::Encoded receive_matched(MPI_Message& msg, MPI_Status& status) {
 
 class Leader {
  public:
-  Leader(const ServeShared& sh, const RankPlacement& me, std::unique_ptr<Backend> backend)
-      : sh_(sh),
-        spec_(sh.wf->services[me.service]),
+  Leader(const Job& job, const RankPlacement& me, std::unique_ptr<Backend> backend)
+      : job_(job),
+        spec_(job.wf.services[me.service]),
         me_(me),
         backend_(std::move(backend)),
-        control_(sh.control, mpi::comm_attach) {
-    MPI_Comm_size(sh.replica, &replica_size_);
+        control_(job.control, mpi::comm_attach) {
+    MPI_Comm_size(job.replica, &replica_size_);
     if (spec_.record && backend_) {
       recorder_ = std::make_unique<Recorder>(
-          fmt::format("{}/services/{}/replica-{}.h5", sh.run_dir, spec_.name, me.replica));
+          fmt::format("{}/services/{}/replica-{}.h5", job.run_dir, spec_.name, me.replica));
     }
   }
 
@@ -90,10 +88,9 @@ class Leader {
   void reply(const QueuedRequest& r, const TensorList& outputs);
   void reply_error(int client, std::uint64_t id, const std::string& why);
   void send(int client, Outgoing message);
-  void progress_sends();
   void send_live_stats();
 
-  const ServeShared& sh_;
+  const Job& job_;
   const ServiceSpec& spec_;
   const RankPlacement& me_;
   std::unique_ptr<Backend> backend_;  // null when the replica FAILED
@@ -101,7 +98,7 @@ class Leader {
   mpi::communicator control_;
   int replica_size_ = 1;
   std::deque<QueuedRequest> queue_;
-  std::deque<PendingSend> sends_;
+  SendQueue<Outgoing> sends_;  // a reply's shm segment in it is the client's to hand back
   bool draining_ = false;
   ReplicaReport stats_;
   std::map<int, long long> batch_sizes_;
@@ -115,21 +112,9 @@ class Leader {
 };
 
 void Leader::send(int client, Outgoing message) {
-  sends_.emplace_back();
-  PendingSend& s = sends_.back();
-  s.outgoing = std::move(message);
-  const wire::Encoded& m = s.outgoing.message;
-  TANDEM_MPI_CHECK(MPI_Isend(m.buffer.get(), static_cast<int>(m.size), MPI_BYTE, client,
-                             wire::kTagReply, sh_.data, &s.request));
-}
-
-void Leader::progress_sends() {
-  while (!sends_.empty()) {
-    int done = 0;
-    TANDEM_MPI_CHECK(MPI_Test(&sends_.front().request, &done, MPI_STATUS_IGNORE));
-    if (!done) return;
-    sends_.pop_front();
-  }
+  auto [o, request] = sends_.add(std::move(message));
+  TANDEM_MPI_CHECK(MPI_Isend(o.message.buffer.get(), static_cast<int>(o.message.size), MPI_BYTE,
+                             client, tags::kReply, job_.data, &request));
 }
 
 // Replies travel as their requests did: in our shared memory for a client on
@@ -137,16 +122,17 @@ void Leader::progress_sends() {
 // one, else inline.
 void Leader::reply(const QueuedRequest& r, const TensorList& outputs) {
   const std::size_t bytes = total_bytes(outputs);
-  wire::Transport t = wire::kInline;
+  Transport t = Transport::inline_mpi;
   if (r.via_hdf5) {
-    t = wire::kHdf5;
-  } else if ((r.flags & wire::kReplyShmOk) && spec_.transport != "inline" &&
-             static_cast<long long>(bytes) >= sh_.wf->job.staging.shm_threshold) {
-    t = wire::kShm;
+    t = Transport::hdf5;
+  } else if ((r.flags & wire::kReplyShmOk) && spec_.transport != Transport::inline_mpi &&
+             static_cast<long long>(bytes) >= job_.wf.job.staging.shm_threshold) {
+    t = Transport::shm;
   }
-  const std::string h5 = t == wire::kHdf5 ? fmt::format("{}/reply-{}-{}-{}-{}.h5", sh_.staging_dir,
-                                                        spec_.name, me_.replica, r.client, r.id)
-                                          : std::string();
+  const std::string h5 = t == Transport::hdf5
+                             ? fmt::format("{}/reply-{}-{}-{}-{}.h5", job_.staging_dir(),
+                                           spec_.name, me_.replica, r.client, r.id)
+                             : std::string();
   try {
     send(r.client, stage(wire::kReplyOk, r.id, me_.service, outputs, {}, t, h5, 0, r.client_pid));
     const auto now = clock::now();
@@ -182,7 +168,7 @@ void Leader::send_live_stats() {
   live_in_flight_ = live_;
   live_sent_changes_ = changes;
   TANDEM_MPI_CHECK(MPI_Isend(&live_in_flight_, sizeof(LiveStats) / sizeof(std::int64_t),
-                             MPI_INT64_T, sh_.coordinator, kTagReplicaStats, sh_.control,
+                             MPI_INT64_T, Job::kCoordinator, tags::kReplicaStats, job_.control,
                              &live_send_));
 }
 
@@ -202,8 +188,7 @@ void Leader::receive_requests() {
     int flag = 0;
     MPI_Message msg;
     MPI_Status status;
-    TANDEM_MPI_CHECK(
-        MPI_Improbe(MPI_ANY_SOURCE, wire::kTagRequest, sh_.data, &flag, &msg, &status));
+    TANDEM_MPI_CHECK(MPI_Improbe(MPI_ANY_SOURCE, tags::kRequest, job_.data, &flag, &msg, &status));
     if (!flag) return;
     wire::Encoded in = receive_matched(msg, status);
     ++stats_.requests;
@@ -218,10 +203,9 @@ void Leader::receive_requests() {
     }
     const int client = status.MPI_SOURCE;
     const auto arrived = clock::now();
-    trace::record_at(ns(arrived), trace::kRequestQueue,
-                     static_cast<std::int64_t>(d.header.request_id),
-                     static_cast<std::int64_t>(in.size), client,
-                     static_cast<std::int16_t>(me_.service));
+    trace::record_at(
+        ns(arrived), trace::kRequestQueue, static_cast<std::int64_t>(d.header.request_id),
+        static_cast<std::int64_t>(in.size), client, static_cast<std::int16_t>(me_.service));
     if (!backend_) {
       reply_error(client, d.header.request_id, "the replica FAILED: " + failure_);
       continue;
@@ -245,7 +229,7 @@ void Leader::receive_requests() {
     r.id = d.header.request_id;
     r.flags = d.header.flags;
     r.client_pid = d.header.sender_pid;
-    for (const auto& s : d.staged) r.via_hdf5 |= s.transport == wire::kHdf5;
+    for (const auto& s : d.staged) r.via_hdf5 |= s.transport == Transport::hdf5;
     r.inputs = std::move(d.tensors);
     r.received = arrived;
     if (!check_request(spec_, r.inputs, r.rows, r.key, why)) {
@@ -270,7 +254,7 @@ void Leader::check_backend() {
   failed.replica = me_.replica;
   failed.state = static_cast<int>(ServiceState::FAILED);
   failed.reason = why;
-  control_.send(sh_.coordinator, kTagReplicaReport, failed);
+  control_.send(Job::kCoordinator, tags::kReplicaReport, failed);
   // What is queued cannot be served any more.
   while (!queue_.empty()) {
     reply_error(queue_.front().client, queue_.front().id, "the replica FAILED: " + why);
@@ -280,16 +264,16 @@ void Leader::check_backend() {
 
 void Leader::check_stop() {
   if (draining_) return;
-  if (control_.iprobe(sh_.coordinator, kTagServiceStop)) {
+  if (control_.iprobe(Job::kCoordinator, tags::kServiceStop)) {
     int unused = 0;
-    control_.recv(sh_.coordinator, kTagServiceStop, unused);
+    control_.recv(Job::kCoordinator, tags::kServiceStop, unused);
     draining_ = true;
     ReplicaReport draining;
     draining.service = me_.service;
     draining.replica = me_.replica;
     draining.state = static_cast<int>(backend_ ? ServiceState::DRAINING : ServiceState::FAILED);
     draining.reason = failure_;
-    control_.send(sh_.coordinator, kTagReplicaReport, draining);
+    control_.send(Job::kCoordinator, tags::kReplicaReport, draining);
   }
 }
 
@@ -310,7 +294,7 @@ TensorList Leader::compute(const TensorList& inputs, std::int64_t rows) {
         wire::encode(wire::kRequest, batch_id, me_.service, slice_rows(inputs, first, n)));
     requests.emplace_back();
     TANDEM_MPI_CHECK(MPI_Isend(outgoing.back().buffer.get(), static_cast<int>(outgoing.back().size),
-                               MPI_BYTE, m, wire::kTagReplicaWork, sh_.replica, &requests.back()));
+                               MPI_BYTE, m, tags::kReplicaWork, job_.replica, &requests.back()));
     helpers.push_back(m);
   }
   std::string failure;
@@ -325,7 +309,7 @@ TensorList Leader::compute(const TensorList& inputs, std::int64_t rows) {
   for (std::size_t i = 0; i < helpers.size(); ++i) {
     MPI_Message msg;
     MPI_Status status;
-    TANDEM_MPI_CHECK(MPI_Mprobe(helpers[i], wire::kTagReplicaResult, sh_.replica, &msg, &status));
+    TANDEM_MPI_CHECK(MPI_Mprobe(helpers[i], tags::kReplicaResult, job_.replica, &msg, &status));
     wire::Encoded in = receive_matched(msg, status);
     std::string why;
     if (!wire::decode(in.buffer, in.size, keep[i], why)) {
@@ -460,14 +444,14 @@ bool Leader::forward_queued() {
     worked = true;
   }
   if (backend_->progress(worked ? 0 : 1) > 0) worked = true;
-  progress_sends();
+  sends_.progress();
   return worked;
 }
 
 void Leader::serve(ReplicaReport report) {
   if (report.state == static_cast<int>(ServiceState::FAILED)) failure_ = report.reason;
-  control_.send(sh_.coordinator, kTagReplicaReport, report);
-  Backoff backoff(sh_.wf->job.backoff);
+  control_.send(Job::kCoordinator, tags::kReplicaReport, report);
+  Backoff backoff(job_.wf.job.backoff);
   auto next_sweep = clock::now() + std::chrono::seconds(10);
   auto next_stats = clock::now() + std::chrono::seconds(1);
   for (;;) {
@@ -483,7 +467,7 @@ void Leader::serve(ReplicaReport report) {
       next_sweep = clock::now() + std::chrono::seconds(10);
     }
     check_stop();
-    progress_sends();
+    sends_.progress();
     bool worked = false;
     if (backend_ && backend_->asynchronous()) {
       worked = forward_queued();
@@ -491,7 +475,7 @@ void Leader::serve(ReplicaReport report) {
       while (batch_due(queue_, spec_.max_batch, spec_.max_delay_us, draining_, clock::now())) {
         std::vector<QueuedRequest> batch = take_batch(queue_, spec_.max_batch);
         run_batch(batch);
-        progress_sends();
+        sends_.progress();
         worked = true;
         // Let requests that arrived meanwhile join the next batch.
         receive_requests();
@@ -506,19 +490,16 @@ void Leader::serve(ReplicaReport report) {
     }
   }
   // Everything queued is answered; make sure the answers have left.
-  wait_until(sh_.wf->job.backoff, [&] {
-    progress_sends();
-    return sends_.empty();
-  });
+  sends_.wait_all(job_.wf.job.backoff);
   // The last counters go before the final report, so that the
   // coordinator's last metrics are complete.
-  if (live_send_ != MPI_REQUEST_NULL) wait_request(live_send_, sh_.wf->job.backoff);
+  if (live_send_ != MPI_REQUEST_NULL) wait_request(live_send_, job_.wf.job.backoff);
   send_live_stats();
-  if (live_send_ != MPI_REQUEST_NULL) wait_request(live_send_, sh_.wf->job.backoff);
+  if (live_send_ != MPI_REQUEST_NULL) wait_request(live_send_, job_.wf.job.backoff);
   wire::Encoded stop = wire::encode(wire::kStopMember, 0, me_.service, {});
   for (int m = 1; m < replica_size_; ++m) {
     TANDEM_MPI_CHECK(MPI_Send(stop.buffer.get(), static_cast<int>(stop.size), MPI_BYTE, m,
-                              wire::kTagReplicaWork, sh_.replica));
+                              tags::kReplicaWork, job_.replica));
   }
   stats_.service = me_.service;
   stats_.replica = me_.replica;
@@ -535,17 +516,17 @@ void Leader::serve(ReplicaReport report) {
     stats_.recording_errors = r.errors;
     stats_.recording_error = r.last_error;
   }
-  control_.send(sh_.coordinator, kTagReplicaReport, stats_);
+  control_.send(Job::kCoordinator, tags::kReplicaReport, stats_);
 }
 
 // A rank of a multi-rank replica other than the leader.
-void serve_as_member(const ServeShared& sh, Backend* backend) {
-  Backoff backoff(sh.wf->job.backoff);
+void serve_as_member(const Job& job, Backend* backend) {
+  Backoff backoff(job.wf.job.backoff);
   for (;;) {
     int flag = 0;
     MPI_Message msg;
     MPI_Status status;
-    TANDEM_MPI_CHECK(MPI_Improbe(0, wire::kTagReplicaWork, sh.replica, &flag, &msg, &status));
+    TANDEM_MPI_CHECK(MPI_Improbe(0, tags::kReplicaWork, job.replica, &flag, &msg, &status));
     if (!flag) {
       backoff.pause();
       continue;
@@ -570,14 +551,15 @@ void serve_as_member(const ServeShared& sh, Backend* backend) {
       }
     }
     TANDEM_MPI_CHECK(MPI_Send(out.buffer.get(), static_cast<int>(out.size), MPI_BYTE, 0,
-                              wire::kTagReplicaResult, sh.replica));
+                              tags::kReplicaResult, job.replica));
   }
 }
 
 }  // namespace
 
-void run_replica(const ServeShared& shared, const RankPlacement& me) {
-  const ServiceSpec& spec = shared.wf->services[me.service];
+void run_replica(const Job& job) {
+  const RankPlacement& me = job.me();
+  const ServiceSpec& spec = job.wf.services[me.service];
   // Every rank of the replica loads its own copy of the model, all replicas
   // at once; the leader reports how long the slowest rank took.
   const auto t0 = clock::now();
@@ -585,13 +567,13 @@ void run_replica(const ServeShared& shared, const RankPlacement& me) {
   std::string why;
   try {
     backend =
-        make_backend(spec, BackendContext{shared.run_dir, me.replica, me.replica_rank, me.service});
+        make_backend(spec, BackendContext{job.run_dir, me.replica, me.replica_rank, me.service});
   } catch (const std::exception& e) {
     why = e.what();
   }
   double load_s = std::chrono::duration<double>(clock::now() - t0).count();
   if (backend) trace::record(trace::kPhase, trace::kPhaseModelLoaded, me.service, me.replica);
-  mpi::communicator replica(shared.replica, mpi::comm_attach);
+  mpi::communicator replica(job.replica, mpi::comm_attach);
   std::vector<std::string> reasons;
   mpi::gather(replica, why, reasons, 0);
   const double slowest = mpi::all_reduce(replica, load_s, mpi::maximum<double>());
@@ -599,7 +581,7 @@ void run_replica(const ServeShared& shared, const RankPlacement& me) {
   if (!ok) backend.reset();
 
   if (me.replica_rank != 0) {
-    serve_as_member(shared, backend.get());
+    serve_as_member(job, backend.get());
     return;
   }
   ReplicaReport report;
@@ -609,7 +591,7 @@ void run_replica(const ServeShared& shared, const RankPlacement& me) {
   if (ok) {
     report.state = static_cast<int>(ServiceState::READY);
     spdlog::info("service '{}' replica {} READY: {} loaded in {:.3f} s", spec.name, me.replica,
-                 spec.backend, slowest);
+                 name_of(spec.backend), slowest);
   } else {
     report.state = static_cast<int>(ServiceState::FAILED);
     for (std::size_t r = 0; r < reasons.size(); ++r) {
@@ -620,7 +602,7 @@ void run_replica(const ServeShared& shared, const RankPlacement& me) {
     }
     spdlog::error("service '{}' replica {} FAILED: {}", spec.name, me.replica, report.reason);
   }
-  Leader leader(shared, me, std::move(backend));
+  Leader leader(job, me, std::move(backend));
   leader.serve(report);
 }
 

@@ -10,9 +10,15 @@
 #include <sched.h>
 #include <algorithm>
 
-#include "config/workflow.hpp"
-
 namespace tandem::detail {
+
+/// How idle ranks wait: spin a little, then sleep with growing pauses
+/// (`[job.backoff]` in the workflow file).
+struct BackoffSpec {
+  int spin = 100;           // polls before the first pause
+  int min_sleep_us = 1;     // first pause
+  int max_sleep_us = 1000;  // longest pause
+};
 
 class Backoff {
  public:

@@ -26,7 +26,7 @@ config_error::config_error(std::string file, int line, int column, std::string k
       reason_(what) {}
 
 const char* version() noexcept {
-  return "0.1.0";
+  return TANDEM_VERSION_STRING;
 }
 
 }  // namespace tandem

@@ -61,8 +61,8 @@ std::uint64_t ProxyClient::send(wire::Kind kind, int service, const TensorList& 
   if (fd_ < 0) throw error("the connection to the proxy is closed");
   const std::uint64_t id = next_id_++;
   const bool big = static_cast<long long>(total_bytes(tensors)) >= shm_threshold_;
-  Outgoing o = stage(kind, id, service, tensors, text, big ? wire::kShm : wire::kInline, {},
-                     wire::kReplyShmOk);
+  Outgoing o = stage(kind, id, service, tensors, text, big ? Transport::shm : Transport::inline_mpi,
+                     {}, wire::kReplyShmOk);
   if (!proxy::write_frame(fd_, o.message)) {
     finish(o);
     throw error(fmt::format("the worker's proxy went away: {}", std::strerror(errno)));

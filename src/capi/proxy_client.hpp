@@ -1,5 +1,5 @@
 #pragma once
-// The task's side of the worker's proxy (src/proxy/): a connection to the
+// The task's side of the worker's proxy (src/worker/proxy.hpp): a connection to the
 // socket, the services' names from the hello, requests out and replies
 // matched by id. Large tensors go through this process's shared-memory
 // segments, which the proxy reads in place.

@@ -14,41 +14,24 @@
 #include <spdlog/spdlog.h>
 #include <boost/mpi/communicator.hpp>
 
-#include "transport/buffer_pool.hpp"
+#include "base/backoff.hpp"
+#include "base/mpi_check.hpp"
 #include "tandem/client.hpp"
 #include "tandem/error.hpp"
 #include "trace/trace.hpp"
-#include "base/backoff.hpp"
-#include "base/mpi_check.hpp"
+#include "transport/buffer_pool.hpp"
 
 namespace mpi = boost::mpi;
 
 namespace tandem::detail {
 
-const char* service_state_name(ServiceState s) {
-  switch (s) {
-    case ServiceState::STARTING:
-      return "STARTING";
-    case ServiceState::READY:
-      return "READY";
-    case ServiceState::DRAINING:
-      return "DRAINING";
-    case ServiceState::STOPPED:
-      return "STOPPED";
-    case ServiceState::FAILED:
-      return "FAILED";
-  }
-  return "?";
-}
-
-ClientImpl::ClientImpl(const Workflow& wf, const Plan& plan, MPI_Comm data, MPI_Comm control,
-                       int coordinator, std::string staging_dir)
-    : wf_(wf),
-      plan_(plan),
-      data_(data),
-      control_(control),
-      coordinator_(coordinator),
-      staging_dir_(std::move(staging_dir)) {
+ClientImpl::ClientImpl(const Job& job)
+    : wf_(job.wf),
+      plan_(job.plan),
+      data_(job.data),
+      control_(job.control),
+      coordinator_(Job::kCoordinator),
+      staging_dir_(job.staging_dir()) {
   MPI_Comm_rank(data_, &my_rank_);
   my_node_ = plan_.ranks[my_rank_].node;
   table_.states.resize(wf_.services.size());
@@ -77,9 +60,9 @@ int ClientImpl::service_index(const std::string& name) const {
 bool ClientImpl::progress() {
   bool any = false;
   mpi::communicator control(control_, mpi::comm_attach);
-  while (control.iprobe(coordinator_, kTagRouting)) {
+  while (control.iprobe(coordinator_, tags::kRouting)) {
     RoutingTable t;
-    control.recv(coordinator_, kTagRouting, t);
+    control.recv(coordinator_, tags::kRouting, t);
     if (t.version > table_.version) table_ = std::move(t);
     any = true;
   }
@@ -87,7 +70,7 @@ bool ClientImpl::progress() {
     int flag = 0;
     MPI_Message msg;
     MPI_Status status;
-    TANDEM_MPI_CHECK(MPI_Improbe(MPI_ANY_SOURCE, wire::kTagReply, data_, &flag, &msg, &status));
+    TANDEM_MPI_CHECK(MPI_Improbe(MPI_ANY_SOURCE, tags::kReply, data_, &flag, &msg, &status));
     if (!flag) break;
     any = true;
     int n = 0;
@@ -123,7 +106,7 @@ bool ClientImpl::progress() {
       }
       // Reply files are ours to remove once read.
       for (const auto& s : d.staged) {
-        if (s.transport == wire::kHdf5)
+        if (s.transport == Transport::hdf5)
           ::unlink(s.location.substr(0, s.location.find('\n')).c_str());
       }
     } else {
@@ -153,8 +136,7 @@ void ClientImpl::require_ready(int service) const {
                                           "loading); wait for it with wait_ready(\"{}\") first",
                                           name, name));
   }
-  throw service_error(
-      name, fmt::format("service '{}' is {}: the run is ending", name, service_state_name(s)));
+  throw service_error(name, fmt::format("service '{}' is {}: the run is ending", name, name_of(s)));
 }
 
 ServiceState ClientImpl::aggregate(int service) const {
@@ -204,8 +186,8 @@ void ClientImpl::wait_ready(int service, double timeout_s) {
                           fmt::format("service '{}' FAILED: {}", name, failure_reason(service)));
     }
     if (s != ServiceState::STARTING) {
-      throw service_error(
-          name, fmt::format("service '{}' is {}: the run is ending", name, service_state_name(s)));
+      throw service_error(name,
+                          fmt::format("service '{}' is {}: the run is ending", name, name_of(s)));
     }
     if (std::chrono::steady_clock::now() > deadline) {
       throw service_error(name, fmt::format("service '{}' was not READY within {:g} s (still "
@@ -238,22 +220,21 @@ int choose_replica(const Plan& plan, const RoutingTable& table, const std::vecto
   return best;
 }
 
-wire::Transport ClientImpl::choose_transport(int service, int replica, std::size_t bytes) const {
+Transport ClientImpl::choose_transport(int service, int replica, std::size_t bytes) const {
   const StagingSpec& st = wf_.job.staging;
-  const std::string& pref = wf_.services[service].transport;
+  const Transport pref = wf_.services[service].transport;
   const bool local = plan_.replicas[replica].node == my_node_;
-  if (pref == "inline") return wire::kInline;
-  if (pref == "shm") return local ? wire::kShm : wire::kInline;
-  if (pref == "hdf5") return wire::kHdf5;
-  if (local && static_cast<long long>(bytes) >= st.shm_threshold) return wire::kShm;
+  if (pref == Transport::shm) return local ? Transport::shm : Transport::inline_mpi;
+  if (pref != Transport::automatic) return pref;
+  if (local && static_cast<long long>(bytes) >= st.shm_threshold) return Transport::shm;
   if (!local && st.hdf5_threshold > 0 && static_cast<long long>(bytes) >= st.hdf5_threshold) {
-    return wire::kHdf5;
+    return Transport::hdf5;
   }
-  return wire::kInline;
+  return Transport::inline_mpi;
 }
 
 std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& inputs,
-                                               std::optional<wire::Transport> asked) {
+                                               std::optional<Transport> asked) {
   const std::int64_t t_called = trace::g_enabled ? trace::clock_ns() : 0;
   progress();
   const std::string& name = wf_.services[service].name;
@@ -261,7 +242,7 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& in
   const int replica =
       choose_replica(plan_, table_, outstanding_, my_node_, service, next_[service]);
   const std::size_t bytes = total_bytes(inputs);
-  wire::Transport transport = asked ? *asked : choose_transport(service, replica, bytes);
+  Transport transport = asked ? *asked : choose_transport(service, replica, bytes);
   auto p = std::make_shared<PendingInfer>();
   p->id = next_id_++;
   p->service = service;
@@ -269,8 +250,9 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& in
   trace::record_at(t_called, trace::kRequestSend, static_cast<std::int64_t>(p->id),
                    static_cast<std::int64_t>(bytes), service, static_cast<std::int16_t>(replica));
   const bool local = plan_.replicas[replica].node == my_node_;
-  if (transport == wire::kShm && !local) transport = wire::kInline;  // shm is node-local
-  const std::string h5 = transport == wire::kHdf5
+  if (transport == Transport::shm && !local)
+    transport = Transport::inline_mpi;  // shm is node-local
+  const std::string h5 = transport == Transport::hdf5
                              ? fmt::format("{}/request-{}-{}.h5", staging_dir_, my_rank_, p->id)
                              : std::string();
   try {
@@ -282,7 +264,7 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& in
   const int leader = plan_.replicas[replica].ranks[0];
   const wire::Encoded& m = p->outgoing.message;
   TANDEM_MPI_CHECK(MPI_Isend(m.buffer.get(), static_cast<int>(m.size), MPI_BYTE, leader,
-                             wire::kTagRequest, data_, &p->send));
+                             tags::kRequest, data_, &p->send));
   ++outstanding_[replica];
   pending_.emplace(p->id, p);
   return p;
@@ -304,7 +286,7 @@ std::shared_ptr<PendingInfer> ClientImpl::send_call(int service, const std::stri
   p->outgoing.message = wire::encode(wire::kCall, p->id, service, {}, path + "\n" + body);
   const wire::Encoded& m = p->outgoing.message;
   TANDEM_MPI_CHECK(MPI_Isend(m.buffer.get(), static_cast<int>(m.size), MPI_BYTE,
-                             plan_.replicas[replica].ranks[0], wire::kTagRequest, data_, &p->send));
+                             plan_.replicas[replica].ranks[0], tags::kRequest, data_, &p->send));
   ++outstanding_[replica];
   pending_.emplace(p->id, p);
   return p;
@@ -341,7 +323,7 @@ std::vector<std::string> Client::services() const {
 }
 
 std::string Client::state(const std::string& service) {
-  return detail::service_state_name(impl_->state(impl_->service_index(service)));
+  return std::string(detail::name_of(impl_->state(impl_->service_index(service))));
 }
 
 void Client::wait_ready(const std::string& service, double timeout_s) {
@@ -372,20 +354,8 @@ InferHandle Client::infer_async(const std::string& service, const TensorList& in
   const int s = impl_->service_index(service);
   InferHandle h;
   h.client_ = impl_;
-  std::optional<detail::wire::Transport> t;
-  switch (options.transport) {
-    case Transport::inline_mpi:
-      t = detail::wire::kInline;
-      break;
-    case Transport::shm:
-      t = detail::wire::kShm;
-      break;
-    case Transport::hdf5:
-      t = detail::wire::kHdf5;
-      break;
-    case Transport::automatic:
-      break;
-  }
+  std::optional<Transport> t;
+  if (options.transport != Transport::automatic) t = options.transport;
   h.pending_ = impl_->send(s, inputs, t);
   return h;
 }

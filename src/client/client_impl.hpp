@@ -12,11 +12,12 @@
 #include <vector>
 
 #include "config/workflow.hpp"
+#include "job/job.hpp"
 #include "layout/plan.hpp"
 #include "protocol/service_messages.hpp"
+#include "tandem/tensor.hpp"
 #include "transport/staging.hpp"
 #include "transport/wire.hpp"
-#include "tandem/tensor.hpp"
 
 namespace tandem::detail {
 
@@ -40,8 +41,9 @@ int choose_replica(const Plan& plan, const RoutingTable& table, const std::vecto
 
 class ClientImpl {
  public:
-  ClientImpl(const Workflow& wf, const Plan& plan, MPI_Comm data, MPI_Comm control, int coordinator,
-             std::string staging_dir);
+  /// The client of @p job's services on this rank (a worker's, or an SPMD
+  /// application rank's). Keeps references into @p job, which must outlive it.
+  explicit ClientImpl(const Job& job);
   ~ClientImpl();
 
   const Workflow& workflow() const { return wf_; }
@@ -51,12 +53,12 @@ class ClientImpl {
   /// Sends a request; without @p asked the transport is chosen by size and
   /// locality.
   std::shared_ptr<PendingInfer> send(int service, const TensorList& inputs,
-                                     std::optional<wire::Transport> asked);
+                                     std::optional<Transport> asked);
   /// Sends a JSON call (OpenAI-style services).
   std::shared_ptr<PendingInfer> send_call(int service, const std::string& path,
                                           const std::string& body);
   /// The transport "automatic" means for @p service and @p bytes.
-  wire::Transport choose_transport(int service, int replica, std::size_t bytes) const;
+  Transport choose_transport(int service, int replica, std::size_t bytes) const;
   /// Drains routing updates and replies; true if anything arrived.
   bool progress();
   void wait(PendingInfer& p);

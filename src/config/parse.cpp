@@ -345,8 +345,8 @@ std::vector<TensorSpec> read_signature(TableReader& r, const std::string& key) {
 // The keys of the HTTP backends: "process" (a model server the job starts)
 // and "remote" (an endpoint outside the job).
 void read_process_keys(TableReader& r, ServiceSpec& s, const std::string& dir, bool check_files) {
-  const bool process = s.backend == "process";
-  const bool remote = s.backend == "remote";
+  const bool process = s.backend == BackendKind::process;
+  const bool remote = s.backend == BackendKind::remote;
   for (const char* key : {"command", "env", "start_timeout", "health_interval", "max_restarts"}) {
     if (!process && r.node(key)) r.fail(key, "applies only to backend \"process\"");
   }
@@ -387,15 +387,10 @@ void read_process_keys(TableReader& r, ServiceSpec& s, const std::string& dir, b
       s.env[std::string(k.str())] = v.as_string()->get();
     }
   }
-  if (auto v = r.string("protocol")) {
-    if (*v != "kserve-v2" && *v != "openai") {
-      r.fail("protocol", fmt::format("must be \"kserve-v2\" or \"openai\", not \"{}\"", *v));
-    }
-    s.protocol = *v;
-  }
+  if (auto v = r.choice<Protocol>("protocol")) s.protocol = *v;
   s.model_name = r.string("model_name").value_or(s.name);
-  s.ready_path =
-      r.string("ready_path").value_or(s.protocol == "openai" ? "/v1/models" : "/v2/health/ready");
+  s.ready_path = r.string("ready_path")
+                     .value_or(s.protocol == Protocol::openai ? "/v1/models" : "/v2/health/ready");
   if (auto v = r.number("start_timeout", 0.1, 86400)) s.start_timeout_s = *v;
   if (auto v = r.number("health_interval", 0.1, 3600)) s.health_interval_s = *v;
   if (auto v = r.integer("max_restarts", 0, 1000)) s.max_restarts = static_cast<int>(*v);
@@ -416,16 +411,15 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
   s.name = *name;
   auto backend = r.string("backend");
   if (!backend) r.fail("backend", "is required: torchscript, echo, scale or sleep");
-  static const std::vector<std::string> kBackends = {"torchscript", "process", "remote",
-                                                     "echo",        "scale",   "sleep"};
-  if (std::find(kBackends.begin(), kBackends.end(), *backend) == kBackends.end()) {
-    const std::string hint = closest_match(*backend, kBackends);
-    r.fail("backend",
-           fmt::format(
-               "unknown backend '{}'{} (known: torchscript, process, remote, echo, scale, sleep)",
-               *backend, hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint)));
+  if (const auto b = parse_name<BackendKind>(*backend)) {
+    s.backend = *b;
+  } else {
+    const std::vector<std::string> known = names_of<BackendKind>();
+    const std::string hint = closest_match(*backend, known);
+    r.fail("backend", fmt::format("unknown backend '{}'{} (known: {})", *backend,
+                                  hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint),
+                                  fmt::join(known, ", ")));
   }
-  s.backend = *backend;
   if (auto v = r.string("model")) {
     s.model = absolute_from(dir, expand_env(*v, r, "model"));
     std::error_code ec;
@@ -433,21 +427,13 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
       r.fail("model", fmt::format("model file '{}' does not exist", s.model));
     }
   }
-  if (s.backend == "torchscript" && s.model.empty()) {
+  if (s.backend == BackendKind::torchscript && s.model.empty()) {
     r.fail("model", "is required for backend \"torchscript\": the path of a TorchScript file");
   }
   if (auto v = r.integer("replicas", 1, 100000)) s.replicas = static_cast<int>(*v);
   if (auto v = r.integer("ranks_per_replica", 1, 100000))
     s.ranks_per_replica = static_cast<int>(*v);
-  if (auto v = r.string("placement")) {
-    if (*v == "spread") {
-      s.placement = Placement::spread;
-    } else if (*v == "per_node") {
-      s.placement = Placement::per_node;
-    } else {
-      r.fail("placement", fmt::format("must be \"spread\" or \"per_node\", not \"{}\"", *v));
-    }
-  }
+  if (auto v = r.choice<Placement>("placement")) s.placement = *v;
   if (auto v = r.integer("max_batch", 1, 1 << 24)) s.max_batch = static_cast<int>(*v);
   if (auto v = r.integer("max_delay_us", 0, 60'000'000)) s.max_delay_us = static_cast<int>(*v);
   if (auto v = r.string("device")) {
@@ -459,35 +445,29 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
       r.fail("device", fmt::format("must be \"cpu\" or \"cuda:N\", not \"{}\"", *v));
     s.device = *v;
   }
-  if (auto v = r.string("transport")) {
-    if (*v != "auto" && *v != "inline" && *v != "shm" && *v != "hdf5") {
-      r.fail("transport",
-             fmt::format("must be \"auto\", \"inline\", \"shm\" or \"hdf5\", not \"{}\"", *v));
-    }
-    s.transport = *v;
-  }
+  if (auto v = r.choice<Transport>("transport")) s.transport = *v;
   if (auto v = r.boolean("record")) s.record = *v;
   read_process_keys(r, s, dir, check_files);
   s.inputs = read_signature(r, "inputs");
   s.outputs = read_signature(r, "outputs");
-  if (s.backend == "torchscript" && (s.inputs.empty() || s.outputs.empty())) {
+  if (s.backend == BackendKind::torchscript && (s.inputs.empty() || s.outputs.empty())) {
     r.fail(s.inputs.empty() ? "inputs" : "outputs",
            "is required for backend \"torchscript\": name, dtype and shape of each tensor");
   }
   if (auto v = r.number("factor", -1e300, 1e300)) {
-    if (s.backend != "scale") r.fail("factor", "applies only to backend \"scale\"");
+    if (s.backend != BackendKind::scale) r.fail("factor", "applies only to backend \"scale\"");
     s.factor = *v;
   }
   if (auto v = r.integer("delay_us", 0, 3'600'000'000LL)) {
-    if (s.backend != "sleep") r.fail("delay_us", "applies only to backend \"sleep\"");
+    if (s.backend != BackendKind::sleep) r.fail("delay_us", "applies only to backend \"sleep\"");
     s.delay_us = *v;
   }
   if (auto v = r.integer("per_row_us", 0, 3'600'000'000LL)) {
-    if (s.backend != "sleep") r.fail("per_row_us", "applies only to backend \"sleep\"");
+    if (s.backend != BackendKind::sleep) r.fail("per_row_us", "applies only to backend \"sleep\"");
     s.per_row_us = *v;
   }
   if (auto v = r.integer("load_us", 0, 3'600'000'000LL)) {
-    if (s.backend != "sleep") r.fail("load_us", "applies only to backend \"sleep\"");
+    if (s.backend != BackendKind::sleep) r.fail("load_us", "applies only to backend \"sleep\"");
     s.load_us = *v;
   }
   static const std::vector<std::string> kServiceKeys = {"name",

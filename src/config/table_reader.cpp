@@ -192,4 +192,13 @@ void TableReader::reject_unknown(const std::vector<std::string>& known) const {
   }
 }
 
+std::string one_of(const std::vector<std::string>& names) {
+  std::string out;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (i > 0) out += i + 1 == names.size() ? " or " : ", ";
+    out += "\"" + names[i] + "\"";
+  }
+  return out;
+}
+
 }  // namespace tandem::detail

@@ -13,6 +13,9 @@
 
 namespace tandem::detail {
 
+/// "\"a\", \"b\" or \"c\"", for messages that list what a value may be.
+std::string one_of(const std::vector<std::string>& names);
+
 class TableReader {
  public:
   /// @param where the dotted name of the table, e.g. "task[2]"; empty at top.
@@ -25,6 +28,15 @@ class TableReader {
   std::optional<std::vector<std::string>> string_array(const std::string& key);
   const toml::table* table(const std::string& key);
   const toml::array* array_of_tables(const std::string& key);
+  /// The value of @p key as one of the names of enum E (base/enum_names.hpp);
+  /// any other string fails with the names it may be.
+  template <typename E>
+  std::optional<E> choice(const std::string& key) {
+    const auto v = string(key);
+    if (!v) return std::nullopt;
+    if (const auto e = parse_name<E>(*v)) return e;
+    fail(key, "must be " + one_of(names_of<E>()) + ", not \"" + *v + "\"");
+  }
   /// Any value, for keys whose type the caller checks itself.
   const toml::node* node(const std::string& key);
 

@@ -6,19 +6,16 @@
 #include <string>
 #include <vector>
 
+#include "base/backoff.hpp"
+#include "base/enum_names.hpp"
+#include "tandem/transport.hpp"
+
 namespace tandem::detail {
 
 /// Where a value came from in the workflow file (1-based; 0 when unknown).
 struct SourcePos {
   int line = 0;
   int column = 0;
-};
-
-/// How idle ranks wait: spin a little, then sleep with growing pauses.
-struct BackoffSpec {
-  int spin = 100;           // polls before the first pause
-  int min_sleep_us = 1;     // first pause
-  int max_sleep_us = 1000;  // longest pause
 };
 
 /// When tensors leave the MPI message: shared memory for a replica on the
@@ -95,24 +92,63 @@ struct TensorSpec {
   std::vector<long long> shape;
 };
 
+/// What a service runs (docs/workflow-file.md#services).
+enum class BackendKind { torchscript, process, remote, echo, scale, sleep };
+template <>
+struct EnumNames<BackendKind> {
+  static constexpr EnumName<BackendKind> values[] = {{BackendKind::torchscript, "torchscript"},
+                                                     {BackendKind::process, "process"},
+                                                     {BackendKind::remote, "remote"},
+                                                     {BackendKind::echo, "echo"},
+                                                     {BackendKind::scale, "scale"},
+                                                     {BackendKind::sleep, "sleep"}};
+};
+
+/// How the process and remote backends speak to their HTTP endpoint.
+enum class Protocol { kserve_v2, openai };
+template <>
+struct EnumNames<Protocol> {
+  static constexpr EnumName<Protocol> values[] = {{Protocol::kserve_v2, "kserve-v2"},
+                                                  {Protocol::openai, "openai"}};
+};
+
+/// Where a service's replicas go.
 enum class Placement { spread, per_node };
+template <>
+struct EnumNames<Placement> {
+  static constexpr EnumName<Placement> values[] = {{Placement::spread, "spread"},
+                                                   {Placement::per_node, "per_node"}};
+};
+
+}  // namespace tandem::detail
+
+// A service's `transport` is the public tandem::Transport, by these names.
+template <>
+struct tandem::detail::EnumNames<tandem::Transport> {
+  static constexpr EnumName<Transport> values[] = {{Transport::automatic, "auto"},
+                                                   {Transport::inline_mpi, "inline"},
+                                                   {Transport::shm, "shm"},
+                                                   {Transport::hdf5, "hdf5"}};
+};
+
+namespace tandem::detail {
 
 struct ServiceSpec {
   std::string name;
-  std::string backend;  // echo, scale, sleep, torchscript
-  std::string model;    // absolute path; torchscript only
+  BackendKind backend = BackendKind::echo;
+  std::string model;  // absolute path; torchscript only
   int replicas = 1;
   int ranks_per_replica = 1;
   Placement placement = Placement::spread;
   int max_batch = 64;    // rows per batch
   int max_delay_us = 0;  // how long the oldest request may wait for others
   std::string device = "cpu";
-  std::string transport = "auto";  // auto, inline, shm, hdf5
-  bool record = false;             // append inputs and outputs to HDF5
+  Transport transport = Transport::automatic;
+  bool record = false;  // append inputs and outputs to HDF5
   // backend = "process": a model server started by the replica leader.
   std::vector<std::string> command;  // {host} and {port} are filled in
   std::map<std::string, std::string> env;
-  std::string protocol = "kserve-v2";
+  Protocol protocol = Protocol::kserve_v2;
   std::string model_name;  // KServe: /v2/models/{model_name}; default: the service name
   std::string ready_path;  // default: /v2/health/ready
   double start_timeout_s = 600;
@@ -133,6 +169,10 @@ struct ServiceSpec {
   long long per_row_us = 0;  // sleep: per row
   long long load_us = 0;     // sleep: how long "loading the model" takes
   SourcePos pos;
+
+  /// A remote service's replica is a bridge rank: it forwards requests to
+  /// an endpoint outside the job instead of running a model.
+  bool is_bridge() const { return backend == BackendKind::remote; }
 };
 
 struct Workflow {

@@ -22,28 +22,26 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
-#include "coordinator/live_view.hpp"
-#include "job/roles.hpp"
-#include "protocol/pilot_messages.hpp"
-#include "coordinator/service_monitor.hpp"
-#include "job/allocation.hpp"
-#include "job/run_dir.hpp"
-#include "trace/trace.hpp"
 #include "base/backoff.hpp"
 #include "base/clock.hpp"
 #include "base/mpi_check.hpp"
+#include "base/send_queue.hpp"
 #include "base/signals.hpp"
+#include "coordinator/journal.hpp"
+#include "coordinator/live_view.hpp"
+#include "coordinator/scheduler.hpp"
+#include "coordinator/service_monitor.hpp"
+#include "coordinator/session_coordinator.hpp"
+#include "job/allocation.hpp"
+#include "job/roles.hpp"
+#include "protocol/pilot_messages.hpp"
+#include "trace/trace.hpp"
 
 namespace tandem::detail {
 
 namespace {
 
 using namespace protocol;
-
-struct PendingSend {
-  MPI_Request request = MPI_REQUEST_NULL;
-  std::vector<std::int32_t> data;
-};
 
 struct WorkerInfo {
   bool parked = false;  // a request for work waits for an answer
@@ -55,18 +53,19 @@ struct WorkerInfo {
 
 class Coordinator {
  public:
-  Coordinator(const PilotShared& shared,
-              const std::map<std::pair<std::string, int>, TaskState>& earlier)
-      : sh_(shared),
-        wf_(*shared.wf),
+  explicit Coordinator(const Job& job)
+      : job_(job),
+        wf_(job.wf),
         sched_(wf_),
-        journal_(shared.run_dir + "/journal.jsonl", wf_),
-        monitor_(wf_, *shared.plan, shared.control, shared.plan->client_ranks()),
-        live_(wf_, shared.run_dir, shared.progress_interval_s),
+        journal_(job.run_dir + "/journal.jsonl", wf_),
+        monitor_(wf_, job.plan, job.control, job.plan.client_ranks()),
+        live_(wf_, job.run_dir, job.progress_interval_s),
         backoff_(wf_.job.backoff) {
-    MPI_Comm_size(sh_.pilot, &size_);
+    MPI_Comm_size(job_.pilot, &size_);
     workers_.resize(size_);
-    for (const auto& [key, state] : earlier) {
+    if (!job.resume) return;
+    // What an earlier run finished is not run again.
+    for (const auto& [key, state] : read_journal(job.run_dir + "/journal.jsonl")) {
       const int t = wf_.find_task(key.first);
       if (t < 0 || key.second < 0 || key.second >= wf_.tasks[t].count) continue;
       if (state == TaskState::DONE) {
@@ -83,14 +82,13 @@ class Coordinator {
   void handle_update(int source, const std::vector<char>& bytes);
   void serve_requests();
   void send(int worker, std::vector<std::int32_t> data);
-  void progress_sends();
   void record_finals();
   void interrupt(int sig);
   void finish_workers();
   void write_summary(int exit_code);
   int workers_count() const { return size_ - 1; }
 
-  const PilotShared& sh_;
+  const Job& job_;
   const Workflow& wf_;
   Scheduler sched_;
   Journal journal_;
@@ -101,7 +99,7 @@ class Coordinator {
   int size_ = 0;
   std::vector<WorkerInfo> workers_;  // by pilot rank; [0] unused
   std::deque<int> parked_order_;     // pilot ranks, in the order they asked
-  std::deque<PendingSend> sends_;
+  SendQueue<std::vector<std::int32_t>> sends_;
   std::vector<char> recv_buf_;
   std::vector<int> finals_;
   std::vector<int> batch_;
@@ -115,32 +113,21 @@ class Coordinator {
 };
 
 void Coordinator::send(int worker, std::vector<std::int32_t> data) {
-  sends_.emplace_back();
-  PendingSend& s = sends_.back();
-  s.data = std::move(data);
-  TANDEM_MPI_CHECK(MPI_Isend(s.data.data(), static_cast<int>(s.data.size()), MPI_INT32_T, worker,
-                             kTagWork, sh_.pilot, &s.request));
-}
-
-void Coordinator::progress_sends() {
-  while (!sends_.empty()) {
-    int done = 0;
-    TANDEM_MPI_CHECK(MPI_Test(&sends_.front().request, &done, MPI_STATUS_IGNORE));
-    if (!done) break;
-    sends_.pop_front();
-  }
+  auto [msg, request] = sends_.add(std::move(data));
+  TANDEM_MPI_CHECK(MPI_Isend(msg.data(), static_cast<int>(msg.size()), MPI_INT32_T, worker,
+                             tags::kWork, job_.pilot, &request));
 }
 
 bool Coordinator::receive_one() {
   int flag = 0;
   MPI_Status status;
-  TANDEM_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, kTagUpdate, sh_.pilot, &flag, &status));
+  TANDEM_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, tags::kUpdate, job_.pilot, &flag, &status));
   if (!flag) return false;
   int n = 0;
   MPI_Get_count(&status, MPI_BYTE, &n);
   recv_buf_.resize(n);
-  TANDEM_MPI_CHECK(MPI_Recv(recv_buf_.data(), n, MPI_BYTE, status.MPI_SOURCE, kTagUpdate, sh_.pilot,
-                            MPI_STATUS_IGNORE));
+  TANDEM_MPI_CHECK(MPI_Recv(recv_buf_.data(), n, MPI_BYTE, status.MPI_SOURCE, tags::kUpdate,
+                            job_.pilot, MPI_STATUS_IGNORE));
   handle_update(status.MPI_SOURCE, recv_buf_);
   return true;
 }
@@ -277,14 +264,11 @@ void Coordinator::finish_workers() {
     if (receive_one()) {
       backoff.reset();
     } else {
-      progress_sends();
+      sends_.progress();
       backoff.pause();
     }
   }
-  wait_until(wf_.job.backoff, [&] {
-    progress_sends();
-    return sends_.empty();
-  });
+  sends_.wait_all(wf_.job.backoff);
 }
 
 int Coordinator::run() {
@@ -293,7 +277,7 @@ int Coordinator::run() {
   sched_.start();
   trace::record(trace::kPhase, trace::kPhaseRunStart);
   const long long to_run = sched_.size() - done_earlier_;
-  spdlog::info("run directory {}", sh_.run_dir);
+  spdlog::info("run directory {}", job_.run_dir);
   spdlog::info("{} task instance(s) from {} task(s) on {} worker(s){}", sched_.size(),
                wf_.tasks.size(), workers_count(),
                done_earlier_ ? fmt::format("; {} finished in an earlier run are skipped, {} to run",
@@ -304,7 +288,7 @@ int Coordinator::run() {
     for (int i = 0; i < 64 && receive_one(); ++i) worked = true;
     if (monitor_.poll()) worked = true;
     serve_requests();
-    progress_sends();
+    sends_.progress();
     live_.tick(counts(), monitor_);
     if (!interrupted_by_ && stop_signal()) interrupt(stop_signal());
     if (interrupted_by_ && std::chrono::steady_clock::now() > cancel_deadline_) {
@@ -380,7 +364,7 @@ void Coordinator::write_summary(int exit_code) {
     if (inst.state != TaskState::FAILED && inst.state != TaskState::CANCELED) continue;
     failures.push_back({{"task", wf_.tasks[inst.task].name},
                         {"index", inst.index},
-                        {"state", state_name(inst.state)},
+                        {"state", name_of(inst.state)},
                         {"attempts", inst.attempt},
                         {"exit_code", inst.exit_code},
                         {"reason", inst.reason}});
@@ -399,10 +383,10 @@ void Coordinator::write_summary(int exit_code) {
   json summary = {
       {"job", wf_.job.name},
       {"workflow", wf_.path},
-      {"run_dir", sh_.run_dir},
-      {"resumed", sh_.resume},
-      {"world_size", sh_.plan->world_size},
-      {"nodes", sh_.plan->node_count},
+      {"run_dir", job_.run_dir},
+      {"resumed", job_.resume},
+      {"world_size", job_.plan.world_size},
+      {"nodes", job_.plan.node_count},
       {"workers", workers_count()},
       {"worker_slots", wf_.layout.worker_slots},
       {"started_us", started_us_},
@@ -424,20 +408,20 @@ void Coordinator::write_summary(int exit_code) {
       {"allocation", read_allocation().to_json()},
       {"exit_code", exit_code},
   };
-  std::ofstream(sh_.run_dir + "/summary.json") << summary.dump(2) << "\n";
+  std::ofstream(job_.run_dir + "/summary.json") << summary.dump(2) << "\n";
   // summary.json describes the run as it stands; history.jsonl keeps one
   // line per job that worked on it, so that a run finished over several
   // batch jobs still shows what each of them did and why it stopped.
   json history = {{"started_us", started_us_},
                   {"ended_us", ended_us_},
-                  {"resumed", sh_.resume},
+                  {"resumed", job_.resume},
                   {"done", done_now},
                   {"failed", failed},
                   {"canceled", canceled},
                   {"interrupted_by_signal", summary["interrupted_by_signal"]},
                   {"exit_code", exit_code},
                   {"allocation", summary["allocation"]}};
-  std::ofstream(sh_.run_dir + "/history.jsonl", std::ios::app) << history.dump() << "\n";
+  std::ofstream(job_.run_dir + "/history.jsonl", std::ios::app) << history.dump() << "\n";
 
   spdlog::info(
       "finished in {:.3f} s: {} done{}, {} failed, {} canceled; {:.1f} tasks/s, worker "
@@ -452,14 +436,14 @@ void Coordinator::write_summary(int exit_code) {
                     f["reason"].get<std::string>());
     }
   }
-  spdlog::info("summary: {}/summary.json", sh_.run_dir);
+  spdlog::info("summary: {}/summary.json", job_.run_dir);
 }
 
 }  // namespace
 
-int run_coordinator(const PilotShared& shared,
-                    const std::map<std::pair<std::string, int>, TaskState>& earlier) {
-  Coordinator c(shared, earlier);
+int run_coordinator(const Job& job) {
+  if (job.mode == Mode::spmd) return coordinate_session(job);
+  Coordinator c(job);
   return c.run();
 }
 

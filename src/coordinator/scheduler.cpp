@@ -4,24 +4,6 @@
 
 namespace tandem::detail {
 
-const char* state_name(TaskState s) {
-  switch (s) {
-    case TaskState::NEW:
-      return "NEW";
-    case TaskState::SCHEDULED:
-      return "SCHEDULED";
-    case TaskState::RUNNING:
-      return "RUNNING";
-    case TaskState::DONE:
-      return "DONE";
-    case TaskState::FAILED:
-      return "FAILED";
-    case TaskState::CANCELED:
-      return "CANCELED";
-  }
-  return "?";
-}
-
 void ReadyQueue::push(int priority, int first, int last) {
   if (first < last) buckets_[priority].emplace_back(first, last);
 }

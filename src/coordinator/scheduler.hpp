@@ -18,19 +18,9 @@
 #include <vector>
 
 #include "config/workflow.hpp"
+#include "protocol/task_state.hpp"
 
 namespace tandem::detail {
-
-enum class TaskState : std::uint8_t { NEW, SCHEDULED, RUNNING, DONE, FAILED, CANCELED };
-constexpr int kTaskStateCount = 6;
-
-const char* state_name(TaskState s);
-inline bool is_final(TaskState s) {
-  return s == TaskState::DONE || s == TaskState::FAILED || s == TaskState::CANCELED;
-}
-
-/// How one attempt on one rank ended, as a worker reports it.
-enum class Outcome : std::uint8_t { done, failed, canceled };
 
 struct Instance {
   int task = 0;   // index into Workflow::tasks

@@ -42,7 +42,7 @@ void ServiceMonitor::progress_sends() {
 void ServiceMonitor::publish() {
   ++table_.version;
   in_flight_.push_back(table_);
-  for (int c : clients_) sends_.push_back(control_.isend(c, kTagRouting, in_flight_.back()));
+  for (int c : clients_) sends_.push_back(control_.isend(c, tags::kRouting, in_flight_.back()));
 }
 
 void ServiceMonitor::forget_client(int rank) {
@@ -51,10 +51,10 @@ void ServiceMonitor::forget_client(int rank) {
 
 bool ServiceMonitor::receive_live_stats() {
   bool any = false;
-  while (auto status = control_.iprobe(boost::mpi::any_source, kTagReplicaStats)) {
+  while (auto status = control_.iprobe(boost::mpi::any_source, tags::kReplicaStats)) {
     LiveStats s;
     TANDEM_MPI_CHECK(MPI_Recv(&s, sizeof(LiveStats) / sizeof(std::int64_t), MPI_INT64_T,
-                              status->source(), kTagReplicaStats, control_, MPI_STATUS_IGNORE));
+                              status->source(), tags::kReplicaStats, control_, MPI_STATUS_IGNORE));
     for (std::size_t i = 0; i < plan_.replicas.size(); ++i) {
       if (plan_.replicas[i].service == s.service && plan_.replicas[i].replica == s.replica)
         live_[i] = s;
@@ -68,9 +68,9 @@ bool ServiceMonitor::poll() {
   progress_sends();
   bool changed = false;
   bool any = receive_live_stats();
-  while (auto status = control_.iprobe(boost::mpi::any_source, kTagReplicaReport)) {
+  while (auto status = control_.iprobe(boost::mpi::any_source, tags::kReplicaReport)) {
     ReplicaReport r;
-    control_.recv(status->source(), kTagReplicaReport, r);
+    control_.recv(status->source(), tags::kReplicaReport, r);
     any = true;
     const auto& spec = wf_.services[r.service];
     const auto state = static_cast<ServiceState>(r.state);
@@ -134,7 +134,7 @@ void ServiceMonitor::stop_all(const BackoffSpec& spec) {
   clients_.clear();
   for (const ReplicaPlacement& r : plan_.replicas) {
     const int stop = 1;
-    sends_.push_back(control_.isend(r.ranks[0], kTagServiceStop, stop));
+    sends_.push_back(control_.isend(r.ranks[0], tags::kServiceStop, stop));
   }
   Backoff backoff(spec);
   auto all_stopped = [&] {
@@ -173,18 +173,17 @@ nlohmann::json ServiceMonitor::summary() const {
       if (plan_.replicas[i].service != s) continue;
       const ReplicaReport& r = final_[i];
       const int replica = plan_.replicas[i].replica;
-      replicas.push_back(
-          {{"replica", replica},
-           {"leader_rank", plan_.replicas[i].ranks[0]},
-           {"node", plan_.replicas[i].node},
-           {"state", service_state_name(static_cast<ServiceState>(table_.states[s][replica]))},
-           {"reason", table_.reasons[s][replica]},
-           {"load_s", r.load_s},
-           {"requests", r.requests},
-           {"batches", r.batches},
-           {"rows", r.rows},
-           {"errors", r.errors},
-           {"compute_s", r.compute_s}});
+      replicas.push_back({{"replica", replica},
+                          {"leader_rank", plan_.replicas[i].ranks[0]},
+                          {"node", plan_.replicas[i].node},
+                          {"state", name_of(static_cast<ServiceState>(table_.states[s][replica]))},
+                          {"reason", table_.reasons[s][replica]},
+                          {"load_s", r.load_s},
+                          {"requests", r.requests},
+                          {"batches", r.batches},
+                          {"rows", r.rows},
+                          {"errors", r.errors},
+                          {"compute_s", r.compute_s}});
       if (!r.recording_file.empty()) {
         replicas.back()["recording"] = {{"file", r.recording_file},
                                         {"rows", r.recorded_rows},
@@ -200,7 +199,7 @@ nlohmann::json ServiceMonitor::summary() const {
     }
     nlohmann::json hist = nlohmann::json::object();
     for (const auto& [size, n] : sizes) hist[std::to_string(size)] = n;
-    out[wf_.services[s].name] = {{"backend", wf_.services[s].backend},
+    out[wf_.services[s].name] = {{"backend", std::string(name_of(wf_.services[s].backend))},
                                  {"requests", requests},
                                  {"batches", batches},
                                  {"rows", rows},

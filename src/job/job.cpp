@@ -13,18 +13,17 @@
 #include <boost/mpi/communicator.hpp>
 #include <boost/serialization/string.hpp>
 
-#include "ml_ranks/serving/replica.hpp"
-#include "worker/proxy.hpp"
-#include "job/logging.hpp"
-#include "job/run_dir.hpp"
-#include "transport/shm.hpp"
-#include "tandem/error.hpp"
-#include "tasks/registry.hpp"
-#include "trace/trace.hpp"
 #include "base/backoff.hpp"
 #include "base/mpi_check.hpp"
 #include "base/mpi_wait.hpp"
 #include "base/signals.hpp"
+#include "job/logging.hpp"
+#include "job/run_dir.hpp"
+#include "job/sockets.hpp"
+#include "tandem/error.hpp"
+#include "tasks/registry.hpp"
+#include "trace/trace.hpp"
+#include "transport/shm.hpp"
 
 namespace mpi = boost::mpi;
 namespace fs = std::filesystem;
@@ -73,8 +72,7 @@ std::vector<int> node_indices(MPI_Comm world) {
   return nodes;
 }
 
-RunSetup prepare_on_root(const RunOptions& options, int world_size, Mode mode,
-                         std::map<std::pair<std::string, int>, TaskState>& earlier) {
+RunSetup prepare_on_root(const RunOptions& options, int world_size, Mode mode) {
   RunSetup setup;
   try {
     Workflow wf = load_workflow(options.workflow);
@@ -90,12 +88,12 @@ RunSetup prepare_on_root(const RunOptions& options, int world_size, Mode mode,
     setup.run_dir = choose_run_dir(wf, options.run_dir, options.run_root, options.resume);
     setup.resume = options.resume;
     const std::string journal = setup.run_dir + "/journal.jsonl";
+    // The coordinator reads the journal when it starts (coordinator/journal.hpp).
     if (options.resume) {
       if (!fs::exists(journal)) {
         throw error(fmt::format("--resume: {} has no journal.jsonl; nothing to resume from",
                                 setup.run_dir));
       }
-      earlier = read_journal(journal);
     } else if (fs::exists(journal)) {
       throw error(
           fmt::format("the run directory {} holds an earlier run; use --resume to "
@@ -107,8 +105,8 @@ RunSetup prepare_on_root(const RunOptions& options, int world_size, Mode mode,
       // The workers' sockets: a private directory and paths that fit, or
       // a clear error now rather than tasks failing later.
       const std::string dir = proxy_socket_dir(wf, setup.run_dir);
-      proxy::ensure_private_dir(dir);
-      proxy::check_socket_path(proxy::socket_path(dir, world_size));
+      ensure_private_dir(dir);
+      check_socket_path(socket_path(dir, world_size));
     }
     // HDF5 staging files go here; it exists before any rank can send one.
     std::error_code ec;
@@ -124,15 +122,13 @@ RunSetup prepare_on_root(const RunOptions& options, int world_size, Mode mode,
 
 std::string Job::role_of(int r) const {
   const RankPlacement& p = plan.ranks[r];
-  if (mode == Mode::spmd && p.role == Role::worker) return "app";
-  if (p.role == Role::service && wf.services[p.service].backend == "remote") return "bridge";
-  if (p.role == Role::service)
+  if (p.role == Role::service && !wf.services[p.service].is_bridge())
     return fmt::format("service {} replica {}", wf.services[p.service].name, p.replica);
-  return role_name(p.role);
+  return role_label(wf, p, mode == Mode::spmd);
 }
 
 Job::~Job() {
-  for (MPI_Comm* c : {&replica, &clients, &pilot, &data, &world}) {
+  for (MPI_Comm* c : {&replica, &workers, &pilot, &data, &control}) {
     if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
   }
 }
@@ -148,14 +144,14 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
 
   auto job = std::make_unique<Job>();
   job->mode = mode;
-  TANDEM_MPI_CHECK(MPI_Comm_dup(comm, &job->world));
-  MPI_Comm_rank(job->world, &job->rank);
-  MPI_Comm_size(job->world, &job->size);
-  mpi::communicator bworld(job->world, mpi::comm_attach);
+  TANDEM_MPI_CHECK(MPI_Comm_dup(comm, &job->control));
+  MPI_Comm_rank(job->control, &job->rank);
+  MPI_Comm_size(job->control, &job->size);
+  mpi::communicator bworld(job->control, mpi::comm_attach);
   setup_logging(job->rank, "starting", options.log_level);
 
   RunSetup setup;
-  if (job->rank == 0) setup = prepare_on_root(options, job->size, mode, job->earlier);
+  if (job->rank == 0) setup = prepare_on_root(options, job->size, mode);
   mpi::broadcast(bworld, setup, 0);
   if (!setup.error.empty()) {
     if (job->rank == 0) spdlog::error("{}", setup.error);
@@ -179,15 +175,17 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   }
   job->run_dir = setup.run_dir;
   job->resume = setup.resume;
-  job->plan = make_plan(job->wf, node_indices(job->world));
+  job->progress_interval_s = options.progress_interval_s >= 0
+                                 ? options.progress_interval_s
+                                 : job->wf.job.monitor.progress_interval_s;
+  job->plan = make_plan(job->wf, node_indices(job->control));
   const RankPlacement& me = job->me();
-  const char* role = (mode == Mode::spmd && me.role == Role::worker) ? "app" : role_name(me.role);
-  if (me.role == Role::service && job->wf.services[me.service].backend == "remote") role = "bridge";
-  setup_logging(job->rank, role, options.log_level);
+  setup_logging(job->rank, role_label(job->wf, me, mode == Mode::spmd), options.log_level);
   {
     std::vector<int> node_of_rank;
     for (const RankPlacement& p : job->plan.ranks) node_of_rank.push_back(p.node);
-    job->timeline = trace::align_clocks(job->world, node_of_rank, entered_ns, job->wf.job.backoff);
+    job->timeline =
+        trace::align_clocks(job->control, node_of_rank, entered_ns, job->wf.job.backoff);
   }
   const MonitorSpec& monitor = job->wf.job.monitor;
   if (monitor.trace && options.trace) {
@@ -210,7 +208,7 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   {
     MPI_Comm node;
     TANDEM_MPI_CHECK(
-        MPI_Comm_split_type(job->world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+        MPI_Comm_split_type(job->control, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
     int node_rank = 0;
     MPI_Comm_rank(node, &node_rank);
     if (node_rank == 0) {
@@ -226,7 +224,7 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   }
   // Requests and replies travel on a communicator of their own, so that
   // they never match a control message.
-  TANDEM_MPI_CHECK(MPI_Comm_dup(job->world, &job->data));
+  TANDEM_MPI_CHECK(MPI_Comm_dup(job->control, &job->data));
   int replica_color = MPI_UNDEFINED;
   if (me.role == Role::service) {
     for (std::size_t i = 0; i < job->plan.replicas.size(); ++i) {
@@ -234,13 +232,13 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
       if (r.service == me.service && r.replica == me.replica) replica_color = static_cast<int>(i);
     }
   }
-  TANDEM_MPI_CHECK(MPI_Comm_split(job->world, replica_color, me.replica_rank, &job->replica));
-  const bool client = me.role == Role::worker;
+  TANDEM_MPI_CHECK(MPI_Comm_split(job->control, replica_color, me.replica_rank, &job->replica));
+  const bool worker = me.role == Role::worker;
   TANDEM_MPI_CHECK(
-      MPI_Comm_split(job->world, client ? 0 : MPI_UNDEFINED, job->rank, &job->clients));
-  const bool in_pilot = mode == Mode::pilot && (me.role == Role::coordinator || client);
+      MPI_Comm_split(job->control, worker ? 0 : MPI_UNDEFINED, job->rank, &job->workers));
+  const bool in_pilot = mode == Mode::pilot && (me.role == Role::coordinator || worker);
   TANDEM_MPI_CHECK(
-      MPI_Comm_split(job->world, in_pilot ? 0 : MPI_UNDEFINED, job->rank, &job->pilot));
+      MPI_Comm_split(job->control, in_pilot ? 0 : MPI_UNDEFINED, job->rank, &job->pilot));
   trace::record(trace::kPhase, trace::kPhaseRolesReady);
   return job;
 }
@@ -258,7 +256,7 @@ int end_job(Job& job, int exit_code) {
     }
     for (const ServiceSpec& s : job.wf.services) names.services.push_back(s.name);
   }
-  trace::write(job.world, job.run_dir, job.timeline, names, job.wf.job.monitor.chrome_trace,
+  trace::write(job.control, job.run_dir, job.timeline, names, job.wf.job.monitor.chrome_trace,
                job.wf.job.backoff);
   // A reduction rather than a broadcast, so that it also tells rank 0 that
   // every rank has flushed its log.
@@ -266,25 +264,12 @@ int end_job(Job& job, int exit_code) {
   const int mine = exit_code;
   int result = 0;
   MPI_Request req;
-  TANDEM_MPI_CHECK(MPI_Iallreduce(&mine, &result, 1, MPI_INT, MPI_MAX, job.world, &req));
+  TANDEM_MPI_CHECK(MPI_Iallreduce(&mine, &result, 1, MPI_INT, MPI_MAX, job.control, &req));
   wait_request(req, job.wf.job.backoff);
   // Everyone is done with everyone's shared memory.
   shm::OwnPool::instance().remove_all();
   close_log_file();
   return result;
-}
-
-void serve_replica(Job& job) {
-  ServeShared serve;
-  serve.wf = &job.wf;
-  serve.plan = &job.plan;
-  serve.data = job.data;
-  serve.control = job.world;
-  serve.replica = job.replica;
-  serve.coordinator = 0;
-  serve.staging_dir = job.staging_dir();
-  serve.run_dir = job.run_dir;
-  run_replica(serve, job.me());
 }
 
 }  // namespace tandem::detail

@@ -1,38 +1,34 @@
 #pragma once
-// What the coordinator and the workers share once the job is split.
+// The roles of a rank and the one way into each. A rank's role comes from
+// the plan (layout/plan.hpp); its entry point gets the Job and returns when
+// the coordinator ends the run. Each is defined in its own layer, above
+// this one:
+//
+//   run_coordinator   src/coordinator/   tasks and services (pilot), or
+//                                        services only (SPMD sessions)
+//   run_worker        src/worker/        function and executable tasks, and
+//                                        the local proxy for executables
+//   run_replica       ml_ranks/serving/  a service replica, or the bridge to
+//                                        a remote endpoint
+//
+// The ways in (src/modes/) call them through this header alone, so nothing
+// below the serving layer includes a serving header; the linker joins the
+// layers in libtandem. A rank that changes role at run time goes through
+// the same doors.
 
-#include <mpi.h>
-
-#include <map>
-#include <memory>
-#include <string>
-#include <utility>
-
-#include "config/workflow.hpp"
-#include "layout/plan.hpp"
-#include "coordinator/scheduler.hpp"
+#include "job/job.hpp"
 
 namespace tandem::detail {
 
-class ClientImpl;
+/// Runs the coordinator to the end of the run; returns the exit code
+/// (0, 1 when a task failed for good, 128+N after signal N).
+int run_coordinator(const Job& job);
 
-struct PilotShared {
-  const Workflow* wf = nullptr;
-  const Plan* plan = nullptr;
-  std::string run_dir;
-  bool resume = false;
-  double progress_interval_s = 30;     // the coordinator's progress lines; 0: none
-  MPI_Comm pilot = MPI_COMM_NULL;      // coordinator (rank 0) + workers (1..W)
-  MPI_Comm workers = MPI_COMM_NULL;    // workers only; MPI_COMM_NULL on the coordinator
-  MPI_Comm control = MPI_COMM_NULL;    // every rank: service reports, routing, stop
-  std::shared_ptr<ClientImpl> client;  // workers: the services' client
-};
+/// Runs a worker until the coordinator stops it (pilot mode).
+void run_worker(const Job& job);
 
-/// Runs the coordinator to the end of the run; returns the exit code.
-int run_coordinator(const PilotShared& shared,
-                    const std::map<std::pair<std::string, int>, TaskState>& earlier);
-
-/// Runs a worker until the coordinator stops it.
-void run_worker(const PilotShared& shared);
+/// Serves this rank's part of a service replica until the coordinator stops
+/// it. Collective over job.replica.
+void run_replica(const Job& job);
 
 }  // namespace tandem::detail

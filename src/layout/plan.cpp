@@ -9,18 +9,10 @@
 
 namespace tandem::detail {
 
-const char* role_name(Role r) {
-  switch (r) {
-    case Role::coordinator:
-      return "coordinator";
-    case Role::worker:
-      return "worker";
-    case Role::service:
-      return "service";
-    case Role::idle:
-      return "idle";
-  }
-  return "?";
+std::string role_label(const Workflow& wf, const RankPlacement& p, bool spmd) {
+  if (spmd && p.role == Role::worker) return "app";
+  if (p.role == Role::service && wf.services[p.service].is_bridge()) return "bridge";
+  return std::string(name_of(p.role));
 }
 
 std::vector<int> Plan::client_ranks() const {
@@ -182,11 +174,11 @@ std::string format_plan(const Workflow& wf, const Plan& plan) {
     if (p.role == Role::worker) detail = fmt::format("worker {}", p.role_index);
     if (p.role == Role::service) {
       detail = fmt::format("{} replica {} {}", wf.services[p.service].name, p.replica,
-                           wf.services[p.service].backend == "remote" ? "bridge"
-                           : p.replica_rank == 0                      ? "leader"
+                           wf.services[p.service].is_bridge() ? "bridge"
+                           : p.replica_rank == 0              ? "leader"
                                                  : fmt::format("rank {}", p.replica_rank));
     }
-    out += fmt::format("{:>6}  {:>5}  {:<12} {}\n", p.rank, p.node, role_name(p.role), detail);
+    out += fmt::format("{:>6}  {:>5}  {:<12} {}\n", p.rank, p.node, name_of(p.role), detail);
   }
   out += fmt::format("{} ranks on {} node(s): 1 coordinator, {} worker(s)", plan.world_size,
                      plan.node_count, plan.workers);
@@ -194,9 +186,8 @@ std::string format_plan(const Workflow& wf, const Plan& plan) {
     out += fmt::format(", each running up to {} command tasks at once", plan.worker_slots);
   }
   for (const ServiceSpec& s : wf.services) {
-    out +=
-        fmt::format(", service '{}' ({} x {} rank(s), {})", s.name, s.replicas, s.ranks_per_replica,
-                    s.placement == Placement::per_node ? "per_node" : "spread");
+    out += fmt::format(", service '{}' ({} x {} rank(s), {})", s.name, s.replicas,
+                       s.ranks_per_replica, name_of(s.placement));
   }
   out += "\n";
   for (const std::string& note : plan.notes) out += "note: " + note + "\n";

@@ -11,13 +11,19 @@
 #include <string>
 #include <vector>
 
+#include "base/enum_names.hpp"
 #include "config/workflow.hpp"
 
 namespace tandem::detail {
 
 enum class Role { coordinator, worker, service, idle };
-
-const char* role_name(Role r);
+template <>
+struct EnumNames<Role> {
+  static constexpr EnumName<Role> values[] = {{Role::coordinator, "coordinator"},
+                                              {Role::worker, "worker"},
+                                              {Role::service, "service"},
+                                              {Role::idle, "idle"}};
+};
 
 struct RankPlacement {
   int rank = 0;
@@ -50,6 +56,11 @@ struct Plan {
   /// Replicas of service @p s.
   std::vector<const ReplicaPlacement*> replicas_of(int s) const;
 };
+
+/// What a rank does, in a word, as log lines and the plan's table say it:
+/// its role, except "bridge" for the replicas of remote services and "app"
+/// for the application's ranks in SPMD mode (@p spmd).
+std::string role_label(const Workflow& wf, const RankPlacement& p, bool spmd);
 
 /// Places the ranks. @p node_of_rank gives each world rank's node index.
 /// @throws tandem::config_error when the layout cannot fit.

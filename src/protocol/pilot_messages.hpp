@@ -6,13 +6,13 @@
 // MPI, not Boost.Serialization archives; the one-off set-up message uses
 // Boost (see run.cpp).
 //
-//   coordinator -> worker, kTagWork, int32 array:
+//   coordinator -> worker, tags::kWork, int32 array:
 //     [kTasks, n, id, attempt, id, attempt, ...]   one-rank tasks, in order
 //     [kMulti, id, attempt, ranks, w0, w1, ...]    one multi-rank attempt;
 //                                                  w* are worker indices
 //     [kCancel]                                    the run is interrupted
 //     [kStop]                                      the run is over
-//   worker -> coordinator, kTagUpdate, bytes: UpdateHeader, then n records
+//   worker -> coordinator, tags::kUpdate, bytes: UpdateHeader, then n records
 //     of ResultRecord each followed by reason_len bytes of reason text.
 
 #include <cstdint>
@@ -20,10 +20,9 @@
 #include <string>
 #include <vector>
 
-namespace tandem::detail::protocol {
+#include "protocol/tags.hpp"
 
-constexpr int kTagWork = 101;
-constexpr int kTagUpdate = 102;
+namespace tandem::detail::protocol {
 
 enum WorkKind : std::int32_t { kTasks = 1, kMulti = 2, kCancel = 3, kStop = 4 };
 

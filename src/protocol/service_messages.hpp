@@ -13,17 +13,21 @@
 #include <boost/serialization/utility.hpp>
 #include <boost/serialization/vector.hpp>
 
+#include "base/enum_names.hpp"
+#include "protocol/tags.hpp"
+
 namespace tandem::detail {
 
 enum class ServiceState : int { STARTING = 0, READY, DRAINING, STOPPED, FAILED };
 
-const char* service_state_name(ServiceState s);
-
-constexpr int kTagReplicaReport = 301;  // leader -> coordinator
-constexpr int kTagRouting = 302;        // coordinator -> clients
-constexpr int kTagServiceStop = 303;    // coordinator -> leaders
-constexpr int kTagClientDone = 304;     // SPMD clients -> coordinator at finalize
-constexpr int kTagReplicaStats = 305;   // leader -> coordinator, every second while busy
+template <>
+struct EnumNames<ServiceState> {
+  static constexpr EnumName<ServiceState> values[] = {{ServiceState::STARTING, "STARTING"},
+                                                      {ServiceState::READY, "READY"},
+                                                      {ServiceState::DRAINING, "DRAINING"},
+                                                      {ServiceState::STOPPED, "STOPPED"},
+                                                      {ServiceState::FAILED, "FAILED"}};
+};
 
 /// A replica's running counters, sent as a flat int64 array so that the
 /// leader's periodic message costs no serialisation: the fields in order,

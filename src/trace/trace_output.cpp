@@ -5,16 +5,15 @@
 
 #include <spdlog/spdlog.h>
 
-#include "trace/trace.hpp"
-#include "trace/trace_writers.hpp"
 #include "base/clock.hpp"
 #include "base/mpi_wait.hpp"
+#include "protocol/tags.hpp"
+#include "trace/trace.hpp"
+#include "trace/trace_writers.hpp"
 
 namespace tandem::detail::trace {
 
 namespace {
-constexpr int kTagClock = 401;
-constexpr int kTagEvents = 402;
 constexpr int kPingPongs = 8;
 
 void send_wait(const void* data, int count, MPI_Datatype type, int to, int tag, MPI_Comm comm,
@@ -48,25 +47,25 @@ Timeline align_clocks(MPI_Comm world, const std::vector<int>& node_of_rank, std:
       std::int64_t best_offset = 0;
       for (int k = 0; k < kPingPongs; ++k) {
         const std::int64_t t0 = clock_ns();
-        send_wait(&t0, 1, MPI_INT64_T, r, kTagClock, world, backoff);
+        send_wait(&t0, 1, MPI_INT64_T, r, tags::kClock, world, backoff);
         std::int64_t remote = 0;
-        recv_wait(&remote, 1, MPI_INT64_T, r, kTagClock, world, backoff);
+        recv_wait(&remote, 1, MPI_INT64_T, r, tags::kClock, world, backoff);
         const std::int64_t t1 = clock_ns();
         if (t1 - t0 < best_rtt) {
           best_rtt = t1 - t0;
           best_offset = remote - (t0 + t1) / 2;
         }
       }
-      send_wait(&best_offset, 1, MPI_INT64_T, r, kTagClock, world, backoff);
+      send_wait(&best_offset, 1, MPI_INT64_T, r, tags::kClock, world, backoff);
     }
   } else if (node_of_rank[rank] != node_of_rank[0]) {
     for (int k = 0; k < kPingPongs; ++k) {
       std::int64_t ping = 0;
-      recv_wait(&ping, 1, MPI_INT64_T, 0, kTagClock, world, backoff);
+      recv_wait(&ping, 1, MPI_INT64_T, 0, tags::kClock, world, backoff);
       const std::int64_t now = clock_ns();
-      send_wait(&now, 1, MPI_INT64_T, 0, kTagClock, world, backoff);
+      send_wait(&now, 1, MPI_INT64_T, 0, tags::kClock, world, backoff);
     }
-    recv_wait(&t.offset_ns, 1, MPI_INT64_T, 0, kTagClock, world, backoff);
+    recv_wait(&t.offset_ns, 1, MPI_INT64_T, 0, tags::kClock, world, backoff);
   }
   std::int64_t zero[2] = {t.zero_ns, t.zero_epoch_us};
   TANDEM_MPI_CHECK(MPI_Bcast(zero, 2, MPI_INT64_T, 0, world));
@@ -98,9 +97,9 @@ void write(MPI_Comm world, const std::string& run_dir, const Timeline& timeline,
   stop();
 
   if (rank != 0) {
-    send_wait(header, 2, MPI_INT64_T, 0, kTagEvents, world, backoff);
-    send_wait(mine.data(), static_cast<int>(mine.size() * sizeof(Event)), MPI_BYTE, 0, kTagEvents,
-              world, backoff);
+    send_wait(header, 2, MPI_INT64_T, 0, tags::kEvents, world, backoff);
+    send_wait(mine.data(), static_cast<int>(mine.size() * sizeof(Event)), MPI_BYTE, 0,
+              tags::kEvents, world, backoff);
     return;
   }
 
@@ -119,10 +118,10 @@ void write(MPI_Comm world, const std::string& run_dir, const Timeline& timeline,
       lost += static_cast<std::uint64_t>(header[1]);
     } else {
       std::int64_t h[2] = {0, 0};
-      recv_wait(h, 2, MPI_INT64_T, r, kTagEvents, world, backoff);
+      recv_wait(h, 2, MPI_INT64_T, r, tags::kEvents, world, backoff);
       events.resize(static_cast<std::size_t>(h[0]));
       recv_wait(events.data(), static_cast<int>(events.size() * sizeof(Event)), MPI_BYTE, r,
-                kTagEvents, world, backoff);
+                tags::kEvents, world, backoff);
       lost += static_cast<std::uint64_t>(h[1]);
     }
     total += events.size();

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "config/workflow.hpp"
+#include "base/backoff.hpp"
 
 namespace tandem::detail::trace {
 

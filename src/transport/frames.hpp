@@ -1,6 +1,6 @@
 #pragma once
 // Messages between a task process and its worker's proxy on a Unix-domain
-// socket: each is a wire-format message (serve/wire.hpp) preceded by its
+// socket: each is a wire-format message (transport/wire.hpp) preceded by its
 // length as a little-endian uint64. Tensors above the shared-memory
 // threshold travel as descriptors into node-local shared memory, exactly as
 // between MPI ranks; smaller ones inline.

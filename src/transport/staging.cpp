@@ -7,8 +7,9 @@
 
 #include <fmt/format.h>
 
-#include "transport/hdf5_io.hpp"
+#include "base/access.hpp"
 #include "tandem/error.hpp"
+#include "transport/hdf5_io.hpp"
 
 namespace tandem::detail {
 
@@ -25,15 +26,15 @@ std::size_t total_bytes(const TensorList& tensors) {
 }
 
 Outgoing stage(wire::Kind kind, std::uint64_t id, int service, const TensorList& tensors,
-               const std::string& text, wire::Transport transport, const std::string& hdf5_path,
+               const std::string& text, Transport transport, const std::string& hdf5_path,
                std::uint32_t flags, std::uint32_t holder_pid) {
   Outgoing out;
-  if (transport == wire::kInline || tensors.empty()) {
+  if (transport == Transport::inline_mpi || tensors.empty()) {
     out.message = wire::encode(kind, id, service, tensors, text, nullptr, flags);
     return out;
   }
   std::vector<wire::Staged> staged(tensors.size());
-  if (transport == wire::kShm) {
+  if (transport == Transport::shm) {
     out.segment = shm::OwnPool::instance().acquire(std::max<std::size_t>(total_bytes(tensors), 1));
     if (out.segment) {
       out.segment->header()->holder_pid.store(holder_pid, std::memory_order_release);
@@ -41,15 +42,15 @@ Outgoing stage(wire::Kind kind, std::uint64_t id, int service, const TensorList&
       for (std::size_t i = 0; i < tensors.size(); ++i) {
         const Tensor& t = tensors[i].tensor;
         if (t.nbytes() > 0) std::memcpy(out.segment->data() + offset, t.data(), t.nbytes());
-        staged[i] = {wire::kShm, out.segment->name, offset};
+        staged[i] = {Transport::shm, out.segment->name, offset};
         offset += align64(t.nbytes());
       }
     }
-  } else if (transport == wire::kHdf5) {
+  } else if (transport == Transport::hdf5) {
     hdf5::write(hdf5_path, tensors, id);
     out.files.push_back(hdf5_path);
     for (std::size_t i = 0; i < tensors.size(); ++i) {
-      staged[i] = {wire::kHdf5, hdf5_path + "\n/" + tensors[i].name, 0};
+      staged[i] = {Transport::hdf5, hdf5_path + "\n/" + tensors[i].name, 0};
     }
   }
   out.message = wire::encode(kind, id, service, tensors, text, &staged, flags);
@@ -62,11 +63,11 @@ bool resolve(wire::Decoded& d, bool hand_back_when_dropped, std::string& why) {
   for (std::size_t i = 0; i < d.tensors.size(); ++i) {
     const wire::Staged& s = d.staged[i];
     NamedTensor& t = d.tensors[i];
-    if (s.transport == wire::kInline) continue;
+    if (s.transport == Transport::inline_mpi) continue;
     const DType dtype = t.tensor.dtype();
     const std::vector<std::int64_t> shape = t.tensor.shape();
     const std::size_t nbytes = t.tensor.nbytes();
-    if (s.transport == wire::kShm) {
+    if (s.transport == Transport::shm) {
       const shm::Segment* seg = nullptr;
       try {
         seg = &shm::PeerMaps::instance().map(s.location);
@@ -89,7 +90,7 @@ bool resolve(wire::Decoded& d, bool hand_back_when_dropped, std::string& why) {
                       header, [](shm::Header* h) { h->in_use.store(0, std::memory_order_release); })
                 : std::shared_ptr<void>(header, [](shm::Header*) {});
       }
-      t.tensor = Tensor::adopt(dtype, shape, seg->data() + s.offset, owner);
+      t.tensor = Access::adopt(dtype, shape, seg->data() + s.offset, owner);
     } else {
       const auto newline = s.location.find('\n');
       if (newline == std::string::npos) {

@@ -26,7 +26,7 @@ struct Outgoing {
 /// @p holder_pid: the process that will hand a shm segment back (a reply's
 /// client), so that it can be taken back should that process die.
 Outgoing stage(wire::Kind kind, std::uint64_t id, int service, const TensorList& tensors,
-               const std::string& text, wire::Transport transport, const std::string& hdf5_path,
+               const std::string& text, Transport transport, const std::string& hdf5_path,
                std::uint32_t flags, std::uint32_t holder_pid = 0);
 
 /// Fills in the staged tensors of @p d. Shared memory gives views into the

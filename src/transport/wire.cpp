@@ -6,8 +6,9 @@
 
 #include <fmt/format.h>
 
-#include "transport/buffer_pool.hpp"
+#include "base/access.hpp"
 #include "tandem/error.hpp"
+#include "transport/buffer_pool.hpp"
 
 namespace tandem::detail::wire {
 
@@ -19,7 +20,9 @@ constexpr std::size_t align64(std::size_t n) {
 
 Encoded encode(Kind kind, std::uint64_t request_id, int service, const TensorList& tensors,
                const std::string& text, const std::vector<Staged>* staged, std::uint32_t flags) {
-  auto is_staged = [&](std::size_t i) { return staged && (*staged)[i].transport != kInline; };
+  auto is_staged = [&](std::size_t i) {
+    return staged && (*staged)[i].transport != Transport::inline_mpi;
+  };
   std::size_t meta = sizeof(Header) + tensors.size() * sizeof(TensorDesc) + text.size();
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     if (is_staged(i)) meta += (*staged)[i].location.size();
@@ -108,7 +111,7 @@ bool decode(const std::shared_ptr<std::byte>& buffer, std::size_t size, Decoded&
   for (auto& d : descs) {
     std::memcpy(&d, p, sizeof d);
     p += sizeof d;
-    meta += d.name_len + (d.transport != kInline ? d.location_len : 0);
+    meta += d.name_len + (d.transport != Transport::inline_mpi ? d.location_len : 0);
   }
   if (meta > size) {
     why = "message is shorter than its tensor names say";
@@ -122,9 +125,10 @@ bool decode(const std::shared_ptr<std::byte>& buffer, std::size_t size, Decoded&
     const TensorDesc& d = descs[i];
     names.emplace_back(reinterpret_cast<const char*>(p), d.name_len);
     p += d.name_len;
-    if (d.transport != kInline) {
-      if (d.transport > kHdf5) {
-        why = fmt::format("tensor '{}' names an unknown transport {}", names.back(), d.transport);
+    if (d.transport != Transport::inline_mpi) {
+      if (d.transport > Transport::hdf5) {
+        why = fmt::format("tensor '{}' names an unknown transport {}", names.back(),
+                          static_cast<int>(d.transport));
         return false;
       }
       out.staged[i].transport = d.transport;
@@ -155,7 +159,7 @@ bool decode(const std::shared_ptr<std::byte>& buffer, std::size_t size, Decoded&
       why = fmt::format("tensor '{}': {} bytes do not match its shape", names[i], d.nbytes);
       return false;
     }
-    if (d.transport != kInline) {
+    if (d.transport != Transport::inline_mpi) {
       // The bytes are elsewhere; staging.cpp resolves them.
       out.tensors.push_back(
           {names[i], Tensor::view(dtype, std::move(shape), static_cast<void*>(nullptr))});
@@ -166,7 +170,7 @@ bool decode(const std::shared_ptr<std::byte>& buffer, std::size_t size, Decoded&
       return false;
     }
     out.tensors.push_back(
-        {names[i], Tensor::adopt(dtype, std::move(shape), const_cast<std::byte*>(base) + offset,
+        {names[i], Access::adopt(dtype, std::move(shape), const_cast<std::byte*>(base) + offset,
                                  std::shared_ptr<void>(buffer, buffer.get()))});
     offset += align64(d.nbytes);
   }

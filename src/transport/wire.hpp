@@ -11,13 +11,10 @@
 #include <vector>
 
 #include "tandem/tensor.hpp"
+#include "tandem/transport.hpp"
 
 namespace tandem::detail::wire {
 
-constexpr int kTagRequest = 201;
-constexpr int kTagReply = 202;
-constexpr int kTagReplicaWork = 203;
-constexpr int kTagReplicaResult = 204;
 constexpr std::uint32_t kMagic = 0x444e4154;  // "TAND"
 constexpr int kMaxDims = 8;
 
@@ -27,13 +24,10 @@ enum Kind : std::uint16_t {
   kReplyError = 3,
   kStopMember = 4,
   kCall = 5,  // a JSON call: text = "PATH\nBODY"; the reply's text is the JSON answer
-  // Between a task and its worker's proxy (src/proxy/), never over MPI:
+  // Between a task and its worker's proxy (src/worker/proxy.hpp), never over MPI:
   kHello = 6,      // task -> proxy: empty; proxy -> task: text = JSON about the services
   kWaitReady = 7,  // task -> proxy: text = timeout in seconds; answered when READY
 };
-
-/// Where a tensor's bytes travel.
-enum Transport : std::uint8_t { kInline = 0, kShm = 1, kHdf5 = 2 };
 
 /// Header flags.
 constexpr std::uint32_t kReplyShmOk = 1;    // the client shares a node with the replica
@@ -56,7 +50,7 @@ struct TensorDesc {
   std::uint8_t dtype = 0;
   std::uint8_t ndim = 0;
   std::uint16_t name_len = 0;
-  std::uint8_t transport = kInline;
+  Transport transport = Transport::inline_mpi;  // one byte
   std::uint8_t pad = 0;
   std::uint16_t location_len = 0;  // shm: segment name; hdf5: "file\ndataset"
   std::uint64_t nbytes = 0;
@@ -66,7 +60,7 @@ struct TensorDesc {
 
 /// A tensor whose bytes are elsewhere: in shared memory or an HDF5 file.
 struct Staged {
-  std::uint8_t transport = kInline;
+  Transport transport = Transport::inline_mpi;
   std::string location;
   std::uint64_t offset = 0;
 };

@@ -13,9 +13,10 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "job/sockets.hpp"
+#include "tandem/error.hpp"
 #include "transport/shm.hpp"
 #include "transport/staging.hpp"
-#include "tandem/error.hpp"
 
 namespace tandem::detail::proxy {
 
@@ -31,44 +32,6 @@ void set_nonblocking(int fd) {
   fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 }  // namespace
-
-std::string socket_path(const std::string& dir, int worker_index) {
-  return fmt::format("{}/worker-{}.sock", dir, worker_index);
-}
-
-void check_socket_path(const std::string& path) {
-  constexpr std::size_t kMax = sizeof(sockaddr_un::sun_path) - 1;
-  if (path.size() > kMax) {
-    throw error(fmt::format(
-        "the proxy's socket path {} is {} bytes, longer than the {} a Unix socket allows; "
-        "set [job.proxy] socket_dir to a shorter private directory (for example /tmp/tandem-$USER)",
-        path, path.size(), kMax));
-  }
-}
-
-void ensure_private_dir(const std::string& dir) {
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    throw error(
-        fmt::format("cannot create the socket directory {}: {}", dir, std::strerror(errno)));
-  }
-  struct stat st {};
-  if (::lstat(dir.c_str(), &st) != 0) {
-    throw error(
-        fmt::format("cannot inspect the socket directory {}: {}", dir, std::strerror(errno)));
-  }
-  if (!S_ISDIR(st.st_mode))
-    throw error(fmt::format("the socket directory {} is not a directory", dir));
-  if (st.st_uid != ::getuid()) {
-    throw error(fmt::format("the socket directory {} belongs to uid {}, not to us (uid {})", dir,
-                            st.st_uid, ::getuid()));
-  }
-  if ((st.st_mode & 0077) != 0) {
-    throw error(fmt::format(
-        "the socket directory {} has mode {:o}; it must be private (0700) so that no other "
-        "user can reach the services through it",
-        dir, st.st_mode & 0777));
-  }
-}
 
 Proxy::Proxy(ClientImpl& client, std::string path, int worker_index)
     : client_(client), path_(std::move(path)), worker_index_(worker_index) {
@@ -316,9 +279,9 @@ bool Proxy::deliver_replies() {
           answer(c, wire::encode(wire::kReplyOk, f.id, p.service, {}, p.answer));
         } else {
           const bool big = static_cast<long long>(total_bytes(p.outputs)) >= threshold;
-          Outgoing o =
-              stage(wire::kReplyOk, f.id, p.service, p.outputs, {},
-                    big ? wire::kShm : wire::kInline, {}, 0, static_cast<std::uint32_t>(c.pid));
+          Outgoing o = stage(wire::kReplyOk, f.id, p.service, p.outputs, {},
+                             big ? Transport::shm : Transport::inline_mpi, {}, 0,
+                             static_cast<std::uint32_t>(c.pid));
           answer(c, o.message);
         }
       } catch (const std::exception& e) {
@@ -353,7 +316,7 @@ bool Proxy::check_waiting() {
       if (ready) {
         answer(c, wire::encode(wire::kReplyOk, w.id, w.service, {}, "READY"));
       } else if (hopeless) {
-        answer_error(c, w.id, fmt::format("service '{}' is {}", name, service_state_name(s)), true);
+        answer_error(c, w.id, fmt::format("service '{}' is {}", name, name_of(s)), true);
       } else {
         answer_error(c, w.id, fmt::format("service '{}' is not READY after the timeout", name),
                      true);

@@ -26,17 +26,6 @@
 
 namespace tandem::detail::proxy {
 
-/// The socket path for worker @p worker_index in directory @p dir.
-std::string socket_path(const std::string& dir, int worker_index);
-
-/// Creates @p dir (mode 0700) if missing and checks that it is a directory
-/// owned by us that nobody else may enter. @throws tandem::error saying what
-/// is wrong.
-void ensure_private_dir(const std::string& dir);
-
-/// @throws tandem::error when @p path does not fit a Unix socket address.
-void check_socket_path(const std::string& path);
-
 class Proxy {
  public:
   /// Listens on @p path, whose directory must exist and be private.

@@ -19,22 +19,24 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
-#include "client/client_impl.hpp"
-#include "worker/command.hpp"
-#include "job/roles.hpp"
-#include "protocol/pilot_messages.hpp"
-#include "worker/client_env.hpp"
-#include "worker/proxy.hpp"
-#include "tandem/client.hpp"
-#include "tandem/task.hpp"
-#include "tasks/context_data.hpp"
-#include "tasks/registry.hpp"
-#include "trace/trace.hpp"
+#include "base/access.hpp"
 #include "base/backoff.hpp"
 #include "base/clock.hpp"
 #include "base/mpi_check.hpp"
 #include "base/mpi_wait.hpp"
 #include "base/signals.hpp"
+#include "client/client_impl.hpp"
+#include "exec/command.hpp"
+#include "job/roles.hpp"
+#include "job/sockets.hpp"
+#include "protocol/pilot_messages.hpp"
+#include "tandem/client.hpp"
+#include "tandem/task.hpp"
+#include "tasks/context_data.hpp"
+#include "tasks/registry.hpp"
+#include "trace/trace.hpp"
+#include "worker/client_env.hpp"
+#include "worker/proxy.hpp"
 
 namespace tandem::detail {
 
@@ -73,16 +75,20 @@ struct TaskRuntime {
 
 class Worker {
  public:
-  explicit Worker(const PilotShared& shared)
-      : sh_(shared), wf_(*shared.wf), backoff_(wf_.job.backoff), client_(shared.client) {
-    MPI_Comm_rank(sh_.workers, &index_);
+  explicit Worker(const Job& job)
+      : job_(job),
+        wf_(job.wf),
+        backoff_(wf_.job.backoff),
+        client_impl_(std::make_shared<ClientImpl>(job)),
+        client_(Access::make_client(client_impl_)) {
+    MPI_Comm_rank(job_.workers, &index_);
     slots_ = wf_.layout.worker_slots;
     int first = 0;
     for (const TaskSpec& t : wf_.tasks) {
       TaskRuntime rt;
       rt.first_id = first;
       first += t.count;
-      rt.output_dir = std::filesystem::path(sh_.run_dir) / "tasks" / t.name;
+      rt.output_dir = std::filesystem::path(job_.run_dir) / "tasks" / t.name;
       rt.args = nlohmann::json::parse(t.args_json);
       if (t.kind == TaskKind::function) {
         rt.function = find_task_function(t.function);
@@ -93,14 +99,14 @@ class Worker {
                         [&](const std::string& e) { return e.rfind(k + "=", 0) == 0; });
           rt.base_env.push_back(k + "=" + v);
         }
-        rt.base_env.push_back("TANDEM_RUN_DIR=" + sh_.run_dir);
+        rt.base_env.push_back("TANDEM_RUN_DIR=" + job_.run_dir);
         rt.base_env.push_back("TANDEM_TASK_NAME=" + t.name);
         rt.base_env.push_back(fmt::format("TANDEM_TASK_COUNT={}", t.count));
         rt.base_env.push_back(fmt::format("TANDEM_WORKER={}", index_));
       }
       runtimes_.push_back(std::move(rt));
     }
-    if (needs_proxy(wf_) && sh_.client) start_proxy();
+    if (needs_proxy(wf_)) start_proxy();
   }
 
   void run();
@@ -123,10 +129,11 @@ class Worker {
   bool should_request() const;
   int wanted() const;
 
-  const PilotShared& sh_;
+  const Job& job_;
   const Workflow& wf_;
   Backoff backoff_;
-  Client client_;
+  std::shared_ptr<ClientImpl> client_impl_;  // the services' client, shared with the proxy
+  Client client_;                            // the same, as function tasks see it
   int index_ = 0;
   std::vector<TaskRuntime> runtimes_;
   std::deque<Assignment> queue_;
@@ -159,13 +166,13 @@ void Worker::poll_messages() {
   for (;;) {
     int flag = 0;
     MPI_Status status;
-    TANDEM_MPI_CHECK(MPI_Iprobe(0, kTagWork, sh_.pilot, &flag, &status));
+    TANDEM_MPI_CHECK(MPI_Iprobe(0, tags::kWork, job_.pilot, &flag, &status));
     if (!flag) return;
     int n = 0;
     MPI_Get_count(&status, MPI_INT32_T, &n);
     recv_buf_.resize(n);
     TANDEM_MPI_CHECK(
-        MPI_Recv(recv_buf_.data(), n, MPI_INT32_T, 0, kTagWork, sh_.pilot, MPI_STATUS_IGNORE));
+        MPI_Recv(recv_buf_.data(), n, MPI_INT32_T, 0, tags::kWork, job_.pilot, MPI_STATUS_IGNORE));
     handle_work(recv_buf_);
   }
 }
@@ -202,10 +209,10 @@ void Worker::handle_work(const std::vector<std::int32_t>& msg) {
 // private directory, named in their environment with what the C, Python
 // and Fortran clients need to find their library.
 void Worker::start_proxy() {
-  const std::string dir = proxy_socket_dir(wf_, sh_.run_dir);
+  const std::string dir = proxy_socket_dir(wf_, job_.run_dir);
   try {
-    proxy::ensure_private_dir(dir);
-    proxy_ = std::make_unique<proxy::Proxy>(*sh_.client, proxy::socket_path(dir, index_), index_);
+    ensure_private_dir(dir);
+    proxy_ = std::make_unique<proxy::Proxy>(*client_impl_, socket_path(dir, index_), index_);
   } catch (const std::exception& e) {
     // Rank 0 checked the directory and the path at start, so this is rare
     // (a full disk, a directory changed meanwhile); the worker still runs
@@ -259,7 +266,7 @@ void Worker::send_update(int want, bool bye) {
   pending_results_ = 0;
   last_report_ = std::chrono::steady_clock::now();
   TANDEM_MPI_CHECK(MPI_Isend(in_flight_.data(), static_cast<int>(in_flight_.size()), MPI_BYTE, 0,
-                             kTagUpdate, sh_.pilot, &send_req_));
+                             tags::kUpdate, job_.pilot, &send_req_));
   if (want > 0) request_outstanding_ = true;
 }
 
@@ -309,7 +316,7 @@ void Worker::run_function(const Assignment& a) {
   data.index = a.id - runtimes_[task].first_id;
   data.count = spec.count;
   data.attempt = a.attempt;
-  data.run_dir = sh_.run_dir;
+  data.run_dir = job_.run_dir;
   data.output_dir = runtimes_[task].output_dir;
   data.args = &runtimes_[task].args;
   data.client = &client_;
@@ -319,9 +326,9 @@ void Worker::run_function(const Assignment& a) {
     // the group, not over all workers.
     MPI_Group all_group;
     MPI_Group group;
-    MPI_Comm_group(sh_.workers, &all_group);
+    MPI_Comm_group(job_.workers, &all_group);
     MPI_Group_incl(all_group, static_cast<int>(a.members.size()), a.members.data(), &group);
-    TANDEM_MPI_CHECK(MPI_Comm_create_group(sh_.workers, group, a.id % 32768, &sub));
+    TANDEM_MPI_CHECK(MPI_Comm_create_group(job_.workers, group, a.id % 32768, &sub));
     MPI_Group_free(&group);
     MPI_Group_free(&all_group);
     data.comm = sub;
@@ -332,7 +339,7 @@ void Worker::run_function(const Assignment& a) {
   std::string reason;
   const std::int64_t t_start = now_us();
   trace::record(trace::kTaskStart, a.id, a.attempt, 0);
-  TaskContext ctx(&data);
+  TaskContext ctx = Access::make_context(&data);
   try {
     runtimes_[task].function(ctx);
     outcome = Outcome::done;
@@ -366,7 +373,7 @@ void Worker::start_command(const Assignment& a) {
       replace("{count}", std::to_string(spec.count));
       replace("{attempt}", std::to_string(a.attempt));
       replace("{name}", spec.name);
-      replace("{run_dir}", sh_.run_dir);
+      replace("{run_dir}", job_.run_dir);
       replace("{output_dir}", rt.output_dir.string());
     }
     launch.argv.push_back(std::move(s));
@@ -450,7 +457,7 @@ void Worker::run() {
   int wait_ms = 1;
   while (!stop_) {
     poll_messages();
-    if (sh_.client) sh_.client->progress();  // routing updates, even between tasks
+    client_impl_->progress();  // routing updates, even between tasks
     if (!cancelled_ && stop_signal()) cancelled_ = true;
     if (cancelled_) {
       if (!queue_.empty()) cancel_queue();
@@ -483,8 +490,8 @@ void Worker::run() {
 
 }  // namespace
 
-void run_worker(const PilotShared& shared) {
-  Worker w(shared);
+void run_worker(const Job& job) {
+  Worker w(job);
   w.run();
 }
 

@@ -63,7 +63,7 @@ check "plan rejects a layout larger than the job" test $? -eq 2
 check "plan says how many ranks are needed" contains err.txt "start at least 9 ranks"
 
 # --- run ------------------------------------------------------------------
-run() { "$mpiexec" --oversubscribe -n "$1" "$tandem" run "${@:2}"; }
+run() { "$mpiexec" "${mpiexec_flags[@]}" -n "$1" "$tandem" run "${@:2}"; }
 
 run 3 good.toml --run-dir r-good > out.txt 2> err.txt
 check "a good run exits 0" test $? -eq 0
@@ -102,7 +102,7 @@ command = ["/bin/sh", "-c", "if [ -f \$TANDEM_RUN_DIR/go ]; then echo x >> \$TAN
 count = 3
 after = ["quick"]
 TOML
-"$mpiexec" --oversubscribe -n 3 "$tandem" run long.toml --run-dir r-long > out-long.txt 2> err-long.txt &
+"$mpiexec" "${mpiexec_flags[@]}" -n 3 "$tandem" run long.toml --run-dir r-long > out-long.txt 2> err-long.txt &
 mpipid=$!
 for _ in $(seq 100); do  # wait until the slow tasks run
   [ "$(grep -c '"DONE"' r-long/journal.jsonl 2>/dev/null)" = 4 ] && break

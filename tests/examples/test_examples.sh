@@ -10,7 +10,7 @@ work=$(mktemp -d "$build/examples-test-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 # surrogate-ensemble: the default demo.
-SURROGATE_ENSEMBLE_BUILD="$build/examples/surrogate-ensemble" "$mpiexec" --oversubscribe -n 4 \
+SURROGATE_ENSEMBLE_BUILD="$build/examples/surrogate-ensemble" "$mpiexec" "${mpiexec_flags[@]}" -n 4 \
   "$build/launcher/tandem" run "$src/examples/surrogate-ensemble/workflow.toml" \
   --run-dir "$work/surrogate" --log-level warn > "$work/surrogate.log" 2>&1
 check "surrogate-ensemble exits 0" test $? -eq 0
@@ -22,7 +22,7 @@ check "the surrogate's error is below 5% ($err)" python3 -c "import sys; sys.exi
 check "the service answered 1800 requests" grep -q '"requests": 1800' "$work/surrogate/summary.json"
 
 # spmd-coupling: an MPI application with a Session.
-(cd "$src/examples/spmd-coupling" && SPMD_COUPLING_RUNS="$work/spmd-runs" "$mpiexec" --oversubscribe -n 5 \
+(cd "$src/examples/spmd-coupling" && SPMD_COUPLING_RUNS="$work/spmd-runs" "$mpiexec" "${mpiexec_flags[@]}" -n 5 \
   "$build/examples/spmd-coupling/spmd-coupling" job.toml) > "$work/spmd.log" 2>&1
 check "spmd-coupling exits 0" test $? -eq 0
 check "spmd-coupling reports its run" grep -qE "spmd-coupling: 3 ranks x 200 cells, 400 steps .* mass 0\.[0-9]+" "$work/spmd.log"
@@ -33,7 +33,7 @@ check "spmd-coupling wrote its summary" test -f "$(ls -d "$work"/spmd-runs/spmd-
 llm_pid=$!
 for _ in $(seq 100); do [ -f "$work/llm.port" ] && break; sleep 0.05; done
 LLM_BASE_URL="http://127.0.0.1:$(cat "$work/llm.port")" LLM_AGENTS_BUILD="$build/examples/llm-agents" \
-  "$mpiexec" --oversubscribe -n 4 "$build/launcher/tandem" run "$src/examples/llm-agents/workflow.toml" \
+  "$mpiexec" "${mpiexec_flags[@]}" -n 4 "$build/launcher/tandem" run "$src/examples/llm-agents/workflow.toml" \
   --run-dir "$work/llm" --log-level warn > "$work/llm.log" 2>&1
 check "llm-agents exits 0" test $? -eq 0
 kill "$llm_pid"

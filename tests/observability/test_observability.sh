@@ -8,8 +8,7 @@ tasks_lib=$(readlink -f "$2")
 mpiexec=$3
 here=$(cd "$(dirname "$0")" && pwd)
 python=/usr/bin/python3
-export OMPI_MCA_mpi_yield_when_idle=1
-if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+source "$(dirname "$0")/../support/shell_test.sh"
 work=$(mktemp -d /tmp/tandem-obs-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
@@ -47,7 +46,7 @@ command = ["/bin/sleep", "0.4"]
 name = "broken"
 command = ["/bin/false"]
 TOML
-"$mpiexec" --oversubscribe -n 4 "$tandem" run known.toml > run.out 2> run.err
+"$mpiexec" "${mpiexec_flags[@]}" -n 4 "$tandem" run known.toml > run.out 2> run.err
 rc=$?
 [ $rc -eq 1 ] || fail "the run with a failing task exits 1 (got $rc)"
 run_dir=$(ls -d runs/known-*)
@@ -74,7 +73,7 @@ else
 fi
 
 # --no-trace: no trace files, the run and its report still work.
-"$mpiexec" --oversubscribe -n 4 "$tandem" run known.toml --no-trace --run-dir untraced \
+"$mpiexec" "${mpiexec_flags[@]}" -n 4 "$tandem" run known.toml --no-trace --run-dir untraced \
   > /dev/null 2>&1
 [ ! -e untraced/trace.h5 ] || fail "--no-trace still wrote trace.h5"
 "$tandem" report untraced | grep -q "no trace.h5" || fail "the report says when there is no trace"

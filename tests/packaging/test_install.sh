@@ -7,8 +7,7 @@ set -euo pipefail
 src=$1
 build=$2
 mpiexec=$3
-export OMPI_MCA_mpi_yield_when_idle=1
-if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+source "$(dirname "$0")/../support/shell_test.sh"
 work=$(mktemp -d "$build/install-test-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
@@ -21,7 +20,7 @@ cmake -S "$src/examples/pilot-basics" -B "$work/example" -DCMAKE_PREFIX_PATH="$w
   > "$work/configure.log"
 cmake --build "$work/example" > "$work/build.log"
 
-PILOT_BASICS_BUILD="$work/example" "$mpiexec" --oversubscribe -n 3 "$work/prefix/bin/tandem" \
+PILOT_BASICS_BUILD="$work/example" "$mpiexec" "${mpiexec_flags[@]}" -n 3 "$work/prefix/bin/tandem" \
   run "$src/examples/pilot-basics/workflow.toml" --run-dir "$work/run" --log-level warn
 grep -q "pi from 16 estimates: 3.14" "$work/run/tasks/summarize/0.out"
 grep -q "ranks 2 steps 5000" "$work/run/tasks/summarize/0.out"
@@ -62,7 +61,7 @@ cmake -S "$src/examples/any-language" -B "$work/al-build" -DCMAKE_PREFIX_PATH="$
   > "$work/al-configure.log"
 cmake --build "$work/al-build" > "$work/al-build.log"
 if [ $have_fortran = 1 ]; then
-  ANY_LANGUAGE_BUILD="$work/al-build" "$mpiexec" --oversubscribe -n 4 "$prefix/bin/tandem" \
+  ANY_LANGUAGE_BUILD="$work/al-build" "$mpiexec" "${mpiexec_flags[@]}" -n 4 "$prefix/bin/tandem" \
     run "$src/examples/any-language/workflow.toml" --run-dir "$work/al-run" --log-level warn
   grep -q "C, Python and Fortran: 1000 points each" "$work/al-run/tasks/compare/0.out"
 fi

@@ -17,7 +17,7 @@ work=$(mktemp -d /tmp/tandem-proxy-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 run() { # run WORKFLOW RUN_DIR NP: tandem run, quietly; the exit code
-  "$mpiexec" --oversubscribe -n "$3" "$tandem" run "$1" --run-dir "$2" --log-level warn \
+  "$mpiexec" "${mpiexec_flags[@]}" -n "$3" "$tandem" run "$1" --run-dir "$2" --log-level warn \
     > "$2.out" 2> "$2.err"
 }
 

@@ -1,9 +1,16 @@
 # Sourced by the shell tests: the MPI environment of a test run, check() to
 # count results, and finish() to report them and set the exit status.
 #   source "$(dirname "$0")/../support/shell_test.sh"
-
-export OMPI_MCA_mpi_yield_when_idle=1
-if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+#
+# Under ctest the launcher's flags and environment come from
+# tests/CMakeLists.txt (TANDEM_MPIEXEC_FLAGS, TANDEM_MPIEXEC_ENV); run by
+# hand, a script gets Open MPI's. Start jobs as
+#   "$mpiexec" "${mpiexec_flags[@]}" -n 4 ...
+read -r -a mpiexec_flags <<< "${TANDEM_MPIEXEC_FLAGS---oversubscribe}"
+if [ -z "${TANDEM_MPIEXEC_FLAGS+set}" ]; then
+  export OMPI_MCA_mpi_yield_when_idle=1
+  if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+fi
 passed=0
 failed=0
 

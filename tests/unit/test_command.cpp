@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <memory>
 
-#include "worker/command.hpp"
+#include "exec/command.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace tandem::detail;

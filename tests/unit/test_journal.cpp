@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "config/workflow.hpp"
-#include "job/run_dir.hpp"
+#include "coordinator/journal.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace tandem::detail;

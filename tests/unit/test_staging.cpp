@@ -12,10 +12,10 @@
 #include <cstring>
 #include <fstream>
 
+#include "support/temp_dir.hpp"
 #include "transport/hdf5_io.hpp"
 #include "transport/shm.hpp"
 #include "transport/staging.hpp"
-#include "support/temp_dir.hpp"
 
 using namespace tandem;
 using namespace tandem::detail;
@@ -24,7 +24,7 @@ using tandem::test::TempDir;
 namespace {
 
 // Encodes as a client would and decodes as the replica does.
-bool round_trip(const TensorList& in, wire::Transport t, const std::string& h5, TensorList& out,
+bool round_trip(const TensorList& in, Transport t, const std::string& h5, TensorList& out,
                 std::string& why) {
   Outgoing o = stage(wire::kRequest, 7, 0, in, {}, t, h5, 0);
   wire::Decoded d;
@@ -49,7 +49,7 @@ TEST(Staging, SharedMemoryCarriesEveryDtype) {
     for (std::size_t i = 0; i < x.nbytes(); ++i) b[i] = static_cast<unsigned char>(i * 7 + t);
     TensorList out;
     std::string why;
-    ASSERT_TRUE(round_trip({{"x", x}, {"y", x}}, wire::kShm, "", out, why)) << why;
+    ASSERT_TRUE(round_trip({{"x", x}, {"y", x}}, Transport::shm, "", out, why)) << why;
     ASSERT_EQ(out.size(), 2u);
     EXPECT_EQ(out[1].tensor.shape(), x.shape());
     EXPECT_EQ(std::memcmp(out[1].tensor.data(), x.data(), x.nbytes()), 0);
@@ -88,10 +88,10 @@ TEST(Staging, ASegmentHeldByADeadProcessIsTakenBack) {
 
 TEST(Staging, ADescriptorOutsideTheSegmentIsRefused) {
   Tensor x = Tensor::zeros(DType::FP32, {4, 4});
-  Outgoing o = stage(wire::kRequest, 1, 0, {{"x", x}}, {}, wire::kShm, "", 0);
+  Outgoing o = stage(wire::kRequest, 1, 0, {{"x", x}}, {}, Transport::shm, "", 0);
   ASSERT_NE(o.segment, nullptr);
   // Forge a descriptor that points past the end of the segment.
-  std::vector<wire::Staged> staged{{wire::kShm, o.segment->name, o.segment->capacity() - 8}};
+  std::vector<wire::Staged> staged{{Transport::shm, o.segment->name, o.segment->capacity() - 8}};
   wire::Encoded forged = wire::encode(wire::kRequest, 1, 0, {{"x", x}}, {}, &staged);
   wire::Decoded d;
   std::string why;
@@ -99,7 +99,7 @@ TEST(Staging, ADescriptorOutsideTheSegmentIsRefused) {
   EXPECT_FALSE(resolve(d, false, why));
   EXPECT_NE(why.find("points outside shared memory"), std::string::npos) << why;
   // A segment that does not exist.
-  staged[0] = {wire::kShm, "/tandem.1.999999", 0};
+  staged[0] = {Transport::shm, "/tandem.1.999999", 0};
   forged = wire::encode(wire::kRequest, 1, 0, {{"x", x}}, {}, &staged);
   ASSERT_TRUE(wire::decode(forged.buffer, forged.size, d, why));
   EXPECT_FALSE(resolve(d, false, why));
@@ -116,7 +116,7 @@ TEST(Staging, HdfFilesCarryEveryDtypeAndH5pyReadsThem) {
     TensorList out;
     std::string why;
     const std::string h5 = (dir.path() / ("t" + std::to_string(t) + ".h5")).string();
-    Outgoing o = stage(wire::kRequest, 42, 0, {{"field", x}}, {}, wire::kHdf5, h5, 0);
+    Outgoing o = stage(wire::kRequest, 42, 0, {{"field", x}}, {}, Transport::hdf5, h5, 0);
     wire::Decoded d;
     ASSERT_TRUE(wire::decode(o.message.buffer, o.message.size, d, why));
     ASSERT_TRUE(resolve(d, false, why)) << why;

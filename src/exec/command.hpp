@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "coordinator/scheduler.hpp"
+#include "protocol/task_state.hpp"
 
 namespace tandem::detail {
 

@@ -1,4 +1,4 @@
-#include "worker/command.hpp"
+#include "exec/command.hpp"
 
 #include <fcntl.h>
 #include <signal.h>

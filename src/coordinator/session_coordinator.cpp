@@ -1,0 +1,59 @@
+// The coordinator in SPMD mode: services' states in, routing out, and the
+// stop once every application rank has said it is done.
+
+#include "coordinator/session_coordinator.hpp"
+
+#include <chrono>
+#include <fstream>
+
+#include <boost/mpi/communicator.hpp>
+#include <nlohmann/json.hpp>
+
+#include "base/backoff.hpp"
+#include "base/clock.hpp"
+#include "coordinator/live_view.hpp"
+#include "coordinator/service_monitor.hpp"
+#include "protocol/tags.hpp"
+
+namespace mpi = boost::mpi;
+
+namespace tandem::detail {
+
+int coordinate_session(const Job& job) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<int> clients = job.plan.client_ranks();
+  ServiceMonitor monitor(job.wf, job.plan, job.control, clients);
+  // Progress and metrics for the services (a session has no tasks).
+  LiveView live(job.wf, job.run_dir, job.progress_interval_s);
+  const TaskCounts no_tasks;
+  mpi::communicator control(job.control, mpi::comm_attach);
+  Backoff backoff(job.wf.job.backoff);
+  std::size_t done = 0;
+  while (done < clients.size()) {
+    bool worked = monitor.poll();
+    live.tick(no_tasks, monitor);
+    while (auto status = control.iprobe(mpi::any_source, tags::kClientDone)) {
+      int unused = 0;
+      control.recv(status->source(), tags::kClientDone, unused);
+      monitor.forget_client(status->source());
+      ++done;
+      worked = true;
+    }
+    if (worked) {
+      backoff.reset();
+    } else {
+      backoff.pause();
+    }
+  }
+  monitor.stop_all(job.wf.job.backoff);
+  live.finish(no_tasks, monitor);
+  const nlohmann::json summary = {{"job", job.wf.job.name},       {"mode", "spmd"},
+                                  {"workflow", job.wf.path},      {"run_dir", job.run_dir},
+                                  {"world_size", job.size},       {"nodes", job.plan.node_count},
+                                  {"app_ranks", clients.size()},  {"makespan_s", seconds_since(t0)},
+                                  {"services", monitor.summary()}};
+  std::ofstream(job.run_dir + "/summary.json") << summary.dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace tandem::detail

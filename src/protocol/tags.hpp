@@ -1,0 +1,32 @@
+#pragma once
+// Every MPI message tag Tandem uses, in one place, so that no two kinds of
+// message can ever share one. Tags are only half of the separation: the
+// data plane (requests and replies) travels on a communicator of its own
+// (Job::data), the rest on Job::control, Job::pilot or a replica's
+// communicator, as each group says.
+
+namespace tandem::detail::tags {
+
+// The pilot, on Job::pilot (protocol/pilot_messages.hpp).
+constexpr int kWork = 101;    // coordinator -> worker: tasks, cancel, stop
+constexpr int kUpdate = 102;  // worker -> coordinator: results and requests for work
+
+// The data plane (transport/wire.hpp): requests and replies on Job::data,
+// a replica's shares of a batch on its replica communicator.
+constexpr int kRequest = 201;        // client -> replica leader
+constexpr int kReply = 202;          // replica leader -> client
+constexpr int kReplicaWork = 203;    // leader -> the replica's other ranks
+constexpr int kReplicaResult = 204;  // the replica's other ranks -> leader
+
+// Service lifecycle, on Job::control (protocol/service_messages.hpp).
+constexpr int kReplicaReport = 301;  // leader -> coordinator: state changes, final counters
+constexpr int kRouting = 302;        // coordinator -> clients: the routing table
+constexpr int kServiceStop = 303;    // coordinator -> leaders
+constexpr int kClientDone = 304;     // SPMD application ranks -> coordinator, at finalize
+constexpr int kReplicaStats = 305;   // leader -> coordinator, every second while busy
+
+// The trace, on Job::control (trace/trace_output.cpp).
+constexpr int kClock = 401;   // clock alignment ping-pongs
+constexpr int kEvents = 402;  // every rank's events to rank 0 at the end
+
+}  // namespace tandem::detail::tags
