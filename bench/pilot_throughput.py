@@ -29,8 +29,12 @@ import mpi_env
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+# Put before mpiexec, e.g. ["taskset", "-c", "0"] (bench/compare_builds.py).
+MPIEXEC_PREFIX = []
+
+
 def mpiexec(np, args):
-    cmd = ["mpiexec", "--oversubscribe", "-n", str(np)] + args
+    cmd = MPIEXEC_PREFIX + ["mpiexec", "--oversubscribe", "-n", str(np)] + args
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return out.stdout
 

@@ -64,9 +64,7 @@ int run(const tandem::RunOptions& options) {
   return code;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run_command_line(int argc, char** argv) {
   CLI::App app{"Tandem: one MPI job for HPC tasks and ML services"};
   app.require_subcommand(1);
   app.set_version_flag("--version", tandem::version());
@@ -120,4 +118,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run_command_line(argc, argv);
+  } catch (const std::exception& e) {
+    // Setting up the command line itself failed (out of memory, say).
+    std::fprintf(stderr, "tandem: error: %s\n", e.what());
+    return 2;
+  }
 }

@@ -100,7 +100,7 @@ bool register_task(const std::string& name, TaskFunction fn);
 #define TANDEM_TASK(fn)                                                             \
   static void fn(::tandem::TaskContext& ctx);                                       \
   [[maybe_unused]] static const bool TANDEM_DETAIL_CONCAT(tandem_registered_, fn) = \
-      ::tandem::register_task(#fn, &fn);                                            \
+      ::tandem::register_task(#fn, &(fn));                                          \
   static void fn([[maybe_unused]] ::tandem::TaskContext& ctx)
 
 /// Registers an existing function @p fn under the name @p name.

@@ -48,30 +48,31 @@ std::optional<DType> dtype_from_name(std::string_view name) noexcept;
 /// The DType of a C++ element type (float -> FP32, std::int64_t -> INT64, ...).
 template <typename T>
 constexpr DType dtype_of() {
-  if constexpr (std::is_same_v<T, bool>)
+  if constexpr (std::is_same_v<T, bool>) {
     return DType::BOOL;
-  else if constexpr (std::is_same_v<T, std::uint8_t>)
+  } else if constexpr (std::is_same_v<T, std::uint8_t>) {
     return DType::UINT8;
-  else if constexpr (std::is_same_v<T, std::uint16_t>)
+  } else if constexpr (std::is_same_v<T, std::uint16_t>) {
     return DType::UINT16;
-  else if constexpr (std::is_same_v<T, std::uint32_t>)
+  } else if constexpr (std::is_same_v<T, std::uint32_t>) {
     return DType::UINT32;
-  else if constexpr (std::is_same_v<T, std::uint64_t>)
+  } else if constexpr (std::is_same_v<T, std::uint64_t>) {
     return DType::UINT64;
-  else if constexpr (std::is_same_v<T, std::int8_t>)
+  } else if constexpr (std::is_same_v<T, std::int8_t>) {
     return DType::INT8;
-  else if constexpr (std::is_same_v<T, std::int16_t>)
+  } else if constexpr (std::is_same_v<T, std::int16_t>) {
     return DType::INT16;
-  else if constexpr (std::is_same_v<T, std::int32_t>)
+  } else if constexpr (std::is_same_v<T, std::int32_t>) {
     return DType::INT32;
-  else if constexpr (std::is_same_v<T, std::int64_t>)
+  } else if constexpr (std::is_same_v<T, std::int64_t>) {
     return DType::INT64;
-  else if constexpr (std::is_same_v<T, float>)
+  } else if constexpr (std::is_same_v<T, float>) {
     return DType::FP32;
-  else if constexpr (std::is_same_v<T, double>)
+  } else if constexpr (std::is_same_v<T, double>) {
     return DType::FP64;
-  else
+  } else {
     static_assert(sizeof(T) == 0, "no Tandem dtype for this C++ type");
+  }
 }
 
 /// A dense, row-major tensor.
@@ -90,8 +91,8 @@ class Tensor {
   /// A new tensor holding a copy of @p values. @throws tandem::error if the
   /// shape does not match the number of values.
   template <typename T>
-  static Tensor from(const std::vector<T>& values, std::vector<std::int64_t> shape) {
-    Tensor t = zeros(dtype_of<T>(), std::move(shape));
+  static Tensor from(const std::vector<T>& values, const std::vector<std::int64_t>& shape) {
+    Tensor t = zeros(dtype_of<T>(), shape);
     t.check_count(values.size());
     std::copy(values.begin(), values.end(), static_cast<T*>(t.data()));
     return t;

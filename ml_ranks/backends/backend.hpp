@@ -34,7 +34,12 @@ class Backend {
   /// and progress() runs @p done for those that finished.
   using Done = std::function<void(TensorList&& outputs, std::string error)>;
   virtual bool asynchronous() const { return false; }
-  virtual void submit(const TensorList& inputs, Done done) { done(infer(inputs), {}); }
+  // The callbacks go by value: asynchronous backends keep them until the
+  // answer comes; these defaults merely call them.
+  virtual void submit(const TensorList& inputs,
+                      Done done) {  // NOLINT(performance-unnecessary-value-param)
+    done(infer(inputs), {});
+  }
   /// Returns how many finished; waits up to @p wait_ms for the network.
   virtual int progress(int /*wait_ms*/) { return 0; }
   virtual std::size_t pending() const { return 0; }
@@ -43,7 +48,8 @@ class Backend {
   /// gets the answer's JSON text, or an error.
   using CallDone = std::function<void(std::string&& answer, std::string error)>;
   virtual bool takes_calls() const { return false; }
-  virtual void call(const std::string& /*path*/, const std::string& /*body*/, CallDone done) {
+  virtual void call(const std::string& /*path*/, const std::string& /*body*/,
+                    CallDone done) {  // NOLINT(performance-unnecessary-value-param)
     done({}, "this service takes tensors through infer(), not JSON calls");
   }
   /// Runs one batch. @p inputs are in the order of the service's signature

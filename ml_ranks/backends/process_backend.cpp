@@ -176,7 +176,7 @@ class ProcessBackend : public Backend {
       launch.argv.push_back(std::move(arg));
     }
     launch.env = inherited_environment(true);
-    for (const auto& [k, v] : spec_.env) launch.env.push_back(k + "=" + v);
+    for (const auto& [k, v] : spec_.env) launch.env.push_back(std::string(k).append("=").append(v));
     const std::string suffix = restarts_ > 0 ? fmt::format(".restart{}", restarts_) : "";
     launch.stdout_path = log_stem_ + suffix + ".out";
     launch.stderr_path = log_stem_ + suffix + ".err";

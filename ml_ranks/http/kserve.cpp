@@ -72,7 +72,6 @@ bool fill(const json& data, Tensor& t, std::string& why) {
 bool fill_json(const json& data, Tensor& t, std::string& why) {
   switch (t.dtype()) {
     case DType::BOOL:
-      return fill<std::uint8_t>(data, t, why);
     case DType::UINT8:
       return fill<std::uint8_t>(data, t, why);
     case DType::UINT16:

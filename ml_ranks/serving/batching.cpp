@@ -14,6 +14,7 @@ namespace {
 
 std::string shape_text(const std::vector<long long>& s) {
   std::vector<std::string> parts;
+  parts.reserve(s.size());
   for (long long d : s) parts.push_back(d == -1 ? "-1" : std::to_string(d));
   return "[" + fmt::format("{}", fmt::join(parts, ", ")) + "]";
 }

@@ -75,7 +75,7 @@ class Leader {
     }
   }
 
-  void serve(ReplicaReport report);
+  void serve(const ReplicaReport& report);
 
  private:
   void receive_requests();
@@ -403,7 +403,7 @@ void Leader::forward_call(int client, std::uint64_t id, const std::string& text)
   const std::string body = newline == std::string::npos ? std::string() : text.substr(newline + 1);
   ++stats_.batches;
   ++stats_.rows;
-  backend_->call(path, body, [this, client, id](std::string&& answer, std::string error) {
+  backend_->call(path, body, [this, client, id](std::string&& answer, const std::string& error) {
     if (!error.empty()) {
       reply_error(client, id, error);
       return;
@@ -434,7 +434,7 @@ bool Leader::forward_queued() {
     meta.flags = r.flags;
     meta.via_hdf5 = r.via_hdf5;
     meta.client_pid = r.client_pid;
-    backend_->submit(r.inputs, [this, meta](TensorList&& outputs, std::string error) {
+    backend_->submit(r.inputs, [this, meta](TensorList&& outputs, const std::string& error) {
       if (error.empty()) {
         reply(meta, outputs);
       } else {
@@ -448,7 +448,7 @@ bool Leader::forward_queued() {
   return worked;
 }
 
-void Leader::serve(ReplicaReport report) {
+void Leader::serve(const ReplicaReport& report) {
   if (report.state == static_cast<int>(ServiceState::FAILED)) failure_ = report.reason;
   control_.send(Job::kCoordinator, tags::kReplicaReport, report);
   Backoff backoff(job_.wf.job.backoff);

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "tandem/tensor.hpp"
 #include "transport/frames.hpp"
 #include "transport/staging.hpp"
-#include "tandem/tensor.hpp"
 
 namespace tandem::detail::capi {
 
@@ -53,7 +53,7 @@ class ProxyClient {
 
   int fd_ = -1;
   std::vector<std::string> services_;
-  long long shm_threshold_ = 32 * 1024;
+  long long shm_threshold_ = 32 * 1024LL;
   std::uint64_t next_id_ = 1;
   proxy::FrameReader in_;
   std::map<std::uint64_t, Outgoing> outgoing_;  // staged inputs, until the reply

@@ -74,7 +74,7 @@ std::string search_path(const std::string& name) {
   std::string dir;
   while (std::getline(ss, dir, ':')) {
     if (dir.empty()) dir = ".";
-    const std::string candidate = (fs::path(dir) / name).string();
+    std::string candidate = (fs::path(dir) / name).string();
     if (is_executable_file(candidate)) return candidate;
   }
   return {};
@@ -312,9 +312,10 @@ std::vector<TensorSpec> read_signature(TableReader& r, const std::string& key) {
       if (other.name == spec.name) e.fail("name", fmt::format("'{}' is used twice", spec.name));
     }
     auto dtype = e.string("dtype");
-    if (!dtype)
+    if (!dtype) {
       e.fail("dtype",
              "is required (BOOL, UINT8..UINT64, INT8..INT64, FP16, BF16, FP32, FP64, BYTES)");
+    }
     const auto dt = tandem::dtype_from_name(*dtype);
     if (!dt) {
       e.fail("dtype",

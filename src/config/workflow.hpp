@@ -21,10 +21,10 @@ struct SourcePos {
 /// When tensors leave the MPI message: shared memory for a replica on the
 /// same node, HDF5 files on a shared filesystem for one elsewhere.
 struct StagingSpec {
-  long long shm_threshold = 32 * 1024;  // bytes; requests at least this big use shm
-  long long hdf5_threshold = 0;         // bytes; 0: never HDF5 unless asked
-  std::string dir;                      // HDF5 staging files; "" = RUN_DIR/staging
-  long long shm_budget_mb = 4096;       // shared memory one process may create
+  long long shm_threshold = 32 * 1024LL;  // bytes; requests at least this big use shm
+  long long hdf5_threshold = 0;           // bytes; 0: never HDF5 unless asked
+  std::string dir;                        // HDF5 staging files; "" = RUN_DIR/staging
+  long long shm_budget_mb = 4096;         // shared memory one process may create
 };
 
 /// What a run records about itself while it runs (docs/observability.md).

@@ -199,14 +199,16 @@ nlohmann::json ServiceMonitor::summary() const {
     }
     nlohmann::json hist = nlohmann::json::object();
     for (const auto& [size, n] : sizes) hist[std::to_string(size)] = n;
-    out[wf_.services[s].name] = {{"backend", std::string(name_of(wf_.services[s].backend))},
-                                 {"requests", requests},
-                                 {"batches", batches},
-                                 {"rows", rows},
-                                 {"errors", errors},
-                                 {"mean_batch_rows", batches ? double(rows) / batches : 0.0},
-                                 {"batch_rows_histogram", hist},
-                                 {"replicas", replicas}};
+    out[wf_.services[s].name] = {
+        {"backend", std::string(name_of(wf_.services[s].backend))},
+        {"requests", requests},
+        {"batches", batches},
+        {"rows", rows},
+        {"errors", errors},
+        {"mean_batch_rows",
+         batches ? static_cast<double>(rows) / static_cast<double>(batches) : 0.0},
+        {"batch_rows_histogram", hist},
+        {"replicas", replicas}};
   }
   return out;
 }

@@ -114,7 +114,7 @@ void write(MPI_Comm world, const std::string& run_dir, const Timeline& timeline,
   for (int r = 0; r < size; ++r) {
     std::vector<Event> events;
     if (r == 0) {
-      events = std::move(mine);
+      events.swap(mine);  // rank 0's own events, once
       lost += static_cast<std::uint64_t>(header[1]);
     } else {
       std::int64_t h[2] = {0, 0};

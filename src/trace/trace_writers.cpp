@@ -10,9 +10,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "transport/hdf5_io.hpp"
 #include "tandem/error.hpp"
 #include "trace/trace_table.hpp"
+#include "transport/hdf5_io.hpp"
 
 namespace tandem::detail::trace {
 
@@ -25,7 +25,8 @@ void write_strings(hid_t file, const char* name, const std::vector<std::string>&
   for (const auto& v : values) width = std::max(width, v.size() + 1);
   std::vector<char> packed(width * std::max<std::size_t>(values.size(), 1), '\0');
   for (std::size_t i = 0; i < values.size(); ++i) {
-    std::copy(values[i].begin(), values[i].end(), packed.begin() + i * width);
+    std::copy(values[i].begin(), values[i].end(),
+              packed.begin() + static_cast<std::ptrdiff_t>(i * width));
   }
   const hid_t type = H5Tcopy(H5T_C_S1);
   H5Tset_size(type, width);

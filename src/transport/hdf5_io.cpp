@@ -6,8 +6,8 @@
 
 #include <fmt/format.h>
 
-#include "transport/buffer_pool.hpp"
 #include "tandem/error.hpp"
+#include "transport/buffer_pool.hpp"
 
 namespace tandem::detail::hdf5 {
 
@@ -62,7 +62,6 @@ std::mutex& lock() {
 std::int64_t file_type(DType dtype) {
   switch (dtype) {
     case DType::BOOL:
-      return H5T_STD_U8LE;
     case DType::UINT8:
       return H5T_STD_U8LE;
     case DType::UINT16:
@@ -79,8 +78,7 @@ std::int64_t file_type(DType dtype) {
       return H5T_STD_I32LE;
     case DType::INT64:
       return H5T_STD_I64LE;
-    case DType::FP16:
-      return H5T_STD_U16LE;
+    case DType::FP16:  // no native half types in HDF5 1.10: stored as their bits
     case DType::BF16:
       return H5T_STD_U16LE;
     case DType::FP32:

@@ -20,7 +20,7 @@ namespace tandem::detail::shm {
 namespace {
 
 std::size_t round_up_pow2(std::size_t n) {
-  std::size_t c = 64 * 1024;  // smallest segment: 64 KiB
+  std::size_t c = std::size_t{64} * 1024;  // smallest segment: 64 KiB
   while (c < n) c <<= 1;
   return c;
 }

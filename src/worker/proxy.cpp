@@ -25,7 +25,7 @@ namespace {
 // reading its socket until some are answered, so a flood slows that task
 // down and nobody else.
 constexpr int kMaxInFlightPerTask = 256;
-constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 
 void set_nonblocking(int fd) {
   const int flags = fcntl(fd, F_GETFL, 0);
@@ -157,7 +157,7 @@ bool Proxy::take_frames(int id, Connection& c, bool& ended) {
   bool bad = false;
   bool any = false;
   while (c.in_flight < kMaxInFlightPerTask && c.in.next(message, bad)) {
-    handle(id, c, std::move(message));
+    handle(id, c, message);
     any = true;
   }
   if (bad) {
@@ -169,7 +169,7 @@ bool Proxy::take_frames(int id, Connection& c, bool& ended) {
   return any;
 }
 
-void Proxy::handle(int id, Connection& c, wire::Encoded message) {
+void Proxy::handle(int id, Connection& c, const wire::Encoded& message) {
   wire::Decoded d;
   std::string why;
   if (!wire::decode(message.buffer, message.size, d, why)) {
@@ -323,7 +323,7 @@ bool Proxy::check_waiting() {
       }
       flush(c);
     }
-    waiting_[i] = std::move(waiting_.back());
+    waiting_[i] = waiting_.back();
     waiting_.pop_back();
     any = true;
   }

@@ -70,7 +70,7 @@ class Proxy {
   void accept_new();
   bool read_from(int id, Connection& c, bool& ended);
   bool take_frames(int id, Connection& c, bool& ended);
-  void handle(int id, Connection& c, wire::Encoded message);
+  void handle(int id, Connection& c, const wire::Encoded& message);
   void answer_error(Connection& c, std::uint64_t id, const std::string& why,
                     bool service_unavailable = false);
   void answer(Connection& c, const wire::Encoded& message);
