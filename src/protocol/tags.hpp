@@ -29,4 +29,9 @@ constexpr int kReplicaStats = 305;   // leader -> coordinator, every second whil
 constexpr int kClock = 401;   // clock alignment ping-pongs
 constexpr int kEvents = 402;  // every rank's events to rank 0 at the end
 
+// Not a point-to-point tag: a multi-rank task's communicator is built with
+// MPI_Comm_create_group on Job::workers with the instance id (mod 32768) as
+// its tag, which only tells concurrent group creations apart
+// (src/worker/worker.cpp).
+
 }  // namespace tandem::detail::tags
