@@ -19,18 +19,16 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import tempfile
 
 import mpi_env
 import pilot_throughput
 
 
-def echo_latency(build, work, prefix):
-    out = subprocess.run(prefix + ["mpiexec", "--oversubscribe", "-n", "3",
-                                   os.path.join(build, "bench", "serving_bench"), "latency",
-                                   "8,1024"],
-                         check=True, capture_output=True, text=True, cwd=work).stdout
+def echo_latency(build):
+    """The echo service's median round trip (µs) by size, from serving_bench."""
+    out = pilot_throughput.mpiexec(3, [os.path.join(build, "bench", "serving_bench"), "latency",
+                                       "8,1024"])
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     return {r["bytes"]: r["median_us"] for r in rows if r["kind"] == "tandem_echo"}
 
@@ -45,19 +43,22 @@ def main():
     ap.add_argument("--taskset", help="CPU list for taskset -c (e.g. 0)")
     args = ap.parse_args()
     mpi_env.setup()
-    prefix = ["taskset", "-c", args.taskset] if args.taskset else []
-    pilot_throughput.MPIEXEC_PREFIX = prefix
+    # Every MPI job of both builds goes through pilot_throughput.mpiexec.
+    pilot_throughput.MPIEXEC_PREFIX = ["taskset", "-c", args.taskset] if args.taskset else []
     builds = {"before": os.path.abspath(args.before), "after": os.path.abspath(args.after)}
     rates = {k: [] for k in builds}
     lat = {k: {8: [], 1024: []} for k in builds}
-    with tempfile.TemporaryDirectory(prefix="tandem-compare-", dir=os.getcwd()) as work:
+    start = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="tandem-compare-", dir=start) as work:
+        os.chdir(work)  # the runs' files go here
         for _ in range(args.repeat):
             for name, build in builds.items():
                 tandem = os.path.join(build, "launcher", "tandem")
                 rates[name].append(pilot_throughput.tandem_rate(tandem, work, 2, "null",
                                                                 args.null_tasks))
-                for size, us in echo_latency(build, work, prefix).items():
+                for size, us in echo_latency(build).items():
                     lat[name][size].append(us)
+        os.chdir(start)
     where = f", under taskset -c {args.taskset}" if args.taskset else ""
     print(f"Medians of {args.repeat} alternating runs{where}:\n")
     print("| figure | before | after | after / before |")

@@ -62,16 +62,16 @@ wire::Encoded receive_matched(MPI_Message& msg, MPI_Status& status) {
 
 class Leader {
  public:
-  Leader(const Job& job, const RankPlacement& me, std::unique_ptr<Backend> backend)
+  Leader(const Job& job, std::unique_ptr<Backend> backend)
       : job_(job),
-        spec_(job.wf.services[me.service]),
-        me_(me),
+        me_(job.me()),
+        spec_(job.wf.services[me_.service]),
         backend_(std::move(backend)),
         control_(job.control, mpi::comm_attach) {
     MPI_Comm_size(job.replica, &replica_size_);
     if (spec_.record && backend_) {
       recorder_ = std::make_unique<Recorder>(
-          fmt::format("{}/services/{}/replica-{}.h5", job.run_dir, spec_.name, me.replica));
+          fmt::format("{}/services/{}/replica-{}.h5", job.run_dir, spec_.name, me_.replica));
     }
   }
 
@@ -91,8 +91,8 @@ class Leader {
   void send_live_stats();
 
   const Job& job_;
+  const RankPlacement& me_;  // job_.me()
   const ServiceSpec& spec_;
-  const RankPlacement& me_;
   std::unique_ptr<Backend> backend_;  // null when the replica FAILED
   std::string failure_;
   mpi::communicator control_;
@@ -602,7 +602,7 @@ void run_replica(const Job& job) {
     }
     spdlog::error("service '{}' replica {} FAILED: {}", spec.name, me.replica, report.reason);
   }
-  Leader leader(job, me, std::move(backend));
+  Leader leader(job, std::move(backend));
   leader.serve(report);
 }
 

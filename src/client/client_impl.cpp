@@ -25,15 +25,7 @@ namespace mpi = boost::mpi;
 
 namespace tandem::detail {
 
-ClientImpl::ClientImpl(const Job& job)
-    : wf_(job.wf),
-      plan_(job.plan),
-      data_(job.data),
-      control_(job.control),
-      coordinator_(Job::kCoordinator),
-      staging_dir_(job.staging_dir()) {
-  MPI_Comm_rank(data_, &my_rank_);
-  my_node_ = plan_.ranks[my_rank_].node;
+ClientImpl::ClientImpl(const Job& job) : job_(job), wf_(job.wf), plan_(job.plan) {
   table_.states.resize(wf_.services.size());
   table_.reasons.resize(wf_.services.size());
   for (const ReplicaPlacement& r : plan_.replicas) {
@@ -59,10 +51,10 @@ int ClientImpl::service_index(const std::string& name) const {
 
 bool ClientImpl::progress() {
   bool any = false;
-  mpi::communicator control(control_, mpi::comm_attach);
-  while (control.iprobe(coordinator_, tags::kRouting)) {
+  mpi::communicator control(job_.control, mpi::comm_attach);
+  while (control.iprobe(Job::kCoordinator, tags::kRouting)) {
     RoutingTable t;
-    control.recv(coordinator_, tags::kRouting, t);
+    control.recv(Job::kCoordinator, tags::kRouting, t);
     if (t.version > table_.version) table_ = std::move(t);
     any = true;
   }
@@ -70,7 +62,7 @@ bool ClientImpl::progress() {
     int flag = 0;
     MPI_Message msg;
     MPI_Status status;
-    TANDEM_MPI_CHECK(MPI_Improbe(MPI_ANY_SOURCE, tags::kReply, data_, &flag, &msg, &status));
+    TANDEM_MPI_CHECK(MPI_Improbe(MPI_ANY_SOURCE, tags::kReply, job_.data, &flag, &msg, &status));
     if (!flag) break;
     any = true;
     int n = 0;
@@ -223,7 +215,7 @@ int choose_replica(const Plan& plan, const RoutingTable& table, const std::vecto
 Transport ClientImpl::choose_transport(int service, int replica, std::size_t bytes) const {
   const StagingSpec& st = wf_.job.staging;
   const Transport pref = wf_.services[service].transport;
-  const bool local = plan_.replicas[replica].node == my_node_;
+  const bool local = plan_.replicas[replica].node == job_.me().node;
   if (pref == Transport::shm) return local ? Transport::shm : Transport::inline_mpi;
   if (pref != Transport::automatic) return pref;
   if (local && static_cast<long long>(bytes) >= st.shm_threshold) return Transport::shm;
@@ -240,7 +232,7 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& in
   const std::string& name = wf_.services[service].name;
   require_ready(service);
   const int replica =
-      choose_replica(plan_, table_, outstanding_, my_node_, service, next_[service]);
+      choose_replica(plan_, table_, outstanding_, job_.me().node, service, next_[service]);
   const std::size_t bytes = total_bytes(inputs);
   Transport transport = asked ? *asked : choose_transport(service, replica, bytes);
   auto p = std::make_shared<PendingInfer>();
@@ -249,12 +241,13 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& in
   p->replica = replica;
   trace::record_at(t_called, trace::kRequestSend, static_cast<std::int64_t>(p->id),
                    static_cast<std::int64_t>(bytes), service, static_cast<std::int16_t>(replica));
-  const bool local = plan_.replicas[replica].node == my_node_;
+  const bool local = plan_.replicas[replica].node == job_.me().node;
   if (transport == Transport::shm && !local)
     transport = Transport::inline_mpi;  // shm is node-local
-  const std::string h5 = transport == Transport::hdf5
-                             ? fmt::format("{}/request-{}-{}.h5", staging_dir_, my_rank_, p->id)
-                             : std::string();
+  const std::string h5 =
+      transport == Transport::hdf5
+          ? fmt::format("{}/request-{}-{}.h5", job_.staging_dir(), job_.rank, p->id)
+          : std::string();
   try {
     p->outgoing = stage(wire::kRequest, p->id, service, inputs, {}, transport, h5,
                         local ? wire::kReplyShmOk : 0);
@@ -264,7 +257,7 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& in
   const int leader = plan_.replicas[replica].ranks[0];
   const wire::Encoded& m = p->outgoing.message;
   TANDEM_MPI_CHECK(MPI_Isend(m.buffer.get(), static_cast<int>(m.size), MPI_BYTE, leader,
-                             tags::kRequest, data_, &p->send));
+                             tags::kRequest, job_.data, &p->send));
   ++outstanding_[replica];
   pending_.emplace(p->id, p);
   return p;
@@ -275,7 +268,7 @@ std::shared_ptr<PendingInfer> ClientImpl::send_call(int service, const std::stri
   progress();
   require_ready(service);
   const int replica =
-      choose_replica(plan_, table_, outstanding_, my_node_, service, next_[service]);
+      choose_replica(plan_, table_, outstanding_, job_.me().node, service, next_[service]);
   auto p = std::make_shared<PendingInfer>();
   p->id = next_id_++;
   p->service = service;
@@ -286,7 +279,8 @@ std::shared_ptr<PendingInfer> ClientImpl::send_call(int service, const std::stri
   p->outgoing.message = wire::encode(wire::kCall, p->id, service, {}, path + "\n" + body);
   const wire::Encoded& m = p->outgoing.message;
   TANDEM_MPI_CHECK(MPI_Isend(m.buffer.get(), static_cast<int>(m.size), MPI_BYTE,
-                             plan_.replicas[replica].ranks[0], tags::kRequest, data_, &p->send));
+                             plan_.replicas[replica].ranks[0], tags::kRequest, job_.data,
+                             &p->send));
   ++outstanding_[replica];
   pending_.emplace(p->id, p);
   return p;

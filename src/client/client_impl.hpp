@@ -70,14 +70,9 @@ class ClientImpl {
   void require_ready(int service) const;  // throws request_error
   std::string failure_reason(int service) const;
 
+  const Job& job_;  // communicators, this rank, the staging directory
   const Workflow& wf_;
   const Plan& plan_;
-  MPI_Comm data_;
-  MPI_Comm control_;
-  int coordinator_;
-  int my_node_ = 0;
-  int my_rank_ = 0;
-  std::string staging_dir_;
   RoutingTable table_;
   std::vector<int> outstanding_;  // per replica (plan order)
   std::vector<int> next_;         // per service: where round-robin resumes
