@@ -77,6 +77,9 @@ int run_command_line(int argc, char** argv) {
   run_cmd->add_option("--run-root", run_opts.run_root, "Where new run directories go");
   run_cmd->add_flag("--resume", run_opts.resume,
                     "Continue an earlier run: skip the tasks its journal shows DONE");
+  run_cmd->add_flag("--allow-changes", run_opts.allow_changes,
+                    "With --resume: accept a workflow edited in ways that are not safe (safe: "
+                    "more instances, higher retries, longer timeouts)");
   run_cmd->add_option("--log-level", run_opts.log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str();
   bool no_trace = false;

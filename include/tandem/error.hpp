@@ -70,6 +70,26 @@ class service_error : public request_error {
   using request_error::request_error;
 };
 
+/// A message that broke the protocol: a reply or frame that cannot be read,
+/// a length that cannot be right. The connection it came on is not used
+/// again.
+class protocol_error : public error {
+ public:
+  using error::error;
+};
+
+/// A file Tandem had to read or write and could not: the message names the
+/// file, what was being done and the cause (a full disk, no permission).
+class io_error : public error {
+ public:
+  io_error(std::string path, const std::string& what) : error(what), path_(std::move(path)) {}
+  /// The file or directory at fault.
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  std::string path_;
+};
+
 /// A task that failed; thrown by user task functions to fail with a reason
 /// (any std::exception does the same, this one just says so plainly).
 class task_error : public error {

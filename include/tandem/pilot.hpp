@@ -20,6 +20,9 @@ struct RunOptions {
   std::string run_root;
   /// Skip the tasks that an earlier run in the same directory finished.
   bool resume = false;
+  /// With resume: accept a workflow that changed in ways that are not safe
+  /// (anything but more instances, higher retries or a longer timeout).
+  bool allow_changes = false;
   /// Log level on stderr: trace, debug, info, warn, error, off.
   std::string log_level = "info";
   /// false: no trace, whatever `[job.monitor] trace` says.
@@ -34,7 +37,8 @@ struct RunOptions {
 /// that the layout gives them. Collective over @p comm; MPI must be
 /// initialised. Returns the process exit code the run deserves on every rank:
 /// 0 when every task finished, 1 when some task failed for good, 2 for a
-/// workflow or set-up error, 128+N when stopped by signal N.
+/// workflow or set-up error, 3 when the run's records (the journal,
+/// summary.json) could not be written, 128+N when stopped by signal N.
 int run_workflow(MPI_Comm comm, const RunOptions& options);
 
 }  // namespace tandem

@@ -32,7 +32,10 @@ typedef enum tandem_status {
   TANDEM_ERR_REQUEST = 4,  /* the service answered with an error */
   TANDEM_ERR_PROTOCOL = 5, /* the proxy's answer made no sense; the connection is closed */
   TANDEM_ERR_MPI = 6,      /* SPMD mode: MPI is not initialised or a collective failed */
-  TANDEM_ERR_INTERNAL = 7
+  TANDEM_ERR_INTERNAL = 7,
+  TANDEM_ERR_CONFIG =
+      8,            /* a workflow file that cannot be used: the message names file, line, key */
+  TANDEM_ERR_IO = 9 /* a file or directory Tandem needs: the message names it and the cause */
 } tandem_status;
 
 /* Element types: KServe v2's, in this order. */

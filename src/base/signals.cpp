@@ -2,6 +2,8 @@
 
 #include <atomic>
 
+#include "base/rank_record.hpp"
+
 namespace tandem::detail {
 
 namespace {
@@ -12,6 +14,7 @@ std::atomic<bool> g_installed{false};
 
 void on_stop(int sig) {
   g_stop.store(sig);
+  rank_record::note_stop_signal(sig);
   for (auto& slot : g_groups) {
     const pid_t g = slot.load();
     if (g > 0) ::kill(-g, SIGTERM);  // async-signal-safe

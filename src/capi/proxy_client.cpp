@@ -18,17 +18,22 @@ namespace tandem::detail::capi {
 ProxyClient::ProxyClient(const std::string& socket_path) {
   sockaddr_un addr{};
   if (socket_path.size() >= sizeof addr.sun_path) {
-    throw error(fmt::format("socket path {} is too long for a Unix socket", socket_path));
+    throw proxy_unreachable(
+        socket_path, fmt::format("socket path {} is too long for a Unix socket", socket_path));
   }
   fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd_ < 0) throw error(fmt::format("cannot create a socket: {}", std::strerror(errno)));
+  if (fd_ < 0) {
+    throw proxy_unreachable(socket_path,
+                            fmt::format("cannot create a socket: {}", std::strerror(errno)));
+  }
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
   if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     const std::string why = std::strerror(errno);
     ::close(fd_);
     fd_ = -1;
-    throw error(fmt::format("cannot reach the worker's proxy at {}: {}", socket_path, why));
+    throw proxy_unreachable(
+        socket_path, fmt::format("cannot reach the worker's proxy at {}: {}", socket_path, why));
   }
   const std::uint64_t hello = send(wire::kHello, -1, {}, {});
   const Reply r = wait(hello);
@@ -37,8 +42,17 @@ ProxyClient::ProxyClient(const std::string& socket_path) {
     services_ = j.at("services").get<std::vector<std::string>>();
     shm_threshold_ = j.value("shm_threshold", shm_threshold_);
   } catch (const std::exception& e) {
-    throw error(fmt::format("the proxy's hello made no sense: {}", e.what()));
+    ::close(fd_);
+    fd_ = -1;
+    throw protocol_error(fmt::format("the proxy's hello made no sense: {}", e.what()));
   }
+}
+
+// After a message that breaks the protocol nothing more on the connection
+// can be trusted.
+void ProxyClient::close_after_protocol_fault() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
 }
 
 ProxyClient::~ProxyClient() {
@@ -58,14 +72,15 @@ int ProxyClient::service_index(const std::string& name) const {
 
 std::uint64_t ProxyClient::send(wire::Kind kind, int service, const TensorList& tensors,
                                 const std::string& text) {
-  if (fd_ < 0) throw error("the connection to the proxy is closed");
+  if (fd_ < 0) throw proxy_unreachable("", "the connection to the proxy is closed");
   const std::uint64_t id = next_id_++;
   const bool big = static_cast<long long>(total_bytes(tensors)) >= shm_threshold_;
   Outgoing o = stage(kind, id, service, tensors, text, big ? Transport::shm : Transport::inline_mpi,
                      {}, wire::kReplyShmOk);
   if (!proxy::write_frame(fd_, o.message)) {
     finish(o);
-    throw error(fmt::format("the worker's proxy went away: {}", std::strerror(errno)));
+    throw proxy_unreachable("",
+                            fmt::format("the worker's proxy went away: {}", std::strerror(errno)));
   }
   if (o.segment) outgoing_.emplace(id, std::move(o));
   return id;
@@ -100,8 +115,9 @@ bool ProxyClient::read_some(bool block) {
     if (n < 0 && errno == EINTR) continue;
     ::close(fd_);
     fd_ = -1;
-    throw error(n == 0 ? std::string("the worker's proxy closed the connection")
-                       : fmt::format("reading from the proxy: {}", std::strerror(errno)));
+    throw proxy_unreachable(
+        "", n == 0 ? std::string("the worker's proxy closed the connection")
+                   : fmt::format("reading from the proxy: {}", std::strerror(errno)));
   }
 }
 
@@ -112,7 +128,8 @@ void ProxyClient::take_frames() {
     wire::Decoded d;
     std::string why;
     if (!wire::decode(message.buffer, message.size, d, why)) {
-      throw error("the proxy sent a reply that could not be read: " + why);
+      close_after_protocol_fault();
+      throw protocol_error("the proxy sent a reply that could not be read: " + why);
     }
     Reply r;
     r.ok = d.header.kind == wire::kReplyOk || d.header.kind == wire::kHello;
@@ -133,7 +150,10 @@ void ProxyClient::take_frames() {
     }
     if (abandoned_.erase(d.header.request_id) == 0) replies_[d.header.request_id] = std::move(r);
   }
-  if (bad) throw error("the proxy sent a frame of impossible length");
+  if (bad) {
+    close_after_protocol_fault();
+    throw protocol_error("the proxy sent a frame of impossible length");
+  }
 }
 
 bool ProxyClient::arrived(std::uint64_t id) {

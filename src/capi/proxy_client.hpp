@@ -10,11 +10,18 @@
 #include <string>
 #include <vector>
 
+#include "tandem/error.hpp"
 #include "tandem/tensor.hpp"
 #include "transport/frames.hpp"
 #include "transport/staging.hpp"
 
 namespace tandem::detail::capi {
+
+/// The worker's proxy cannot be reached, or went away: TANDEM_ERR_CONNECT.
+class proxy_unreachable : public io_error {
+ public:
+  using io_error::io_error;
+};
 
 struct Reply {
   bool ok = false;
@@ -26,7 +33,8 @@ struct Reply {
 class ProxyClient {
  public:
   /// Connects and asks the proxy which services there are.
-  /// @throws tandem::error (connect) when the socket cannot be reached.
+  /// @throws proxy_unreachable when the socket cannot be reached,
+  /// tandem::protocol_error when its hello makes no sense.
   explicit ProxyClient(const std::string& socket_path);
   ~ProxyClient();
   ProxyClient(const ProxyClient&) = delete;
@@ -50,6 +58,7 @@ class ProxyClient {
   /// Reads what the socket has (blocking if @p block); false when nothing.
   bool read_some(bool block);
   void take_frames();
+  void close_after_protocol_fault();
 
   int fd_ = -1;
   std::vector<std::string> services_;

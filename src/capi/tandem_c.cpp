@@ -70,8 +70,16 @@ tandem_status guarded(F&& body) {
     return fail(TANDEM_ERR_REQUEST, e.what());
   } catch (const tandem::mpi_error& e) {
     return fail(TANDEM_ERR_MPI, e.what());
-  } catch (const tandem::error& e) {
+  } catch (const tandem::config_error& e) {
+    return fail(TANDEM_ERR_CONFIG, e.what());
+  } catch (const tandem::protocol_error& e) {
+    return fail(TANDEM_ERR_PROTOCOL, e.what());
+  } catch (const tandem::detail::capi::proxy_unreachable& e) {
     return fail(TANDEM_ERR_CONNECT, e.what());
+  } catch (const tandem::io_error& e) {
+    return fail(TANDEM_ERR_IO, e.what());
+  } catch (const std::invalid_argument& e) {
+    return fail(TANDEM_ERR_ARGUMENT, e.what());
   } catch (const std::exception& e) {
     return fail(TANDEM_ERR_INTERNAL, e.what());
   } catch (...) {
@@ -134,6 +142,10 @@ const char* tandem_status_name(tandem_status status) {
       return "TANDEM_ERR_MPI";
     case TANDEM_ERR_INTERNAL:
       return "TANDEM_ERR_INTERNAL";
+    case TANDEM_ERR_CONFIG:
+      return "TANDEM_ERR_CONFIG";
+    case TANDEM_ERR_IO:
+      return "TANDEM_ERR_IO";
   }
   return "TANDEM_ERR_UNKNOWN";
 }

@@ -174,12 +174,16 @@ void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_f
   }
   if (auto v = r.integer("max_chunk", 1, 1'000'000)) wf.job.max_chunk = static_cast<int>(*v);
   if (auto v = r.number("kill_grace", 0, 3600)) wf.job.kill_grace_s = *v;
+  if (auto v = r.number("journal_sync_interval", 0, 3600)) wf.job.journal_sync_s = *v;
+  if (auto v = r.boolean("isolate")) wf.job.isolate = *v;
+  if (auto v = r.choice<OnTimeout>("on_timeout")) wf.job.on_timeout = *v;
   if (const toml::table* b = r.table("backoff")) read_backoff(*b, r, wf.job.backoff);
   if (const toml::table* s = r.table("staging")) read_staging(*s, r, wf.dir, wf.job.staging);
   if (const toml::table* m = r.table("monitor")) read_monitor(*m, r, wf.job.monitor);
   if (const toml::table* p = r.table("proxy")) read_proxy(*p, r, wf.dir, wf.job.proxy);
-  r.reject_unknown({"name", "run_root", "libraries", "max_chunk", "kill_grace", "backoff",
-                    "staging", "monitor", "proxy"});
+  r.reject_unknown({"name", "run_root", "libraries", "max_chunk", "kill_grace",
+                    "journal_sync_interval", "isolate", "on_timeout", "backoff", "staging",
+                    "monitor", "proxy"});
 }
 
 void read_layout(const toml::table* t, TableReader& top, Workflow& wf) {
@@ -229,7 +233,7 @@ void read_command(TableReader& r, TaskSpec& task, const std::string& dir, bool c
 }
 
 TaskSpec read_task(const toml::table& t, int i, const std::string& file, const std::string& dir,
-                   bool check_files) {
+                   const JobSpec& job, bool check_files) {
   TableReader r(t, file, fmt::format("task[{}]", i));
   TaskSpec task;
   task.pos = r.table_pos();
@@ -283,9 +287,24 @@ TaskSpec read_task(const toml::table& t, int i, const std::string& file, const s
   if (auto v = r.integer("retries", 0, 1000)) task.retries = static_cast<int>(*v);
   if (auto v = r.integer("priority", -1'000'000, 1'000'000)) task.priority = static_cast<int>(*v);
   if (auto v = r.number("timeout", 0, 1e9)) task.timeout_s = *v;
+  task.isolate = job.isolate;
+  task.on_timeout = job.on_timeout;
+  if (auto v = r.boolean("isolate")) task.isolate = *v;
+  if (auto v = r.choice<OnTimeout>("on_timeout")) task.on_timeout = *v;
+  if (t.contains("isolate") && task.kind == TaskKind::command) {
+    r.fail("isolate", "is for function tasks; a command task always runs in a process of its own");
+  }
+  if (t.contains("on_timeout") && task.kind == TaskKind::command) {
+    r.fail("on_timeout", "is for function tasks; a command task is always killed at its timeout");
+  }
+  if (task.isolate && task.ranks > 1) {
+    r.fail(t.contains("isolate") ? "isolate" : "ranks",
+           "an isolated task runs in a forked child that cannot use MPI, so it cannot span "
+           "several ranks");
+  }
   if (const toml::table* args = r.table("args")) task.args_json = to_json(*args).dump();
   r.reject_unknown({"name", "function", "command", "env", "cwd", "clean_mpi_env", "count", "ranks",
-                    "after", "retries", "priority", "timeout", "args"});
+                    "after", "retries", "priority", "timeout", "isolate", "on_timeout", "args"});
   return task;
 }
 
@@ -611,7 +630,8 @@ Workflow parse_workflow(const std::string& text, const std::string& path, bool c
   }
   long long total = 0;
   for (std::size_t i = 0; tasks && i < tasks->size(); ++i) {
-    TaskSpec t = read_task(*(*tasks)[i].as_table(), static_cast<int>(i), path, wf.dir, check_files);
+    TaskSpec t =
+        read_task(*(*tasks)[i].as_table(), static_cast<int>(i), path, wf.dir, wf.job, check_files);
     if (wf.find_task(t.name) >= 0) {
       throw config_error(path, t.pos.line, t.pos.column, fmt::format("task[{}].name", i),
                          fmt::format("task name '{}' is used twice", t.name));

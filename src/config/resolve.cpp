@@ -63,7 +63,10 @@ std::string resolved_toml(const Workflow& wf) {
                   {"run_root", wf.job.run_root},
                   {"libraries", to_array(wf.job.libraries)},
                   {"max_chunk", wf.job.max_chunk},
-                  {"kill_grace", wf.job.kill_grace_s}};
+                  {"kill_grace", wf.job.kill_grace_s},
+                  {"journal_sync_interval", wf.job.journal_sync_s},
+                  {"isolate", wf.job.isolate},
+                  {"on_timeout", std::string(name_of(wf.job.on_timeout))}};
   job.insert("backoff", toml::table{{"spin", wf.job.backoff.spin},
                                     {"min_sleep_us", wf.job.backoff.min_sleep_us},
                                     {"max_sleep_us", wf.job.backoff.max_sleep_us}});
@@ -110,6 +113,10 @@ std::string resolved_toml(const Workflow& wf) {
     tt.insert("retries", t.retries);
     tt.insert("priority", t.priority);
     tt.insert("timeout", t.timeout_s);
+    if (t.kind == TaskKind::function) {
+      tt.insert("isolate", t.isolate);
+      tt.insert("on_timeout", std::string(name_of(t.on_timeout)));
+    }
     tt.insert("args", json_to_table(nlohmann::json::parse(t.args_json)));
     tasks.push_back(std::move(tt));
   }

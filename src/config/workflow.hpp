@@ -43,12 +43,23 @@ struct ProxySpec {
   std::string socket_dir;  // empty: RUN_DIR/sockets; must be private (0700)
 };
 
+/// What happens when a function task runs past its `timeout`.
+enum class OnTimeout { warn, abort };
+template <>
+struct EnumNames<OnTimeout> {
+  static constexpr EnumName<OnTimeout> values[] = {{OnTimeout::warn, "warn"},
+                                                   {OnTimeout::abort, "abort"}};
+};
+
 struct JobSpec {
   std::string name;
   std::string run_root = "runs";       // absolute after parsing
   std::vector<std::string> libraries;  // absolute paths
   int max_chunk = 4096;                // most tasks sent to a worker at once
   double kill_grace_s = 2.0;           // between SIGTERM and SIGKILL
+  double journal_sync_s = 0.1;         // fdatasync of the journal at most this far apart; 0: off
+  bool isolate = false;                // default of [[task]] isolate
+  OnTimeout on_timeout = OnTimeout::warn;  // default of [[task]] on_timeout
   BackoffSpec backoff;
   StagingSpec staging;
   MonitorSpec monitor;
@@ -77,7 +88,9 @@ struct TaskSpec {
   std::vector<int> after_index;  // indices into Workflow::tasks
   int retries = 0;
   int priority = 0;
-  double timeout_s = 0;  // 0: none
+  double timeout_s = 0;                    // 0: none
+  bool isolate = false;                    // function tasks: run in a forked child of the worker
+  OnTimeout on_timeout = OnTimeout::warn;  // function tasks that are not isolated
   std::string args_json = "{}";
   SourcePos pos;  // the [[task]] header
   SourcePos ranks_pos;
@@ -219,6 +232,12 @@ Workflow parse_workflow(const std::string& text, const std::string& path, bool c
 /// Checks that the workflow fits a job of @p world_size ranks.
 /// @throws tandem::config_error naming the layout key at fault.
 void check_fits(const Workflow& wf, int world_size);
+
+/// The changes from @p before to @p after that would make a resumed run's
+/// finished results mean something else, one sentence each. Safe, and not
+/// listed: more instances, new tasks, higher retries, longer timeouts,
+/// priorities, the layout, a service's replicas, batching and timeouts.
+std::vector<std::string> unsafe_changes(const Workflow& before, const Workflow& after);
 
 /// The workflow with every default filled in, as TOML text.
 std::string resolved_toml(const Workflow& wf);

@@ -24,6 +24,7 @@
 
 #include "base/backoff.hpp"
 #include "base/clock.hpp"
+#include "base/files.hpp"
 #include "base/mpi_check.hpp"
 #include "base/send_queue.hpp"
 #include "base/signals.hpp"
@@ -34,6 +35,7 @@
 #include "coordinator/session_coordinator.hpp"
 #include "job/allocation.hpp"
 #include "job/roles.hpp"
+#include "job/run_dir.hpp"
 #include "protocol/pilot_messages.hpp"
 #include "trace/trace.hpp"
 
@@ -57,27 +59,21 @@ class Coordinator {
       : job_(job),
         wf_(job.wf),
         sched_(wf_),
-        journal_(job.run_dir + "/journal.jsonl", wf_),
+        journal_(job.run_dir + "/journal.jsonl", wf_, wf_.job.journal_sync_s),
         monitor_(wf_, job.plan, job.control, job.plan.client_ranks()),
         live_(wf_, job.run_dir, job.progress_interval_s),
         backoff_(wf_.job.backoff) {
     MPI_Comm_size(job_.pilot, &size_);
     workers_.resize(size_);
-    if (!job.resume) return;
-    // What an earlier run finished is not run again.
-    for (const auto& [key, state] : read_journal(job.run_dir + "/journal.jsonl")) {
-      const int t = wf_.find_task(key.first);
-      if (t < 0 || key.second < 0 || key.second >= wf_.tasks[t].count) continue;
-      if (state == TaskState::DONE) {
-        sched_.mark_done_earlier(sched_.id_of(t, key.second));
-        ++done_earlier_;
-      }
-    }
+    if (job.resume) read_earlier_jobs();
   }
 
   int run();
 
  private:
+  void read_earlier_jobs();
+  void journal_failed();
+  void stop_dispatch();
   bool receive_one();
   void handle_update(int source, const std::vector<char>& bytes);
   void serve_requests();
@@ -104,6 +100,9 @@ class Coordinator {
   std::vector<int> finals_;
   std::vector<int> batch_;
   int done_earlier_ = 0;
+  int failed_earlier_ = 0;  // used up their retries in earlier jobs
+  bool stopping_ = false;   // no more dispatch: interrupted, or the journal failed
+  long long in_flight_at_journal_failure_ = -1;
   int interrupted_by_ = 0;
   std::chrono::steady_clock::time_point t0_;
   std::chrono::steady_clock::time_point cancel_deadline_;
@@ -111,6 +110,40 @@ class Coordinator {
   std::int64_t ended_us_ = 0;
   double makespan_s_ = 0;
 };
+
+// What earlier jobs finished is not run again; attempts they lost with a
+// rank that died count against the instance's retries, and an instance
+// that has used them all up stays FAILED (a poison task runs at most
+// retries + 1 times, over all jobs).
+void Coordinator::read_earlier_jobs() {
+  const auto entries = read_journal(job_.run_dir + "/journal.jsonl");
+  auto id_of = [this](const std::pair<std::string, int>& key) {
+    const int t = wf_.find_task(key.first);
+    if (t < 0 || key.second < 0 || key.second >= wf_.tasks[t].count) return -1;
+    return sched_.id_of(t, key.second);
+  };
+  for (const auto& [key, e] : entries) {
+    const int id = id_of(key);
+    if (id >= 0 && e.state == TaskState::DONE) {
+      sched_.mark_done_earlier(id);
+      ++done_earlier_;
+    }
+  }
+  for (const auto& [key, e] : entries) {
+    const int id = id_of(key);
+    if (id < 0 || e.lost == 0 || e.state == TaskState::DONE) continue;
+    const TaskSpec& t = wf_.tasks[sched_.instance(id).task];
+    if (e.attempts > t.retries) {
+      sched_.fail_earlier(id, e.attempts,
+                          fmt::format("{} attempt(s) lost with the rank they ran on, the last: {}",
+                                      e.lost, e.reason),
+                          now_us(), finals_);
+      ++failed_earlier_;
+    } else {
+      sched_.set_earlier_attempts(id, e.attempts);
+    }
+  }
+}
 
 void Coordinator::send(int worker, std::vector<std::int32_t> data) {
   auto [msg, request] = sends_.add(std::move(data));
@@ -178,13 +211,44 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
 }
 
 void Coordinator::record_finals() {
-  if (finals_.empty()) return;
+  if (finals_.empty() && !journal_.failed()) return;
   for (int id : finals_) journal_.append(sched_.instance(id));
-  journal_.flush();
+  finals_.clear();
+  if (!journal_.flush()) journal_failed();
+}
+
+// A result that cannot be recorded is a result lost: start nothing more,
+// let what runs end, and say what to do.
+void Coordinator::journal_failed() {
+  if (in_flight_at_journal_failure_ >= 0) return;
+  in_flight_at_journal_failure_ = sched_.in_flight() + journal_.unrecorded();
+  spdlog::error(
+      "{}. No new task starts; the {} task(s) running or not yet recorded will run again when "
+      "the run is resumed. Free space (or fix the directory), then continue with: tandem run "
+      "--resume --run-dir {} {}",
+      journal_.failure(), in_flight_at_journal_failure_, job_.run_dir, wf_.path);
+  stop_dispatch();
+  for (int w = 1; w < size_; ++w) send(w, {kCancel});
+  cancel_deadline_ = std::chrono::steady_clock::now() +
+                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                         std::chrono::duration<double>(wf_.job.kill_grace_s + 10.0));
+}
+
+// Nothing new is handed out; what is ready is cancelled (a retry that
+// becomes ready later is cancelled too, by the loop).
+void Coordinator::stop_dispatch() {
+  stopping_ = true;
+  const std::string reason =
+      interrupted_by_
+          ? fmt::format("canceled: the run was interrupted by signal {}", interrupted_by_)
+          : std::string("canceled: the journal could not be written");
+  sched_.cancel_pending(reason, now_us(), finals_);
+  if (!journal_.failed()) record_finals();
   finals_.clear();
 }
 
 void Coordinator::serve_requests() {
+  if (stopping_) return;
   const int nworkers = workers_count();
   while (!parked_order_.empty() && sched_.has_ready()) {
     const int ranks = sched_.head_ranks();
@@ -241,9 +305,7 @@ void Coordinator::interrupt(int sig) {
       "received signal {} ({}): stopping running tasks and cancelling the rest; "
       "finished results are kept, continue with --resume",
       sig, strsignal(sig));
-  sched_.cancel_pending(fmt::format("canceled: the run was interrupted by signal {}", sig),
-                        now_us(), finals_);
-  record_finals();
+  stop_dispatch();
   for (int w = 1; w < size_; ++w) send(w, {kCancel});
   const double wait_s = wf_.job.kill_grace_s + 10.0;
   cancel_deadline_ = std::chrono::steady_clock::now() +
@@ -274,6 +336,7 @@ void Coordinator::finish_workers() {
 int Coordinator::run() {
   t0_ = std::chrono::steady_clock::now();
   started_us_ = now_us();
+  record_finals();  // instances that used up their retries in earlier jobs
   sched_.start();
   trace::record(trace::kPhase, trace::kPhaseRunStart);
   const long long to_run = sched_.size() - done_earlier_;
@@ -283,6 +346,12 @@ int Coordinator::run() {
                done_earlier_ ? fmt::format("; {} finished in an earlier run are skipped, {} to run",
                                            done_earlier_, to_run)
                              : std::string());
+  if (failed_earlier_ > 0) {
+    spdlog::error(
+        "{} task instance(s) FAILED without running again: earlier jobs lost all their attempts "
+        "with the ranks they ran on (see the journal's \"lost\" lines)",
+        failed_earlier_);
+  }
   while (!sched_.finished()) {
     bool worked = false;
     for (int i = 0; i < 64 && receive_one(); ++i) worked = true;
@@ -291,7 +360,8 @@ int Coordinator::run() {
     sends_.progress();
     live_.tick(counts(), monitor_);
     if (!interrupted_by_ && stop_signal()) interrupt(stop_signal());
-    if (interrupted_by_ && std::chrono::steady_clock::now() > cancel_deadline_) {
+    if (stopping_ && sched_.count(TaskState::NEW) > 0) stop_dispatch();
+    if (stopping_ && std::chrono::steady_clock::now() > cancel_deadline_) {
       // Workers that did not answer in time: their tasks are lost causes.
       for (int id = 0; id < sched_.size(); ++id) {
         const Instance& inst = sched_.instance(id);
@@ -314,19 +384,31 @@ int Coordinator::run() {
   trace::record(trace::kPhase, trace::kPhaseRunEnd);
   makespan_s_ = seconds_since(t0_);
   finish_workers();
-  journal_.flush();
+  if (!journal_.close()) journal_failed();
   // The workers are gone, so nothing can ask the services any more: they
   // answer what they hold, then stop.
   monitor_.stop_all(wf_.job.backoff);
   live_.finish(counts(), monitor_);
 
   int exit_code = 0;
-  if (interrupted_by_) {
+  if (journal_.failed()) {
+    exit_code = kExitRecordsLost;
+  } else if (interrupted_by_) {
     exit_code = 128 + interrupted_by_;
   } else if (sched_.count(TaskState::FAILED) + sched_.count(TaskState::CANCELED) > 0) {
     exit_code = 1;
   }
-  write_summary(exit_code);
+  try {
+    write_summary(exit_code);
+  } catch (const std::exception& e) {
+    spdlog::error("{}; the journal holds every result, but this job's record is incomplete",
+                  e.what());
+    exit_code = kExitRecordsLost;
+  }
+  if (journal_.failed()) {
+    spdlog::error("{}; {} task(s) were running or not yet recorded when it failed",
+                  journal_.failure(), in_flight_at_journal_failure_);
+  }
   return exit_code;
 }
 
@@ -351,7 +433,8 @@ void Coordinator::write_summary(int exit_code) {
   for (int w = 1; w < size_; ++w) busy += workers_[w].busy_us;
   long long attempts = 0;
   for (int id = 0; id < sched_.size(); ++id) {
-    if (!sched_.instance(id).from_earlier_run) attempts += sched_.instance(id).attempt;
+    const Instance& inst = sched_.instance(id);
+    if (!inst.from_earlier_run) attempts += inst.attempt - inst.attempts_before;
   }
   const double rate = makespan_s_ > 0 ? done_now / makespan_s_ : 0.0;
   const double util = makespan_s_ > 0
@@ -406,9 +489,10 @@ void Coordinator::write_summary(int exit_code) {
       {"failures", failures},
       {"services", monitor_.summary()},
       {"allocation", read_allocation().to_json()},
+      {"journal_error", journal_.failed() ? json(journal_.failure()) : json(nullptr)},
       {"exit_code", exit_code},
   };
-  std::ofstream(job_.run_dir + "/summary.json") << summary.dump(2) << "\n";
+  write_file_atomically(job_.run_dir + "/summary.json", summary.dump(2) + "\n");
   // summary.json describes the run as it stands; history.jsonl keeps one
   // line per job that worked on it, so that a run finished over several
   // batch jobs still shows what each of them did and why it stopped.
@@ -419,9 +503,12 @@ void Coordinator::write_summary(int exit_code) {
                   {"failed", failed},
                   {"canceled", canceled},
                   {"interrupted_by_signal", summary["interrupted_by_signal"]},
+                  {"journal_error", summary["journal_error"]},
                   {"exit_code", exit_code},
                   {"allocation", summary["allocation"]}};
-  std::ofstream(job_.run_dir + "/history.jsonl", std::ios::app) << history.dump() << "\n";
+  history.update(workflow_fields(wf_));
+  append_line_durably(job_.run_dir + "/history.jsonl", history.dump() + "\n");
+  job_ended_with_summary(job_.run_dir);
 
   spdlog::info(
       "finished in {:.3f} s: {} done{}, {} failed, {} canceled; {:.1f} tasks/s, worker "

@@ -1,8 +1,14 @@
-// The journal: one JSON line per task instance that reached a final state.
+// The journal: one JSON line per task instance that reached a final state,
+// and one per attempt lost with its rank.
 
 #include "coordinator/journal.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <charconv>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -11,12 +17,13 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "base/files.hpp"
 #include "tandem/error.hpp"
 
 namespace tandem::detail {
 
-std::map<std::pair<std::string, int>, TaskState> read_journal(const std::string& path) {
-  std::map<std::pair<std::string, int>, TaskState> states;
+std::map<std::pair<std::string, int>, JournalEntry> read_journal(const std::string& path) {
+  std::map<std::pair<std::string, int>, JournalEntry> entries;
   std::ifstream in(path);
   std::string line;
   int lineno = 0;
@@ -25,30 +32,73 @@ std::map<std::pair<std::string, int>, TaskState> read_journal(const std::string&
     if (line.empty()) continue;
     try {
       const auto j = nlohmann::json::parse(line);
-      // Only final states are journaled; anything else is not ours.
-      const auto st = parse_name<TaskState>(j.at("state").get<std::string>());
-      if (!st || !is_final(*st)) throw std::runtime_error("no final state");
-      states[{j.at("task").get<std::string>(), j.at("index").get<int>()}] = *st;
+      auto key = std::make_pair(j.at("task").get<std::string>(), j.at("index").get<int>());
+      const bool lost = j.contains("lost");
+      std::optional<TaskState> st;
+      if (!lost) {
+        // Only final states are journaled; anything else is not ours.
+        st = parse_name<TaskState>(j.at("state").get<std::string>());
+        if (!st || !is_final(*st)) throw std::runtime_error("no final state");
+      }
+      const int attempts = lost ? j.at("attempt").get<int>() : j.value("attempts", 0);
+      JournalEntry& e = entries[std::move(key)];
+      if (lost) {
+        ++e.lost;
+      } else {
+        e.state = st;
+      }
+      e.attempts = std::max(e.attempts, attempts);
+      e.reason = j.value("reason", std::string());
     } catch (const std::exception& e) {
       // A line cut short by a crash: that task simply runs again.
       spdlog::warn("{}:{}: skipping an unreadable journal line ({})", path, lineno, e.what());
     }
   }
-  return states;
+  return entries;
 }
 
-Journal::Journal(const std::string& path, const Workflow& wf) {
-  file_ = std::fopen(path.c_str(), "a");
-  if (!file_) {
-    throw error(fmt::format("cannot open the journal {}: {}", path, std::strerror(errno)));
+Journal::Journal(const std::string& path, const Workflow& wf, double sync_interval_s)
+    : path_(path) {
+  if (const long long cut = cut_torn_last_line(path); cut > 0) {
+    spdlog::warn("{}: cut off a last line an earlier job left unfinished ({} bytes)", path, cut);
   }
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) {
+    throw io_error(path, fmt::format("cannot open the journal {}: {}", path, std::strerror(errno)));
+  }
+  struct stat st {};
+  if (::fstat(fd_, &st) == 0) size_ = st.st_size;
   buffer_.resize(1 << 20);
   for (const TaskSpec& t : wf.tasks) quoted_names_.push_back(nlohmann::json(t.name).dump());
+  if (sync_interval_s > 0)
+    syncer_ = std::thread([this, sync_interval_s] { sync_loop(sync_interval_s); });
 }
 
 Journal::~Journal() {
-  flush();
-  if (file_) std::fclose(file_);
+  close();
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Journal::sync_loop(double interval_s) {
+  const auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(interval_s));
+  std::unique_lock<std::mutex> hold(sync_mutex_);
+  while (!sync_stop_) {
+    sync_wake_.wait_for(hold, interval, [this] { return sync_stop_; });
+    if (!dirty_.exchange(false)) continue;
+    hold.unlock();
+    if (::fdatasync(fd_) != 0) {
+      int expected = 0;
+      sync_errno_.compare_exchange_strong(expected, errno);
+    }
+    hold.lock();
+  }
+}
+
+std::string Journal::failure() const {
+  const int err = write_errno_ != 0 ? write_errno_ : sync_errno_.load();
+  if (err == 0) return {};
+  return fmt::format("cannot write the journal {}: {}", path_, std::strerror(err));
 }
 
 namespace {
@@ -70,22 +120,30 @@ char* put(char* p, long long v) {
   return std::to_chars(p, p + 24, v).ptr;
 }
 
+std::string quoted_reason(const std::string& reason) {
+  if (reason.empty()) return {};
+  return nlohmann::json(reason).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace
 
-void Journal::append(const Instance& inst) {
-  // Written by hand rather than through a format string: at a million tasks
-  // a second this line is the coordinator's largest cost per task.
-  std::string reason;
-  if (!inst.reason.empty()) {
-    reason =
-        nlohmann::json(inst.reason).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  }
-  const std::string& name = quoted_names_[inst.task];
-  const std::size_t most = 256 + name.size() + reason.size();
+void Journal::reserve(std::size_t most) {
   if (buffer_.size() - used_ < most) {
     flush();
     if (buffer_.size() < most) buffer_.resize(most);
   }
+}
+
+void Journal::append(const Instance& inst) {
+  if (write_errno_ != 0) {
+    ++unrecorded_;
+    return;
+  }
+  // Written by hand rather than through a format string: at a million tasks
+  // a second this line is the coordinator's largest cost per task.
+  const std::string reason = quoted_reason(inst.reason);
+  const std::string& name = quoted_names_[inst.task];
+  reserve(256 + name.size() + reason.size());
   char* p = buffer_.data() + used_;
   p = put(p, "{\"task\":");
   p = put(p, std::string_view(name));
@@ -111,18 +169,41 @@ void Journal::append(const Instance& inst) {
   }
   p = put(p, "}\n");
   used_ = static_cast<std::size_t>(p - buffer_.data());
+  ++lines_;
 }
 
-void Journal::flush() {
-  if (used_ > 0) {
-    if (std::fwrite(buffer_.data(), 1, used_, file_) != used_ && !write_failed_) {
-      write_failed_ = true;
-      spdlog::error("writing the journal failed: {}; results are still in summary.json",
-                    std::strerror(errno));
+bool Journal::flush() {
+  if (write_errno_ != 0 || used_ == 0) return !failed();
+  if (!write_all(fd_, buffer_.data(), used_)) {
+    write_errno_ = errno;
+    // Cut off what part of the batch landed, so the file holds whole lines.
+    if (::ftruncate(fd_, size_) != 0) {
+      // The reader skips a torn last line; nothing more to do here.
     }
-    used_ = 0;
+    unrecorded_ += static_cast<long long>(lines_);
+  } else {
+    size_ += static_cast<long long>(used_);
+    dirty_.store(true);
   }
-  std::fflush(file_);
+  used_ = 0;
+  lines_ = 0;
+  return !failed();
+}
+
+bool Journal::close() {
+  flush();
+  if (syncer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> hold(sync_mutex_);
+      sync_stop_ = true;
+    }
+    sync_wake_.notify_all();
+    syncer_.join();
+    if (dirty_.exchange(false) && ::fdatasync(fd_) != 0 && write_errno_ == 0) {
+      write_errno_ = errno;
+    }
+  }
+  return !failed();
 }
 
 }  // namespace tandem::detail

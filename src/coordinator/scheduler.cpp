@@ -53,6 +53,24 @@ void Scheduler::mark_done_earlier(int id) {
   --not_done_[inst.task];
 }
 
+void Scheduler::set_earlier_attempts(int id, int attempts) {
+  Instance& inst = instances_[id];
+  if (inst.state != TaskState::NEW) return;
+  inst.attempt = attempts;
+  inst.attempts_before = attempts;
+}
+
+void Scheduler::fail_earlier(int id, int attempts, const std::string& reason, std::int64_t now,
+                             std::vector<int>& finals) {
+  Instance& inst = instances_[id];
+  if (inst.state != TaskState::NEW) return;
+  inst.attempt = attempts;
+  inst.attempts_before = attempts;
+  inst.from_earlier_run = true;
+  inst.reason = reason;
+  finish(id, TaskState::FAILED, now, finals);
+}
+
 void Scheduler::start() {
   const int ntasks = static_cast<int>(wf_.tasks.size());
   for (int t = 0; t < ntasks; ++t) {

@@ -26,6 +26,7 @@ struct Instance {
   int task = 0;   // index into Workflow::tasks
   int index = 0;  // index among the task's instances
   int attempt = 0;
+  int attempts_before = 0;  // attempts earlier jobs lost with their ranks (resume)
   TaskState state = TaskState::NEW;
   bool from_earlier_run = false;  // DONE in the journal of a run we resume
   int exit_code = 0;
@@ -63,6 +64,14 @@ class Scheduler {
 
   /// Marks an instance DONE by an earlier run (resume); call before start().
   void mark_done_earlier(int id);
+  /// Counts @p attempts made by earlier jobs (attempts lost with the rank
+  /// they ran on) against the instance's retries; call before start().
+  void set_earlier_attempts(int id, int attempts);
+  /// Marks an instance FAILED before it runs: its earlier jobs used up its
+  /// retries. Dependants are cancelled; finals go to @p finals. Call before
+  /// start().
+  void fail_earlier(int id, int attempts, const std::string& reason, std::int64_t now,
+                    std::vector<int>& finals);
   /// Makes the instances without unmet dependencies ready.
   void start();
 

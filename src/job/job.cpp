@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -16,8 +17,10 @@
 #include "base/backoff.hpp"
 #include "base/mpi_check.hpp"
 #include "base/mpi_wait.hpp"
+#include "base/rank_record.hpp"
 #include "base/signals.hpp"
 #include "job/logging.hpp"
+#include "job/lost_attempts.hpp"
 #include "job/run_dir.hpp"
 #include "job/sockets.hpp"
 #include "tandem/error.hpp"
@@ -32,9 +35,49 @@ namespace tandem::detail {
 
 namespace {
 
+// Why a job cannot start, as rank 0 found it: carried to every rank with
+// its kind, so that a Session user, the C API and the CLI all see the
+// config_error (file, line, column, key) or io_error (path) it was.
+struct SetupError {
+  enum Kind : int { none, plain, config, io };
+  int kind = none;
+  std::string what;
+  std::string file;  // config: the workflow file; io: the path at fault
+  int line = 0;
+  int column = 0;
+  std::string key;
+  std::string reason;
+
+  void set(const std::exception& e) {
+    what = e.what();
+    if (const auto* c = dynamic_cast<const config_error*>(&e)) {
+      kind = config;
+      file = c->file();
+      line = c->line();
+      column = c->column();
+      key = c->key();
+      reason = c->reason();
+    } else if (const auto* f = dynamic_cast<const io_error*>(&e)) {
+      kind = io;
+      file = f->path();
+    } else {
+      kind = plain;
+    }
+  }
+  [[noreturn]] void raise() const {
+    if (kind == config) throw config_error(file, line, column, key, reason);
+    if (kind == io) throw io_error(file, what);
+    throw error(what);
+  }
+  template <class Archive>
+  void serialize(Archive& ar, unsigned /*version*/) {
+    ar& kind& what& file& line& column& key& reason;
+  }
+};
+
 // What rank 0 tells every rank before the roles start.
 struct RunSetup {
-  std::string error;  // non-empty: the run cannot start
+  SetupError error;  // kind != none: the run cannot start
   std::string workflow_path;
   std::string workflow_text;
   std::string run_dir;
@@ -72,6 +115,8 @@ std::vector<int> node_indices(MPI_Comm world) {
   return nodes;
 }
 
+void check_changes(const std::string& run_dir, const Workflow& now, bool allowed);
+
 RunSetup prepare_on_root(const RunOptions& options, int world_size, Mode mode) {
   RunSetup setup;
   try {
@@ -91,16 +136,21 @@ RunSetup prepare_on_root(const RunOptions& options, int world_size, Mode mode) {
     // The coordinator reads the journal when it starts (coordinator/journal.hpp).
     if (options.resume) {
       if (!fs::exists(journal)) {
-        throw error(fmt::format("--resume: {} has no journal.jsonl; nothing to resume from",
-                                setup.run_dir));
+        throw io_error(journal,
+                       fmt::format("--resume: {} has no journal.jsonl; nothing to resume from",
+                                   setup.run_dir));
       }
+      check_changes(setup.run_dir, wf, options.allow_changes);
+      // What the ranks of the job before had in hand when it died.
+      charge_lost_attempts(setup.run_dir + "/ranks", journal);
     } else if (fs::exists(journal)) {
-      throw error(
-          fmt::format("the run directory {} holds an earlier run; use --resume to "
-                      "continue it or choose another directory",
-                      setup.run_dir));
+      throw io_error(setup.run_dir,
+                     fmt::format("the run directory {} holds an earlier run; use --resume to "
+                                 "continue it or choose another directory",
+                                 setup.run_dir));
     }
     prepare_run_dir(setup.run_dir, wf);
+    if (mode == Mode::pilot) job_started(setup.run_dir, wf, options.resume);
     if (mode == Mode::pilot && needs_proxy(wf)) {
       // The workers' sockets: a private directory and paths that fit, or
       // a clear error now rather than tasks failing later.
@@ -113,9 +163,41 @@ RunSetup prepare_on_root(const RunOptions& options, int world_size, Mode mode) {
     fs::create_directories(
         wf.job.staging.dir.empty() ? setup.run_dir + "/staging" : wf.job.staging.dir, ec);
   } catch (const std::exception& e) {
-    setup.error = e.what();
+    setup.error.set(e);
   }
   return setup;
+}
+
+// A resume with an edited workflow: the finished results must still mean
+// what they meant. More instances, higher retries and longer timeouts are
+// safe; anything else is refused unless the user says --allow-changes.
+void check_changes(const std::string& run_dir, const Workflow& now, bool allowed) {
+  const std::string path = run_dir + "/workflow.toml";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return;
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text == now.text) return;
+  std::vector<std::string> changes;
+  try {
+    changes = unsafe_changes(parse_workflow(text, path, /*check_files=*/false), now);
+  } catch (const std::exception& e) {
+    changes.push_back(
+        fmt::format("the run's first workflow cannot be read any more ({})", e.what()));
+  }
+  if (changes.empty()) {
+    spdlog::info("the workflow changed since the run began, in safe ways only");
+    return;
+  }
+  const std::string list = fmt::format("{}", fmt::join(changes, "; "));
+  if (allowed) {
+    spdlog::warn("--allow-changes: resuming with a workflow that changed: {}", list);
+    return;
+  }
+  throw config_error(now.path, 0, 0, "",
+                     fmt::format("--resume: the workflow changed since the run began ({}): {}. "
+                                 "Safe changes are more instances, higher retries and longer "
+                                 "timeouts; to resume anyway, add --allow-changes",
+                                 path, list));
 }
 
 }  // namespace
@@ -133,8 +215,7 @@ Job::~Job() {
   }
 }
 
-std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& options,
-                               std::string* why) {
+std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& options) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) throw error("Tandem: MPI is not initialised; call MPI_Init first");
@@ -153,25 +234,27 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   RunSetup setup;
   if (job->rank == 0) setup = prepare_on_root(options, job->size, mode);
   mpi::broadcast(bworld, setup, 0);
-  if (!setup.error.empty()) {
-    if (job->rank == 0) spdlog::error("{}", setup.error);
-    if (why) *why = setup.error;
-    return nullptr;
+  if (setup.error.kind != SetupError::none) {
+    if (job->rank == 0) spdlog::error("{}", setup.error.what);
+    setup.error.raise();
   }
 
   // Every rank parses the same text, so every rank computes the same plan.
-  std::string local_error;
+  SetupError local;
   try {
     job->wf = parse_workflow(setup.workflow_text, setup.workflow_path, /*check_files=*/false);
     if (mode == Mode::pilot) load_task_functions(job->wf);
   } catch (const std::exception& e) {
-    local_error = e.what();
+    local.set(e);
   }
-  const int ok = mpi::all_reduce(bworld, local_error.empty() ? 1 : 0, mpi::minimum<int>());
+  const int ok =
+      mpi::all_reduce(bworld, local.kind == SetupError::none ? 1 : 0, mpi::minimum<int>());
   if (!ok) {
-    if (!local_error.empty()) spdlog::error("{}", local_error);
-    if (why) *why = local_error.empty() ? "another rank could not read the workflow" : local_error;
-    return nullptr;
+    if (local.kind == SetupError::none) {
+      throw error("another rank could not read the workflow or load its task libraries");
+    }
+    spdlog::error("{}", local.what);
+    local.raise();
   }
   job->run_dir = setup.run_dir;
   job->resume = setup.resume;
@@ -194,6 +277,16 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
                      trace::process_age_us() - (trace::clock_ns() - entered_ns) / 1000);
   }
   add_log_file(setup.run_dir + "/logs", job->rank);
+  {
+    const auto role = me.role == Role::coordinator ? rank_record::kCoordinator
+                      : me.role == Role::worker    ? rank_record::kWorker
+                      : me.role == Role::service   ? rank_record::kReplica
+                                                   : rank_record::kOther;
+    std::string why_not;
+    if (!rank_record::open(setup.run_dir + "/ranks", job->rank, me.node, role, &why_not)) {
+      spdlog::warn("{}: if this rank dies, the next --resume cannot tell what it ran", why_not);
+    }
+  }
   if (job->rank == 0) {
     for (const std::string& note : job->plan.notes) spdlog::warn("{}", note);
   }
@@ -268,6 +361,7 @@ int end_job(Job& job, int exit_code) {
   wait_request(req, job.wf.job.backoff);
   // Everyone is done with everyone's shared memory.
   shm::OwnPool::instance().remove_all();
+  rank_record::close_clean();
   close_log_file();
   return result;
 }

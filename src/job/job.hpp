@@ -20,6 +20,12 @@ namespace tandem::detail {
 
 enum class Mode { pilot, spmd };
 
+/// The exit status of a job whose records could not be written (a full
+/// disk, a vanished directory): finished results may be missing from the
+/// journal, so the job must not look like one that failed tasks (1), a
+/// bad set-up (2) or an interruption (128 + signal).
+constexpr int kExitRecordsLost = 3;
+
 struct Job {
   /// The coordinator's rank in every communicator that has it.
   static constexpr int kCoordinator = 0;
@@ -57,10 +63,10 @@ struct Job {
 
 /// Collective over @p comm. Rank 0 reads and checks the workflow and prepares
 /// the run directory; every rank then parses the same text and computes the
-/// same plan. Returns null on every rank when the job cannot start (the
-/// error is logged); @p why receives it on every rank that knows it.
-std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& options,
-                               std::string* why = nullptr);
+/// same plan. When the job cannot start, every rank throws what rank 0
+/// found, of its kind: config_error for the workflow, io_error for the run
+/// directory, error otherwise (rank 0 also logs it).
+std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& options);
 
 /// Collective: writes the trace, flushes this rank's log and gives every
 /// rank the largest of the exit codes, waiting without spinning.

@@ -4,13 +4,27 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <unistd.h>
+
+#include <chrono>
+
+#include "base/rank_record.hpp"
 #include "tandem/error.hpp"
 
 namespace tandem::detail {
 
 namespace {
 std::string g_tag;
+
+// A rank that dies of a fatal signal still leaves its last lines: its black
+// box is written first, then this flushes the log. Flushing takes the
+// sinks' locks, which the dying thread may hold; the alarm ends the process
+// if it hangs, so a crash never becomes a hung job.
+void flush_before_dying() {
+  ::alarm(2);
+  if (auto* logger = spdlog::default_logger_raw()) logger->flush();
 }
+}  // namespace
 
 spdlog::level::level_enum parse_level(const std::string& name) {
   const auto level = spdlog::level::from_str(name);
@@ -23,7 +37,7 @@ spdlog::level::level_enum parse_level(const std::string& name) {
 
 void setup_logging(int rank, const std::string& role, const std::string& stderr_level) {
   g_tag = fmt::format("rank {} {}", rank, role);
-  auto sink = std::make_shared<spdlog::sinks::stderr_sink_st>();
+  auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
   const auto wanted = parse_level(stderr_level);
   sink->set_level(role == "coordinator" ? wanted : std::max(wanted, spdlog::level::warn));
   auto logger = std::make_shared<spdlog::logger>("tandem", sink);
@@ -36,17 +50,24 @@ void setup_logging(int rank, const std::string& role, const std::string& stderr_
 
 void add_log_file(const std::string& log_dir, int rank) {
   try {
-    auto file = std::make_shared<spdlog::sinks::basic_file_sink_st>(
+    auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(
         fmt::format("{}/rank-{:05d}.log", log_dir, rank), false);
     file->set_level(spdlog::level::info);
     file->set_pattern(fmt::format("[%Y-%m-%d %H:%M:%S.%f] [{}] [%l] %v", g_tag));
     spdlog::default_logger()->sinks().push_back(file);
+    // Logs fill while the run goes: a killed rank leaves at most a second
+    // unwritten (and warnings at once, flush_on). Started after the sink is
+    // in place; the flusher must not see the list of sinks change.
+    spdlog::flush_every(std::chrono::seconds(1));
+    rank_record::set_flush_hook(flush_before_dying);
   } catch (const spdlog::spdlog_ex& e) {
     spdlog::warn("cannot open the log file in {}: {}", log_dir, e.what());
   }
 }
 
 void close_log_file() {
+  spdlog::flush_every(std::chrono::seconds(0));  // stops the flusher
+  rank_record::set_flush_hook(nullptr);
   auto logger = spdlog::default_logger();
   logger->flush();
   auto& sinks = logger->sinks();

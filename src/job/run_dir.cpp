@@ -10,6 +10,8 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "base/clock.hpp"
+#include "base/files.hpp"
 #include "job/allocation.hpp"
 #include "tandem/error.hpp"
 
@@ -68,9 +70,54 @@ void prepare_run_dir(const std::string& dir, const Workflow& wf) {
     fs::create_directories(fs::path(dir) / "tasks" / t.name, ec);
     if (ec) throw error(fmt::format("cannot create {}/tasks/{}: {}", dir, t.name, ec.message()));
   }
-  std::ofstream(fs::path(dir) / "workflow.toml", std::ios::binary) << wf.text;
-  std::ofstream(fs::path(dir) / "workflow.resolved.toml") << resolved_toml(wf);
-  std::ofstream(fs::path(dir) / "allocation.json") << read_allocation().to_json().dump(2) << "\n";
+  write_file_atomically(dir + "/workflow.toml", wf.text);
+  write_file_atomically(dir + "/workflow.resolved.toml", resolved_toml(wf));
+  write_file_atomically(dir + "/allocation.json", read_allocation().to_json().dump(2) + "\n");
+}
+
+namespace {
+
+// FNV-1a, 64 bits: stable across builds and machines, which std::hash is not.
+std::string text_hash(const std::string& text) {
+  std::uint64_t h = 14695981039346656037ULL;
+  for (const unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return fmt::format("fnv1a64:{:016x}", h);
+}
+
+}  // namespace
+
+nlohmann::json workflow_fields(const Workflow& wf) {
+  return {{"workflow", wf.path}, {"workflow_hash", text_hash(wf.text)}};
+}
+
+void job_started(const std::string& dir, const Workflow& wf, bool resume) {
+  const std::string marker = dir + "/running.json";
+  std::ifstream in(marker);
+  if (in) {
+    auto before = nlohmann::json::parse(in, nullptr, false);
+    if (!before.is_object()) before = nlohmann::json::object();
+    before["ended_us"] = nullptr;
+    before["ended_without_summary"] = true;
+    before["exit_code"] = nullptr;
+    spdlog::warn(
+        "the previous job on {} ended without a summary (killed hard, or its node was lost); "
+        "history.jsonl records it, and its finished results are in the journal",
+        dir);
+    append_line_durably(dir + "/history.jsonl", before.dump() + "\n");
+  }
+  nlohmann::json now = workflow_fields(wf);
+  now["started_us"] = now_us();
+  now["resumed"] = resume;
+  now["allocation"] = read_allocation().to_json();
+  write_file_atomically(marker, now.dump() + "\n");
+}
+
+void job_ended_with_summary(const std::string& dir) {
+  std::error_code ec;
+  fs::remove(dir + "/running.json", ec);
 }
 
 }  // namespace tandem::detail

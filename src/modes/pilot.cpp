@@ -5,14 +5,19 @@
 
 #include "job/job.hpp"
 #include "job/roles.hpp"
+#include "tandem/error.hpp"
 #include "tandem/pilot.hpp"
 
 namespace tandem {
 
 int run_workflow(MPI_Comm comm, const RunOptions& options) {
   using namespace detail;
-  std::unique_ptr<Job> job = start_job(comm, Mode::pilot, options);
-  if (!job) return 2;
+  std::unique_ptr<Job> job;
+  try {
+    job = start_job(comm, Mode::pilot, options);
+  } catch (const tandem::error&) {
+    return 2;  // rank 0 logged why
+  }
   int exit_code = 0;
   switch (job->me().role) {
     case Role::coordinator:

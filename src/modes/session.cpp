@@ -37,9 +37,7 @@ Session::Session(MPI_Comm comm, const std::string& workflow_file, const SessionO
   run.run_dir = options.run_dir;
   run.run_root = options.run_root;
   run.log_level = options.log_level;
-  std::string why;
-  impl_->job = start_job(comm, Mode::spmd, run, &why);
-  if (!impl_->job) throw error("tandem::Session could not start: " + why);
+  impl_->job = start_job(comm, Mode::spmd, run);
   Job& job = *impl_->job;
   const RankPlacement& me = job.me();
   if (me.role == Role::worker) {

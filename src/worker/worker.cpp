@@ -24,6 +24,7 @@
 #include "base/clock.hpp"
 #include "base/mpi_check.hpp"
 #include "base/mpi_wait.hpp"
+#include "base/rank_record.hpp"
 #include "base/signals.hpp"
 #include "client/client_impl.hpp"
 #include "exec/command.hpp"
@@ -343,6 +344,9 @@ void Worker::run_function(const Assignment& a) {
   std::string reason;
   const std::int64_t t_start = now_us();
   trace::record(trace::kTaskStart, a.id, a.attempt, 0);
+  // In the black box before it starts: if it takes the rank down, the next
+  // job knows whom to charge.
+  rank_record::take_slot(0, rank_record::kFunction, spec.name, data.index, a.attempt, t_start);
   TaskContext ctx = Access::make_context(&data);
   try {
     runtimes_[task].function(ctx);
@@ -353,6 +357,7 @@ void Worker::run_function(const Assignment& a) {
     reason =
         fmt::format("function '{}' threw an exception that is not a std::exception", spec.function);
   }
+  rank_record::free_slot(0);
   const std::int64_t t_end = now_us();
   if (sub != MPI_COMM_NULL) MPI_Comm_free(&sub);
   finished_attempt(t_start, t_end);
@@ -401,6 +406,8 @@ void Worker::start_command(const Assignment& a) {
   }
   active.t_start = now_us();
   trace::record(trace::kTaskStart, a.id, a.attempt, active.slot);
+  rank_record::take_slot(active.slot, rank_record::kCommand, spec.name, a.id - rt.first_id,
+                         a.attempt, active.t_start);
   active.command = std::make_unique<RunningCommand>(launch);
   active_.push_back(std::move(active));
 }
@@ -440,6 +447,7 @@ bool Worker::progress_commands(int wait_ms) {
         continue;
       }
       const CommandResult& r = it->command->result();
+      rank_record::free_slot(it->slot);
       const std::int64_t t_end = now_us();
       finished_attempt(it->t_start, t_end);
       add_result(it->assignment.id, it->assignment.attempt, r.outcome, r.exit_code, it->t_start,

@@ -91,3 +91,26 @@ TANDEM_TASK(test_closure_grid) {
     std::fprintf(f, "%.6f %.6f %.9g\n", x[2 * i], x[2 * i + 1], r[i]);
   std::fclose(f);
 }
+
+// Misbehaves on instance `bad_index` (every other instance records itself
+// like test_record): `how` = "segv" (a null write), "abort", "exit" (exit(7)),
+// "hang" (never returns) or "sleep" (`seconds`, then returns).
+TANDEM_TASK(test_misbehave) {
+  if (ctx.index() == ctx.arg_int("bad_index", -1)) {
+    std::ofstream(ctx.output_dir() / ("bad." + std::to_string(ctx.attempt()))) << "ran\n";
+    const std::string how = ctx.arg_string("how", "segv");
+    if (how == "segv") {
+      volatile int* nowhere = nullptr;
+      *nowhere = 1;
+    } else if (how == "abort") {
+      std::abort();
+    } else if (how == "exit") {
+      std::exit(7);
+    } else if (how == "hang") {
+      for (;;) pause();
+    } else if (how == "sleep") {
+      usleep(static_cast<useconds_t>(ctx.arg_double("seconds", 1) * 1e6));
+    }
+  }
+  std::ofstream(ctx.output_dir() / ("ok." + std::to_string(ctx.index()))) << ctx.attempt() << "\n";
+}

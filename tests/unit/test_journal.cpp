@@ -1,4 +1,5 @@
-// The journal: lines a resumed run can read back, and a torn last line.
+// The journal: lines a resumed run can read back, a torn last line, lost
+// attempts, and a journal that cannot be written.
 
 #include <gtest/gtest.h>
 
@@ -11,29 +12,96 @@
 using namespace tandem::detail;
 using tandem::test::TempDir;
 
+namespace {
+
+Workflow three_sims() {
+  return parse_workflow("[[task]]\nname='sim'\nfunction='f'\ncount=3\n", "/x/wf.toml", false);
+}
+
+Instance done_instance(int index) {
+  Instance inst;
+  inst.task = 0;
+  inst.index = index;
+  inst.attempt = 1;
+  inst.state = TaskState::DONE;
+  return inst;
+}
+
+std::vector<std::string> lines_of(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  return lines;
+}
+
+}  // namespace
+
 TEST(Journal, WritesAndReadsBackFinalStates) {
   TempDir dir;
-  const auto wf2 =
-      parse_workflow("[[task]]\nname='sim'\nfunction='f'\ncount=3\n", "/x/wf.toml", false);
+  const auto wf = three_sims();
   const std::string path = (dir.path() / "journal.jsonl").string();
   {
-    Journal j(path, wf2);
-    Instance done;
-    done.task = 0;
-    done.index = 0;
-    done.attempt = 1;
-    done.state = TaskState::DONE;
-    j.append(done);
-    Instance failed = done;
-    failed.index = 2;
+    Journal j(path, wf, 0);
+    j.append(done_instance(0));
+    Instance failed = done_instance(2);
     failed.state = TaskState::FAILED;
     failed.reason = "exited with code 3 \"quoted\"\n";
     j.append(failed);
-    j.flush();
+    EXPECT_TRUE(j.flush());
   }
   std::ofstream(path, std::ios::app) << "{\"task\":\"sim\",\"ind";  // torn by a crash
-  const auto states = read_journal(path);
-  ASSERT_EQ(states.size(), 2u);
-  EXPECT_EQ(states.at({"sim", 0}), TaskState::DONE);
-  EXPECT_EQ(states.at({"sim", 2}), TaskState::FAILED);
+  const auto entries = read_journal(path);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries.at({"sim", 0}).state, TaskState::DONE);
+  EXPECT_EQ(entries.at({"sim", 2}).state, TaskState::FAILED);
+  EXPECT_EQ(entries.at({"sim", 2}).reason, "exited with code 3 \"quoted\"\n");
+}
+
+TEST(Journal, CutsATornLastLineBeforeAppending) {
+  TempDir dir;
+  const auto wf = three_sims();
+  const std::string path = (dir.path() / "journal.jsonl").string();
+  std::ofstream(path) << "{\"task\":\"sim\",\"index\":0,\"state\":\"DONE\",\"attempts\":1}\n"
+                      << "{\"task\":\"sim\",\"ind";
+  {
+    Journal j(path, wf, 0.01);  // with group commit on
+    j.append(done_instance(1));
+    EXPECT_TRUE(j.close());
+  }
+  const auto lines = lines_of(path);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[1].find("\"index\":1"), std::string::npos) << lines[1];
+  EXPECT_EQ(read_journal(path).size(), 2u);
+}
+
+TEST(Journal, CountsLostAttemptsAgainstAnInstance) {
+  TempDir dir;
+  const std::string path = (dir.path() / "journal.jsonl").string();
+  std::ofstream(path)
+      << "{\"task\":\"sim\",\"index\":1,\"lost\":true,\"attempt\":1,\"reason\":\"rank 2 died\"}\n"
+      << "{\"task\":\"sim\",\"index\":1,\"lost\":true,\"attempt\":2,\"reason\":\"rank 3 died\"}\n"
+      << "{\"task\":\"sim\",\"index\":0,\"state\":\"DONE\",\"attempts\":1}\n";
+  const auto entries = read_journal(path);
+  const JournalEntry& poison = entries.at({"sim", 1});
+  EXPECT_FALSE(poison.state.has_value());
+  EXPECT_EQ(poison.lost, 2);
+  EXPECT_EQ(poison.attempts, 2);
+  EXPECT_EQ(poison.reason, "rank 3 died");
+  EXPECT_EQ(entries.at({"sim", 0}).lost, 0);
+}
+
+TEST(Journal, AWriteErrorIsReportedAndNothingMoreIsTaken) {
+  const auto wf = three_sims();
+  // Every write to /dev/full fails with ENOSPC, as on a full disk.
+  Journal j("/dev/full", wf, 0);
+  j.append(done_instance(0));
+  j.append(done_instance(1));
+  EXPECT_FALSE(j.flush());
+  EXPECT_TRUE(j.failed());
+  EXPECT_NE(j.failure().find("/dev/full"), std::string::npos) << j.failure();
+  EXPECT_NE(j.failure().find("No space left"), std::string::npos) << j.failure();
+  EXPECT_EQ(j.unrecorded(), 2);
+  j.append(done_instance(2));
+  EXPECT_FALSE(j.flush());
+  EXPECT_EQ(j.unrecorded(), 3);
 }

@@ -1,0 +1,31 @@
+#pragma once
+// Files that must never be found half-written: the journal's neighbours
+// (summary.json, history.jsonl) and every final file of a run.
+
+#include <string>
+#include <string_view>
+
+namespace tandem::detail {
+
+/// Writes @p text to @p path through a temporary file in the same
+/// directory, flushed to disk and renamed over @p path: a reader finds the
+/// old file or the new one, never a part.
+/// @throws tandem::io_error naming the file and the cause.
+void write_file_atomically(const std::string& path, std::string_view text);
+
+/// Appends @p line (which ends in a newline) to @p path in one write and
+/// flushes it to disk. A line that cannot be written whole is cut off
+/// again, so the file holds whole lines only.
+/// @throws tandem::io_error naming the file and the cause.
+void append_line_durably(const std::string& path, std::string_view line);
+
+/// Cuts off a last line that does not end in a newline (what a crash in
+/// the middle of a write leaves), so that appending starts a line of its
+/// own. Returns the bytes cut.
+long long cut_torn_last_line(const std::string& path);
+
+/// Writes all of @p data to @p fd, resuming after short writes and
+/// interrupts. False with errno set when a write fails.
+bool write_all(int fd, const char* data, std::size_t size);
+
+}  // namespace tandem::detail
