@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "tandem/error.hpp"
 #include "transport/hdf5_io.hpp"
 
 namespace tandem::detail {
@@ -17,8 +18,7 @@ namespace {
 // chunked, unlimited along dimension 0).
 void append(hid_t file, const std::string& name, const Tensor& t) {
   const auto& shape = t.shape();
-  if (shape.empty())
-    throw std::runtime_error(fmt::format("{} is a scalar; nothing to append", name));
+  if (shape.empty()) throw error(fmt::format("{} is a scalar; nothing to append", name));
   const int ndim = static_cast<int>(shape.size());
   const hid_t type = static_cast<hid_t>(hdf5::file_type(t.dtype()));
   hid_t ds = -1;
@@ -44,7 +44,7 @@ void append(hid_t file, const std::string& name, const Tensor& t) {
     H5Pclose(props);
     H5Sclose(space);
   }
-  if (ds < 0) throw std::runtime_error(fmt::format("cannot create dataset {}", name));
+  if (ds < 0) throw error(fmt::format("cannot create dataset {}", name));
   const hid_t old_space = H5Dget_space(ds);
   std::vector<hsize_t> have(ndim);
   const int old_ndim = H5Sget_simple_extent_ndims(old_space);
@@ -54,8 +54,7 @@ void append(hid_t file, const std::string& name, const Tensor& t) {
   for (int d = 1; same && d < ndim; ++d) same = have[d] == static_cast<hsize_t>(shape[d]);
   if (!same) {
     H5Dclose(ds);
-    throw std::runtime_error(
-        fmt::format("{} changed its shape; rows of {} do not fit", name, t.describe()));
+    throw error(fmt::format("{} changed its shape; rows of {} do not fit", name, t.describe()));
   }
   std::vector<hsize_t> grown = have;
   grown[0] = have[0] + shape[0];
@@ -70,7 +69,7 @@ void append(hid_t file, const std::string& name, const Tensor& t) {
   H5Sclose(mspace);
   H5Sclose(fspace);
   H5Dclose(ds);
-  if (rc < 0) throw std::runtime_error(fmt::format("cannot append to {} (disk full?)", name));
+  if (rc < 0) throw error(fmt::format("cannot append to {} (disk full?)", name));
 }
 
 }  // namespace
@@ -129,12 +128,15 @@ void Recorder::write(const Batch& b) {
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ec);
     file_ = H5Fcreate(path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (file_ < 0) throw std::runtime_error(fmt::format("cannot create {}", path_));
+    if (file_ < 0) throw io_error(path_, fmt::format("cannot create {}", path_));
   }
   const auto f = static_cast<hid_t>(file_);
   for (const auto& t : b.inputs) append(f, "/inputs/" + t.name, t.tensor);
   for (const auto& t : b.outputs) append(f, "/outputs/" + t.name, t.tensor);
-  if (H5Fflush(f, H5F_SCOPE_LOCAL) < 0) throw std::runtime_error("cannot flush (disk full?)");
+  if (H5Fflush(f, H5F_SCOPE_LOCAL) < 0) {
+    throw io_error(path_,
+                   fmt::format("cannot write {} (flushing a batch; is the disk full?)", path_));
+  }
 }
 
 void Recorder::run() {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <vector>
 
 #include <cerrno>
 #include <cstring>
@@ -97,6 +98,44 @@ long long end_of_whole_lines(int fd, long long size) {
 }
 
 }  // namespace
+
+std::string tail_of_file(const std::string& path, int max_lines, std::size_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  struct stat st {};
+  std::string text;
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+    const auto size = static_cast<long long>(st.st_size);
+    const long long start = std::max(0LL, size - static_cast<long long>(max_bytes));
+    text.resize(static_cast<std::size_t>(size - start));
+    const ssize_t n = ::pread(fd, text.data(), text.size(), start);
+    text.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    if (start > 0) {
+      // Begin at a whole line.
+      const auto nl = text.find('\n');
+      text.erase(0, nl == std::string::npos ? 0 : nl + 1);
+    }
+  }
+  ::close(fd);
+  std::vector<std::string> lines;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    auto nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    std::string line = text.substr(pos, nl - pos);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) lines.push_back(std::move(line));
+    pos = nl + 1;
+  }
+  std::string out;
+  const std::size_t first =
+      lines.size() > static_cast<std::size_t>(max_lines) ? lines.size() - max_lines : 0;
+  for (std::size_t i = first; i < lines.size(); ++i) {
+    if (!out.empty()) out += " | ";
+    out += lines[i];
+  }
+  return out;
+}
 
 long long cut_torn_last_line(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);

@@ -24,6 +24,10 @@ void append_line_durably(const std::string& path, std::string_view line);
 /// own. Returns the bytes cut.
 long long cut_torn_last_line(const std::string& path);
 
+/// The last @p max_lines lines of @p path (at most @p max_bytes of them),
+/// joined by " | ", for a failure's reason; empty when there are none.
+std::string tail_of_file(const std::string& path, int max_lines = 5, std::size_t max_bytes = 800);
+
 /// Writes all of @p data to @p fd, resuming after short writes and
 /// interrupts. False with errno set when a write fails.
 bool write_all(int fd, const char* data, std::size_t size);

@@ -391,7 +391,9 @@ int Coordinator::run() {
   live_.finish(counts(), monitor_);
 
   int exit_code = 0;
-  if (journal_.failed()) {
+  const std::string recording_failure = monitor_.recording_failure();
+  if (!recording_failure.empty()) spdlog::error("{}", recording_failure);
+  if (journal_.failed() || !recording_failure.empty()) {
     exit_code = kExitRecordsLost;
   } else if (interrupted_by_) {
     exit_code = 128 + interrupted_by_;

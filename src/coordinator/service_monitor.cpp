@@ -213,4 +213,14 @@ nlohmann::json ServiceMonitor::summary() const {
   return out;
 }
 
+std::string ServiceMonitor::recording_failure() const {
+  for (const ReplicaReport& r : final_) {
+    if (r.recording_errors > 0) {
+      return fmt::format("recording to {} failed ({} batch(es) lost): {}", r.recording_file,
+                         r.recording_errors, r.recording_error);
+    }
+  }
+  return {};
+}
+
 }  // namespace tandem::detail

@@ -30,6 +30,8 @@ class ServiceMonitor {
   void stop_all(const BackoffSpec& backoff);
   /// Per-service figures for summary.json.
   nlohmann::json summary() const;
+  /// The first recording error any replica reported at its end, or "".
+  std::string recording_failure() const;
   bool has_services() const { return !plan_.replicas.empty(); }
   /// Stops publishing to a client that has finished.
   void forget_client(int rank);

@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "base/files.hpp"
 #include "base/signals.hpp"
 
 extern char** environ;
@@ -268,6 +269,13 @@ void RunningCommand::make_result() {
       // The job's own stop reached the group through the signal handler.
       result_.outcome = Outcome::canceled;
       result_.reason += " when the run was interrupted";
+    }
+  }
+  if (result_.outcome == Outcome::failed && !paths_[1].empty()) {
+    // What the program said last is usually why: a loader's "cannot open
+    // shared object file", a Python traceback's last line.
+    if (const std::string tail = tail_of_file(paths_[1]); !tail.empty()) {
+      result_.reason += fmt::format("; its stderr ends: {}", tail);
     }
   }
 }

@@ -26,6 +26,7 @@
 #include "tandem/error.hpp"
 #include "tasks/registry.hpp"
 #include "trace/trace.hpp"
+#include "transport/hdf5_io.hpp"
 #include "transport/shm.hpp"
 
 namespace mpi = boost::mpi;
@@ -179,7 +180,9 @@ void check_changes(const std::string& run_dir, const Workflow& now, bool allowed
   if (text == now.text) return;
   std::vector<std::string> changes;
   try {
-    changes = unsafe_changes(parse_workflow(text, path, /*check_files=*/false), now);
+    // Read as if it were where the current file is, so that relative paths
+    // (cwd, libraries) compare as what they were meant to be.
+    changes = unsafe_changes(parse_workflow(text, now.path, /*check_files=*/false), now);
   } catch (const std::exception& e) {
     changes.push_back(
         fmt::format("the run's first workflow cannot be read any more ({})", e.what()));
@@ -221,11 +224,13 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   if (!initialized) throw error("Tandem: MPI is not initialised; call MPI_Init first");
   install_stop_handlers();
   clear_stop();
+  hdf5::quiet_errors();
   const std::int64_t entered_ns = trace::clock_ns();
 
   auto job = std::make_unique<Job>();
   job->mode = mode;
   TANDEM_MPI_CHECK(MPI_Comm_dup(comm, &job->control));
+  return_errors(job->control);
   MPI_Comm_rank(job->control, &job->rank);
   MPI_Comm_size(job->control, &job->size);
   mpi::communicator bworld(job->control, mpi::comm_attach);
@@ -318,6 +323,7 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   // Requests and replies travel on a communicator of their own, so that
   // they never match a control message.
   TANDEM_MPI_CHECK(MPI_Comm_dup(job->control, &job->data));
+  return_errors(job->data);
   int replica_color = MPI_UNDEFINED;
   if (me.role == Role::service) {
     for (std::size_t i = 0; i < job->plan.replicas.size(); ++i) {
@@ -332,6 +338,7 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   const bool in_pilot = mode == Mode::pilot && (me.role == Role::coordinator || worker);
   TANDEM_MPI_CHECK(
       MPI_Comm_split(job->control, in_pilot ? 0 : MPI_UNDEFINED, job->rank, &job->pilot));
+  for (MPI_Comm c : {job->replica, job->workers, job->pilot}) return_errors(c);
   trace::record(trace::kPhase, trace::kPhaseRolesReady);
   return job;
 }
@@ -349,8 +356,11 @@ int end_job(Job& job, int exit_code) {
     }
     for (const ServiceSpec& s : job.wf.services) names.services.push_back(s.name);
   }
-  trace::write(job.control, job.run_dir, job.timeline, names, job.wf.job.monitor.chrome_trace,
-               job.wf.job.backoff);
+  if (!trace::write(job.control, job.run_dir, job.timeline, names, job.wf.job.monitor.chrome_trace,
+                    job.wf.job.backoff) &&
+      exit_code < kExitRecordsLost) {
+    exit_code = kExitRecordsLost;  // the results are safe, the record of the run is not whole
+  }
   // A reduction rather than a broadcast, so that it also tells rank 0 that
   // every rank has flushed its log.
   spdlog::default_logger()->flush();

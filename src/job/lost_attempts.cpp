@@ -42,7 +42,7 @@ std::string how_it_ended(const Page& p) {
     case rank_record::kTimeoutAbort:
       return text(p.note, sizeof p.note);
     case rank_record::kExitInTask:
-      return "the task called exit() (a function task must return or throw)";
+      return "ended when the task called exit() (a function task must return or throw)";
     case rank_record::kFatalSignal: {
       const int sig = p.fatal_signal.load();
       const char* abbrev = sigabbrev_np(sig);

@@ -41,8 +41,10 @@ std::string choose_run_dir(const Workflow& wf, const std::string& explicit_dir,
       }
     }
     if (newest.empty()) {
-      throw error(fmt::format("--resume: no earlier run of job '{}' in {}; name one with --run-dir",
-                              wf.job.name, root.string()));
+      throw io_error(
+          root.string(),
+          fmt::format("--resume: no earlier run of job '{}' in {}; name one with --run-dir",
+                      wf.job.name, root.string()));
     }
     return (root / newest).string();
   }
@@ -65,10 +67,15 @@ std::string choose_run_dir(const Workflow& wf, const std::string& explicit_dir,
 void prepare_run_dir(const std::string& dir, const Workflow& wf) {
   std::error_code ec;
   fs::create_directories(fs::path(dir) / "logs", ec);
-  if (ec) throw error(fmt::format("cannot create the run directory {}: {}", dir, ec.message()));
+  if (ec) {
+    throw io_error(dir, fmt::format("cannot create the run directory {}: {}", dir, ec.message()));
+  }
   for (const TaskSpec& t : wf.tasks) {
     fs::create_directories(fs::path(dir) / "tasks" / t.name, ec);
-    if (ec) throw error(fmt::format("cannot create {}/tasks/{}: {}", dir, t.name, ec.message()));
+    if (ec) {
+      throw io_error(dir + "/tasks/" + t.name,
+                     fmt::format("cannot create {}/tasks/{}: {}", dir, t.name, ec.message()));
+    }
   }
   write_file_atomically(dir + "/workflow.toml", wf.text);
   write_file_atomically(dir + "/workflow.resolved.toml", resolved_toml(wf));
@@ -103,7 +110,8 @@ void job_started(const std::string& dir, const Workflow& wf, bool resume) {
     before["ended_without_summary"] = true;
     before["exit_code"] = nullptr;
     spdlog::warn(
-        "the previous job on {} ended without a summary (killed hard, or its node was lost); "
+        "the previous job on {} ended without a summary (a rank died, the job was killed hard, "
+        "or a node was lost); "
         "history.jsonl records it, and its finished results are in the journal",
         dir);
     append_line_durably(dir + "/history.jsonl", before.dump() + "\n");

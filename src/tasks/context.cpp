@@ -80,6 +80,11 @@ bool TaskContext::arg_bool(const std::string& key, bool fallback) const {
 }
 
 Client& TaskContext::client() const {
+  if (data_->isolated) {
+    throw task_error(
+        "an isolated task (isolate = true) runs in a forked child that cannot use MPI, so it "
+        "cannot call the services; run it without isolate, or as an executable task");
+  }
   if (!data_->client) throw task_error("this task has no client of the job's services");
   return *data_->client;
 }

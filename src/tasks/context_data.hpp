@@ -26,6 +26,7 @@ struct TaskContextData {
   std::filesystem::path output_dir;
   const nlohmann::json* args = nullptr;
   Client* client = nullptr;
+  bool isolated = false;  // runs in a forked child (isolate = true)
 };
 
 }  // namespace tandem::detail

@@ -74,7 +74,7 @@ Timeline align_clocks(MPI_Comm world, const std::vector<int>& node_of_rank, std:
   return t;
 }
 
-void write(MPI_Comm world, const std::string& run_dir, const Timeline& timeline, const Names& names,
+bool write(MPI_Comm world, const std::string& run_dir, const Timeline& timeline, const Names& names,
            bool chrome, const BackoffSpec& backoff) {
   int rank = 0;
   int size = 0;
@@ -83,7 +83,7 @@ void write(MPI_Comm world, const std::string& run_dir, const Timeline& timeline,
   // Whether anyone traced at all: tracing is on for every rank or none.
   int on = g_enabled ? 1 : 0;
   TANDEM_MPI_CHECK(MPI_Bcast(&on, 1, MPI_INT, 0, world));
-  if (!on) return;
+  if (!on) return true;
   g_enabled = false;  // nothing may write while the buffer is read
 
   // Own events onto rank 0's timeline, in time order.
@@ -100,10 +100,11 @@ void write(MPI_Comm world, const std::string& run_dir, const Timeline& timeline,
     send_wait(header, 2, MPI_INT64_T, 0, tags::kEvents, world, backoff);
     send_wait(mine.data(), static_cast<int>(mine.size() * sizeof(Event)), MPI_BYTE, 0,
               tags::kEvents, world, backoff);
-    return;
+    return true;
   }
 
   std::unique_ptr<Writers> out;
+  bool written = false;
   try {
     out = std::make_unique<Writers>(run_dir, timeline, names, chrome);
   } catch (const std::exception& e) {
@@ -136,6 +137,7 @@ void write(MPI_Comm world, const std::string& run_dir, const Timeline& timeline,
   if (out) {
     try {
       out->finish(lost);
+      written = true;
       spdlog::info("trace: {} event(s) in {}/trace.h5{}", total, run_dir,
                    chrome ? " and trace.json" : "");
     } catch (const std::exception& e) {
@@ -148,6 +150,7 @@ void write(MPI_Comm world, const std::string& run_dir, const Timeline& timeline,
         "max_events",
         lost);
   }
+  return written;
 }
 
 }  // namespace tandem::detail::trace

@@ -36,9 +36,11 @@ struct Names {
 
 /// Collective over @p world: every rank sends its events to rank 0, which
 /// writes RUN_DIR/trace.h5 and, when @p chrome, RUN_DIR/trace.json. Stops
-/// recording on every rank. Errors are logged, never thrown: a trace that
-/// cannot be written costs the trace, not the run.
-void write(MPI_Comm world, const std::string& run_dir, const Timeline& timeline, const Names& names,
+/// recording on every rank. Errors are logged (one line naming the file and
+/// the operation), never thrown: a trace that cannot be written costs the
+/// trace, not the results. Returns false on rank 0 when it could not be
+/// written, so that the job's exit status says its records are incomplete.
+bool write(MPI_Comm world, const std::string& run_dir, const Timeline& timeline, const Names& names,
            bool chrome, const BackoffSpec& backoff);
 
 }  // namespace tandem::detail::trace

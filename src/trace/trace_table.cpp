@@ -7,9 +7,9 @@
 
 #include <fmt/format.h>
 
-#include "transport/hdf5_io.hpp"
 #include "tandem/error.hpp"
 #include "trace/trace.hpp"
+#include "transport/hdf5_io.hpp"
 
 namespace tandem::detail::trace {
 
@@ -26,10 +26,15 @@ std::int64_t row_type(int kind) {
 }
 
 namespace {
+hid_t open_quietly(const std::string& path) {
+  hdf5::quiet_errors();
+  return H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+}
+
 struct File {
   hid_t id;
-  explicit File(const std::string& path) : id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)) {
-    if (id < 0) throw error(fmt::format("cannot open the trace {}", path));
+  explicit File(const std::string& path) : id(open_quietly(path)) {
+    if (id < 0) throw io_error(path, fmt::format("cannot open the trace {}", path));
   }
   ~File() { H5Fclose(id); }
 };

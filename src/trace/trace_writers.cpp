@@ -1,5 +1,11 @@
 #include "trace/trace_writers.hpp"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
 #include <hdf5.h>
 
 #include <algorithm>
@@ -87,9 +93,12 @@ Writers::Writers(const std::string& run_dir, const Timeline& timeline, const Nam
     : names_(names), tables_(kKindCount, -1), rows_(kKindCount, 0) {
   {
     std::lock_guard<std::mutex> hold(hdf5::lock());
-    const std::string path = run_dir + "/trace.h5";
-    hdf5_file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (hdf5_file_ < 0) throw error(fmt::format("cannot create {}", path));
+    // Written aside and renamed by finish(): a reader never finds half a trace.
+    hdf5::quiet_errors();
+    hdf5_path_ = run_dir + "/trace.h5";
+    const std::string tmp = hdf5_path_ + ".tmp";
+    hdf5_file_ = H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (hdf5_file_ < 0) throw io_error(hdf5_path_, fmt::format("cannot create {}", tmp));
     write_attribute(hdf5_file_, "zero_epoch_us", timeline.zero_epoch_us);
     write_attribute(hdf5_file_, "clock",
                     std::string("t_ns: nanoseconds since the run's time zero, on rank 0's "
@@ -113,13 +122,16 @@ Writers::Writers(const std::string& run_dir, const Timeline& timeline, const Nam
       H5Sclose(space);
       H5Tclose(file_type);
       H5Tclose(mem);
-      if (tables_[k] < 0) throw error(fmt::format("cannot create the table {}", kind_info(k).name));
+      if (tables_[k] < 0) {
+        throw io_error(hdf5_path_, fmt::format("cannot create the table {} in {}",
+                                               kind_info(k).name, hdf5_path_));
+      }
     }
   }
   if (chrome) {
     json_path_ = run_dir + "/trace.json";
-    json_ = std::fopen(json_path_.c_str(), "w");
-    if (!json_) throw error(fmt::format("cannot create {}", json_path_));
+    json_ = std::fopen((json_path_ + ".tmp").c_str(), "w");
+    if (!json_) throw io_error(json_path_, fmt::format("cannot create {}.tmp", json_path_));
     std::fprintf(json_,
                  "{\"displayTimeUnit\": \"ms\",\n \"otherData\": {\"zero_epoch_us\": %lld},\n"
                  " \"traceEvents\": [\n",
@@ -134,6 +146,11 @@ Writers::~Writers() {
     if (t >= 0) H5Dclose(t);
   }
   if (hdf5_file_ >= 0) H5Fclose(hdf5_file_);
+  if (!finished_) {
+    // A trace that could not be finished leaves nothing half-written.
+    std::remove((hdf5_path_ + ".tmp").c_str());
+    if (!json_path_.empty()) std::remove((json_path_ + ".tmp").c_str());
+  }
 }
 
 void Writers::add_rank(int rank, const std::vector<Event>& events) {
@@ -155,7 +172,8 @@ void Writers::add_hdf5(int rank, const std::vector<Event>& events) {
     const hsize_t count = rows.size();
     const hsize_t size = start + count;
     if (H5Dset_extent(tables_[k], &size) < 0) {
-      throw error(fmt::format("cannot extend the trace table {}", kind_info(k).name));
+      throw io_error(hdf5_path_, fmt::format("cannot extend the table {} in {}", kind_info(k).name,
+                                             hdf5_path_));
     }
     const hid_t file_space = H5Dget_space(tables_[k]);
     H5Sselect_hyperslab(file_space, H5S_SELECT_SET, &start, nullptr, &count, nullptr);
@@ -165,7 +183,10 @@ void Writers::add_hdf5(int rank, const std::vector<Event>& events) {
     H5Tclose(mem);
     H5Sclose(mem_space);
     H5Sclose(file_space);
-    if (rc < 0) throw error(fmt::format("cannot write the trace table {}", kind_info(k).name));
+    if (rc < 0) {
+      throw io_error(hdf5_path_,
+                     fmt::format("cannot write the table {} in {}", kind_info(k).name, hdf5_path_));
+    }
     rows_[k] += static_cast<std::int64_t>(count);
   }
 }
@@ -315,14 +336,25 @@ void Writers::finish(std::uint64_t dropped) {
     }
     const bool ok = H5Fclose(hdf5_file_) >= 0;
     hdf5_file_ = -1;
-    if (!ok) throw error("cannot close trace.h5");
+    if (!ok) throw io_error(hdf5_path_, fmt::format("cannot write {} (closing it)", hdf5_path_));
   }
   if (json_) {
     std::fputs("\n]}\n", json_);
-    const bool ok = std::fclose(json_) == 0;
+    const bool ok = std::fflush(json_) == 0 && ::fsync(fileno(json_)) == 0;
+    const bool closed = std::fclose(json_) == 0;
     json_ = nullptr;
-    if (!ok) throw error(fmt::format("cannot write {}", json_path_));
+    if (!ok || !closed) {
+      throw io_error(json_path_,
+                     fmt::format("cannot write {}: {}", json_path_, std::strerror(errno)));
+    }
   }
+  if (std::rename((hdf5_path_ + ".tmp").c_str(), hdf5_path_.c_str()) != 0 ||
+      (!json_path_.empty() &&
+       std::rename((json_path_ + ".tmp").c_str(), json_path_.c_str()) != 0)) {
+    throw io_error(hdf5_path_,
+                   fmt::format("cannot put the trace in place: {}", std::strerror(errno)));
+  }
+  finished_ = true;
 }
 
 }  // namespace tandem::detail::trace

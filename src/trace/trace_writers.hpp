@@ -43,6 +43,8 @@ class Writers {
   std::FILE* json_ = nullptr;
   bool first_json_event_ = true;
   std::string json_path_;
+  std::string hdf5_path_;
+  bool finished_ = false;
 };
 
 }  // namespace tandem::detail::trace

@@ -11,17 +11,21 @@
 
 namespace tandem::detail::hdf5 {
 
-namespace {
-
 // HDF5 prints its own error stack to stderr by default; our messages say
-// what went wrong, so silence it once.
-void quiet() {
+// what went wrong, so silence it once. And no clean-up at exit: a file
+// whose close failed (a full disk) stays open inside HDF5, and closing it
+// again at exit crashes the process ("infinite loop closing library").
+// Tandem closes every file it writes itself.
+void quiet_errors() {
   static const bool done = [] {
+    H5dont_atexit();
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;
   }();
   (void)done;
 }
+
+namespace {
 
 struct Handle {
   hid_t id;
@@ -93,7 +97,7 @@ std::int64_t file_type(DType dtype) {
 
 void write(const std::string& path, const TensorList& tensors, std::uint64_t request_id) {
   std::lock_guard guard(lock());
-  quiet();
+  quiet_errors();
   Handle file{H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose};
   if (file.id < 0) throw error(fmt::format("cannot create HDF5 file {}", path));
   for (const auto& t : tensors) {
@@ -122,7 +126,7 @@ void write(const std::string& path, const TensorList& tensors, std::uint64_t req
 bool read(const std::string& path, const std::string& dataset, DType dtype,
           const std::vector<std::int64_t>& shape, Tensor& out, std::string& why) {
   std::lock_guard guard(lock());
-  quiet();
+  quiet_errors();
   Handle file{H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose};
   if (file.id < 0) {
     why = fmt::format("cannot open HDF5 file {}", path);

@@ -28,4 +28,10 @@ std::int64_t file_type(DType dtype);
 /// this lock (the recorder writes from a thread of its own).
 std::mutex& lock();
 
+/// Turns HDF5's automatic printing of its error stack off (once per
+/// process, before any other HDF5 call): every HDF5 failure becomes one
+/// error of ours that names the file and the operation. Also turns off
+/// HDF5's clean-up at exit, which crashes on a file whose close failed.
+void quiet_errors();
+
 }  // namespace tandem::detail::hdf5

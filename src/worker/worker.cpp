@@ -37,7 +37,9 @@
 #include "tasks/registry.hpp"
 #include "trace/trace.hpp"
 #include "worker/client_env.hpp"
+#include "worker/isolated.hpp"
 #include "worker/proxy.hpp"
+#include "worker/watchdog.hpp"
 
 namespace tandem::detail {
 
@@ -112,6 +114,10 @@ class Worker {
       runtimes_.push_back(std::move(rt));
     }
     if (needs_proxy(wf_)) start_proxy();
+    const bool watched = std::any_of(wf_.tasks.begin(), wf_.tasks.end(), [](const TaskSpec& t) {
+      return t.kind == TaskKind::function && !t.isolate && t.timeout_s > 0;
+    });
+    if (watched) watchdog_ = std::make_unique<Watchdog>();
   }
 
   void run();
@@ -145,6 +151,7 @@ class Worker {
   std::vector<ActiveCommand> active_;
   std::vector<pollfd> poll_fds_;
   std::unique_ptr<proxy::Proxy> proxy_;  // when executable tasks may call services
+  std::unique_ptr<Watchdog> watchdog_;   // when function tasks that are not isolated have timeouts
   int slots_ = 1;
   bool request_outstanding_ = false;
   bool cancelled_ = false;
@@ -158,6 +165,13 @@ class Worker {
   std::vector<std::int32_t> recv_buf_;
   std::int64_t busy_us_ = 0;
 };
+
+// Where an attempt's stdout and stderr go: tasks/NAME/INDEX.out (.err),
+// INDEX.tryN.out for later attempts.
+std::string attempt_stem(const TaskRuntime& rt, int index, int attempt) {
+  return (rt.output_dir / std::to_string(index)).string() +
+         (attempt > 1 ? fmt::format(".try{}", attempt) : std::string());
+}
 
 int Worker::task_of(int id) const {
   // Tasks are few; a linear scan from the back is cheap and branch-friendly.
@@ -334,6 +348,7 @@ void Worker::run_function(const Assignment& a) {
     MPI_Comm_group(job_.workers, &all_group);
     MPI_Group_incl(all_group, static_cast<int>(a.members.size()), a.members.data(), &group);
     TANDEM_MPI_CHECK(MPI_Comm_create_group(job_.workers, group, a.id % 32768, &sub));
+    return_errors(sub);
     MPI_Group_free(&group);
     MPI_Group_free(&all_group);
     data.comm = sub;
@@ -347,21 +362,42 @@ void Worker::run_function(const Assignment& a) {
   // In the black box before it starts: if it takes the rank down, the next
   // job knows whom to charge.
   rank_record::take_slot(0, rank_record::kFunction, spec.name, data.index, a.attempt, t_start);
-  TaskContext ctx = Access::make_context(&data);
-  try {
-    runtimes_[task].function(ctx);
-    outcome = Outcome::done;
-  } catch (const std::exception& e) {
-    reason = fmt::format("function '{}' threw: {}", spec.function, e.what());
-  } catch (...) {
-    reason =
-        fmt::format("function '{}' threw an exception that is not a std::exception", spec.function);
+  int exit_code = 0;
+  if (spec.isolate) {
+    // A forked child cannot use the worker's MPI: no client, no comm.
+    data.client = nullptr;
+    data.comm = MPI_COMM_NULL;
+    data.isolated = true;
+    TaskContext ctx = Access::make_context(&data);
+    const std::string stem = attempt_stem(runtimes_[task], data.index, a.attempt);
+    const IsolatedResult r = run_isolated(
+        runtimes_[task].function, ctx,
+        {spec.function, stem + ".out", stem + ".err", spec.timeout_s, wf_.job.kill_grace_s});
+    outcome = r.outcome;
+    exit_code = r.exit_code;
+    reason = r.reason;
+  } else {
+    TaskContext ctx = Access::make_context(&data);
+    if (watchdog_ && spec.timeout_s > 0) {
+      watchdog_->arm(fmt::format("{}[{}] attempt {}", spec.name, data.index, a.attempt),
+                     spec.timeout_s, spec.on_timeout);
+    }
+    try {
+      runtimes_[task].function(ctx);
+      outcome = Outcome::done;
+    } catch (const std::exception& e) {
+      reason = fmt::format("function '{}' threw: {}", spec.function, e.what());
+    } catch (...) {
+      reason = fmt::format("function '{}' threw an exception that is not a std::exception",
+                           spec.function);
+    }
+    if (watchdog_) watchdog_->disarm();
   }
   rank_record::free_slot(0);
   const std::int64_t t_end = now_us();
   if (sub != MPI_COMM_NULL) MPI_Comm_free(&sub);
   finished_attempt(t_start, t_end);
-  add_result(a.id, a.attempt, outcome, 0, t_start, t_end, reason);
+  add_result(a.id, a.attempt, outcome, exit_code, t_start, t_end, reason);
 }
 
 void Worker::start_command(const Assignment& a) {
@@ -391,8 +427,7 @@ void Worker::start_command(const Assignment& a) {
   launch.env.push_back("TANDEM_TASK_INDEX=" + idx);
   launch.env.push_back(fmt::format("TANDEM_ATTEMPT={}", a.attempt));
   launch.cwd = spec.cwd;
-  const std::string stem = (rt.output_dir / idx).string() +
-                           (a.attempt > 1 ? fmt::format(".try{}", a.attempt) : std::string());
+  const std::string stem = attempt_stem(rt, a.id - rt.first_id, a.attempt);
   launch.stdout_path = stem + ".out";
   launch.stderr_path = stem + ".err";
   launch.timeout_s = spec.timeout_s;

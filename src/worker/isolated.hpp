@@ -1,0 +1,38 @@
+#pragma once
+// Isolated function tasks (`isolate = true`): the function runs in a forked
+// child of the worker, and its result, its exception's message or the
+// signal that killed it comes back over a pipe. A crash, an exit() or a
+// timeout then fails only that attempt, and the worker goes on.
+//
+// The child is a copy of the worker taken at fork(): it has the task's
+// arguments, the loaded libraries and memory as they were, but it must not
+// touch MPI (the worker's MPI state is not the child's to use), so an
+// isolated task cannot call the services or span several ranks. Its
+// stdout and stderr go to RUN_DIR/tasks/NAME/INDEX.out and .err.
+
+#include <string>
+
+#include "protocol/task_state.hpp"
+#include "tandem/task.hpp"
+
+namespace tandem::detail {
+
+struct IsolatedLaunch {
+  std::string function_name;  // for the reason
+  std::string stdout_path;
+  std::string stderr_path;
+  double timeout_s = 0;  // 0: none
+  double kill_grace_s = 2;
+};
+
+struct IsolatedResult {
+  Outcome outcome = Outcome::failed;
+  int exit_code = 0;
+  std::string reason;
+};
+
+/// Runs @p fn(@p ctx) in a forked child and waits for it, killing it at
+/// the timeout or when the job is asked to stop.
+IsolatedResult run_isolated(TaskFunction fn, TaskContext& ctx, const IsolatedLaunch& launch);
+
+}  // namespace tandem::detail
