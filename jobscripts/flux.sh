@@ -9,4 +9,7 @@ export OMPI_MCA_mpi_yield_when_idle=1
 tandem=${TANDEM:-tandem}
 np=$(flux resource list -no '{ncores}' | awk '{s += $1} END {print s}')
 "$tandem" plan "$workflow" --np "$np" > /dev/null
-flux run -n "$np" -o mpi=openmpi "$tandem" run "$workflow"
+# Relaunched with --resume if a rank dies (tandem supervise).
+exec "$tandem" supervise --max-relaunches "${TANDEM_MAX_RELAUNCHES:-3}" \
+  --min-time-left "${TANDEM_MIN_TIME_LEFT:-300}" -- \
+  flux run -n "$np" -o mpi=openmpi "$tandem" run "$workflow"

@@ -17,12 +17,8 @@ np=$(wc -l < "$PBS_NODEFILE")
 # SIGKILL). mpirun would answer SIGTERM by killing the ranks, so this script
 # hands it on as SIGUSR1, which mpirun forwards to every rank; Tandem then
 # drains and keeps its journal.
-mpirun -np "$np" --hostfile "$PBS_NODEFILE" "$tandem" run "$WORKFLOW" &
-mpirun_pid=$!
-trap 'kill -USR1 "$mpirun_pid" 2> /dev/null' USR1 TERM
-status=0
-while :; do  # `wait` returns early for a trapped signal: wait for the exit
-  wait "$mpirun_pid" && status=0 || status=$?
-  kill -0 "$mpirun_pid" 2> /dev/null || break
-done
-exit "$status"
+# Relaunched with --resume if a rank dies (tandem supervise); PBS's
+# SIGTERM reaches mpirun as SIGUSR1, which it passes on to the ranks.
+exec "$tandem" supervise --max-relaunches "${TANDEM_MAX_RELAUNCHES:-3}" \
+  --min-time-left "${TANDEM_MIN_TIME_LEFT:-300}" --signal-as USR1 -- \
+  mpirun -np "$np" --hostfile "$PBS_NODEFILE" "$tandem" run "$WORKFLOW"

@@ -12,6 +12,7 @@
 #include "config/workflow.hpp"
 #include "layout/plan.hpp"
 #include "report/report.hpp"
+#include "supervise.hpp"
 #include "tandem/tandem.hpp"
 #include "tasks/registry.hpp"
 
@@ -107,11 +108,31 @@ int run_command_line(int argc, char** argv) {
   plan_cmd->add_option("--np,-n", np, "Number of ranks the job will have")->required();
   plan_cmd->add_option("--ranks-per-node", per_node, "Ranks on each node (default: all on one)");
 
+  tandem::cli::SuperviseOptions sup;
+  auto* sup_cmd = app.add_subcommand(
+      "supervise",
+      "Run a job's launch command (srun/mpirun ... tandem run ...) and relaunch it with --resume "
+      "when a rank dies, inside the same allocation");
+  sup_cmd->add_option("--max-relaunches", sup.max_relaunches, "Relaunch at most this many times")
+      ->capture_default_str();
+  sup_cmd
+      ->add_option("--min-time-left", sup.min_time_left_s,
+                   "Relaunch only with this many seconds left in the allocation")
+      ->capture_default_str();
+  sup_cmd->add_option(
+      "--signal-as", sup.signal_as,
+      "Forward SIGTERM/SIGINT/SIGUSR1 to the launcher as this signal (mpirun: USR1)");
+  sup_cmd
+      ->add_option("command", sup.command,
+                   "-- then the launch command, ending with tandem run WORKFLOW [options]")
+      ->required();
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*validate_cmd) return validate(file);
     if (*plan_cmd) return plan(file, np, per_node);
     if (*report_cmd) return report(run_dir, as_json, as_html);
+    if (*sup_cmd) return tandem::cli::supervise(sup);
     if (*run_cmd) {
       run_opts.trace = !no_trace;
       return run(run_opts);

@@ -8,6 +8,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -21,6 +22,7 @@
 #include "base/backoff.hpp"
 #include "base/mpi_check.hpp"
 #include "base/mpi_wait.hpp"
+#include "base/rank_record.hpp"
 #include "base/send_queue.hpp"
 #include "job/roles.hpp"
 #include "ml_ranks/backends/backend.hpp"
@@ -339,6 +341,17 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
     trace::record(trace::kRequestBatch, static_cast<std::int64_t>(r.id), batch_id, r.client,
                   static_cast<std::int16_t>(me_.service));
   }
+  // In the black box while it runs: a model that takes the rank down is
+  // charged to the tasks whose requests were in the batch.
+  int clients[rank_record::kClients];
+  int nclients = 0;
+  for (const auto& r : batch) {
+    if (nclients < rank_record::kClients &&
+        std::find(clients, clients + nclients, r.client) == clients + nclients) {
+      clients[nclients++] = r.client;
+    }
+  }
+  rank_record::set_batch(clients, nclients);
   const auto t0 = clock::now();
   TensorList outputs;
   TensorList inputs;
@@ -359,6 +372,7 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
   } catch (const std::exception& e) {
     failure = e.what();
   }
+  rank_record::set_batch(nullptr, 0);
   const auto t1 = clock::now();
   stats_.compute_s += std::chrono::duration<double>(t1 - t0).count();
   trace::record_at(ns(t0), trace::kBatchCompute, batch_id, ns(t1) - ns(t0),

@@ -26,4 +26,13 @@ struct Allocation {
 /// Reads the allocation from this process's environment.
 Allocation read_allocation();
 
+/// Seconds left before the allocation's time limit, or a negative number
+/// when unknown (no batch system, no limit). From TANDEM_END_TIME (Unix
+/// seconds) if set, else SLURM_JOB_END_TIME, else asks squeue.
+double allocation_seconds_left();
+
+/// Parses Slurm's time-left format ("D-HH:MM:SS", "HH:MM:SS", "MM:SS",
+/// "SS"); negative for UNLIMITED, NOT_SET or anything else.
+double parse_slurm_time(const std::string& text);
+
 }  // namespace tandem::detail

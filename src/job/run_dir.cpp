@@ -1,6 +1,7 @@
 #include "job/run_dir.hpp"
 
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -100,27 +101,38 @@ nlohmann::json workflow_fields(const Workflow& wf) {
   return {{"workflow", wf.path}, {"workflow_hash", text_hash(wf.text)}};
 }
 
-void job_started(const std::string& dir, const Workflow& wf, bool resume) {
+bool record_job_without_summary(const std::string& dir) {
   const std::string marker = dir + "/running.json";
   std::ifstream in(marker);
-  if (in) {
-    auto before = nlohmann::json::parse(in, nullptr, false);
-    if (!before.is_object()) before = nlohmann::json::object();
-    before["ended_us"] = nullptr;
-    before["ended_without_summary"] = true;
-    before["exit_code"] = nullptr;
+  if (!in) return false;
+  auto before = nlohmann::json::parse(in, nullptr, false);
+  if (!before.is_object()) before = nlohmann::json::object();
+  before["ended_us"] = nullptr;
+  before["ended_without_summary"] = true;
+  before["exit_code"] = nullptr;
+  append_line_durably(dir + "/history.jsonl", before.dump() + "\n");
+  std::error_code ec;
+  fs::remove(marker, ec);
+  return true;
+}
+
+void job_started(const std::string& dir, const Workflow& wf, bool resume) {
+  if (record_job_without_summary(dir)) {
     spdlog::warn(
         "the previous job on {} ended without a summary (a rank died, the job was killed hard, "
-        "or a node was lost); "
-        "history.jsonl records it, and its finished results are in the journal",
+        "or a node was lost); history.jsonl records it, and its finished results are in the "
+        "journal",
         dir);
-    append_line_durably(dir + "/history.jsonl", before.dump() + "\n");
   }
   nlohmann::json now = workflow_fields(wf);
   now["started_us"] = now_us();
   now["resumed"] = resume;
   now["allocation"] = read_allocation().to_json();
-  write_file_atomically(marker, now.dump() + "\n");
+  write_file_atomically(dir + "/running.json", now.dump() + "\n");
+  // `tandem supervise` learns the run directory this way, to resume it.
+  if (const char* report = std::getenv("TANDEM_REPORT_RUN_DIR"); report && *report) {
+    write_file_atomically(report, dir + "\n");
+  }
 }
 
 void job_ended_with_summary(const std::string& dir) {

@@ -43,5 +43,10 @@ nlohmann::json workflow_fields(const Workflow& wf);
 void job_started(const std::string& dir, const Workflow& wf, bool resume);
 /// The job wrote its summary and history line: running.json goes.
 void job_ended_with_summary(const std::string& dir);
+/// If the job that last ran on @p dir ended without a summary (running.json
+/// is still there), appends the line that says so to history.jsonl and
+/// removes running.json; returns whether it did. For the next job and for
+/// `tandem supervise` when it does not relaunch.
+bool record_job_without_summary(const std::string& dir);
 
 }  // namespace tandem::detail

@@ -9,7 +9,8 @@ set -uo pipefail
 tandem=$(readlink -f "$1")
 tasks_lib=$(readlink -f "$2")
 mpiexec=$3
-source "$(dirname "$0")/../support/shell_test.sh"
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../support/shell_test.sh"
 work=$(mktemp -d /tmp/tandem-faults-XXXXXX)
 cleanup() {
   mountpoint -q "$work/full" 2> /dev/null && umount "$work/full"
@@ -200,6 +201,13 @@ for _ in $(seq 100); do
 done
 sleep 1.2 # past the logs' flush interval
 check "logs fill while the run goes" test -s "$dir/logs/rank-00001.log"
+# A single-node run opens no TCP listener on a rank beyond loopback (Open
+# MPI's launcher still has its own, which Open MPI 4.1 cannot confine;
+# docs/when-things-go-wrong.md).
+launcher_pid=$(pgrep -P "$job" | head -1)
+ranks=$(pgrep -P "$launcher_pid" -x tandem | tr '\n' ' ')
+check "no rank listens on anything but loopback (ranks: $ranks)" \
+  sh -c "test -n '$ranks' && python3 '$here/listeners.py' $ranks"
 # The worker's pid, from its black box (bytes 16-19 of the page).
 pid=$(python3 -c "import struct,sys; print(struct.unpack_from('i', open(sys.argv[1],'rb').read(), 16)[0])" "$dir/ranks/rank-00001.rec")
 kill -KILL "$pid"

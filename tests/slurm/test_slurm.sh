@@ -212,4 +212,37 @@ check "no index is missing" \
 check "history.jsonl has the three jobs" \
   test "$(python3 -c "import json,sys; print(' '.join(json.loads(l)['allocation']['job_id'] for l in open(sys.argv[1])))" "$run_dir/history.jsonl")" = "$first $second $third"
 
+# --- a poison task inside one allocation ------------------------------------
+# One instance segfaults its rank each time it runs; 200 others are good.
+# The job script's `tandem supervise` relaunches the job with --resume
+# after each death; the poison task is charged each time and FAILED after
+# its retries, and the whole run finishes inside this one sbatch.
+cat > poison.toml << TOML
+[job]
+name = "poison"
+libraries = ["$tasks_lib"]
+[[task]]
+name = "sim"
+function = "test_misbehave"
+count = 201
+retries = 1
+args = { bad_index = 100, how = "segv" }
+TOML
+# A five-minute allocation: relaunch while 30 s are left (the default, 300 s,
+# suits real jobs).
+poison=$(TANDEM_MIN_TIME_LEFT=30 sbatch --parsable --nodes=1 --ntasks-per-node=4 --time=5 \
+  "$jobscripts/slurm-srun.sbatch" poison.toml)
+result=$(wait_job "$poison" 240)
+run_dir=runs/poison-$poison
+check "the poison job $poison ended with exit 1: a task FAILED, none lost (got $result)" \
+  test "$result" = "FAILED 1:0" || show_output "$poison" "tandem-$poison.out"
+check "supervise relaunched it twice inside the allocation" \
+  test "$(grep -c 'Relaunching with --resume' "tandem-$poison.out")" = 2
+check "the poison task FAILED after retries + 1 = 2 attempts, both charged" \
+  test "$(python3 -c "import json,sys; L=[json.loads(l) for l in open(sys.argv[1])]; print(sum(1 for d in L if d.get('lost') and d['index']==100), [d['state'] for d in L if d.get('index')==100 and 'state' in d][-1])" "$run_dir/journal.jsonl")" = "2 FAILED"
+check "every good task DONE exactly once" \
+  test "$(python3 -c "import json,sys,collections; c=collections.Counter(d['index'] for d in map(json.loads, open(sys.argv[1])) if d.get('state')=='DONE'); print(len(c), set(c.values()), 100 in c)" "$run_dir/journal.jsonl")" = "200 {1} False"
+check "history.jsonl has the three jobs of the allocation, the two that died marked so" \
+  test "$(python3 -c "import json,sys; print([(d['allocation']['job_id'], d.get('ended_without_summary', False)) for d in map(json.loads, open(sys.argv[1]))])" "$run_dir/history.jsonl")" = "[('$poison', True), ('$poison', True), ('$poison', False)]"
+
 finish slurm

@@ -6,7 +6,7 @@
 # tests/CMakeLists.txt (TANDEM_MPIEXEC_FLAGS, TANDEM_MPIEXEC_ENV); run by
 # hand, a script gets Open MPI's. Start jobs as
 #   "$mpiexec" "${mpiexec_flags[@]}" -n 4 ...
-read -r -a mpiexec_flags <<< "${TANDEM_MPIEXEC_FLAGS---oversubscribe}"
+read -r -a mpiexec_flags <<< "${TANDEM_MPIEXEC_FLAGS---oversubscribe --mca btl self,vader}"
 if [ -z "${TANDEM_MPIEXEC_FLAGS+set}" ]; then
   export OMPI_MCA_mpi_yield_when_idle=1
   if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi

@@ -354,3 +354,58 @@ TEST(Workflow, TheProxyRunsOnlyForServicesAndExecutables) {
   EXPECT_FALSE(tandem::detail::needs_proxy(off));
   EXPECT_EQ(tandem::detail::proxy_socket_dir(off, "/runs/r1"), "/runs/r1/sockets");
 }
+
+TEST(Workflow, IsolationAndTimeoutsHaveJobDefaults) {
+  const auto wf = parse_workflow(
+      "[job]\nisolate = true\non_timeout = 'abort'\njournal_sync_interval = 0.5\n"
+      "[[task]]\nname='a'\nfunction='f'\n"
+      "[[task]]\nname='b'\nfunction='f'\nisolate = false\non_timeout = 'warn'\n",
+      "/x/wf.toml", false);
+  EXPECT_TRUE(wf.tasks[0].isolate);
+  EXPECT_EQ(wf.tasks[0].on_timeout, tandem::detail::OnTimeout::abort);
+  EXPECT_FALSE(wf.tasks[1].isolate);
+  EXPECT_EQ(wf.tasks[1].on_timeout, tandem::detail::OnTimeout::warn);
+  EXPECT_DOUBLE_EQ(wf.job.journal_sync_s, 0.5);
+  const auto defaults = parse_workflow("[[task]]\nname='a'\nfunction='f'\n", "/x/wf.toml", false);
+  EXPECT_FALSE(defaults.tasks[0].isolate);
+  EXPECT_EQ(defaults.tasks[0].on_timeout, tandem::detail::OnTimeout::warn);
+  EXPECT_DOUBLE_EQ(defaults.job.journal_sync_s, 0.1);
+}
+
+TEST(Workflow, IsolationIsCheckedAgainstWhatATaskIs) {
+  expect_error("[[task]]\nname='a'\ncommand='/bin/true'\nisolate = true\n", 4, "task[0].isolate",
+               "always runs in a process of its own");
+  expect_error("[[task]]\nname='a'\nfunction='f'\nranks = 2\nisolate = true\n", 5,
+               "task[0].isolate", "cannot span several ranks");
+  expect_error("[job]\nisolate = true\n[[task]]\nname='a'\nfunction='f'\nranks = 2\n", 6,
+               "task[0].ranks", "cannot span several ranks");
+  expect_error("[[task]]\nname='a'\nfunction='f'\non_timeout = 'kill'\n", 4, "task[0].on_timeout",
+               "warn");
+}
+
+TEST(Workflow, SafeAndUnsafeChangesForAResume) {
+  const auto before = parse_workflow(
+      "[[task]]\nname='a'\nfunction='f'\ncount=10\nretries=1\ntimeout=5\nargs={n=1}\n"
+      "[[service]]\nname='s'\nbackend='scale'\nfactor=2.0\n",
+      "/x/wf.toml", false);
+  const auto safe = parse_workflow(
+      "[[task]]\nname='a'\nfunction='f'\ncount=12\nretries=3\ntimeout=9\nargs={n=1}\n"
+      "priority=4\n[[task]]\nname='new'\nfunction='f'\n"
+      "[[service]]\nname='s'\nbackend='scale'\nfactor=2.0\nreplicas=3\n",
+      "/x/wf.toml", false);
+  EXPECT_TRUE(unsafe_changes(before, safe).empty());
+  const auto unsafe = parse_workflow(
+      "[[task]]\nname='a'\nfunction='g'\ncount=8\nretries=0\ntimeout=1\nargs={n=2}\n"
+      "[[service]]\nname='s'\nbackend='scale'\nfactor=3.0\n",
+      "/x/wf.toml", false);
+  const auto changes = unsafe_changes(before, unsafe);
+  ASSERT_EQ(changes.size(), 6u);
+  EXPECT_EQ(changes[0], "task 'a': function changed from f to g");
+  EXPECT_EQ(changes[1], "task 'a': args changed from {\"n\":1} to {\"n\":2}");
+  EXPECT_EQ(changes[2], "task 'a': count went down from 10 to 8");
+  EXPECT_EQ(changes[3], "task 'a': retries went down from 1 to 0");
+  EXPECT_EQ(changes[4], "task 'a': timeout went down from 5 s to 1 s");
+  EXPECT_EQ(changes[5], "service 's': factor changed from 2 to 3");
+  const auto removed = parse_workflow("[[task]]\nname='b'\nfunction='f'\n", "/x/wf.toml", false);
+  EXPECT_EQ(unsafe_changes(before, removed)[0], "task 'a' was removed");
+}
