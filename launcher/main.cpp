@@ -41,7 +41,7 @@ int report(const std::string& run_dir, bool as_json, bool as_html) {
     const std::string path = run_dir + "/report.html";
     std::ofstream out(path);
     out << report::to_html(r);
-    if (!out.flush()) throw tandem::error("cannot write " + path);
+    if (!out.flush()) throw tandem::io_error(path, "cannot write " + path);
     std::printf("%s\n", path.c_str());
   } else if (as_json) {
     std::printf("%s\n", report::to_json(r).dump(2).c_str());

@@ -112,9 +112,10 @@ int supervise(const SuperviseOptions& o) {
     const double took =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     const std::string run_dir = read_line(report);
-    // Finished, stopped on purpose, a set-up error (2: it would fail again)
-    // or no job started: nothing to relaunch.
-    if (code == 0 || code == 2 || g_stopped_by.load() != 0 || run_dir.empty()) break;
+    // Finished, stopped on purpose, a set-up error (2) or records that could
+    // not be written (3: a full disk) would end the same way again, and no
+    // run directory means no job started: nothing to relaunch.
+    if (code == 0 || code == 2 || code == 3 || g_stopped_by.load() != 0 || run_dir.empty()) break;
     if (!fs::exists(run_dir + "/running.json")) break;  // it wrote its summary: nothing was lost
     if (relaunch >= o.max_relaunches) {
       detail::record_job_without_summary(run_dir);

@@ -19,6 +19,7 @@ static_assert(sizeof(Page) <= 4096, "the black box is one page");
 namespace {
 
 Page* g_page = nullptr;
+int g_report_fd = 2;
 void (*g_flush)() = nullptr;
 constexpr int kFatalSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
 
@@ -90,7 +91,7 @@ void tell(const Page& p, const char* how) {
     t.add(" client(s)");
   }
   t.add("; the next --resume charges the attempt\n");
-  ssize_t ignored = ::write(2, t.buf, t.n);
+  ssize_t ignored = ::write(g_report_fd, t.buf, t.n);
   (void)ignored;
 }
 
@@ -238,6 +239,10 @@ void note_cause(Cause cause, std::string_view note) {
   }
   std::int32_t expected = kNone;
   p->cause.compare_exchange_strong(expected, cause);
+}
+
+void set_report_fd(int fd) {
+  g_report_fd = fd;
 }
 
 void set_flush_hook(void (*hook)()) {

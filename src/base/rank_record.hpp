@@ -88,6 +88,10 @@ void note_cause(Cause cause, std::string_view note);
 /// the rank's own end.
 void detach_in_child();
 
+/// Where a dying rank's one line goes (default: fd 2), for a rank whose
+/// stderr was sent to a file (job/logging.hpp).
+void set_report_fd(int fd);
+
 /// Called from the fatal-signal handler after the page is written, to
 /// flush the logs; may be unsafe, so it runs last.
 void set_flush_hook(void (*hook)());

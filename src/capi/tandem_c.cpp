@@ -80,6 +80,10 @@ tandem_status guarded(F&& body) {
     return fail(TANDEM_ERR_IO, e.what());
   } catch (const std::invalid_argument& e) {
     return fail(TANDEM_ERR_ARGUMENT, e.what());
+  } catch (const tandem::error& e) {
+    // What is left of the family is a call that cannot be done as asked: a
+    // tensor of another dtype or shape, a name that is not there.
+    return fail(TANDEM_ERR_ARGUMENT, e.what());
   } catch (const std::exception& e) {
     return fail(TANDEM_ERR_INTERNAL, e.what());
   } catch (...) {

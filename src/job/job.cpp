@@ -221,7 +221,9 @@ Job::~Job() {
 std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& options) {
   int initialized = 0;
   MPI_Initialized(&initialized);
-  if (!initialized) throw error("Tandem: MPI is not initialised; call MPI_Init first");
+  if (!initialized) {
+    throw mpi_error(MPI_ERR_OTHER, "Tandem: MPI is not initialised; call MPI_Init first");
+  }
   install_stop_handlers();
   clear_stop();
   hdf5::quiet_errors();

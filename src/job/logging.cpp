@@ -4,7 +4,12 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include <chrono>
 
@@ -63,6 +68,38 @@ void add_log_file(const std::string& log_dir, int rank) {
   } catch (const spdlog::spdlog_ex& e) {
     spdlog::warn("cannot open the log file in {}: {}", log_dir, e.what());
   }
+}
+
+bool send_stderr_to(const std::string& path, std::string* why) {
+  const int file = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (file < 0) {
+    if (why) *why = fmt::format("cannot open {}: {}", path, std::strerror(errno));
+    return false;
+  }
+  const int terminal = ::fcntl(2, F_DUPFD_CLOEXEC, 3);
+  std::FILE* out = terminal >= 0 ? ::fdopen(terminal, "w") : nullptr;
+  if (!out) {
+    if (why) *why = fmt::format("cannot keep the job's stderr: {}", std::strerror(errno));
+    if (terminal >= 0) ::close(terminal);
+    ::close(file);
+    return false;
+  }
+  std::setvbuf(out, nullptr, _IONBF, 0);
+  // The flusher walks the sinks: stop it while the first one is replaced.
+  spdlog::flush_every(std::chrono::seconds(0));
+  auto logger = spdlog::default_logger();
+  auto& sinks = logger->sinks();
+  auto log_sink =
+      std::make_shared<spdlog::sinks::stdout_sink_base<spdlog::details::console_mutex>>(out);
+  log_sink->set_level(sinks[0]->level());
+  log_sink->set_pattern(fmt::format("[%Y-%m-%d %H:%M:%S.%e] [{}] [%l] %v", g_tag));
+  sinks[0] = log_sink;
+  std::fflush(stderr);
+  ::dup2(file, 2);
+  ::close(file);
+  rank_record::set_report_fd(terminal);
+  if (sinks.size() > 1) spdlog::flush_every(std::chrono::seconds(1));
+  return true;
 }
 
 void close_log_file() {

@@ -17,6 +17,12 @@ void setup_logging(int rank, const std::string& role, const std::string& stderr_
 /// Adds the rank's log file in @p log_dir (rank-NNNNN.log), at info level.
 void add_log_file(const std::string& log_dir, int rank);
 
+/// Sends this process's stderr (fd 2: what function tasks and the libraries
+/// they call print) to @p path, while Tandem's own log lines and a dying
+/// rank's last line still reach the job's stderr. False, with @p why, when
+/// the file cannot be opened; stderr is then left as it was.
+bool send_stderr_to(const std::string& path, std::string* why);
+
 /// Flushes and drops the file sink (at the end of a run).
 void close_log_file();
 

@@ -40,11 +40,12 @@ namespace {
 json read_json(const fs::path& path) {
   std::ifstream in(path);
   if (!in)
-    throw error(fmt::format("{} does not exist: is this a Tandem run directory?", path.string()));
+    throw io_error(path.string(), fmt::format("{} does not exist: is this a Tandem run directory?",
+                                              path.string()));
   try {
     return json::parse(in);
   } catch (const std::exception& e) {
-    throw error(fmt::format("{} is not valid JSON: {}", path.string(), e.what()));
+    throw io_error(path.string(), fmt::format("{} is not valid JSON: {}", path.string(), e.what()));
   }
 }
 

@@ -56,7 +56,7 @@ std::vector<Row> read_rows(const std::string& path, int kind) {
   H5Tclose(type);
   H5Sclose(space);
   H5Dclose(set);
-  if (rc < 0) throw error(fmt::format("cannot read the table {} of {}", name, path));
+  if (rc < 0) throw io_error(path, fmt::format("cannot read the table {} of {}", name, path));
   return rows;
 }
 

@@ -99,7 +99,7 @@ void write(const std::string& path, const TensorList& tensors, std::uint64_t req
   std::lock_guard guard(lock());
   quiet_errors();
   Handle file{H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose};
-  if (file.id < 0) throw error(fmt::format("cannot create HDF5 file {}", path));
+  if (file.id < 0) throw io_error(path, fmt::format("cannot create HDF5 file {}", path));
   for (const auto& t : tensors) {
     std::vector<hsize_t> dims(t.tensor.shape().begin(), t.tensor.shape().end());
     Handle space{H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose};
@@ -107,10 +107,12 @@ void write(const std::string& path, const TensorList& tensors, std::uint64_t req
     Handle ds{H5Dcreate2(file.id, ("/" + t.name).c_str(), type, space.id, H5P_DEFAULT, H5P_DEFAULT,
                          H5P_DEFAULT),
               H5Dclose};
-    if (ds.id < 0) throw error(fmt::format("cannot create dataset /{} in {}", t.name, path));
+    if (ds.id < 0)
+      throw io_error(path, fmt::format("cannot create dataset /{} in {}", t.name, path));
     if (t.tensor.nbytes() > 0 &&
         H5Dwrite(ds.id, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.tensor.data()) < 0) {
-      throw error(fmt::format("cannot write dataset /{} to {} (disk full?)", t.name, path));
+      throw io_error(path,
+                     fmt::format("cannot write dataset /{} to {} (disk full?)", t.name, path));
     }
     write_string_attribute(ds.id, "tandem_dtype", dtype_name(t.tensor.dtype()));
     Handle space1{H5Screate(H5S_SCALAR), H5Sclose};
@@ -119,7 +121,7 @@ void write(const std::string& path, const TensorList& tensors, std::uint64_t req
     H5Awrite(attr.id, H5T_NATIVE_UINT64, &request_id);
   }
   if (H5Fflush(file.id, H5F_SCOPE_GLOBAL) < 0) {
-    throw error(fmt::format("cannot flush HDF5 file {} (disk full?)", path));
+    throw io_error(path, fmt::format("cannot flush HDF5 file {} (disk full?)", path));
   }
 }
 

@@ -133,23 +133,26 @@ const Segment& PeerMaps::map(const std::string& name) {
   auto it = maps_.find(name);
   if (it != maps_.end()) return *it->second;
   if (name.rfind("/tandem.", 0) != 0 || name.find('/', 1) != std::string::npos) {
-    throw error(fmt::format("'{}' is not the name of a Tandem shared-memory segment", name));
+    throw protocol_error(
+        fmt::format("'{}' is not the name of a Tandem shared-memory segment", name));
   }
   const int fd = ::shm_open(name.c_str(), O_RDWR, 0);
   if (fd < 0) {
-    throw error(fmt::format("cannot open shared memory {}: {}", name, std::strerror(errno)));
+    throw io_error(name,
+                   fmt::format("cannot open shared memory {}: {}", name, std::strerror(errno)));
   }
   struct stat st {};
   ::fstat(fd, &st);
   const auto size = static_cast<std::size_t>(st.st_size);
   if (size < kHeaderSize) {
     ::close(fd);
-    throw error(fmt::format("shared memory {} is smaller than its header", name));
+    throw protocol_error(fmt::format("shared memory {} is smaller than its header", name));
   }
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   ::close(fd);
   if (p == MAP_FAILED) {
-    throw error(fmt::format("cannot map shared memory {}: {}", name, std::strerror(errno)));
+    throw io_error(name,
+                   fmt::format("cannot map shared memory {}: {}", name, std::strerror(errno)));
   }
   auto seg = std::make_unique<Segment>();
   seg->name = name;
@@ -157,7 +160,7 @@ const Segment& PeerMaps::map(const std::string& name) {
   seg->mapped = size;
   if (seg->header()->magic != kMagic || kHeaderSize + seg->header()->capacity > size) {
     ::munmap(p, size);
-    throw error(fmt::format("shared memory {} is not a Tandem segment", name));
+    throw protocol_error(fmt::format("shared memory {} is not a Tandem segment", name));
   }
   return *maps_.emplace(name, std::move(seg)).first->second;
 }

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -60,12 +61,42 @@ void leave_at_once(int status, void* /*unused*/) {
   }
   std::fflush(nullptr);
   write_all(result_fd, answer.data(), answer.size());
+  // Closed before the exit, so that the worker need not wait while the
+  // kernel tears this copy of its address space down.
+  ::close(result_fd);
   ::_exit(0);
+}
+
+// Children that answered and are still exiting: reaped on the next call
+// (or by reap_isolated_children), with anything left in their group.
+std::vector<pid_t>& exiting() {
+  static std::vector<pid_t> pids;
+  return pids;
+}
+
+void reap_exited(bool block) {
+  auto& pids = exiting();
+  std::erase_if(pids, [block](pid_t pid) {
+    int status = 0;
+    pid_t got = 0;
+    do {
+      got = ::waitpid(pid, &status, block ? 0 : WNOHANG);
+    } while (got < 0 && errno == EINTR);
+    if (got == 0) return false;
+    ::kill(-pid, SIGKILL);
+    remove_forward_group(pid);
+    return true;
+  });
 }
 
 }  // namespace
 
+void reap_isolated_children() {
+  reap_exited(/*block=*/true);
+}
+
 IsolatedResult run_isolated(TaskFunction fn, TaskContext& ctx, const IsolatedLaunch& launch) {
+  reap_exited(/*block=*/false);
   IsolatedResult r;
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
@@ -138,10 +169,18 @@ IsolatedResult run_isolated(TaskFunction fn, TaskContext& ctx, const IsolatedLau
     }
   }
   ::close(fds[0]);
-  while (!reaped && ::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  // A child that answered has told us all we need; its exit status is only
+  // wanted when it did not (a signal, exit()).
+  const bool answered = stop == Stop::none && (answer == "ok" || answer.rfind("threw", 0) == 0);
+  if (answered && !reaped) {
+    exiting().push_back(pid);
+    status = 0;
+  } else {
+    while (!reaped && ::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    ::kill(-pid, SIGKILL);  // anything it left behind in its group
+    remove_forward_group(pid);
   }
-  ::kill(-pid, SIGKILL);  // anything it left behind in its group
-  remove_forward_group(pid);
 
   const std::string& fn_name = launch.function_name;
   const bool signalled = WIFSIGNALED(status);

@@ -35,4 +35,7 @@ struct IsolatedResult {
 /// the timeout or when the job is asked to stop.
 IsolatedResult run_isolated(TaskFunction fn, TaskContext& ctx, const IsolatedLaunch& launch);
 
+/// Waits for the children that answered and were still exiting.
+void reap_isolated_children();
+
 }  // namespace tandem::detail

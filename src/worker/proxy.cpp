@@ -39,7 +39,7 @@ Proxy::Proxy(ClientImpl& client, std::string path, int worker_index)
   ::unlink(path_.c_str());  // a socket left by a crashed run of ours
   listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0)
-    throw error(fmt::format("cannot create a Unix socket: {}", std::strerror(errno)));
+    throw io_error(path_, fmt::format("cannot create a Unix socket: {}", std::strerror(errno)));
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
@@ -47,7 +47,7 @@ Proxy::Proxy(ClientImpl& client, std::string path, int worker_index)
       ::listen(listen_fd_, 128) != 0) {
     const std::string why = std::strerror(errno);
     ::close(listen_fd_);
-    throw error(fmt::format("cannot listen on {}: {}", path_, why));
+    throw io_error(path_, fmt::format("cannot listen on {}: {}", path_, why));
   }
   set_nonblocking(listen_fd_);
 }

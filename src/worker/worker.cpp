@@ -28,6 +28,7 @@
 #include "base/signals.hpp"
 #include "client/client_impl.hpp"
 #include "exec/command.hpp"
+#include "job/logging.hpp"
 #include "job/roles.hpp"
 #include "job/sockets.hpp"
 #include "protocol/pilot_messages.hpp"
@@ -118,6 +119,17 @@ class Worker {
       return t.kind == TaskKind::function && !t.isolate && t.timeout_s > 0;
     });
     if (watched) watchdog_ = std::make_unique<Watchdog>();
+    // What function tasks print on stderr goes into the run directory, next
+    // to the rank's log; Tandem's own lines still reach the job's stderr.
+    const bool functions = std::any_of(wf_.tasks.begin(), wf_.tasks.end(), [](const TaskSpec& t) {
+      return t.kind == TaskKind::function;
+    });
+    if (functions) {
+      std::string why;
+      const std::string path = fmt::format("{}/logs/rank-{:05d}.stderr", job_.run_dir, job_.rank);
+      if (!send_stderr_to(path, &why))
+        spdlog::warn("{}; function tasks print to the job's stderr", why);
+    }
   }
 
   void run();
@@ -530,6 +542,7 @@ void Worker::run() {
       backoff_.pause();
     }
   }
+  reap_isolated_children();
   // Whatever is left goes with the goodbye, which also carries our totals.
   send_update(0, true);
   wait_request(send_req_, wf_.job.backoff);

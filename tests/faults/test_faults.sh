@@ -181,6 +181,23 @@ check "on_timeout = warn (the default): the job finishes" test $? -eq 0
 check "on_timeout = warn: the overrun is reported" \
   contains hang-warn.out "sim[1] attempt 1 ran past its timeout of 0.3 s and goes on"
 
+# --- what a function task prints on stderr goes into the run directory -----
+cat > print.toml << TOML
+[job]
+name = "print"
+libraries = ["$tasks_lib"]
+[[task]]
+name = "talk"
+function = "test_misbehave"
+count = 4
+args = { bad_index = 2, how = "print" }
+TOML
+run print print.toml --run-dir "$work/runs/print"
+check "a task printing on stderr: exit 0" test $? -eq 0
+check "its line is in the rank's logs/rank-NNNNN.stderr" \
+  sh -c "cat '$work/runs/print/logs/'rank-*.stderr | grep -qx 'stderr of talk\[2\]'"
+check "and not in the job's output" sh -c "! grep -q 'stderr of talk' print.out"
+
 # --- a worker rank killed with SIGKILL mid-run ------------------------------
 cat > kill.toml << TOML
 [job]

@@ -4,6 +4,7 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 
 #include <tandem/tandem.hpp>
@@ -94,7 +95,8 @@ TANDEM_TASK(test_closure_grid) {
 
 // Misbehaves on instance `bad_index` (every other instance records itself
 // like test_record): `how` = "segv" (a null write), "abort", "exit" (exit(7)),
-// "hang" (never returns) or "sleep" (`seconds`, then returns).
+// "hang" (never returns), "print" (a line on stderr) or "sleep" (`seconds`,
+// then returns).
 TANDEM_TASK(test_misbehave) {
   if (ctx.index() == ctx.arg_int("bad_index", -1)) {
     std::ofstream(ctx.output_dir() / ("bad." + std::to_string(ctx.attempt()))) << "ran\n";
@@ -108,6 +110,9 @@ TANDEM_TASK(test_misbehave) {
       std::exit(7);
     } else if (how == "hang") {
       for (;;) pause();
+    } else if (how == "print") {
+      std::fprintf(stderr, "stderr of %s[%d]\n", ctx.name().c_str(), ctx.index());
+      std::fflush(stderr);
     } else if (how == "sleep") {
       usleep(static_cast<useconds_t>(ctx.arg_double("seconds", 1) * 1e6));
     }
