@@ -49,6 +49,7 @@ bool has(const std::vector<std::string>& args, const std::string& flag) {
 // (128 + N for a signal).
 int run_once(const std::vector<std::string>& argv) {
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   const pid_t pid = ::fork();

@@ -39,9 +39,10 @@ namespace {
 
 json read_json(const fs::path& path) {
   std::ifstream in(path);
-  if (!in)
+  if (!in) {
     throw io_error(path.string(), fmt::format("{} does not exist: is this a Tandem run directory?",
                                               path.string()));
+  }
   try {
     return json::parse(in);
   } catch (const std::exception& e) {
