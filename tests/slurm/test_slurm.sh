@@ -245,4 +245,37 @@ check "every good task DONE exactly once" \
 check "history.jsonl has the three jobs of the allocation, the two that died marked so" \
   test "$(python3 -c "import json,sys; print([(d['allocation']['job_id'], d.get('ended_without_summary', False)) for d in map(json.loads, open(sys.argv[1]))])" "$run_dir/history.jsonl")" = "[('$poison', True), ('$poison', True), ('$poison', False)]"
 
+# --- a worker rank killed with SIGKILL mid-run, inside an allocation ---------
+# The rank dies without a word; the launcher stops the others, so the next
+# job charges the instance the killed rank ran, and supervise relaunches.
+cat > killed.toml << TOML
+[job]
+name = "killed"
+[[task]]
+name = "sim"
+function = "tandem.sleep"
+count = 60
+retries = 1
+args = { seconds = 0.2 }
+TOML
+killed=$(TANDEM_MIN_TIME_LEFT=30 sbatch --parsable --nodes=1 --ntasks-per-node=4 --time=5 \
+  "$jobscripts/slurm-srun.sbatch" killed.toml)
+run_dir=runs/killed-$killed
+for _ in $(seq 600); do
+  [ -f "$run_dir/journal.jsonl" ] && [ "$(wc -l < "$run_dir/journal.jsonl")" -ge 6 ] && break
+  sleep 0.1
+done
+# The worker's pid, from its black box (bytes 16-19 of the page).
+pid=$(python3 -c "import struct,sys; print(struct.unpack_from('i', open(sys.argv[1],'rb').read(), 16)[0])" "$run_dir/ranks/rank-00001.rec" 2> /dev/null)
+check "the killed job's worker has a black box" test -n "$pid"
+[ -n "$pid" ] && kill -KILL "$pid"
+result=$(wait_job "$killed" 240)
+check "the job with a killed worker finished inside its allocation (got $result)" \
+  test "$result" = "COMPLETED 0:0" || show_output "$killed" "tandem-$killed.out"
+check "supervise relaunched it once" test "$(grep -c 'Relaunching with --resume' "tandem-$killed.out")" = 1
+check "the instance the killed rank ran is charged, naming SIGKILL" \
+  test "$(python3 -c "import json,sys; print(sum(1 for d in map(json.loads, open(sys.argv[1])) if d.get('lost') and 'SIGKILL' in d['reason']))" "$run_dir/journal.jsonl")" = 1
+check "every instance DONE exactly once" \
+  test "$(python3 -c "import json,sys,collections; c=collections.Counter(d['index'] for d in map(json.loads, open(sys.argv[1])) if d.get('state')=='DONE'); print(len(c), set(c.values()))" "$run_dir/journal.jsonl")" = "60 {1}"
+
 finish slurm
