@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <thread>
@@ -44,6 +45,11 @@ class ScaleBackend : public Backend {
  public:
   explicit ScaleBackend(const ServiceSpec& spec) : spec_(spec) {}
   TensorList infer(const TensorList& inputs) override {
+    // A model that takes its rank down, for testing how a job survives one.
+    if (spec_.crash_on_rows > 0 && !inputs.empty() && !inputs[0].tensor.shape().empty() &&
+        inputs[0].tensor.shape()[0] == spec_.crash_on_rows) {
+      std::raise(SIGSEGV);
+    }
     TensorList out;
     for (const auto& in : inputs) {
       Tensor t = Tensor::zeros(in.tensor.dtype(), in.tensor.shape());

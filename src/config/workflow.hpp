@@ -177,10 +177,11 @@ struct ServiceSpec {
   bool verify_tls = true;
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
-  double factor = 2.0;       // scale
-  long long delay_us = 0;    // sleep: per batch
-  long long per_row_us = 0;  // sleep: per row
-  long long load_us = 0;     // sleep: how long "loading the model" takes
+  double factor = 2.0;          // scale
+  long long crash_on_rows = 0;  // scale: segfault on a batch of exactly this many rows (tests)
+  long long delay_us = 0;       // sleep: per batch
+  long long per_row_us = 0;     // sleep: per row
+  long long load_us = 0;        // sleep: how long "loading the model" takes
   SourcePos pos;
 
   /// A remote service's replica is a bridge rank: it forwards requests to

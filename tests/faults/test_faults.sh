@@ -181,6 +181,40 @@ check "on_timeout = warn (the default): the job finishes" test $? -eq 0
 check "on_timeout = warn: the overrun is reported" \
   contains hang-warn.out "sim[1] attempt 1 ran past its timeout of 0.3 s and goes on"
 
+# --- a service replica that crashes while serving a batch --------------------
+# The model segfaults on a batch of exactly 3 rows; only the task "bad"
+# sends 3 rows (max_batch = 3 keeps the other requests out of its batch).
+cat > replica.toml << TOML
+[job]
+name = "replica"
+libraries = ["$tasks_lib"]
+[[service]]
+name = "double"
+backend = "scale"
+max_batch = 3
+crash_on_rows = 3
+[[task]]
+name = "ok"
+function = "test_infer"
+count = 6
+args = { service = "double", factor = 2.0, rows = 2 }
+[[task]]
+name = "bad"
+function = "test_infer"
+args = { service = "double", factor = 2.0, rows = 3 }
+TOML
+dir=$work/runs/replica
+timeout 120 "$mpiexec" "${mpiexec_flags[@]}" -n 4 "$tandem" run replica.toml --run-dir "$dir" > replica-1.out 2>&1
+rc1=$?
+timeout 120 "$mpiexec" "${mpiexec_flags[@]}" -n 4 "$tandem" run replica.toml --run-dir "$dir" --resume > replica-2.out 2>&1
+rc2=$?
+check "a replica's crash ends the job" test "$rc1" -ne 0 -a "$rc1" -ne 1
+check "the dying replica names the batch it served" contains replica-1.out "while serving a batch for 1 client(s)"
+check "the resume charges the task whose request was in the batch, and fails it" test "$rc2" -eq 1
+check "bad[0] is FAILED for the replica's crash" \
+  test "$(py "[d['task'] + str(d['index']) for d in lines(a[0]) if d.get('state')=='FAILED' and 'service replica rank' in d['reason']]" "$dir/journal.jsonl")" = "['bad0']"
+check "every ok instance DONE exactly once" done_once "$dir" ok 6
+
 # --- what a function task prints on stderr goes into the run directory -----
 cat > print.toml << TOML
 [job]
