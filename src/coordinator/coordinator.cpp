@@ -224,9 +224,10 @@ void Coordinator::journal_failed() {
   in_flight_at_journal_failure_ = sched_.in_flight() + journal_.unrecorded();
   spdlog::error(
       "{}. No new task starts; the {} task(s) running or not yet recorded will run again when "
-      "the run is resumed. Free space (or fix the directory), then continue with: tandem run "
-      "--resume --run-dir {} {}",
-      journal_.failure(), in_flight_at_journal_failure_, job_.run_dir, wf_.path);
+      "the run is resumed, with the {} that had not started. Free space (or fix the directory), "
+      "then continue with: tandem run --resume --run-dir {} {}",
+      journal_.failure(), in_flight_at_journal_failure_, sched_.count(TaskState::NEW), job_.run_dir,
+      wf_.path);
   stop_dispatch();
   for (int w = 1; w < size_; ++w) send(w, {kCancel});
   cancel_deadline_ = std::chrono::steady_clock::now() +
