@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "job/allocation.hpp"
 #include "job/run_dir.hpp"
@@ -77,6 +78,19 @@ std::string read_line(const std::string& path) {
   return line;
 }
 
+// The job's own exit code, from the summary the last launch wrote: a
+// launcher reports 1 for a job that its ranks ended with 143 or 3.
+int job_exit_code(const std::string& run_dir, long long launched_us, int launcher_code) {
+  if (run_dir.empty()) return launcher_code;
+  std::ifstream in(run_dir + "/summary.json");
+  const auto summary = nlohmann::json::parse(in, nullptr, false);
+  if (!summary.is_object() || !summary.contains("exit_code") ||
+      summary.value("ended_us", 0LL) < launched_us) {
+    return launcher_code;
+  }
+  return summary["exit_code"].get<int>();
+}
+
 }  // namespace
 
 int supervise(const SuperviseOptions& o) {
@@ -107,12 +121,18 @@ int supervise(const SuperviseOptions& o) {
 
   std::vector<std::string> command = o.command;
   int code = 0;
+  std::string last_run_dir;
+  long long last_start_us = 0;
   for (int relaunch = 0;; ++relaunch) {
     const auto started = std::chrono::steady_clock::now();
+    last_start_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
     code = run_once(command);
     const double took =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     const std::string run_dir = read_line(report);
+    last_run_dir = run_dir;
     // Finished, stopped on purpose, a set-up error (2) or records that could
     // not be written (3: a full disk) would end the same way again, and no
     // run directory means no job started: nothing to relaunch.
@@ -149,7 +169,7 @@ int supervise(const SuperviseOptions& o) {
         left >= 0 ? fmt::format(", {:.0f} s left in the allocation", left) : std::string()));
   }
   std::remove(report);
-  return code;
+  return job_exit_code(last_run_dir, last_start_us, code);
 }
 
 }  // namespace tandem::cli

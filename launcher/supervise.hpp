@@ -3,7 +3,8 @@
 // with `tandem run WORKFLOW ...`) and, when the job ends because a rank
 // died (it left no summary), launches it again with --resume inside the
 // same allocation: at most --max-relaunches times, and only while the
-// allocation has --min-time-left seconds. The one place the job scripts
+// allocation has --min-time-left seconds. It exits with the job's own code
+// (summary.json), which a launcher does not pass on. The one place the job scripts
 // get this from (docs/when-things-go-wrong.md#relaunching-inside-the-allocation).
 
 #include <string>

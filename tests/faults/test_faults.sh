@@ -290,6 +290,32 @@ check "--allow-changes resumes anyway" test $? -eq 0
 check "history.jsonl names each job's workflow and its hash" \
   test "$(py "len(set(d['workflow_hash'] for d in lines(a[0]) if 'workflow_hash' in d))" "$dir/history.jsonl")" -eq 3
 
+# --- tandem supervise returns the job's own exit code -------------------------
+# mpirun reports 1 for a job its ranks ended with 143; supervise reads the
+# code from the summary the job wrote.
+cat > stopped.toml << TOML
+[job]
+name = "stopped"
+[[task]]
+name = "sim"
+function = "tandem.sleep"
+count = 40
+args = { seconds = 0.2 }
+TOML
+dir=$work/runs/stopped
+"$tandem" supervise -- "$mpiexec" "${mpiexec_flags[@]}" -n 3 "$tandem" run stopped.toml \
+  --run-dir "$dir" > stopped.out 2>&1 &
+sup=$!
+for _ in $(seq 100); do
+  [ -f "$dir/journal.jsonl" ] && [ "$(wc -l < "$dir/journal.jsonl")" -ge 4 ] && break
+  sleep 0.1
+done
+kill -TERM "$sup"
+wait "$sup"
+rc=$?
+check "supervise, stopped by SIGTERM, exits with the job's 143 (got $rc)" test "$rc" -eq 143
+check "and does not relaunch a job that was stopped" sh -c "! grep -q 'Relaunching' stopped.out"
+
 # --- an executable's failure carries its stderr ------------------------------
 cat > stderr.toml << TOML
 [job]
