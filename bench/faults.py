@@ -120,7 +120,7 @@ def death_to_running_s(tandem, work, flow):
             break
         time.sleep(0.02)
     with open(os.path.join(run_dir, "ranks", "rank-00001.rec"), "rb") as f:
-        pid = struct.unpack_from("i", f.read(), 16)[0]
+        pid = struct.unpack_from("i", f.read(), 16)[0]  # the pid field of rank_record::Page
     t_kill = time.time()
     os.kill(pid, signal.SIGKILL)
     job.wait(timeout=120)

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +16,8 @@
 namespace tandem::detail::rank_record {
 
 static_assert(sizeof(Page) <= 4096, "the black box is one page");
+// Tests and bench/faults.py read a rank's pid at this offset.
+static_assert(offsetof(Page, pid) == 16, "the pid stays where readers look for it");
 
 namespace {
 

@@ -171,7 +171,9 @@ IsolatedResult run_isolated(TaskFunction fn, TaskContext& ctx, const IsolatedLau
   ::close(fds[0]);
   // A child that answered has told us all we need; its exit status is only
   // wanted when it did not (a signal, exit()).
-  const bool answered = stop == Stop::none && (answer == "ok" || answer.rfind("threw", 0) == 0);
+  const bool returned = answer == "ok";
+  const bool threw = answer.rfind("threw", 0) == 0;
+  const bool answered = stop == Stop::none && (returned || threw);
   if (answered && !reaped) {
     exiting().push_back(pid);
     status = 0;
@@ -195,9 +197,9 @@ IsolatedResult run_isolated(TaskFunction fn, TaskContext& ctx, const IsolatedLau
   } else if (signalled) {
     r.reason = fmt::format("function '{}' died with signal {} ({}) in its isolated process",
                            fn_name, sig, ::strsignal(sig));
-  } else if (answer == "ok" && r.exit_code == 0) {
+  } else if (returned && r.exit_code == 0) {
     r.outcome = Outcome::done;
-  } else if (answer.rfind("threw", 0) == 0) {
+  } else if (threw) {
     r.reason = fmt::format("function '{}' {}", fn_name, answer);
   } else {
     r.reason =

@@ -259,8 +259,8 @@ launcher_pid=$(pgrep -P "$job" | head -1)
 ranks=$(pgrep -P "$launcher_pid" -x tandem | tr '\n' ' ')
 check "no rank listens on anything but loopback (ranks: $ranks)" \
   sh -c "test -n '$ranks' && python3 '$here/listeners.py' $ranks"
-# The worker's pid, from its black box (bytes 16-19 of the page).
-pid=$(python3 -c "import struct,sys; print(struct.unpack_from('i', open(sys.argv[1],'rb').read(), 16)[0])" "$dir/ranks/rank-00001.rec")
+# The worker's pid, from its black box.
+pid=$(rank_pid "$dir" 1)
 kill -KILL "$pid"
 wait "$job"
 rc1=$?

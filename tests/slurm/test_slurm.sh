@@ -265,8 +265,8 @@ for _ in $(seq 600); do
   [ -f "$run_dir/journal.jsonl" ] && [ "$(wc -l < "$run_dir/journal.jsonl")" -ge 6 ] && break
   sleep 0.1
 done
-# The worker's pid, from its black box (bytes 16-19 of the page).
-pid=$(python3 -c "import struct,sys; print(struct.unpack_from('i', open(sys.argv[1],'rb').read(), 16)[0])" "$run_dir/ranks/rank-00001.rec" 2> /dev/null)
+# The worker's pid, from its black box.
+pid=$(rank_pid "$run_dir" 1)
 check "the killed job's worker has a black box" test -n "$pid"
 [ -n "$pid" ] && kill -KILL "$pid"
 result=$(wait_job "$killed" 240)

@@ -31,3 +31,10 @@ finish() {
   echo "$1: $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
 }
+
+# rank_pid RUN_DIR RANK: the pid of a rank of the job running in RUN_DIR,
+# from its black box (src/base/rank_record.hpp: bytes 16-19 of the page).
+rank_pid() {
+  python3 -c "import struct,sys; print(struct.unpack_from('i', open(sys.argv[1],'rb').read(), 16)[0])" \
+    "$(printf '%s/ranks/rank-%05d.rec' "$1" "$2")" 2> /dev/null
+}
