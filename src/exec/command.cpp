@@ -198,6 +198,11 @@ void RunningCommand::signal_group(int sig) {
 
 void RunningCommand::cancel(const std::string& reason) {
   if (finished_ || exited_ || stop_ != Stop::none) return;
+  // A command that has already ended on its own finished its work: reap it
+  // first, so that a stop arriving before we noticed its end does not call
+  // it canceled and run it a second time on resume.
+  progress();
+  if (finished_ || exited_) return;
   stop_ = Stop::cancel;
   stop_reason_ = reason;
   signal_group(SIGTERM);

@@ -58,7 +58,7 @@ class RunningCommand {
   /// it after poll() returns or every few milliseconds.
   void progress();
   /// Stops the command (SIGTERM, the grace period, then SIGKILL); its result
-  /// will be CANCELED with @p reason.
+  /// will be CANCELED with @p reason, unless it had already ended by itself.
   void cancel(const std::string& reason);
 
  private:

@@ -135,9 +135,12 @@ IsolatedResult run_isolated(TaskFunction fn, TaskContext& ctx, const IsolatedLau
   while (!eof) {
     int wait_ms = 100;
     const auto now = Clock::now();
-    if (stop == Stop::none && now >= deadline) {
+    // Once the child has begun its answer the function has returned: a
+    // timeout or a stop arriving now must not undo a finished result.
+    const bool answering = !answer.empty();
+    if (stop == Stop::none && !answering && now >= deadline) {
       stop = Stop::timeout;
-    } else if (stop == Stop::none && stop_signal() != 0) {
+    } else if (stop == Stop::none && !answering && stop_signal() != 0) {
       stop = Stop::interrupt;  // the handler already sent the group SIGTERM
     }
     if (stop != Stop::none && kill_at == Clock::time_point::max()) {

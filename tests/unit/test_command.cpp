@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <thread>
 
 #include "exec/command.hpp"
 #include "support/temp_dir.hpp"
@@ -157,6 +158,21 @@ TEST(Command, StopRequestCancels) {
   const auto r = run_command(sh(dir, "sleep 30"), [&] { return ++calls > 3; });
   EXPECT_EQ(r.outcome, Outcome::canceled);
   EXPECT_NE(r.reason.find("interrupted"), std::string::npos);
+}
+
+// A stop that arrives after the command ended on its own, but before the
+// worker noticed, must not turn its finished work into a canceled attempt
+// (which a resume would run a second time).
+TEST(Command, StopAfterTheCommandEndedKeepsItDone) {
+  TempDir dir;
+  RunningCommand cmd(sh(dir, "echo finished > marker"));
+  for (int i = 0; i < 200 && slurp(dir.path() / "marker").empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // it has exited by now
+  cmd.cancel("stopped: the run was interrupted");
+  while (!cmd.finished()) cmd.progress();
+  EXPECT_EQ(cmd.result().outcome, Outcome::done) << cmd.result().reason;
 }
 
 TEST(Command, MissingProgramFailsClearly) {
