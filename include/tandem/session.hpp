@@ -51,7 +51,9 @@ class Session {
   /// @throws tandem::config_error for a bad workflow file (on every rank),
   /// tandem::error if the session cannot start.
   Session(MPI_Comm comm, const std::string& workflow_file, const SessionOptions& options = {});
-  /// Calls finalize() if it has not been called; never throws.
+  /// Calls finalize() if it has not been called; never throws. A session
+  /// may outlive MPI_Finalize (held in a std::optional in main): after it,
+  /// the destructor leaves MPI alone.
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;

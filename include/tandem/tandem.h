@@ -113,6 +113,9 @@ const void* tandem_tensor_data(const tandem_tensor* tensor);
 tandem_status tandem_tensor_copy_to(const tandem_tensor* tensor, void* dst, size_t nbytes);
 
 /* --- inference ------------------------------------------------------------ */
+/* Sends n_inputs tensors named by names[i] (the service's signature's
+ * names) and waits for the outputs. With one input, names may be NULL: the
+ * tensor is the service's only input, whatever its name. */
 tandem_status tandem_infer(tandem_client* client, const char* service, int n_inputs,
                            const char* const* names, tandem_tensor* const* inputs,
                            tandem_outputs** outputs);
@@ -131,6 +134,8 @@ int tandem_outputs_count(const tandem_outputs* outputs);
 const char* tandem_outputs_name(const tandem_outputs* outputs, int i);
 /* Borrowed: valid until tandem_outputs_free. NULL past the end. */
 const tandem_tensor* tandem_outputs_tensor(const tandem_outputs* outputs, int i);
+/* The output called name; NULL if there is none, and then tandem_last_error()
+ * names the outputs there are ("no output 'r' (have: y)"). Borrowed, as above. */
 const tandem_tensor* tandem_outputs_find(const tandem_outputs* outputs, const char* name);
 void tandem_outputs_free(tandem_outputs* outputs);
 

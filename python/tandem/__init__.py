@@ -119,10 +119,26 @@ class _Outputs:
             self.handle = None
 
 
+class MissingOutput(TandemError, KeyError):
+    """An output name the reply does not have (a TandemError and a KeyError)."""
+
+    def __str__(self):
+        return TandemError.__str__(self)
+
+
+class Outputs(dict):
+    """A reply's outputs: name -> numpy array. A missing name raises
+    MissingOutput, which names the outputs there are."""
+
+    def __missing__(self, name):
+        have = ", ".join(self) or "none"
+        raise MissingOutput("TANDEM_ERR_ARGUMENT", f"no output '{name}' (have: {have})")
+
+
 def _to_arrays(handle):
     lib = _c()
     owner = _Outputs(handle)
-    result = {}
+    result = Outputs()
     for k in range(lib.tandem_outputs_count(handle)):
         name = lib.tandem_outputs_name(handle, k).decode()
         t = lib.tandem_outputs_tensor(handle, k)
@@ -213,10 +229,11 @@ class Client:
         _check(_c().tandem_wait_ready(self._handle, service.encode(), float(timeout)))
 
     def infer_async(self, service, inputs):
-        """Sends a request; inputs: a dict name -> array (or one array, named "x")."""
+        """Sends a request; inputs: a dict name -> array, or one array for a
+        service with one input (whatever its name)."""
         lib = _c()
         if not isinstance(inputs, dict):
-            inputs = {"x": inputs}
+            inputs = {"": inputs}  # the service's only input
         arrays, tensors, names = [], [], []
         try:
             for name, value in inputs.items():

@@ -33,6 +33,26 @@ bool write_all(int fd, const char* data, std::size_t size) {
   return true;
 }
 
+std::string find_program(const std::string& name, const char* path) {
+  const std::string dirs = path ? path : "/bin:/usr/bin";
+  std::size_t start = 0;
+  while (start <= dirs.size()) {
+    std::size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string candidate = dirs.substr(start, end - start);
+    if (candidate.empty()) candidate = ".";  // an empty entry is the working directory
+    candidate += '/';
+    candidate += name;
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        ::access(candidate.c_str(), X_OK) == 0) {
+      return candidate;
+    }
+    start = end + 1;
+  }
+  return {};
+}
+
 namespace {
 
 [[noreturn]] void fail(const std::string& path, const char* doing, int err) {

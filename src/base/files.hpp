@@ -28,6 +28,11 @@ long long cut_torn_last_line(const std::string& path);
 /// joined by " | ", for a failure's reason; empty when there are none.
 std::string tail_of_file(const std::string& path, int max_lines = 5, std::size_t max_bytes = 800);
 
+/// Finds a program name without a '/' in the directories of @p path (a
+/// PATH value; execvp's default when null), as execvp would: the first
+/// executable regular file. Empty when there is none.
+std::string find_program(const std::string& name, const char* path);
+
 /// Writes all of @p data to @p fd, resuming after short writes and
 /// interrupts. False with errno set when a write fails.
 bool write_all(int fd, const char* data, std::size_t size);

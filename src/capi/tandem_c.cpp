@@ -92,11 +92,15 @@ tandem_status guarded(F&& body) {
 }
 
 tandem::TensorList named_inputs(int n, const char* const* names, tandem_tensor* const* inputs) {
-  if (n < 0 || (n > 0 && (!names || !inputs))) throw std::invalid_argument("bad input list");
+  if (n < 0 || (n > 0 && !inputs)) throw std::invalid_argument("bad input list");
+  if (n > 1 && !names) throw std::invalid_argument("names may be NULL only for one input");
   tandem::TensorList list;
   for (int i = 0; i < n; ++i) {
-    if (!names[i] || !inputs[i]) throw std::invalid_argument(fmt::format("input {} is null", i));
-    list.push_back({names[i], inputs[i]->tensor});
+    if (!inputs[i]) throw std::invalid_argument(fmt::format("input {} is null", i));
+    // No name: the service's only input (resolved where the signature is).
+    const char* name = names ? names[i] : "";
+    if (!name) throw std::invalid_argument(fmt::format("the name of input {} is null", i));
+    list.push_back({name, inputs[i]->tensor});
   }
   return list;
 }
@@ -376,10 +380,15 @@ const tandem_tensor* tandem_outputs_tensor(const tandem_outputs* outputs, int i)
 }
 
 const tandem_tensor* tandem_outputs_find(const tandem_outputs* outputs, const char* name) {
-  if (!outputs || !name) return nullptr;
+  if (!outputs || !name) {
+    fail(TANDEM_ERR_ARGUMENT, "tandem_outputs_find: null argument");
+    return nullptr;
+  }
   for (std::size_t i = 0; i < outputs->names.size(); ++i) {
     if (outputs->names[i] == name) return &outputs->tensors[i];
   }
+  fail(TANDEM_ERR_ARGUMENT,
+       fmt::format("no output '{}' (have: {})", name, fmt::join(outputs->names, ", ")));
   return nullptr;
 }
 

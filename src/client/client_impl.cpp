@@ -225,11 +225,20 @@ Transport ClientImpl::choose_transport(int service, int replica, std::size_t byt
   return Transport::inline_mpi;
 }
 
-std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& inputs,
+std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& given,
                                                std::optional<Transport> asked) {
   const std::int64_t t_called = trace::g_enabled ? trace::clock_ns() : 0;
   progress();
   const std::string& name = wf_.services[service].name;
+  // One unnamed input (a bare array from Python, NULL names from C) is the
+  // service's only input; named here, so that staging files name it too.
+  // A service without a declared signature calls it "input".
+  TensorList renamed;
+  const auto& signature = wf_.services[service].inputs;
+  if (given.size() == 1 && given[0].name.empty() && signature.size() <= 1) {
+    renamed = {{signature.empty() ? std::string("input") : signature[0].name, given[0].tensor}};
+  }
+  const TensorList& inputs = renamed.empty() ? given : renamed;
   require_ready(service);
   const int replica =
       choose_replica(plan_, table_, outstanding_, job_.me().node, service, next_[service]);
@@ -331,10 +340,7 @@ TensorList Client::infer(const std::string& service, const TensorList& inputs,
 }
 
 Tensor Client::infer(const std::string& service, const Tensor& input) {
-  const int s = impl_->service_index(service);
-  const auto& spec = impl_->workflow().services[s];
-  const std::string in_name = spec.inputs.empty() ? std::string("input") : spec.inputs[0].name;
-  TensorList out = infer(service, TensorList{{in_name, input}});
+  TensorList out = infer(service, TensorList{{"", input}});  // named by send()
   if (out.size() != 1) {
     throw request_error(service, fmt::format("service '{}' returned {} outputs; use the "
                                              "TensorList form of infer()",

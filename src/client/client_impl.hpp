@@ -51,8 +51,8 @@ class ClientImpl {
   ServiceState state(int service);
   void wait_ready(int service, double timeout_s);
   /// Sends a request; without @p asked the transport is chosen by size and
-  /// locality.
-  std::shared_ptr<PendingInfer> send(int service, const TensorList& inputs,
+  /// locality. One input without a name is the service's only input.
+  std::shared_ptr<PendingInfer> send(int service, const TensorList& given,
                                      std::optional<Transport> asked);
   /// Sends a JSON call (OpenAI-style services).
   std::shared_ptr<PendingInfer> send_call(int service, const std::string& path,

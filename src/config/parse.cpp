@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "base/files.hpp"
 #include "config/table_reader.hpp"
 #include "config/workflow.hpp"
 #include "tandem/error.hpp"
@@ -68,16 +69,7 @@ bool is_executable_file(const std::string& p) {
 
 // Finds a bare command name on PATH the way execvp would; "" if absent.
 std::string search_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
-  std::stringstream ss(dirs);
-  std::string dir;
-  while (std::getline(ss, dir, ':')) {
-    if (dir.empty()) dir = ".";
-    std::string candidate = (fs::path(dir) / name).string();
-    if (is_executable_file(candidate)) return candidate;
-  }
-  return {};
+  return find_program(name, std::getenv("PATH"));
 }
 
 nlohmann::json to_json(const toml::node& n) {

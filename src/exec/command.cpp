@@ -100,6 +100,26 @@ void RunningCommand::spawn(const CommandLaunch& launch) {
     result_.reason = "no program to run";
     return;
   }
+  // A program without a '/' is looked up on the PATH the task will have,
+  // as execvpe does (posix_spawn itself would look in the working directory).
+  std::string program = launch.argv[0];
+  if (program.find('/') == std::string::npos) {
+    const char* path = nullptr;
+    for (const auto& e : launch.env) {
+      if (e.rfind("PATH=", 0) == 0) {
+        path = e.c_str() + 5;  // the first, as getenv in the task would see it
+        break;
+      }
+    }
+    program = find_program(program, path);
+    if (program.empty()) {
+      finished_ = true;
+      result_.exit_code = 127;
+      result_.reason =
+          fmt::format("cannot start '{}': not found on PATH ({})", argv0_, path ? path : "not set");
+      return;
+    }
+  }
   std::vector<char*> argv;
   for (const auto& a : launch.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -135,7 +155,7 @@ void RunningCommand::spawn(const CommandLaunch& launch) {
   posix_spawnattr_setpgroup(&attr, 0);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
                                       POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK);
-  const int rc = ::posix_spawn(&pid_, argv[0], &actions, &attr, argv.data(), envp.data());
+  const int rc = ::posix_spawn(&pid_, program.c_str(), &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   ::close(out[1]);

@@ -213,6 +213,11 @@ std::string Job::role_of(int r) const {
 }
 
 Job::~Job() {
+  // A Session held past MPI_Finalize (in a std::optional or a unique_ptr
+  // that main returns through): MPI has freed the communicators already.
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized) return;
   for (MPI_Comm* c : {&replica, &workers, &pilot, &data, &control}) {
     if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
   }

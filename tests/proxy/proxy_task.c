@@ -61,6 +61,11 @@ static void check_reply(tandem_request* r, int64_t rows, float seed) {
   ok(tandem_wait(r, &out), "wait");
   if (tandem_outputs_count(out) != 1) FAIL("expected one output");
   const tandem_tensor* y = tandem_outputs_tensor(out, 0);
+  if (tandem_outputs_find(out, "x") != y) FAIL("the output is not found by its name");
+  /* A name the reply lacks: NULL, and the error names what it has. */
+  if (tandem_outputs_find(out, "r") != NULL ||
+      strcmp(tandem_last_error(), "no output 'r' (have: x)") != 0)
+    FAIL("a missing output says '%s'", tandem_last_error());
   if (tandem_tensor_ndim(y) != 2 || tandem_tensor_dim(y, 0) != rows || tandem_tensor_dim(y, 1) != 4)
     FAIL("wrong output shape");
   const float* v = tandem_tensor_data(y);

@@ -33,9 +33,18 @@ with tandem.Client() as client:
     assert np.array_equal(out, 2 * big)
     assert not out.flags.owndata, "the output was copied"
 
-    # A Fortran-ordered array means the same values.
+    # A Fortran-ordered array means the same values. A bare array is the
+    # service's only input; this one declares none, so it is "input".
     f = np.asfortranarray(np.arange(6, dtype=np.float64).reshape(2, 3))
-    assert np.array_equal(client.infer("double", f)["x"], 2 * f)
+    assert np.array_equal(client.infer("double", f)["input"], 2 * f)
+
+    # A name the reply lacks: a TandemError (and KeyError) naming what it has.
+    try:
+        client.infer("double", {"x": f})["r"]
+    except tandem.TandemError as e:
+        assert isinstance(e, KeyError) and str(e) == "no output 'r' (have: x)", str(e)
+    else:
+        sys.exit("a missing output name did not fail")
 
     # A JSON call through the proxy to the OpenAI-style service.
     answer = json.loads(client.call("llm", {"model": "m",

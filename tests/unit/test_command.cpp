@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <thread>
 
@@ -183,6 +184,37 @@ TEST(Command, MissingProgramFailsClearly) {
   EXPECT_EQ(r.outcome, Outcome::failed);
   EXPECT_EQ(r.exit_code, 127);
   EXPECT_NE(r.reason.find("cannot start '/nonexistent/program'"), std::string::npos) << r.reason;
+}
+
+// A bare program name is found on the PATH the task is given, not in the
+// task's working directory (posix_spawn alone would look there).
+TEST(Command, BareProgramIsFoundOnTheTasksPath) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() / "bin");
+  const auto tool = dir.path() / "bin" / "docs-tool";
+  {
+    std::ofstream f(tool);
+    f << "#!/bin/sh\necho tool ran\n";
+  }
+  std::filesystem::permissions(tool, std::filesystem::perms::owner_all);
+  auto l = sh(dir, "");
+  l.argv = {"docs-tool"};
+  std::erase_if(l.env, [](const std::string& e) { return e.rfind("PATH=", 0) == 0; });
+  l.env.push_back("PATH=/usr/bin:" + (dir.path() / "bin").string());
+  auto r = run_command(l, nullptr);
+  EXPECT_EQ(r.outcome, Outcome::done) << r.reason;
+  EXPECT_EQ(slurp(dir.path() / "out"), "tool ran\n");
+
+  l.argv = {"sh", "-c", "exit 3"};  // the task's PATH, searched in order
+  r = run_command(l, nullptr);
+  EXPECT_EQ(r.exit_code, 3) << r.reason;
+
+  l.argv = {"no-such-tool-anywhere"};
+  r = run_command(l, nullptr);
+  EXPECT_EQ(r.outcome, Outcome::failed);
+  EXPECT_EQ(r.exit_code, 127);
+  EXPECT_NE(r.reason.find("'no-such-tool-anywhere': not found on PATH"), std::string::npos)
+      << r.reason;
 }
 
 TEST(Command, EnvironmentAndWorkingDirectory) {
