@@ -45,12 +45,28 @@ namespace {
 
 using namespace protocol;
 
+// What history.jsonl keeps of each service per job: enough for a report
+// over all the jobs of a run (the latency detail is in each job's trace).
+nlohmann::json service_counts(const nlohmann::json& services) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [name, v] : services.items()) {
+    out[name] = {{"requests", v.value("requests", 0LL)},
+                 {"errors", v.value("errors", 0LL)},
+                 {"batches", v.value("batches", 0LL)}};
+  }
+  return out;
+}
+
 struct WorkerInfo {
   bool parked = false;  // a request for work waits for an answer
   int want = 0;
   bool idle = true;
   bool gone = false;  // sent bye
   std::int64_t busy_us = 0;
+  // Instances handed to it that it has not reported yet, by kind: what it
+  // can run at once is worker_slots commands, or one function.
+  int commands_held = 0;
+  int functions_held = 0;
 };
 
 class Coordinator {
@@ -83,6 +99,11 @@ class Coordinator {
   void finish_workers();
   void write_summary(int exit_code);
   int workers_count() const { return size_ - 1; }
+  /// How logs name the worker at @p pilot_rank: its index, as the journal,
+  /// the report and `tandem plan` give it, and its world rank.
+  std::string worker_name(int pilot_rank) const;
+  /// Counts instance @p id as handed to (+1) or reported by (-1) @p w.
+  void hold(WorkerInfo& w, int id, int delta) const;
 
   const Job& job_;
   const Workflow& wf_;
@@ -165,11 +186,27 @@ bool Coordinator::receive_one() {
   return true;
 }
 
+std::string Coordinator::worker_name(int pilot_rank) const {
+  const int index = pilot_rank - 1;
+  for (const RankPlacement& p : job_.plan.ranks) {
+    if (p.role == Role::worker && p.role_index == index) {
+      return fmt::format("worker {} (rank {})", index, p.rank);
+    }
+  }
+  return fmt::format("worker {}", index);
+}
+
+void Coordinator::hold(WorkerInfo& w, int id, int delta) const {
+  int& held = wf_.tasks[sched_.instance(id).task].kind == TaskKind::function ? w.functions_held
+                                                                             : w.commands_held;
+  held = std::max(0, held + delta);
+}
+
 void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
   ByteReader in(bytes.data(), bytes.size());
   UpdateHeader h;
   if (!in.get(h)) {
-    spdlog::error("worker {} sent a message too short to read; ignored", source);
+    spdlog::error("{} sent a message too short to read; ignored", worker_name(source));
     return;
   }
   std::string reason;
@@ -177,21 +214,23 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
     ResultRecord r;
     reason.clear();
     if (!in.get(r) || !in.get_text(static_cast<std::size_t>(r.reason_len), reason)) {
-      spdlog::error("worker {} sent a truncated result batch; {} of {} records read", source, i,
-                    h.results);
+      spdlog::error("{} sent a truncated result batch; {} of {} records read", worker_name(source),
+                    i, h.results);
       break;
     }
     if (r.id < 0 || r.id >= sched_.size()) {
-      spdlog::error("worker {} reported task id {}, which does not exist; ignored", source, r.id);
+      spdlog::error("{} reported task id {}, which does not exist; ignored", worker_name(source),
+                    r.id);
       continue;
     }
+    hold(workers_[source], r.id, -1);
     const auto outcome = static_cast<Outcome>(r.outcome);
     if (outcome == Outcome::failed) {
       const Instance& inst = sched_.instance(r.id);
       const TaskSpec& t = wf_.tasks[inst.task];
       const bool will_retry = inst.attempt <= t.retries;
-      spdlog::warn("task {}[{}] attempt {} on worker {} failed: {}{}", t.name, inst.index,
-                   r.attempt, source, reason, will_retry ? " (will retry)" : "");
+      spdlog::warn("task {}[{}] attempt {} on {} failed: {}{}", t.name, inst.index, r.attempt,
+                   worker_name(source), reason, will_retry ? " (will retry)" : "");
     }
     sched_.report(r.id, r.attempt, outcome, r.exit_code, r.t_start, r.t_end, reason, finals_);
   }
@@ -272,6 +311,7 @@ void Coordinator::serve_requests() {
         msg.push_back(sched_.instance(id).attempt);
       }
       info.want = 0;
+      for (int id : batch_) hold(info, id, +1);
       if (!batch_.empty()) {
         trace::record(trace::kTaskDispatch, batch_.front(),
                       static_cast<std::int64_t>(batch_.size()), w - 1);
@@ -291,6 +331,7 @@ void Coordinator::serve_requests() {
     std::vector<std::int32_t> msg{kMulti, id, sched_.instance(id).attempt, ranks};
     for (int w : group) msg.push_back(w - 1);  // worker index = pilot rank - 1
     for (int w : group) {
+      hold(workers_[w], id, +1);
       workers_[w].parked = false;
       workers_[w].want = 0;
       workers_[w].idle = false;
@@ -422,7 +463,16 @@ TaskCounts Coordinator::counts() const {
   c.failed = sched_.count(TaskState::FAILED);
   c.canceled = sched_.count(TaskState::CANCELED);
   c.done_earlier = done_earlier_;
-  c.running = sched_.in_flight();
+  // The workers start what they hold as their slots free up: what does not
+  // fit yet is queued there, not running.
+  const long long in_flight = sched_.in_flight();
+  long long running = 0;
+  for (const WorkerInfo& w : workers_) {
+    running += w.commands_held > 0 ? std::min(w.commands_held, wf_.layout.worker_slots)
+                                   : std::min(w.functions_held, 1);
+  }
+  c.running = std::min(running, in_flight);
+  c.queued = in_flight - c.running;
   return c;
 }
 
@@ -508,6 +558,9 @@ void Coordinator::write_summary(int exit_code) {
                   {"interrupted_by_signal", summary["interrupted_by_signal"]},
                   {"journal_error", summary["journal_error"]},
                   {"exit_code", exit_code},
+                  {"makespan_s", makespan_s_},
+                  {"world_size", job_.plan.world_size},
+                  {"services", service_counts(summary["services"])},
                   {"allocation", summary["allocation"]}};
   history.update(workflow_fields(wf_));
   append_line_durably(job_.run_dir + "/history.jsonl", history.dump() + "\n");

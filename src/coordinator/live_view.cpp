@@ -108,8 +108,10 @@ std::string LiveView::progress_line(const TaskCounts& tasks, const ServiceMonito
   std::string line =
       tasks.total == 0
           ? std::string("services")
-          : fmt::format("tasks {}/{} ({:.1f}%) {} running, {} failed | {:.1f}/s | ETA {}", finished,
-                        tasks.total, percent, tasks.running, tasks.failed, rate, eta);
+          : fmt::format(
+                "tasks {}/{} ({:.1f}%) {} running, {} queued, {} failed | {:.1f}/s | ETA {}",
+                finished, tasks.total, percent, tasks.running, tasks.queued, tasks.failed, rate,
+                eta);
   for (std::size_t s = 0; s < wf_.services.size(); ++s) {
     const LiveStats now = services.live(static_cast<int>(s));
     const LiveStats& before = last_services_[s];
@@ -160,8 +162,9 @@ std::string LiveView::metrics_text(const TaskCounts& tasks, const ServiceMonitor
   m += fmt::format("tandem_tasks{{state=\"failed\"}} {}\n", tasks.failed);
   m += fmt::format("tandem_tasks{{state=\"canceled\"}} {}\n", tasks.canceled);
   m += fmt::format("tandem_tasks{{state=\"running\"}} {}\n", tasks.running);
-  m +=
-      fmt::format("tandem_tasks{{state=\"waiting\"}} {}\n", tasks.total - finished - tasks.running);
+  m += fmt::format("tandem_tasks{{state=\"queued\"}} {}\n", tasks.queued);
+  m += fmt::format("tandem_tasks{{state=\"waiting\"}} {}\n",
+                   tasks.total - finished - tasks.running - tasks.queued);
   family("tandem_tasks_total", "gauge", "Task instances in the workflow.");
   m += fmt::format("tandem_tasks_total {}\n", tasks.total);
   family("tandem_tasks_per_second", "gauge", "Tasks finished per second since the run started.");

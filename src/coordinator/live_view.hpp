@@ -22,7 +22,8 @@ struct TaskCounts {
   long long failed = 0;
   long long canceled = 0;
   long long done_earlier = 0;  // DONE in the run a resume continues
-  long long running = 0;
+  long long running = 0;       // started, or about to in a free slot
+  long long queued = 0;        // handed to a worker, waiting there for a slot
 };
 
 class LiveView {

@@ -111,6 +111,51 @@ void read_journal(const fs::path& dir, Report& r) {
   r.slowest = std::move(all);
 }
 
+// history.jsonl: one line per job that worked on the run (absent before
+// the first job ended, and in SPMD sessions). A line cut short by a crash
+// is skipped.
+void read_history(const fs::path& dir, Report& r) {
+  std::ifstream in(dir / "history.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const std::exception&) {
+      continue;
+    }
+    JobFigures f;
+    f.started_us = j.value("started_us", 0LL);
+    f.makespan_s = j.value("makespan_s", 0.0);
+    f.done = j.value("done", 0LL);
+    f.failed = j.value("failed", 0LL);
+    f.canceled = j.value("canceled", 0LL);
+    f.exit_code = j.value("exit_code", 0);
+    if (j.contains("interrupted_by_signal") && j["interrupted_by_signal"].is_number()) {
+      f.interrupted_by_signal = j["interrupted_by_signal"].get<int>();
+    }
+    f.ended_without_summary = j.value("ended_without_summary", false);
+    if (j.contains("allocation") && j["allocation"].is_object()) {
+      f.job_id = j["allocation"].value("job_id", "");
+    }
+    if (j.contains("services") && j["services"].is_object()) {
+      for (const auto& [name, v] : j["services"].items()) {
+        f.requests[name] = v.value("requests", 0LL);
+      }
+    }
+    r.jobs.push_back(std::move(f));
+  }
+  for (ServiceFigures& s : r.services) {
+    s.requests_all_jobs = 0;
+    for (const JobFigures& f : r.jobs) {
+      if (auto it = f.requests.find(s.name); it != f.requests.end())
+        s.requests_all_jobs += it->second;
+    }
+    // A session, or a run from before history kept the services.
+    s.requests_all_jobs = std::max(s.requests_all_jobs, s.requests);
+  }
+}
+
 double seconds(std::int64_t t_ns) {
   return static_cast<double>(t_ns) / 1e9;
 }
@@ -263,6 +308,7 @@ Report build(const std::string& run_dir) {
   r.run_dir = run_dir;
   const fs::path dir(run_dir);
   read_summary(dir, r);
+  read_history(dir, r);
   read_journal(dir, r);
   read_trace(dir, r);
   return r;

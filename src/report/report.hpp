@@ -24,7 +24,8 @@ Percentiles percentiles(std::vector<double> values_ms);
 struct ServiceFigures {
   std::string name;
   std::string backend;
-  long long requests = 0;  // answered, per the summary
+  long long requests = 0;           // answered in the last job, per the summary
+  long long requests_all_jobs = 0;  // over every job in history.jsonl
   long long errors = 0;
   long long batches = 0;
   double mean_batch_rows = 0;
@@ -33,6 +34,21 @@ struct ServiceFigures {
   long long traced_requests = 0;              // requests with every event in the trace
   Percentiles total, queue, compute, transfer;
   std::vector<double> total_ms;  // per traced request, for the histogram
+};
+
+/// One job that worked on the run, from history.jsonl (a resumed run has
+/// several).
+struct JobFigures {
+  long long started_us = 0;
+  double makespan_s = 0;
+  long long done = 0;
+  long long failed = 0;
+  long long canceled = 0;
+  int exit_code = 0;
+  int interrupted_by_signal = 0;
+  bool ended_without_summary = false;         // its ranks died; the next job recorded it
+  std::string job_id;                         // the batch system's, if any
+  std::map<std::string, long long> requests;  // per service
 };
 
 struct SlowTask {
@@ -76,7 +92,8 @@ struct Report {
             tasks_done_earlier = 0;
   double tasks_per_s = 0;
   double worker_utilisation = 0;
-  std::vector<ServiceFigures> services;
+  std::vector<ServiceFigures> services;  // the last job's; requests_all_jobs over all
+  std::vector<JobFigures> jobs;          // every job of the run, oldest first
   std::vector<SlowTask> slowest;
   bool has_trace = false;
   long long trace_events = 0;

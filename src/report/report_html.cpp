@@ -223,6 +223,29 @@ td:first-child, th:first-child { text-align: left; }
         r.spmd ? std::string() : fmt::format("; first task {:.3f} s", r.run_start_s));
   }
   h += "</table>\n";
+  if (r.jobs.size() > 1) {
+    h += fmt::format(
+        "<h2>Jobs</h2>\n<p>{} jobs worked on this run (history.jsonl); the start-up, the "
+        "timeline and the latency below are the last one's.</p>\n<table><tr><th>job</th>"
+        "<th>seconds</th><th>done</th><th>failed</th><th>canceled</th><th>requests</th>"
+        "<th>end</th></tr>",
+        r.jobs.size());
+    for (std::size_t i = 0; i < r.jobs.size(); ++i) {
+      const JobFigures& f = r.jobs[i];
+      long long requests = 0;
+      for (const auto& [name, n] : f.requests) requests += n;
+      const std::string end = f.ended_without_summary ? std::string("its ranks died")
+                              : f.interrupted_by_signal
+                                  ? fmt::format("signal {}", f.interrupted_by_signal)
+                                  : fmt::format("exit code {}", f.exit_code);
+      h += fmt::format(
+          "<tr><td>{}{}</td><td>{:.3f}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+          "<td>{}</td></tr>",
+          i + 1, f.job_id.empty() ? std::string() : " (" + escape(f.job_id) + ")", f.makespan_s,
+          f.done, f.failed, f.canceled, requests, end);
+    }
+    h += "</table>\n";
+  }
   if (r.has_trace) {
     h += "<h2>Timeline</h2>\n<p>Tasks on workers (one colour per task), requests as thin dark "
          "bars along the bottom of their client's row, batches on service replicas (orange), "
@@ -235,9 +258,13 @@ td:first-child, th:first-child { text-align: left; }
   for (const ServiceFigures& f : r.services) {
     h += fmt::format("<h2>Service <code>{}</code> ({})</h2>\n", escape(f.name), escape(f.backend));
     h += fmt::format(
-        "<p>{} requests, {} errors, {} batches of {:.1f} rows on average, {} bridge "
+        "<p>{} requests{}, {} errors, {} batches of {:.1f} rows on average, {} bridge "
         "retries.</p>\n",
-        f.requests, f.errors, f.batches, f.mean_batch_rows, f.retries);
+        f.requests,
+        r.jobs.size() > 1 ? fmt::format(" in the last job ({} in all {} jobs)", f.requests_all_jobs,
+                                        r.jobs.size())
+                          : std::string(),
+        f.errors, f.batches, f.mean_batch_rows, f.retries);
     if (f.traced_requests > 0) {
       h += "<table><tr><th>latency (ms)</th><th>p50</th><th>p95</th><th>p99</th></tr>";
       h += percentile_row("total", f.total);

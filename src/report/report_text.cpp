@@ -30,6 +30,7 @@ json to_json(const Report& r) {
     services.push_back({{"name", f.name},
                         {"backend", f.backend},
                         {"requests", f.requests},
+                        {"requests_all_jobs", f.requests_all_jobs},
                         {"errors", f.errors},
                         {"batches", f.batches},
                         {"mean_batch_rows", f.mean_batch_rows},
@@ -50,7 +51,22 @@ json to_json(const Report& r) {
                        {"seconds", t.seconds},
                        {"worker", t.worker}});
   }
+  json jobs = json::array();
+  for (const JobFigures& f : r.jobs) {
+    jobs.push_back({{"started_us", f.started_us},
+                    {"makespan_s", f.makespan_s},
+                    {"done", f.done},
+                    {"failed", f.failed},
+                    {"canceled", f.canceled},
+                    {"exit_code", f.exit_code},
+                    {"interrupted_by_signal",
+                     f.interrupted_by_signal ? json(f.interrupted_by_signal) : json(nullptr)},
+                    {"ended_without_summary", f.ended_without_summary},
+                    {"job_id", f.job_id},
+                    {"requests", f.requests}});
+  }
   return {{"run_dir", r.run_dir},
+          {"jobs", jobs},
           {"job", r.job},
           {"exit_code", r.exit_code},
           {"resumed", r.resumed},
@@ -90,6 +106,29 @@ std::string to_text(const Report& r) {
                    r.resumed ? ", resumed" : ""));
   line(fmt::format("makespan {:.3f} s on {} ranks, {} {}", r.makespan_s, r.world_size,
                    r.spmd ? r.app_ranks : r.workers, r.spmd ? "application ranks" : "workers"));
+  if (r.jobs.size() > 1) {
+    // A resumed run: what each job did. The figures below are the last
+    // job's, except the task counts (the run as it stands) and the
+    // requests over all jobs.
+    line("");
+    line(
+        fmt::format("jobs: {} worked on this run (history.jsonl); start-up and latency below "
+                    "are the last one's",
+                    r.jobs.size()));
+    for (std::size_t i = 0; i < r.jobs.size(); ++i) {
+      const JobFigures& f = r.jobs[i];
+      long long requests = 0;
+      for (const auto& [name, n] : f.requests) requests += n;
+      const std::string end = f.ended_without_summary ? std::string("its ranks died")
+                              : f.interrupted_by_signal
+                                  ? fmt::format("stopped by signal {}, exit code {}",
+                                                f.interrupted_by_signal, f.exit_code)
+                                  : fmt::format("exit code {}", f.exit_code);
+      line(fmt::format("  {}{}  {:8.3f} s  {} done, {} failed, {} canceled, {} requests; {}", i + 1,
+                       f.job_id.empty() ? std::string() : " (job " + f.job_id + ")", f.makespan_s,
+                       f.done, f.failed, f.canceled, requests, end));
+    }
+  }
   if (r.has_trace) {
     line("");
     line("start-up");
@@ -114,11 +153,15 @@ std::string to_text(const Report& r) {
   }
   for (const ServiceFigures& f : r.services) {
     line("");
-    line(
-        fmt::format("service '{}' ({}): {} requests, {} errors, {} batches of {:.1f} rows on "
-                    "average{}",
-                    f.name, f.backend, f.requests, f.errors, f.batches, f.mean_batch_rows,
-                    f.retries ? fmt::format(", {} bridge retries", f.retries) : std::string()));
+    line(fmt::format(
+        "service '{}' ({}): {} requests{}, {} errors, {} batches of {:.1f} rows on "
+        "average{}",
+        f.name, f.backend, f.requests,
+        r.jobs.size() > 1
+            ? fmt::format(" in the last job, {} in all {} jobs", f.requests_all_jobs, r.jobs.size())
+            : std::string(),
+        f.errors, f.batches, f.mean_batch_rows,
+        f.retries ? fmt::format(", {} bridge retries", f.retries) : std::string()));
     if (f.traced_requests > 0) {
       line(fmt::format("  latency ms   {:>9} {:>9} {:>9}   ({} traced requests)", "p50", "p95",
                        "p99", f.traced_requests));

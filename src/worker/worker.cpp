@@ -236,6 +236,22 @@ void Worker::handle_work(const std::vector<std::int32_t>& msg) {
   }
 }
 
+// Adds @p dir to the colon-separated variable @p name of @p env, first or
+// last, creating the variable when it is not there.
+void add_to_path_variable(std::vector<std::string>& env, const std::string& name,
+                          const std::string& dir, bool first) {
+  const std::string prefix = name + "=";
+  auto it = std::find_if(env.begin(), env.end(),
+                         [&](const std::string& v) { return v.rfind(prefix, 0) == 0; });
+  if (it == env.end() || it->size() == prefix.size()) {
+    if (it != env.end()) env.erase(it);
+    env.push_back(prefix + dir);
+    return;
+  }
+  const std::string value = it->substr(prefix.size());
+  *it = prefix + (first ? dir + ":" + value : value + ":" + dir);
+}
+
 // Executable tasks reach the services through this worker: a socket in the
 // private directory, named in their environment with what the C, Python
 // and Fortran clients need to find their library.
@@ -257,16 +273,16 @@ void Worker::start_proxy() {
     if (wf_.tasks[t].kind != TaskKind::command) continue;
     auto& e = runtimes_[t].base_env;
     e.push_back("TANDEM_SOCKET=" + proxy_->path());
-    if (!env.library.empty()) e.push_back("TANDEM_LIBRARY=" + env.library);
-    if (!env.python_dir.empty()) {
-      auto old = std::find_if(e.begin(), e.end(),
-                              [](const std::string& v) { return v.rfind("PYTHONPATH=", 0) == 0; });
-      if (old == e.end()) {
-        e.push_back("PYTHONPATH=" + env.python_dir);
-      } else {
-        *old = "PYTHONPATH=" + env.python_dir + ":" + old->substr(11);
+    if (!env.library.empty()) {
+      e.push_back("TANDEM_LIBRARY=" + env.library);
+      // A program linked with -ltandem but no rpath still finds it; last,
+      // so that the user's own LD_LIBRARY_PATH comes first.
+      const auto slash = env.library.rfind('/');
+      if (slash != std::string::npos) {
+        add_to_path_variable(e, "LD_LIBRARY_PATH", env.library.substr(0, slash), false);
       }
     }
+    if (!env.python_dir.empty()) add_to_path_variable(e, "PYTHONPATH", env.python_dir, true);
   }
   spdlog::debug("proxy listening on {}", proxy_->path());
 }

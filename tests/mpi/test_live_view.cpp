@@ -13,10 +13,10 @@
 #include <spdlog/spdlog.h>
 
 #include "config/workflow.hpp"
-#include "layout/plan.hpp"
 #include "coordinator/live_view.hpp"
 #include "coordinator/service_monitor.hpp"
 #include "job/logging.hpp"
+#include "layout/plan.hpp"
 #include "support/mpi_session.hpp"
 #include "support/temp_dir.hpp"
 
@@ -65,6 +65,7 @@ TEST(LiveView, DrawsABarInPlaceOnATerminalAndLogLinesWipeIt) {
     counts.total = 10;
     counts.done = 3;
     counts.running = 2;
+    counts.queued = 4;
     std::this_thread::sleep_for(std::chrono::milliseconds(600));
     view.tick(counts, s.monitor);
     shown += drain(master);
@@ -81,7 +82,7 @@ TEST(LiveView, DrawsABarInPlaceOnATerminalAndLogLinesWipeIt) {
   close(saved);
   close(slave);
   close(master);
-  const auto bar = shown.find("\r\x1b[K[tandem] tasks 3/10 (30.0%) 2 running, 0 failed");
+  const auto bar = shown.find("\r\x1b[K[tandem] tasks 3/10 (30.0%) 2 running, 4 queued, 0 failed");
   ASSERT_NE(bar, std::string::npos) << shown;
   const auto wipe = shown.find("\r\x1b[K", bar + 4);
   const auto line = shown.find("a log line");
@@ -104,10 +105,12 @@ TEST(LiveView, MetricsTextIsPrometheusFormat) {
   counts.done = 4;
   counts.failed = 1;
   counts.running = 2;
+  counts.queued = 1;
   const std::string text = view.metrics_text(counts, s.monitor, 2.0, 2.5);
   EXPECT_NE(text.find("# TYPE tandem_tasks gauge\n"), std::string::npos) << text;
   EXPECT_NE(text.find("tandem_tasks{state=\"done\"} 4\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("tandem_tasks{state=\"waiting\"} 3\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("tandem_tasks{state=\"queued\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("tandem_tasks{state=\"waiting\"} 2\n"), std::string::npos) << text;
   EXPECT_NE(text.find("tandem_tasks_total 10\n"), std::string::npos) << text;
   EXPECT_NE(text.find("tandem_tasks_per_second 2.500\n"), std::string::npos) << text;
 }

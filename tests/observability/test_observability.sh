@@ -53,6 +53,10 @@ run_dir=$(ls -d runs/known-*)
 [ -f "$run_dir/trace.h5" ] || fail "no trace.h5"
 [ -f "$run_dir/trace.json" ] || fail "no trace.json"
 grep -q "progress: tasks" run.err || fail "no progress line on stderr"
+# Two workers of one slot run at most two tasks; what they hold beyond is queued.
+max_running=$(grep -o "[0-9]* running, [0-9]* queued" run.err | awk '{print $1}' | sort -n | tail -1)
+[ -n "$max_running" ] && [ "$max_running" -le 2 ] ||
+  fail "progress shows '${max_running:-no}' running with 2 workers of one slot"
 "$tandem" report "$run_dir" > report.txt || fail "tandem report exits non-zero"
 "$tandem" report "$run_dir" --json > report.json || fail "tandem report --json exits non-zero"
 grep -q "service 'double' (scale): 30 requests" report.txt || fail "the text report counts the requests"
@@ -77,6 +81,23 @@ fi
   > /dev/null 2>&1
 [ ! -e untraced/trace.h5 ] || fail "--no-trace still wrote trace.h5"
 "$tandem" report untraced | grep -q "no trace.h5" || fail "the report says when there is no trace"
+
+# A resumed run: the report lists both jobs and counts the requests of
+# both (the second job only reruns the failed task, so it sends none).
+"$mpiexec" "${mpiexec_flags[@]}" -n 4 "$tandem" run known.toml --resume --run-dir "$run_dir" \
+  > /dev/null 2>&1
+"$tandem" report "$run_dir" > resumed.txt || fail "tandem report on a resumed run exits non-zero"
+grep -q "^jobs: 2 worked on this run" resumed.txt || fail "the report lists the two jobs: $(head -5 resumed.txt)"
+grep -q "service 'double' (scale): 0 requests in the last job, 30 in all 2 jobs" resumed.txt ||
+  fail "the report counts the requests of both jobs: $(grep "service 'double'" resumed.txt)"
+"$tandem" report "$run_dir" --json | "$python" -c "
+import json, sys
+r = json.load(sys.stdin)
+assert [j['requests'].get('double') for j in r['jobs']] == [30, 0], r['jobs']
+assert r['services'][0]['requests_all_jobs'] == 30, r['services'][0]
+" || fail "report --json has both jobs and their requests"
+"$tandem" report "$run_dir" --html > /dev/null && grep -q "<h2>Jobs</h2>" "$run_dir/report.html" ||
+  fail "the HTML report has the jobs"
 
 # A report on something that is not a run directory is a clear error.
 "$tandem" report "$work/nowhere" > /dev/null 2> err.txt

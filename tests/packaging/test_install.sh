@@ -36,6 +36,42 @@ export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 cc "$src/examples/any-language/closure_c.c" $(pkg-config --cflags --libs tandem) -o "$work/closure_pc"
 if env -u TANDEM_SOCKET "$work/closure_pc" 10 2> "$work/pc.err"; then exit 1; fi
 grep -q "TANDEM_SOCKET is not set" "$work/pc.err"
+# Linked with a bare -ltandem, no rpath: the loader cannot find libtandem
+# outside a task, and can inside one, where the worker's LD_LIBRARY_PATH
+# names the installed library's directory.
+cat > "$work/bare.c" << 'C'
+#include <stdio.h>
+#include <tandem/tandem.h>
+int main(void) {
+  tandem_client* client;
+  if (tandem_connect(&client) != TANDEM_OK || tandem_wait_ready(client, "double", 60) != TANDEM_OK) {
+    fprintf(stderr, "bare: %s\n", tandem_last_error());
+    return 1;
+  }
+  printf("bare: connected\n");
+  tandem_disconnect(client);
+  return 0;
+}
+C
+cc "$work/bare.c" -I"$prefix/include" -L"$prefix/lib" -ltandem -o "$work/bare"
+if env -u LD_LIBRARY_PATH "$work/bare" 2> /dev/null; then
+  echo "FAIL: a program without an rpath found libtandem by itself" >&2
+  exit 1
+fi
+cat > "$work/bare.toml" << TOML
+[job]
+name = "bare"
+[[service]]
+name = "double"
+backend = "scale"
+[[task]]
+name = "bare"
+command = ["$work/bare"]
+TOML
+env -u LD_LIBRARY_PATH "$mpiexec" "${mpiexec_flags[@]}" -n 3 "$prefix/bin/tandem" run "$work/bare.toml" \
+  --run-dir "$work/bare-run" --log-level warn
+grep -q "bare: connected" "$work/bare-run/tasks/bare/0.out"
+
 # Python finds the installed library from the installed package.
 /usr/bin/python3 - "$prefix/lib/tandem/python" << 'PY'
 import sys
