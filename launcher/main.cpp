@@ -21,8 +21,18 @@ namespace {
 int validate(const std::string& file) {
   const auto wf = tandem::detail::load_workflow(file);
   tandem::detail::load_task_functions(wf);
-  std::printf("%s: OK: job '%s', %zu task(s), %lld instance(s), %zu service(s)\n", file.c_str(),
-              wf.job.name.c_str(), wf.tasks.size(), wf.instance_count(), wf.services.size());
+  if (wf.tasks.empty()) {
+    // What each way in needs: tandem run wants tasks, a session services.
+    std::printf(
+        "%s: OK: job '%s', %zu service(s), no tasks: an SPMD session's file, for an MPI "
+        "program that starts tandem::Session or tandem_session_start (tandem run needs "
+        "[[task]])\n",
+        file.c_str(), wf.job.name.c_str(), wf.services.size());
+    return 0;
+  }
+  std::printf("%s: OK: job '%s', %zu task(s), %lld instance(s), %zu service(s): for tandem run\n",
+              file.c_str(), wf.job.name.c_str(), wf.tasks.size(), wf.instance_count(),
+              wf.services.size());
   return 0;
 }
 

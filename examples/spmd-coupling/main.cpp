@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <vector>
 
 #include <tandem/tandem.hpp>  // Tandem
@@ -19,8 +20,20 @@
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   const char* job = argc > 1 ? argv[1] : "job.toml";
+  std::optional<tandem::Session> started;
+  try {
+    started.emplace(MPI_COMM_WORLD, job);  // Tandem: collective
+  } catch (const tandem::error& e) {
+    // A bad job file or too few ranks: every rank throws the same, rank 0
+    // says why, and the job ends cleanly.
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0) std::fprintf(stderr, "spmd-coupling: %s\n", e.what());
+    MPI_Finalize();
+    return 2;
+  }
   {
-    tandem::Session session(MPI_COMM_WORLD, job);  // Tandem: collective
+    tandem::Session& session = *started;
     if (session.is_app()) {
       MPI_Comm comm = session.app_comm();         // Tandem: instead of MPI_COMM_WORLD
       tandem::Client& client = session.client();  // Tandem

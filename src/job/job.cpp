@@ -127,6 +127,11 @@ RunSetup prepare_on_root(const RunOptions& options, int world_size, Mode mode) {
                          "the workflow has no [[task]], so tandem run has nothing to do; a file "
                          "with services only is for SPMD mode (tandem::Session)");
     }
+    if (mode == Mode::spmd && !wf.tasks.empty()) {
+      throw config_error(wf.path, wf.tasks[0].pos.line, wf.tasks[0].pos.column, "task",
+                         "a session runs no tasks: the application's ranks are its work. Remove "
+                         "the [[task]] tables, or run the file with tandem run");
+    }
     check_fits(wf, world_size);
     if (mode == Mode::pilot) load_task_functions(wf);
     setup.workflow_path = fs::absolute(options.workflow).lexically_normal().string();

@@ -56,7 +56,10 @@ void check_fits(const Workflow& wf, int world_size) {
       parts += fmt::format(", {} for service '{}' ({} x {})", s.replicas * s.ranks_per_replica,
                            s.name, s.replicas, s.ranks_per_replica);
     }
-    parts += ", at least 1 worker";
+    // A file with services only is an SPMD session's: its clients are the
+    // application's ranks.
+    parts += wf.tasks.empty() && !wf.services.empty() ? ", at least 1 application rank"
+                                                      : ", at least 1 worker";
     layout_error(wf, wf.services.empty() ? "layout" : "service", wp,
                  fmt::format("the job has {} rank(s) but the layout needs at least {} ({}): start "
                              "it with mpirun -np {} or more",
@@ -168,20 +171,26 @@ std::vector<int> block_nodes(int world_size, int ranks_per_node) {
 }
 
 std::string format_plan(const Workflow& wf, const Plan& plan) {
+  // Services only: an SPMD session's file, whose other ranks are the app.
+  const bool spmd = wf.tasks.empty() && !wf.services.empty();
   std::string out = fmt::format("{:>6}  {:>5}  {:<12} {}\n", "rank", "node", "role", "detail");
   for (const RankPlacement& p : plan.ranks) {
     std::string detail = "-";
-    if (p.role == Role::worker) detail = fmt::format("worker {}", p.role_index);
+    if (p.role == Role::worker) {
+      detail = fmt::format("{} {}", spmd ? "app_comm rank" : "worker", p.role_index);
+    }
     if (p.role == Role::service) {
       detail = fmt::format("{} replica {} {}", wf.services[p.service].name, p.replica,
                            wf.services[p.service].is_bridge() ? "bridge"
                            : p.replica_rank == 0              ? "leader"
                                                  : fmt::format("rank {}", p.replica_rank));
     }
-    out += fmt::format("{:>6}  {:>5}  {:<12} {}\n", p.rank, p.node, name_of(p.role), detail);
+    out += fmt::format("{:>6}  {:>5}  {:<12} {}\n", p.rank, p.node, role_label(wf, p, spmd),
+                       detail);
   }
-  out += fmt::format("{} ranks on {} node(s): 1 coordinator, {} worker(s)", plan.world_size,
-                     plan.node_count, plan.workers);
+  out += fmt::format("{} ranks on {} node(s): 1 coordinator, {} {}", plan.world_size,
+                     plan.node_count, plan.workers,
+                     spmd ? "application rank(s) (SPMD session)" : "worker(s)");
   if (plan.worker_slots > 1) {
     out += fmt::format(", each running up to {} command tasks at once", plan.worker_slots);
   }

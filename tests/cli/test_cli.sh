@@ -57,6 +57,22 @@ check "plan succeeds" test $? -eq 0
 check "plan shows the coordinator" grep -qE '^ +0 +0 +coordinator' out.txt
 check "plan shows rank 4 as a worker on node 1" grep -qE '^ +4 +1 +worker +worker 3$' out.txt
 check "plan sums up" contains out.txt "6 ranks on 2 node(s): 1 coordinator, 5 worker(s)"
+# A file with services only is an SPMD session's: validate and plan say so,
+# and tandem run refuses it, pointing at the session.
+printf '[job]\nname = "coupled"\n[[service]]\nname = "m"\nbackend = "echo"\n' > session.toml
+"$tandem" validate session.toml > out.txt 2> err.txt
+check "validate accepts a services-only file" test $? -eq 0
+check "validate says it is an SPMD session's file" contains out.txt "no tasks: an SPMD session's file"
+"$tandem" plan session.toml --np 4 > out.txt 2> err.txt
+check "plan labels the application's ranks 'app'" grep -qE '^ +2 +0 +app +app_comm rank 0$' out.txt
+check "plan counts application ranks" contains out.txt "2 application rank(s) (SPMD session)"
+"$tandem" plan session.toml --np 2 > out.txt 2> err.txt
+check "plan of a session too small asks for an application rank" \
+  contains err.txt "at least 1 application rank"
+"$mpiexec" "${mpiexec_flags[@]}" -n 3 "$tandem" run session.toml > out.txt 2> err.txt
+check "tandem run refuses a services-only file with exit 2" test $? -eq 2
+check "and says it is for SPMD mode" contains err.txt "a file with services only is for SPMD mode"
+
 printf '[layout]\nworkers = 8\n[[task]]\nname = "a"\nfunction = "tandem.null"\n' > wide.toml
 "$tandem" plan wide.toml --np 4 > out.txt 2> err.txt
 check "plan rejects a layout larger than the job" test $? -eq 2

@@ -27,6 +27,12 @@ check "the service answered 1800 requests" grep -q '"requests": 1800' "$work/sur
 check "spmd-coupling exits 0" test $? -eq 0
 check "spmd-coupling reports its run" grep -qE "spmd-coupling: 3 ranks x 200 cells, 400 steps .* mass 0\.[0-9]+" "$work/spmd.log"
 check "spmd-coupling wrote its summary" test -f "$(ls -d "$work"/spmd-runs/spmd-coupling-*/summary.json | head -1)"
+# Too few ranks: a clean message, not an uncaught exception on every rank.
+(cd "$src/examples/spmd-coupling" && SPMD_COUPLING_RUNS="$work/spmd-runs" "$mpiexec" "${mpiexec_flags[@]}" -n 2 \
+  "$build/examples/spmd-coupling/spmd-coupling" job.toml) > "$work/spmd-small.log" 2>&1
+check "spmd-coupling with too few ranks exits non-zero" test $? -ne 0
+check "and says how many ranks it needs" grep -q "spmd-coupling: .*start it with mpirun -np 3 or more" "$work/spmd-small.log"
+check "without an uncaught exception" sh -c "! grep -q 'terminate called' '$work/spmd-small.log'"
 
 # llm-agents: against a local OpenAI-compatible test server.
 /usr/bin/python3 "$src/tests/support/openai_test_server.py" --port-file "$work/llm.port" &

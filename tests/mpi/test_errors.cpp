@@ -55,6 +55,23 @@ TEST(ErrorKinds, SessionWithABadWorkflowThrowsConfigErrorWithTheLine) {
   }
 }
 
+// A session runs no tasks: a file with [[task]] is refused on every rank,
+// at the task's line, rather than its tasks silently never running.
+TEST(ErrorKinds, SessionWithTasksIsAConfigErrorAtTheTask) {
+  const std::string path = shared_file(
+      "tasks.toml",
+      "[job]\nname = \"t\"\n[[service]]\nname = \"s\"\nbackend = \"echo\"\n"
+      "[[task]]\nname = \"a\"\nfunction = \"tandem.null\"\n");
+  try {
+    tandem::Session session(MPI_COMM_WORLD, path);
+    FAIL() << "a session started with tasks in its file";
+  } catch (const tandem::config_error& e) {
+    EXPECT_EQ(e.line(), 6) << e.what();
+    EXPECT_NE(std::string(e.what()).find("a session runs no tasks"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(ErrorKinds, TheCApiReportsABadWorkflowAsConfig) {
   const std::string path = shared_file("bad-c.toml", kBadWorkflow);
   tandem_session* session = nullptr;

@@ -6,12 +6,13 @@
 # time limit and a second job that resumes it. Tears the cluster down at the
 # end, whatever happened.
 #
-# Usage: test_slurm.sh TANDEM TEST_TASKS_LIB
+# Usage: test_slurm.sh TANDEM TEST_TASKS_LIB SPMD_C_APP
 # Exits 77 (skipped) where it cannot run: not root, or no Slurm packages
 # and no way to install them.
 set -uo pipefail
 tandem=$(readlink -f "$1")
 tasks_lib=$(readlink -f "$2")
+spmd_app=$(readlink -f "$3")
 here=$(cd "$(dirname "$0")" && pwd)
 jobscripts=$(cd "$here/../../jobscripts" && pwd)
 
@@ -127,6 +128,17 @@ function = "tandem.null"
 TOML
 toobig_job=$(sbatch --parsable --nodes=1 --ntasks-per-node=3 --time=5 "$jobscripts/slurm-srun.sbatch" toobig.toml)
 
+# An MPI application of our own with a session (SPMD mode): its job script.
+cat > spmd.toml << 'TOML'
+[job]
+name = "spmd"
+[[service]]
+name = "double"
+backend = "scale"
+TOML
+spmd_job=$(sbatch --parsable --nodes=1 --ntasks-per-node=4 --time=5 \
+  "$jobscripts/slurm-spmd.sbatch" "$spmd_app" spmd.toml)
+
 for launcher in srun mpirun; do
   var=${launcher}_job
   id=${!var}
@@ -148,6 +160,15 @@ for launcher in srun mpirun; do
   check "$launcher: command tasks see the job's environment" \
     grep -qx "job=$id" "$run_dir/tasks/env/0.out"
 done
+
+result=$(wait_job "$spmd_job" 120)
+check "the SPMD job $spmd_job completed with exit 0 (got $result)" test "$result" = "COMPLETED 0:0" ||
+  show_output "$spmd_job" "tandem-spmd-$spmd_job.out"
+check "the application's ranks checked their replies" grep -q "spmd_c: all replies right" \
+  "tandem-spmd-$spmd_job.out"
+check "the session's run directory is named after the job" test -f "runs/spmd-$spmd_job/summary.json"
+check "tandem report reads the session's run" \
+  sh -c "'$tandem' report runs/spmd-$spmd_job | grep -q \"service 'double' (scale): 100 requests\""
 
 result=$(wait_job "$toobig_job" 60)
 check "a layout that does not fit fails the job (got $result)" test "${result%% *}" = FAILED
