@@ -244,15 +244,25 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& gi
       choose_replica(plan_, table_, outstanding_, job_.me().node, service, next_[service]);
   const std::size_t bytes = total_bytes(inputs);
   Transport transport = asked ? *asked : choose_transport(service, replica, bytes);
+  const bool local = plan_.replicas[replica].node == job_.me().node;
+  if (transport == Transport::shm && !local) {
+    // Shared memory is node-local. Chosen by size it falls back to the MPI
+    // message; asked for by name it is the caller's mistake, said plainly.
+    if (asked) {
+      throw request_error(
+          name, fmt::format("service '{}': shared memory was asked for, but its nearest replica "
+                            "({}) is on node {} and this rank on node {}, and shared memory "
+                            "does not cross nodes; use Transport::automatic, inline_mpi or hdf5",
+                            name, replica, plan_.replicas[replica].node, job_.me().node));
+    }
+    transport = Transport::inline_mpi;
+  }
   auto p = std::make_shared<PendingInfer>();
   p->id = next_id_++;
   p->service = service;
   p->replica = replica;
   trace::record_at(t_called, trace::kRequestSend, static_cast<std::int64_t>(p->id),
                    static_cast<std::int64_t>(bytes), service, static_cast<std::int16_t>(replica));
-  const bool local = plan_.replicas[replica].node == job_.me().node;
-  if (transport == Transport::shm && !local)
-    transport = Transport::inline_mpi;  // shm is node-local
   const std::string h5 =
       transport == Transport::hdf5
           ? fmt::format("{}/request-{}-{}.h5", job_.staging_dir(), job_.rank, p->id)

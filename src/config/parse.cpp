@@ -442,10 +442,14 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
   if (s.backend == BackendKind::torchscript && s.model.empty()) {
     r.fail("model", "is required for backend \"torchscript\": the path of a TorchScript file");
   }
-  if (auto v = r.integer("replicas", 1, 100000)) s.replicas = static_cast<int>(*v);
+  const auto replicas = r.integer("replicas", 1, 100000);
+  if (replicas) s.replicas = static_cast<int>(*replicas);
   if (auto v = r.integer("ranks_per_replica", 1, 100000))
     s.ranks_per_replica = static_cast<int>(*v);
   if (auto v = r.choice<Placement>("placement")) s.placement = *v;
+  // per_node without a count: a replica on every node the job has, known
+  // only when it runs.
+  if (s.placement == Placement::per_node && !replicas) s.replicas = 0;
   if (auto v = r.integer("max_batch", 1, 1 << 24)) s.max_batch = static_cast<int>(*v);
   if (auto v = r.integer("max_delay_us", 0, 60'000'000)) s.max_delay_us = static_cast<int>(*v);
   if (auto v = r.string("device")) {

@@ -150,7 +150,7 @@ struct ServiceSpec {
   std::string name;
   BackendKind backend = BackendKind::echo;
   std::string model;  // absolute path; torchscript only
-  int replicas = 1;
+  int replicas = 1;  // 0: one per node (placement = "per_node" without `replicas`)
   int ranks_per_replica = 1;
   Placement placement = Placement::spread;
   int max_batch = 64;    // rows per batch

@@ -13,8 +13,10 @@
 #include <boost/mpi/collectives.hpp>
 #include <boost/mpi/communicator.hpp>
 #include <boost/serialization/string.hpp>
+#include <nlohmann/json.hpp>
 
 #include "base/backoff.hpp"
+#include "base/files.hpp"
 #include "base/mpi_check.hpp"
 #include "base/mpi_wait.hpp"
 #include "base/rank_record.hpp"
@@ -208,6 +210,34 @@ void check_changes(const std::string& run_dir, const Workflow& now, bool allowed
                                  path, list));
 }
 
+// RUN_DIR/placement.json: where every rank ran (host, node index) and what
+// it did, next to what `tandem plan` predicted. Collective; rank 0 writes.
+void write_placement(const Job& job, const char* host) {
+  constexpr int kHost = 64;
+  char mine[kHost] = {0};
+  std::snprintf(mine, sizeof mine, "%s", host);
+  std::vector<char> all(job.rank == 0 ? static_cast<std::size_t>(job.size) * kHost : 0);
+  TANDEM_MPI_CHECK(MPI_Gather(mine, kHost, MPI_CHAR, all.data(), kHost, MPI_CHAR, 0, job.control));
+  if (job.rank != 0) return;
+  nlohmann::json ranks = nlohmann::json::array();
+  nlohmann::json nodes = nlohmann::json::array();
+  for (int r = 0; r < job.size; ++r) {
+    const RankPlacement& p = job.plan.ranks[r];
+    const std::string h(&all[static_cast<std::size_t>(r) * kHost]);
+    ranks.push_back({{"rank", r}, {"node", p.node}, {"host", h}, {"role", job.role_of(r)}});
+    if (p.node >= static_cast<int>(nodes.size())) {
+      nodes.push_back({{"node", p.node}, {"host", h}, {"ranks", nlohmann::json::array()}});
+    }
+    nodes[p.node]["ranks"].push_back(r);
+  }
+  try {
+    write_file_atomically(job.run_dir + "/placement.json",
+                          nlohmann::json{{"nodes", nodes}, {"ranks", ranks}}.dump(1) + "\n");
+  } catch (const std::exception& e) {
+    spdlog::warn("{}", e.what());  // the run goes on; only this record is missing
+  }
+}
+
 }  // namespace
 
 std::string Job::role_of(int r) const {
@@ -310,6 +340,7 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
   spdlog::info("host {} pid {} node {}", host, getpid(), me.node);
+  write_placement(*job, host);
 
   // Shared memory: what each process may create, and what crashed runs left
   // on this node (one rank per node looks).

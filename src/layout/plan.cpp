@@ -35,8 +35,13 @@ namespace {
 
 int service_ranks(const Workflow& wf) {
   int n = 0;
-  for (const ServiceSpec& s : wf.services) n += s.replicas * s.ranks_per_replica;
+  // One replica per node needs at least one node's worth.
+  for (const ServiceSpec& s : wf.services) n += std::max(s.replicas, 1) * s.ranks_per_replica;
   return n;
+}
+
+std::string replica_count(const ServiceSpec& s) {
+  return s.replicas > 0 ? std::to_string(s.replicas) : std::string("1 per node");
 }
 
 [[noreturn]] void layout_error(const Workflow& wf, const std::string& key, SourcePos p,
@@ -53,8 +58,9 @@ void check_fits(const Workflow& wf, int world_size) {
   if (world_size < needed) {
     std::string parts = "1 coordinator";
     for (const ServiceSpec& s : wf.services) {
-      parts += fmt::format(", {} for service '{}' ({} x {})", s.replicas * s.ranks_per_replica,
-                           s.name, s.replicas, s.ranks_per_replica);
+      parts += fmt::format(", {} for service '{}' ({} x {})",
+                           std::max(s.replicas, 1) * s.ranks_per_replica, s.name, replica_count(s),
+                           s.ranks_per_replica);
     }
     // A file with services only is an SPMD session's: its clients are the
     // application's ranks.
@@ -111,7 +117,8 @@ Plan make_plan(const Workflow& wf, const std::vector<int>& node_of_rank) {
   };
   for (int s = 0; s < static_cast<int>(wf.services.size()); ++s) {
     const ServiceSpec& spec = wf.services[s];
-    for (int rep = 0; rep < spec.replicas; ++rep) {
+    const int replicas = spec.replicas > 0 ? spec.replicas : plan.node_count;
+    for (int rep = 0; rep < replicas; ++rep) {
       ReplicaPlacement rp;
       rp.service = s;
       rp.replica = rep;
@@ -143,6 +150,17 @@ Plan make_plan(const Workflow& wf, const std::vector<int>& node_of_rank) {
   std::vector<int> rest;
   for (auto& [node, list] : free_on_node) rest.insert(rest.end(), list.begin(), list.end());
   std::sort(rest.begin(), rest.end());
+  // A replica on every node takes a rank per node, which check_fits could
+  // not count before the nodes were known.
+  int needed_clients = std::max(1, wf.layout.workers);
+  for (const TaskSpec& t : wf.tasks) needed_clients = std::max(needed_clients, t.ranks);
+  if (static_cast<int>(rest.size()) < needed_clients) {
+    layout_error(wf, "service.placement", wf.layout.workers_pos,
+                 fmt::format("after a replica on each of the {} nodes, {} rank(s) are left but "
+                             "the layout needs {} {}: start more ranks per node",
+                             plan.node_count, rest.size(), needed_clients,
+                             wf.tasks.empty() ? "application rank(s)" : "worker(s)"));
+  }
   const int wanted = wf.layout.workers > 0 ? wf.layout.workers : static_cast<int>(rest.size());
   for (int r : rest) {
     RankPlacement& p = plan.ranks[r];
@@ -185,18 +203,19 @@ std::string format_plan(const Workflow& wf, const Plan& plan) {
                            : p.replica_rank == 0              ? "leader"
                                                  : fmt::format("rank {}", p.replica_rank));
     }
-    out += fmt::format("{:>6}  {:>5}  {:<12} {}\n", p.rank, p.node, role_label(wf, p, spmd),
-                       detail);
+    out +=
+        fmt::format("{:>6}  {:>5}  {:<12} {}\n", p.rank, p.node, role_label(wf, p, spmd), detail);
   }
-  out += fmt::format("{} ranks on {} node(s): 1 coordinator, {} {}", plan.world_size,
-                     plan.node_count, plan.workers,
-                     spmd ? "application rank(s) (SPMD session)" : "worker(s)");
+  out +=
+      fmt::format("{} ranks on {} node(s): 1 coordinator, {} {}", plan.world_size, plan.node_count,
+                  plan.workers, spmd ? "application rank(s) (SPMD session)" : "worker(s)");
   if (plan.worker_slots > 1) {
     out += fmt::format(", each running up to {} command tasks at once", plan.worker_slots);
   }
   for (const ServiceSpec& s : wf.services) {
-    out += fmt::format(", service '{}' ({} x {} rank(s), {})", s.name, s.replicas,
-                       s.ranks_per_replica, name_of(s.placement));
+    const auto placed = plan.replicas_of(static_cast<int>(&s - wf.services.data())).size();
+    out += fmt::format(", service '{}' ({} x {} rank(s), {})", s.name, placed, s.ranks_per_replica,
+                       name_of(s.placement));
   }
   out += "\n";
   for (const std::string& note : plan.notes) out += "note: " + note + "\n";

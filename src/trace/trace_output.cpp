@@ -41,6 +41,8 @@ Timeline align_clocks(MPI_Comm world, const std::vector<int>& node_of_rank, std:
   if (rank == 0) {
     t.zero_ns = zero_ns;
     t.zero_epoch_us = now_us() - (clock_ns() - zero_ns) / 1000;
+    t.offsets_ns.assign(size, 0);
+    t.rtt_ns.assign(size, -1);
     for (int r = 1; r < size; ++r) {
       if (node_of_rank[r] == node_of_rank[0]) continue;
       std::int64_t best_rtt = std::numeric_limits<std::int64_t>::max();
@@ -57,6 +59,8 @@ Timeline align_clocks(MPI_Comm world, const std::vector<int>& node_of_rank, std:
         }
       }
       send_wait(&best_offset, 1, MPI_INT64_T, r, tags::kClock, world, backoff);
+      t.offsets_ns[r] = best_offset;
+      t.rtt_ns[r] = best_rtt;
     }
   } else if (node_of_rank[rank] != node_of_rank[0]) {
     for (int k = 0; k < kPingPongs; ++k) {

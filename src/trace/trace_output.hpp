@@ -17,6 +17,10 @@ struct Timeline {
   std::int64_t offset_ns = 0;      // this rank's clock minus rank 0's
   std::int64_t zero_ns = 0;        // rank 0's clock at time zero
   std::int64_t zero_epoch_us = 0;  // the wall clock at time zero
+  // Rank 0 only, per rank: the offset measured and the round trip it came
+  // from; -1 for ranks on rank 0's node, which share its clock.
+  std::vector<std::int64_t> offsets_ns;
+  std::vector<std::int64_t> rtt_ns;
 };
 
 /// Collective over @p world; time zero is @p zero_ns on rank 0. Ranks on

@@ -6,6 +6,8 @@
 
 #include <cstdio>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include <tandem/tandem.hpp>
 
@@ -29,9 +31,15 @@ TANDEM_TASK(test_collective) {
   MPI_Allreduce(&one, &sum, 1, MPI_INT, MPI_SUM, ctx.comm());
   if (sum != ctx.size())
     throw tandem::task_error("allreduce over the task's ranks gave a wrong sum");
+  // Which hosts the task's ranks are on, gathered over its communicator.
+  char host[64] = {0};
+  gethostname(host, sizeof host - 1);
+  std::vector<char> hosts(static_cast<std::size_t>(ctx.size()) * sizeof host);
+  MPI_Gather(host, sizeof host, MPI_CHAR, hosts.data(), sizeof host, MPI_CHAR, 0, ctx.comm());
   if (ctx.rank() == 0) {
-    std::ofstream(ctx.output_dir() / ("collective." + std::to_string(ctx.index())))
-        << ctx.size() << " " << sum << "\n";
+    std::ofstream out(ctx.output_dir() / ("collective." + std::to_string(ctx.index())));
+    out << ctx.size() << " " << sum << "\n";
+    for (int r = 0; r < ctx.size(); ++r) out << "host " << &hosts[r * sizeof host] << "\n";
   }
 }
 
@@ -45,8 +53,25 @@ extern "C" void test_exported(tandem::TaskContext& ctx) {
   std::ofstream(ctx.output_dir() / ("exported." + std::to_string(ctx.index()))) << "ok\n";
 }
 
-// Sends `requests` requests of `rows` x 4 floats to `service` and checks the
-// reply against `factor` x input; writes "ok N" to output_dir()/infer.<index>.
+// This rank's host name.
+std::string host_name() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  return host;
+}
+
+tandem::Transport transport_named(const std::string& name) {
+  if (name == "shm") return tandem::Transport::shm;
+  if (name == "inline_mpi") return tandem::Transport::inline_mpi;
+  if (name == "hdf5") return tandem::Transport::hdf5;
+  return tandem::Transport::automatic;
+}
+
+// Sends `requests` requests of `rows` x 4 floats to `service` (through
+// `transport`, default automatic) and checks the reply against `factor` x
+// input; writes "ok N" and "host H" to output_dir()/infer.<index>. With
+// `expect_error`, the first request must fail with a message containing it,
+// which is written instead ("error: ...").
 TANDEM_TASK(test_infer) {
   tandem::Client& client = ctx.client();
   const std::string service = ctx.arg_string("service", "echo");
@@ -54,12 +79,26 @@ TANDEM_TASK(test_infer) {
   const auto rows = ctx.arg_int("rows", 2);
   const double factor = ctx.arg_double("factor", 1.0);
   const auto requests = ctx.arg_int("requests", 1);
+  const tandem::InferOptions options{transport_named(ctx.arg_string("transport", "automatic"))};
+  const std::string expect_error = ctx.arg_string("expect_error", "");
+  const auto output = ctx.output_dir() / ("infer." + std::to_string(ctx.index()));
   for (long long k = 0; k < requests; ++k) {
     std::vector<float> values(rows * 4);
     for (std::size_t i = 0; i < values.size(); ++i)
-      values[i] = float(ctx.index() * 1000 + k * 10 + i);
+      values[i] =
+          float(static_cast<long long>(ctx.index()) * 1000 + k * 10 + static_cast<long long>(i));
     tandem::Tensor x = tandem::Tensor::from(values, {rows, 4});
-    tandem::TensorList out = client.infer(service, {{ctx.arg_string("input", "x"), x}});
+    if (!expect_error.empty()) {
+      try {
+        client.infer(service, {{ctx.arg_string("input", "x"), x}}, options);
+      } catch (const tandem::request_error& e) {
+        if (std::string(e.what()).find(expect_error) == std::string::npos) throw;
+        std::ofstream(output) << "error: " << e.what() << "\nhost " << host_name() << "\n";
+        return;
+      }
+      throw tandem::task_error("the request did not fail with '" + expect_error + "'");
+    }
+    tandem::TensorList out = client.infer(service, {{ctx.arg_string("input", "x"), x}}, options);
     const auto got = out.at(0).tensor.to_vector<float>();
     if (got.size() != values.size()) throw tandem::task_error("wrong output size");
     for (std::size_t i = 0; i < values.size(); ++i) {
@@ -69,8 +108,7 @@ TANDEM_TASK(test_infer) {
       }
     }
   }
-  std::ofstream(ctx.output_dir() / ("infer." + std::to_string(ctx.index())))
-      << "ok " << requests << "\n";
+  std::ofstream(output) << "ok " << requests << "\nhost " << host_name() << "\n";
 }
 
 // The any-language example's grid through the C++ client: n points of

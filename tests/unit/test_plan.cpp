@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include "config/workflow.hpp"
 #include "layout/plan.hpp"
 #include "tandem/error.hpp"
@@ -107,6 +109,32 @@ TEST(Plan, PerNodeServicesPutOneReplicaOnEachNode) {
   EXPECT_EQ(p.replicas[2].ranks, std::vector<int>{6});
   for (int r = 0; r < 3; ++r) EXPECT_EQ(p.replicas[r].node, r);
   EXPECT_EQ(p.workers, 5);
+}
+
+// placement = "per_node" without `replicas`: one replica on every node the
+// job turns out to have, as many as there are nodes.
+TEST(Plan, PerNodeWithoutACountPutsAReplicaOnEveryNode) {
+  const auto wf = with_services("[[service]]\nname='m'\nbackend='echo'\nplacement='per_node'\n");
+  EXPECT_EQ(wf.services[0].replicas, 0);
+  for (const int nodes : {1, 2, 4}) {
+    const Plan p = make_plan(wf, block_nodes(3 * nodes, 3));
+    ASSERT_EQ(p.replicas.size(), static_cast<std::size_t>(nodes));
+    for (int r = 0; r < nodes; ++r) EXPECT_EQ(p.replicas[r].node, r);
+    EXPECT_EQ(p.workers, 3 * nodes - 1 - nodes);
+    EXPECT_NE(format_plan(wf, p).find(fmt::format("service 'm' ({} x 1 rank(s), per_node)", nodes)),
+              std::string::npos)
+        << format_plan(wf, p);
+  }
+  // Ranks 0-1 on node 0, rank 2 on node 1: the coordinator and the two
+  // replicas leave no worker, which only the nodes could tell.
+  try {
+    make_plan(wf, block_nodes(3, 2));
+    ADD_FAILURE() << "a layout without workers was accepted";
+  } catch (const tandem::config_error& e) {
+    EXPECT_NE(std::string(e.what()).find("after a replica on each of the 2 nodes"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Plan, ServicesThatDoNotFitAreAnError) {
