@@ -122,12 +122,13 @@ void read_staging(const toml::table& t, TableReader& parent, const std::string& 
 void read_monitor(const toml::table& t, TableReader& parent, MonitorSpec& m) {
   TableReader r(t, parent.file(), parent.dotted("monitor"));
   if (auto v = r.boolean("trace")) m.trace = *v;
-  if (auto v = r.integer("trace_max_events", 0, 50'000'000)) m.trace_max_events = *v;
+  if (auto v = r.integer("trace_max_events", 1, 50'000'000)) m.trace_max_events = *v;
+  if (auto v = r.integer("trace_node_mb", 1, 1 << 20)) m.trace_node_mb = static_cast<int>(*v);
   if (auto v = r.boolean("chrome_trace")) m.chrome_trace = *v;
   if (auto v = r.number("metrics_interval", 0, 86400)) m.metrics_interval_s = *v;
   if (auto v = r.number("progress_interval", 0, 86400)) m.progress_interval_s = *v;
-  r.reject_unknown(
-      {"trace", "trace_max_events", "chrome_trace", "metrics_interval", "progress_interval"});
+  r.reject_unknown({"trace", "trace_max_events", "trace_node_mb", "chrome_trace",
+                    "metrics_interval", "progress_interval"});
 }
 
 void read_proxy(const toml::table& t, TableReader& parent, const std::string& dir, ProxySpec& p) {

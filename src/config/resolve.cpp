@@ -77,11 +77,13 @@ std::string resolved_toml(const Workflow& wf) {
   if (!st.dir.empty()) staging.insert("dir", st.dir);
   job.insert("staging", std::move(staging));
   const MonitorSpec& m = wf.job.monitor;
-  job.insert("monitor", toml::table{{"trace", m.trace},
-                                    {"trace_max_events", m.trace_max_events},
-                                    {"chrome_trace", m.chrome_trace},
-                                    {"metrics_interval", m.metrics_interval_s},
-                                    {"progress_interval", m.progress_interval_s}});
+  toml::table monitor{{"trace", m.trace},
+                      {"trace_node_mb", m.trace_node_mb},
+                      {"chrome_trace", m.chrome_trace},
+                      {"metrics_interval", m.metrics_interval_s},
+                      {"progress_interval", m.progress_interval_s}};
+  if (m.trace_max_events > 0) monitor.insert("trace_max_events", m.trace_max_events);
+  job.insert("monitor", std::move(monitor));
   toml::table proxy{{"enabled", wf.job.proxy.enabled}};
   if (!wf.job.proxy.socket_dir.empty()) proxy.insert("socket_dir", wf.job.proxy.socket_dir);
   job.insert("proxy", std::move(proxy));

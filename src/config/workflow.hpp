@@ -2,6 +2,7 @@
 // The workflow file as Tandem uses it: what parse_workflow() makes of the
 // TOML text after checking every key. Private to the library.
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -29,11 +30,25 @@ struct StagingSpec {
 
 /// What a run records about itself while it runs (docs/observability.md).
 struct MonitorSpec {
-  bool trace = true;                       // events into RUN_DIR/trace.h5
-  long long trace_max_events = 1'000'000;  // per rank; more are counted, not kept
-  bool chrome_trace = true;                // also RUN_DIR/trace.json
-  double metrics_interval_s = 5;           // RUN_DIR/metrics.prom; 0: never
-  double progress_interval_s = 30;         // a progress line when stderr is no terminal; 0: never
+  bool trace = true;  // events into RUN_DIR/trace.h5
+  // Events kept per rank (32 bytes each; more are counted, not kept). 0:
+  // from trace_node_mb, shared by the ranks of a node, at most 1M each.
+  long long trace_max_events = 0;
+  int trace_node_mb = 1024;
+
+  /// Events a rank keeps when @p ranks_on_node ranks share its node: the
+  /// node's budget split among them (1 GiB: 1M events each up to 32 ranks,
+  /// 262,144 on a 128-rank node), unless trace_max_events says otherwise.
+  long long events_per_rank(int ranks_on_node) const {
+    if (trace_max_events > 0) return trace_max_events;
+    constexpr long long kEventBytes = 32;  // sizeof(trace::Event), asserted there
+    const long long share =
+        (static_cast<long long>(trace_node_mb) << 20) / kEventBytes / std::max(ranks_on_node, 1);
+    return std::clamp(share, 1024LL, 1'000'000LL);
+  }
+  bool chrome_trace = true;         // also RUN_DIR/trace.json
+  double metrics_interval_s = 5;    // RUN_DIR/metrics.prom; 0: never
+  double progress_interval_s = 30;  // a progress line when stderr is no terminal; 0: never
 };
 
 /// The workers' local proxy, through which executable tasks reach the
@@ -150,7 +165,7 @@ struct ServiceSpec {
   std::string name;
   BackendKind backend = BackendKind::echo;
   std::string model;  // absolute path; torchscript only
-  int replicas = 1;  // 0: one per node (placement = "per_node" without `replicas`)
+  int replicas = 1;   // 0: one per node (placement = "per_node" without `replicas`)
   int ranks_per_replica = 1;
   Placement placement = Placement::spread;
   int max_batch = 64;    // rows per batch

@@ -102,6 +102,8 @@ class Coordinator {
   /// How logs name the worker at @p pilot_rank: its index, as the journal,
   /// the report and `tandem plan` give it, and its world rank.
   std::string worker_name(int pilot_rank) const;
+  /// What the trace may hold: events and bytes per rank, on the fullest node.
+  nlohmann::json trace_budget() const;
   /// Counts instance @p id as handed to (+1) or reported by (-1) @p w.
   void hold(WorkerInfo& w, int id, int delta) const;
 
@@ -184,6 +186,21 @@ bool Coordinator::receive_one() {
                             job_.pilot, MPI_STATUS_IGNORE));
   handle_update(status.MPI_SOURCE, recv_buf_);
   return true;
+}
+
+nlohmann::json Coordinator::trace_budget() const {
+  std::map<int, int> on_node;
+  for (const RankPlacement& p : job_.plan.ranks) ++on_node[p.node];
+  int fullest = 1;
+  for (const auto& [node, n] : on_node) fullest = std::max(fullest, n);
+  const MonitorSpec& m = wf_.job.monitor;
+  const long long events = m.events_per_rank(fullest);
+  return {{"enabled", m.trace},
+          {"max_events_per_rank", events},
+          {"buffer_bytes_per_rank", events * static_cast<long long>(sizeof(trace::Event))},
+          {"node_budget_mb",
+           m.trace_max_events > 0 ? nlohmann::json(nullptr) : nlohmann::json(m.trace_node_mb)},
+          {"ranks_on_fullest_node", fullest}};
 }
 
 std::string Coordinator::worker_name(int pilot_rank) const {
@@ -541,6 +558,7 @@ void Coordinator::write_summary(int exit_code) {
       {"interrupted_by_signal", interrupted_by_ ? json(interrupted_by_) : json(nullptr)},
       {"failures", failures},
       {"services", monitor_.summary()},
+      {"trace", trace_budget()},
       {"allocation", read_allocation().to_json()},
       {"journal_error", journal_.failed() ? json(journal_.failure()) : json(nullptr)},
       {"exit_code", exit_code},

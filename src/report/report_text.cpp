@@ -189,7 +189,7 @@ std::string to_text(const Report& r) {
     line("");
     line(
         fmt::format("note: {} trace events were dropped (buffers full); raise [job.monitor] "
-                    "trace_max_events",
+                    "trace_node_mb (shared by a node's ranks) or trace_max_events (per rank)",
                     r.dropped_events));
   }
   return out;

@@ -53,7 +53,7 @@ struct Event {
   std::uint8_t kind;
   std::uint8_t pad;
 };
-static_assert(sizeof(Event) == 32);
+static_assert(sizeof(Event) == 32);  // MonitorSpec::events_per_rank counts on it
 
 inline std::int64_t clock_ns() {
   timespec ts;

@@ -232,6 +232,47 @@ print(ok)
 PY
 )" = True
 
+# --- 64 ranks over 4 nodes on this 2-core machine: correct, not fast -------
+cat > big.toml << TOML
+[job]
+name = "big"
+libraries = ["$tasks_lib"]
+[[service]]
+name = "echo"
+backend = "echo"
+placement = "per_node"
+[[task]]
+name = "ask"
+function = "test_infer"
+count = 240
+args = { service = "echo", requests = 5 }
+[[task]]
+name = "wide"
+function = "test_collective"
+ranks = 8
+count = 2
+after = ["ask"]
+TOML
+cluster_mpirun 4 16 "$tandem" run big.toml --run-dir big --log-level warn > big.log 2>&1
+check "64 ranks on 4 nodes: exit 0" test $? -eq 0 || tail -20 big.log
+check "64 ranks on 4 nodes: all 242 tasks DONE" test "$(json big/summary.json "d['tasks']['done']")" = 242
+check "64 ranks on 4 nodes: a replica per node, 1200 requests, each answered on its node" \
+  test "$("$python" - big << 'PY'
+import h5py, json, sys
+run = sys.argv[1]
+node = {r["rank"]: r["node"] for r in json.load(open(run + "/placement.json"))["ranks"]}
+reps = json.load(open(run + "/summary.json"))["services"]["echo"]["replicas"]
+with h5py.File(run + "/trace.h5") as f:
+    sends = f["request_send"][:]
+    tracks = len(f["tracks"])
+print([r["node"] for r in reps] == [0, 1, 2, 3] and sum(r["requests"] for r in reps) == 1200
+      and len(sends) == 1200 and all(reps[s["replica"]]["node"] == node[s["rank"]] for s in sends)
+      and tracks == 64)
+PY
+)" = True
+check "the trace budget is reported: 16 ranks on the fullest node" \
+  test "$(json big/summary.json "d['trace']['ranks_on_fullest_node'], d['trace']['max_events_per_rank']")" = "16 1000000"
+
 # --- a stop across nodes, and a resume that runs nothing twice ---------------
 cat > long.toml << TOML
 [job]

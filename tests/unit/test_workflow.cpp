@@ -331,8 +331,8 @@ command = ["/bin/true"]
   EXPECT_EQ(again.job.monitor.trace_max_events, 5000);
   EXPECT_EQ(again.job.proxy.socket_dir, "/x/sock");
 
-  expect_error("[job.monitor]\ntrace_max_events = -1\n[[task]]\nname='a'\nfunction='f'\n", 2,
-               "job.monitor.trace_max_events", "between 0 and");
+  expect_error("[job.monitor]\ntrace_max_events = 0\n[[task]]\nname='a'\nfunction='f'\n", 2,
+               "job.monitor.trace_max_events", "between 1 and");
   expect_error("[job.monitor]\ntrace = \"yes\"\n[[task]]\nname='a'\nfunction='f'\n", 2,
                "job.monitor.trace", "must be true or false");
   expect_error("[job.proxy]\nsocket_dri = \"/tmp\"\n[[task]]\nname='a'\nfunction='f'\n", 2,
@@ -408,4 +408,18 @@ TEST(Workflow, SafeAndUnsafeChangesForAResume) {
   EXPECT_EQ(changes[5], "service 's': factor changed from 2 to 3");
   const auto removed = parse_workflow("[[task]]\nname='b'\nfunction='f'\n", "/x/wf.toml", false);
   EXPECT_EQ(unsafe_changes(before, removed)[0], "task 'a' was removed");
+}
+
+// The trace's memory: a node's budget (1 GiB) shared by its ranks, at most
+// 1M events (32 MiB) a rank, unless trace_max_events sets it per rank.
+TEST(Workflow, TraceBufferIsANodeBudgetSharedByItsRanks) {
+  tandem::detail::MonitorSpec m;
+  EXPECT_EQ(m.events_per_rank(1), 1'000'000);
+  EXPECT_EQ(m.events_per_rank(32), 1'000'000);
+  EXPECT_EQ(m.events_per_rank(128), 262'144);  // 8 MiB a rank, 1 GiB the node
+  m.trace_node_mb = 64;
+  EXPECT_EQ(m.events_per_rank(128), 16'384);
+  EXPECT_EQ(m.events_per_rank(100'000), 1024) << "never less than a useful minimum";
+  m.trace_max_events = 5000;
+  EXPECT_EQ(m.events_per_rank(128), 5000);
 }
