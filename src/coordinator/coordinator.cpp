@@ -94,7 +94,8 @@ class Coordinator {
   void handle_update(int source, const std::vector<char>& bytes);
   void serve_requests();
   void send(int worker, std::vector<std::int32_t> data);
-  void record_finals();
+  void append_finals();  // finals_ into the journal's buffer
+  void record_finals();  // ... and the buffer into the file
   void interrupt(int sig);
   void finish_workers();
   void write_summary(int exit_code);
@@ -121,6 +122,7 @@ class Coordinator {
   SendQueue<std::vector<std::int32_t>> sends_;
   std::vector<char> recv_buf_;
   std::vector<int> finals_;
+  long long unflushed_ = 0;  // finals appended to the journal's buffer, not yet written
   std::vector<int> batch_;
   int done_earlier_ = 0;
   int failed_earlier_ = 0;  // used up their retries in earlier jobs
@@ -251,7 +253,10 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
     }
     sched_.report(r.id, r.attempt, outcome, r.exit_code, r.t_start, r.t_end, reason, finals_);
   }
-  record_finals();
+  // Into the journal's buffer; the loop that received this writes it, once
+  // for all the messages it took in (a write(2) per message was most of
+  // the coordinator's time at 10^5 workers: bench/coordinator_sim.cpp).
+  append_finals();
   WorkerInfo& w = workers_[source];
   w.idle = h.idle != 0;
   if (h.bye) {
@@ -266,10 +271,16 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
   if (w.parked) w.want = std::max(h.want, w.want);
 }
 
-void Coordinator::record_finals() {
-  if (finals_.empty() && !journal_.failed()) return;
+void Coordinator::append_finals() {
   for (int id : finals_) journal_.append(sched_.instance(id));
+  unflushed_ += static_cast<long long>(finals_.size());
   finals_.clear();
+}
+
+void Coordinator::record_finals() {
+  append_finals();
+  if (unflushed_ == 0 && !journal_.failed()) return;
+  unflushed_ = 0;
   if (!journal_.flush()) journal_failed();
 }
 
@@ -383,6 +394,7 @@ void Coordinator::finish_workers() {
   };
   while (!all_gone()) {
     if (receive_one()) {
+      record_finals();
       backoff.reset();
     } else {
       sends_.progress();
@@ -414,6 +426,7 @@ int Coordinator::run() {
   while (!sched_.finished()) {
     bool worked = false;
     for (int i = 0; i < 64 && receive_one(); ++i) worked = true;
+    if (worked) record_finals();  // recorded before anything else is decided
     if (monitor_.poll()) worked = true;
     serve_requests();
     sends_.progress();
