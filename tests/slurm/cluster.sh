@@ -3,8 +3,14 @@
 # slurmd from Debian's packages, no systemd, no cgroups, all state in one
 # directory. Needs root.
 #
-#   cluster.sh up   DIR    start it (packages installed when missing)
-#   cluster.sh down DIR    stop the daemons this script started, by PID
+#   cluster.sh up   DIR [NODES]   start it (packages installed when missing)
+#   cluster.sh down DIR           stop the daemons this script started, by PID
+#
+# With NODES > 1 the cluster has that many nodes on this machine, each a
+# slurmd in namespaces of its own (tests/cluster/node-agent.sh's recipe):
+# host name tandem-snode-K, its own /dev/shm and PMIx directory, its own
+# port on 127.0.0.1. Jobs across them need Open MPI on TCP over loopback
+# (OMPI_MCA_btl=self,vader,tcp and btl/oob_tcp_if_include=lo).
 #
 # After `up`, `source DIR/env.sh` points the Slurm commands at it. Nothing is
 # written outside DIR: the config is named through SLURM_CONF, not
@@ -12,8 +18,9 @@
 # same machine is left alone.
 set -euo pipefail
 
-action=${1:?usage: cluster.sh up|down DIR}
-lab=$(mkdir -p "${2:?usage: cluster.sh up|down DIR}" && cd "$2" && pwd)
+action=${1:?usage: cluster.sh up|down DIR [NODES]}
+lab=$(mkdir -p "${2:?usage: cluster.sh up|down DIR [NODES]}" && cd "$2" && pwd)
+nodes=${3:-1}
 conf=$lab/etc/slurm.conf
 socket=$lab/munge/socket
 export SLURM_CONF=$conf
@@ -32,9 +39,9 @@ our_pid() {
 }
 
 stop_daemons() {
-  local pids=() pid name
-  for name in slurmd slurmctld munged; do
-    if pid=$(our_pid "$lab/run/$name.pid"); then
+  local pids=() pid file
+  for file in "$lab"/run/slurmd*.pid "$lab/run/slurmctld.pid" "$lab/run/munged.pid"; do
+    if pid=$(our_pid "$file"); then
       kill -TERM "$pid" && pids+=("$pid")
     fi
   done
@@ -119,6 +126,20 @@ write_config() {
   # drained for "Low RealMemory".
   mem=$((hw[RealMemory] * 95 / 100))
   mkdir -p "$lab"/{etc,run,log,state,spool/slurmd,spool/pmix,munge}
+  local per_node= node_lines k name
+  if [ "$nodes" -eq 1 ]; then
+    node_lines="NodeName=$host NodeAddr=127.0.0.1 NodeHostname=$host $node_hw RealMemory=$mem State=UNKNOWN"
+  else
+    # Several slurmds on one address: a port and files of their own each
+    # (%n is the node's name), and memory shared out among them.
+    per_node=.%n
+    node_lines=
+    for ((k = 0; k < nodes; k++)); do
+      name=$(node_name $k)
+      node_lines+="NodeName=$name NodeAddr=127.0.0.1 NodeHostname=$name Port=$((${TANDEM_SLURMD_PORT:-16818} + 1 + k)) $node_hw RealMemory=$((mem / nodes)) State=UNKNOWN"$'\n'
+      mkdir -p "$lab/spool/slurmd.$name" "$lab/spool/pmix-$name"
+    done
+  fi
   cat > "$conf" << EOF
 # Written by tests/slurm/cluster.sh for a private test cluster.
 ClusterName=tandemtest
@@ -131,11 +152,11 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$socket
 StateSaveLocation=$lab/state
-SlurmdSpoolDir=$lab/spool/slurmd
+SlurmdSpoolDir=$lab/spool/slurmd$per_node
 SlurmctldPidFile=$lab/run/slurmctld.pid
-SlurmdPidFile=$lab/run/slurmd.pid
+SlurmdPidFile=$lab/run/slurmd$per_node.pid
 SlurmctldLogFile=$lab/log/slurmctld.log
-SlurmdLogFile=$lab/log/slurmd.log
+SlurmdLogFile=$lab/log/slurmd$per_node.log
 # No cgroups and no accounting daemon in a test container.
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -157,7 +178,7 @@ KillWait=${TANDEM_SLURM_KILLWAIT:-30}
 Waittime=0
 MinJobAge=600
 $overrides
-NodeName=$host NodeAddr=127.0.0.1 NodeHostname=$host $node_hw RealMemory=$mem State=UNKNOWN
+$node_lines
 PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 EOF
   # Slurm's PMIx plugin leaves a directory per step behind when a step is
@@ -165,6 +186,30 @@ EOF
   # directories in our spool, which every start empties.
   echo "PMIxCliTmpDirBase=$lab/spool/pmix" > "$lab/etc/mpi.conf"
   echo "export SLURM_CONF=$conf" > "$lab/env.sh"
+}
+
+node_name() { echo "tandem-snode-$1"; }
+
+# One slurmd per fake node, each in new UTS, IPC and mount namespaces: its
+# host name, a tmpfs /dev/shm, and its own directory over the PMIx one
+# (shared, the second node's steps fail: "Cannot create client cli tmpdir").
+# The daemon keeps the namespaces alive; stop_daemons ends it by its PID.
+start_fake_nodes() {
+  local k name
+  for ((k = 0; k < nodes; k++)); do
+    name=$(node_name $k)
+    if getent hosts "$name" > /dev/null; then
+      echo "cluster.sh: $name resolves; a fake node's name must not" >&2
+      exit 1
+    fi
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    unshare --uts --ipc --mount --propagation private bash -c '
+      set -e
+      hostname "$1"
+      mount -t tmpfs -o size=512m,mode=1777 tmpfs /dev/shm
+      mount --bind "$2/spool/pmix-$1" "$2/spool/pmix"
+      exec slurmd -f "$3" -N "$1"' fake-node "$name" "$lab" "$conf"
+  done
 }
 
 up() {
@@ -195,14 +240,18 @@ up() {
     tail -20 "$lab/log/slurmctld.log" >&2
     exit 1
   }
-  slurmd -f "$conf" -N "$(hostname -s)"
+  if [ "$nodes" -eq 1 ]; then
+    slurmd -f "$conf" -N "$(hostname -s)"
+  else
+    start_fake_nodes
+  fi
 
   local deadline=$((SECONDS + ${TANDEM_SLURM_UP_TIMEOUT:-60})) state
   while :; do
-    state=$(sinfo --noheader --Node --format='%T' 2> /dev/null | head -1)
-    [ "$state" = idle ] && break
+    state=$(sinfo --noheader --Node --format='%T' 2> /dev/null | sort -u | tr '\n' ' ')
+    [ "$state" = "idle " ] && [ "$(sinfo --noheader --Node | wc -l)" -eq "$nodes" ] && break
     if [ $SECONDS -ge $deadline ]; then
-      echo "cluster.sh: node is '$state', not idle, after the start timeout" >&2
+      echo "cluster.sh: nodes are '$state', not idle, after the start timeout" >&2
       scontrol show node >&2 || true
       tail -20 "$lab/log/slurmd.log" >&2
       exit 1

@@ -16,81 +16,12 @@ spmd_app=$(readlink -f "$3")
 here=$(cd "$(dirname "$0")" && pwd)
 jobscripts=$(cd "$here/../../jobscripts" && pwd)
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "SKIP: the Slurm test needs root (it starts munged, slurmctld and slurmd)"
-  exit 77
-fi
-
-# Run from inside a real batch job, the job's own variables would point
-# sbatch, srun and tandem at that job.
-for v in $(env | grep -oE '^(SLURM|SBATCH|SRUN|PMIX|PMI)_[A-Za-z0-9_]*'); do unset "$v"; done
-
-work=$(mktemp -d /tmp/tandem-slurm-XXXXXX)
-lab=$work/cluster
-chmod 711 "$work" # munged wants every directory above its socket searchable
-cleanup() {
-  bash "$here/cluster.sh" down "$lab" > /dev/null 2>&1
-  if [ "${failed:-1}" -eq 0 ]; then rm -rf "$work"; else echo "kept for inspection: $work"; fi
-}
-trap cleanup EXIT
-
-if ! bash "$here/cluster.sh" up "$lab"; then
-  if ! command -v slurmctld > /dev/null; then
-    echo "SKIP: Slurm is not installed and could not be installed"
-    exit 77
-  fi
-  echo "FAIL: the test cluster did not come up" >&2
-  exit 1
-fi
+source "$here/slurm_jobs.sh"
+start_test_cluster 1
 source "$lab/env.sh"
 export TANDEM=$tandem
 source "$here/../support/shell_test.sh"
 cd "$work"
-
-# json FILE EXPR: a value from a JSON file (EXPR in Python, the file is `d`).
-json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
-
-# wait_job ID TIMEOUT_S: polls until the job has ended; prints "STATE EXIT".
-# (sbatch --wait polls slowly and says 0 for a cancelled job.)
-wait_job() {
-  local id=$1 deadline=$((SECONDS + $2)) line state reason
-  if ! [[ $id =~ ^[0-9]+$ ]]; then
-    echo "NOT-SUBMITTED -"
-    return
-  fi
-  while :; do
-    line=$(scontrol show job --oneliner "$id" 2> /dev/null)
-    state=$(grep -oP 'JobState=\K\S+' <<< "$line")
-    reason=$(grep -oP ' Reason=\K\S+' <<< "$line")
-    case $state in
-      PENDING | RUNNING | CONFIGURING | COMPLETING | SUSPENDED) ;;
-      "")
-        echo "UNKNOWN -"
-        return
-        ;;
-      *)
-        echo "$state $(grep -oP 'ExitCode=\K\S+' <<< "$line")"
-        return
-        ;;
-    esac
-    if [ "$state" = PENDING ] && [[ $reason =~ ^(PartitionConfig|BadConstraints|PartitionNodeLimit|PartitionTimeLimit)$ ]]; then
-      scancel "$id"
-      echo "NEVER-STARTS $reason"
-      return
-    fi
-    if [ $SECONDS -ge $deadline ]; then
-      scancel "$id"
-      echo "TIMED-OUT-WAITING $state"
-      return
-    fi
-    sleep 0.25
-  done
-}
-
-show_output() { # the job's output, when a check about it failed
-  echo "--- output of job $1:" >&2
-  tail -n 30 "$2" >&2
-}
 
 # --- a workflow with a service, under srun and under mpirun --------------
 cat > serving.toml << TOML
@@ -177,61 +108,7 @@ check "the job output says why" grep -q "the layout needs at least 6" "tandem-$t
 check "no rank started: no run directory" test ! -e "runs/toobig-$toobig_job"
 
 # --- jobs that run into their time limit, and one that finishes ----------
-# 660 half-second tasks on 3 workers take about 110 s. Slurm checks time
-# limits every 30 s, so a warning 15 s before a one-minute limit arrives
-# between second 15 and second 45 of the job. The first job (srun) gets
-# SIGTERM, the second (mpirun, resuming) gets SIGUSR1 through its batch
-# shell, the third resumes and finishes.
-cat > long.toml << TOML
-[job]
-name = "long"
-[[task]]
-name = "step"
-count = 660
-command = ["/bin/sh", "-c", "sleep 0.5 && echo {index} >> $work/finished.txt"]
-TOML
-total=660
-first=$(sbatch --parsable --nodes=1 --ntasks-per-node=4 --time=1 --signal=TERM@15 \
-  "$jobscripts/slurm-srun.sbatch" long.toml)
-result=$(wait_job "$first" 150)
-run_dir=runs/long-$first
-check "the time-limited srun job $first did not complete (got $result)" test "${result%% *}" != COMPLETED
-check "it stopped on SIGTERM" test "$(json "$run_dir/summary.json" "d['interrupted_by_signal']")" = 15 ||
-  show_output "$first" "tandem-$first.out"
-done_first=$(json "$run_dir/summary.json" "d['tasks']['done']")
-check "it stopped mid-run ($done_first of $total done)" test "$done_first" -gt 0 -a "$done_first" -lt $total
-check "the journal has every finished task" \
-  test "$(grep -c '"state":"DONE"' "$run_dir/journal.jsonl")" = "$done_first"
-check "the tasks that finished are the ones the journal has" \
-  test "$(sort -u finished.txt | wc -l)" = "$done_first"
-
-second=$(sbatch --parsable --nodes=1 --ntasks=4 --time=1 --signal=B:USR1@15 \
-  "$jobscripts/slurm-mpirun.sbatch" long.toml --resume)
-result=$(wait_job "$second" 150)
-check "the time-limited mpirun job $second did not complete (got $result)" test "${result%% *}" != COMPLETED
-check "it stopped on SIGUSR1 passed on by the batch shell" \
-  test "$(json "$run_dir/summary.json" "d['interrupted_by_signal'], d['resumed']")" = "10 True" ||
-  show_output "$second" "tandem-$second.out"
-done_second=$(json "$run_dir/summary.json" "d['tasks']['done']")
-check "it went on from the first job ($done_first -> $done_second of $total)" \
-  test "$done_second" -gt "$done_first" -a "$done_second" -lt $total
-check "the tasks that finished are the ones the journal has" \
-  test "$(sort -u finished.txt | wc -l)" = "$done_second"
-
-third=$(sbatch --parsable --nodes=1 --ntasks-per-node=4 --time=5 \
-  "$jobscripts/slurm-srun.sbatch" long.toml --resume)
-result=$(wait_job "$third" 200)
-check "the resuming job $third completed (got $result)" test "$result" = "COMPLETED 0:0" ||
-  show_output "$third" "tandem-$third.out"
-check "the resumes continued the same run directory" test ! -e "runs/long-$second" -a ! -e "runs/long-$third"
-check "the last job skipped what the others finished" \
-  test "$(json "$run_dir/summary.json" "d['tasks']['done_earlier'], d['tasks']['done']")" = "$done_second $total"
-check "every task ran to the end exactly once" \
-  test "$(sort -n finished.txt | uniq | wc -l) $(wc -l < finished.txt)" = "$total $total"
-check "no index is missing" \
-  test "$(sort -n finished.txt | uniq | awk '$1 != NR-1' | wc -l)" = 0
-check "history.jsonl has the three jobs" \
-  test "$(python3 -c "import json,sys; print(' '.join(json.loads(l)['allocation']['job_id'] for l in open(sys.argv[1])))" "$run_dir/history.jsonl")" = "$first $second $third"
+time_limit_drain_and_resume 1 4
 
 # --- a poison task inside one allocation ------------------------------------
 # One instance segfaults its rank each time it runs; 200 others are good.
