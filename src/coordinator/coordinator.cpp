@@ -81,6 +81,12 @@ class Coordinator {
         backoff_(wf_.job.backoff) {
     MPI_Comm_size(job_.pilot, &size_);
     workers_.resize(size_);
+    worker_rank_.resize(static_cast<std::size_t>(std::max(size_ - 1, 0)), -1);
+    for (const RankPlacement& p : job.plan.ranks) {
+      if (p.role == Role::worker && p.role_index < static_cast<int>(worker_rank_.size())) {
+        worker_rank_[p.role_index] = p.rank;
+      }
+    }
     if (job.resume) read_earlier_jobs();
   }
 
@@ -106,7 +112,9 @@ class Coordinator {
   /// What the trace may hold: events and bytes per rank, on the fullest node.
   nlohmann::json trace_budget() const;
   /// Counts instance @p id as handed to (+1) or reported by (-1) @p w.
-  void hold(WorkerInfo& w, int id, int delta) const;
+  void hold(WorkerInfo& w, int id, int delta);
+  /// What @p w runs now of what it holds.
+  int running_on(const WorkerInfo& w) const;
 
   const Job& job_;
   const Workflow& wf_;
@@ -122,7 +130,9 @@ class Coordinator {
   SendQueue<std::vector<std::int32_t>> sends_;
   std::vector<char> recv_buf_;
   std::vector<int> finals_;
-  long long unflushed_ = 0;  // finals appended to the journal's buffer, not yet written
+  long long unflushed_ = 0;       // finals appended to the journal's buffer, not yet written
+  long long running_ = 0;         // sum of running_on() over the workers
+  std::vector<int> worker_rank_;  // world rank of each worker index
   std::vector<int> batch_;
   int done_earlier_ = 0;
   int failed_earlier_ = 0;  // used up their retries in earlier jobs
@@ -207,18 +217,23 @@ nlohmann::json Coordinator::trace_budget() const {
 
 std::string Coordinator::worker_name(int pilot_rank) const {
   const int index = pilot_rank - 1;
-  for (const RankPlacement& p : job_.plan.ranks) {
-    if (p.role == Role::worker && p.role_index == index) {
-      return fmt::format("worker {} (rank {})", index, p.rank);
-    }
+  if (index >= 0 && index < static_cast<int>(worker_rank_.size())) {
+    return fmt::format("worker {} (rank {})", index, worker_rank_[index]);
   }
   return fmt::format("worker {}", index);
 }
 
-void Coordinator::hold(WorkerInfo& w, int id, int delta) const {
+int Coordinator::running_on(const WorkerInfo& w) const {
+  return w.commands_held > 0 ? std::min(w.commands_held, wf_.layout.worker_slots)
+                             : std::min(w.functions_held, 1);
+}
+
+void Coordinator::hold(WorkerInfo& w, int id, int delta) {
+  const int before = running_on(w);
   int& held = wf_.tasks[sched_.instance(id).task].kind == TaskKind::function ? w.functions_held
                                                                              : w.commands_held;
   held = std::max(0, held + delta);
+  running_ += running_on(w) - before;  // kept as it changes: counts() is called every loop
 }
 
 void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
@@ -496,12 +511,7 @@ TaskCounts Coordinator::counts() const {
   // The workers start what they hold as their slots free up: what does not
   // fit yet is queued there, not running.
   const long long in_flight = sched_.in_flight();
-  long long running = 0;
-  for (const WorkerInfo& w : workers_) {
-    running += w.commands_held > 0 ? std::min(w.commands_held, wf_.layout.worker_slots)
-                                   : std::min(w.functions_held, 1);
-  }
-  c.running = std::min(running, in_flight);
+  c.running = std::min(running_, in_flight);
   c.queued = in_flight - c.running;
   return c;
 }

@@ -126,7 +126,7 @@ write_config() {
   # drained for "Low RealMemory".
   mem=$((hw[RealMemory] * 95 / 100))
   mkdir -p "$lab"/{etc,run,log,state,spool/slurmd,spool/pmix,munge}
-  local per_node= node_lines k name
+  local per_node="" node_lines k name
   if [ "$nodes" -eq 1 ]; then
     node_lines="NodeName=$host NodeAddr=127.0.0.1 NodeHostname=$host $node_hw RealMemory=$mem State=UNKNOWN"
   else
