@@ -170,12 +170,16 @@ void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_f
   if (auto v = r.number("journal_sync_interval", 0, 3600)) wf.job.journal_sync_s = *v;
   if (auto v = r.boolean("isolate")) wf.job.isolate = *v;
   if (auto v = r.choice<OnTimeout>("on_timeout")) wf.job.on_timeout = *v;
-  if (const toml::table* b = r.table("backoff")) read_backoff(*b, r, wf.job.backoff);
+  if (auto v = r.choice<IdleMode>("idle")) wf.job.idle = *v;
+  if (const toml::table* b = r.table("backoff")) {
+    read_backoff(*b, r, wf.job.backoff);
+    wf.job.backoff_given = true;
+  }
   if (const toml::table* s = r.table("staging")) read_staging(*s, r, wf.dir, wf.job.staging);
   if (const toml::table* m = r.table("monitor")) read_monitor(*m, r, wf.job.monitor);
   if (const toml::table* p = r.table("proxy")) read_proxy(*p, r, wf.dir, wf.job.proxy);
   r.reject_unknown({"name", "run_root", "libraries", "max_chunk", "kill_grace",
-                    "journal_sync_interval", "isolate", "on_timeout", "backoff", "staging",
+                    "journal_sync_interval", "isolate", "on_timeout", "idle", "backoff", "staging",
                     "monitor", "proxy"});
 }
 

@@ -66,10 +66,14 @@ std::string resolved_toml(const Workflow& wf) {
                   {"kill_grace", wf.job.kill_grace_s},
                   {"journal_sync_interval", wf.job.journal_sync_s},
                   {"isolate", wf.job.isolate},
-                  {"on_timeout", std::string(name_of(wf.job.on_timeout))}};
-  job.insert("backoff", toml::table{{"spin", wf.job.backoff.spin},
-                                    {"min_sleep_us", wf.job.backoff.min_sleep_us},
-                                    {"max_sleep_us", wf.job.backoff.max_sleep_us}});
+                  {"on_timeout", std::string(name_of(wf.job.on_timeout))},
+                  {"idle", std::string(name_of(wf.job.idle))}};
+  // Only a [job.backoff] the file gave: without one, `idle` chooses it.
+  if (wf.job.backoff_given) {
+    job.insert("backoff", toml::table{{"spin", wf.job.backoff.spin},
+                                      {"min_sleep_us", wf.job.backoff.min_sleep_us},
+                                      {"max_sleep_us", wf.job.backoff.max_sleep_us}});
+  }
   const StagingSpec& st = wf.job.staging;
   toml::table staging{{"shm_threshold", st.shm_threshold},
                       {"hdf5_threshold", st.hdf5_threshold},

@@ -66,6 +66,17 @@ struct EnumNames<OnTimeout> {
                                                    {OnTimeout::abort, "abort"}};
 };
 
+/// How idle ranks wait (`[job] idle`): `shared` backs off to sleeps soon,
+/// for cores that ranks share; `dedicated` spins long, for a core each;
+/// `auto` chooses per node from the ranks' CPUs (job/idle_mode.hpp).
+enum class IdleMode { automatic, shared, dedicated };
+template <>
+struct EnumNames<IdleMode> {
+  static constexpr EnumName<IdleMode> values[] = {{IdleMode::automatic, "auto"},
+                                                  {IdleMode::shared, "shared"},
+                                                  {IdleMode::dedicated, "dedicated"}};
+};
+
 struct JobSpec {
   std::string name;
   std::string run_root = "runs";       // absolute after parsing
@@ -75,7 +86,9 @@ struct JobSpec {
   double journal_sync_s = 0.1;         // fdatasync of the journal at most this far apart; 0: off
   bool isolate = false;                // default of [[task]] isolate
   OnTimeout on_timeout = OnTimeout::warn;  // default of [[task]] on_timeout
+  IdleMode idle = IdleMode::automatic;
   BackoffSpec backoff;
+  bool backoff_given = false;  // [job.backoff] in the file: used as it is, in any mode
   StagingSpec staging;
   MonitorSpec monitor;
   ProxySpec proxy;

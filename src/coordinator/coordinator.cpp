@@ -582,6 +582,7 @@ void Coordinator::write_summary(int exit_code) {
       {"failures", failures},
       {"services", monitor_.summary()},
       {"trace", trace_budget()},
+      {"idle_mode", std::string(name_of(job_.idle))},
       {"allocation", read_allocation().to_json()},
       {"journal_error", journal_.failed() ? json(journal_.failure()) : json(nullptr)},
       {"exit_code", exit_code},

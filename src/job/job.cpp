@@ -21,6 +21,7 @@
 #include "base/mpi_wait.hpp"
 #include "base/rank_record.hpp"
 #include "base/signals.hpp"
+#include "job/idle_mode.hpp"
 #include "job/logging.hpp"
 #include "job/lost_attempts.hpp"
 #include "job/run_dir.hpp"
@@ -311,6 +312,16 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   job->plan = make_plan(job->wf, node_indices(job->control));
   const RankPlacement& me = job->me();
   setup_logging(job->rank, role_label(job->wf, me, mode == Mode::spmd), options.log_level);
+  {
+    // Before the first wait: every loop from here on waits this way.
+    int on_node = 0;
+    int cpus = 0;
+    job->idle = idle_mode_of_node(job->control, job->wf.job.idle, &on_node, &cpus);
+    job->wf.job.backoff = backoff_for(job->idle, job->wf.job);
+    spdlog::info("idle mode {}: {} rank(s) on this node, {} CPU(s) they may run on{}",
+                 name_of(job->idle), on_node, cpus,
+                 job->wf.job.backoff_given ? " ([job.backoff] as given)" : "");
+  }
   {
     std::vector<int> node_of_rank;
     for (const RankPlacement& p : job->plan.ranks) node_of_rank.push_back(p.node);

@@ -42,6 +42,7 @@ struct Job {
   int size = 0;
   Workflow wf;
   Plan plan;
+  IdleMode idle = IdleMode::shared;  // how this node's ranks wait (job/idle_mode.hpp)
   std::string run_dir;
   bool resume = false;
   double progress_interval_s = 30;  // the coordinator's progress display; 0: none
