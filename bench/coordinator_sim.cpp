@@ -12,8 +12,8 @@
 // answers with an UpdateHeader and one ResultRecord per task, decoded with
 // ByteReader; each result goes through Scheduler::report, and every final
 // state is appended to the Journal (to /dev/null by default: its formatting
-// and writes, not the disk), written once per 64 updates taken in. Workers' answers queue in a FIFO as long as the
-// worker count, so that up to W batches are in flight, as on the wire.
+// and writes, not the disk), written once per 64 updates taken in. Workers' answers queue in a FIFO
+// as long as the worker count, so that up to W batches are in flight, as on the wire.
 //
 // Baseline, in the same run: the same loop with a plain dispatcher (ids
 // from a counter, results counted) in place of the scheduler and journal,
@@ -75,8 +75,8 @@ std::string workflow_text(const std::string& shape, long long tasks) {
   std::string text;
   for (int t = 0; t < n; ++t) {
     const long long count = tasks / n + (t < tasks % n ? 1 : 0);
-    text += fmt::format("[[task]]\nname = \"t{}\"\nfunction = \"tandem.null\"\ncount = {}\n", t,
-                        count);
+    text +=
+        fmt::format("[[task]]\nname = \"t{}\"\nfunction = \"tandem.null\"\ncount = {}\n", t, count);
     if (t > 0) text += fmt::format("after = [\"t{}\"]\n", (t - 1) / 2);
   }
   return text;
@@ -96,10 +96,27 @@ void worker_answers(const std::vector<std::int32_t>& msg, int want, ByteWriter& 
   h.results = msg[1];
   out.put(h);
   for (int i = 0; i < msg[1]; ++i) {
-    const ResultRecord r{msg[2 + 2 * i], msg[3 + 2 * i], static_cast<std::int32_t>(Outcome::done),
-                         0, 1, 2, 0};
+    const ResultRecord r{
+        msg[2 + 2 * i], msg[3 + 2 * i], static_cast<std::int32_t>(Outcome::done), 0, 1, 2, 0};
     out.put(r);
   }
+}
+
+// What both dispatchers do with an update: decode the header, then hand
+// each result record (and its reason) to @p on_result; returns the header.
+template <typename OnResult>
+UpdateHeader read_update(const Reply& r, std::string& reason, OnResult on_result) {
+  ByteReader in(r.bytes.data(), r.bytes.size());
+  UpdateHeader h;
+  in.get(h);
+  for (int i = 0; i < h.results; ++i) {
+    ResultRecord rec;
+    reason.clear();
+    in.get(rec);
+    in.get_text(static_cast<std::size_t>(rec.reason_len), reason);
+    on_result(rec);
+  }
+  return h;
 }
 
 struct Result {
@@ -149,17 +166,10 @@ Result run_tandem(const Workflow& wf, int workers, int want, const std::string& 
     for (int m = 0; m < 64 && !wire.empty(); ++m) {
       Reply r = std::move(wire.front());
       wire.pop_front();
-      ByteReader in(r.bytes.data(), r.bytes.size());
-      UpdateHeader h;
-      in.get(h);
-      for (int i = 0; i < h.results; ++i) {
-        ResultRecord rec;
-        reason.clear();
-        in.get(rec);
-        in.get_text(static_cast<std::size_t>(rec.reason_len), reason);
+      const UpdateHeader h = read_update(r, reason, [&](const ResultRecord& rec) {
         sched.report(rec.id, rec.attempt, static_cast<Outcome>(rec.outcome), rec.exit_code,
                      rec.t_start, rec.t_end, reason, finals);
-      }
+      });
       for (int id : finals) journal.append(sched.instance(id));
       res.tasks += static_cast<long long>(finals.size());
       finals.clear();
@@ -203,16 +213,9 @@ Result run_baseline(long long total, int workers, int want) {
     }
     Reply r = std::move(wire.front());
     wire.pop_front();
-    ByteReader in(r.bytes.data(), r.bytes.size());
-    UpdateHeader h;
-    in.get(h);
-    for (int i = 0; i < h.results; ++i) {
-      ResultRecord rec;
-      reason.clear();
-      in.get(rec);
-      in.get_text(static_cast<std::size_t>(rec.reason_len), reason);
+    const UpdateHeader h = read_update(r, reason, [&](const ResultRecord& rec) {
       if (rec.attempt == attempts[static_cast<std::size_t>(rec.id)]) ++res.tasks;
-    }
+    });
     if (h.want > 0) parked.push_back(r.worker);
   }
   res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();

@@ -130,7 +130,6 @@ class Coordinator {
   SendQueue<std::vector<std::int32_t>> sends_;
   std::vector<char> recv_buf_;
   std::vector<int> finals_;
-  long long unflushed_ = 0;       // finals appended to the journal's buffer, not yet written
   long long running_ = 0;         // sum of running_on() over the workers
   std::vector<int> worker_rank_;  // world rank of each worker index
   std::vector<int> batch_;
@@ -201,10 +200,8 @@ bool Coordinator::receive_one() {
 }
 
 nlohmann::json Coordinator::trace_budget() const {
-  std::map<int, int> on_node;
-  for (const RankPlacement& p : job_.plan.ranks) ++on_node[p.node];
-  int fullest = 1;
-  for (const auto& [node, n] : on_node) fullest = std::max(fullest, n);
+  const std::vector<int> on_node = job_.plan.ranks_per_node();
+  const int fullest = std::max(1, *std::max_element(on_node.begin(), on_node.end()));
   const MonitorSpec& m = wf_.job.monitor;
   const long long events = m.events_per_rank(fullest);
   return {{"enabled", m.trace},
@@ -288,15 +285,12 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
 
 void Coordinator::append_finals() {
   for (int id : finals_) journal_.append(sched_.instance(id));
-  unflushed_ += static_cast<long long>(finals_.size());
   finals_.clear();
 }
 
 void Coordinator::record_finals() {
   append_finals();
-  if (unflushed_ == 0 && !journal_.failed()) return;
-  unflushed_ = 0;
-  if (!journal_.flush()) journal_failed();
+  if (!journal_.flush()) journal_failed();  // nothing buffered: no write
 }
 
 // A result that cannot be recorded is a result lost: start nothing more,

@@ -16,7 +16,7 @@ IdleMode choose_idle_mode(IdleMode asked, int ranks_on_node, int cpus_of_node_ra
 BackoffSpec backoff_for(IdleMode mode, const JobSpec& job) {
   if (job.backoff_given || mode != IdleMode::dedicated) return job.backoff;
   BackoffSpec b = job.backoff;
-  b.spin = 1'000'000;  // about a second of polls before the first sleep
+  b.spin = 1'000'000;  // polls before the first sleep (the most [job.backoff] allows)
   return b;
 }
 

@@ -330,9 +330,8 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   }
   const MonitorSpec& monitor = job->wf.job.monitor;
   if (monitor.trace && options.trace) {
-    const auto on_node = std::count_if(job->plan.ranks.begin(), job->plan.ranks.end(),
-                                       [&](const RankPlacement& p) { return p.node == me.node; });
-    trace::start(static_cast<std::size_t>(monitor.events_per_rank(static_cast<int>(on_node))));
+    const int on_node = job->plan.ranks_per_node()[me.node];
+    trace::start(static_cast<std::size_t>(monitor.events_per_rank(on_node)));
     trace::record_at(entered_ns, trace::kPhase, trace::kPhaseJobStart,
                      trace::process_age_us() - (trace::clock_ns() - entered_ns) / 1000);
   }

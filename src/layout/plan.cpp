@@ -31,6 +31,12 @@ std::vector<const ReplicaPlacement*> Plan::replicas_of(int s) const {
   return out;
 }
 
+std::vector<int> Plan::ranks_per_node() const {
+  std::vector<int> n(static_cast<std::size_t>(std::max(node_count, 1)), 0);
+  for (const RankPlacement& p : ranks) ++n[p.node];
+  return n;
+}
+
 namespace {
 
 int service_ranks(const Workflow& wf) {

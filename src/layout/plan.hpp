@@ -55,6 +55,8 @@ struct Plan {
   std::vector<int> client_ranks() const;
   /// Replicas of service @p s.
   std::vector<const ReplicaPlacement*> replicas_of(int s) const;
+  /// How many ranks each node has, by node index.
+  std::vector<int> ranks_per_node() const;
 };
 
 /// What a rank does, in a word, as log lines and the plan's table say it:
