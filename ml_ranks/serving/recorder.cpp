@@ -15,8 +15,8 @@ namespace tandem::detail {
 namespace {
 
 // Appends @p t along dimension 0 of dataset @p name (created on first use:
-// chunked, unlimited along dimension 0).
-void append(hid_t file, const std::string& name, const Tensor& t) {
+// chunked, unlimited along dimension 0). @p path names the file in errors.
+void append(hid_t file, const std::string& path, const std::string& name, const Tensor& t) {
   const auto& shape = t.shape();
   if (shape.empty()) throw error(fmt::format("{} is a scalar; nothing to append", name));
   const int ndim = static_cast<int>(shape.size());
@@ -44,7 +44,7 @@ void append(hid_t file, const std::string& name, const Tensor& t) {
     H5Pclose(props);
     H5Sclose(space);
   }
-  if (ds < 0) throw error(fmt::format("cannot create dataset {}", name));
+  if (ds < 0) throw io_error(path, fmt::format("cannot create dataset {} in {}", name, path));
   const hid_t old_space = H5Dget_space(ds);
   std::vector<hsize_t> have(ndim);
   const int old_ndim = H5Sget_simple_extent_ndims(old_space);
@@ -69,7 +69,9 @@ void append(hid_t file, const std::string& name, const Tensor& t) {
   H5Sclose(mspace);
   H5Sclose(fspace);
   H5Dclose(ds);
-  if (rc < 0) throw error(fmt::format("cannot append to {} (disk full?)", name));
+  if (rc < 0) {
+    throw io_error(path, fmt::format("cannot append to {} in {} (is the disk full?)", name, path));
+  }
 }
 
 }  // namespace
@@ -131,8 +133,8 @@ void Recorder::write(const Batch& b) {
     if (file_ < 0) throw io_error(path_, fmt::format("cannot create {}", path_));
   }
   const auto f = static_cast<hid_t>(file_);
-  for (const auto& t : b.inputs) append(f, "/inputs/" + t.name, t.tensor);
-  for (const auto& t : b.outputs) append(f, "/outputs/" + t.name, t.tensor);
+  for (const auto& t : b.inputs) append(f, path_, "/inputs/" + t.name, t.tensor);
+  for (const auto& t : b.outputs) append(f, path_, "/outputs/" + t.name, t.tensor);
   if (H5Fflush(f, H5F_SCOPE_LOCAL) < 0) {
     throw io_error(path_,
                    fmt::format("cannot write {} (flushing a batch; is the disk full?)", path_));
