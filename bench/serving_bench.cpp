@@ -14,11 +14,12 @@
 // Output: one JSON object per line, for bench/serving.py.
 
 #include <mpi.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -52,13 +53,29 @@ std::string write_workflow(const std::string& name, const std::string& body) {
   // TANDEM_BENCH_TRACE=0 turns the trace off (bench/trace_overhead.py).
   const char* trace = std::getenv("TANDEM_BENCH_TRACE");
   const bool traced = !(trace && std::string(trace) == "0");
+  // TANDEM_BENCH_IDLE=shared|dedicated overrides the idle mode (bench/serving.py).
+  const char* idle = std::getenv("TANDEM_BENCH_IDLE");
+  const std::string idle_mode = idle && *idle ? idle : "auto";
   if (rank == 0) {
     std::ofstream(file) << "[job]\nname = \"" << name << "\"\nrun_root = \"" << dir.string()
+                        << "\"\nidle = \"" << idle_mode
                         << "\"\n[job.monitor]\ntrace = " << (traced ? "true" : "false") << "\n"
                         << body;
   }
   MPI_Barrier(MPI_COMM_WORLD);
   return file.string();
+}
+
+// A barrier that sleeps while it waits: rank 0 waits out the raw ping-pong
+// in it, and must not take a core from the two ranks that measure when
+// Open MPI spins (OMPI_MCA_mpi_yield_when_idle=0).
+void sleeping_barrier() {
+  MPI_Request r;
+  MPI_Ibarrier(MPI_COMM_WORLD, &r);
+  for (int done = 0; !done;) {
+    MPI_Test(&r, &done, MPI_STATUS_IGNORE);
+    if (!done) usleep(100);
+  }
 }
 
 void latency(const std::vector<std::size_t>& sizes) {
@@ -73,34 +90,47 @@ void latency(const std::vector<std::size_t>& sizes) {
       if (rank == 2) {
         const auto t0 = clock_type::now();
         MPI_Send(buf.data(), static_cast<int>(bytes), MPI_BYTE, 1, 0, MPI_COMM_WORLD);
-        MPI_Recv(buf.data(), static_cast<int>(bytes), MPI_BYTE, 1, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        if (i >= 100) rtt.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+        MPI_Recv(buf.data(), static_cast<int>(bytes), MPI_BYTE, 1, 0, MPI_COMM_WORLD,
+                 MPI_STATUS_IGNORE);
+        if (i >= 100)
+          rtt.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
       } else if (rank == 1) {
-        MPI_Recv(buf.data(), static_cast<int>(bytes), MPI_BYTE, 2, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Recv(buf.data(), static_cast<int>(bytes), MPI_BYTE, 2, 0, MPI_COMM_WORLD,
+                 MPI_STATUS_IGNORE);
         MPI_Send(buf.data(), static_cast<int>(bytes), MPI_BYTE, 2, 0, MPI_COMM_WORLD);
       }
     }
     if (rank == 2) {
-      std::printf("%s\n", nlohmann::json{{"kind", "raw_mpi"}, {"bytes", bytes}, {"median_us", median(rtt)}}.dump().c_str());
+      std::printf("%s\n",
+                  nlohmann::json{{"kind", "raw_mpi"}, {"bytes", bytes}, {"median_us", median(rtt)}}
+                      .dump()
+                      .c_str());
     }
   }
-  MPI_Barrier(MPI_COMM_WORLD);
-  const std::string file = write_workflow("latency", "[[service]]\nname = \"echo\"\nbackend = \"echo\"\n");
+  sleeping_barrier();
+  const std::string file =
+      write_workflow("latency", "[[service]]\nname = \"echo\"\nbackend = \"echo\"\n");
   tandem::Session session(MPI_COMM_WORLD, file);
   if (session.is_app()) {
     auto& client = session.client();
     client.wait_ready("echo");
     for (std::size_t bytes : sizes) {
       const int n = iterations_for(bytes);
-      tandem::Tensor x = tandem::Tensor::zeros(tandem::DType::UINT8, {1, static_cast<std::int64_t>(bytes)});
+      tandem::Tensor x =
+          tandem::Tensor::zeros(tandem::DType::UINT8, {1, static_cast<std::int64_t>(bytes)});
       const tandem::TensorList in{{"x", x}};
       std::vector<double> rtt;
       for (int i = 0; i < n + 100; ++i) {
         const auto t0 = clock_type::now();
         const tandem::TensorList out = client.infer("echo", in);
-        if (i >= 100) rtt.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+        if (i >= 100)
+          rtt.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
       }
-      std::printf("%s\n", nlohmann::json{{"kind", "tandem_echo"}, {"bytes", bytes}, {"median_us", median(rtt)}}.dump().c_str());
+      std::printf(
+          "%s\n",
+          nlohmann::json{{"kind", "tandem_echo"}, {"bytes", bytes}, {"median_us", median(rtt)}}
+              .dump()
+              .c_str());
     }
   }
   session.finalize();
@@ -150,8 +180,12 @@ void throughput(const std::string& model, int rows, double seconds) {
       MPI_Comm_rank(session.app_comm(), &app_rank);
       MPI_Comm_size(session.app_comm(), &apps);
       if (app_rank == 0) {
-        std::printf("%s\n", nlohmann::json{{"kind", "tandem_mlp"}, {"clients", apps}, {"rows_per_request", rows},
-                                           {"rows_per_s", total_rows}}.dump().c_str());
+        std::printf("%s\n", nlohmann::json{{"kind", "tandem_mlp"},
+                                           {"clients", apps},
+                                           {"rows_per_request", rows},
+                                           {"rows_per_s", total_rows}}
+                                .dump()
+                                .c_str());
         std::fflush(stdout);
       }
     }
@@ -163,8 +197,11 @@ void throughput(const std::string& model, int rows, double seconds) {
     std::ifstream in(run_dir + "/summary.json");
     const auto summary = nlohmann::json::parse(in);
     const auto& svc = summary["services"]["mlp"];
-    std::printf("%s\n", nlohmann::json{{"kind", "tandem_mlp_batches"}, {"mean_batch_rows", svc["mean_batch_rows"]},
-                                       {"batch_rows_histogram", svc["batch_rows_histogram"]}}.dump().c_str());
+    std::printf("%s\n", nlohmann::json{{"kind", "tandem_mlp_batches"},
+                                       {"mean_batch_rows", svc["mean_batch_rows"]},
+                                       {"batch_rows_histogram", svc["batch_rows_histogram"]}}
+                            .dump()
+                            .c_str());
   }
 }
 

@@ -80,7 +80,11 @@ class Leader {
   void serve(const ReplicaReport& report);
 
  private:
-  void receive_requests();
+  static constexpr unsigned kHousekeepingEvery = 16;  // turns of serve()'s loop
+  // Receives requests into queue_. With @p drain false it returns after
+  // the first: probing again finds nothing when one client waits on one
+  // request, and an empty probe costs a sched_yield when Open MPI yields.
+  void receive_requests(bool drain);
   void check_stop();
   void check_backend();
   void run_batch(std::vector<QueuedRequest>& batch);
@@ -185,8 +189,8 @@ void Leader::reply_error(int client, std::uint64_t id, const std::string& why) {
                 static_cast<std::int16_t>(me_.service));
 }
 
-void Leader::receive_requests() {
-  for (;;) {
+void Leader::receive_requests(bool drain) {
+  for (bool first = true; drain || first; first = false) {
     int flag = 0;
     MPI_Message msg;
     MPI_Status status;
@@ -468,19 +472,25 @@ void Leader::serve(const ReplicaReport& report) {
   Backoff backoff(job_.wf.job.backoff);
   auto next_sweep = clock::now() + std::chrono::seconds(10);
   auto next_stats = clock::now() + std::chrono::seconds(1);
-  for (;;) {
-    receive_requests();
+  for (unsigned turn = 0;; ++turn) {
+    receive_requests(/*drain=*/false);
     check_backend();
-    if (clock::now() > next_stats) {
-      send_live_stats();
-      next_stats = clock::now() + std::chrono::seconds(1);
+    // The coordinator's messages and the clocks every few turns: each
+    // probe of the control channel that finds nothing costs a yield, and
+    // a stop or the once-a-second counters can wait a few turns.
+    if (turn % kHousekeepingEvery == 0) {
+      const auto now = clock::now();
+      if (now > next_stats) {
+        send_live_stats();
+        next_stats = now + std::chrono::seconds(1);
+      }
+      if (now > next_sweep) {
+        // Request segments of clients that died go now, not at the next run.
+        shm::remove_stale();
+        next_sweep = now + std::chrono::seconds(10);
+      }
+      check_stop();
     }
-    if (clock::now() > next_sweep) {
-      // Request segments of clients that died go now, not at the next run.
-      shm::remove_stale();
-      next_sweep = clock::now() + std::chrono::seconds(10);
-    }
-    check_stop();
     sends_.progress();
     bool worked = false;
     if (backend_ && backend_->asynchronous()) {
@@ -492,7 +502,7 @@ void Leader::serve(const ReplicaReport& report) {
         sends_.progress();
         worked = true;
         // Let requests that arrived meanwhile join the next batch.
-        receive_requests();
+        receive_requests(/*drain=*/true);
       }
     }
     if (draining_ && queue_.empty() && (!backend_ || backend_->pending() == 0)) break;

@@ -50,6 +50,17 @@ int ClientImpl::service_index(const std::string& name) const {
 }
 
 bool ClientImpl::progress() {
+  const bool routed = receive_routing();
+  return receive_replies(nullptr) || routed;
+}
+
+bool ClientImpl::refresh_routing() {
+  if (trace::clock_ns() - routing_read_ns_ < kRoutingIntervalNs) return false;
+  return receive_routing();
+}
+
+bool ClientImpl::receive_routing() {
+  routing_read_ns_ = trace::clock_ns();
   bool any = false;
   mpi::communicator control(job_.control, mpi::comm_attach);
   while (control.iprobe(Job::kCoordinator, tags::kRouting)) {
@@ -58,7 +69,12 @@ bool ClientImpl::progress() {
     if (t.version > table_.version) table_ = std::move(t);
     any = true;
   }
-  for (;;) {
+  return any;
+}
+
+bool ClientImpl::receive_replies(const PendingInfer* until) {
+  bool any = false;
+  while (!(until && until->done)) {
     int flag = 0;
     MPI_Message msg;
     MPI_Status status;
@@ -228,7 +244,7 @@ Transport ClientImpl::choose_transport(int service, int replica, std::size_t byt
 std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& given,
                                                std::optional<Transport> asked) {
   const std::int64_t t_called = trace::g_enabled ? trace::clock_ns() : 0;
-  progress();
+  refresh_routing();  // replies are drained by whoever waits for them
   const std::string& name = wf_.services[service].name;
   // One unnamed input (a bare array from Python, NULL names from C) is the
   // service's only input; named here, so that staging files name it too.
@@ -284,7 +300,7 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& gi
 
 std::shared_ptr<PendingInfer> ClientImpl::send_call(int service, const std::string& path,
                                                     const std::string& body) {
-  progress();
+  refresh_routing();
   require_ready(service);
   const int replica =
       choose_replica(plan_, table_, outstanding_, job_.me().node, service, next_[service]);
@@ -308,7 +324,8 @@ std::shared_ptr<PendingInfer> ClientImpl::send_call(int service, const std::stri
 void ClientImpl::wait(PendingInfer& p) {
   Backoff backoff(wf_.job.backoff);
   while (!p.done) {
-    if (progress()) {
+    refresh_routing();
+    if (receive_replies(&p)) {
       backoff.reset();
     } else {
       backoff.pause();

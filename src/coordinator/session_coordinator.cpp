@@ -13,6 +13,7 @@
 #include "base/clock.hpp"
 #include "coordinator/live_view.hpp"
 #include "coordinator/service_monitor.hpp"
+#include "job/idle_mode.hpp"
 #include "protocol/tags.hpp"
 
 namespace mpi = boost::mpi;
@@ -27,7 +28,9 @@ int coordinate_session(const Job& job) {
   LiveView live(job.wf, job.run_dir, job.progress_interval_s);
   const TaskCounts no_tasks;
   mpi::communicator control(job.control, mpi::comm_attach);
-  Backoff backoff(job.wf.job.backoff);
+  // Clients send to replicas directly: this loop is never on a request's
+  // path, so it sleeps between looks even on a dedicated node.
+  Backoff backoff(off_path_backoff(job.wf.job));
   std::size_t done = 0;
   while (done < clients.size()) {
     bool worked = monitor.poll();

@@ -20,6 +20,10 @@ BackoffSpec backoff_for(IdleMode mode, const JobSpec& job) {
   return b;
 }
 
+BackoffSpec off_path_backoff(const JobSpec& job) {
+  return job.backoff_given ? job.backoff : BackoffSpec{};
+}
+
 IdleMode idle_mode_of_node(MPI_Comm comm, IdleMode asked, int* ranks_on_node, int* cpus) {
   MPI_Comm node;
   TANDEM_MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
