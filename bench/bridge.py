@@ -15,6 +15,7 @@ import tempfile
 import time
 
 import mpi_env
+import report
 
 
 def main():
@@ -60,6 +61,8 @@ def main():
 
     print(f"| direct libcurl, one process | {d_rps:,.0f} | {all_runs(d)} | {d_lat:,.0f} |")
     print(f"| through the bridge rank | {b_rps:,.0f} | {all_runs(b)} | {b_lat:,.0f} |")
+    report.ratio("bridge", "requests/s through the bridge rank", b_rps, d_rps,
+                 "direct libcurl", "requests/s", True, "≥ 0.9x")
     print(f"\nbridge / direct: {b_rps / d_rps:.0%} of the requests per second "
           f"(goal: overhead at most 10%)")
 

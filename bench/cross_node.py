@@ -17,6 +17,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
+import report  # noqa: E402
 from redis_server import redis_server  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -61,6 +62,8 @@ def main():
         raw, same, cross, red = (m[(k, size)] for k in (
             "raw_mpi_cross_node", "tandem_same_node", "tandem_cross_node", "redis_set_get"))
         label = "1 KiB" if size == 1024 else "1 MiB"
+        report.ratio("cross_node", f"echo across fake nodes {label}", cross, red,
+                     "Redis SET+GET", "µs", False)
         print(f"{label:>8} {raw:15.1f} {same:10.1f} {cross:11.1f} {red:8.1f}  "
               f"{cross / same:11.2f} {cross / raw:11.2f} {red / cross:13.2f}")
 

@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 
 import mpi_env
+import report
 
 
 def mpiexec(np, args, cwd, traced):
@@ -66,6 +67,9 @@ def main():
     print("|---:|---:|---:|---:|")
     for size in (8, 1024, 65536):
         off, on = latency[False][size], latency[True][size]
+        if size == 1024:
+            report.ratio("trace", "echo round trip 1 KiB, trace on", statistics.median(on),
+                         statistics.median(off), "trace off", "µs", False)
         print(f"| {size:,} | {statistics.median(off):.2f} | {statistics.median(on):.2f} | "
               f"{paired(on, off):+.1%} |")
     if args.model:

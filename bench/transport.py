@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 
 import mpi_env
+import report
 from redis_server import redis_server
 
 
@@ -57,6 +58,8 @@ def main():
         label = f"{size // 1024} KiB" if size < (1 << 20) else f"{size >> 20} MiB"
         inl, shm = m("tandem_inline", size), m("tandem_shm", size)
         red, http = m("redis_set_get", size), m("http_post_echo", size)
+        report.ratio("transport", f"shm round trip {label}", shm, red, "Redis SET+GET", "µs",
+                     False)
         print(f"| {label} | {m('raw_mpi', size):,.1f} | {inl:,.1f} | {shm:,.1f} | "
               f"{m('tandem_hdf5', size):,.0f} | {m('memcpy_x2', size):,.1f} | {red:,.1f} | "
               f"{http:,.1f} | {red / inl:.1f}x / {http / inl:.1f}x | {red / shm:.1f}x | "

@@ -34,6 +34,7 @@
 #include "coordinator/service_monitor.hpp"
 #include "coordinator/session_coordinator.hpp"
 #include "job/allocation.hpp"
+#include "job/idle_mode.hpp"
 #include "job/roles.hpp"
 #include "job/run_dir.hpp"
 #include "protocol/pilot_messages.hpp"
@@ -78,7 +79,12 @@ class Coordinator {
         journal_(job.run_dir + "/journal.jsonl", wf_, wf_.job.journal_sync_s),
         monitor_(wf_, job.plan, job.control, job.plan.client_ranks()),
         live_(wf_, job.run_dir, job.progress_interval_s),
-        backoff_(wf_.job.backoff) {
+        // Workers queue their work ahead (kPrefetchWindowS), so the
+        // coordinator is never what a task waits for: it sleeps between
+        // looks even on a dedicated node, where its spinning only took a
+        // core from the processes command tasks start (/bin/true ran at
+        // half the rate with one worker on two cores).
+        backoff_(off_path_backoff(wf_.job)) {
     MPI_Comm_size(job_.pilot, &size_);
     workers_.resize(size_);
     worker_rank_.resize(static_cast<std::size_t>(std::max(size_ - 1, 0)), -1);
@@ -394,7 +400,7 @@ void Coordinator::interrupt(int sig) {
 
 void Coordinator::finish_workers() {
   for (int w = 1; w < size_; ++w) send(w, {kStop});
-  Backoff backoff(wf_.job.backoff);
+  Backoff backoff(off_path_backoff(wf_.job));
   auto all_gone = [&] {
     for (int w = 1; w < size_; ++w) {
       if (!workers_[w].gone) return false;

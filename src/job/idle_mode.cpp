@@ -8,6 +8,14 @@
 
 namespace tandem::detail {
 
+namespace {
+// Polls before an off-path rank's first pause. Each poll is an MPI call
+// that yields when Open MPI yields, and the coordinator polled 200 times
+// per message: 200 system calls per /bin/true task, taken from the
+// processes the tasks start.
+constexpr int kOffPathSpin = 0;
+}  // namespace
+
 IdleMode choose_idle_mode(IdleMode asked, int ranks_on_node, int cpus_of_node_ranks) {
   if (asked != IdleMode::automatic) return asked;
   return ranks_on_node <= cpus_of_node_ranks ? IdleMode::dedicated : IdleMode::shared;
@@ -21,7 +29,10 @@ BackoffSpec backoff_for(IdleMode mode, const JobSpec& job) {
 }
 
 BackoffSpec off_path_backoff(const JobSpec& job) {
-  return job.backoff_given ? job.backoff : BackoffSpec{};
+  if (job.backoff_given) return job.backoff;
+  BackoffSpec b;
+  b.spin = kOffPathSpin;
+  return b;
 }
 
 IdleMode idle_mode_of_node(MPI_Comm comm, IdleMode asked, int* ranks_on_node, int* cpus) {

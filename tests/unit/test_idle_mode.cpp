@@ -33,6 +33,17 @@ TEST(IdleMode, DedicatedSpinsSharedSleepsSoonAndAGivenBackoffWins) {
   EXPECT_EQ(backoff_for(IdleMode::dedicated, job).spin, 7);
 }
 
+// The coordinator is never what a task or request waits for: it pauses
+// after its first empty poll in either mode, and a given [job.backoff] wins.
+TEST(IdleMode, OffPathRanksPauseAtOnceUnlessABackoffIsGiven) {
+  JobSpec job;
+  EXPECT_EQ(off_path_backoff(job).spin, 0);
+  EXPECT_EQ(off_path_backoff(job).max_sleep_us, BackoffSpec{}.max_sleep_us);
+  job.backoff.spin = 7;
+  job.backoff_given = true;
+  EXPECT_EQ(off_path_backoff(job).spin, 7);
+}
+
 TEST(IdleMode, TheWorkflowKeyAndItsResolvedFile) {
   const char* tail = "\n[[task]]\nname='a'\nfunction='f'\n";
   auto wf = parse_workflow(std::string("[job]\nidle = \"dedicated\"") + tail, "/x/wf.toml", false);
