@@ -69,6 +69,8 @@ def benchmarks(build, quick):
 
 def machine_facts(build):
     b = os.path.join(build, "bench")
+    if not os.path.exists(f"{b}/machine_facts"):
+        return None  # an older build
     facts = json.loads(subprocess.run([f"{b}/machine_facts"], check=True, capture_output=True,
                                       text=True).stdout)
     out = subprocess.run([f"{b}/spawn_ceiling"], check=True, capture_output=True,
@@ -117,24 +119,27 @@ def main():
             with open(ratios_file) as f:
                 ratios = [json.loads(line) for line in f]
 
-    lines = [f"# Tandem benchmarks, {datetime.date.today().isoformat()}", "",
-             "## The machine", "",
-             "| fact | value |", "|---|---:|",
-             f"| CPU | {facts['cpu']} |",
-             f"| cores this job may use | {facts['cpus']} |",
-             f"| kernel, Open MPI | {facts['kernel']}, {facts['open_mpi']} |",
-             f"| spawn ceiling (posix_spawn + waitpid of /bin/true) | "
-             f"{facts['spawn_ceiling_per_s']:,.0f}/s |",
-             f"| 1 KiB round trip over a Unix socket, two processes | "
-             f"{facts['unix_socket_rtt_1k_us']:.1f} µs |",
-             f"| a system call (getpid) / sched_yield | {facts['getpid_us']:.2f} / "
-             f"{facts['sched_yield_us']:.2f} µs |",
-             f"| memcpy bandwidth, 256 MiB | {facts['memcpy_gb_per_s']:.1f} GB/s |",
-             "", "## Ratios", "",
-             "Times better than the baseline measured in the same run (above 1: Tandem is "
-             "faster).", "",
-             "| benchmark | figure | Tandem | baseline | times better | goal |",
-             "|---|---|---:|---|---:|---|"]
+    lines = [f"# Tandem benchmarks, {datetime.date.today().isoformat()}", ""]
+    if facts:
+        lines += [
+            "## The machine", "",
+            "| fact | value |", "|---|---:|",
+            f"| CPU | {facts['cpu']} |",
+            f"| cores this job may use | {facts['cpus']} |",
+            f"| kernel, Open MPI | {facts['kernel']}, {facts['open_mpi']} |",
+            f"| spawn ceiling (posix_spawn + waitpid of /bin/true) | "
+            f"{facts['spawn_ceiling_per_s']:,.0f}/s |",
+            f"| 1 KiB round trip over a Unix socket, two processes | "
+            f"{facts['unix_socket_rtt_1k_us']:.1f} µs |",
+            f"| a system call (getpid) / sched_yield | {facts['getpid_us']:.2f} / "
+            f"{facts['sched_yield_us']:.2f} µs |",
+            f"| memcpy bandwidth, 256 MiB | {facts['memcpy_gb_per_s']:.1f} GB/s |", ""]
+    lines += [
+        "## Ratios", "",
+        "Times better than the baseline measured in the same run (above 1: Tandem is faster).",
+        "",
+        "| benchmark | figure | Tandem | baseline | times better | goal |",
+        "|---|---|---:|---|---:|---|"]
     for r in ratios:
         lines.append(f"| {r['bench']} | {r['figure']} | {r['tandem']:,.4g} {r['unit']} | "
                      f"{r['baseline']:,.4g} {r['unit']} ({r['baseline_name']}) | "
