@@ -21,10 +21,11 @@ IdleMode choose_idle_mode(IdleMode asked, int ranks_on_node, int cpus_of_node_ra
 /// [job.backoff] the workflow gave is used as it is.
 BackoffSpec backoff_for(IdleMode mode, const JobSpec& job);
 
-/// The waits of a rank that is never on a request's path (the coordinator
-/// of an SPMD session): shared mode's in either mode, since its spinning
-/// would only take a core from the ranks that serve. A [job.backoff] the
-/// workflow gave is used as it is.
+/// The waits of a rank that nothing waits on (the coordinator: workers
+/// queue their tasks ahead, clients send to replicas directly): in either
+/// mode it pauses after its first empty poll, since its spinning would only
+/// take a core from the ranks and processes that do the work. A
+/// [job.backoff] the workflow gave is used as it is.
 BackoffSpec off_path_backoff(const JobSpec& job);
 
 /// choose_idle_mode for this rank's node: the node's ranks gather their
