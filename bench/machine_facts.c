@@ -14,16 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_us(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
-static int compare(const void* a, const void* b) {
-  const double x = *(const double*)a, y = *(const double*)b;
-  return (x > y) - (x < y);
-}
+#include "timing.h"
 
 static void exchange(int fd, char* buf, size_t n, int first_write) {
   for (int step = 0; step < 2; ++step) {
@@ -62,8 +53,7 @@ static double socket_round_trip_us(void) {
   }
   waitpid(child, NULL, 0);
   close(fds[0]);
-  qsort(t, kTrips, sizeof *t, compare);
-  return t[kTrips / 2];
+  return median(t, kTrips);
 }
 
 static double syscall_us(long number) {

@@ -10,21 +10,7 @@
 #include <hiredis/hiredis.h>
 #include <tandem/tandem.h>
 
-static double now_us(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
-static int compare(const void* a, const void* b) {
-  const double x = *(const double*)a, y = *(const double*)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double* v, int n) {
-  qsort(v, n, sizeof *v, compare);
-  return v[n / 2];
-}
+#include "timing.h"
 
 int main(int argc, char** argv) {
   const size_t sizes[2] = {1024, 1 << 20};
@@ -53,7 +39,8 @@ int main(int argc, char** argv) {
       tandem_outputs_free(out);
       if (i >= warm) t[i - warm] = now_us() - t0;
     }
-    printf("{\"kind\": \"proxy\", \"bytes\": %zu, \"median_us\": %.3f}\n", sizes[s], median(t, trips[s]));
+    printf("{\"kind\": \"proxy\", \"bytes\": %zu, \"median_us\": %.3f}\n", sizes[s],
+           median(t, trips[s]));
     tandem_tensor_free(x);
   }
   tandem_disconnect(client);
@@ -73,7 +60,8 @@ int main(int argc, char** argv) {
         freeReplyObject(got);
         if (i >= warm) t[i - warm] = now_us() - t0;
       }
-      printf("{\"kind\": \"redis\", \"bytes\": %zu, \"median_us\": %.3f}\n", sizes[s], median(t, trips[s]));
+      printf("{\"kind\": \"redis\", \"bytes\": %zu, \"median_us\": %.3f}\n", sizes[s],
+             median(t, trips[s]));
     }
     redisFree(r);
   }

@@ -184,7 +184,6 @@ class Worker {
   std::vector<std::int32_t> recv_buf_;
   std::int64_t busy_us_ = 0;
   std::int64_t last_poll_us_ = 0;  // when poll_messages last ran
-  std::int64_t last_end_us_ = 0;   // when the last attempt ended
 };
 
 // Where an attempt's stdout and stderr go: tasks/NAME/INDEX.out (.err),
@@ -359,7 +358,6 @@ void Worker::cancel_queue() {
 }
 
 void Worker::finished_attempt(std::int64_t t_start, std::int64_t t_end) {
-  last_end_us_ = t_end;
   busy_us_ += t_end - t_start;
   const double took = static_cast<double>(t_end - t_start) / 1e6;
   avg_task_s_ = avg_task_s_ < 0 ? took : 0.8 * avg_task_s_ + 0.2 * took;
@@ -537,13 +535,14 @@ bool Worker::progress_commands(int wait_ms) {
   return any;
 }
 
-// Whether to look for messages now. Between function tasks that are
-// already queued, only every kBusyPollIntervalUs (by the last task's end
-// time, so no clock is read for it); otherwise on every turn of the loop.
+// Whether to look for messages now: between function tasks that are
+// already queued only every kBusyPollIntervalUs, otherwise on every turn
+// of the loop. By the clock (a vDSO read, not a system call), so that a
+// queue whose front cannot start yet still hears from the coordinator.
 bool Worker::poll_due() const {
   if (queue_.empty() || !active_.empty() || (request_outstanding_ && queue_.size() < 2))
     return true;
-  return last_end_us_ - last_poll_us_ >= kBusyPollIntervalUs;
+  return now_us() - last_poll_us_ >= kBusyPollIntervalUs;
 }
 
 void Worker::run() {
@@ -553,7 +552,7 @@ void Worker::run() {
     if (poll_due()) {
       poll_messages();
       client_impl_->progress();  // routing updates, even between tasks
-      last_poll_us_ = last_end_us_;
+      last_poll_us_ = now_us();
     }
     if (!cancelled_ && stop_signal()) cancelled_ = true;
     if (cancelled_) {
