@@ -33,6 +33,12 @@ void mix(std::uint64_t& h, std::uint64_t v) {
 
 bool check_request(const ServiceSpec& spec, TensorList& inputs, std::int64_t& rows,
                    std::uint64_t& key, std::string& why) {
+  // One unnamed input (a bare array from Python, NULL names from C) is the
+  // service's only input, as the MPI client names it (client_impl.cpp):
+  // requests on the direct path come unnamed.
+  if (inputs.size() == 1 && inputs[0].name.empty() && spec.inputs.size() <= 1) {
+    inputs[0].name = spec.inputs.empty() ? std::string("input") : spec.inputs[0].name;
+  }
   if (!spec.inputs.empty()) {
     std::vector<std::string> wanted;
     for (const auto& s : spec.inputs) wanted.push_back("'" + s.name + "'");

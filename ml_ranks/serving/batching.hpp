@@ -22,6 +22,8 @@ struct QueuedRequest {
   std::uint32_t flags = 0;  // wire header flags (may the reply use shm)
   bool via_hdf5 = false;    // the request came in an HDF5 file
   std::uint32_t client_pid = 0;
+  int slot = -1;  // came on the direct path (transport/direct_layout.hpp): the task's slot
+  std::uint32_t slot_generation = 0;
   std::chrono::steady_clock::time_point received;
 };
 

@@ -33,6 +33,7 @@
 #include "tandem/error.hpp"
 #include "trace/trace.hpp"
 #include "transport/buffer_pool.hpp"
+#include "transport/direct_endpoint.hpp"
 #include "transport/shm.hpp"
 #include "transport/staging.hpp"
 #include "transport/wire.hpp"
@@ -62,6 +63,19 @@ wire::Encoded receive_matched(MPI_Message& msg, MPI_Status& status) {
   return in;
 }
 
+// Whom a reply goes to: a rank over MPI, or a task's slot on the direct
+// path (then rank is the task's worker, for the trace and the black box).
+struct Origin {
+  int rank = -1;
+  int slot = -1;  // -1: MPI
+  std::uint32_t generation = 0;
+  std::uint32_t pid = 0;
+};
+
+Origin origin_of(const QueuedRequest& r) {
+  return {r.client, r.slot, r.slot_generation, r.client_pid};
+}
+
 class Leader {
  public:
   Leader(const Job& job, std::unique_ptr<Backend> backend)
@@ -71,6 +85,7 @@ class Leader {
         backend_(std::move(backend)),
         control_(job.control, mpi::comm_attach) {
     MPI_Comm_size(job.replica, &replica_size_);
+    open_direct_path();
     if (spec_.record && backend_) {
       recorder_ = std::make_unique<Recorder>(
           fmt::format("{}/services/{}/replica-{}.h5", job.run_dir, spec_.name, me_.replica));
@@ -85,15 +100,22 @@ class Leader {
   // the first: probing again finds nothing when one client waits on one
   // request, and an empty probe costs a sched_yield when Open MPI yields.
   void receive_requests(bool drain);
+  // Checks a request and queues it, or answers it with an error.
+  void admit(const Origin& from, const wire::Encoded& in);
+  // The direct path: executable tasks on this node write their requests
+  // into our endpoint's rings (pilot mode only).
+  void open_direct_path();
+  void take_direct();
+  void close_direct_path();
   void check_stop();
   void check_backend();
   void run_batch(std::vector<QueuedRequest>& batch);
   bool forward_queued();
-  void forward_call(int client, std::uint64_t id, const std::string& text);
+  void forward_call(const Origin& client, std::uint64_t id, const std::string& text);
   TensorList compute(const TensorList& inputs, std::int64_t rows);
   void reply(const QueuedRequest& r, const TensorList& outputs);
-  void reply_error(int client, std::uint64_t id, const std::string& why);
-  void send(int client, Outgoing message);
+  void reply_error(const Origin& client, std::uint64_t id, const std::string& why);
+  void send(const Origin& client, Outgoing message);
   void send_live_stats();
 
   const Job& job_;
@@ -115,12 +137,51 @@ class Leader {
   MPI_Request live_send_ = MPI_REQUEST_NULL;
   std::int64_t live_sent_changes_ = -1;
   std::unique_ptr<Recorder> recorder_;
+  std::unique_ptr<direct::Endpoint> direct_;
 };
 
-void Leader::send(int client, Outgoing message) {
+void Leader::send(const Origin& client, Outgoing message) {
+  if (client.slot >= 0) {
+    direct_->reply({client.slot, client.generation, client.rank, client.pid}, std::move(message));
+    return;
+  }
   auto [o, request] = sends_.add(std::move(message));
   TANDEM_MPI_CHECK(MPI_Isend(o.message.buffer.get(), static_cast<int>(o.message.size), MPI_BYTE,
-                             client, tags::kReply, job_.data, &request));
+                             client.rank, tags::kReply, job_.data, &request));
+}
+
+void Leader::open_direct_path() {
+  if (job_.mode != Mode::pilot) return;  // no executable tasks to use it
+  try {
+    direct_ = std::make_unique<direct::Endpoint>(me_.service, me_.replica);
+    if (!backend_) direct_->set_state(direct::kDraining);
+  } catch (const std::exception& e) {
+    spdlog::warn("service '{}' replica {}: no direct path for executable tasks ({}); they go "
+                 "through their worker",
+                 spec_.name, me_.replica, e.what());
+  }
+}
+
+void Leader::take_direct() {
+  direct_->take([this](const direct::From& f, wire::Encoded&& in) {
+    admit({f.client_rank, f.slot, f.generation, f.pid}, in);
+  });
+}
+
+// Requests written after the tasks were told we stop get an error, not
+// silence; then the endpoint goes.
+void Leader::close_direct_path() {
+  if (!direct_) return;
+  direct_->set_state(direct::kClosed);
+  direct_->take([this](const direct::From& f, wire::Encoded&& in) {
+    wire::Decoded d;
+    std::string why;
+    const std::uint64_t id = wire::decode(in.buffer, in.size, d, why) ? d.header.request_id : 0;
+    reply_error({f.client_rank, f.slot, f.generation, f.pid}, id,
+                "the replica stopped before it took the request");
+  });
+  direct_->flush();
+  direct_.reset();
 }
 
 // Replies travel as their requests did: in our shared memory for a client on
@@ -129,7 +190,11 @@ void Leader::send(int client, Outgoing message) {
 void Leader::reply(const QueuedRequest& r, const TensorList& outputs) {
   const std::size_t bytes = total_bytes(outputs);
   Transport t = Transport::inline_mpi;
-  if (r.via_hdf5) {
+  if (r.slot >= 0) {
+    // The direct path's rings carry small messages only: larger outputs
+    // go in shared memory whatever the service's transport.
+    if (static_cast<long long>(bytes) >= job_.wf.job.staging.shm_threshold) t = Transport::shm;
+  } else if (r.via_hdf5) {
     t = Transport::hdf5;
   } else if ((r.flags & wire::kReplyShmOk) && spec_.transport != Transport::inline_mpi &&
              static_cast<long long>(bytes) >= job_.wf.job.staging.shm_threshold) {
@@ -140,7 +205,8 @@ void Leader::reply(const QueuedRequest& r, const TensorList& outputs) {
                                            spec_.name, me_.replica, r.client, r.id)
                              : std::string();
   try {
-    send(r.client, stage(wire::kReplyOk, r.id, me_.service, outputs, {}, t, h5, 0, r.client_pid));
+    send(origin_of(r), stage(wire::kReplyOk, r.id, me_.service, outputs, {}, t, h5,
+                             r.slot >= 0 ? wire::kReplyShmOk : 0, r.client_pid));
     const auto now = clock::now();
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - r.received).count();
     live_.latency_sum_us += us;
@@ -148,7 +214,7 @@ void Leader::reply(const QueuedRequest& r, const TensorList& outputs) {
     trace::record_at(ns(now), trace::kRequestReply, static_cast<std::int64_t>(r.id), 1, r.client,
                      static_cast<std::int16_t>(me_.service));
   } catch (const std::exception& e) {
-    reply_error(r.client, r.id, fmt::format("cannot send the outputs: {}", e.what()));
+    reply_error(origin_of(r), r.id, fmt::format("cannot send the outputs: {}", e.what()));
   }
 }
 
@@ -178,14 +244,14 @@ void Leader::send_live_stats() {
                              &live_send_));
 }
 
-void Leader::reply_error(int client, std::uint64_t id, const std::string& why) {
+void Leader::reply_error(const Origin& client, std::uint64_t id, const std::string& why) {
   ++stats_.errors;
   Outgoing o;
   o.message =
       wire::encode(wire::kReplyError, id, me_.service, {},
                    fmt::format("service '{}' (replica {}): {}", spec_.name, me_.replica, why));
   send(client, std::move(o));
-  trace::record(trace::kRequestReply, static_cast<std::int64_t>(id), 0, client,
+  trace::record(trace::kRequestReply, static_cast<std::int64_t>(id), 0, client.rank,
                 static_cast<std::int16_t>(me_.service));
 }
 
@@ -197,53 +263,70 @@ void Leader::receive_requests(bool drain) {
     TANDEM_MPI_CHECK(MPI_Improbe(MPI_ANY_SOURCE, tags::kRequest, job_.data, &flag, &msg, &status));
     if (!flag) return;
     wire::Encoded in = receive_matched(msg, status);
-    ++stats_.requests;
-    wire::Decoded d;
-    std::string why;
-    if (!wire::decode(in.buffer, in.size, d, why)) {
-      // Without a readable header there is no id to answer to.
-      spdlog::error("service '{}': dropped a malformed request from rank {}: {}", spec_.name,
-                    status.MPI_SOURCE, why);
-      ++stats_.errors;
-      continue;
-    }
-    const int client = status.MPI_SOURCE;
-    const auto arrived = clock::now();
-    trace::record_at(
-        ns(arrived), trace::kRequestQueue, static_cast<std::int64_t>(d.header.request_id),
-        static_cast<std::int64_t>(in.size), client, static_cast<std::int16_t>(me_.service));
-    if (!backend_) {
-      reply_error(client, d.header.request_id, "the replica FAILED: " + failure_);
-      continue;
-    }
-    if (d.header.service != me_.service) {
-      reply_error(
-          client, d.header.request_id,
-          fmt::format("request meant for service #{} reached this replica", d.header.service));
-      continue;
-    }
-    if (d.header.kind == wire::kCall) {
-      forward_call(client, d.header.request_id, d.text);
-      continue;
-    }
-    if (!resolve(d, /*hand_back_when_dropped=*/false, why)) {
-      reply_error(client, d.header.request_id, why);
-      continue;
-    }
-    QueuedRequest r;
-    r.client = client;
-    r.id = d.header.request_id;
-    r.flags = d.header.flags;
-    r.client_pid = d.header.sender_pid;
-    for (const auto& s : d.staged) r.via_hdf5 |= s.transport == Transport::hdf5;
-    r.inputs = std::move(d.tensors);
-    r.received = arrived;
-    if (!check_request(spec_, r.inputs, r.rows, r.key, why)) {
-      reply_error(client, r.id, why);
-      continue;
-    }
-    queue_.push_back(std::move(r));
+    admit({status.MPI_SOURCE}, in);
   }
+}
+
+void Leader::admit(const Origin& from, const wire::Encoded& in) {
+  ++stats_.requests;
+  wire::Decoded d;
+  std::string why;
+  if (!wire::decode(in.buffer, in.size, d, why)) {
+    ++stats_.errors;
+    if (from.slot >= 0) {
+      // A task on the direct path hears of it, as it would from the proxy.
+      reply_error(from, 0, "the replica could not read the request: " + why);
+      return;
+    }
+    // Without a readable header there is no id to answer to.
+    spdlog::error("service '{}': dropped a malformed request from rank {}: {}", spec_.name,
+                  from.rank, why);
+    return;
+  }
+  const int client = from.rank;
+  const auto arrived = clock::now();
+  trace::record_at(ns(arrived), trace::kRequestQueue,
+                   static_cast<std::int64_t>(d.header.request_id),
+                   static_cast<std::int64_t>(in.size), client,
+                   static_cast<std::int16_t>(me_.service));
+  if (!backend_) {
+    reply_error(from, d.header.request_id, "the replica FAILED: " + failure_);
+    return;
+  }
+  if (d.header.service != me_.service) {
+    reply_error(
+        from, d.header.request_id,
+        fmt::format("request meant for service #{} reached this replica", d.header.service));
+    return;
+  }
+  if (d.header.kind == wire::kCall) {
+    forward_call(from, d.header.request_id, d.text);
+    return;
+  }
+  if (d.header.kind != wire::kRequest) {
+    reply_error(from, d.header.request_id,
+                fmt::format("a replica does not take messages of kind {}", d.header.kind));
+    return;
+  }
+  if (!resolve(d, /*hand_back_when_dropped=*/false, why)) {
+    reply_error(from, d.header.request_id, why);
+    return;
+  }
+  QueuedRequest r;
+  r.client = client;
+  r.id = d.header.request_id;
+  r.flags = d.header.flags;
+  r.client_pid = from.slot >= 0 ? from.pid : d.header.sender_pid;
+  r.slot = from.slot;
+  r.slot_generation = from.generation;
+  for (const auto& s : d.staged) r.via_hdf5 |= s.transport == Transport::hdf5;
+  r.inputs = std::move(d.tensors);
+  r.received = arrived;
+  if (!check_request(spec_, r.inputs, r.rows, r.key, why)) {
+    reply_error(from, r.id, why);
+    return;
+  }
+  queue_.push_back(std::move(r));
 }
 
 // Lets the backend check its health; one that can no longer serve makes
@@ -261,9 +344,10 @@ void Leader::check_backend() {
   failed.state = static_cast<int>(ServiceState::FAILED);
   failed.reason = why;
   control_.send(Job::kCoordinator, tags::kReplicaReport, failed);
+  if (direct_) direct_->set_state(direct::kDraining);  // tasks hear of it through their worker
   // What is queued cannot be served any more.
   while (!queue_.empty()) {
-    reply_error(queue_.front().client, queue_.front().id, "the replica FAILED: " + why);
+    reply_error(origin_of(queue_.front()), queue_.front().id, "the replica FAILED: " + why);
     queue_.pop_front();
   }
 }
@@ -274,6 +358,7 @@ void Leader::check_stop() {
     int unused = 0;
     control_.recv(Job::kCoordinator, tags::kServiceStop, unused);
     draining_ = true;
+    if (direct_) direct_->set_state(direct::kDraining);
     ReplicaReport draining;
     draining.service = me_.service;
     draining.replica = me_.replica;
@@ -386,7 +471,7 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
   ++batch_sizes_[static_cast<int>(rows)];
   if (!failure.empty()) {
     if (batch.size() == 1) {
-      reply_error(batch[0].client, batch[0].id, "the model failed: " + failure);
+      reply_error(origin_of(batch[0]), batch[0].id, "the model failed: " + failure);
       return;
     }
     // Find the bad request(s): run each alone.
@@ -411,7 +496,7 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
 
 // A JSON call goes straight to the backend (OpenAI-style endpoints); the
 // answer's text travels back in the reply.
-void Leader::forward_call(int client, std::uint64_t id, const std::string& text) {
+void Leader::forward_call(const Origin& client, std::uint64_t id, const std::string& text) {
   if (!backend_->takes_calls()) {
     reply_error(client, id, "this service takes tensors through infer(), not JSON calls");
     return;
@@ -429,7 +514,7 @@ void Leader::forward_call(int client, std::uint64_t id, const std::string& text)
     Outgoing o;
     o.message = wire::encode(wire::kReplyOk, id, me_.service, {}, answer);
     send(client, std::move(o));
-    trace::record(trace::kRequestReply, static_cast<std::int64_t>(id), 1, client,
+    trace::record(trace::kRequestReply, static_cast<std::int64_t>(id), 1, client.rank,
                   static_cast<std::int16_t>(me_.service));
   });
 }
@@ -452,11 +537,13 @@ bool Leader::forward_queued() {
     meta.flags = r.flags;
     meta.via_hdf5 = r.via_hdf5;
     meta.client_pid = r.client_pid;
+    meta.slot = r.slot;
+    meta.slot_generation = r.slot_generation;
     backend_->submit(r.inputs, [this, meta](TensorList&& outputs, const std::string& error) {
       if (error.empty()) {
         reply(meta, outputs);
       } else {
-        reply_error(meta.client, meta.id, error);
+        reply_error(origin_of(meta), meta.id, error);
       }
     });
     worked = true;
@@ -472,8 +559,10 @@ void Leader::serve(const ReplicaReport& report) {
   Backoff backoff(job_.wf.job.backoff);
   auto next_sweep = clock::now() + std::chrono::seconds(10);
   auto next_stats = clock::now() + std::chrono::seconds(1);
+  auto next_direct_sweep = clock::now();
   for (unsigned turn = 0;; ++turn) {
     receive_requests(/*drain=*/false);
+    if (direct_ && direct_->rang()) take_direct();
     check_backend();
     // The coordinator's messages and the clocks every few turns: each
     // probe of the control channel that finds nothing costs a yield, and
@@ -489,9 +578,15 @@ void Leader::serve(const ReplicaReport& report) {
         shm::remove_stale();
         next_sweep = now + std::chrono::seconds(10);
       }
+      if (direct_ && now > next_direct_sweep) {
+        // Slots of tasks that ended or died are free again.
+        direct_->sweep();
+        next_direct_sweep = now + std::chrono::milliseconds(100);
+      }
       check_stop();
     }
     sends_.progress();
+    if (direct_ && direct_->holding()) direct_->flush();
     bool worked = false;
     if (backend_ && backend_->asynchronous()) {
       worked = forward_queued();
@@ -503,16 +598,21 @@ void Leader::serve(const ReplicaReport& report) {
         worked = true;
         // Let requests that arrived meanwhile join the next batch.
         receive_requests(/*drain=*/true);
+        if (direct_ && direct_->rang()) take_direct();
       }
     }
     if (draining_ && queue_.empty() && (!backend_ || backend_->pending() == 0)) break;
     if (backend_ && backend_->pending() > 0) continue;  // progress() waited on the network
     if (worked) {
       backoff.reset();
+    } else if (direct_) {
+      // A task's request ends the sleep at once.
+      backoff.pause_with([this](long ns) { direct_->sleep(ns); });
     } else {
       backoff.pause();
     }
   }
+  close_direct_path();
   // Everything queued is answered; make sure the answers have left.
   sends_.wait_all(job_.wf.job.backoff);
   // The last counters go before the final report, so that the

@@ -27,6 +27,16 @@ class Backoff {
 
   /// Waits a little; each call without reset() waits longer, up to the cap.
   void pause() {
+    pause_with([](long ns) {
+      timespec ts{0, ns};
+      nanosleep(&ts, nullptr);
+    });
+  }
+
+  /// pause(), with the sleeps done by @p sleep(ns): a wait that something
+  /// can cut short (the replica's futex, woken by a task's request).
+  template <typename Sleep>
+  void pause_with(Sleep sleep) {
     if (polls_ < spec_.spin) {
       ++polls_;
       return;
@@ -36,8 +46,7 @@ class Backoff {
       sched_yield();
       return;
     }
-    timespec ts{0, sleep_ns_};
-    nanosleep(&ts, nullptr);
+    sleep(sleep_ns_);
     sleep_ns_ = std::min(sleep_ns_ * 2, spec_.max_sleep_us * 1000L);
   }
 

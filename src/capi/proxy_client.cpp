@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -41,6 +42,7 @@ ProxyClient::ProxyClient(const std::string& socket_path) {
     const auto j = nlohmann::json::parse(r.text);
     services_ = j.at("services").get<std::vector<std::string>>();
     shm_threshold_ = j.value("shm_threshold", shm_threshold_);
+    read_direct_hello(j);
   } catch (const std::exception& e) {
     ::close(fd_);
     fd_ = -1;
@@ -57,6 +59,7 @@ void ProxyClient::close_after_protocol_fault() {
 
 ProxyClient::~ProxyClient() {
   for (auto& [id, o] : outgoing_) finish(o);
+  routes_.clear();  // the links let go of their slots
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -77,6 +80,10 @@ std::uint64_t ProxyClient::send(wire::Kind kind, int service, const TensorList& 
   const bool big = static_cast<long long>(total_bytes(tensors)) >= shm_threshold_;
   Outgoing o = stage(kind, id, service, tensors, text, big ? Transport::shm : Transport::inline_mpi,
                      {}, wire::kReplyShmOk);
+  if ((kind == wire::kRequest || kind == wire::kCall) && post_direct(service, id, o.message)) {
+    if (o.segment) outgoing_.emplace(id, std::move(o));
+    return id;
+  }
   if (!proxy::write_frame(fd_, o.message)) {
     finish(o);
     throw proxy_unreachable("",
@@ -124,40 +131,148 @@ bool ProxyClient::read_some(bool block) {
 void ProxyClient::take_frames() {
   wire::Encoded message;
   bool bad = false;
-  while (in_.next(message, bad)) {
-    wire::Decoded d;
-    std::string why;
-    if (!wire::decode(message.buffer, message.size, d, why)) {
-      close_after_protocol_fault();
-      throw protocol_error("the proxy sent a reply that could not be read: " + why);
-    }
-    Reply r;
-    r.ok = d.header.kind == wire::kReplyOk || d.header.kind == wire::kHello;
-    r.service_unavailable = !r.ok && (d.header.flags & wire::kServiceError);
-    r.text = std::move(d.text);
-    if (r.ok && !d.tensors.empty()) {
-      if (resolve(d, /*hand_back_when_dropped=*/true, why)) {
-        r.outputs = std::move(d.tensors);
-      } else {
-        r.ok = false;
-        r.text = "the reply could not be read: " + why;
-      }
-    }
-    // The proxy has the reply, so it is done with our staged inputs.
-    if (auto it = outgoing_.find(d.header.request_id); it != outgoing_.end()) {
-      finish(it->second);
-      outgoing_.erase(it);
-    }
-    if (abandoned_.erase(d.header.request_id) == 0) replies_[d.header.request_id] = std::move(r);
-  }
+  while (in_.next(message, bad)) take_reply(message);
   if (bad) {
     close_after_protocol_fault();
     throw protocol_error("the proxy sent a frame of impossible length");
   }
 }
 
+void ProxyClient::take_reply(const wire::Encoded& message) {
+  wire::Decoded d;
+  std::string why;
+  if (!wire::decode(message.buffer, message.size, d, why)) {
+    close_after_protocol_fault();
+    throw protocol_error("the proxy sent a reply that could not be read: " + why);
+  }
+  const std::uint64_t id = d.header.request_id;
+  Reply r;
+  r.ok = d.header.kind == wire::kReplyOk || d.header.kind == wire::kHello;
+  r.service_unavailable = !r.ok && (d.header.flags & wire::kServiceError);
+  r.text = std::move(d.text);
+  if (r.ok && !d.tensors.empty()) {
+    if (resolve(d, /*hand_back_when_dropped=*/true, why)) {
+      r.outputs = std::move(d.tensors);
+    } else {
+      r.ok = false;
+      r.text = "the reply could not be read: " + why;
+    }
+  }
+  // The reply is here, so the other side is done with our staged inputs.
+  if (auto it = outgoing_.find(id); it != outgoing_.end()) {
+    finish(it->second);
+    outgoing_.erase(it);
+  }
+  if (auto it = on_link_.find(id); it != on_link_.end()) {
+    --it->second->outstanding;
+    on_link_.erase(it);
+  }
+  if (abandoned_.erase(id) == 0) replies_[id] = std::move(r);
+}
+
+// --- the direct path ---------------------------------------------------------
+
+void ProxyClient::read_direct_hello(const nlohmann::json& hello) {
+  const char* off = std::getenv("TANDEM_DIRECT");
+  if (off && std::string(off) == "0") return;
+  // The rings carry messages below the shared-memory threshold; with the
+  // threshold raised past what they hold, only the proxy can.
+  if (shm_threshold_ + 8 * 1024 > static_cast<long long>(direct::kMaxRecord)) return;
+  worker_rank_ = hello.value("rank", -1);
+  dedicated_ = hello.value("dedicated", false);
+  const auto endpoints =
+      hello.value("direct", std::vector<std::vector<std::string>>{});
+  routes_.resize(endpoints.size());
+  for (std::size_t s = 0; s < endpoints.size(); ++s) {
+    for (const auto& name : endpoints[s]) routes_[s].push_back(Route{name, nullptr, {}, 0});
+  }
+}
+
+// The node-local replica of @p service with the fewest of our requests out,
+// its link opened on first use; null when none takes requests now.
+ProxyClient::Route* ProxyClient::direct_route(int service) {
+  if (service < 0 || service >= static_cast<int>(routes_.size())) return nullptr;
+  Route* best = nullptr;
+  for (Route& r : routes_[static_cast<std::size_t>(service)]) {
+    if (!r.link) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now < r.retry_at) continue;
+      try {
+        r.link = std::make_unique<direct::Link>(r.endpoint, worker_rank_);
+      } catch (const std::exception&) {
+        // Not there yet (still loading), or every slot taken: the proxy
+        // serves meanwhile.
+        r.retry_at = now + std::chrono::seconds(1);
+        continue;
+      }
+    }
+    if (r.link->serving() && (!best || r.outstanding < best->outstanding)) best = &r;
+  }
+  return best;
+}
+
+bool ProxyClient::post_direct(int service, std::uint64_t id, const wire::Encoded& message) {
+  Route* r = direct_route(service);
+  if (!r || !r->link->post(message)) return false;
+  on_link_[id] = r;
+  ++r->outstanding;
+  ++direct_requests_;
+  return true;
+}
+
+void ProxyClient::poll_links() {
+  wire::Encoded message;
+  for (auto& service : routes_) {
+    for (Route& r : service) {
+      if (!r.link) continue;
+      while (r.link->take(message)) take_reply(message);
+    }
+  }
+}
+
+// Requests on a link whose replica will not answer them get an error each.
+void ProxyClient::fail_lost(Route& route, const std::string& why) {
+  for (auto it = on_link_.begin(); it != on_link_.end();) {
+    if (it->second != &route) {
+      ++it;
+      continue;
+    }
+    const std::uint64_t id = it->first;
+    if (auto o = outgoing_.find(id); o != outgoing_.end()) {
+      finish(o->second);
+      outgoing_.erase(o);
+    }
+    if (abandoned_.erase(id) == 0) {
+      Reply r;
+      r.text = why;
+      replies_[id] = std::move(r);
+    }
+    it = on_link_.erase(it);
+  }
+  route.outstanding = 0;
+  route.link.reset();
+  route.retry_at = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+}
+
+void ProxyClient::wait_on_link(Route& route) {
+  // Dedicated cores: spin through the replica's usual turnaround. Shared
+  // ones: sleep at once, the core is the replica's.
+  const long spin_ns = dedicated_ ? 50'000 : 2'000;
+  route.link->wait(spin_ns, 20'000'000);
+  poll_links();
+  if (route.outstanding == 0 || !route.link) return;
+  if (std::string why = route.link->lost(); !why.empty()) fail_lost(route, why);
+}
+
 bool ProxyClient::arrived(std::uint64_t id) {
   if (replies_.count(id)) return true;
+  if (auto it = on_link_.find(id); it != on_link_.end()) {
+    Route& route = *it->second;
+    poll_links();
+    if (replies_.count(id)) return true;
+    if (std::string why = route.link->lost(); !why.empty()) fail_lost(route, why);
+    return replies_.count(id) > 0;
+  }
   while (fd_ >= 0 && read_some(false)) {
     if (replies_.count(id)) return true;
   }
@@ -169,7 +284,15 @@ void ProxyClient::abandon(std::uint64_t id) {
 }
 
 Reply ProxyClient::wait(std::uint64_t id) {
-  while (!replies_.count(id)) read_some(true);
+  while (!replies_.count(id)) {
+    auto it = on_link_.find(id);
+    if (it == on_link_.end()) {
+      read_some(true);
+    } else {
+      poll_links();
+      if (!replies_.count(id)) wait_on_link(*it->second);
+    }
+  }
   Reply r = std::move(replies_[id]);
   replies_.erase(id);
   return r;

@@ -3,15 +3,27 @@
 // socket, the services' names from the hello, requests out and replies
 // matched by id. Large tensors go through this process's shared-memory
 // segments, which the proxy reads in place.
+//
+// Requests to a service with a replica on this node take the direct path
+// instead (transport/direct_link.hpp): written into the replica's rings,
+// one wake-up each way. The proxy remains for everything else — replicas on
+// other nodes, the bridge, waiting for READY — and takes over whenever a
+// ring is full or the replica does not take requests. TANDEM_DIRECT=0 in
+// the task's environment turns the direct path off.
 
+#include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "tandem/error.hpp"
 #include "tandem/tensor.hpp"
+#include "transport/direct_link.hpp"
 #include "transport/frames.hpp"
 #include "transport/staging.hpp"
 
@@ -51,6 +63,8 @@ class ProxyClient {
   Reply wait(std::uint64_t id);
   /// Nobody will wait for request @p id: its reply is dropped.
   void abandon(std::uint64_t id);
+  /// How many requests took the direct path so far (tests, benchmarks).
+  std::uint64_t direct_requests() const { return direct_requests_; }
 
  private:
   std::uint64_t send(wire::Kind kind, int service, const TensorList& tensors,
@@ -59,6 +73,21 @@ class ProxyClient {
   bool read_some(bool block);
   void take_frames();
   void close_after_protocol_fault();
+  // One reply, from the socket or a ring.
+  void take_reply(const wire::Encoded& message);
+  // The direct path.
+  struct Route {
+    std::string endpoint;
+    std::unique_ptr<direct::Link> link;
+    std::chrono::steady_clock::time_point retry_at{};  // after a failed open
+    int outstanding = 0;
+  };
+  void read_direct_hello(const nlohmann::json& hello);
+  Route* direct_route(int service);
+  bool post_direct(int service, std::uint64_t id, const wire::Encoded& message);
+  void poll_links();
+  void wait_on_link(Route& route);
+  void fail_lost(Route& route, const std::string& why);
 
   int fd_ = -1;
   std::vector<std::string> services_;
@@ -68,6 +97,11 @@ class ProxyClient {
   std::map<std::uint64_t, Outgoing> outgoing_;  // staged inputs, until the reply
   std::map<std::uint64_t, Reply> replies_;
   std::set<std::uint64_t> abandoned_;
+  std::vector<std::vector<Route>> routes_;  // per service, its replicas on this node
+  std::map<std::uint64_t, Route*> on_link_;  // direct requests awaiting their reply
+  int worker_rank_ = -1;
+  bool dedicated_ = false;
+  std::uint64_t direct_requests_ = 0;
 };
 
 }  // namespace tandem::detail::capi

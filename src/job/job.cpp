@@ -311,6 +311,12 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
                                  ? options.progress_interval_s
                                  : job->wf.job.monitor.progress_interval_s;
   job->plan = make_plan(job->wf, node_indices(job->control));
+  job->pids.resize(static_cast<std::size_t>(job->size));
+  {
+    const int pid = static_cast<int>(::getpid());
+    TANDEM_MPI_CHECK(
+        MPI_Allgather(&pid, 1, MPI_INT, job->pids.data(), 1, MPI_INT, job->control));
+  }
   const RankPlacement& me = job->me();
   setup_logging(job->rank, role_label(job->wf, me, mode == Mode::spmd), options.log_level);
   {

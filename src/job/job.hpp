@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "config/workflow.hpp"
 #include "layout/plan.hpp"
@@ -42,6 +43,7 @@ struct Job {
   int size = 0;
   Workflow wf;
   Plan plan;
+  std::vector<int> pids;             // every rank's process id (direct endpoints' names)
   IdleMode idle = IdleMode::shared;  // how this node's ranks wait (job/idle_mode.hpp)
   std::string run_dir;
   bool resume = false;

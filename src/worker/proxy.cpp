@@ -33,8 +33,11 @@ void set_nonblocking(int fd) {
 }
 }  // namespace
 
-Proxy::Proxy(ClientImpl& client, std::string path, int worker_index)
-    : client_(client), path_(std::move(path)), worker_index_(worker_index) {
+Proxy::Proxy(ClientImpl& client, std::string path, int worker_index, DirectRoutes routes)
+    : client_(client),
+      path_(std::move(path)),
+      worker_index_(worker_index),
+      routes_(std::move(routes)) {
   check_socket_path(path_);
   ::unlink(path_.c_str());  // a socket left by a crashed run of ours
   listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -187,7 +190,10 @@ void Proxy::handle(int id, Connection& c, const wire::Encoded& message) {
           {"services", names},
           {"worker", worker_index_},
           {"pid", ::getpid()},
-          {"shm_threshold", client_.workflow().job.staging.shm_threshold}};
+          {"shm_threshold", client_.workflow().job.staging.shm_threshold},
+          {"rank", routes_.worker_rank},
+          {"dedicated", routes_.dedicated},
+          {"direct", routes_.endpoints}};
       answer(c, wire::encode(wire::kHello, request, -1, {}, hello.dump()));
       return;
     }

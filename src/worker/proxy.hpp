@@ -26,11 +26,20 @@
 
 namespace tandem::detail::proxy {
 
+/// What the hello tells a task about the direct path
+/// (transport/direct_layout.hpp): per service, the endpoints of its
+/// replicas on this node.
+struct DirectRoutes {
+  int worker_rank = -1;  // world rank, for the replicas' trace and records
+  bool dedicated = false;  // the node's idle mode: whether waits may spin
+  std::vector<std::vector<std::string>> endpoints;  // per service
+};
+
 class Proxy {
  public:
   /// Listens on @p path, whose directory must exist and be private.
   /// @throws tandem::error when it cannot.
-  Proxy(ClientImpl& client, std::string path, int worker_index);
+  Proxy(ClientImpl& client, std::string path, int worker_index, DirectRoutes routes = {});
   ~Proxy();
   Proxy(const Proxy&) = delete;
   Proxy& operator=(const Proxy&) = delete;
@@ -82,6 +91,7 @@ class Proxy {
   ClientImpl& client_;
   std::string path_;
   int worker_index_ = 0;
+  DirectRoutes routes_;
   int listen_fd_ = -1;
   int next_connection_ = 1;
   std::map<int, Connection> connections_;

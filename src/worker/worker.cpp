@@ -37,6 +37,7 @@
 #include "tasks/context_data.hpp"
 #include "tasks/registry.hpp"
 #include "trace/trace.hpp"
+#include "transport/direct_layout.hpp"
 #include "worker/client_env.hpp"
 #include "worker/isolated.hpp"
 #include "worker/proxy.hpp"
@@ -142,6 +143,7 @@ class Worker {
 
  private:
   void start_proxy();
+  proxy::DirectRoutes direct_routes() const;
   void poll_messages();
   void handle_work(const std::vector<std::int32_t>& msg);
   bool start_next();
@@ -263,11 +265,25 @@ void add_to_path_variable(std::vector<std::string>& env, const std::string& name
 // Executable tasks reach the services through this worker: a socket in the
 // private directory, named in their environment with what the C, Python
 // and Fortran clients need to find their library.
+proxy::DirectRoutes Worker::direct_routes() const {
+  proxy::DirectRoutes routes;
+  routes.worker_rank = job_.rank;
+  routes.dedicated = job_.idle == IdleMode::dedicated;
+  routes.endpoints.resize(wf_.services.size());
+  for (const ReplicaPlacement& r : job_.plan.replicas) {
+    if (r.node != job_.me().node || r.ranks.empty()) continue;
+    routes.endpoints[static_cast<std::size_t>(r.service)].push_back(
+        direct::endpoint_name(job_.pids[static_cast<std::size_t>(r.ranks[0])]));
+  }
+  return routes;
+}
+
 void Worker::start_proxy() {
   const std::string dir = proxy_socket_dir(wf_, job_.run_dir);
   try {
     ensure_private_dir(dir);
-    proxy_ = std::make_unique<proxy::Proxy>(*client_impl_, socket_path(dir, index_), index_);
+    proxy_ = std::make_unique<proxy::Proxy>(*client_impl_, socket_path(dir, index_), index_,
+                                            direct_routes());
   } catch (const std::exception& e) {
     // Rank 0 checked the directory and the path at start, so this is rare
     // (a full disk, a directory changed meanwhile); the worker still runs
