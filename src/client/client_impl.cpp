@@ -106,7 +106,12 @@ bool ClientImpl::receive_replies(const PendingInfer* until) {
     if (d.header.kind == wire::kReplyOk && d.tensors.empty() && !d.text.empty()) {
       p.answer = std::move(d.text);  // a JSON call's answer
     } else if (d.header.kind == wire::kReplyOk) {
-      if (resolve(d, /*hand_back_when_dropped=*/true, why)) {
+      const bool pass = p.pass_through && !d.staged.empty() &&
+                        std::all_of(d.staged.begin(), d.staged.end(), [](const wire::Staged& s) {
+                          return s.transport == Transport::shm;
+                        });
+      if (resolve(d, /*hand_back_when_dropped=*/!pass, why)) {
+        if (pass) p.staged_outputs = d.staged;
         p.outputs = std::move(d.tensors);
       } else {
         p.error = fmt::format("service '{}': the reply could not be read: {}",
@@ -242,7 +247,8 @@ Transport ClientImpl::choose_transport(int service, int replica, std::size_t byt
 }
 
 std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& given,
-                                               std::optional<Transport> asked) {
+                                               std::optional<Transport> asked,
+                                               const std::vector<wire::Staged>* staged) {
   const std::int64_t t_called = trace::g_enabled ? trace::clock_ns() : 0;
   refresh_routing();  // replies are drained by whoever waits for them
   const std::string& name = wf_.services[service].name;
@@ -283,9 +289,21 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& gi
       transport == Transport::hdf5
           ? fmt::format("{}/request-{}-{}.h5", job_.staging_dir(), job_.rank, p->id)
           : std::string();
+  const bool in_shm =
+      staged && staged->size() == inputs.size() &&
+      std::all_of(staged->begin(), staged->end(),
+                  [](const wire::Staged& s) { return s.transport == Transport::shm; });
   try {
-    p->outgoing = stage(wire::kRequest, p->id, service, inputs, {}, transport, h5,
-                        local ? wire::kReplyShmOk : 0);
+    if (in_shm && local && transport == Transport::shm) {
+      // The bytes cross shared memory once: the replica reads them where
+      // the task put them.
+      p->outgoing.message = wire::encode(wire::kRequest, p->id, service, inputs, {}, staged,
+                                         wire::kReplyShmOk);
+      p->pass_through = true;
+    } else {
+      p->outgoing = stage(wire::kRequest, p->id, service, inputs, {}, transport, h5,
+                          local ? wire::kReplyShmOk : 0);
+    }
   } catch (const tandem::error& e) {
     throw request_error(name, fmt::format("service '{}': {}", name, e.what()));
   }

@@ -31,6 +31,12 @@ struct PendingInfer {
   std::string error;
   MPI_Request send = MPI_REQUEST_NULL;
   Outgoing outgoing;  // kept until the reply: the replica reads staged inputs in place
+  // The worker's proxy passing a task's request on (send's @p staged): the
+  // inputs were already in the task's shared memory, and the outputs, if
+  // they come in the replica's, are left there for the task — where
+  // (staged_outputs) instead of a copy, and not handed back when dropped.
+  bool pass_through = false;
+  std::vector<wire::Staged> staged_outputs;
 };
 
 /// The replica a request goes to: a READY one on @p my_node first, then the
@@ -52,8 +58,12 @@ class ClientImpl {
   void wait_ready(int service, double timeout_s);
   /// Sends a request; without @p asked the transport is chosen by size and
   /// locality. One input without a name is the service's only input.
+  /// @p staged (the proxy's): where in node-local shared memory the
+  /// inputs' bytes already are; sent as they are when the replica is on
+  /// this node, and the reply's shared memory is passed on likewise.
   std::shared_ptr<PendingInfer> send(int service, const TensorList& given,
-                                     std::optional<Transport> asked);
+                                     std::optional<Transport> asked,
+                                     const std::vector<wire::Staged>* staged = nullptr);
   /// Sends a JSON call (OpenAI-style services).
   std::shared_ptr<PendingInfer> send_call(int service, const std::string& path,
                                           const std::string& body);

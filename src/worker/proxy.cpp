@@ -27,6 +27,23 @@ namespace {
 constexpr int kMaxInFlightPerTask = 256;
 constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 
+// A reply left in the replica's shared memory (PendingInfer::pass_through)
+// is the task's to hand back once passed on (@p task), or ours to hand back
+// now when it has nowhere to go (@p task 0).
+void hand_on(const PendingInfer& p, pid_t task) {
+  if (p.staged_outputs.empty()) return;
+  try {
+    shm::Header* h = shm::PeerMaps::instance().map(p.staged_outputs[0].location).header();
+    if (task > 0) {
+      h->holder_pid.store(static_cast<std::uint32_t>(task), std::memory_order_release);
+    } else {
+      h->in_use.store(0, std::memory_order_release);
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("proxy: {}", e.what());
+  }
+}
+
 void set_nonblocking(int fd) {
   const int flags = fcntl(fd, F_GETFL, 0);
   fcntl(fd, F_SETFL, flags | O_NONBLOCK);
@@ -237,7 +254,7 @@ void Proxy::handle(int id, Connection& c, const wire::Encoded& message) {
         answer_error(c, request, why);
         return;
       }
-      f.pending = client_.send(service, d.tensors, std::nullopt);
+      f.pending = client_.send(service, d.tensors, std::nullopt, &d.staged);
     }
   } catch (const service_error& e) {
     answer_error(c, request, e.what(), true);
@@ -283,6 +300,11 @@ bool Proxy::deliver_replies() {
           answer_error(c, f.id, p.error);
         } else if (p.outputs.empty()) {
           answer(c, wire::encode(wire::kReplyOk, f.id, p.service, {}, p.answer));
+        } else if (!p.staged_outputs.empty()) {
+          // Where the replica put them: no copy on the way.
+          hand_on(p, c.pid);
+          answer(c, wire::encode(wire::kReplyOk, f.id, p.service, p.outputs, {},
+                                 &p.staged_outputs, 0));
         } else {
           const bool big = static_cast<long long>(total_bytes(p.outputs)) >= threshold;
           Outgoing o = stage(wire::kReplyOk, f.id, p.service, p.outputs, {},
@@ -294,6 +316,8 @@ bool Proxy::deliver_replies() {
         answer_error(c, f.id, fmt::format("the proxy could not pass the reply on: {}", e.what()));
       }
       flush(c);
+    } else {
+      hand_on(*f.pending, 0);  // the task has gone
     }
     in_flight_[i] = std::move(in_flight_.back());
     in_flight_.pop_back();

@@ -12,6 +12,10 @@
  *   proxy_task die-mid-request   sends a 1 MiB request and exits at once
  *   proxy_task unknown-service   a clear TANDEM_ERR_SERVICE naming the service
  *   proxy_task no-socket         without TANDEM_SOCKET: TANDEM_ERR_CONNECT
+ *   proxy_task matrix            every dtype from 1 B to 256 MiB to "echo",
+ *                                through the proxy and on the direct path:
+ *                                both give back the bytes sent; one line
+ *                                "dtype bytes hash" each on stdout
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +26,8 @@
 #include <unistd.h>
 
 #include <tandem/tandem.h>
+
+#include "echo_matrix.h"
 
 #define FAIL(...)                    \
   do {                               \
@@ -93,6 +99,62 @@ static int maps_segment(int mine) {
   }
   if (maps) fclose(maps);
   return found;
+}
+
+/* Whether this process maps a replica's direct endpoint. */
+static int maps_direct_endpoint(void) {
+  FILE* maps = fopen("/proc/self/maps", "r");
+  char line[512];
+  int found = 0;
+  while (maps && fgets(line, sizeof line, maps)) {
+    if (strstr(line, "/dev/shm/tandem.") && strstr(line, ".direct")) found = 1;
+  }
+  if (maps) fclose(maps);
+  return found;
+}
+
+/* Sends @p n bytes of @p dtype to "echo" and checks they come back. */
+static void echo_back(tandem_client* c, int dtype, const unsigned char* x, size_t n,
+                      const char* path) {
+  const int64_t dims[1] = {matrix_elements(dtype, n)};
+  tandem_tensor* t = NULL;
+  ok(tandem_tensor_view((tandem_dtype)dtype, 1, dims, TANDEM_ROW_MAJOR, (void*)x, &t), "tensor");
+  const char* names[1] = {"x"};
+  tandem_outputs* out = NULL;
+  ok(tandem_infer(c, "echo", 1, names, &t, &out), path);
+  const tandem_tensor* y = tandem_outputs_tensor(out, 0);
+  if (tandem_tensor_dtype(y) != (tandem_dtype)dtype || tandem_tensor_nbytes(y) != n ||
+      memcmp(tandem_tensor_data(y), x, n) != 0)
+    FAIL("%s: dtype %d, %zu bytes did not come back as sent", path, dtype, n);
+  tandem_outputs_free(out);
+  tandem_tensor_free(t);
+}
+
+static void echo_matrix(void) {
+  /* The proxy first (TANDEM_DIRECT=0), while nothing maps an endpoint. */
+  setenv("TANDEM_DIRECT", "0", 1);
+  tandem_client* proxy = NULL;
+  ok(tandem_connect(&proxy), "connect");
+  unsetenv("TANDEM_DIRECT");
+  ok(tandem_wait_ready(proxy, "echo", 60), "wait_ready");
+  tandem_client* direct = NULL;
+  ok(tandem_connect(&direct), "connect");
+  unsigned char* x = malloc(matrix_bytes[MATRIX_SIZES - 1]);
+  for (int dtype = 0; dtype < MATRIX_DTYPES; ++dtype) {
+    for (int s = 0; s < MATRIX_SIZES; ++s) {
+      const size_t n = (size_t)matrix_elements(dtype, matrix_bytes[s]) * matrix_dtype_size[dtype];
+      matrix_fill(x, n, dtype);
+      echo_back(proxy, dtype, x, n, "through the proxy");
+      if (dtype == 0 && s == 0 && maps_direct_endpoint())
+        FAIL("TANDEM_DIRECT=0 took the direct path");
+      echo_back(direct, dtype, x, n, "on the direct path");
+      printf("%d %zu %016llx\n", dtype, n, (unsigned long long)matrix_hash(x, n));
+    }
+  }
+  if (!maps_direct_endpoint()) FAIL("the direct path was not taken");
+  free(x);
+  tandem_disconnect(direct);
+  tandem_disconnect(proxy);
 }
 
 static int raw_socket(void) {
@@ -214,6 +276,8 @@ int main(int argc, char** argv) {
     tandem_status s = tandem_connect(&c);
     if (s != TANDEM_ERR_CONNECT || !strstr(tandem_last_error(), "TANDEM_SOCKET"))
       FAIL("connect without a socket gave %s: %s", tandem_status_name(s), tandem_last_error());
+  } else if (!strcmp(mode, "matrix")) {
+    echo_matrix();
   } else {
     FAIL("unknown mode %s", mode);
   }

@@ -119,6 +119,29 @@ for segment in /dev/shm/tandem.*; do
 done
 check "no shared memory of dead tasks is left ($stale segments)" test $stale -eq 0
 
+# --- the direct path: every dtype, 1 B to 256 MiB, three ways -------------
+cat > matrix.toml << TOML
+[job]
+name = "matrix"
+libraries = ["$tasks_lib"]
+[[service]]
+name = "echo"
+backend = "echo"
+[[task]]
+name = "c"
+command = ["$proxy_task", "matrix"]
+[[task]]
+name = "cpp"
+function = "test_echo_matrix"
+after = ["c"]
+TOML
+run matrix.toml matrix 3
+rc=$?
+check "the echo matrix ran (exit $rc)" test $rc -eq 0
+[ $rc -eq 0 ] || cat matrix/tasks/c/*.err >&2
+check "84 sizes and dtypes each way" test "$(wc -l < matrix/tasks/c/0.out)" = 84
+check "direct path, proxy and in-process client agree" cmp matrix/tasks/c/0.out matrix/tasks/cpp/cpp.txt
+
 # --- Python: async, zero-copy outputs, JSON calls, errors -------------------
 "$python" "$src/tests/support/openai_test_server.py" --port-file "$work/llm.port" &
 llm_pid=$!

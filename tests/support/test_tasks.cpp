@@ -11,6 +11,8 @@
 
 #include <tandem/tandem.hpp>
 
+#include "proxy/echo_matrix.h"
+
 // Writes "<index> <attempt>" to output_dir()/<name>.<index>.
 TANDEM_TASK(test_record) {
   std::ofstream(ctx.output_dir() / (ctx.name() + "." + std::to_string(ctx.index())))
@@ -128,6 +130,31 @@ TANDEM_TASK(test_closure_grid) {
   std::FILE* f = std::fopen((ctx.output_dir() / "cpp.txt").c_str(), "w");
   for (long long i = 0; i < n; ++i)
     std::fprintf(f, "%.6f %.6f %.9g\n", x[2 * i], x[2 * i + 1], r[i]);
+  std::fclose(f);
+}
+
+// The echo matrix (tests/proxy/echo_matrix.h) through the C++ client in
+// the worker: "dtype bytes hash" lines to output_dir()/cpp.txt, the hash of
+// what came back, for comparison with the C task's.
+TANDEM_TASK(test_echo_matrix) {
+  tandem::Client& client = ctx.client();
+  client.wait_ready("echo", 120);
+  std::vector<unsigned char> x(matrix_bytes[MATRIX_SIZES - 1]);
+  std::FILE* f = std::fopen((ctx.output_dir() / "cpp.txt").c_str(), "w");
+  for (int dtype = 0; dtype < MATRIX_DTYPES; ++dtype) {
+    for (std::size_t size : matrix_bytes) {
+      const std::int64_t elements = matrix_elements(dtype, size);
+      const std::size_t n = static_cast<std::size_t>(elements) * matrix_dtype_size[dtype];
+      matrix_fill(x.data(), n, dtype);
+      const auto out = client.infer(
+          "echo", {{"x", tandem::Tensor::view(static_cast<tandem::DType>(dtype), {elements},
+                                              x.data())}});
+      const tandem::Tensor& y = tandem::find_tensor(out, "x");
+      std::fprintf(f, "%d %zu %016llx\n", dtype, y.nbytes(),
+                   static_cast<unsigned long long>(
+                       matrix_hash(static_cast<const unsigned char*>(y.data()), y.nbytes())));
+    }
+  }
   std::fclose(f);
 }
 
