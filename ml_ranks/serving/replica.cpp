@@ -432,15 +432,20 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
   }
   // In the black box while it runs: a model that takes the rank down is
   // charged to the tasks whose requests were in the batch.
+  // Requests on the direct path name their task's process too.
   int clients[rank_record::kClients];
+  int pids[rank_record::kClients];
   int nclients = 0;
   for (const auto& r : batch) {
-    if (nclients < rank_record::kClients &&
-        std::find(clients, clients + nclients, r.client) == clients + nclients) {
-      clients[nclients++] = r.client;
+    const int pid = r.slot >= 0 ? static_cast<int>(r.client_pid) : 0;
+    bool seen = false;
+    for (int i = 0; i < nclients; ++i) seen |= clients[i] == r.client && pids[i] == pid;
+    if (!seen && nclients < rank_record::kClients) {
+      clients[nclients] = r.client;
+      pids[nclients++] = pid;
     }
   }
-  rank_record::set_batch(clients, nclients);
+  rank_record::set_batch(clients, pids, nclients);
   const auto t0 = clock::now();
   TensorList outputs;
   TensorList inputs;
@@ -461,7 +466,7 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
   } catch (const std::exception& e) {
     failure = e.what();
   }
-  rank_record::set_batch(nullptr, 0);
+  rank_record::set_batch(nullptr, nullptr, 0);
   const auto t1 = clock::now();
   stats_.compute_s += std::chrono::duration<double>(t1 - t0).count();
   trace::record_at(ns(t0), trace::kBatchCompute, batch_id, ns(t1) - ns(t0),

@@ -206,8 +206,15 @@ void take_slot(int slot, SlotKind kind, std::string_view task, int index, int at
   s.task[n] = '\0';
   s.index = index;
   s.attempt = attempt;
+  s.pid = 0;
   s.started_us = started_us;
   s.kind.store(kind, std::memory_order_release);
+}
+
+void set_slot_pid(int slot, int pid) {
+  Page* p = g_page;
+  if (!p || slot < 0 || slot >= kSlots) return;
+  p->slots[slot].pid = pid;
 }
 
 void free_slot(int slot) {
@@ -216,12 +223,15 @@ void free_slot(int slot) {
   p->slots[slot].kind.store(kFree, std::memory_order_release);
 }
 
-void set_batch(const int* clients, int n) {
+void set_batch(const int* clients, const int* pids, int n) {
   Page* p = g_page;
   if (!p) return;
   p->batch_clients.store(0, std::memory_order_relaxed);
   n = std::min(n, kClients);
-  for (int i = 0; i < n; ++i) p->clients[i] = clients[i];
+  for (int i = 0; i < n; ++i) {
+    p->clients[i] = clients[i];
+    p->client_pids[i] = pids ? pids[i] : 0;
+  }
   p->batch_clients.store(n, std::memory_order_release);
 }
 

@@ -39,7 +39,7 @@ struct Slot {
   std::atomic<std::int32_t> kind;  // SlotKind; written last when taken, first when freed
   std::int32_t index;
   std::int32_t attempt;
-  std::int32_t pad;
+  std::int32_t pid;  // a command task's process (0: unknown, or a function)
   std::int64_t started_us;
   char task[kNameBytes];
 };
@@ -59,6 +59,7 @@ struct Page {
   Slot slots[kSlots];
   std::atomic<std::int32_t> batch_clients;  // how many of clients[] are set
   std::int32_t clients[kClients];           // world ranks whose requests are in the batch
+  std::int32_t client_pids[kClients];       // the task processes that sent them (0: unknown)
   char note[kNoteBytes];
 };
 
@@ -74,9 +75,13 @@ Page* page();
 /// Slot @p slot now holds @p task[@p index], attempt @p attempt.
 void take_slot(int slot, SlotKind kind, std::string_view task, int index, int attempt,
                std::int64_t started_us);
+/// The process running slot @p slot's command task.
+void set_slot_pid(int slot, int pid);
 void free_slot(int slot);
-/// A replica's batch: the world ranks whose requests it holds (0 to clear).
-void set_batch(const int* clients, int n);
+/// A replica's batch: the world ranks whose requests it holds (0 to clear)
+/// and, where known (the direct path), the task processes that sent them
+/// (@p pids may be null).
+void set_batch(const int* clients, const int* pids, int n);
 /// Called by the stop handler: the first stop signal is kept.
 void note_stop_signal(int sig);
 /// The rank is about to end itself for @p cause; @p note says why (kept if

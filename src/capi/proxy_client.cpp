@@ -1,6 +1,7 @@
 #include "capi/proxy_client.hpp"
 
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -179,6 +180,7 @@ void ProxyClient::read_direct_hello(const nlohmann::json& hello) {
   // threshold raised past what they hold, only the proxy can.
   if (shm_threshold_ + 8 * 1024 > static_cast<long long>(direct::kMaxRecord)) return;
   worker_rank_ = hello.value("rank", -1);
+  worker_pid_ = hello.value("pid", 0);
   dedicated_ = hello.value("dedicated", false);
   const auto endpoints =
       hello.value("direct", std::vector<std::vector<std::string>>{});
@@ -250,6 +252,7 @@ void ProxyClient::fail_lost(Route& route, const std::string& why) {
     it = on_link_.erase(it);
   }
   route.outstanding = 0;
+  route.dead_since = {};
   route.link.reset();
   route.retry_at = std::chrono::steady_clock::now() + std::chrono::seconds(1);
 }
@@ -261,7 +264,27 @@ void ProxyClient::wait_on_link(Route& route) {
   route.link->wait(spin_ns, 20'000'000);
   poll_links();
   if (route.outstanding == 0 || !route.link) return;
-  if (std::string why = route.link->lost(); !why.empty()) fail_lost(route, why);
+  check_lost(route);
+}
+
+// A replica whose process died takes the job down with it today (MPI ends
+// the job when a rank dies), and the next --resume charges the attempts
+// whose requests it held — through the worker's record of what it was
+// running. A task that failed at once would be recorded FAILED for
+// "replica gone" first, its slot free, the charge lost, and the resume would
+// run it into the same crash again. So while the worker lives, the task
+// waits a grace period for the job's end before it says so.
+void ProxyClient::check_lost(Route& route) {
+  const std::string why = route.link->lost();
+  if (why.empty()) return;
+  if (route.link->replica_dead() && worker_pid_ > 0 &&
+      (::kill(worker_pid_, 0) == 0 || errno == EPERM)) {
+    constexpr auto kGrace = std::chrono::seconds(5);
+    const auto now = std::chrono::steady_clock::now();
+    if (route.dead_since == std::chrono::steady_clock::time_point{}) route.dead_since = now;
+    if (now - route.dead_since < kGrace) return;
+  }
+  fail_lost(route, why);
 }
 
 bool ProxyClient::arrived(std::uint64_t id) {
@@ -270,7 +293,7 @@ bool ProxyClient::arrived(std::uint64_t id) {
     Route& route = *it->second;
     poll_links();
     if (replies_.count(id)) return true;
-    if (std::string why = route.link->lost(); !why.empty()) fail_lost(route, why);
+    check_lost(route);
     return replies_.count(id) > 0;
   }
   while (fd_ >= 0 && read_some(false)) {

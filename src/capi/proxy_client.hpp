@@ -81,6 +81,7 @@ class ProxyClient {
     std::unique_ptr<direct::Link> link;
     std::chrono::steady_clock::time_point retry_at{};  // after a failed open
     int outstanding = 0;
+    std::chrono::steady_clock::time_point dead_since{};  // when the replica was seen gone
   };
   void read_direct_hello(const nlohmann::json& hello);
   Route* direct_route(int service);
@@ -88,6 +89,8 @@ class ProxyClient {
   void poll_links();
   void wait_on_link(Route& route);
   void fail_lost(Route& route, const std::string& why);
+  // Fails what is outstanding on @p route if its replica will not answer.
+  void check_lost(Route& route);
 
   int fd_ = -1;
   std::vector<std::string> services_;
@@ -100,6 +103,7 @@ class ProxyClient {
   std::vector<std::vector<Route>> routes_;  // per service, its replicas on this node
   std::map<std::uint64_t, Route*> on_link_;  // direct requests awaiting their reply
   int worker_rank_ = -1;
+  int worker_pid_ = 0;
   bool dedicated_ = false;
   std::uint64_t direct_requests_ = 0;
 };

@@ -60,6 +60,8 @@ class RunningCommand {
   /// Stops the command (SIGTERM, the grace period, then SIGKILL); its result
   /// will be CANCELED with @p reason, unless it had already ended by itself.
   void cancel(const std::string& reason);
+  /// The command's process (and process group).
+  pid_t pid() const { return pid_; }
 
  private:
   enum class Stop { none, timeout, cancel };

@@ -54,12 +54,14 @@ std::string how_it_ended(const Page& p) {
   }
 }
 
+// The attempts running in @p p's slots; with @p pid, only that process's.
 void charge_slots(const Page& p, bool functions_only, const std::string& reason,
-                  std::vector<LostAttempt>& out) {
+                  std::vector<LostAttempt>& out, int pid = 0) {
   for (const auto& s : p.slots) {
     const auto kind = s.kind.load();
     if (kind == rank_record::kFree) continue;
     if (functions_only && kind != rank_record::kFunction) continue;
+    if (pid != 0 && s.pid != pid) continue;
     out.push_back({text(s.task, sizeof s.task), s.index, s.attempt, reason});
   }
 }
@@ -97,8 +99,10 @@ std::vector<LostAttempt> find_lost_attempts(const std::string& ranks_dir) {
       for (int i = 0; i < n; ++i) {
         auto client = pages.find(p.clients[i]);
         if (client == pages.end()) continue;
+        // A request on the direct path names its task's process: only
+        // that task is charged, not every task its worker was running.
         charge_slots(client->second, false, reason + " while serving a batch with its requests",
-                     lost);
+                     lost, p.client_pids[i]);
       }
       continue;
     }

@@ -104,14 +104,15 @@ void Link::wait(long spin_ns, long timeout_ns) {
   slot_->task_sleeping.store(0, std::memory_order_relaxed);
 }
 
+bool Link::replica_dead() const {
+  return ::kill(replica_pid(), 0) != 0 && errno != EPERM;
+}
+
 std::string Link::lost() const {
   if (slot_->generation.load(std::memory_order_acquire) != generation_) {
     return fmt::format("the replica reset this task's connection to it ({})", name_);
   }
-  const pid_t pid = replica_pid();
-  if (::kill(pid, 0) != 0 && errno != EPERM) {
-    return fmt::format("the replica (process {}) has gone", pid);
-  }
+  if (replica_dead()) return fmt::format("the replica (process {}) has gone", replica_pid());
   if (header_->state.load(std::memory_order_acquire) == kClosed &&
       slot_->replies.head.load(std::memory_order_acquire) ==
           slot_->replies.tail.load(std::memory_order_relaxed)) {

@@ -38,6 +38,8 @@ class Link {
   /// Why the replica will not answer what is outstanding — it died, closed,
   /// or reset our slot — or empty while it still may.
   std::string lost() const;
+  /// Whether the replica's process has gone (one of lost()'s reasons).
+  bool replica_dead() const;
   int replica_pid() const { return static_cast<int>(header_->owner_pid); }
 
  private:

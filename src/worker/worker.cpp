@@ -496,6 +496,7 @@ void Worker::start_command(const Assignment& a) {
   rank_record::take_slot(active.slot, rank_record::kCommand, spec.name, a.id - rt.first_id,
                          a.attempt, active.t_start);
   active.command = std::make_unique<RunningCommand>(launch);
+  rank_record::set_slot_pid(active.slot, static_cast<int>(active.command->pid()));
   active_.push_back(std::move(active));
 }
 
@@ -534,7 +535,11 @@ bool Worker::progress_commands(int wait_ms) {
         continue;
       }
       const CommandResult& r = it->command->result();
-      rank_record::free_slot(it->slot);
+      // A task stopped because the job is going down stays in the black
+      // box: if a replica crashed with its request, the next --resume
+      // charges it (job/lost_attempts.hpp) rather than run it into the
+      // same crash again. In a job that ends cleanly nothing is charged.
+      if (!cancelled_) rank_record::free_slot(it->slot);
       const std::int64_t t_end = now_us();
       finished_attempt(it->t_start, t_end);
       add_result(it->assignment.id, it->assignment.attempt, r.outcome, r.exit_code, it->t_start,

@@ -142,6 +142,47 @@ check "the echo matrix ran (exit $rc)" test $rc -eq 0
 check "84 sizes and dtypes each way" test "$(wc -l < matrix/tasks/c/0.out)" = 84
 check "direct path, proxy and in-process client agree" cmp matrix/tasks/c/0.out matrix/tasks/cpp/cpp.txt
 
+# --- a replica that dies with direct-path requests in it --------------------
+# The model segfaults on a batch of exactly 3 rows; the executable task
+# "bad" sends 3 rows on the direct path, the others 2 (max_batch = 3 keeps
+# their requests out of its batch). The job ends; the resume charges "bad"
+# through the worker rank its slot named, and every other task is done once.
+cat > dies.toml << TOML
+[job]
+name = "dies"
+[[service]]
+name = "double"
+backend = "scale"
+max_batch = 3
+crash_on_rows = 3
+[[task]]
+name = "ok"
+command = ["$proxy_task", "check", "2"]
+count = 4
+[[task]]
+name = "bad"
+command = ["$proxy_task", "check", "3"]
+TOML
+timeout 120 "$mpiexec" "${mpiexec_flags[@]}" -n 4 "$tandem" run dies.toml --run-dir dies \
+  --log-level warn > dies-1.out 2>&1
+rc1=$?
+timeout 120 "$mpiexec" "${mpiexec_flags[@]}" -n 4 "$tandem" run dies.toml --run-dir dies --resume \
+  --log-level warn > dies-2.out 2>&1
+rc2=$?
+check "the replica's crash ends the job (exit $rc1)" test "$rc1" -ne 0 -a "$rc1" -ne 1 -a "$rc1" -ne 124
+check "the dying replica names the batch it served" grep -q "while serving a batch for 1 client(s)" dies-1.out
+check "the resume fails only bad, for the replica's crash (exit $rc2)" test "$rc2" -eq 1
+"$python" - dies/journal.jsonl << 'PY'
+import collections, json, sys
+records = [json.loads(line) for line in open(sys.argv[1])]
+failed = [(r["task"], r["index"]) for r in records
+          if r.get("state") == "FAILED" and "service replica rank" in r.get("reason", "")]
+done = collections.Counter(r["index"] for r in records if r["task"] == "ok" and r.get("state") == "DONE")
+if failed != [("bad", 0)] or sorted(done) != [0, 1, 2, 3] or max(done.values()) != 1:
+    sys.exit(f"failed {failed}, ok done {dict(done)}")
+PY
+check "bad is charged, every ok instance DONE exactly once" test $? -eq 0
+
 # --- Python: async, zero-copy outputs, JSON calls, errors -------------------
 "$python" "$src/tests/support/openai_test_server.py" --port-file "$work/llm.port" &
 llm_pid=$!

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -121,6 +122,41 @@ TEST(LostAttempts, AReplicaCrashChargesTheTasksWhoseRequestsWereInItsBatch) {
   ASSERT_EQ(lost.size(), 1u);
   EXPECT_EQ(lost[0].index, 5);
   EXPECT_NE(lost[0].reason.find("service replica rank 3"), std::string::npos) << lost[0].reason;
+}
+
+// A request on the direct path names its task's process: of the command
+// tasks its worker was running, only that one is charged, and one stopped
+// as the job went down (its worker ended cleanly) still is.
+TEST(LostAttempts, ADirectPathRequestChargesOnlyTheTaskThatSentIt) {
+  TempDir dir;
+  FakeRank replica(3, rr::kReplica);
+  replica.page.fatal_signal = SIGSEGV;
+  replica.page.cause = rr::kFatalSignal;
+  replica.page.batch_clients = 2;
+  replica.page.clients[0] = 1;
+  replica.page.client_pids[0] = 4242;
+  replica.page.clients[1] = 2;
+  replica.page.client_pids[1] = 0;  // through the proxy: the worker's tasks
+  replica.write(dir.path());
+  FakeRank client(1, rr::kWorker);
+  client.running(0, "sim", 5, 1, rr::kCommand).page.slots[0].pid = 4141;
+  client.running(1, "sim", 6, 2, rr::kCommand).page.slots[1].pid = 4242;
+  client.page.stop_signal = SIGTERM;
+  client.page.ended_cleanly = 1;
+  client.write(dir.path());
+  FakeRank other(2, rr::kWorker);
+  other.running(0, "sim", 7, 1, rr::kCommand).page.slots[0].pid = 4343;
+  other.running(1, "sim", 8, 1, rr::kCommand).page.slots[1].pid = 4444;
+  other.page.stop_signal = SIGTERM;
+  other.write(dir.path());
+  auto lost = find_lost_attempts(dir.path().string());
+  ASSERT_EQ(lost.size(), 3u);
+  std::sort(lost.begin(), lost.end(),
+            [](const LostAttempt& a, const LostAttempt& b) { return a.index < b.index; });
+  EXPECT_EQ(lost[0].index, 6);
+  EXPECT_EQ(lost[0].attempt, 2);
+  EXPECT_EQ(lost[1].index, 7);
+  EXPECT_EQ(lost[2].index, 8);
 }
 
 TEST(LostAttempts, ChargingWritesJournalLinesOnceAndRemovesThePages) {
