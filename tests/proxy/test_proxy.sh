@@ -94,10 +94,13 @@ command = ["$proxy_task", "unknown-service"]
 name = "no-socket"
 command = ["$proxy_task", "no-socket"]
 [[task]]
+name = "direct-garbage"
+command = ["$build/tests/direct_task"]
+[[task]]
 name = "after"
 command = ["$proxy_task", "check", "3"]
 count = 8
-after = ["garbage", "huge-frame", "die", "flood"]
+after = ["garbage", "huge-frame", "die", "flood", "direct-garbage"]
 TOML
 run faults.toml faults 4
 rc=$?
@@ -106,7 +109,9 @@ if [ $rc -ne 0 ]; then
   grep -h "proxy_task" faults/tasks/*/*.err >&2 2> /dev/null | head -5
   tail -5 faults.err >&2
 fi
-check "41 tasks done" test "$("$python" -c "import json; print(json.load(open('faults/summary.json'))['tasks']['done'])")" = 41
+check "42 tasks done" test "$("$python" -c "import json; print(json.load(open('faults/summary.json'))['tasks']['done'])")" = 42
+check "bad messages on the direct path were answered" \
+  grep -q "answered every bad message and went on" faults/tasks/direct-garbage/0.out
 check "the floods were answered" test "$(cat faults/tasks/flood/*.out | grep -c 'flood: 1000 requests answered')" = 4
 check "the proxy logged the 1 TiB frame" grep -q "frame length past" faults/logs/rank-0000*.log
 check "no socket is left behind" test -z "$(ls faults/sockets)"
