@@ -12,8 +12,10 @@ run by run so that drift in the machine's speed falls on both alike:
     each run a median over thousands of round trips) in the shared idle
     mode with Open MPI yielding, every build's default on this machine: the
     request path;
-  - the C API's echo round trip through the worker's proxy at 1 KiB and
-    1 MiB (bench/proxy_bench.c as a task; its Redis half is left out).
+  - the C API's echo round trip at 1 KiB and 1 MiB (bench/proxy_bench.c
+    as a task; its Redis half is left out): the path a task takes by
+    default (the direct path where the build has one, else the proxy) and
+    through the worker's proxy.
 
 Each figure is the median of --repeat runs; the ratio is after / before
 (above 1 is better for rates, below 1 for times).
@@ -45,7 +47,8 @@ def echo_latency(build):
 
 
 def proxy_latency(build, work):
-    """The C API's median round trip (µs) through the proxy, by size."""
+    """The C API's median round trips (µs) by path and size: "default" (the
+    direct path where the build has one) and "proxy"."""
     flow = os.path.join(work, "proxy.toml")
     with open(flow, "w") as f:
         # Without a Redis port proxy_bench measures the proxy alone.
@@ -59,7 +62,15 @@ def proxy_latency(build, work):
                     "run", flow, "--run-dir", run_dir, "--log-level", "warn", "--no-trace"],
                    check=True, capture_output=True)
     with open(os.path.join(run_dir, "tasks", "bench", "0.out")) as f:
-        return {r["bytes"]: r["median_us"] for r in lines(f.read()) if r["kind"] == "proxy"}
+        got = {(r["kind"], r["bytes"]): r["median_us"] for r in lines(f.read())}
+    out = {}
+    for (kind, size), us in got.items():
+        if kind == "proxy":
+            out[("proxy", size)] = us
+            out.setdefault(("default", size), us)
+        elif kind == "direct":
+            out[("default", size)] = us
+    return out
 
 
 def main():
@@ -95,8 +106,9 @@ def main():
             for b, build in builds.items():
                 for size, us in echo_latency(build).items():
                     add(f"echo round trip {size} B, shared (µs)", b, us)
-                for size, us in proxy_latency(build, work).items():
-                    add(f"C API through the proxy {size:,} B (µs)", b, us)
+                for (path, size), us in sorted(proxy_latency(build, work).items()):
+                    what = "by default" if path == "default" else "through the proxy"
+                    add(f"C API {what} {size:,} B (µs)", b, us)
         os.chdir(start)
     print(f"Medians of {args.repeat} alternating runs:\n")
     print("| figure | before | after | after / before |")

@@ -156,9 +156,10 @@ void Leader::open_direct_path() {
     direct_ = std::make_unique<direct::Endpoint>(me_.service, me_.replica);
     if (!backend_) direct_->set_state(direct::kDraining);
   } catch (const std::exception& e) {
-    spdlog::warn("service '{}' replica {}: no direct path for executable tasks ({}); they go "
-                 "through their worker",
-                 spec_.name, me_.replica, e.what());
+    spdlog::warn(
+        "service '{}' replica {}: no direct path for executable tasks ({}); they go "
+        "through their worker",
+        spec_.name, me_.replica, e.what());
   }
 }
 
@@ -285,10 +286,9 @@ void Leader::admit(const Origin& from, const wire::Encoded& in) {
   }
   const int client = from.rank;
   const auto arrived = clock::now();
-  trace::record_at(ns(arrived), trace::kRequestQueue,
-                   static_cast<std::int64_t>(d.header.request_id),
-                   static_cast<std::int64_t>(in.size), client,
-                   static_cast<std::int16_t>(me_.service));
+  trace::record_at(
+      ns(arrived), trace::kRequestQueue, static_cast<std::int64_t>(d.header.request_id),
+      static_cast<std::int64_t>(in.size), client, static_cast<std::int16_t>(me_.service));
   if (!backend_) {
     reply_error(from, d.header.request_id, "the replica FAILED: " + failure_);
     return;

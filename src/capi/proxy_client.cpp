@@ -178,12 +178,11 @@ void ProxyClient::read_direct_hello(const nlohmann::json& hello) {
   if (off && std::string(off) == "0") return;
   // The rings carry messages below the shared-memory threshold; with the
   // threshold raised past what they hold, only the proxy can.
-  if (shm_threshold_ + 8 * 1024 > static_cast<long long>(direct::kMaxRecord)) return;
+  if (shm_threshold_ + 8 * 1024LL > static_cast<long long>(direct::kMaxRecord)) return;
   worker_rank_ = hello.value("rank", -1);
   worker_pid_ = hello.value("pid", 0);
   dedicated_ = hello.value("dedicated", false);
-  const auto endpoints =
-      hello.value("direct", std::vector<std::vector<std::string>>{});
+  const auto endpoints = hello.value("direct", std::vector<std::vector<std::string>>{});
   routes_.resize(endpoints.size());
   for (std::size_t s = 0; s < endpoints.size(); ++s) {
     for (const auto& name : endpoints[s]) routes_[s].push_back(Route{name, nullptr, {}, 0});

@@ -100,7 +100,7 @@ class ProxyClient {
   std::map<std::uint64_t, Outgoing> outgoing_;  // staged inputs, until the reply
   std::map<std::uint64_t, Reply> replies_;
   std::set<std::uint64_t> abandoned_;
-  std::vector<std::vector<Route>> routes_;  // per service, its replicas on this node
+  std::vector<std::vector<Route>> routes_;   // per service, its replicas on this node
   std::map<std::uint64_t, Route*> on_link_;  // direct requests awaiting their reply
   int worker_rank_ = -1;
   int worker_pid_ = 0;

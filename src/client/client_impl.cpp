@@ -289,16 +289,16 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& gi
       transport == Transport::hdf5
           ? fmt::format("{}/request-{}-{}.h5", job_.staging_dir(), job_.rank, p->id)
           : std::string();
-  const bool in_shm =
-      staged && staged->size() == inputs.size() &&
-      std::all_of(staged->begin(), staged->end(),
-                  [](const wire::Staged& s) { return s.transport == Transport::shm; });
+  const bool in_shm = staged && staged->size() == inputs.size() &&
+                      std::all_of(staged->begin(), staged->end(), [](const wire::Staged& s) {
+                        return s.transport == Transport::shm;
+                      });
   try {
     if (in_shm && local && transport == Transport::shm) {
       // The bytes cross shared memory once: the replica reads them where
       // the task put them.
-      p->outgoing.message = wire::encode(wire::kRequest, p->id, service, inputs, {}, staged,
-                                         wire::kReplyShmOk);
+      p->outgoing.message =
+          wire::encode(wire::kRequest, p->id, service, inputs, {}, staged, wire::kReplyShmOk);
       p->pass_through = true;
     } else {
       p->outgoing = stage(wire::kRequest, p->id, service, inputs, {}, transport, h5,

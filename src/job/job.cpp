@@ -314,8 +314,7 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   job->pids.resize(static_cast<std::size_t>(job->size));
   {
     const int pid = static_cast<int>(::getpid());
-    TANDEM_MPI_CHECK(
-        MPI_Allgather(&pid, 1, MPI_INT, job->pids.data(), 1, MPI_INT, job->control));
+    TANDEM_MPI_CHECK(MPI_Allgather(&pid, 1, MPI_INT, job->pids.data(), 1, MPI_INT, job->control));
   }
   const RankPlacement& me = job->me();
   setup_logging(job->rank, role_label(job->wf, me, mode == Mode::spmd), options.log_level);

@@ -37,8 +37,8 @@ Endpoint::Endpoint(int service, int replica) : name_(endpoint_name(::getpid())) 
   ::shm_unlink(name_.c_str());  // one of ours from a process of the same pid, long gone
   const int fd = ::shm_open(name_.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
   if (fd < 0) {
-    throw io_error(name_, fmt::format("cannot create shared memory {}: {}", name_,
-                                      std::strerror(errno)));
+    throw io_error(name_,
+                   fmt::format("cannot create shared memory {}: {}", name_, std::strerror(errno)));
   }
   mapped_ = sizeof(EndpointHeader);
   void* p = MAP_FAILED;
@@ -85,8 +85,8 @@ void Endpoint::set_state(State s) {
 bool Endpoint::accept(int i, std::uint32_t pid) {
   if (accepted_pid_[i] == pid) return true;
   if (!same_user(pid)) {
-    spdlog::warn("direct path {}: slot {} was claimed by process {}, not ours; resetting it",
-                 name_, i, pid);
+    spdlog::warn("direct path {}: slot {} was claimed by process {}, not ours; resetting it", name_,
+                 i, pid);
     reset(i, nullptr);
     return false;
   }

@@ -21,7 +21,7 @@ namespace tandem::detail::direct {
 struct From {
   int slot = -1;
   std::uint32_t generation = 0;
-  int client_rank = -1;  // the task's worker (world rank)
+  int client_rank = -1;   // the task's worker (world rank)
   std::uint32_t pid = 0;  // the task
 };
 

@@ -15,8 +15,8 @@ namespace {
 
 // Each record: its length and a tag (so that bytes that are no record are
 // told apart from one), then the bytes, padded to 8.
-constexpr std::uint32_t kTag = 0x43455254;        // "TREC"
-constexpr std::uint32_t kWrapTag = 0x50415257;    // "WRAP": the rest of the ring is empty
+constexpr std::uint32_t kTag = 0x43455254;      // "TREC"
+constexpr std::uint32_t kWrapTag = 0x50415257;  // "WRAP": the rest of the ring is empty
 constexpr std::size_t kRecordHeader = 8;
 
 constexpr std::size_t padded(std::size_t n) {

@@ -44,10 +44,10 @@ struct Ring {
 };
 
 struct Slot {
-  alignas(64) std::atomic<std::uint32_t> owner_pid;  // 0: free; a task claims it by CAS
-  std::atomic<std::uint32_t> released;               // the task let go: the replica resets it
-  std::atomic<std::uint32_t> generation;             // bumped by every reset
-  std::atomic<std::int32_t> client_rank;             // the task's worker, for trace and records
+  alignas(64) std::atomic<std::uint32_t> owner_pid;   // 0: free; a task claims it by CAS
+  std::atomic<std::uint32_t> released;                // the task let go: the replica resets it
+  std::atomic<std::uint32_t> generation;              // bumped by every reset
+  std::atomic<std::int32_t> client_rank;              // the task's worker, for trace and records
   alignas(64) std::atomic<std::uint32_t> reply_bell;  // futex word: replies written
   std::atomic<std::uint32_t> task_sleeping;           // the task waits on reply_bell
   Ring requests;                                      // task -> replica
@@ -62,9 +62,9 @@ struct EndpointHeader {
   std::uint32_t ring_bytes;
   std::int32_t service;
   std::int32_t replica;
-  alignas(64) std::atomic<std::uint32_t> state;  // State
-  alignas(64) std::atomic<std::uint32_t> doorbell;          // futex word: requests written
-  std::atomic<std::uint32_t> replica_sleeping;              // the replica waits on doorbell
+  alignas(64) std::atomic<std::uint32_t> state;     // State
+  alignas(64) std::atomic<std::uint32_t> doorbell;  // futex word: requests written
+  std::atomic<std::uint32_t> replica_sleeping;      // the replica waits on doorbell
   Slot slot[kSlots];
 };
 
@@ -90,7 +90,8 @@ void futex_wake_all(std::atomic<std::uint32_t>& word);
 /// Bumps @p bell and wakes whoever sleeps on it, if anyone says so
 /// (@p sleeping). The bump comes first: with the sleeper's flag set before
 /// it looks at the bell, one of the two always sees the other.
-inline void ring_bell(std::atomic<std::uint32_t>& bell, const std::atomic<std::uint32_t>& sleeping) {
+inline void ring_bell(std::atomic<std::uint32_t>& bell,
+                      const std::atomic<std::uint32_t>& sleeping) {
   bell.fetch_add(1, std::memory_order_seq_cst);
   if (sleeping.load(std::memory_order_seq_cst) != 0) futex_wake_all(bell);
 }

@@ -203,14 +203,13 @@ void Proxy::handle(int id, Connection& c, const wire::Encoded& message) {
     case wire::kHello: {
       nlohmann::json names = nlohmann::json::array();
       for (const auto& s : services) names.push_back(s.name);
-      const nlohmann::json hello = {
-          {"services", names},
-          {"worker", worker_index_},
-          {"pid", ::getpid()},
-          {"shm_threshold", client_.workflow().job.staging.shm_threshold},
-          {"rank", routes_.worker_rank},
-          {"dedicated", routes_.dedicated},
-          {"direct", routes_.endpoints}};
+      const nlohmann::json hello = {{"services", names},
+                                    {"worker", worker_index_},
+                                    {"pid", ::getpid()},
+                                    {"shm_threshold", client_.workflow().job.staging.shm_threshold},
+                                    {"rank", routes_.worker_rank},
+                                    {"dedicated", routes_.dedicated},
+                                    {"direct", routes_.endpoints}};
       answer(c, wire::encode(wire::kHello, request, -1, {}, hello.dump()));
       return;
     }
@@ -303,8 +302,8 @@ bool Proxy::deliver_replies() {
         } else if (!p.staged_outputs.empty()) {
           // Where the replica put them: no copy on the way.
           hand_on(p, c.pid);
-          answer(c, wire::encode(wire::kReplyOk, f.id, p.service, p.outputs, {},
-                                 &p.staged_outputs, 0));
+          answer(c, wire::encode(wire::kReplyOk, f.id, p.service, p.outputs, {}, &p.staged_outputs,
+                                 0));
         } else {
           const bool big = static_cast<long long>(total_bytes(p.outputs)) >= threshold;
           Outgoing o = stage(wire::kReplyOk, f.id, p.service, p.outputs, {},

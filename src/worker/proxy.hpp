@@ -30,7 +30,7 @@ namespace tandem::detail::proxy {
 /// (transport/direct_layout.hpp): per service, the endpoints of its
 /// replicas on this node.
 struct DirectRoutes {
-  int worker_rank = -1;  // world rank, for the replicas' trace and records
+  int worker_rank = -1;    // world rank, for the replicas' trace and records
   bool dedicated = false;  // the node's idle mode: whether waits may spin
   std::vector<std::vector<std::string>> endpoints;  // per service
 };

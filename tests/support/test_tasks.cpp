@@ -147,8 +147,8 @@ TANDEM_TASK(test_echo_matrix) {
       const std::size_t n = static_cast<std::size_t>(elements) * matrix_dtype_size[dtype];
       matrix_fill(x.data(), n, dtype);
       const auto out = client.infer(
-          "echo", {{"x", tandem::Tensor::view(static_cast<tandem::DType>(dtype), {elements},
-                                              x.data())}});
+          "echo",
+          {{"x", tandem::Tensor::view(static_cast<tandem::DType>(dtype), {elements}, x.data())}});
       const tandem::Tensor& y = tandem::find_tensor(out, "x");
       std::fprintf(f, "%d %zu %016llx\n", dtype, y.nbytes(),
                    static_cast<unsigned long long>(

@@ -138,16 +138,16 @@ TEST(Direct, RequestsAndRepliesBetweenALinkAndItsEndpoint) {
   EXPECT_TRUE(e.rang());
   std::vector<int> ranks;
   EXPECT_EQ(e.take([&](const From& from, wire::Encoded&& in) {
-              ranks.push_back(from.client_rank);
-              EXPECT_EQ(from.pid, static_cast<std::uint32_t>(::getpid()));
-              wire::Decoded d;
-              std::string why;
-              ASSERT_TRUE(wire::decode(in.buffer, in.size, d, why)) << why;
-              EXPECT_EQ(d.tensors[0].tensor.nbytes(), d.header.request_id == 1 ? 1024u : 64u);
-              Outgoing o;
-              o.message = wire::encode(wire::kReplyOk, d.header.request_id, 0, {});
-              e.reply(from, std::move(o));
-            }),
+    ranks.push_back(from.client_rank);
+    EXPECT_EQ(from.pid, static_cast<std::uint32_t>(::getpid()));
+    wire::Decoded d;
+    std::string why;
+    ASSERT_TRUE(wire::decode(in.buffer, in.size, d, why)) << why;
+    EXPECT_EQ(d.tensors[0].tensor.nbytes(), d.header.request_id == 1 ? 1024u : 64u);
+    Outgoing o;
+    o.message = wire::encode(wire::kReplyOk, d.header.request_id, 0, {});
+    e.reply(from, std::move(o));
+  }),
             2);
   EXPECT_FALSE(e.rang());
   EXPECT_EQ(ranks, (std::vector<int>{7, 8}));
@@ -170,10 +170,10 @@ TEST(Direct, AFloodFillsTheRingAndHeldRepliesAllArriveInOrder) {
   EXPECT_LT(posted, 200);
   // Replies larger than the requests: the reply ring fills, the rest wait.
   EXPECT_EQ(e.take([&](const From& from, wire::Encoded&& in) {
-              Outgoing o;
-              o.message = request(id_of(in), 1024);
-              e.reply(from, std::move(o));
-            }),
+    Outgoing o;
+    o.message = request(id_of(in), 1024);
+    e.reply(from, std::move(o));
+  }),
             posted);
   EXPECT_TRUE(e.holding());
   std::uint64_t next = 0;
