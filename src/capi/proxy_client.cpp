@@ -17,7 +17,8 @@
 
 namespace tandem::detail::capi {
 
-ProxyClient::ProxyClient(const std::string& socket_path) {
+ProxyClient::ProxyClient(const std::string& socket_path)
+    : next_id_((static_cast<std::uint64_t>(::getpid()) << 32) + 1) {
   sockaddr_un addr{};
   if (socket_path.size() >= sizeof addr.sun_path) {
     throw proxy_unreachable(

@@ -95,6 +95,9 @@ class ProxyClient {
   int fd_ = -1;
   std::vector<std::string> services_;
   long long shm_threshold_ = 32 * 1024LL;
+  // Request ids start at pid << 32: on the direct path the replica traces
+  // them under the worker's rank, next to the worker's own requests and
+  // those of its other tasks, and (rank, id) must name one request.
   std::uint64_t next_id_ = 1;
   proxy::FrameReader in_;
   std::map<std::uint64_t, Outgoing> outgoing_;  // staged inputs, until the reply
