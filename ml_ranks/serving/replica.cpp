@@ -85,7 +85,6 @@ class Leader {
         backend_(std::move(backend)),
         control_(job.control, mpi::comm_attach) {
     MPI_Comm_size(job.replica, &replica_size_);
-    open_direct_path();
     if (spec_.record && backend_) {
       recorder_ = std::make_unique<Recorder>(
           fmt::format("{}/services/{}/replica-{}.h5", job.run_dir, spec_.name, me_.replica));
@@ -561,6 +560,9 @@ bool Leader::forward_queued() {
 void Leader::serve(const ReplicaReport& report) {
   if (report.state == static_cast<int>(ServiceState::FAILED)) failure_ = report.reason;
   control_.send(Job::kCoordinator, tags::kReplicaReport, report);
+  // After the report: READY is not held up by it, and a task that comes
+  // before the endpoint uses the proxy and looks again a second later.
+  open_direct_path();
   Backoff backoff(job_.wf.job.backoff);
   auto next_sweep = clock::now() + std::chrono::seconds(10);
   auto next_stats = clock::now() + std::chrono::seconds(1);
