@@ -140,13 +140,20 @@ void Endpoint::reply(const From& to, Outgoing message) {
     return;
   }
   if (message.message.size > kMaxRecord) {
-    // Only when shared memory for a large reply could not be had.
+    // Only when shared memory for a large reply could not be had. The
+    // error keeps the request's id: the task waits for that one.
+    wire::Decoded d;
+    std::string why;
+    const std::uint64_t id = wire::decode(message.message.buffer, message.message.size, d, why)
+                                 ? d.header.request_id
+                                 : 0;
+    const std::size_t size = message.message.size;
     finish(message);
     message.message = wire::encode(
-        wire::kReplyError, 0, -1, {},
+        wire::kReplyError, id, -1, {},
         fmt::format("the reply of {} bytes is too large for the direct path and no shared "
                     "memory could be had for it ([job.staging] shm_budget_mb)",
-                    message.message.size));
+                    size));
   }
   if (held_[to.slot].empty() && write_reply(to, message)) return;
   held_[to.slot].push_back({to, std::move(message)});
