@@ -184,6 +184,20 @@ ServiceState ClientImpl::state(int service) {
   return aggregate(service);
 }
 
+bool ClientImpl::local_replica_starting(int service) const {
+  if (wf_.services[service].placement != Placement::per_node) return false;
+  const auto replicas = plan_.replicas_of(service);
+  const auto& states = table_.states[service];
+  bool starting = false;
+  for (std::size_t r = 0; r < replicas.size(); ++r) {
+    if (replicas[r]->node != job_.me().node) continue;
+    const auto st = static_cast<ServiceState>(states[r]);
+    if (st == ServiceState::READY) return false;
+    starting |= st == ServiceState::STARTING;
+  }
+  return starting;
+}
+
 void ClientImpl::wait_ready(int service, double timeout_s) {
   const std::string& name = wf_.services[service].name;
   const auto deadline = std::chrono::steady_clock::now() +
@@ -193,7 +207,15 @@ void ClientImpl::wait_ready(int service, double timeout_s) {
   for (;;) {
     progress();
     const ServiceState s = aggregate(service);
-    if (s == ServiceState::READY) return;
+    // With per_node placement the user asked for this node's replica: a
+    // READY replica elsewhere does not end the wait while the local one is
+    // still loading (it would pull this node's requests across the network
+    // for the rest of the run). Past the deadline, any READY replica will do.
+    if (s == ServiceState::READY) {
+      if (!local_replica_starting(service) || std::chrono::steady_clock::now() > deadline) return;
+      backoff.pause();
+      continue;
+    }
     if (s == ServiceState::FAILED) {
       throw service_error(name,
                           fmt::format("service '{}' FAILED: {}", name, failure_reason(service)));

@@ -89,6 +89,8 @@ class ClientImpl {
   bool receive_replies(const PendingInfer* until);
   ServiceState aggregate(int service) const;
   void require_ready(int service) const;  // throws request_error
+  // per_node placement: this node's replica is still STARTING (none READY).
+  bool local_replica_starting(int service) const;
   std::string failure_reason(int service) const;
 
   const Job& job_;  // communicators, this rank, the staging directory

@@ -79,6 +79,42 @@ print(len(sends) == 120 and all(replica_node[s["replica"]] == node[s["rank"]] fo
 PY
 )" = True
 
+# --- a local replica still loading: its node's tasks wait for it -----------
+# Node 1's model server becomes ready 3 s after node 0's. wait_ready on node
+# 1 must not settle for node 0's READY replica: per_node placement means
+# each node's requests stay on it.
+server=$(readlink -f "$here/../support/kserve_test_server.py")
+cat > slow.toml << TOML
+[job]
+name = "slow"
+libraries = ["$tasks_lib"]
+[[service]]
+name = "double"
+backend = "process"
+placement = "per_node"
+command = ["/bin/sh", "-c", "if [ \\"\$(hostname)\\" = $node1 ]; then d=3; else d=0; fi; exec $python $server --port {port} --ready-after \$d"]
+[[task]]
+name = "ask"
+function = "test_infer"
+count = 12
+args = { service = "double", factor = 2.0, requests = 3 }
+TOML
+cluster_mpirun 2 4 "$tandem" run slow.toml --run-dir slow --log-level warn > slow.log 2>&1
+check "a replica that loads 3 s later: the run exits 0" test $? -eq 0 || tail -20 slow.log
+check "node 1's tasks waited for node 1's replica, none went to node 0's" \
+  test "$("$python" - slow << 'PY'
+import h5py, json, sys
+run = sys.argv[1]
+node = {r["rank"]: r["node"] for r in json.load(open(run + "/placement.json"))["ranks"]}
+reps = json.load(open(run + "/summary.json"))["services"]["double"]["replicas"]
+with h5py.File(run + "/trace.h5") as f:
+    sends = f["request_send"][:]
+on1 = [s for s in sends if node[s["rank"]] == 1]
+print(len(sends) == 36 and len(on1) > 0
+      and all(reps[s["replica"]]["node"] == node[s["rank"]] for s in sends))
+PY
+)" = True
+
 # --- a local replica that FAILED: requests go to the other node's ------------
 # The model exists only in node 0's scratch directory, so node 1's replica
 # cannot load it; node 1's tasks are answered by node 0's replica.
