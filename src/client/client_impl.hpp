@@ -56,6 +56,8 @@ class ClientImpl {
   int service_index(const std::string& name) const;  // throws request_error
   ServiceState state(int service);
   void wait_ready(int service, double timeout_s);
+  // per_node placement: this node's replica is still STARTING (none READY).
+  bool local_replica_starting(int service) const;
   /// Sends a request; without @p asked the transport is chosen by size and
   /// locality. One input without a name is the service's only input.
   /// @p staged (the proxy's): where in node-local shared memory the
@@ -89,8 +91,6 @@ class ClientImpl {
   bool receive_replies(const PendingInfer* until);
   ServiceState aggregate(int service) const;
   void require_ready(int service) const;  // throws request_error
-  // per_node placement: this node's replica is still STARTING (none READY).
-  bool local_replica_starting(int service) const;
   std::string failure_reason(int service) const;
 
   const Job& job_;  // communicators, this rank, the staging directory

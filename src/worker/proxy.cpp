@@ -331,7 +331,10 @@ bool Proxy::check_waiting() {
   for (std::size_t i = 0; i < waiting_.size();) {
     Waiting& w = waiting_[i];
     const ServiceState s = client_.state(w.service);
-    const bool ready = s == ServiceState::READY;
+    // As ClientImpl::wait_ready: per_node placement waits for this node's
+    // replica while it loads, up to the deadline.
+    const bool ready = s == ServiceState::READY &&
+                       (!client_.local_replica_starting(w.service) || now >= w.deadline);
     const bool hopeless = s == ServiceState::FAILED || s == ServiceState::STOPPED;
     if (!ready && !hopeless && now < w.deadline) {
       ++i;

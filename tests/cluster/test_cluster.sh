@@ -114,6 +114,32 @@ print(len(sends) == 36 and len(on1) > 0
       and all(reps[s["replica"]]["node"] == node[s["rank"]] for s in sends))
 PY
 )" = True
+# Executable tasks wait through their worker's proxy, then go direct or
+# through the proxy: each replica answered exactly its own node's requests.
+sed -e 's/^name = "slow"/name = "slow-exe"/' -e '/^\[\[task\]\]/,$d' slow.toml > slow-exe.toml
+cat >> slow-exe.toml << TOML
+[[task]]
+name = "exe"
+command = ["$proxy_task", "check"]
+count = 10
+TOML
+cluster_mpirun 2 4 "$tandem" run slow-exe.toml --run-dir slow-exe --log-level warn > slow-exe.log 2>&1
+check "executable tasks and a replica that loads 3 s later: the run exits 0" test $? -eq 0 ||
+  tail -20 slow-exe.log
+check "node 1's executable tasks waited for node 1's replica too" \
+  test "$("$python" - slow-exe << 'PY'
+import json, sys
+run = sys.argv[1]
+node = {r["rank"]: r["node"] for r in json.load(open(run + "/placement.json"))["ranks"]}
+workers = sorted((r["rank"] for r in json.load(open(run + "/placement.json"))["ranks"]
+                  if r["role"].startswith("worker")))
+lines = [json.loads(l) for l in open(run + "/journal.jsonl")]
+done = [l for l in lines if l["state"] == "DONE"]
+per_node = [sum(node[workers[l["worker"]]] == n for l in done) for n in (0, 1)]
+reps = json.load(open(run + "/summary.json"))["services"]["double"]["replicas"]
+print(len(done) == 10 and per_node[1] > 0 and [r["requests"] for r in reps] == per_node)
+PY
+)" = True
 
 # --- a local replica that FAILED: requests go to the other node's ------------
 # The model exists only in node 0's scratch directory, so node 1's replica
