@@ -23,6 +23,9 @@ struct Access;
 /// Per-request choices.
 struct InferOptions {
   Transport transport = Transport::automatic;
+  /// The model version to run; 0 (the default): the one the service's
+  /// policy serves. A version that is not loaded is an error.
+  int version = 0;
 };
 
 /// A request in flight, from Client::infer_async.
@@ -36,11 +39,20 @@ class InferHandle {
   TensorList wait();
   /// False for a default-constructed handle.
   bool valid() const noexcept { return pending_ != nullptr; }
+  /// The model version that computed the reply; 0 before it arrived or
+  /// when it failed.
+  int model_version() const noexcept;
 
  private:
   friend class Client;
   std::shared_ptr<detail::ClientImpl> client_;
   std::shared_ptr<detail::PendingInfer> pending_;
+};
+
+/// A reply with the model version that computed it.
+struct InferResult {
+  TensorList outputs;
+  int model_version = 0;
 };
 
 /// A JSON call in flight, from Client::call_async.
@@ -80,11 +92,29 @@ class Client {
                    const InferOptions& options = {});
   /// For services with one input and one output: the output alone.
   Tensor infer(const std::string& service, const Tensor& input);
+  /// As infer(), with the model version that computed the outputs.
+  InferResult infer_versioned(const std::string& service, const TensorList& inputs,
+                              const InferOptions& options = {});
   /// Sends the request and returns at once; the inputs are copied, so they
   /// may change or go away after this returns.
   /// @throws tandem::request_error if the request cannot be sent.
   InferHandle infer_async(const std::string& service, const TensorList& inputs,
                           const InferOptions& options = {});
+
+  /// Loads the TorchScript file @p path as model version @p version of
+  /// @p service on every replica (each rank of a multi-rank replica loads
+  /// it; the replicas go on serving meanwhile) and returns once all have
+  /// it, with the version the service now serves: @p version under the
+  /// "latest" policy when it is the newest, the pinned one otherwise.
+  /// A relative @p path is taken from this process's working directory.
+  /// @throws tandem::request_error naming each replica that could not load
+  /// it and why (missing or corrupt file, wrong signature); those replicas
+  /// go on serving the version they had.
+  int load_model(const std::string& service, const std::string& path, int version);
+  /// Drops model version @p version from every replica of @p service and
+  /// returns the version served now. @throws tandem::request_error for a
+  /// version that is not loaded, the pinned one, or the only one loaded.
+  int unload_model(const std::string& service, int version);
 
   /// For OpenAI-style services (`protocol = "openai"`): POSTs @p json_body
   /// to @p path of the endpoint and returns its JSON answer. Blocks.

@@ -24,6 +24,7 @@ struct QueuedRequest {
   std::uint32_t client_pid = 0;
   int slot = -1;  // came on the direct path (transport/direct_layout.hpp): the task's slot
   std::uint32_t slot_generation = 0;
+  int version = 0;  // the model version asked for; 0: the one the replica serves
   std::chrono::steady_clock::time_point received;
 };
 

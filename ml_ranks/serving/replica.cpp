@@ -15,9 +15,11 @@
 #include <numeric>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <boost/mpi/collectives.hpp>
 #include <boost/mpi/communicator.hpp>
+#include <nlohmann/json.hpp>
 
 #include "base/backoff.hpp"
 #include "base/mpi_check.hpp"
@@ -27,6 +29,7 @@
 #include "job/roles.hpp"
 #include "ml_ranks/backends/backend.hpp"
 #include "ml_ranks/serving/batching.hpp"
+#include "ml_ranks/serving/leader.hpp"
 #include "ml_ranks/serving/make_backend.hpp"
 #include "ml_ranks/serving/recorder.hpp"
 #include "protocol/service_messages.hpp"
@@ -42,17 +45,6 @@ namespace mpi = boost::mpi;
 
 namespace tandem::detail {
 
-namespace {
-
-using clock = std::chrono::steady_clock;
-
-// steady_clock is CLOCK_MONOTONIC, the trace's clock: the leader's own
-// time stamps go into the trace without reading the clock again.
-std::int64_t ns(clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-}
-
-// Receives one message that MPI_Improbe matched into a pooled buffer.
 wire::Encoded receive_matched(MPI_Message& msg, MPI_Status& status) {
   int n = 0;
   MPI_Get_count(&status, MPI_BYTE, &n);
@@ -63,81 +55,41 @@ wire::Encoded receive_matched(MPI_Message& msg, MPI_Status& status) {
   return in;
 }
 
-// Whom a reply goes to: a rank over MPI, or a task's slot on the direct
-// path (then rank is the task's worker, for the trace and the black box).
-struct Origin {
-  int rank = -1;
-  int slot = -1;  // -1: MPI
-  std::uint32_t generation = 0;
-  std::uint32_t pid = 0;
-};
+namespace {
 
-Origin origin_of(const QueuedRequest& r) {
-  return {r.client, r.slot, r.slot_generation, r.client_pid};
+using clock = std::chrono::steady_clock;
+
+// steady_clock is CLOCK_MONOTONIC, the trace's clock: the leader's own
+// time stamps go into the trace without reading the clock again.
+std::int64_t ns(clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
-class Leader {
- public:
-  Leader(const Job& job, std::unique_ptr<Backend> backend)
-      : job_(job),
-        me_(job.me()),
-        spec_(job.wf.services[me_.service]),
-        backend_(std::move(backend)),
-        control_(job.control, mpi::comm_attach) {
-    MPI_Comm_size(job.replica, &replica_size_);
-    if (spec_.record && backend_) {
-      recorder_ = std::make_unique<Recorder>(
-          fmt::format("{}/services/{}/replica-{}.h5", job.run_dir, spec_.name, me_.replica));
-    }
+}  // namespace
+
+Leader::Leader(const Job& job, VersionSet versions, std::string failure)
+    : job_(job),
+      me_(job.me()),
+      spec_(job.wf.services[me_.service]),
+      versions_(std::move(versions)),
+      failure_(std::move(failure)),
+      control_(job.control, mpi::comm_attach),
+      ready_at_(clock::now()) {
+  MPI_Comm_size(job.replica, &replica_size_);
+  if (spec_.record && failure_.empty()) {
+    recorder_ = std::make_unique<Recorder>(
+        fmt::format("{}/services/{}/replica-{}.h5", job.run_dir, spec_.name, me_.replica));
   }
-
-  void serve(const ReplicaReport& report);
-
- private:
-  static constexpr unsigned kHousekeepingEvery = 16;  // turns of serve()'s loop
-  // Receives requests into queue_. With @p drain false it returns after
-  // the first: probing again finds nothing when one client waits on one
-  // request, and an empty probe costs a sched_yield when Open MPI yields.
-  void receive_requests(bool drain);
-  // Checks a request and queues it, or answers it with an error.
-  void admit(const Origin& from, const wire::Encoded& in);
-  // The direct path: executable tasks on this node write their requests
-  // into our endpoint's rings (pilot mode only).
-  void open_direct_path();
-  void take_direct();
-  void close_direct_path();
-  void check_stop();
-  void check_backend();
-  void run_batch(std::vector<QueuedRequest>& batch);
-  bool forward_queued();
-  void forward_call(const Origin& client, std::uint64_t id, const std::string& text);
-  TensorList compute(const TensorList& inputs, std::int64_t rows);
-  void reply(const QueuedRequest& r, const TensorList& outputs);
-  void reply_error(const Origin& client, std::uint64_t id, const std::string& why);
-  void send(const Origin& client, Outgoing message);
-  void send_live_stats();
-
-  const Job& job_;
-  const RankPlacement& me_;  // job_.me()
-  const ServiceSpec& spec_;
-  std::unique_ptr<Backend> backend_;  // null when the replica FAILED
-  std::string failure_;
-  mpi::communicator control_;
-  int replica_size_ = 1;
-  std::deque<QueuedRequest> queue_;
-  SendQueue<Outgoing> sends_;  // a reply's shm segment in it is the client's to hand back
-  bool draining_ = false;
-  ReplicaReport stats_;
-  std::map<int, long long> batch_sizes_;
-  std::uint64_t batch_counter_ = 0;
-  std::int64_t traced_batches_ = 0;  // batch ids in the trace
-  LiveStats live_;                   // what the coordinator shows while the run goes on
-  LiveStats live_in_flight_;         // the copy being sent
-  MPI_Request live_send_ = MPI_REQUEST_NULL;
-  std::int64_t live_sent_changes_ = -1;
-  std::unique_ptr<Recorder> recorder_;
-  std::unique_ptr<direct::Endpoint> direct_;
-};
+  for (const int v : versions_.held()) {
+    const LoadedVersion* loaded = versions_.find(v);
+    VersionStat& stat = version_stats_[v];
+    stat.version = v;
+    stat.path = loaded->path;
+    stat.load_s = loaded->load_s;
+    version_order_.push_back(v);
+  }
+  note_served();
+}
 
 void Leader::send(const Origin& client, Outgoing message) {
   if (client.slot >= 0) {
@@ -153,7 +105,7 @@ void Leader::open_direct_path() {
   if (job_.mode != Mode::pilot) return;  // no executable tasks to use it
   try {
     direct_ = std::make_unique<direct::Endpoint>(me_.service, me_.replica);
-    if (!backend_) direct_->set_state(direct::kDraining);
+    if (!failure_.empty()) direct_->set_state(direct::kDraining);
   } catch (const std::exception& e) {
     spdlog::warn(
         "service '{}' replica {}: no direct path for executable tasks ({}); they go "
@@ -187,7 +139,7 @@ void Leader::close_direct_path() {
 // Replies travel as their requests did: in our shared memory for a client on
 // this node (when large enough), in an HDF5 file when the request came in
 // one, else inline.
-void Leader::reply(const QueuedRequest& r, const TensorList& outputs) {
+void Leader::reply(const QueuedRequest& r, const TensorList& outputs, int version) {
   const std::size_t bytes = total_bytes(outputs);
   Transport t = Transport::inline_mpi;
   if (r.slot >= 0) {
@@ -205,14 +157,19 @@ void Leader::reply(const QueuedRequest& r, const TensorList& outputs) {
                                            spec_.name, me_.replica, r.client, r.id)
                              : std::string();
   try {
-    send(origin_of(r), stage(wire::kReplyOk, r.id, me_.service, outputs, {}, t, h5,
-                             r.slot >= 0 ? wire::kReplyShmOk : 0, r.client_pid));
+    Outgoing o = stage(wire::kReplyOk, r.id, me_.service, outputs, {}, t, h5,
+                       r.slot >= 0 ? wire::kReplyShmOk : 0, r.client_pid);
+    wire::set_model_version(o.message, version);
+    send(origin_of(r), std::move(o));
+    VersionStat& stat = version_stats_[version];
+    ++stat.requests;
+    stat.rows += r.rows;
     const auto now = clock::now();
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - r.received).count();
     live_.latency_sum_us += us;
     ++live_.latency[LiveStats::latency_bucket(us)];
-    trace::record_at(ns(now), trace::kRequestReply, static_cast<std::int64_t>(r.id), 1, r.client,
-                     static_cast<std::int16_t>(me_.service));
+    trace::record_at(ns(now), trace::kRequestReply, static_cast<std::int64_t>(r.id), version,
+                     r.client, static_cast<std::int16_t>(me_.service));
   } catch (const std::exception& e) {
     reply_error(origin_of(r), r.id, fmt::format("cannot send the outputs: {}", e.what()));
   }
@@ -228,7 +185,7 @@ void Leader::send_live_stats() {
     if (!done) return;
   }
   const std::int64_t changes =
-      stats_.requests + stats_.errors + live_.latency_sum_us +
+      stats_.requests + stats_.errors + live_.latency_sum_us + versions_.served() +
       std::accumulate(std::begin(live_.latency), std::end(live_.latency), std::int64_t{0});
   if (changes == live_sent_changes_) return;
   live_.service = me_.service;
@@ -237,6 +194,7 @@ void Leader::send_live_stats() {
   live_.errors = stats_.errors;
   live_.batches = stats_.batches;
   live_.rows = stats_.rows;
+  live_.model_version = versions_.served();
   live_in_flight_ = live_;
   live_sent_changes_ = changes;
   TANDEM_MPI_CHECK(MPI_Isend(&live_in_flight_, sizeof(LiveStats) / sizeof(std::int64_t),
@@ -268,10 +226,15 @@ void Leader::receive_requests(bool drain) {
 }
 
 void Leader::admit(const Origin& from, const wire::Encoded& in) {
-  ++stats_.requests;
   wire::Decoded d;
   std::string why;
-  if (!wire::decode(in.buffer, in.size, d, why)) {
+  const bool readable = wire::decode(in.buffer, in.size, d, why);
+  if (readable && (d.header.kind == wire::kLoadModel || d.header.kind == wire::kUnloadModel)) {
+    admit_model_op(from, d);  // not a request: not counted as one
+    return;
+  }
+  ++stats_.requests;
+  if (!readable) {
     ++stats_.errors;
     if (from.slot >= 0) {
       // A task on the direct path hears of it, as it would from the proxy.
@@ -288,7 +251,7 @@ void Leader::admit(const Origin& from, const wire::Encoded& in) {
   trace::record_at(
       ns(arrived), trace::kRequestQueue, static_cast<std::int64_t>(d.header.request_id),
       static_cast<std::int64_t>(in.size), client, static_cast<std::int16_t>(me_.service));
-  if (!backend_) {
+  if (!failure_.empty()) {
     reply_error(from, d.header.request_id, "the replica FAILED: " + failure_);
     return;
   }
@@ -325,18 +288,34 @@ void Leader::admit(const Origin& from, const wire::Encoded& in) {
     reply_error(from, r.id, why);
     return;
   }
+  // A request for a version of its own: that version, which must be held;
+  // it batches only with requests for the same version.
+  if (d.header.model_version > 0) {
+    r.version = d.header.model_version;
+    if (!versions_.holds(r.version)) {
+      reply_error(from, r.id,
+                  fmt::format("model version {} is not loaded (this replica holds {})", r.version,
+                              fmt::join(versions_.held(), ", ")));
+      return;
+    }
+    r.key ^= static_cast<std::uint64_t>(r.version) * 0x9E3779B97F4A7C15ULL;
+  }
   queue_.push_back(std::move(r));
 }
 
 // Lets the backend check its health; one that can no longer serve makes
 // the replica FAILED, and from then on every request gets that reason.
 void Leader::check_backend() {
-  if (!backend_) return;
-  backend_->tick();
-  std::string why = backend_->failure();
+  Backend* backend = failure_.empty() ? versions_.served_backend() : nullptr;
+  if (!backend) return;
+  backend->tick();
+  std::string why = backend->failure();
   if (why.empty()) return;
+  fail(why);
+}
+
+void Leader::fail(const std::string& why) {
   failure_ = why;
-  backend_.reset();
   ReplicaReport failed;
   failed.service = me_.service;
   failed.replica = me_.replica;
@@ -361,7 +340,8 @@ void Leader::check_stop() {
     ReplicaReport draining;
     draining.service = me_.service;
     draining.replica = me_.replica;
-    draining.state = static_cast<int>(backend_ ? ServiceState::DRAINING : ServiceState::FAILED);
+    draining.state =
+        static_cast<int>(failure_.empty() ? ServiceState::DRAINING : ServiceState::FAILED);
     draining.reason = failure_;
     control_.send(Job::kCoordinator, tags::kReplicaReport, draining);
   }
@@ -369,8 +349,13 @@ void Leader::check_stop() {
 
 // Runs @p inputs (rows along dimension 0) over the replica's ranks: each
 // rank gets an equal share of the rows, the leader the first one.
-TensorList Leader::compute(const TensorList& inputs, std::int64_t rows) {
-  if (replica_size_ == 1 || rows < 2) return backend_->infer(inputs);
+TensorList Leader::compute(const TensorList& inputs, std::int64_t rows, int version) {
+  Backend* backend = versions_.backend(version);
+  if (!backend) {
+    throw error(fmt::format("model version {} is not loaded (this replica holds {})", version,
+                            fmt::join(versions_.held(), ", ")));
+  }
+  if (replica_size_ == 1 || rows < 2) return backend->infer(inputs);
   const std::int64_t share = (rows + replica_size_ - 1) / replica_size_;
   const std::uint64_t batch_id = ++batch_counter_;
   std::vector<int> helpers;
@@ -382,6 +367,7 @@ TensorList Leader::compute(const TensorList& inputs, std::int64_t rows) {
     const std::int64_t n = std::min(share, rows - first);
     outgoing.push_back(
         wire::encode(wire::kRequest, batch_id, me_.service, slice_rows(inputs, first, n)));
+    wire::set_model_version(outgoing.back(), version);  // every rank runs the same version
     requests.emplace_back();
     TANDEM_MPI_CHECK(MPI_Isend(outgoing.back().buffer.get(), static_cast<int>(outgoing.back().size),
                                MPI_BYTE, m, tags::kReplicaWork, job_.replica, &requests.back()));
@@ -390,7 +376,7 @@ TensorList Leader::compute(const TensorList& inputs, std::int64_t rows) {
   std::string failure;
   TensorList mine;
   try {
-    mine = backend_->infer(slice_rows(inputs, 0, std::min(share, rows)));
+    mine = backend->infer(slice_rows(inputs, 0, std::min(share, rows)));
   } catch (const std::exception& e) {
     failure = e.what();
   }
@@ -445,13 +431,16 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
     }
   }
   rank_record::set_batch(clients, pids, nclients);
+  // The version is chosen once per batch: a switch happens between two
+  // batches, never within one.
+  const int version = batch.front().version > 0 ? batch.front().version : versions_.served();
   const auto t0 = clock::now();
   TensorList outputs;
   TensorList inputs;
   std::string failure;
   try {
     inputs = concatenate(batch);
-    outputs = compute(inputs, rows);
+    outputs = compute(inputs, rows, version);
     if (batch.size() > 1) {
       for (const auto& o : outputs) {
         if (o.tensor.shape().empty() || o.tensor.shape()[0] != rows) {
@@ -467,6 +456,7 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
   }
   rank_record::set_batch(nullptr, nullptr, 0);
   const auto t1 = clock::now();
+
   stats_.compute_s += std::chrono::duration<double>(t1 - t0).count();
   trace::record_at(ns(t0), trace::kBatchCompute, batch_id, ns(t1) - ns(t0),
                    static_cast<std::int32_t>(rows), static_cast<std::int16_t>(me_.service));
@@ -488,12 +478,12 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
   }
   if (recorder_) recorder_->submit(inputs, outputs);
   if (batch.size() == 1) {
-    reply(batch[0], outputs);
+    reply(batch[0], outputs, version);
     return;
   }
   std::int64_t first = 0;
   for (const auto& r : batch) {
-    reply(r, slice_rows(outputs, first, r.rows));
+    reply(r, slice_rows(outputs, first, r.rows), version);
     first += r.rows;
   }
 }
@@ -501,7 +491,8 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
 // A JSON call goes straight to the backend (OpenAI-style endpoints); the
 // answer's text travels back in the reply.
 void Leader::forward_call(const Origin& client, std::uint64_t id, const std::string& text) {
-  if (!backend_->takes_calls()) {
+  Backend* backend = versions_.served_backend();
+  if (!backend || !backend->takes_calls()) {
     reply_error(client, id, "this service takes tensors through infer(), not JSON calls");
     return;
   }
@@ -510,7 +501,7 @@ void Leader::forward_call(const Origin& client, std::uint64_t id, const std::str
   const std::string body = newline == std::string::npos ? std::string() : text.substr(newline + 1);
   ++stats_.batches;
   ++stats_.rows;
-  backend_->call(path, body, [this, client, id](std::string&& answer, const std::string& error) {
+  backend->call(path, body, [this, client, id](std::string&& answer, const std::string& error) {
     if (!error.empty()) {
       reply_error(client, id, error);
       return;
@@ -543,16 +534,18 @@ bool Leader::forward_queued() {
     meta.client_pid = r.client_pid;
     meta.slot = r.slot;
     meta.slot_generation = r.slot_generation;
-    backend_->submit(r.inputs, [this, meta](TensorList&& outputs, const std::string& error) {
-      if (error.empty()) {
-        reply(meta, outputs);
-      } else {
-        reply_error(origin_of(meta), meta.id, error);
-      }
-    });
+    const int version = versions_.served();
+    versions_.served_backend()->submit(
+        r.inputs, [this, meta, version](TensorList&& outputs, const std::string& error) {
+          if (error.empty()) {
+            reply(meta, outputs, version);
+          } else {
+            reply_error(origin_of(meta), meta.id, error);
+          }
+        });
     worked = true;
   }
-  if (backend_->progress(worked ? 0 : 1) > 0) worked = true;
+  if (versions_.served_backend()->progress(worked ? 0 : 1) > 0) worked = true;
   sends_.progress();
   return worked;
 }
@@ -571,6 +564,7 @@ void Leader::serve(const ReplicaReport& report) {
     receive_requests(/*drain=*/false);
     if (direct_ && direct_->rang()) take_direct();
     check_backend();
+    if (loading_ || !ops_.empty()) step_lifecycle();
     // The coordinator's messages and the clocks every few turns: each
     // probe of the control channel that finds nothing costs a yield, and
     // a stop or the once-a-second counters can wait a few turns.
@@ -591,14 +585,22 @@ void Leader::serve(const ReplicaReport& report) {
         next_direct_sweep = now + std::chrono::milliseconds(100);
       }
       check_stop();
+      if (!spec_.model_dir.empty() && failure_.empty() && now > next_dir_poll_) {
+        watch_model_dir();
+        next_dir_poll_ = now + std::chrono::duration_cast<clock::duration>(
+                                   std::chrono::duration<double>(spec_.poll_interval_s));
+      }
     }
     sends_.progress();
     if (direct_ && direct_->holding()) direct_->flush();
     bool worked = false;
-    if (backend_ && backend_->asynchronous()) {
+    Backend* served = failure_.empty() ? versions_.served_backend() : nullptr;
+    if (served && served->asynchronous()) {
       worked = forward_queued();
     } else {
-      while (batch_due(queue_, spec_.max_batch, spec_.max_delay_us, draining_, clock::now())) {
+      // Nothing served (swap = "pause" between two versions): requests wait.
+      while (serving() &&
+             batch_due(queue_, spec_.max_batch, spec_.max_delay_us, draining_, clock::now())) {
         std::vector<QueuedRequest> batch = take_batch(queue_, spec_.max_batch);
         run_batch(batch);
         sends_.progress();
@@ -608,8 +610,10 @@ void Leader::serve(const ReplicaReport& report) {
         if (direct_ && direct_->rang()) take_direct();
       }
     }
-    if (draining_ && queue_.empty() && (!backend_ || backend_->pending() == 0)) break;
-    if (backend_ && backend_->pending() > 0) continue;  // progress() waited on the network
+    // A replica that FAILED has answered everything queued; one paused for
+    // a swap serves what is queued once the new version is in.
+    if (draining_ && queue_.empty() && (!served || served->pending() == 0)) break;
+    if (served && served->pending() > 0) continue;  // progress() waited on the network
     if (worked) {
       backoff.reset();
     } else if (direct_) {
@@ -620,6 +624,12 @@ void Leader::serve(const ReplicaReport& report) {
     }
   }
   close_direct_path();
+  if (loading_) {
+    answer_op(loading_->op, "the replica stopped before the load finished");
+    loading_.reset();  // waits for the loading thread
+  }
+  for (const ModelOp& op : ops_) answer_op(op, "the replica stopped before it took the operation");
+  ops_.clear();
   // Everything queued is answered; make sure the answers have left.
   sends_.wait_all(job_.wf.job.backoff);
   // The last counters go before the final report, so that the
@@ -634,11 +644,13 @@ void Leader::serve(const ReplicaReport& report) {
   }
   stats_.service = me_.service;
   stats_.replica = me_.replica;
-  stats_.state = static_cast<int>(backend_ ? ServiceState::STOPPED : ServiceState::FAILED);
+  stats_.state = static_cast<int>(failure_.empty() ? ServiceState::STOPPED : ServiceState::FAILED);
   stats_.final = true;
   stats_.load_s = report.load_s;
   stats_.reason = failure_;
   stats_.batch_sizes.assign(batch_sizes_.begin(), batch_sizes_.end());
+  if (const int v = versions_.served(); v > 0) version_stats_[v].served_until_s = since_ready();
+  for (const int v : version_order_) stats_.versions.push_back(version_stats_[v]);
   if (recorder_) {
     const RecorderStats r = recorder_->finish();
     stats_.recording_file = r.file;
@@ -650,10 +662,24 @@ void Leader::serve(const ReplicaReport& report) {
   control_.send(Job::kCoordinator, tags::kReplicaReport, stats_);
 }
 
-// A rank of a multi-rank replica other than the leader.
-void serve_as_member(const Job& job, Backend* backend) {
+namespace {
+
+// A rank of a multi-rank replica other than the leader: runs its share of
+// each batch with the version the leader names, and loads and drops
+// versions when the leader says (a load on a thread of its own, reported
+// on kReplicaLoaded when done).
+void serve_as_member(const Job& job, VersionSet& versions, const BackendContext& context) {
+  const ServiceSpec& spec = job.wf.services[job.me().service];
   Backoff backoff(job.wf.job.backoff);
+  std::unique_ptr<BackgroundLoad> loading;
   for (;;) {
+    if (loading && loading->done()) {
+      LoadOutcome outcome = loading->take();
+      loading.reset();
+      if (outcome.loaded.backend) versions.add(std::move(outcome.loaded));
+      TANDEM_MPI_CHECK(MPI_Send(outcome.error.data(), static_cast<int>(outcome.error.size()),
+                                MPI_CHAR, 0, tags::kReplicaLoaded, job.replica));
+    }
     int flag = 0;
     MPI_Message msg;
     MPI_Status status;
@@ -671,19 +697,45 @@ void serve_as_member(const Job& job, Backend* backend) {
       out = wire::encode(wire::kReplyError, 0, -1, {}, why);
     } else if (d.header.kind == wire::kStopMember) {
       return;
-    } else if (!backend) {
-      out = wire::encode(wire::kReplyError, d.header.request_id, -1, {}, "no model loaded");
-    } else {
+    } else if (d.header.kind == wire::kLoadModel) {
+      const auto j = nlohmann::json::parse(d.text);
+      loading = std::make_unique<BackgroundLoad>(spec, context, j.at("version").get<int>(),
+                                                 j.at("path").get<std::string>(), false);
+      continue;
+    } else if (d.header.kind == wire::kUnloadModel) {
+      versions.remove(nlohmann::json::parse(d.text).at("version").get<int>());
+      continue;
+    } else if (Backend* backend = versions.backend(d.header.model_version)) {
       try {
         out = wire::encode(wire::kReplyOk, d.header.request_id, d.header.service,
                            backend->infer(d.tensors));
       } catch (const std::exception& e) {
         out = wire::encode(wire::kReplyError, d.header.request_id, d.header.service, {}, e.what());
       }
+    } else {
+      out = wire::encode(
+          wire::kReplyError, d.header.request_id, -1, {},
+          fmt::format("model version {} is not loaded on this rank", d.header.model_version));
     }
     TANDEM_MPI_CHECK(MPI_Send(out.buffer.get(), static_cast<int>(out.size), MPI_BYTE, 0,
                               tags::kReplicaResult, job.replica));
   }
+}
+
+// The version a replica starts with and its file: `model` as
+// `model_version`, or the policy's choice in `model_dir`.
+std::pair<int, std::string> first_version(const ServiceSpec& spec) {
+  if (spec.model_dir.empty()) return {spec.model_version, spec.model};
+  const std::vector<DirVersion> found = list_model_dir(spec.model_dir);
+  for (auto it = found.rbegin(); it != found.rend(); ++it) {
+    if (spec.pinned_version == 0 || it->version == spec.pinned_version) {
+      return {it->version, it->path};
+    }
+  }
+  throw error(fmt::format(
+      "service '{}': model_dir '{}' has no {} (a version is <dir>/<N>/model.pt)", spec.name,
+      spec.model_dir,
+      spec.pinned_version ? fmt::format("version {}", spec.pinned_version) : "version"));
 }
 
 }  // namespace
@@ -691,34 +743,45 @@ void serve_as_member(const Job& job, Backend* backend) {
 void run_replica(const Job& job) {
   const RankPlacement& me = job.me();
   const ServiceSpec& spec = job.wf.services[me.service];
+  const BackendContext context{job.run_dir, me.replica, me.replica_rank, me.service};
   // Every rank of the replica loads its own copy of the model, all replicas
   // at once; the leader reports how long the slowest rank took.
   const auto t0 = clock::now();
-  std::unique_ptr<Backend> backend;
+  VersionSet versions(spec.pinned_version);
   std::string why;
   try {
-    backend =
-        make_backend(spec, BackendContext{job.run_dir, me.replica, me.replica_rank, me.service});
+    auto [version, path] = first_version(spec);
+    LoadedVersion v;
+    v.version = version;
+    v.path = path;
+    v.from_dir = !spec.model_dir.empty();
+    v.spec = std::make_unique<ServiceSpec>(spec);
+    if (!path.empty()) v.spec->model = path;
+    v.backend = make_backend(*v.spec, context);
+    v.load_s = std::chrono::duration<double>(clock::now() - t0).count();
+    versions.add(std::move(v));
   } catch (const std::exception& e) {
     why = e.what();
   }
   double load_s = std::chrono::duration<double>(clock::now() - t0).count();
-  if (backend) trace::record(trace::kPhase, trace::kPhaseModelLoaded, me.service, me.replica);
+  if (!versions.empty())
+    trace::record(trace::kPhase, trace::kPhaseModelLoaded, me.service, me.replica);
   mpi::communicator replica(job.replica, mpi::comm_attach);
   std::vector<std::string> reasons;
   mpi::gather(replica, why, reasons, 0);
   const double slowest = mpi::all_reduce(replica, load_s, mpi::maximum<double>());
-  const int ok = mpi::all_reduce(replica, backend ? 1 : 0, mpi::minimum<int>());
-  if (!ok) backend.reset();
+  const int ok = mpi::all_reduce(replica, versions.empty() ? 0 : 1, mpi::minimum<int>());
+  if (!ok) versions = VersionSet(spec.pinned_version);
 
   if (me.replica_rank != 0) {
-    serve_as_member(job, backend.get());
+    serve_as_member(job, versions, context);
     return;
   }
   ReplicaReport report;
   report.service = me.service;
   report.replica = me.replica;
   report.load_s = slowest;
+  std::string failure;
   if (ok) {
     report.state = static_cast<int>(ServiceState::READY);
     spdlog::info("service '{}' replica {} READY: {} loaded in {:.3f} s", spec.name, me.replica,
@@ -731,9 +794,10 @@ void run_replica(const Job& job) {
         break;
       }
     }
+    failure = report.reason;
     spdlog::error("service '{}' replica {} FAILED: {}", spec.name, me.replica, report.reason);
   }
-  Leader leader(job, std::move(backend));
+  Leader leader(job, std::move(versions), failure);
   leader.serve(report);
 }
 

@@ -9,10 +9,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <boost/mpi/communicator.hpp>
+#include <nlohmann/json.hpp>
 
 #include "base/backoff.hpp"
 #include "base/mpi_check.hpp"
@@ -99,6 +102,7 @@ bool ClientImpl::receive_replies(const PendingInfer* until) {
     }
     PendingInfer& p = *it->second;
     p.done = true;
+    p.model_version = d.header.model_version;
     // The reply proves the request arrived and was used, so its send is
     // complete and its staged inputs can be handed back.
     if (p.send != MPI_REQUEST_NULL) MPI_Wait(&p.send, MPI_STATUS_IGNORE);
@@ -125,8 +129,8 @@ bool ClientImpl::receive_replies(const PendingInfer* until) {
     } else {
       p.error = d.text.empty() ? "the service answered with an error" : d.text;
     }
-    trace::record(trace::kReplyReceive, static_cast<std::int64_t>(p.id), p.error.empty() ? 1 : 0,
-                  p.service);
+    trace::record(trace::kReplyReceive, static_cast<std::int64_t>(p.id),
+                  p.error.empty() ? std::max(p.model_version, 1) : 0, p.service);
     --outstanding_[p.replica];
     pending_.erase(it);
   }
@@ -270,7 +274,8 @@ Transport ClientImpl::choose_transport(int service, int replica, std::size_t byt
 
 std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& given,
                                                std::optional<Transport> asked,
-                                               const std::vector<wire::Staged>* staged) {
+                                               const std::vector<wire::Staged>* staged,
+                                               int version) {
   const std::int64_t t_called = trace::g_enabled ? trace::clock_ns() : 0;
   refresh_routing();  // replies are drained by whoever waits for them
   const std::string& name = wf_.services[service].name;
@@ -329,6 +334,7 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& gi
   } catch (const tandem::error& e) {
     throw request_error(name, fmt::format("service '{}': {}", name, e.what()));
   }
+  if (version != 0) wire::set_model_version(p->outgoing.message, version);
   const int leader = plan_.replicas[replica].ranks[0];
   const wire::Encoded& m = p->outgoing.message;
   TANDEM_MPI_CHECK(MPI_Isend(m.buffer.get(), static_cast<int>(m.size), MPI_BYTE, leader,
@@ -359,6 +365,64 @@ std::shared_ptr<PendingInfer> ClientImpl::send_call(int service, const std::stri
   ++outstanding_[replica];
   pending_.emplace(p->id, p);
   return p;
+}
+
+std::shared_ptr<PendingModelOp> ClientImpl::send_model_op(wire::Kind kind, int service,
+                                                          const std::string& path, int version) {
+  refresh_routing();
+  const std::string& name = wf_.services[service].name;
+  auto op = std::make_shared<PendingModelOp>();
+  op->service = service;
+  op->version = version;
+  op->what = kind == wire::kLoadModel ? "load_model" : "unload_model";
+  nlohmann::json text = {{"version", version}};
+  if (kind == wire::kLoadModel) text["path"] = path;
+  const std::string body = text.dump();
+  const auto replicas = plan_.replicas_of(service);
+  for (std::size_t r = 0; r < replicas.size(); ++r) {
+    // A replica that is still loading takes the operation once it serves.
+    const auto st = static_cast<ServiceState>(table_.states[service][r]);
+    if (st != ServiceState::READY && st != ServiceState::STARTING) {
+      const std::string& reason = table_.reasons[service][r];
+      op->refused.push_back(fmt::format("service '{}' (replica {}): {} is {}{}", name, r, op->what,
+                                        name_of(st), reason.empty() ? "" : ": " + reason));
+      continue;
+    }
+    auto p = std::make_shared<PendingInfer>();
+    p->id = next_id_++;
+    p->service = service;
+    p->replica = static_cast<int>(replicas[r] - plan_.replicas.data());
+    p->outgoing.message = wire::encode(kind, p->id, service, {}, body);
+    const wire::Encoded& m = p->outgoing.message;
+    TANDEM_MPI_CHECK(MPI_Isend(m.buffer.get(), static_cast<int>(m.size), MPI_BYTE,
+                               replicas[r]->ranks[0], tags::kRequest, job_.data, &p->send));
+    ++outstanding_[p->replica];
+    pending_.emplace(p->id, p);
+    op->replies.push_back(std::move(p));
+  }
+  return op;
+}
+
+bool PendingModelOp::done() const {
+  return std::all_of(replies.begin(), replies.end(),
+                     [](const std::shared_ptr<PendingInfer>& p) { return p->done; });
+}
+
+int PendingModelOp::result(std::string& error, const std::string& service_name) const {
+  std::vector<std::string> errors = refused;
+  int serving = 0;
+  for (const auto& p : replies) {
+    if (!p->error.empty()) {
+      errors.push_back(p->error);
+    } else if (serving == 0 || p->model_version < serving) {
+      serving = p->model_version;  // replicas agree unless one failed; say the oldest
+    }
+  }
+  if (replies.empty() && refused.empty()) {
+    errors.push_back(fmt::format("service '{}' has no replicas", service_name));
+  }
+  error = errors.empty() ? std::string() : fmt::format("{}", fmt::join(errors, "; "));
+  return serving;
 }
 
 void ClientImpl::wait(PendingInfer& p) {
@@ -416,6 +480,15 @@ Tensor Client::infer(const std::string& service, const Tensor& input) {
   return out[0].tensor;
 }
 
+InferResult Client::infer_versioned(const std::string& service, const TensorList& inputs,
+                                    const InferOptions& options) {
+  InferHandle h = infer_async(service, inputs, options);
+  InferResult r;
+  r.outputs = h.wait();
+  r.model_version = h.model_version();
+  return r;
+}
+
 InferHandle Client::infer_async(const std::string& service, const TensorList& inputs,
                                 const InferOptions& options) {
   const int s = impl_->service_index(service);
@@ -423,8 +496,43 @@ InferHandle Client::infer_async(const std::string& service, const TensorList& in
   h.client_ = impl_;
   std::optional<Transport> t;
   if (options.transport != Transport::automatic) t = options.transport;
-  h.pending_ = impl_->send(s, inputs, t);
+  if (options.version < 0) {
+    throw request_error(service, fmt::format("service '{}': model version {} is not a version "
+                                             "(0: the one served; N >= 1: version N)",
+                                             service, options.version));
+  }
+  h.pending_ = impl_->send(s, inputs, t, nullptr, options.version);
   return h;
+}
+
+namespace {
+
+int run_model_op(ClientImpl& impl, detail::wire::Kind kind, const std::string& service,
+                 const std::string& path, int version) {
+  const int s = impl.service_index(service);
+  if (version < 1) {
+    throw request_error(service, fmt::format("service '{}': model versions are numbers >= 1, "
+                                             "not {}",
+                                             service, version));
+  }
+  auto op = impl.send_model_op(kind, s, path, version);
+  for (const auto& p : op->replies) impl.wait(*p);
+  std::string error;
+  const int serving = op->result(error, service);
+  if (!error.empty()) throw request_error(service, error);
+  return serving;
+}
+
+}  // namespace
+
+int Client::load_model(const std::string& service, const std::string& path, int version) {
+  std::error_code ec;
+  const std::string absolute = std::filesystem::absolute(path, ec).string();
+  return run_model_op(*impl_, detail::wire::kLoadModel, service, ec ? path : absolute, version);
+}
+
+int Client::unload_model(const std::string& service, int version) {
+  return run_model_op(*impl_, detail::wire::kUnloadModel, service, {}, version);
 }
 
 std::string Client::call(const std::string& service, const std::string& json_body,
@@ -453,6 +561,10 @@ std::string CallHandle::wait() {
     throw request_error(client_->workflow().services[pending_->service].name, pending_->error);
   }
   return pending_->answer;
+}
+
+int InferHandle::model_version() const noexcept {
+  return pending_ && pending_->done && pending_->error.empty() ? pending_->model_version : 0;
 }
 
 bool InferHandle::test() {

@@ -37,6 +37,21 @@ struct PendingInfer {
   // (staged_outputs) instead of a copy, and not handed back when dropped.
   bool pass_through = false;
   std::vector<wire::Staged> staged_outputs;
+  int model_version = 0;  // the version that computed the reply (0: none)
+};
+
+/// load_model or unload_model: one message to each replica of the service,
+/// done when all have answered.
+struct PendingModelOp {
+  int service = 0;
+  int version = 0;
+  std::string what;  // "load_model" or "unload_model"
+  std::vector<std::shared_ptr<PendingInfer>> replies;
+  std::vector<std::string> refused;  // replicas not asked: FAILED, DRAINING, STOPPED
+  bool done() const;
+  /// The version the service serves now, or an error naming each replica
+  /// that failed and why (empty when all did it).
+  int result(std::string& error, const std::string& service_name) const;
 };
 
 /// The replica a request goes to: a READY one on @p my_node first, then the
@@ -63,12 +78,18 @@ class ClientImpl {
   /// @p staged (the proxy's): where in node-local shared memory the
   /// inputs' bytes already are; sent as they are when the replica is on
   /// this node, and the reply's shared memory is passed on likewise.
+  /// @p version: the model version to run (0: the one the replica serves).
   std::shared_ptr<PendingInfer> send(int service, const TensorList& given,
                                      std::optional<Transport> asked,
-                                     const std::vector<wire::Staged>* staged = nullptr);
+                                     const std::vector<wire::Staged>* staged = nullptr,
+                                     int version = 0);
   /// Sends a JSON call (OpenAI-style services).
   std::shared_ptr<PendingInfer> send_call(int service, const std::string& path,
                                           const std::string& body);
+  /// Sends load_model (@p kind wire::kLoadModel, @p path absolute) or
+  /// unload_model to every replica of @p service.
+  std::shared_ptr<PendingModelOp> send_model_op(wire::Kind kind, int service,
+                                                const std::string& path, int version);
   /// The transport "automatic" means for @p service and @p bytes.
   Transport choose_transport(int service, int replica, std::size_t bytes) const;
   /// Drains routing updates and replies; true if anything arrived.

@@ -415,6 +415,60 @@ void read_process_keys(TableReader& r, ServiceSpec& s, const std::string& dir, b
   if (auto v = r.integer("retries", 0, 100)) s.retries = static_cast<int>(*v);
 }
 
+// Model versions: `model` (version `model_version`) or a `model_dir` in the
+// Triton repository layout, the policy, and how a switch uses memory.
+void read_version_keys(TableReader& r, ServiceSpec& s, const std::string& dir, bool check_files) {
+  const bool torchscript = s.backend == BackendKind::torchscript;
+  if (auto v = r.string("model_dir")) {
+    if (!torchscript) r.fail("model_dir", "applies only to backend \"torchscript\"");
+    if (!s.model.empty()) {
+      r.fail("model_dir",
+             "give either `model` (one file) or `model_dir` (a directory of "
+             "versions), not both");
+    }
+    s.model_dir = absolute_from(dir, expand_env(*v, r, "model_dir"));
+    std::error_code ec;
+    if (check_files && !fs::is_directory(s.model_dir, ec)) {
+      r.fail("model_dir", fmt::format("model directory '{}' does not exist", s.model_dir));
+    }
+  }
+  if (torchscript && s.model.empty() && s.model_dir.empty()) {
+    r.fail("model",
+           "is required for backend \"torchscript\": the path of a TorchScript file "
+           "(or `model_dir`, a directory of versions <dir>/<N>/model.pt)");
+  }
+  if (auto v = r.integer("model_version", 1, 2'000'000'000)) {
+    if (s.model.empty()) r.fail("model_version", "applies only with `model`");
+    s.model_version = static_cast<int>(*v);
+  }
+  if (auto v = r.number("poll_interval", 0.05, 86400)) {
+    if (s.model_dir.empty()) r.fail("poll_interval", "applies only with `model_dir`");
+    s.poll_interval_s = *v;
+  }
+  if (const toml::node* policy = r.node("version_policy")) {
+    if (!torchscript) r.fail("version_policy", "applies only to backend \"torchscript\"");
+    if (const auto* text = policy->as_string(); text && text->get() == "latest") {
+      s.pinned_version = 0;
+    } else if (const auto* n = policy->as_integer();
+               n && n->get() >= 1 && n->get() <= 2'000'000'000) {
+      s.pinned_version = static_cast<int>(n->get());
+    } else {
+      r.fail("version_policy",
+             "must be \"latest\" (serve the newest loaded version) or a version number N >= 1 "
+             "(serve version N only)",
+             policy);
+    }
+  }
+  if (auto v = r.integer("keep_versions", 1, 100)) {
+    if (!torchscript) r.fail("keep_versions", "applies only to backend \"torchscript\"");
+    s.keep_versions = static_cast<int>(*v);
+  }
+  if (auto v = r.choice<SwapMode>("swap")) {
+    if (!torchscript) r.fail("swap", "applies only to backend \"torchscript\"");
+    s.swap = *v;
+  }
+}
+
 ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
                          const std::string& dir, bool check_files) {
   TableReader r(t, file, fmt::format("service[{}]", i));
@@ -444,9 +498,7 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
       r.fail("model", fmt::format("model file '{}' does not exist", s.model));
     }
   }
-  if (s.backend == BackendKind::torchscript && s.model.empty()) {
-    r.fail("model", "is required for backend \"torchscript\": the path of a TorchScript file");
-  }
+  read_version_keys(r, s, dir, check_files);
   const auto replicas = r.integer("replicas", 1, 100000);
   if (replicas) s.replicas = static_cast<int>(*replicas);
   if (auto v = r.integer("ranks_per_replica", 1, 100000))
@@ -503,7 +555,8 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
       "load_us",       "transport",       "record",        "command",       "env",
       "protocol",      "model_name",      "ready_path",    "start_timeout", "health_interval",
       "max_restarts",  "request_timeout", "retries",       "url",           "api_key_env",
-      "max_in_flight", "ca_bundle",       "verify_tls"};
+      "max_in_flight", "ca_bundle",       "verify_tls",    "model_dir",     "model_version",
+      "poll_interval", "version_policy",  "keep_versions", "swap"};
   r.reject_unknown(kServiceKeys);
   return s;
 }

@@ -161,6 +161,16 @@ struct EnumNames<Placement> {
                                                    {Placement::per_node, "per_node"}};
 };
 
+/// How a replica switches to a new model version: load it beside the one
+/// it serves (memory for both), or unload first and hold requests while the
+/// new one loads (a pause, for models of which two do not fit).
+enum class SwapMode { beside, pause };
+template <>
+struct EnumNames<SwapMode> {
+  static constexpr EnumName<SwapMode> values[] = {{SwapMode::beside, "beside"},
+                                                  {SwapMode::pause, "pause"}};
+};
+
 }  // namespace tandem::detail
 
 // A service's `transport` is the public tandem::Transport, by these names.
@@ -178,7 +188,14 @@ struct ServiceSpec {
   std::string name;
   BackendKind backend = BackendKind::echo;
   std::string model;  // absolute path; torchscript only
-  int replicas = 1;   // 0: one per node (placement = "per_node" without `replicas`)
+  // Model versions (docs/user-guide.md#model-versions-and-online-training).
+  int model_version = 1;  // the version `model` is
+  std::string model_dir;  // absolute; <dir>/<N>/model.pt, polled every poll_interval_s
+  double poll_interval_s = 5;
+  int pinned_version = 0;  // version_policy: 0 = "latest", else the version served
+  int keep_versions = 1;   // versions a replica keeps loaded once a switch is done
+  SwapMode swap = SwapMode::beside;
+  int replicas = 1;  // 0: one per node (placement = "per_node" without `replicas`)
   int ranks_per_replica = 1;
   Placement placement = Placement::spread;
   int max_batch = 64;    // rows per batch

@@ -177,6 +177,15 @@ std::string LiveView::metrics_text(const TaskCounts& tasks, const ServiceMonitor
     m += fmt::format("tandem_service_ready_replicas{{service=\"{}\"}} {}\n", wf_.services[s].name,
                      services.ready_replicas(static_cast<int>(s)));
   }
+  family("tandem_service_model_version", "gauge",
+         "The model version each replica serves (the version is also a label).");
+  for (std::size_t s = 0; s < wf_.services.size(); ++s) {
+    for (const auto& [replica, version] : services.served_versions(static_cast<int>(s))) {
+      m += fmt::format(
+          "tandem_service_model_version{{service=\"{}\",replica=\"{}\",version=\"{}\"}} {}\n",
+          wf_.services[s].name, replica, version, version);
+    }
+  }
   std::vector<LiveStats> live;
   for (std::size_t s = 0; s < wf_.services.size(); ++s) {
     live.push_back(services.live(static_cast<int>(s)));

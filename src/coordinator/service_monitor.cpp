@@ -123,6 +123,15 @@ LiveStats ServiceMonitor::live(int service) const {
   return sum;
 }
 
+std::vector<std::pair<int, std::int64_t>> ServiceMonitor::served_versions(int service) const {
+  std::vector<std::pair<int, std::int64_t>> out;
+  for (std::size_t i = 0; i < plan_.replicas.size(); ++i) {
+    if (plan_.replicas[i].service != service || live_[i].model_version == 0) continue;
+    out.emplace_back(plan_.replicas[i].replica, live_[i].model_version);
+  }
+  return out;
+}
+
 int ServiceMonitor::ready_replicas(int service) const {
   int n = 0;
   for (int s : table_.states[service]) n += s == static_cast<int>(ServiceState::READY);
@@ -190,6 +199,22 @@ nlohmann::json ServiceMonitor::summary() const {
                                         {"dropped_batches", r.recording_dropped},
                                         {"errors", r.recording_errors},
                                         {"last_error", r.recording_error}};
+      }
+      if (!r.versions.empty() || !r.version_errors.empty()) {
+        nlohmann::json versions = nlohmann::json::array();
+        for (const VersionStat& v : r.versions) {
+          versions.push_back({{"version", v.version},
+                              {"path", v.path},
+                              {"loaded_at_s", v.loaded_at_s},
+                              {"load_s", v.load_s},
+                              {"served_from_s", v.served_from_s},
+                              {"served_until_s", v.served_until_s},
+                              {"pause_s", v.pause_s},
+                              {"requests", v.requests},
+                              {"rows", v.rows}});
+        }
+        replicas.back()["versions"] = versions;
+        replicas.back()["version_errors"] = r.version_errors;
       }
       requests += r.requests;
       batches += r.batches;

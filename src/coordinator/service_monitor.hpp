@@ -38,6 +38,9 @@ class ServiceMonitor {
   /// The latest running counters of service @p service, summed over its
   /// replicas (sent by the leaders about once a second).
   LiveStats live(int service) const;
+  /// (replica, model version it serves) for each replica of @p service
+  /// that has said so (version 0: not yet heard).
+  std::vector<std::pair<int, std::int64_t>> served_versions(int service) const;
   /// READY replicas of service @p service.
   int ready_replicas(int service) const;
 

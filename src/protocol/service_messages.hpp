@@ -42,6 +42,7 @@ struct LiveStats {
   std::int64_t batches = 0;
   std::int64_t rows = 0;
   std::int64_t latency_sum_us = 0;
+  std::int64_t model_version = 0;  // the version the replica serves (0: none)
   std::int64_t latency[kLatencyBuckets] = {};
 
   static int latency_bucket(std::int64_t us) {
@@ -54,6 +55,25 @@ struct LiveStats {
   }
 };
 static_assert(sizeof(LiveStats) % sizeof(std::int64_t) == 0);
+
+/// One model version a replica held: when it loaded and served, and how
+/// many requests it answered (summary.json, tandem report).
+struct VersionStat {
+  int version = 0;
+  std::string path;
+  double loaded_at_s = 0;     // since the replica became READY
+  double load_s = 0;          // the slowest of the replica's ranks
+  double served_from_s = -1;  // since READY; -1: never served
+  double served_until_s = -1;
+  double pause_s = 0;  // swap = "pause": how long requests were held
+  long long requests = 0;
+  long long rows = 0;
+
+  template <class Archive>
+  void serialize(Archive& ar, unsigned /*version*/) {
+    ar& version& path& loaded_at_s& load_s& served_from_s& served_until_s& pause_s& requests& rows;
+  }
+};
 
 /// What a replica leader tells the coordinator: a state change, and at the
 /// end the replica's counters.
@@ -75,12 +95,14 @@ struct ReplicaReport {
   long long recording_dropped = 0;
   long long recording_errors = 0;
   std::string recording_error;
+  std::vector<VersionStat> versions;        // model versions, in the order they loaded
+  std::vector<std::string> version_errors;  // loads that failed, each naming file and cause
 
   template <class Archive>
   void serialize(Archive& ar, unsigned /*version*/) {
     ar& service& replica& state& final& load_s& reason& requests& batches& rows& errors& compute_s&
         batch_sizes& recording_file& recorded_rows& recording_dropped& recording_errors&
-            recording_error;
+            recording_error& versions& version_errors;
   }
 };
 

@@ -17,6 +17,7 @@ constexpr int kRequest = 201;        // client -> replica leader
 constexpr int kReply = 202;          // replica leader -> client
 constexpr int kReplicaWork = 203;    // leader -> the replica's other ranks
 constexpr int kReplicaResult = 204;  // the replica's other ranks -> leader
+constexpr int kReplicaLoaded = 205;  // the replica's other ranks -> leader: a model load's outcome
 
 // Service lifecycle, on Job::control (protocol/service_messages.hpp).
 constexpr int kReplicaReport = 301;  // leader -> coordinator: state changes, final counters

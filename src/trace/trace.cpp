@@ -29,11 +29,12 @@ constexpr KindInfo kKindInfo[kKindCount] = {
     {"request_queue", "request", "bytes", "client", "service"},
     {"request_batch", "request", "batch", "client", "service"},
     {"batch_compute", "batch", "duration_ns", "rows", "service"},
-    {"request_reply", "request", "ok", "client", "service"},
-    {"reply_receive", "request", "ok", "service", nullptr},
+    {"request_reply", "request", "version", "client", "service"},
+    {"reply_receive", "request", "version", "service", nullptr},
     {"service_state", "replica", "load_us", "service", "state"},
     {"bridge_retry", "request", "attempt", "status", "service"},
     {"phase", "phase", "value", "replica", nullptr},
+    {"model_switch", "version", "load_ns", "replica", "service"},
 };
 }  // namespace
 

@@ -27,11 +27,13 @@ enum Kind : std::uint8_t {
   kRequestQueue,  // replica leader: a request id, b bytes, c client rank, d service
   kRequestBatch,  // replica leader: a request id, b batch id, c client rank, d service
   kBatchCompute,  // replica leader, at the batch's start: a batch id, b ns, c rows, d service
-  kRequestReply,  // replica leader: a request id, b ok (1/0), c client rank, d service
-  kReplyReceive,  // client: a request id, b ok (1/0), c service
+  kRequestReply,  // replica leader: a request id, b model version (0: error), c client, d service
+  kReplyReceive,  // client: a request id, b model version (0: error), c service
   kServiceState,  // coordinator: a replica, b load time in us, c service, d state
   kBridgeRetry,   // bridge: a request id, b attempt, c HTTP status or -curl code, d service
   kPhase,         // any rank: a phase (Phase), b value; model loaded: b service, c replica
+  kModelSwitch,   // replica leader: a version now served, b its load time in ns, c replica,
+                  // d service
   kKindCount
 };
 

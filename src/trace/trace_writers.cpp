@@ -286,8 +286,8 @@ void Writers::add_chrome(int rank, const std::vector<Event>& events) {
         lines.emplace_back(
             ts,
             fmt::format(
-                R"({{"name":{},"cat":"request","ph":"e","id":"{}.{}","pid":{},"tid":0,"ts":{:.3f},"args":{{"ok":{}}}}})",
-                quoted("infer " + service_name(e.c)), rank, e.a, rank, ts, e.b));
+                R"({{"name":{},"cat":"request","ph":"e","id":"{}.{}","pid":{},"tid":0,"ts":{:.3f},"args":{{"ok":{},"version":{}}}}})",
+                quoted("infer " + service_name(e.c)), rank, e.a, rank, ts, e.b > 0 ? 1 : 0, e.b));
         break;
       case kRequestQueue:
         lines.emplace_back(
@@ -300,8 +300,8 @@ void Writers::add_chrome(int rank, const std::vector<Event>& events) {
         lines.emplace_back(
             ts,
             fmt::format(
-                R"({{"name":{},"cat":"serve","ph":"e","id":"{}.{}","pid":{},"tid":1,"ts":{:.3f},"args":{{"ok":{}}}}})",
-                quoted("serve " + service_name(e.d)), e.c, e.a, rank, ts, e.b));
+                R"({{"name":{},"cat":"serve","ph":"e","id":"{}.{}","pid":{},"tid":1,"ts":{:.3f},"args":{{"ok":{},"version":{}}}}})",
+                quoted("serve " + service_name(e.d)), e.c, e.a, rank, ts, e.b > 0 ? 1 : 0, e.b));
         break;
       case kRequestBatch:
         break;  // in trace.h5; the batch's span below shows it
@@ -322,6 +322,11 @@ void Writers::add_chrome(int rank, const std::vector<Event>& events) {
       case kBridgeRetry:
         instant(ts, fmt::format("retry {} of request {}", e.b, e.a),
                 fmt::format(R"("service":{},"status":{})", quoted(service_name(e.d)), e.c));
+        break;
+      case kModelSwitch:
+        instant(ts, fmt::format("{} replica {} serves version {}", service_name(e.d), e.c, e.a),
+                fmt::format(R"("service":{},"replica":{},"version":{},"load_ms":{:.3f})",
+                            quoted(service_name(e.d)), e.c, e.a, e.b / 1e6));
         break;
       case kPhase:
         instant(ts, e.a >= 0 && e.a < 5 ? kPhaseNames[e.a] : "phase",

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -108,6 +109,10 @@ Encoded encode(Kind kind, std::uint64_t request_id, int service, const TensorLis
     offset += align64(t.nbytes());
   }
   return out;
+}
+
+void set_model_version(const Encoded& m, std::int32_t version) {
+  std::memcpy(m.buffer.get() + offsetof(Header, model_version), &version, sizeof version);
 }
 
 bool decode(const std::shared_ptr<std::byte>& buffer, std::size_t size, Decoded& out,

@@ -27,6 +27,12 @@ enum Kind : std::uint16_t {
   // Between a task and its worker's proxy (src/worker/proxy.hpp), never over MPI:
   kHello = 6,      // task -> proxy: empty; proxy -> task: text = JSON about the services
   kWaitReady = 7,  // task -> proxy: text = timeout in seconds; answered when READY
+  // Model lifecycle (ml_ranks/serving/model_versions.hpp): client -> each
+  // replica leader on kRequest, answered on kReply; leader -> the replica's
+  // other ranks on kReplicaWork, answered on kReplicaLoaded. text = JSON
+  // {"path": ..., "version": N} (load) or {"version": N} (unload).
+  kLoadModel = 8,
+  kUnloadModel = 9,
 };
 
 /// Header flags.
@@ -44,6 +50,10 @@ struct Header {
   std::int64_t t_sent_us = 0;
   std::uint32_t flags = 0;
   std::uint32_t sender_pid = 0;  // who will hold a shm reply
+  // On a request: the model version asked for (0: the service's policy).
+  // On a reply: the version that computed it (0 for errors).
+  std::int32_t model_version = 0;
+  std::uint32_t reserved = 0;
 };
 
 struct TensorDesc {
@@ -70,6 +80,9 @@ struct Encoded {
   std::shared_ptr<std::byte> buffer;
   std::size_t size = 0;
 };
+
+/// Sets the model version in @p m's header (after encode or stage).
+void set_model_version(const Encoded& m, std::int32_t version);
 
 /// Encodes a message. @throws tandem::error for a tensor of more than
 /// kMaxDims dimensions or a name longer than 65535 bytes.
