@@ -28,7 +28,10 @@ module tandem
   end type tandem_client
 
   public :: tandem_connect, tandem_disconnect, tandem_wait_ready, tandem_infer, &
-       tandem_error_message
+       tandem_error_message, tandem_load_model, tandem_unload_model, tandem_last_model_version
+
+  ! The model version that computed the last reply tandem_infer took.
+  integer(c_int) :: last_model_version = 0
 
   interface tandem_infer
      module procedure infer_real32_2d, infer_real64_2d, infer_real32_1d
@@ -80,6 +83,30 @@ module tandem
        character(kind=c_char), intent(in) :: name(*)
        type(c_ptr) :: t
      end function c_outputs_find
+     function c_outputs_model_version(outputs) bind(C, name="tandem_outputs_model_version") &
+          result(v)
+       import :: c_ptr, c_int
+       type(c_ptr), value :: outputs
+       integer(c_int) :: v
+     end function c_outputs_model_version
+     function c_load_model(client, service, path, version, serving) &
+          bind(C, name="tandem_load_model") result(s)
+       import :: c_ptr, c_char, c_int
+       type(c_ptr), value :: client
+       character(kind=c_char), intent(in) :: service(*), path(*)
+       integer(c_int), value :: version
+       integer(c_int), intent(out) :: serving
+       integer(c_int) :: s
+     end function c_load_model
+     function c_unload_model(client, service, version, serving) &
+          bind(C, name="tandem_unload_model") result(s)
+       import :: c_ptr, c_char, c_int
+       type(c_ptr), value :: client
+       character(kind=c_char), intent(in) :: service(*)
+       integer(c_int), value :: version
+       integer(c_int), intent(out) :: serving
+       integer(c_int) :: s
+     end function c_unload_model
      subroutine c_outputs_free(outputs) bind(C, name="tandem_outputs_free")
        import :: c_ptr
        type(c_ptr), value :: outputs
@@ -122,6 +149,31 @@ contains
     status = c_wait_ready(client%handle, trim(service)//c_null_char, timeout)
   end function tandem_wait_ready
 
+  !> Loads the TorchScript file path as model version `version` of the
+  !> service on every replica; serving is the version served afterwards.
+  integer function tandem_load_model(client, service, path, version, serving) result(status)
+    type(tandem_client), intent(in) :: client
+    character(len=*), intent(in) :: service, path
+    integer(c_int), intent(in) :: version
+    integer(c_int), intent(out) :: serving
+    status = c_load_model(client%handle, trim(service)//c_null_char, trim(path)//c_null_char, &
+         version, serving)
+  end function tandem_load_model
+
+  !> Drops a model version from every replica of the service.
+  integer function tandem_unload_model(client, service, version, serving) result(status)
+    type(tandem_client), intent(in) :: client
+    character(len=*), intent(in) :: service
+    integer(c_int), intent(in) :: version
+    integer(c_int), intent(out) :: serving
+    status = c_unload_model(client%handle, trim(service)//c_null_char, version, serving)
+  end function tandem_unload_model
+
+  !> The model version that computed the outputs of the last tandem_infer.
+  integer(c_int) function tandem_last_model_version() result(v)
+    v = last_model_version
+  end function tandem_last_model_version
+
   !> The message of the last failed call.
   function tandem_error_message() result(message)
     character(len=:), allocatable :: message
@@ -157,6 +209,7 @@ contains
     status = c_infer(client%handle, trim(service)//c_null_char, 1_c_int, names, inputs, outputs)
     call c_tensor_free(tensor)
     if (status /= TANDEM_OK) return
+    last_model_version = c_outputs_model_version(outputs)
     found = c_outputs_find(outputs, trim(output_name)//c_null_char)
     if (.not. c_associated(found)) then
        status = TANDEM_ERR_ARGUMENT

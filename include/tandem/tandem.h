@@ -138,6 +138,22 @@ const tandem_tensor* tandem_outputs_tensor(const tandem_outputs* outputs, int i)
  * names the outputs there are ("no output 'r' (have: y)"). Borrowed, as above. */
 const tandem_tensor* tandem_outputs_find(const tandem_outputs* outputs, const char* name);
 void tandem_outputs_free(tandem_outputs* outputs);
+/* The model version that computed the outputs (0 if the service has none). */
+int tandem_outputs_model_version(const tandem_outputs* outputs);
+
+/* --- model versions (torchscript services) -------------------------------- */
+/* Loads the TorchScript file path as model version `version` (>= 1) of the
+ * service on every replica, which go on serving meanwhile, and returns once
+ * all have it. *serving (may be NULL) is the version served afterwards: the
+ * new one under the "latest" policy, the pinned one otherwise. A relative
+ * path is taken from this process's working directory. On failure the
+ * message names each replica that could not load it and why; they go on
+ * serving what they had. */
+tandem_status tandem_load_model(tandem_client* client, const char* service, const char* path,
+                                int version, int* serving);
+/* Drops a version from every replica; *serving (may be NULL) as above. */
+tandem_status tandem_unload_model(tandem_client* client, const char* service, int version,
+                                  int* serving);
 
 /* --- JSON services (OpenAI-compatible endpoints behind the bridge) -------- */
 /* POSTs body to the service's path (NULL: its default); *answer is the

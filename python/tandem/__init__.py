@@ -90,6 +90,9 @@ def _c():
         ("tandem_outputs_name", c, [p, i]),
         ("tandem_outputs_tensor", p, [p, i]),
         ("tandem_outputs_free", None, [p]),
+        ("tandem_outputs_model_version", i, [p]),
+        ("tandem_load_model", i, [p, c, c, i, ctypes.POINTER(i)]),
+        ("tandem_unload_model", i, [p, c, i, ctypes.POINTER(i)]),
         ("tandem_call", i, [p, c, c, c, ctypes.POINTER(ctypes.c_void_p)]),
         ("tandem_free_string", None, [p]),
     ]:
@@ -128,7 +131,10 @@ class MissingOutput(TandemError, KeyError):
 
 class Outputs(dict):
     """A reply's outputs: name -> numpy array. A missing name raises
-    MissingOutput, which names the outputs there are."""
+    MissingOutput, which names the outputs there are. model_version is the
+    version of the model that computed them (0 if the service has none)."""
+
+    model_version = 0
 
     def __missing__(self, name):
         have = ", ".join(self) or "none"
@@ -139,6 +145,7 @@ def _to_arrays(handle):
     lib = _c()
     owner = _Outputs(handle)
     result = Outputs()
+    result.model_version = lib.tandem_outputs_model_version(handle)
     for k in range(lib.tandem_outputs_count(handle)):
         name = lib.tandem_outputs_name(handle, k).decode()
         t = lib.tandem_outputs_tensor(handle, k)
@@ -263,6 +270,23 @@ class Client:
     def infer(self, service, inputs):
         """Sends a request and waits: a dict name -> numpy array."""
         return self.infer_async(service, inputs).wait()
+
+    def load_model(self, service, path, version):
+        """Loads the TorchScript file path as model version `version` of the
+        service on every replica (they go on serving meanwhile); returns the
+        version served afterwards. Raises TandemError naming each replica
+        that could not load it and why."""
+        serving = ctypes.c_int(0)
+        _check(_c().tandem_load_model(self._handle, service.encode(), os.fspath(path).encode(),
+                                      int(version), ctypes.byref(serving)))
+        return serving.value
+
+    def unload_model(self, service, version):
+        """Drops a model version from every replica; returns the version served now."""
+        serving = ctypes.c_int(0)
+        _check(_c().tandem_unload_model(self._handle, service.encode(), int(version),
+                                        ctypes.byref(serving)))
+        return serving.value
 
     def call(self, service, body, path=None):
         """A JSON service (OpenAI-compatible): POSTs body, returns the answer's text."""

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -108,6 +109,17 @@ std::uint64_t ProxyClient::send_wait_ready(int service, double timeout_s) {
   return send(wire::kWaitReady, service, {}, fmt::format("{}", timeout_s));
 }
 
+std::uint64_t ProxyClient::send_model_op(wire::Kind kind, int service, const std::string& path,
+                                         int version) {
+  nlohmann::json text = {{"version", version}};
+  if (kind == wire::kLoadModel) {
+    std::error_code ec;
+    const auto absolute = std::filesystem::absolute(path, ec);
+    text["path"] = ec ? path : absolute.string();
+  }
+  return send(kind, service, {}, text.dump());
+}
+
 bool ProxyClient::read_some(bool block) {
   if (!block) {
     pollfd p{fd_, POLLIN, 0};
@@ -151,6 +163,7 @@ void ProxyClient::take_reply(const wire::Encoded& message) {
   Reply r;
   r.ok = d.header.kind == wire::kReplyOk || d.header.kind == wire::kHello;
   r.service_unavailable = !r.ok && (d.header.flags & wire::kServiceError);
+  r.model_version = d.header.model_version;
   r.text = std::move(d.text);
   if (r.ok && !d.tensors.empty()) {
     if (resolve(d, /*hand_back_when_dropped=*/true, why)) {

@@ -40,6 +40,7 @@ struct Reply {
   bool service_unavailable = false;  // the error is the service's (see service_error)
   std::string text;                  // the error, or a JSON call's answer
   TensorList outputs;
+  int model_version = 0;  // the version that computed the outputs, or is served after a load
 };
 
 class ProxyClient {
@@ -57,6 +58,9 @@ class ProxyClient {
   std::uint64_t send_infer(int service, const TensorList& inputs);
   std::uint64_t send_call(int service, const std::string& path, const std::string& body);
   std::uint64_t send_wait_ready(int service, double timeout_s);
+  /// load_model (@p kind wire::kLoadModel) or unload_model; @p path is
+  /// made absolute here, where it was given.
+  std::uint64_t send_model_op(wire::Kind kind, int service, const std::string& path, int version);
   /// True once request @p id's reply is here; reads without blocking.
   bool arrived(std::uint64_t id);
   /// Waits for request @p id's reply and takes it.

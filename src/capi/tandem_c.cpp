@@ -37,6 +37,7 @@ struct tandem_tensor {
 struct tandem_outputs {
   std::vector<std::string> names;
   std::vector<tandem_tensor> tensors;
+  int model_version = 0;
 };
 
 struct tandem_request {
@@ -105,8 +106,9 @@ tandem::TensorList named_inputs(int n, const char* const* names, tandem_tensor* 
   return list;
 }
 
-tandem_outputs* make_outputs(tandem::TensorList list) {
+tandem_outputs* make_outputs(tandem::TensorList list, int model_version) {
   auto out = std::make_unique<tandem_outputs>();
+  out->model_version = model_version;
   for (auto& t : list) {
     out->names.push_back(t.name);
     out->tensors.push_back(tandem_tensor{std::move(t.tensor)});
@@ -116,12 +118,41 @@ tandem_outputs* make_outputs(tandem::TensorList list) {
 
 // Waits for a proxied reply and turns it into outputs or a status.
 tandem_status take_reply(ProxyClient& proxy, std::uint64_t id, tandem_outputs** outputs,
-                         std::string* answer = nullptr) {
+                         std::string* answer = nullptr, int* model_version = nullptr) {
   Reply r = proxy.wait(id);
   if (!r.ok) return fail(r.service_unavailable ? TANDEM_ERR_SERVICE : TANDEM_ERR_REQUEST, r.text);
   if (answer) *answer = std::move(r.text);
-  if (outputs) *outputs = make_outputs(std::move(r.outputs));
+  if (outputs) *outputs = make_outputs(std::move(r.outputs), r.model_version);
+  if (model_version) *model_version = r.model_version;
   return TANDEM_OK;
+}
+
+tandem_status model_op(tandem_client* client, tandem::detail::wire::Kind kind,
+                       const char* service, const char* path, int version, int* serving) {
+  if (!client || !service || (kind == tandem::detail::wire::kLoadModel && !path)) {
+    return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  }
+  return guarded([&] {
+    int now = 0;
+    if (client->direct) {
+      now = kind == tandem::detail::wire::kLoadModel
+                ? client->direct->load_model(service, path, version)
+                : client->direct->unload_model(service, version);
+    } else {
+      if (version < 1) {
+        return fail(TANDEM_ERR_ARGUMENT,
+                    fmt::format("model versions are numbers >= 1, not {}", version));
+      }
+      const int index = client->proxy->service_index(service);
+      const tandem_status s =
+          take_reply(*client->proxy,
+                     client->proxy->send_model_op(kind, index, path ? path : "", version), nullptr,
+                     nullptr, &now);
+      if (s != TANDEM_OK) return s;
+    }
+    if (serving) *serving = now;
+    return TANDEM_OK;
+  });
 }
 
 }  // namespace
@@ -345,7 +376,7 @@ tandem_status tandem_wait(tandem_request* request, tandem_outputs** outputs) {
   return guarded([&] {
     if (owned->client->direct) {
       tandem::TensorList out = owned->handle.wait();
-      if (outputs) *outputs = make_outputs(std::move(out));
+      if (outputs) *outputs = make_outputs(std::move(out), owned->handle.model_version());
       return TANDEM_OK;
     }
     tandem_outputs* dummy = nullptr;
@@ -394,6 +425,20 @@ const tandem_tensor* tandem_outputs_find(const tandem_outputs* outputs, const ch
 
 void tandem_outputs_free(tandem_outputs* outputs) {
   delete outputs;
+}
+
+int tandem_outputs_model_version(const tandem_outputs* outputs) {
+  return outputs ? outputs->model_version : 0;
+}
+
+tandem_status tandem_load_model(tandem_client* client, const char* service, const char* path,
+                                int version, int* serving) {
+  return model_op(client, tandem::detail::wire::kLoadModel, service, path, version, serving);
+}
+
+tandem_status tandem_unload_model(tandem_client* client, const char* service, int version,
+                                  int* serving) {
+  return model_op(client, tandem::detail::wire::kUnloadModel, service, nullptr, version, serving);
 }
 
 tandem_status tandem_call(tandem_client* client, const char* service, const char* path,

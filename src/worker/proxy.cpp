@@ -216,6 +216,8 @@ void Proxy::handle(int id, Connection& c, const wire::Encoded& message) {
     case wire::kWaitReady:
     case wire::kRequest:
     case wire::kCall:
+    case wire::kLoadModel:
+    case wire::kUnloadModel:
       break;
     default:
       answer_error(c, request,
@@ -243,7 +245,11 @@ void Proxy::handle(int id, Connection& c, const wire::Encoded& message) {
   f.connection = id;
   f.id = request;
   try {
-    if (d.header.kind == wire::kCall) {
+    if (d.header.kind == wire::kLoadModel || d.header.kind == wire::kUnloadModel) {
+      const auto j = nlohmann::json::parse(d.text);
+      f.model_op = client_.send_model_op(static_cast<wire::Kind>(d.header.kind), service,
+                                         j.value("path", std::string()), j.at("version").get<int>());
+    } else if (d.header.kind == wire::kCall) {
       const auto newline = d.text.find('\n');
       f.pending = client_.send_call(
           service, d.text.substr(0, newline),
@@ -253,7 +259,7 @@ void Proxy::handle(int id, Connection& c, const wire::Encoded& message) {
         answer_error(c, request, why);
         return;
       }
-      f.pending = client_.send(service, d.tensors, std::nullopt, &d.staged);
+      f.pending = client_.send(service, d.tensors, std::nullopt, &d.staged, d.header.model_version);
     }
   } catch (const service_error& e) {
     answer_error(c, request, e.what(), true);
@@ -285,12 +291,27 @@ bool Proxy::deliver_replies() {
   const long long threshold = client_.workflow().job.staging.shm_threshold;
   for (std::size_t i = 0; i < in_flight_.size();) {
     InFlight& f = in_flight_[i];
-    if (!f.pending->done) {
+    if (f.model_op ? !f.model_op->done() : !f.pending->done) {
       ++i;
       continue;
     }
     auto it = connections_.find(f.connection);
-    if (it != connections_.end()) {
+    if (it != connections_.end() && f.model_op) {
+      Connection& c = it->second;
+      --c.in_flight;
+      const PendingModelOp& op = *f.model_op;
+      std::string error;
+      const int serving = op.result(error, client_.workflow().services[op.service].name);
+      if (error.empty()) {
+        const wire::Encoded m =
+            wire::encode(wire::kReplyOk, f.id, op.service, {}, nlohmann::json{{"serving", serving}}.dump());
+        wire::set_model_version(m, serving);
+        answer(c, m);
+      } else {
+        answer_error(c, f.id, error);
+      }
+      flush(c);
+    } else if (it != connections_.end()) {
       Connection& c = it->second;
       --c.in_flight;
       PendingInfer& p = *f.pending;
@@ -302,20 +323,23 @@ bool Proxy::deliver_replies() {
         } else if (!p.staged_outputs.empty()) {
           // Where the replica put them: no copy on the way.
           hand_on(p, c.pid);
-          answer(c, wire::encode(wire::kReplyOk, f.id, p.service, p.outputs, {}, &p.staged_outputs,
-                                 0));
+          const wire::Encoded m =
+              wire::encode(wire::kReplyOk, f.id, p.service, p.outputs, {}, &p.staged_outputs, 0);
+          wire::set_model_version(m, p.model_version);
+          answer(c, m);
         } else {
           const bool big = static_cast<long long>(total_bytes(p.outputs)) >= threshold;
           Outgoing o = stage(wire::kReplyOk, f.id, p.service, p.outputs, {},
                              big ? Transport::shm : Transport::inline_mpi, {}, 0,
                              static_cast<std::uint32_t>(c.pid));
+          wire::set_model_version(o.message, p.model_version);
           answer(c, o.message);
         }
       } catch (const std::exception& e) {
         answer_error(c, f.id, fmt::format("the proxy could not pass the reply on: {}", e.what()));
       }
       flush(c);
-    } else {
+    } else if (f.pending) {
       hand_on(*f.pending, 0);  // the task has gone
     }
     in_flight_[i] = std::move(in_flight_.back());

@@ -65,6 +65,7 @@ class Proxy {
   };
   struct InFlight {
     std::shared_ptr<PendingInfer> pending;
+    std::shared_ptr<PendingModelOp> model_op;  // load_model, unload_model: instead of pending
     int connection = 0;
     std::uint64_t id = 0;   // the task's request id
     wire::Decoded request;  // its tensors may be views into the task's memory

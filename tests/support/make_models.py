@@ -91,7 +91,7 @@ def main():
     y.numpy().astype("float32").tofile(os.path.join(out, "mlp_expected.bin"))
     torch.jit.script(TwoHeads()).save(os.path.join(out, "two_heads.pt"))
     torch.jit.script(Picky()).save(os.path.join(out, "picky.pt"))
-    for factor in (2, 3, 4):
+    for factor in (2, 3, 4, 5):
         torch.jit.script(Times(float(factor))).save(os.path.join(out, f"times{factor}.pt"))
     torch.jit.script(Heavy(3.0)).save(os.path.join(out, "heavy3.pt"))
     torch.jit.script(WrongDtype()).save(os.path.join(out, "wrong_dtype.pt"))
