@@ -264,6 +264,8 @@ void Leader::note_served() {
     VersionStat& stat = version_stats_[serving];
     stat.served_from_s = t;
     stat.served_until_s = -1;
+    stat.served_from_unix_s =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     trace::record(trace::kModelSwitch, serving, static_cast<std::int64_t>(stat.load_s * 1e9),
                   me_.replica, static_cast<std::int16_t>(me_.service));
     if (last_served_ > 0) {

@@ -76,8 +76,8 @@ void append(hid_t file, const std::string& path, const std::string& name, const 
 
 }  // namespace
 
-Recorder::Recorder(std::string path, std::size_t max_queued_bytes)
-    : path_(std::move(path)), max_bytes_(max_queued_bytes) {
+Recorder::Recorder(std::string path, bool swmr, std::size_t max_queued_bytes)
+    : path_(std::move(path)), max_bytes_(max_queued_bytes), swmr_(swmr) {
   stats_.file = path_;
   thread_ = std::thread([this] { run(); });
 }
@@ -129,12 +129,24 @@ void Recorder::write(const Batch& b) {
   if (file_ < 0) {
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ec);
-    file_ = H5Fcreate(path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    // SWMR needs the newest file format (HDF5 1.10).
+    const hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (swmr_) H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+    file_ = H5Fcreate(path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
     if (file_ < 0) throw io_error(path_, fmt::format("cannot create {}", path_));
   }
   const auto f = static_cast<hid_t>(file_);
   for (const auto& t : b.inputs) append(f, path_, "/inputs/" + t.name, t.tensor);
   for (const auto& t : b.outputs) append(f, path_, "/outputs/" + t.name, t.tensor);
+  if (swmr_ && !swmr_started_) {
+    // Every dataset exists now: from here on a reader (h5py with
+    // swmr=True, e.g. a training task) sees each batch once it is flushed.
+    if (H5Fstart_swmr_write(f) < 0) {
+      throw io_error(path_, fmt::format("cannot make {} readable while written (SWMR)", path_));
+    }
+    swmr_started_ = true;
+  }
   if (H5Fflush(f, H5F_SCOPE_LOCAL) < 0) {
     throw io_error(path_,
                    fmt::format("cannot write {} (flushing a batch; is the disk full?)", path_));

@@ -30,7 +30,11 @@ class Recorder {
  public:
   /// @param max_queued_bytes how much may wait for the disk before batches
   /// are dropped.
-  Recorder(std::string path, std::size_t max_queued_bytes = std::size_t{256} << 20);
+  /// @param swmr readable while it is written (HDF5 single-writer
+  /// multiple-reader): after the first batch has made every dataset, no new
+  /// one may be made, so only for services with a signature.
+  explicit Recorder(std::string path, bool swmr = false,
+                    std::size_t max_queued_bytes = std::size_t{256} << 20);
   ~Recorder();  // writes what is queued, then closes the file
   Recorder(const Recorder&) = delete;
   Recorder& operator=(const Recorder&) = delete;
@@ -59,6 +63,8 @@ class Recorder {
   bool writing_ = false;
   RecorderStats stats_;
   long long file_ = -1;  // hid_t
+  bool swmr_ = false;
+  bool swmr_started_ = false;
   std::thread thread_;
 };
 

@@ -78,7 +78,8 @@ Leader::Leader(const Job& job, VersionSet versions, std::string failure)
   MPI_Comm_size(job.replica, &replica_size_);
   if (spec_.record && failure_.empty()) {
     recorder_ = std::make_unique<Recorder>(
-        fmt::format("{}/services/{}/replica-{}.h5", job.run_dir, spec_.name, me_.replica));
+        fmt::format("{}/services/{}/replica-{}.h5", job.run_dir, spec_.name, me_.replica),
+        /*swmr=*/!spec_.inputs.empty() && !spec_.outputs.empty());
   }
   for (const int v : versions_.held()) {
     const LoadedVersion* loaded = versions_.find(v);

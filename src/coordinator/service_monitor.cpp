@@ -209,6 +209,7 @@ nlohmann::json ServiceMonitor::summary() const {
                               {"load_s", v.load_s},
                               {"served_from_s", v.served_from_s},
                               {"served_until_s", v.served_until_s},
+                              {"served_from_unix_s", v.served_from_unix_s},
                               {"pause_s", v.pause_s},
                               {"requests", v.requests},
                               {"rows", v.rows}});

@@ -65,13 +65,14 @@ struct VersionStat {
   double load_s = 0;          // the slowest of the replica's ranks
   double served_from_s = -1;  // since READY; -1: never served
   double served_until_s = -1;
-  double pause_s = 0;  // swap = "pause": how long requests were held
+  double served_from_unix_s = 0;  // wall clock, for plots against other series
+  double pause_s = 0;             // swap = "pause": how long requests were held
   long long requests = 0;
   long long rows = 0;
 
   template <class Archive>
   void serialize(Archive& ar, unsigned /*version*/) {
-    ar& version& path& loaded_at_s& load_s& served_from_s& served_until_s& pause_s& requests& rows;
+    ar& version& path& loaded_at_s& load_s& served_from_s& served_until_s& served_from_unix_s& pause_s& requests& rows;
   }
 };
 

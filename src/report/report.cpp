@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <unordered_map>
@@ -80,6 +81,28 @@ void read_summary(const fs::path& dir, Report& r) {
       if (v.contains("batch_rows_histogram")) {
         for (const auto& [rows, n] : v["batch_rows_histogram"].items())
           f.batch_rows[std::stoll(rows)] = n.get<long long>();
+      }
+      for (const auto& replica : v.value("replicas", json::array())) {
+        const int index = replica.value("replica", 0);
+        for (const auto& ver : replica.value("versions", json::array())) {
+          VersionFigures m;
+          m.replica = index;
+          m.version = ver.value("version", 0);
+          m.path = ver.value("path", "");
+          m.loaded_at_s = ver.value("loaded_at_s", 0.0);
+          m.load_s = ver.value("load_s", 0.0);
+          m.served_from_s = ver.value("served_from_s", -1.0);
+          m.served_until_s = ver.value("served_until_s", -1.0);
+          const double unix_s = ver.value("served_from_unix_s", 0.0);
+          const double started_s = static_cast<double>(s.value("started_us", 0LL)) / 1e6;
+          if (unix_s > 0 && started_s > 0) m.served_from_run_s = unix_s - started_s;
+          m.pause_s = ver.value("pause_s", 0.0);
+          m.requests = ver.value("requests", 0LL);
+          f.versions.push_back(std::move(m));
+        }
+        for (const auto& e : replica.value("version_errors", json::array())) {
+          f.version_errors.push_back(fmt::format("replica {}: {}", index, e.get<std::string>()));
+        }
       }
       r.services.push_back(std::move(f));
     }
@@ -303,6 +326,34 @@ void read_trace(const fs::path& dir, Report& r) {
 
 }  // namespace
 
+// Series tasks wrote: RUN_DIR/series/NAME.csv, "unix_seconds,value" per
+// line (other lines, such as a header, are skipped).
+void read_series(const fs::path& dir, Report& r) {
+  const json s = read_json(dir / "summary.json");
+  const double started_s = static_cast<double>(s.value("started_us", 0LL)) / 1e6;
+  std::error_code ec;
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir / "series", ec)) {
+    if (e.path().extension() == ".csv") files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  for (const fs::path& file : files) {
+    Series series;
+    series.name = file.stem().string();
+    std::ifstream in(file);
+    std::string line;
+    while (std::getline(in, line)) {
+      double t = 0;
+      double v = 0;
+      if (std::sscanf(line.c_str(), "%lf,%lf", &t, &v) == 2) {
+        series.points.emplace_back(t - started_s, v);
+      }
+    }
+    std::sort(series.points.begin(), series.points.end());
+    if (!series.points.empty()) r.series.push_back(std::move(series));
+  }
+}
+
 Report build(const std::string& run_dir) {
   Report r;
   r.run_dir = run_dir;
@@ -311,6 +362,7 @@ Report build(const std::string& run_dir) {
   read_history(dir, r);
   read_journal(dir, r);
   read_trace(dir, r);
+  read_series(dir, r);
   return r;
 }
 

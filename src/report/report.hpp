@@ -21,6 +21,20 @@ struct Percentiles {
 };
 Percentiles percentiles(std::vector<double> values_ms);
 
+/// One model version a replica held (summary.json's replicas[].versions).
+struct VersionFigures {
+  int replica = 0;
+  int version = 0;
+  std::string path;
+  double loaded_at_s = 0;  // since the replica was READY
+  double load_s = 0;
+  double served_from_s = -1;
+  double served_until_s = -1;  // -1: served to the end (or never)
+  double served_from_run_s = -1;  // since the run started (the wall clock), for plots
+  double pause_s = 0;
+  long long requests = 0;
+};
+
 struct ServiceFigures {
   std::string name;
   std::string backend;
@@ -34,6 +48,8 @@ struct ServiceFigures {
   long long traced_requests = 0;              // requests with every event in the trace
   Percentiles total, queue, compute, transfer;
   std::vector<double> total_ms;  // per traced request, for the histogram
+  std::vector<VersionFigures> versions;
+  std::vector<std::string> version_errors;  // loads that failed, "replica R: why"
 };
 
 /// One job that worked on the run, from history.jsonl (a resumed run has
@@ -66,6 +82,13 @@ struct Span {
   double end_s = 0;
   int kind = 0;  // 0 task, 1 batch, 2 request (on the client)
   std::string label;
+};
+
+/// A series a task wrote into RUN_DIR/series/NAME.csv ("unix_seconds,value"
+/// lines): plotted against the run's wall time, model switches marked.
+struct Series {
+  std::string name;
+  std::vector<std::pair<double, double>> points;  // (seconds since the run started, value)
 };
 
 struct Report {
@@ -102,6 +125,7 @@ struct Report {
   std::vector<Span> spans;          // at most kMaxSpans, the longest kept
   double trace_end_s = 0;
   std::vector<std::pair<double, std::string>> marks;  // start-up milestones
+  std::vector<Series> series;
 };
 
 constexpr std::size_t kMaxSpans = 20000;

@@ -171,6 +171,68 @@ std::string batch_histogram(const ServiceFigures& f) {
   return svg;
 }
 
+// A task's series against the run's wall time, y on a log scale when it
+// spans more than a decade (errors that fall), and a dashed line wherever a
+// replica began to serve a new model version.
+std::string series_chart(const Series& series, const std::vector<ServiceFigures>& services) {
+  constexpr int kW = 640;
+  constexpr int kH = 220;
+  constexpr int kLeft = 60;
+  double x_max = 0;
+  double lo = series.points.front().second;
+  double hi = lo;
+  for (const auto& [x, y] : series.points) {
+    x_max = std::max(x_max, x);
+    lo = std::min(lo, y);
+    hi = std::max(hi, y);
+  }
+  struct Switch {
+    double at;
+    std::string label;
+  };
+  std::vector<Switch> switches;
+  for (const ServiceFigures& f : services) {
+    for (const VersionFigures& v : f.versions) {
+      if (v.served_from_run_s <= 0 || v.served_from_run_s == -1) continue;
+      switches.push_back({v.served_from_run_s, fmt::format("{} v{}", f.name, v.version)});
+      x_max = std::max(x_max, v.served_from_run_s);
+    }
+  }
+  if (x_max <= 0) x_max = 1;
+  const bool log_y = lo > 0 && hi / lo > 10;
+  auto y_of = [&](double y) {
+    const double a = log_y ? std::log10(lo) : lo;
+    const double b = log_y ? std::log10(hi) : hi;
+    const double v = log_y ? std::log10(y) : y;
+    return 10 + (b > a ? (b - v) / (b - a) : 0.5) * (kH - 20);
+  };
+  auto x_of = [&](double x) { return kLeft + x / x_max * kW; };
+  std::string svg = svg_open(kLeft + kW + 20, kH + 40, "series");
+  svg += fmt::format(R"(<rect x="{}" y="0" width="{}" height="{}" fill="#fafafa"/>)", kLeft, kW,
+                     kH);
+  for (const Switch& s : switches) {
+    svg += fmt::format(R"(<line x1="{0:.1f}" y1="0" x2="{0:.1f}" y2="{1}" class="mark"/>)",
+                       x_of(s.at), kH);
+    svg += fmt::format(R"(<text x="{:.1f}" y="{}" class="marktext">{}</text>)", x_of(s.at) + 3,
+                       kH - 4, escape(s.label));
+  }
+  std::string path;
+  for (const auto& [x, y] : series.points) {
+    if (log_y && y <= 0) continue;
+    path += fmt::format("{}{:.1f},{:.1f}", path.empty() ? "M" : " L", x_of(x), y_of(y));
+    svg += fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="2" fill="#1f77b4"><title>{:.3f} s: {:g}</title></circle>)",
+                       x_of(x), y_of(y), x, y);
+  }
+  svg += fmt::format(R"(<path d="{}" fill="none" stroke="#1f77b4"/>)", path);
+  svg += fmt::format(R"(<text x="{}" y="14" class="label">{:.3g}</text>)", kLeft - 4, hi);
+  svg += fmt::format(R"(<text x="{}" y="{}" class="label">{:.3g}</text>)", kLeft - 4, kH - 4, lo);
+  svg += fmt::format(R"(<text x="{}" y="{}" class="tick">0 s</text>)", kLeft, kH + 16);
+  svg += fmt::format(R"(<text x="{}" y="{}" class="tick">{:.1f} s (wall time of the run{})</text>)",
+                     kLeft + kW - 80, kH + 16, x_max, log_y ? "; y on a log scale" : "");
+  svg += "</svg>";
+  return svg;
+}
+
 std::string percentile_row(const char* name, const Percentiles& p) {
   return fmt::format("<tr><td>{}</td><td>{:.3f}</td><td>{:.3f}</td><td>{:.3f}</td></tr>", name,
                      p.p50_ms, p.p95_ms, p.p99_ms);
@@ -273,8 +335,28 @@ td:first-child, th:first-child { text-align: left; }
       h += percentile_row("transfer", f.transfer);
       h += "</table>\n";
     }
+    if (f.versions.size() > 1 || !f.version_errors.empty()) {
+      h += "<h3>Model versions</h3>\n<table><tr><th>replica</th><th>version</th>"
+           "<th>requests</th><th>load (s)</th><th>served from (s into the run)</th>"
+           "<th>requests held (s)</th></tr>";
+      for (const VersionFigures& v : f.versions) {
+        h += fmt::format(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3f}</td><td>{}</td><td>{}</td></tr>",
+            v.replica, v.version, v.requests, v.load_s,
+            v.served_from_run_s >= 0 ? fmt::format("{:.3f}", v.served_from_run_s) : "-",
+            v.pause_s > 0 ? fmt::format("{:.3f}", v.pause_s) : "-");
+      }
+      h += "</table>\n";
+      for (const std::string& e : f.version_errors) h += "<p>failed: " + escape(e) + "</p>\n";
+    }
     h += "<h3>Request latency</h3>\n" + latency_histogram(f) + "\n";
     h += "<h3>Batch sizes (rows)</h3>\n" + batch_histogram(f) + "\n";
+  }
+  for (const Series& series : r.series) {
+    h += fmt::format("<h2>Series <code>{}</code></h2>\n<p>{} points from "
+                     "<code>series/{}.csv</code>; dashed: a model version began to serve.</p>\n",
+                     escape(series.name), series.points.size(), escape(series.name));
+    h += series_chart(series, r.services) + "\n";
   }
   if (!r.slowest.empty()) {
     h += "<h2>Slowest tasks</h2>\n<table><tr><th>task</th><th>seconds</th><th>state</th>"

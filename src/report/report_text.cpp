@@ -20,6 +20,27 @@ json percentiles_json(const Percentiles& p) {
 std::string ms(const Percentiles& p) {
   return fmt::format("{:9.3f} {:9.3f} {:9.3f}", p.p50_ms, p.p95_ms, p.p99_ms);
 }
+json versions_json(const ServiceFigures& f) {
+  json out = json::array();
+  for (const VersionFigures& v : f.versions) {
+    out.push_back({{"replica", v.replica},
+                   {"version", v.version},
+                   {"path", v.path},
+                   {"loaded_at_s", v.loaded_at_s},
+                   {"load_s", v.load_s},
+                   {"served_from_s", v.served_from_s},
+                   {"served_until_s", v.served_until_s},
+                   {"pause_s", v.pause_s},
+                   {"requests", v.requests}});
+  }
+  return out;
+}
+
+std::string served_span(const VersionFigures& v) {
+  if (v.served_from_s < 0) return "never served";
+  if (v.served_until_s < 0) return fmt::format("served from {:.3f} s", v.served_from_s);
+  return fmt::format("served {:.3f}-{:.3f} s", v.served_from_s, v.served_until_s);
+}
 }  // namespace
 
 json to_json(const Report& r) {
@@ -36,6 +57,8 @@ json to_json(const Report& r) {
                         {"mean_batch_rows", f.mean_batch_rows},
                         {"batch_rows_histogram", hist},
                         {"bridge_retries", f.retries},
+                        {"model_versions", versions_json(f)},
+                        {"version_errors", f.version_errors},
                         {"traced_requests", f.traced_requests},
                         {"latency",
                          {{"total", percentiles_json(f.total)},
@@ -43,6 +66,8 @@ json to_json(const Report& r) {
                           {"compute", percentiles_json(f.compute)},
                           {"transfer", percentiles_json(f.transfer)}}}});
   }
+  json series = json::object();
+  for (const Series& s : r.series) series[s.name] = s.points;
   json slowest = json::array();
   for (const SlowTask& t : r.slowest) {
     slowest.push_back({{"task", t.task},
@@ -91,6 +116,7 @@ json to_json(const Report& r) {
             {"per_s", r.tasks_per_s},
             {"worker_utilisation", r.worker_utilisation}}},
           {"services", services},
+          {"series", series},
           {"slowest_tasks", slowest},
           {"trace",
            {{"present", r.has_trace}, {"events", r.trace_events}, {"dropped", r.dropped_events}}}};
@@ -173,6 +199,25 @@ std::string to_text(const Report& r) {
     std::string hist;
     for (const auto& [rows, n] : f.batch_rows) hist += fmt::format(" {}:{}", rows, n);
     if (!hist.empty()) line("  batch rows:batches" + hist);
+    if (f.versions.size() > 1 || !f.version_errors.empty()) {
+      line("  model versions (times since the replica was READY)");
+      for (const VersionFigures& v : f.versions) {
+        line(fmt::format("    replica {} version {}: {} requests, loaded in {:.3f} s at {:.3f} s, "
+                         "{}{}",
+                         v.replica, v.version, v.requests, v.load_s, v.loaded_at_s,
+                         served_span(v),
+                         v.pause_s > 0 ? fmt::format(", requests held {:.3f} s", v.pause_s)
+                                       : std::string()));
+      }
+      for (const std::string& e : f.version_errors) line("    failed: " + e);
+    }
+  }
+  for (const Series& series : r.series) {
+    line("");
+    line(fmt::format("series '{}': {} points, {:g} at {:.1f} s ... {:g} at {:.1f} s", series.name,
+                     series.points.size(), series.points.front().second,
+                     series.points.front().first, series.points.back().second,
+                     series.points.back().first));
   }
   if (!r.slowest.empty()) {
     line("");

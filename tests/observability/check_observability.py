@@ -53,7 +53,8 @@ queued = {(int(c), int(q)) for c, q in zip(queue["client"], queue["request"])}
 replied = {(int(c), int(q)) for c, q in zip(reply["client"], reply["request"])}
 check(len(sent) == 30 and sent == received == queued == replied,
       "every request has its send, queue, reply and receive")
-check(all(recv["ok"] == 1) and all(reply["ok"] == 1), "every reply was a success")
+check(all(recv["version"] == 1) and all(reply["version"] == 1),
+      "every reply was a success, computed by model version 1")
 compute = t["batch_compute"]
 check(set(batch["batch"].tolist()) == set(compute["batch"].tolist()),
       "every batch a request joined was computed")
