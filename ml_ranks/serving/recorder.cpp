@@ -126,6 +126,7 @@ RecorderStats Recorder::finish() {
 
 void Recorder::write(const Batch& b) {
   std::lock_guard guard(hdf5::lock());
+  hdf5::quiet_errors();  // this thread's HDF5 error stack
   if (file_ < 0) {
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ec);

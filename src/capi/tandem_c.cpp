@@ -127,8 +127,8 @@ tandem_status take_reply(ProxyClient& proxy, std::uint64_t id, tandem_outputs** 
   return TANDEM_OK;
 }
 
-tandem_status model_op(tandem_client* client, tandem::detail::wire::Kind kind,
-                       const char* service, const char* path, int version, int* serving) {
+tandem_status model_op(tandem_client* client, tandem::detail::wire::Kind kind, const char* service,
+                       const char* path, int version, int* serving) {
   if (!client || !service || (kind == tandem::detail::wire::kLoadModel && !path)) {
     return fail(TANDEM_ERR_ARGUMENT, "null argument");
   }
@@ -144,10 +144,9 @@ tandem_status model_op(tandem_client* client, tandem::detail::wire::Kind kind,
                     fmt::format("model versions are numbers >= 1, not {}", version));
       }
       const int index = client->proxy->service_index(service);
-      const tandem_status s =
-          take_reply(*client->proxy,
-                     client->proxy->send_model_op(kind, index, path ? path : "", version), nullptr,
-                     nullptr, &now);
+      const tandem_status s = take_reply(
+          *client->proxy, client->proxy->send_model_op(kind, index, path ? path : "", version),
+          nullptr, nullptr, &now);
       if (s != TANDEM_OK) return s;
     }
     if (serving) *serving = now;

@@ -29,7 +29,7 @@ struct VersionFigures {
   double loaded_at_s = 0;  // since the replica was READY
   double load_s = 0;
   double served_from_s = -1;
-  double served_until_s = -1;  // -1: served to the end (or never)
+  double served_until_s = -1;     // -1: served to the end (or never)
   double served_from_run_s = -1;  // since the run started (the wall clock), for plots
   double pause_s = 0;
   long long requests = 0;

@@ -208,27 +208,33 @@ std::string series_chart(const Series& series, const std::vector<ServiceFigures>
   };
   auto x_of = [&](double x) { return kLeft + x / x_max * kW; };
   std::string svg = svg_open(kLeft + kW + 20, kH + 40, "series");
-  svg += fmt::format(R"(<rect x="{}" y="0" width="{}" height="{}" fill="#fafafa"/>)", kLeft, kW,
-                     kH);
-  for (const Switch& s : switches) {
+  svg +=
+      fmt::format(R"(<rect x="{}" y="0" width="{}" height="{}" fill="#fafafa"/>)", kLeft, kW, kH);
+  std::sort(switches.begin(), switches.end(),
+            [](const Switch& a, const Switch& b) { return a.at < b.at; });
+  for (std::size_t i = 0; i < switches.size(); ++i) {
+    const Switch& s = switches[i];
     svg += fmt::format(R"(<line x1="{0:.1f}" y1="0" x2="{0:.1f}" y2="{1}" class="mark"/>)",
                        x_of(s.at), kH);
+    // Labels of switches close together go one above the other.
     svg += fmt::format(R"(<text x="{:.1f}" y="{}" class="marktext">{}</text>)", x_of(s.at) + 3,
-                       kH - 4, escape(s.label));
+                       kH - 4 - 12 * static_cast<int>(i % 4), escape(s.label));
   }
   std::string path;
   for (const auto& [x, y] : series.points) {
     if (log_y && y <= 0) continue;
     path += fmt::format("{}{:.1f},{:.1f}", path.empty() ? "M" : " L", x_of(x), y_of(y));
-    svg += fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="2" fill="#1f77b4"><title>{:.3f} s: {:g}</title></circle>)",
-                       x_of(x), y_of(y), x, y);
+    svg += fmt::format(
+        R"(<circle cx="{:.1f}" cy="{:.1f}" r="2" fill="#1f77b4"><title>{:.3f} s: {:g}</title></circle>)",
+        x_of(x), y_of(y), x, y);
   }
   svg += fmt::format(R"(<path d="{}" fill="none" stroke="#1f77b4"/>)", path);
   svg += fmt::format(R"(<text x="{}" y="14" class="label">{:.3g}</text>)", kLeft - 4, hi);
   svg += fmt::format(R"(<text x="{}" y="{}" class="label">{:.3g}</text>)", kLeft - 4, kH - 4, lo);
   svg += fmt::format(R"(<text x="{}" y="{}" class="tick">0 s</text>)", kLeft, kH + 16);
-  svg += fmt::format(R"(<text x="{}" y="{}" class="tick">{:.1f} s (wall time of the run{})</text>)",
-                     kLeft + kW - 80, kH + 16, x_max, log_y ? "; y on a log scale" : "");
+  svg += fmt::format(
+      R"(<text x="{}" y="{}" class="tick" text-anchor="end">{:.1f} s (wall time of the run{})</text>)",
+      kLeft + kW, kH + 16, x_max, log_y ? "; y on a log scale" : "");
   svg += "</svg>";
   return svg;
 }
@@ -353,9 +359,10 @@ td:first-child, th:first-child { text-align: left; }
     h += "<h3>Batch sizes (rows)</h3>\n" + batch_histogram(f) + "\n";
   }
   for (const Series& series : r.series) {
-    h += fmt::format("<h2>Series <code>{}</code></h2>\n<p>{} points from "
-                     "<code>series/{}.csv</code>; dashed: a model version began to serve.</p>\n",
-                     escape(series.name), series.points.size(), escape(series.name));
+    h += fmt::format(
+        "<h2>Series <code>{}</code></h2>\n<p>{} points from "
+        "<code>series/{}.csv</code>; dashed: a model version began to serve.</p>\n",
+        escape(series.name), series.points.size(), escape(series.name));
     h += series_chart(series, r.services) + "\n";
   }
   if (!r.slowest.empty()) {

@@ -202,12 +202,11 @@ std::string to_text(const Report& r) {
     if (f.versions.size() > 1 || !f.version_errors.empty()) {
       line("  model versions (times since the replica was READY)");
       for (const VersionFigures& v : f.versions) {
-        line(fmt::format("    replica {} version {}: {} requests, loaded in {:.3f} s at {:.3f} s, "
-                         "{}{}",
-                         v.replica, v.version, v.requests, v.load_s, v.loaded_at_s,
-                         served_span(v),
-                         v.pause_s > 0 ? fmt::format(", requests held {:.3f} s", v.pause_s)
-                                       : std::string()));
+        line(fmt::format(
+            "    replica {} version {}: {} requests, loaded in {:.3f} s at {:.3f} s, "
+            "{}{}",
+            v.replica, v.version, v.requests, v.load_s, v.loaded_at_s, served_span(v),
+            v.pause_s > 0 ? fmt::format(", requests held {:.3f} s", v.pause_s) : std::string()));
       }
       for (const std::string& e : f.version_errors) line("    failed: " + e);
     }

@@ -16,13 +16,20 @@ namespace tandem::detail::hdf5 {
 // whose close failed (a full disk) stays open inside HDF5, and closing it
 // again at exit crashes the process ("infinite loop closing library").
 // Tandem closes every file it writes itself.
+// In a thread-safe HDF5 the error stack, and whether it is printed, is per
+// thread: each thread that calls HDF5 (the recorder's writer) is silenced
+// on its first call here.
 void quiet_errors() {
   static const bool done = [] {
     H5dont_atexit();
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;
   }();
   (void)done;
+  thread_local const bool silenced = [] {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    return true;
+  }();
+  (void)silenced;
 }
 
 namespace {

@@ -247,8 +247,9 @@ void Proxy::handle(int id, Connection& c, const wire::Encoded& message) {
   try {
     if (d.header.kind == wire::kLoadModel || d.header.kind == wire::kUnloadModel) {
       const auto j = nlohmann::json::parse(d.text);
-      f.model_op = client_.send_model_op(static_cast<wire::Kind>(d.header.kind), service,
-                                         j.value("path", std::string()), j.at("version").get<int>());
+      f.model_op =
+          client_.send_model_op(static_cast<wire::Kind>(d.header.kind), service,
+                                j.value("path", std::string()), j.at("version").get<int>());
     } else if (d.header.kind == wire::kCall) {
       const auto newline = d.text.find('\n');
       f.pending = client_.send_call(
@@ -303,8 +304,8 @@ bool Proxy::deliver_replies() {
       std::string error;
       const int serving = op.result(error, client_.workflow().services[op.service].name);
       if (error.empty()) {
-        const wire::Encoded m =
-            wire::encode(wire::kReplyOk, f.id, op.service, {}, nlohmann::json{{"serving", serving}}.dump());
+        const wire::Encoded m = wire::encode(wire::kReplyOk, f.id, op.service, {},
+                                             nlohmann::json{{"serving", serving}}.dump());
         wire::set_model_version(m, serving);
         answer(c, m);
       } else {

@@ -21,6 +21,17 @@ err=$(grep -oP 'surrogate error on the final field: max \K[0-9.e+-]+' "$report")
 check "the surrogate's error is below 5% ($err)" python3 -c "import sys; sys.exit(0 if float('$err') < 0.05 else 1)"
 check "the service answered 1800 requests" grep -q '"requests": 1800' "$work/surrogate/summary.json"
 
+# online-training: the surrogate improves while the members run.
+(cd "$src/examples/online-training" && "$mpiexec" "${mpiexec_flags[@]}" -n 4 "$build/launcher/tandem" run \
+  workflow.toml --run-dir "$work/online" --log-level warn) > "$work/online.log" 2>&1
+check "online-training exits 0" test $? -eq 0
+/usr/bin/python3 "$src/tests/examples/check_online_training.py" "$work/online" 4
+check "online-training's final surrogate error is 4x below its first" test $? -eq 0
+check "the trainer swapped in 4 versions" test "$(grep -c '^version [2-5]: trained' "$work/online/tasks/train/0.out")" = 4
+"$build/launcher/tandem" report "$work/online" --html > /dev/null 2>&1
+check "the HTML report plots the error with the switches marked" \
+  sh -c "grep -q 'Series <code>closure_error</code>' '$work/online/report.html' && grep -q 'closure v5' '$work/online/report.html'"
+
 # spmd-coupling: an MPI application with a Session.
 (cd "$src/examples/spmd-coupling" && SPMD_COUPLING_RUNS="$work/spmd-runs" "$mpiexec" "${mpiexec_flags[@]}" -n 5 \
   "$build/examples/spmd-coupling/spmd-coupling" job.toml) > "$work/spmd.log" 2>&1

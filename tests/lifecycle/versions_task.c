@@ -24,8 +24,9 @@ static int infer_check(tandem_client* client, int version) {
   const float* y = (const float*)tandem_tensor_data(tandem_outputs_find(out, "y"));
   int bad = tandem_outputs_model_version(out) != version;
   for (int i = 0; i < 8; ++i) bad |= y[i] != x[i] * (float)version;
-  if (bad) fprintf(stderr, "expected version %d, got %d (y[0] %g)\n", version,
-                   tandem_outputs_model_version(out), y[0]);
+  if (bad)
+    fprintf(stderr, "expected version %d, got %d (y[0] %g)\n", version,
+            tandem_outputs_model_version(out), y[0]);
   tandem_outputs_free(out);
   return bad;
 }
