@@ -19,7 +19,8 @@ namespace tandem::detail {
 
 namespace {
 
-constexpr int kLoaderNice = 10;  // CFS weight 110 against the serving thread's 1024
+constexpr int kLoaderNice = 10;
+constexpr int kWarmUpRuns = 3;  // CFS weight 110 against the serving thread's 1024
 
 std::string shape_text(const std::vector<std::int64_t>& shape) {
   return fmt::format("[{}]", fmt::join(shape, ", "));
@@ -99,7 +100,12 @@ LoadOutcome load_version(const ServiceSpec& service, const BackendContext& conte
     if (probe && !service.inputs.empty()) {
       std::string why;
       try {
-        why = check_outputs(service, out.loaded.backend->infer(probe_inputs(service)));
+        const TensorList probe = probe_inputs(service);
+        why = check_outputs(service, out.loaded.backend->infer(probe));
+        // TorchScript profiles a method's first runs and optimizes it on
+        // the next: done here, on the loading thread, not in the first
+        // batches the new version serves (measured: a 40 ms stall).
+        for (int run = 0; why.empty() && run < kWarmUpRuns; ++run) out.loaded.backend->infer(probe);
       } catch (const std::exception& e) {
         why = fmt::format("it fails on one row of zeros shaped as the signature: {}", e.what());
       }
@@ -124,7 +130,9 @@ BackgroundLoad::BackgroundLoad(const ServiceSpec& service, const BackendContext&
     : version_(version),
       future_(std::async(std::launch::async, [&service, context, version, path, probe] {
         // Serving comes first: where the ranks fill the cores, the load
-        // gets a tenth of the serving thread's share, never none.
+        // gets a tenth of the serving thread's share, never none. (We
+        // measured SCHED_IDLE too: on one core it loaded 10x slower and
+        // did not shorten the longest stall, docs/performance.md.)
         ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kLoaderNice);
         return load_version(service, context, version, path, probe);
       })) {}

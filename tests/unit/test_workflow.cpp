@@ -280,6 +280,48 @@ factor = 3.0
   EXPECT_TRUE(wf.tasks.empty());
 }
 
+TEST(Workflow, ModelVersionKeysParse) {
+  const std::string sig = "inputs = [{ name = 'x', dtype = 'FP32', shape = [-1, 2] }]\n"
+                          "outputs = [{ name = 'y', dtype = 'FP32', shape = [-1, 1] }]\n";
+  const auto wf = parse_workflow(
+      "[[service]]\nname='a'\nbackend='torchscript'\nmodel='m.pt'\nmodel_version=7\n"
+      "version_policy=3\nkeep_versions=2\nswap='pause'\n" + sig +
+          "[[service]]\nname='b'\nbackend='torchscript'\nmodel_dir='repo'\npoll_interval=0.5\n"
+          "version_policy='latest'\n" + sig,
+      "/x/wf.toml", false);
+  const auto& a = wf.services[0];
+  EXPECT_EQ(a.model_version, 7);
+  EXPECT_EQ(a.pinned_version, 3);
+  EXPECT_EQ(a.keep_versions, 2);
+  EXPECT_EQ(a.swap, tandem::detail::SwapMode::pause);
+  const auto& b = wf.services[1];
+  EXPECT_EQ(b.model_dir, "/x/repo");
+  EXPECT_TRUE(b.model.empty());
+  EXPECT_EQ(b.poll_interval_s, 0.5);
+  EXPECT_EQ(b.pinned_version, 0);
+  EXPECT_EQ(b.swap, tandem::detail::SwapMode::beside);
+  EXPECT_EQ(b.keep_versions, 1);
+}
+
+TEST(Workflow, BadModelVersionKeysNameTheKey) {
+  const std::string head = "[[service]]\nname='m'\nbackend='torchscript'\n";
+  expect_error(head + "model='a.pt'\nmodel_dir='d'\n", 5, "service[0].model_dir", "not both");
+  expect_error(head + "model_dir='d'\nmodel_version=2\n", 5, "service[0].model_version",
+               "only with `model`");
+  expect_error(head + "model='a.pt'\npoll_interval=1\n", 5, "service[0].poll_interval",
+               "only with `model_dir`");
+  expect_error(head + "model='a.pt'\nversion_policy='newest'\n", 5,
+               "service[0].version_policy", "\"latest\"");
+  expect_error(head + "model='a.pt'\nversion_policy=0\n", 5, "service[0].version_policy",
+               "N >= 1");
+  expect_error(head + "model='a.pt'\nswap='now'\n", 5, "service[0].swap",
+               "\"beside\" or \"pause\"");
+  expect_error(head + "model='a.pt'\nkeep_versions=0\n", 5, "service[0].keep_versions",
+               "between 1");
+  expect_error("[[service]]\nname='m'\nbackend='echo'\nmodel_dir='d'\n", 4,
+               "service[0].model_dir", "only to backend \"torchscript\"");
+}
+
 TEST(Workflow, BadServicesAreRejected) {
   const std::string head = "[[service]]\nname='m'\n";
   expect_error(head + "backend='torchscrpit'\n", 3, "service[0].backend",
