@@ -116,7 +116,10 @@ int main(int argc, char** argv) {
           const double now = seconds(steady::now()) - seconds(t0);
           if (now < run_s) {
             while (flight.size() < 2) {
-              flight.push_back({c.infer_async("t", {{"x", x}}), seconds(steady::now()) - seconds(t0)});
+              // The clock before the send: a request counts as sent after
+              // the swap only if it surely was.
+              const double at = seconds(steady::now()) - seconds(t0);
+              flight.push_back({c.infer_async("t", {{"x", x}}), at});
             }
           } else if (flight.empty()) {
             break;

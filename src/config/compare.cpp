@@ -55,6 +55,7 @@ void compare_service(const ServiceSpec& b, const ServiceSpec& a, std::vector<std
   };
   changed("backend", std::string(name_of(b.backend)), std::string(name_of(a.backend)));
   changed("model", b.model, a.model);
+  changed("model_dir", b.model_dir, a.model_dir);
   changed("command", joined(b.command), joined(a.command));
   changed("url", b.url, a.url);
   changed("model_name", b.model_name, a.model_name);

@@ -111,7 +111,10 @@ TEST(Lifecycle, ASwapUnderLoadLosesNothingAndNeverGoesBack) {
       while (since(t0) < deadline && window.size() < kWindow) {
         tandem::Tensor x = rows_of(next, 1);
         next += 4;
-        window.push_back({c.infer_async("t", {{"x", x}}), x, since(t0)});
+        // The clock before the send: a request counts as sent after the
+        // switch only if it surely was.
+        const double at = since(t0);
+        window.push_back({c.infer_async("t", {{"x", x}}), x, at});
       }
       Sent got = std::move(window.front());
       window.erase(window.begin());

@@ -281,13 +281,16 @@ factor = 3.0
 }
 
 TEST(Workflow, ModelVersionKeysParse) {
-  const std::string sig = "inputs = [{ name = 'x', dtype = 'FP32', shape = [-1, 2] }]\n"
-                          "outputs = [{ name = 'y', dtype = 'FP32', shape = [-1, 1] }]\n";
+  const std::string sig =
+      "inputs = [{ name = 'x', dtype = 'FP32', shape = [-1, 2] }]\n"
+      "outputs = [{ name = 'y', dtype = 'FP32', shape = [-1, 1] }]\n";
   const auto wf = parse_workflow(
       "[[service]]\nname='a'\nbackend='torchscript'\nmodel='m.pt'\nmodel_version=7\n"
-      "version_policy=3\nkeep_versions=2\nswap='pause'\n" + sig +
+      "version_policy=3\nkeep_versions=2\nswap='pause'\n" +
+          sig +
           "[[service]]\nname='b'\nbackend='torchscript'\nmodel_dir='repo'\npoll_interval=0.5\n"
-          "version_policy='latest'\n" + sig,
+          "version_policy='latest'\n" +
+          sig,
       "/x/wf.toml", false);
   const auto& a = wf.services[0];
   EXPECT_EQ(a.model_version, 7);
@@ -310,16 +313,15 @@ TEST(Workflow, BadModelVersionKeysNameTheKey) {
                "only with `model`");
   expect_error(head + "model='a.pt'\npoll_interval=1\n", 5, "service[0].poll_interval",
                "only with `model_dir`");
-  expect_error(head + "model='a.pt'\nversion_policy='newest'\n", 5,
-               "service[0].version_policy", "\"latest\"");
-  expect_error(head + "model='a.pt'\nversion_policy=0\n", 5, "service[0].version_policy",
-               "N >= 1");
+  expect_error(head + "model='a.pt'\nversion_policy='newest'\n", 5, "service[0].version_policy",
+               "\"latest\"");
+  expect_error(head + "model='a.pt'\nversion_policy=0\n", 5, "service[0].version_policy", "N >= 1");
   expect_error(head + "model='a.pt'\nswap='now'\n", 5, "service[0].swap",
                "\"beside\" or \"pause\"");
   expect_error(head + "model='a.pt'\nkeep_versions=0\n", 5, "service[0].keep_versions",
                "between 1");
-  expect_error("[[service]]\nname='m'\nbackend='echo'\nmodel_dir='d'\n", 4,
-               "service[0].model_dir", "only to backend \"torchscript\"");
+  expect_error("[[service]]\nname='m'\nbackend='echo'\nmodel_dir='d'\n", 4, "service[0].model_dir",
+               "only to backend \"torchscript\"");
 }
 
 TEST(Workflow, BadServicesAreRejected) {
