@@ -118,8 +118,8 @@ void Leader::start_load(ModelOp op) {
   loading_->started = clock::now();
   loading_->member_errors.resize(static_cast<std::size_t>(replica_size_));
   const BackendContext context{job_.run_dir, me_.replica, 0, me_.service};
-  loading_->mine =
-      std::make_unique<BackgroundLoad>(spec_, context, op.version, op.path, /*probe=*/true);
+  loading_->mine = std::make_unique<BackgroundLoad>(spec_, context, op.version, op.path,
+                                                    /*probe=*/true, job_.idle == IdleMode::shared);
   tell_members(wire::kLoadModel, nlohmann::json{{"path", op.path}, {"version", op.version}}.dump());
   loading_->op = std::move(op);
 }

@@ -43,11 +43,14 @@ LoadOutcome load_version(const ServiceSpec& service, const BackendContext& conte
 /// Checks one output list against the signature; empty when it matches.
 std::string check_outputs(const ServiceSpec& service, const TensorList& outputs);
 
-/// A load running on its own thread.
+/// A load running on its own thread. With @p behind_serving (the node's
+/// ranks share its cores) the thread runs only when the cores have nothing
+/// else to run (SCHED_IDLE): the load takes longer, requests do not wait
+/// for it. Otherwise at nice 10.
 class BackgroundLoad {
  public:
   BackgroundLoad(const ServiceSpec& service, const BackendContext& context, int version,
-                 std::string path, bool probe);
+                 std::string path, bool probe, bool behind_serving);
   int version() const { return version_; }
   /// True once the load has finished (never blocks).
   bool done() const;
