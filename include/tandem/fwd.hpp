@@ -31,6 +31,7 @@ enum class Transport : std::uint8_t;
 // tandem/client.hpp
 struct InferOptions;
 class InferHandle;
+struct InferResult;
 class CallHandle;
 class Client;
 

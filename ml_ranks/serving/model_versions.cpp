@@ -127,24 +127,25 @@ LoadOutcome load_version(const ServiceSpec& service, const BackendContext& conte
 }
 
 BackgroundLoad::BackgroundLoad(const ServiceSpec& service, const BackendContext& context,
-                               int version, std::string path, bool probe, bool behind_serving)
+                               int version, const std::string& path, bool probe,
+                               bool behind_serving)
     : version_(version),
-      future_(std::async(std::launch::async, [&service, context, version, path, probe,
-                                              behind_serving] {
-        // Serving comes first. Where the node's ranks share its cores, a
-        // loading thread at any normal priority takes whole time slices
-        // from the serving thread: on one core, requests waited up to 6 ms
-        // during a 64 MiB load at nice 10 and no longer than in steady state
-        // at SCHED_IDLE, which loaded 10x slower (docs/performance.md).
-        // With a core per rank the load gets a tenth of a contended core.
-        if (behind_serving) {
-          sched_param none{};
-          ::sched_setscheduler(0, SCHED_IDLE, &none);
-        } else {
-          ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kLoaderNice);
-        }
-        return load_version(service, context, version, path, probe);
-      })) {}
+      future_(
+          std::async(std::launch::async, [&service, context, version, path, probe, behind_serving] {
+            // Serving comes first. Where the node's ranks share its cores, a
+            // loading thread at any normal priority takes whole time slices
+            // from the serving thread: on one core, requests waited up to 6 ms
+            // during a 64 MiB load at nice 10 and no longer than in steady state
+            // at SCHED_IDLE, which loaded 10x slower (docs/performance.md).
+            // With a core per rank the load gets a tenth of a contended core.
+            if (behind_serving) {
+              sched_param none{};
+              ::sched_setscheduler(0, SCHED_IDLE, &none);
+            } else {
+              ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kLoaderNice);
+            }
+            return load_version(service, context, version, path, probe);
+          })) {}
 
 bool BackgroundLoad::done() const {
   return future_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;

@@ -50,7 +50,7 @@ std::string check_outputs(const ServiceSpec& service, const TensorList& outputs)
 class BackgroundLoad {
  public:
   BackgroundLoad(const ServiceSpec& service, const BackendContext& context, int version,
-                 std::string path, bool probe, bool behind_serving);
+                 const std::string& path, bool probe, bool behind_serving);
   int version() const { return version_; }
   /// True once the load has finished (never blocks).
   bool done() const;

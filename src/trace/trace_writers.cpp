@@ -326,7 +326,7 @@ void Writers::add_chrome(int rank, const std::vector<Event>& events) {
       case kModelSwitch:
         instant(ts, fmt::format("{} replica {} serves version {}", service_name(e.d), e.c, e.a),
                 fmt::format(R"("service":{},"replica":{},"version":{},"load_ms":{:.3f})",
-                            quoted(service_name(e.d)), e.c, e.a, e.b / 1e6));
+                            quoted(service_name(e.d)), e.c, e.a, static_cast<double>(e.b) / 1e6));
         break;
       case kPhase:
         instant(ts, e.a >= 0 && e.a < 5 ? kPhaseNames[e.a] : "phase",
