@@ -148,6 +148,14 @@ void Leader::finish_load() {
     }
     stats_.version_errors.push_back(why);
     if (op.from_dir) dir_failures_[op.version] = {op.mtime_ns, op.size};
+    if (op.restore && versions_.empty()) {
+      // swap = "pause" and what served before will not load again either:
+      // nothing is left to serve, and the queued requests hear why.
+      answer_op(op, why);
+      fail(fmt::format("after a failed swap the old model version could not be loaded again: {}",
+                       why));
+      return;
+    }
     if (versions_.empty() && !unloaded_for_pause_.empty()) {
       // swap = "pause": what served before comes back.
       for (const auto& [v, path] : unloaded_for_pause_) {
@@ -310,9 +318,18 @@ void Leader::watch_model_dir() {
       return;
     }
   }
-  for (const int v : versions_.held()) {
-    if (!versions_.find(v)->from_dir || on_disk(v)) continue;
-    if (v == versions_.served() && (versions_.held().size() == 1 || spec_.pinned_version > 0)) {
+  // Versions whose directories went are unloaded; if none would be left,
+  // the served one stays (a replica must serve something) until another
+  // version appears.
+  const std::vector<int> held = versions_.held();
+  std::vector<int> vanished;
+  for (const int v : held) {
+    if (versions_.find(v)->from_dir && !on_disk(v)) vanished.push_back(v);
+  }
+  const bool none_left = vanished.size() == held.size();
+  for (const int v : vanished) {
+    const bool keep = v == versions_.served() && (none_left || spec_.pinned_version > 0);
+    if (keep) {
       if (!warned_dir_empty_) {
         spdlog::warn(
             "service '{}' replica {}: the directory of model version {} is gone from "

@@ -144,6 +144,13 @@ void Journal::append(const Instance& inst) {
   const std::string reason = quoted_reason(inst.reason);
   const std::string& name = quoted_names_[inst.task];
   reserve(256 + name.size() + reason.size());
+  if (write_errno_ != 0) {
+    // The flush to make room for this line failed: it is not recorded
+    // either, and counts with the others (it used to go uncounted, and
+    // the resume then reran one more than the message said).
+    ++unrecorded_;
+    return;
+  }
   char* p = buffer_.data() + used_;
   p = put(p, "{\"task\":");
   p = put(p, std::string_view(name));

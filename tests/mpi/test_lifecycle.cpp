@@ -377,6 +377,17 @@ TEST(Lifecycle, APausedSwapHoldsRequestsAndAnswersThemAll) {
         }
         EXPECT_EQ(errors, 0);
         EXPECT_GT(replies, 10);
+        MPI_Barrier(s.app_comm());
+        if (app_rank != 0) return;
+        // A bad version in pause mode: the old one was unloaded for it, and
+        // is loaded again; requests go on being answered by version 3.
+        const std::string why =
+            request_error_of([&] { c.load_model("t", models() + "/wrong_dtype.pt", 4); });
+        EXPECT_NE(why.find("wrong_dtype.pt"), std::string::npos) << why;
+        const tandem::Tensor x = rows_of(1, 2);
+        const tandem::InferResult r = c.infer_versioned("t", {{"x", x}});
+        EXPECT_EQ(r.model_version, 3);
+        EXPECT_TRUE(scaled_by(x, r.outputs[0].tensor, 3));
       });
   if (world_rank() != 0) return;
   const json& replica = summary["services"]["t"]["replicas"][0];

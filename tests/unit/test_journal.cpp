@@ -105,3 +105,16 @@ TEST(Journal, AWriteErrorIsReportedAndNothingMoreIsTaken) {
   EXPECT_FALSE(j.flush());
   EXPECT_EQ(j.unrecorded(), 3);
 }
+
+// The write can also fail in append, when the buffer is full and must be
+// flushed to make room: that line counts as unrecorded too, so that the
+// count the coordinator reports is what a resume runs again.
+TEST(Journal, EveryLineIsCountedWhenTheBufferFillsOnAFullDisk) {
+  const auto wf = three_sims();
+  Journal j("/dev/full", wf, 0);
+  constexpr long long kLines = 50000;  // several buffers' worth
+  for (long long i = 0; i < kLines; ++i) j.append(done_instance(static_cast<int>(i % 3)));
+  EXPECT_TRUE(j.failed()) << "a full buffer was flushed, and failed";
+  EXPECT_FALSE(j.flush());
+  EXPECT_EQ(j.unrecorded(), kLines);
+}
