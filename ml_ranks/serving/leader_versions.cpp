@@ -118,8 +118,12 @@ void Leader::start_load(ModelOp op) {
   loading_->started = clock::now();
   loading_->member_errors.resize(static_cast<std::size_t>(replica_size_));
   const BackendContext context{job_.run_dir, me_.replica, 0, me_.service};
+  // Behind serving only while there is something to serve: a paused swap
+  // (or a restore) has requests waiting for the load itself.
+  const bool behind_serving =
+      job_.idle == IdleMode::shared && spec_.swap == SwapMode::beside && !op.restore;
   loading_->mine = std::make_unique<BackgroundLoad>(spec_, context, op.version, op.path,
-                                                    /*probe=*/true, job_.idle == IdleMode::shared);
+                                                    /*probe=*/true, behind_serving);
   tell_members(wire::kLoadModel, nlohmann::json{{"path", op.path}, {"version", op.version}}.dump());
   loading_->op = std::move(op);
 }

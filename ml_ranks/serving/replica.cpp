@@ -700,9 +700,9 @@ void serve_as_member(const Job& job, VersionSet& versions, const BackendContext&
       return;
     } else if (d.header.kind == wire::kLoadModel) {
       const auto j = nlohmann::json::parse(d.text);
-      loading = std::make_unique<BackgroundLoad>(spec, context, j.at("version").get<int>(),
-                                                 j.at("path").get<std::string>(), false,
-                                                 job.idle == IdleMode::shared);
+      loading = std::make_unique<BackgroundLoad>(
+          spec, context, j.at("version").get<int>(), j.at("path").get<std::string>(), false,
+          job.idle == IdleMode::shared && spec.swap == SwapMode::beside);
       continue;
     } else if (d.header.kind == wire::kUnloadModel) {
       versions.remove(nlohmann::json::parse(d.text).at("version").get<int>());

@@ -129,8 +129,10 @@ bool ClientImpl::receive_replies(const PendingInfer* until) {
     } else {
       p.error = d.text.empty() ? "the service answered with an error" : d.text;
     }
-    trace::record(trace::kReplyReceive, static_cast<std::int64_t>(p.id),
-                  p.error.empty() ? std::max(p.model_version, 1) : 0, p.service);
+    if (!p.model_op) {
+      trace::record(trace::kReplyReceive, static_cast<std::int64_t>(p.id),
+                    p.error.empty() ? std::max(p.model_version, 1) : 0, p.service);
+    }
     --outstanding_[p.replica];
     pending_.erase(it);
   }
@@ -384,14 +386,16 @@ std::shared_ptr<PendingModelOp> ClientImpl::send_model_op(wire::Kind kind, int s
     const auto st = static_cast<ServiceState>(table_.states[service][r]);
     if (st != ServiceState::READY && st != ServiceState::STARTING) {
       const std::string& reason = table_.reasons[service][r];
-      op->refused.push_back(fmt::format("service '{}' (replica {}): {} is {}{}", name, r, op->what,
-                                        name_of(st), reason.empty() ? "" : ": " + reason));
+      op->refused.push_back(fmt::format("service '{}' (replica {}): {}: the replica is {}{}", name,
+                                        r, op->what, name_of(st),
+                                        reason.empty() ? "" : ": " + reason));
       continue;
     }
     auto p = std::make_shared<PendingInfer>();
     p->id = next_id_++;
     p->service = service;
     p->replica = static_cast<int>(replicas[r] - plan_.replicas.data());
+    p->model_op = true;
     p->outgoing.message = wire::encode(kind, p->id, service, {}, body);
     const wire::Encoded& m = p->outgoing.message;
     TANDEM_MPI_CHECK(MPI_Isend(m.buffer.get(), static_cast<int>(m.size), MPI_BYTE,

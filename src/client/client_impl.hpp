@@ -38,6 +38,7 @@ struct PendingInfer {
   bool pass_through = false;
   std::vector<wire::Staged> staged_outputs;
   int model_version = 0;  // the version that computed the reply (0: none)
+  bool model_op = false;  // load_model or unload_model: not a request in the trace
 };
 
 /// load_model or unload_model: one message to each replica of the service,
