@@ -106,7 +106,10 @@ run faults.toml faults 4
 rc=$?
 check "every proxy task succeeded (exit $rc)" test $rc -eq 0
 if [ $rc -ne 0 ]; then
+  # Which tasks did not finish, and why: the journal says.
+  grep -hv '"state":"DONE"' faults/journal.jsonl 2> /dev/null | head -5 >&2
   grep -h "proxy_task" faults/tasks/*/*.err >&2 2> /dev/null | head -5
+  grep -h "error\|warn" faults.err 2> /dev/null | head -10 >&2
   tail -5 faults.err >&2
 fi
 check "42 tasks done" test "$("$python" -c "import json; print(json.load(open('faults/summary.json'))['tasks']['done'])")" = 42
