@@ -99,6 +99,15 @@ void Leader::step_lifecycle() {
     }
     return;
   }
+  if (spec_.swap == SwapMode::pause && spec_.pinned_version > 0 &&
+      op.version != spec_.pinned_version && !op.restore) {
+    // A paused swap holds one version: one the policy would not serve
+    // would leave nothing served.
+    answer_op(op, fmt::format("load_model: with swap = \"pause\" a replica holds one version, "
+                              "and version_policy = {} would not serve version {}",
+                              spec_.pinned_version, op.version));
+    return;
+  }
   start_load(std::move(op));
 }
 
