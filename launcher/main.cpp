@@ -14,6 +14,7 @@
 #include "report/report.hpp"
 #include "supervise.hpp"
 #include "tandem/tandem.hpp"
+#include "tasks/python_tasks.hpp"
 #include "tasks/registry.hpp"
 
 namespace {
@@ -21,6 +22,8 @@ namespace {
 int validate(const std::string& file) {
   const auto wf = tandem::detail::load_workflow(file);
   tandem::detail::load_task_functions(wf);
+  // Python tasks' modules are imported here as a worker would import them.
+  if (tandem::detail::has_python_tasks(wf)) tandem::detail::start_python_tasks(wf);
   if (wf.tasks.empty()) {
     // What each way in needs: tandem run wants tasks, a session services.
     std::printf(

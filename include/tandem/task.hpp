@@ -74,6 +74,12 @@ class TaskContext {
   /// The client of the job's services (see tandem/client.hpp).
   Client& client() const;
 
+  /// Records a small result with the attempt: @p json (a JSON value, at
+  /// most 16 KiB as text) goes into the journal's line for this instance
+  /// if the attempt finishes DONE. The last call wins.
+  /// @throws tandem::task_error if @p json is not JSON or is too large.
+  void set_result(const std::string& json) const;
+
  private:
   friend struct detail::Access;
   explicit TaskContext(const detail::TaskContextData* data) noexcept : data_(data) {}

@@ -215,7 +215,19 @@ class Client:
             _check(lib.tandem_connect_to(socket.encode(), ctypes.byref(handle)))
         self._handle = handle
 
+    @classmethod
+    def _over(cls, address):
+        """A client over a C API handle that its owner frees (a Python
+        function task's: the worker's own MPI client)."""
+        self = cls.__new__(cls)
+        self._handle = ctypes.c_void_p(address)
+        self._owned = False
+        return self
+
     def close(self):
+        if not getattr(self, "_owned", True):
+            self._handle = None
+            return
         if self._handle:
             _c().tandem_disconnect(self._handle)
             self._handle = None

@@ -21,6 +21,8 @@ struct Access {
   static TaskContext make_context(const TaskContextData* data) noexcept {
     return TaskContext(data);
   }
+  /// What a context shows (for the Python plugin, which builds its own).
+  static const TaskContextData& data(const TaskContext& ctx) noexcept { return *ctx.data_; }
   /// A tensor over @p data that keeps @p owner alive.
   static Tensor adopt(DType dtype, std::vector<std::int64_t> shape, void* data,
                       std::shared_ptr<void> owner) {

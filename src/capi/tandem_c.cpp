@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "capi/proxy_client.hpp"
+#include "capi/wrap_client.hpp"
 #include "tandem/client.hpp"
 #include "tandem/error.hpp"
 #include "tandem/session.hpp"
@@ -155,6 +156,20 @@ tandem_status model_op(tandem_client* client, tandem::detail::wire::Kind kind, c
 }
 
 }  // namespace
+
+namespace tandem::detail::capi {
+
+tandem_client* wrap_client(tandem::Client& client) {
+  auto handle = std::make_unique<tandem_client>();
+  handle->direct = &client;
+  return handle.release();
+}
+
+void free_wrapped_client(tandem_client* handle) noexcept {
+  delete handle;
+}
+
+}  // namespace tandem::detail::capi
 
 extern "C" {
 

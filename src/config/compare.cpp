@@ -25,6 +25,7 @@ void compare_task(const TaskSpec& b, const TaskSpec& a, std::vector<std::string>
       out.push_back(fmt::format("task '{}': {} changed from {} to {}", b.name, key, was, is));
   };
   changed("function", b.function, a.function);
+  changed("python", b.python, a.python);
   changed("command", joined(b.command), joined(a.command));
   changed("cwd", b.cwd, a.cwd);
   changed("args", b.args_json, a.args_json);

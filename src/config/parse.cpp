@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -165,6 +166,17 @@ void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_f
       wf.job.libraries.push_back(lib);
     }
   }
+  if (auto v = r.string_array("pythonpath")) {
+    for (std::size_t i = 0; i < v->size(); ++i) {
+      const std::string dir = absolute_from(wf.dir, expand_env((*v)[i], r, "pythonpath"));
+      std::error_code ec;
+      if (check_files && !fs::is_directory(dir, ec)) {
+        const toml::node* n = (*r.node("pythonpath")->as_array()).get(i);
+        r.fail("pythonpath", fmt::format("directory '{}' does not exist", dir), n);
+      }
+      wf.job.pythonpath.push_back(dir);
+    }
+  }
   if (auto v = r.integer("max_chunk", 1, 1'000'000)) wf.job.max_chunk = static_cast<int>(*v);
   if (auto v = r.number("kill_grace", 0, 3600)) wf.job.kill_grace_s = *v;
   if (auto v = r.number("journal_sync_interval", 0, 3600)) wf.job.journal_sync_s = *v;
@@ -178,7 +190,7 @@ void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_f
   if (const toml::table* s = r.table("staging")) read_staging(*s, r, wf.dir, wf.job.staging);
   if (const toml::table* m = r.table("monitor")) read_monitor(*m, r, wf.job.monitor);
   if (const toml::table* p = r.table("proxy")) read_proxy(*p, r, wf.dir, wf.job.proxy);
-  r.reject_unknown({"name", "run_root", "libraries", "max_chunk", "kill_grace",
+  r.reject_unknown({"name", "run_root", "libraries", "pythonpath", "max_chunk", "kill_grace",
                     "journal_sync_interval", "isolate", "on_timeout", "idle", "backoff", "staging",
                     "monitor", "proxy"});
 }
@@ -199,6 +211,32 @@ void read_layout(const toml::table* t, TableReader& top, Workflow& wf) {
   }
   if (auto v = r.integer("worker_slots", 1, 4096)) wf.layout.worker_slots = static_cast<int>(*v);
   r.reject_unknown({"workers", "worker_slots"});
+}
+
+// "module:function", each part a Python name (the module's may be dotted).
+void check_python_name(TableReader& r, const std::string& value) {
+  auto identifier = [](std::string_view s) {
+    if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
+    return std::all_of(s.begin(), s.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || (c & 0x80) != 0;
+    });
+  };
+  const auto colon = value.find(':');
+  bool ok = colon != std::string::npos && identifier(std::string_view(value).substr(colon + 1));
+  if (ok) {
+    std::string_view module = std::string_view(value).substr(0, colon);
+    for (std::size_t dot = module.find('.'); ok; dot = module.find('.')) {
+      ok = identifier(module.substr(0, dot));
+      if (dot == std::string_view::npos) break;
+      module.remove_prefix(dot + 1);
+    }
+  }
+  if (!ok) {
+    r.fail("python",
+           fmt::format("'{}' is not \"module:function\" (for example \"tasks:simulate\", "
+                       "with tasks.py in the workflow's directory or on [job] pythonpath)",
+                       value));
+  }
 }
 
 void read_command(TableReader& r, TaskSpec& task, const std::string& dir, bool check_files) {
@@ -243,12 +281,19 @@ TaskSpec read_task(const toml::table& t, int i, const std::string& file, const s
 
   const bool has_function = t.contains("function");
   const bool has_command = t.contains("command");
-  if (has_function == has_command) {
+  const bool has_python = t.contains("python");
+  if (int(has_function) + int(has_command) + int(has_python) != 1) {
     r.fail("",
-           "needs exactly one of 'function' (a registered C++ function) or 'command' "
-           "(a program to run)");
+           "needs exactly one of 'function' (a registered C++ function), 'python' (a Python "
+           "function, \"module:function\") or 'command' (a program to run)");
   }
-  if (has_function) {
+  if (has_python) {
+    task.kind = TaskKind::function;  // runs on the worker's thread, like a C++ function
+    task.python = *r.string("python");
+    task.function = task.python;
+    task.function_pos = r.pos("python");
+    check_python_name(r, task.python);
+  } else if (has_function) {
     task.kind = TaskKind::function;
     task.function = *r.string("function");
     task.function_pos = r.pos("function");
@@ -300,8 +345,9 @@ TaskSpec read_task(const toml::table& t, int i, const std::string& file, const s
            "several ranks");
   }
   if (const toml::table* args = r.table("args")) task.args_json = to_json(*args).dump();
-  r.reject_unknown({"name", "function", "command", "env", "cwd", "clean_mpi_env", "count", "ranks",
-                    "after", "retries", "priority", "timeout", "isolate", "on_timeout", "args"});
+  r.reject_unknown({"name", "function", "python", "command", "env", "cwd", "clean_mpi_env", "count",
+                    "ranks", "after", "retries", "priority", "timeout", "isolate", "on_timeout",
+                    "args"});
   return task;
 }
 

@@ -62,6 +62,7 @@ std::string resolved_toml(const Workflow& wf) {
   toml::table job{{"name", wf.job.name},
                   {"run_root", wf.job.run_root},
                   {"libraries", to_array(wf.job.libraries)},
+                  {"pythonpath", to_array(wf.job.pythonpath)},
                   {"max_chunk", wf.job.max_chunk},
                   {"kill_grace", wf.job.kill_grace_s},
                   {"journal_sync_interval", wf.job.journal_sync_s},
@@ -103,7 +104,9 @@ std::string resolved_toml(const Workflow& wf) {
   toml::array tasks;
   for (const TaskSpec& t : wf.tasks) {
     toml::table tt{{"name", t.name}};
-    if (t.kind == TaskKind::function) {
+    if (t.is_python()) {
+      tt.insert("python", t.python);
+    } else if (t.kind == TaskKind::function) {
       tt.insert("function", t.function);
     } else {
       tt.insert("command", to_array(t.command));

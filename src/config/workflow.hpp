@@ -79,12 +79,13 @@ struct EnumNames<IdleMode> {
 
 struct JobSpec {
   std::string name;
-  std::string run_root = "runs";       // absolute after parsing
-  std::vector<std::string> libraries;  // absolute paths
-  int max_chunk = 4096;                // most tasks sent to a worker at once
-  double kill_grace_s = 2.0;           // between SIGTERM and SIGKILL
-  double journal_sync_s = 0.1;         // fdatasync of the journal at most this far apart; 0: off
-  bool isolate = false;                // default of [[task]] isolate
+  std::string run_root = "runs";        // absolute after parsing
+  std::vector<std::string> libraries;   // absolute paths
+  std::vector<std::string> pythonpath;  // absolute; on sys.path after the workflow's directory
+  int max_chunk = 4096;                 // most tasks sent to a worker at once
+  double kill_grace_s = 2.0;            // between SIGTERM and SIGKILL
+  double journal_sync_s = 0.1;          // fdatasync of the journal at most this far apart; 0: off
+  bool isolate = false;                 // default of [[task]] isolate
   OnTimeout on_timeout = OnTimeout::warn;  // default of [[task]] on_timeout
   IdleMode idle = IdleMode::automatic;
   BackoffSpec backoff;
@@ -105,7 +106,8 @@ enum class TaskKind { function, command };
 struct TaskSpec {
   std::string name;
   TaskKind kind = TaskKind::function;
-  std::string function;              // kind == function
+  std::string function;              // kind == function: the C++ name, or "module:function"
+  std::string python;                // a Python function task: "module:function" (else "")
   std::vector<std::string> command;  // kind == command; [0] resolved
   std::map<std::string, std::string> env;
   std::string cwd;  // absolute
@@ -122,7 +124,10 @@ struct TaskSpec {
   std::string args_json = "{}";
   SourcePos pos;  // the [[task]] header
   SourcePos ranks_pos;
-  SourcePos function_pos;
+  SourcePos function_pos;  // of `function`, or of `python`
+
+  /// A function task written in Python (run by the embedded interpreter).
+  bool is_python() const noexcept { return !python.empty(); }
 };
 
 /// One named tensor of a service's signature; -1 in the shape is the batch
@@ -258,6 +263,14 @@ inline bool needs_proxy(const Workflow& wf) {
   if (!wf.job.proxy.enabled || wf.services.empty()) return false;
   for (const TaskSpec& t : wf.tasks) {
     if (t.kind == TaskKind::command) return true;
+  }
+  return false;
+}
+
+/// Whether any task is a Python function (workers then embed Python).
+inline bool has_python_tasks(const Workflow& wf) {
+  for (const TaskSpec& t : wf.tasks) {
+    if (t.is_python()) return true;
   }
   return false;
 }

@@ -17,6 +17,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -136,6 +137,9 @@ class Coordinator {
   SendQueue<std::vector<std::int32_t>> sends_;
   std::vector<char> recv_buf_;
   std::vector<int> finals_;
+  // Return values that wait for their instance's final state, by id: the
+  // attempt they came with, and the JSON.
+  std::unordered_map<int, std::pair<int, std::string>> results_;
   long long running_ = 0;         // sum of running_on() over the workers
   std::vector<int> worker_rank_;  // world rank of each worker index
   std::vector<int> batch_;
@@ -247,10 +251,13 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
     return;
   }
   std::string reason;
+  std::string result;
   for (int i = 0; i < h.results; ++i) {
     ResultRecord r;
     reason.clear();
-    if (!in.get(r) || !in.get_text(static_cast<std::size_t>(r.reason_len), reason)) {
+    result.clear();
+    if (!in.get(r) || !in.get_text(static_cast<std::size_t>(r.reason_len), reason) ||
+        !in.get_text(static_cast<std::size_t>(r.result_len), result)) {
       spdlog::error("{} sent a truncated result batch; {} of {} records read", worker_name(source),
                     i, h.results);
       break;
@@ -269,6 +276,8 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
       spdlog::warn("task {}[{}] attempt {} on {} failed: {}{}", t.name, inst.index, r.attempt,
                    worker_name(source), reason, will_retry ? " (will retry)" : "");
     }
+    // A return value goes into the journal with the DONE it came with.
+    if (outcome == Outcome::done && !result.empty()) results_[r.id] = {r.attempt, result};
     sched_.report(r.id, r.attempt, outcome, r.exit_code, r.t_start, r.t_end, reason, finals_);
   }
   // Into the journal's buffer; the loop that received this writes it, once
@@ -290,7 +299,19 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
 }
 
 void Coordinator::append_finals() {
-  for (int id : finals_) journal_.append(sched_.instance(id));
+  for (int id : finals_) {
+    const Instance& inst = sched_.instance(id);
+    const auto it = results_.empty() ? results_.end() : results_.find(id);
+    if (it == results_.end()) {
+      journal_.append(inst);
+      continue;
+    }
+    // One of an earlier attempt (a multi-rank one that another rank
+    // failed) is not this one's.
+    const bool ours = it->second.first == inst.attempt && inst.state == TaskState::DONE;
+    journal_.append(inst, ours ? std::string_view(it->second.second) : std::string_view());
+    results_.erase(it);
+  }
   finals_.clear();
 }
 

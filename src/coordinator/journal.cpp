@@ -134,7 +134,7 @@ void Journal::reserve(std::size_t most) {
   }
 }
 
-void Journal::append(const Instance& inst) {
+void Journal::append(const Instance& inst, std::string_view result) {
   if (write_errno_ != 0) {
     ++unrecorded_;
     return;
@@ -143,7 +143,7 @@ void Journal::append(const Instance& inst) {
   // a second this line is the coordinator's largest cost per task.
   const std::string reason = quoted_reason(inst.reason);
   const std::string& name = quoted_names_[inst.task];
-  reserve(256 + name.size() + reason.size());
+  reserve(256 + name.size() + reason.size() + result.size());
   if (write_errno_ != 0) {
     // The flush to make room for this line failed: it is not recorded
     // either, and counts with the others (it used to go uncounted, and
@@ -173,6 +173,10 @@ void Journal::append(const Instance& inst) {
   if (!reason.empty()) {
     p = put(p, ",\"reason\":");
     p = put(p, std::string_view(reason));
+  }
+  if (!result.empty()) {
+    p = put(p, ",\"result\":");
+    p = put(p, result);
   }
   p = put(p, "}\n");
   used_ = static_cast<std::size_t>(p - buffer_.data());

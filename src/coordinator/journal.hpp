@@ -50,7 +50,9 @@ class Journal {
   Journal(const Journal&) = delete;
   Journal& operator=(const Journal&) = delete;
 
-  void append(const Instance& inst);
+  /// Buffers the final state of @p inst, with its return value @p result
+  /// (JSON text, as the task gave it) when it has one.
+  void append(const Instance& inst, std::string_view result = {});
   /// Writes what append() buffered. False once the journal cannot be
   /// written (now or by the background sync); failure() says why.
   bool flush();

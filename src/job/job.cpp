@@ -28,6 +28,7 @@
 #include "job/run_dir.hpp"
 #include "job/sockets.hpp"
 #include "tandem/error.hpp"
+#include "tasks/python_tasks.hpp"
 #include "tasks/registry.hpp"
 #include "trace/trace.hpp"
 #include "transport/hdf5_io.hpp"
@@ -240,6 +241,29 @@ void write_placement(const Job& job, const char* host) {
   }
 }
 
+// Python function tasks: every worker starts its interpreter and imports the
+// tasks' modules now, so that a module that does not import stops the job
+// before any task runs. The lowest failing rank's error goes to every rank,
+// so that the command and a Session user see the config error it was.
+void start_python_on_workers(const Job& job) {
+  SetupError local;
+  if (job.me().role == Role::worker) {
+    try {
+      start_python_tasks(job.wf);
+    } catch (const std::exception& e) {
+      local.set(e);
+    }
+  }
+  const int mine = local.kind == SetupError::none ? job.size : job.rank;
+  int first = job.size;
+  TANDEM_MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, job.control));
+  if (first == job.size) return;
+  mpi::communicator comm(job.control, mpi::comm_attach);
+  mpi::broadcast(comm, local, first);
+  if (job.rank == 0) spdlog::error("{}", local.what);
+  local.raise();
+}
+
 }  // namespace
 
 std::string Job::role_of(int r) const {
@@ -370,6 +394,7 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   gethostname(host, sizeof host - 1);
   spdlog::info("host {} pid {} node {}", host, getpid(), me.node);
   write_placement(*job, host);
+  if (mode == Mode::pilot && has_python_tasks(job->wf)) start_python_on_workers(*job);
 
   // Shared memory: what each process may create, and what crashed runs left
   // on this node (one rank per node looks).

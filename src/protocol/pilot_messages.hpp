@@ -13,7 +13,8 @@
 //     [kCancel]                                    the run is interrupted
 //     [kStop]                                      the run is over
 //   worker -> coordinator, tags::kUpdate, bytes: UpdateHeader, then n records
-//     of ResultRecord each followed by reason_len bytes of reason text.
+//     of ResultRecord each followed by reason_len bytes of reason text and
+//     result_len bytes of the task's return value (JSON; 0 for none).
 
 #include <cstdint>
 #include <cstring>
@@ -42,7 +43,7 @@ struct ResultRecord {
   std::int64_t t_start;
   std::int64_t t_end;
   std::int32_t reason_len;
-  std::int32_t pad = 0;
+  std::int32_t result_len = 0;  // the task's return value, JSON, after the reason
 };
 
 /// Appends plain values and text to a byte buffer that is reused between

@@ -89,6 +89,23 @@ Client& TaskContext::client() const {
   return *data_->client;
 }
 
+void TaskContext::set_result(const std::string& json) const {
+  nlohmann::json value;
+  try {
+    value = nlohmann::json::parse(json);
+  } catch (const nlohmann::json::exception& e) {
+    throw task_error(fmt::format("task '{}': set_result: not JSON ({})", data_->name, e.what()));
+  }
+  std::string line = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (line.size() > detail::kMaxResultBytes) {
+    throw task_error(fmt::format(
+        "task '{}': set_result: {} bytes of JSON, over the {} a journal line holds; write "
+        "large results to output_dir()",
+        data_->name, line.size(), detail::kMaxResultBytes));
+  }
+  data_->result = std::move(line);
+}
+
 std::string TaskContext::args_json() const {
   return data_->args ? data_->args->dump() : "{}";
 }

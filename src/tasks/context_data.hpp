@@ -16,6 +16,7 @@ namespace tandem::detail {
 
 struct TaskContextData {
   std::string name;
+  int task = 0;  // its index in the workflow's tasks
   int index = 0;
   int count = 1;
   int attempt = 1;
@@ -26,7 +27,12 @@ struct TaskContextData {
   std::filesystem::path output_dir;
   const nlohmann::json* args = nullptr;
   Client* client = nullptr;
-  bool isolated = false;  // runs in a forked child (isolate = true)
+  bool isolated = false;       // runs in a forked child (isolate = true)
+  std::string stem;            // RUN_DIR/tasks/NAME/INDEX[.tryN]: the attempt's .out and .err
+  mutable std::string result;  // the return value, one line of JSON (set_result)
 };
+
+/// The most JSON a return value may take: it is a line of the journal.
+inline constexpr std::size_t kMaxResultBytes = 16 * 1024;
 
 }  // namespace tandem::detail

@@ -83,7 +83,7 @@ void load_task_functions(const Workflow& wf) {
   }
   for (std::size_t i = 0; i < wf.tasks.size(); ++i) {
     const TaskSpec& t = wf.tasks[i];
-    if (t.kind != TaskKind::function || find_task_function(t.function)) continue;
+    if (t.kind != TaskKind::function || t.is_python() || find_task_function(t.function)) continue;
     std::vector<std::string> names = registered_task_names();
     const std::string hint = closest_match(t.function, names);
     std::string why = fmt::format("task '{}': function '{}' is not registered", t.name, t.function);

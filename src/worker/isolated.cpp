@@ -14,9 +14,11 @@
 
 #include <fmt/format.h>
 
+#include "base/access.hpp"
 #include "base/files.hpp"
 #include "base/rank_record.hpp"
 #include "base/signals.hpp"
+#include "tasks/context_data.hpp"
 
 namespace tandem::detail {
 
@@ -51,9 +53,12 @@ void leave_at_once(int status, void* /*unused*/) {
   const int err =
       ::open(launch.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (err >= 0) ::dup2(err, 2);
+  if (launch.after_fork_child) launch.after_fork_child();
   std::string answer = "ok";
   try {
     fn(ctx);
+    const std::string& result = Access::data(ctx).result;
+    if (!result.empty()) answer += "\n" + result;
   } catch (const std::exception& e) {
     answer = fmt::format("threw: {}", e.what());
   } catch (...) {
@@ -105,7 +110,9 @@ IsolatedResult run_isolated(TaskFunction fn, TaskContext& ctx, const IsolatedLau
     return r;
   }
   std::fflush(nullptr);  // or the child would write the worker's buffered output again
+  if (launch.before_fork) launch.before_fork();
   const pid_t pid = ::fork();
+  if (pid != 0 && launch.after_fork_parent) launch.after_fork_parent();
   if (pid < 0) {
     r.reason = fmt::format("cannot isolate function '{}': fork: {}", launch.function_name,
                            std::strerror(errno));
@@ -174,7 +181,7 @@ IsolatedResult run_isolated(TaskFunction fn, TaskContext& ctx, const IsolatedLau
   ::close(fds[0]);
   // A child that answered has told us all we need; its exit status is only
   // wanted when it did not (a signal, exit()).
-  const bool returned = answer == "ok";
+  const bool returned = answer == "ok" || answer.rfind("ok\n", 0) == 0;
   const bool threw = answer.rfind("threw", 0) == 0;
   const bool answered = stop == Stop::none && (returned || threw);
   if (answered && !reaped) {
@@ -202,6 +209,7 @@ IsolatedResult run_isolated(TaskFunction fn, TaskContext& ctx, const IsolatedLau
                            fn_name, sig, ::strsignal(sig));
   } else if (returned && r.exit_code == 0) {
     r.outcome = Outcome::done;
+    if (answer.size() > 3) r.result = answer.substr(3);
   } else if (threw) {
     r.reason = fmt::format("function '{}' {}", fn_name, answer);
   } else {

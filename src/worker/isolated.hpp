@@ -23,12 +23,17 @@ struct IsolatedLaunch {
   std::string stderr_path;
   double timeout_s = 0;  // 0: none
   double kill_grace_s = 2;
+  // Around fork(), for a runtime with its own locks (the Python plugin's).
+  void (*before_fork)() = nullptr;
+  void (*after_fork_parent)() = nullptr;
+  void (*after_fork_child)() = nullptr;
 };
 
 struct IsolatedResult {
   Outcome outcome = Outcome::failed;
   int exit_code = 0;
   std::string reason;
+  std::string result;  // the return value the function recorded (set_result)
 };
 
 /// Runs @p fn(@p ctx) in a forked child and waits for it, killing it at

@@ -21,6 +21,7 @@
 
 #include "base/access.hpp"
 #include "base/backoff.hpp"
+#include "base/client_env.hpp"
 #include "base/clock.hpp"
 #include "base/mpi_check.hpp"
 #include "base/mpi_wait.hpp"
@@ -33,12 +34,13 @@
 #include "job/sockets.hpp"
 #include "protocol/pilot_messages.hpp"
 #include "tandem/client.hpp"
+#include "tandem/error.hpp"
 #include "tandem/task.hpp"
 #include "tasks/context_data.hpp"
+#include "tasks/python_tasks.hpp"
 #include "tasks/registry.hpp"
 #include "trace/trace.hpp"
 #include "transport/direct_layout.hpp"
-#include "worker/client_env.hpp"
 #include "worker/isolated.hpp"
 #include "worker/proxy.hpp"
 #include "worker/watchdog.hpp"
@@ -104,7 +106,12 @@ class Worker {
       first += t.count;
       rt.output_dir = std::filesystem::path(job_.run_dir) / "tasks" / t.name;
       rt.args = nlohmann::json::parse(t.args_json);
-      if (t.kind == TaskKind::function) {
+      if (t.is_python()) {
+        // start_job started the interpreter and imported the modules.
+        const PythonPlugin* python = python_plugin();
+        if (!python) throw error(fmt::format("task '{}': Python is not started", t.name));
+        rt.function = python->run;
+      } else if (t.kind == TaskKind::function) {
         rt.function = find_task_function(t.function);
       } else {
         rt.base_env = inherited_environment(t.clean_mpi_env);
@@ -152,7 +159,7 @@ class Worker {
   bool progress_commands(int wait_ms);
   void finished_attempt(std::int64_t t_start, std::int64_t t_end);
   void add_result(int id, int attempt, Outcome outcome, int exit_code, std::int64_t t_start,
-                  std::int64_t t_end, const std::string& reason);
+                  std::int64_t t_end, const std::string& reason, const std::string& result = {});
   void maybe_send_update();
   bool poll_due() const;
   void send_update(int want, bool bye);
@@ -312,12 +319,19 @@ void Worker::start_proxy() {
 }
 
 void Worker::add_result(int id, int attempt, Outcome outcome, int exit_code, std::int64_t t_start,
-                        std::int64_t t_end, const std::string& reason) {
+                        std::int64_t t_end, const std::string& reason, const std::string& result) {
   if (out_.size() == 0) out_.put(UpdateHeader{});
-  ResultRecord r{id,      attempt, static_cast<std::int32_t>(outcome),      exit_code,
-                 t_start, t_end,   static_cast<std::int32_t>(reason.size())};
+  ResultRecord r{id,
+                 attempt,
+                 static_cast<std::int32_t>(outcome),
+                 exit_code,
+                 t_start,
+                 t_end,
+                 static_cast<std::int32_t>(reason.size()),
+                 static_cast<std::int32_t>(result.size())};
   out_.put(r);
   out_.put_text(reason);
+  out_.put_text(result);
   ++pending_results_;
   trace::record(trace::kTaskEnd, id, attempt, static_cast<std::int32_t>(outcome));
 }
@@ -384,6 +398,7 @@ void Worker::run_function(const Assignment& a) {
   const TaskSpec& spec = wf_.tasks[task];
   TaskContextData data;
   data.name = spec.name;
+  data.task = task;
   data.index = a.id - runtimes_[task].first_id;
   data.count = spec.count;
   data.attempt = a.attempt;
@@ -391,6 +406,7 @@ void Worker::run_function(const Assignment& a) {
   data.output_dir = runtimes_[task].output_dir;
   data.args = &runtimes_[task].args;
   data.client = &client_;
+  data.stem = attempt_stem(runtimes_[task], data.index, a.attempt);
   MPI_Comm sub = MPI_COMM_NULL;
   if (!a.members.empty()) {
     // Only the members take part: MPI_Comm_create_group is collective over
@@ -421,13 +437,19 @@ void Worker::run_function(const Assignment& a) {
     data.comm = MPI_COMM_NULL;
     data.isolated = true;
     TaskContext ctx = Access::make_context(&data);
-    const std::string stem = attempt_stem(runtimes_[task], data.index, a.attempt);
-    const IsolatedResult r = run_isolated(
-        runtimes_[task].function, ctx,
-        {spec.function, stem + ".out", stem + ".err", spec.timeout_s, wf_.job.kill_grace_s});
+    IsolatedLaunch launch{spec.function, data.stem + ".out", data.stem + ".err", spec.timeout_s,
+                          wf_.job.kill_grace_s};
+    if (spec.is_python()) {
+      const PythonPlugin* python = python_plugin();
+      launch.before_fork = python->before_fork;
+      launch.after_fork_parent = python->after_fork_parent;
+      launch.after_fork_child = python->after_fork_child;
+    }
+    IsolatedResult r = run_isolated(runtimes_[task].function, ctx, launch);
     outcome = r.outcome;
     exit_code = r.exit_code;
-    reason = r.reason;
+    reason = std::move(r.reason);
+    data.result = std::move(r.result);
   } else {
     TaskContext ctx = Access::make_context(&data);
     if (watchdog_ && spec.timeout_s > 0) {
@@ -438,7 +460,9 @@ void Worker::run_function(const Assignment& a) {
       runtimes_[task].function(ctx);
       outcome = Outcome::done;
     } catch (const std::exception& e) {
-      reason = fmt::format("function '{}' threw: {}", spec.function, e.what());
+      reason = spec.is_python()
+                   ? fmt::format("Python function '{}' raised {}", spec.python, e.what())
+                   : fmt::format("function '{}' threw: {}", spec.function, e.what());
     } catch (...) {
       reason = fmt::format("function '{}' threw an exception that is not a std::exception",
                            spec.function);
@@ -449,7 +473,9 @@ void Worker::run_function(const Assignment& a) {
   const std::int64_t t_end = now_us();
   if (sub != MPI_COMM_NULL) MPI_Comm_free(&sub);
   finished_attempt(t_start, t_end);
-  add_result(a.id, a.attempt, outcome, exit_code, t_start, t_end, reason);
+  // A multi-rank task's value is its rank 0's.
+  if (outcome != Outcome::done || data.rank != 0) data.result.clear();
+  add_result(a.id, a.attempt, outcome, exit_code, t_start, t_end, reason, data.result);
 }
 
 void Worker::start_command(const Assignment& a) {

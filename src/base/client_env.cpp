@@ -1,4 +1,4 @@
-#include "worker/client_env.hpp"
+#include "base/client_env.hpp"
 
 #include <dlfcn.h>
 

@@ -1,0 +1,229 @@
+"""The Python side of Python function tasks.
+
+A worker rank that runs tasks named ``python = "module:function"`` embeds
+CPython (libtandem_python.so) and calls :func:`find` once per task at start
+and :func:`run` once per attempt. Users meet only :class:`TaskContext`, the
+object their function receives.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import traceback
+from typing import Any, Callable, Optional, Tuple
+
+__all__ = ["TaskContext"]
+
+# A return value larger than this (as JSON) is not recorded in the journal:
+# it is a line of the journal, read back whole on --resume.
+MAX_RESULT_BYTES = 16 * 1024
+
+
+class TaskContext:
+    """What a running Python function task knows about itself.
+
+    Made by the worker for each attempt and passed to the function as its
+    only argument::
+
+        def simulate(ctx: tandem.TaskContext):
+            steps = ctx.args.get("steps", 100)
+            y = ctx.client.infer("surrogate", x)["y"]
+            return {"energy": float(y.sum())}
+    """
+
+    __slots__ = ("name", "index", "count", "attempt", "run_dir", "output_dir", "args",
+                 "_client", "_fcomm", "rank", "size", "_comm")
+
+    #: The task's name in the workflow file.
+    name: str
+    #: This instance's index in ``range(count)``.
+    index: int
+    #: How many instances the task has.
+    count: int
+    #: The attempt, from 1; above 1 when the task is being retried.
+    attempt: int
+    #: The run directory.
+    run_dir: str
+    #: ``RUN_DIR/tasks/NAME``, shared by the task's instances; it exists.
+    output_dir: str
+    #: The task's ``args`` table from the workflow file (a fresh dict each call).
+    args: dict
+    #: This rank's rank in :attr:`comm` (0 for a one-rank task).
+    rank: int
+    #: The number of ranks of the task (``ranks`` in the workflow).
+    size: int
+
+    def __init__(self, name, index, count, attempt, run_dir, output_dir, args, client, fcomm,
+                 rank, size):
+        self.name = name
+        self.index = index
+        self.count = count
+        self.attempt = attempt
+        self.run_dir = run_dir
+        self.output_dir = output_dir
+        self.args = args
+        self._client = client
+        self._fcomm = fcomm
+        self.rank = rank
+        self.size = size
+        self._comm = None
+
+    @property
+    def client(self):
+        """The job's services, straight over this worker's MPI client (no
+        proxy, no socket): a :class:`tandem.Client`. None in an isolated
+        task, which runs in a forked child that cannot use MPI."""
+        return self._client
+
+    @property
+    def comm(self):
+        """An mpi4py communicator over the task's ranks (``ranks > 1``), or
+        ``MPI.COMM_SELF``. Valid during the call only; Tandem frees it."""
+        if self._comm is None:
+            if self._fcomm is None:
+                raise RuntimeError("an isolated task runs in a forked child that cannot use MPI")
+            from mpi4py import MPI
+            self._comm = MPI.Comm.f2py(self._fcomm)
+        return self._comm
+
+    def __repr__(self):
+        ranks = f", rank {self.rank} of {self.size}" if self.size > 1 else ""
+        return (f"<tandem.TaskContext {self.name}[{self.index}] of {self.count}, "
+                f"attempt {self.attempt}{ranks}>")
+
+
+class _LazyFile:
+    """A text stream that creates its file on the first write, so that an
+    attempt that prints nothing costs no file."""
+
+    def __init__(self, path):
+        self._path = path
+        self._file = None
+
+    def write(self, text):
+        if self._file is None:
+            self._file = open(self._path, "w", encoding="utf-8", errors="replace")
+        return self._file.write(text)
+
+    def flush(self):
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def isatty(self):
+        return False
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+
+class LoadError(Exception):
+    """Why a task's function cannot be found; the worker turns it into the
+    workflow's config error."""
+
+
+def _where_it_failed(exc: BaseException, module: str) -> str:
+    """'FILE:LINE' of the import's failure: a syntax error's own place, or
+    the innermost frame of the traceback outside importlib."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if "importlib" not in f.filename and not f.filename.startswith("<")]
+    if frames:
+        return f"{frames[-1].filename}:{frames[-1].lineno}"
+    return module
+
+
+def find(spec: str) -> Callable:
+    """The function that ``python = "module:function"`` names. Raises
+    LoadError saying which module, file and line are at fault."""
+    module_name, _, function_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name):
+            path = ", ".join(p for p in sys.path if p) or "(empty)"
+            raise LoadError(f"no module named '{module_name}': put {module_name.split('.')[0]}.py "
+                            f"in the workflow's directory or on [job] pythonpath "
+                            f"(sys.path: {path})") from None
+        raise LoadError(f"module '{module_name}' does not import "
+                        f"({_where_it_failed(e, module_name)}): {type(e).__name__}: {e}") from None
+    except BaseException as e:  # a SyntaxError, or anything the module raised as it ran
+        raise LoadError(f"module '{module_name}' does not import "
+                        f"({_where_it_failed(e, module_name)}): {type(e).__name__}: {e}") from None
+    where = getattr(module, "__file__", None) or module_name
+    fn = getattr(module, function_name, None)
+    if fn is None:
+        import difflib
+        names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
+        close = difflib.get_close_matches(function_name, names, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else (
+            f"; it has: {', '.join(sorted(names))}" if names else "")
+        raise LoadError(f"module '{module_name}' ({where}) has no function "
+                        f"'{function_name}'{hint}")
+    if not callable(fn):
+        raise LoadError(f"'{function_name}' in module '{module_name}' ({where}) is a "
+                        f"{type(fn).__name__}, not a function")
+    return fn
+
+
+def _plain(value: Any) -> Any:
+    """JSON for what json does not know: numpy scalars and small arrays, paths."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"a {type(value).__name__} is not JSON-able")
+
+
+def run(fn: Callable, ctx: TaskContext, stem: Optional[str]) -> Tuple[Optional[str], str, str]:
+    """Calls fn(ctx) with the attempt's print output in STEM.out/.err (None:
+    leave sys.stdout as it is, for an isolated task, whose files are its
+    descriptors). Returns (error, result_json, note): error is None when
+    the function returned, else the reason it failed; note is a warning
+    about a result that could not be recorded."""
+    out = err = None
+    saved = sys.stdout, sys.stderr
+    if stem is not None:
+        out, err = _LazyFile(stem + ".out"), _LazyFile(stem + ".err")
+        sys.stdout, sys.stderr = out, err
+    error, result, note = None, "", ""
+    try:
+        value = fn(ctx)
+        if value is not None:
+            try:
+                result = json.dumps(value, default=_plain, allow_nan=False)
+            except (TypeError, ValueError) as e:
+                note = f"the return value is not recorded: {e}"
+            else:
+                if len(result) > MAX_RESULT_BYTES:
+                    note = (f"the return value is not recorded: {len(result)} bytes of JSON, "
+                            f"over the {MAX_RESULT_BYTES} a journal line holds; write large "
+                            f"results to ctx.output_dir")
+                    result = ""
+    except BaseException as e:  # SystemExit and KeyboardInterrupt fail the attempt too
+        # From the user's function down: this frame is not theirs.
+        tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
+        traceback.print_exception(type(e), e, tb or e.__traceback__, file=sys.stderr)
+        where = "its stderr"
+        if stem is not None:
+            where = os.path.relpath(stem + ".err", ctx.run_dir)
+        error = f"{type(e).__name__}: {e} (traceback in {where})"
+    finally:
+        if note:
+            print(f"tandem: {note}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if stem is not None:
+            sys.stdout, sys.stderr = saved
+            out.close()
+            err.close()
+        ctx._comm = None  # the communicator is freed after the call
+    return error, result, note

@@ -1,0 +1,55 @@
+#include "tasks/python_tasks.hpp"
+
+#include <dlfcn.h>
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "base/client_env.hpp"
+#include "tandem/error.hpp"
+
+namespace tandem::detail {
+
+namespace {
+
+const PythonPlugin* g_plugin = nullptr;
+
+// libtandem_python.so, next to libtandem.so (the build tree keeps both in
+// build/src, an install in PREFIX/lib).
+std::string plugin_path() {
+  const ClientEnvironment env = client_environment();
+  if (!env.library.empty()) {
+    const auto next = std::filesystem::path(env.library).parent_path() / "libtandem_python.so";
+    if (std::filesystem::exists(next)) return next.string();
+  }
+  return "libtandem_python.so";
+}
+
+}  // namespace
+
+void start_python_tasks(const Workflow& wf) {
+  if (!g_plugin) {
+    const std::string path = plugin_path();
+    // RTLD_GLOBAL: Python's extension modules (numpy's, mpi4py's) are not
+    // linked to libpython; they find its symbols in the global scope.
+    void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+    if (!handle) {
+      throw error(fmt::format(
+          "the workflow has Python tasks, but Tandem's Python plugin cannot be loaded ({}); "
+          "build Tandem with Python (Debian: python3-dev, TANDEM_WITH_PYTHON=ON)",
+          ::dlerror()));
+    }
+    auto entry =
+        reinterpret_cast<decltype(&tandem_python_plugin)>(::dlsym(handle, "tandem_python_plugin"));
+    if (!entry) throw error(fmt::format("{} lacks tandem_python_plugin", path));
+    g_plugin = entry();
+  }
+  g_plugin->start(wf, client_environment().python_dir);
+}
+
+const PythonPlugin* python_plugin() {
+  return g_plugin;
+}
+
+}  // namespace tandem::detail
