@@ -70,6 +70,11 @@ typedef struct tandem_session tandem_session;
 
 /* The message of the last failing call in this thread ("" if none). */
 const char* tandem_last_error(void);
+/* After a TANDEM_ERR_CONFIG in this thread: 1, and where the workflow file
+ * is at fault (any pointer may be NULL; the strings live until the next
+ * failing call); 0 when the last error was of another kind. */
+int tandem_last_config_error(const char** file, int* line, int* column, const char** key,
+                             const char** reason);
 /* "TANDEM_OK", "TANDEM_ERR_SERVICE", ... */
 const char* tandem_status_name(tandem_status status);
 
@@ -89,6 +94,13 @@ tandem_status tandem_session_start_f(int32_t mpi_fcomm, const char* workflow_fil
                                      tandem_session** session);
 /* 1 on the application's ranks; the other ranks serve until finalize. */
 int tandem_session_is_app(const tandem_session* session);
+/* The application ranks' communicator: *(MPI_Comm*)comm, MPI_COMM_NULL on
+ * the other ranks. Owned by the session. */
+tandem_status tandem_session_app_comm(const tandem_session* session, void* comm);
+/* The same as MPI_Fint (MPI_Comm_c2f), for
+ * Fortran and mpi4py (MPI.Comm.f2py); MPI_COMM_NULL's on other ranks.
+ * Owned by the session. */
+int32_t tandem_session_app_comm_f(const tandem_session* session);
 /* The application ranks' client (NULL on other ranks); owned by the session. */
 tandem_client* tandem_session_client(tandem_session* session);
 /* Collective: ends the session and frees it. */

@@ -261,8 +261,22 @@ void after_fork_child() {
   // The child runs one task and leaves; it keeps the GIL.
 }
 
-const PythonPlugin g_plugin_entry{&start, &run, &before_fork, &after_fork_parent,
-                                  &after_fork_child};
+void finish() {
+  if (!g_interp) return;
+  Gil gil;
+  Ref run_exit(import_attr("atexit", "_run_exitfuncs"));
+  Ref done(PyObject_CallNoArgs(run_exit.get()));
+  if (!done) PyErr_Print();
+  for (const char* stream : {"stdout", "stderr"}) {
+    if (PyObject* f = PySys_GetObject(stream)) {  // borrowed
+      Ref flushed(PyObject_CallMethod(f, "flush", nullptr));
+      if (!flushed) PyErr_Clear();
+    }
+  }
+}
+
+const PythonPlugin g_plugin_entry{&start, &run, &before_fork, &after_fork_parent, &after_fork_child,
+                                  &finish};
 
 }  // namespace
 

@@ -55,9 +55,18 @@ struct tandem_session {
 namespace {
 
 thread_local std::string t_last_error;
+// Where the last config error was (its file empty when it was another kind).
+thread_local struct {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  std::string key;
+  std::string reason;
+} t_last_config;
 
 tandem_status fail(tandem_status status, std::string why) {
   t_last_error = std::move(why);
+  t_last_config.file.clear();
   return status;
 }
 
@@ -73,7 +82,9 @@ tandem_status guarded(F&& body) {
   } catch (const tandem::mpi_error& e) {
     return fail(TANDEM_ERR_MPI, e.what());
   } catch (const tandem::config_error& e) {
-    return fail(TANDEM_ERR_CONFIG, e.what());
+    const tandem_status s = fail(TANDEM_ERR_CONFIG, e.what());
+    t_last_config = {e.file(), e.line(), e.column(), e.key(), e.reason()};
+    return s;
   } catch (const tandem::protocol_error& e) {
     return fail(TANDEM_ERR_PROTOCOL, e.what());
   } catch (const tandem::detail::capi::proxy_unreachable& e) {
@@ -175,6 +186,30 @@ extern "C" {
 
 const char* tandem_last_error(void) {
   return t_last_error.c_str();
+}
+
+int tandem_last_config_error(const char** file, int* line, int* column, const char** key,
+                             const char** reason) {
+  if (t_last_config.file.empty()) return 0;
+  if (file) *file = t_last_config.file.c_str();
+  if (line) *line = t_last_config.line;
+  if (column) *column = t_last_config.column;
+  if (key) *key = t_last_config.key.c_str();
+  if (reason) *reason = t_last_config.reason.c_str();
+  return 1;
+}
+
+tandem_status tandem_session_app_comm(const tandem_session* session, void* comm) {
+  if (!session || !session->session || !comm) return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  *static_cast<MPI_Comm*>(comm) =
+      session->session->is_app() ? session->session->app_comm() : MPI_COMM_NULL;
+  return TANDEM_OK;
+}
+
+int32_t tandem_session_app_comm_f(const tandem_session* session) {
+  if (!session || !session->session || !session->session->is_app())
+    return MPI_Comm_c2f(MPI_COMM_NULL);
+  return MPI_Comm_c2f(session->session->app_comm());
 }
 
 const char* tandem_status_name(tandem_status status) {

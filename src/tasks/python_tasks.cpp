@@ -48,6 +48,10 @@ void start_python_tasks(const Workflow& wf) {
   g_plugin->start(wf, client_environment().python_dir);
 }
 
+void finish_python_tasks() {
+  if (g_plugin) g_plugin->finish();
+}
+
 const PythonPlugin* python_plugin() {
   return g_plugin;
 }

@@ -27,11 +27,18 @@ struct PythonPlugin {
   void (*before_fork)();
   void (*after_fork_parent)();
   void (*after_fork_child)();
+  /// At the worker's end: runs the atexit handlers the tasks registered and
+  /// flushes Python's output. The interpreter is not finalized (extension
+  /// modules, mpi4py's among them, are not all safe to tear down).
+  void (*finish)();
 };
 
 /// Loads the plugin and starts it (see PythonPlugin::start).
 /// @throws config_error; tandem::error when the plugin cannot be loaded.
 void start_python_tasks(const Workflow& wf);
+
+/// Calls the plugin's finish() if it was started in this process.
+void finish_python_tasks();
 
 /// The plugin, once start_python_tasks has succeeded in this process;
 /// nullptr before.

@@ -637,6 +637,7 @@ void Worker::run() {
 void run_worker(const Job& job) {
   Worker w(job);
   w.run();
+  finish_python_tasks();
 }
 
 }  // namespace tandem::detail

@@ -184,3 +184,23 @@ TANDEM_TASK(test_misbehave) {
   }
   std::ofstream(ctx.output_dir() / ("ok." + std::to_string(ctx.index()))) << ctx.attempt() << "\n";
 }
+
+// The C++ half of tests/python/test_tasks.py's bit-for-bit check: the
+// inputs ptasks.inputs(index) makes, sent to the "scale" service, the
+// outputs' bytes written to output_dir()/cxx-<index>.bin.
+TANDEM_TASK(test_infer_bytes) {
+  tandem::Client& client = ctx.client();
+  client.wait_ready("scale", 60);
+  const int index = ctx.index();
+  std::vector<float> x32(6 * 4);
+  for (std::size_t i = 0; i < x32.size(); ++i) x32[i] = (float(i) * 7 + float(index)) / 8;
+  std::vector<double> x64(5);
+  for (std::size_t i = 0; i < x64.size(); ++i) x64[i] = (double(i) * 3 + index) / 16;
+  const tandem::Tensor y32 =
+      client.infer("scale", {{"x", tandem::Tensor::from(x32, {6, 4})}}).at(0).tensor;
+  const tandem::Tensor y64 =
+      client.infer("scale", {{"x", tandem::Tensor::from(x64, {5})}}).at(0).tensor;
+  std::ofstream out(ctx.output_dir() / ("cxx-" + std::to_string(index) + ".bin"), std::ios::binary);
+  out.write(static_cast<const char*>(y32.data()), static_cast<std::streamsize>(y32.nbytes()));
+  out.write(static_cast<const char*>(y64.data()), static_cast<std::streamsize>(y64.nbytes()));
+}

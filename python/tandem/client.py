@@ -1,0 +1,268 @@
+"""tandem.Client: the job's services from Python, numpy arrays in and out."""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+from typing import Any, Dict, Mapping, Optional, Union
+
+import numpy as np
+
+from . import _capi
+from .errors import ArgumentError, MissingOutput
+
+__all__ = ["Client", "Request", "Outputs"]
+
+#: What infer() takes: a dict of input name -> array, or one array for a
+#: service with a single input (whatever its name).
+Inputs = Union[Mapping[str, Any], np.ndarray]
+
+
+class Outputs(dict):
+    """A reply's outputs: name -> numpy array over the reply's memory (no
+    copy), alive as long as any array or view of them is. A missing name
+    raises :class:`tandem.MissingOutput`, which names the outputs there
+    are. ``model_version`` is the version of the model that computed them
+    (0 if the service has none)."""
+
+    model_version: int = 0
+
+    def __missing__(self, name):
+        have = ", ".join(self) or "none"
+        raise MissingOutput("TANDEM_ERR_ARGUMENT", f"no output '{name}' (have: {have})")
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}: {v.dtype}{list(v.shape)}" for k, v in self.items())
+        version = f", model version {self.model_version}" if self.model_version else ""
+        return f"<tandem.Outputs {{{parts}}}{version}>"
+
+
+def _named(inputs: Inputs):
+    """(names, contiguous arrays), checked."""
+    if not isinstance(inputs, Mapping):
+        inputs = {"": inputs}  # the service's only input
+    names, arrays = [], []
+    for name, value in inputs.items():
+        a = np.ascontiguousarray(value)
+        if a.dtype not in _capi.CODES:
+            raise ArgumentError("TANDEM_ERR_ARGUMENT",
+                                f"input '{name}' has dtype {a.dtype}, which Tandem lacks")
+        names.append(name)
+        arrays.append(a)
+    return tuple(names), tuple(arrays)
+
+
+class _Owner:
+    """Owns a tandem_outputs (the ctypes path); freed with the last array."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def __del__(self):
+        if self.handle and _capi._lib is not None:
+            _capi._lib.tandem_outputs_free(self.handle)
+            self.handle = None
+
+
+def _outputs_ctypes(handle) -> Outputs:
+    lib = _capi.lib()
+    owner = _Owner(handle)
+    result = Outputs()
+    result.model_version = lib.tandem_outputs_model_version(handle)
+    for k in range(lib.tandem_outputs_count(handle)):
+        name = lib.tandem_outputs_name(handle, k).decode()
+        t = lib.tandem_outputs_tensor(handle, k)
+        dtype = _capi.DTYPES[lib.tandem_tensor_dtype(t)]
+        if dtype is None:
+            raise ArgumentError("TANDEM_ERR_ARGUMENT", f"output '{name}' has a dtype numpy lacks")
+        shape = tuple(lib.tandem_tensor_dim(t, d) for d in range(lib.tandem_tensor_ndim(t)))
+        nbytes = lib.tandem_tensor_nbytes(t)
+        if nbytes == 0:
+            result[name] = np.zeros(shape, dtype)
+            continue
+        raw = (ctypes.c_char * nbytes).from_address(lib.tandem_tensor_data(t))
+        raw._tandem_owner = owner  # the memory lives as long as any array over it
+        result[name] = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    return result
+
+
+class Request:
+    """An inference request in flight, from :meth:`Client.infer_async`.
+    Dropped without :meth:`wait`, its reply is discarded when it comes."""
+
+    def __init__(self, handle: int, service: str):
+        self._handle = handle
+        self.service = service
+
+    def test(self) -> bool:
+        """True once the reply is here; never blocks."""
+        if self._handle is None:
+            return True
+        done = ctypes.c_int(0)
+        _capi.check(_capi.lib().tandem_test(self._handle, ctypes.byref(done)))
+        return bool(done.value)
+
+    def wait(self) -> Outputs:
+        """Waits for the reply: the outputs, or the request's error raised."""
+        if self._handle is None:
+            raise ArgumentError("TANDEM_ERR_ARGUMENT", "wait() was already called")
+        handle, self._handle = self._handle, None
+        if _capi.native is not None:
+            return _capi.native.wait(handle)
+        out = ctypes.c_void_p()
+        _capi.check(_capi.lib().tandem_wait(handle, ctypes.byref(out)))
+        return _outputs_ctypes(out)
+
+    def __repr__(self) -> str:
+        state = "waited for" if self._handle is None else "in flight"
+        return f"<tandem.Request to '{self.service}', {state}>"
+
+    def __del__(self):
+        if getattr(self, "_handle", None) is not None and _capi._lib is not None:
+            _capi._lib.tandem_request_free(self._handle)
+            self._handle = None
+
+
+class Client:
+    """A connection to the job's services.
+
+    - In an executable task of ``tandem run``: ``tandem.Client()`` reaches
+      them through the worker's proxy (``TANDEM_SOCKET``).
+    - In a Python function task: ``ctx.client``, straight over the worker's
+      MPI client.
+    - In an mpi4py program: ``tandem.Session(...).client``.
+    """
+
+    def __init__(self, socket: Optional[str] = None):
+        """Connects to the worker's proxy: ``socket``, else $TANDEM_SOCKET.
+        Raises :class:`tandem.ConnectError` when there is none."""
+        lib = _capi.lib()
+        handle = ctypes.c_void_p()
+        if socket is None:
+            _capi.check(lib.tandem_connect(ctypes.byref(handle)))
+        else:
+            _capi.check(lib.tandem_connect_to(os.fsencode(socket), ctypes.byref(handle)))
+        self._handle = handle.value
+        self._owned = True
+        self._via = f"proxy {socket or os.environ.get('TANDEM_SOCKET', '')}"
+
+    @classmethod
+    def _over(cls, address: int, via: str = "the worker's MPI client") -> "Client":
+        """A client over a C API handle that its owner frees (a Python
+        function task's: the worker's; a session's)."""
+        self = cls.__new__(cls)
+        self._handle = address
+        self._owned = False
+        self._via = via
+        return self
+
+    def close(self) -> None:
+        """Closes a proxy connection (a task's or a session's client is
+        Tandem's to close; this only forgets it)."""
+        if self._handle and self._owned:
+            _capi.lib().tandem_disconnect(self._handle)
+        self._handle = None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        state = self._via if self._handle else "closed"
+        return f"<tandem.Client over {state}>"
+
+    def _live(self) -> int:
+        if not self._handle:
+            raise ArgumentError("TANDEM_ERR_ARGUMENT", "the client is closed")
+        return self._handle
+
+    def wait_ready(self, service: str, timeout: float = 300.0) -> None:
+        """Waits until the service is READY. Raises
+        :class:`tandem.ServiceError` if it is unknown, FAILED, or not READY
+        within ``timeout`` seconds."""
+        _capi.check(_capi.lib().tandem_wait_ready(self._live(), service.encode(), float(timeout)))
+
+    def infer_async(self, service: str, inputs: Inputs) -> Request:
+        """Sends a request and returns at once. Inputs are sent without a
+        copy when C-contiguous (others are made so first)."""
+        names, arrays = _named(inputs)
+        handle = self._live()
+        if _capi.native is not None:
+            return Request(_capi.native.send(handle, service, names, arrays), service)
+        return Request(self._send_ctypes(handle, service, names, arrays), service)
+
+    def infer(self, service: str, inputs: Inputs) -> Outputs:
+        """Sends a request and waits: the outputs, name -> numpy array.
+        Raises :class:`tandem.RequestError` when the service answers with an
+        error, :class:`tandem.ServiceError` when it cannot be reached."""
+        if _capi.native is not None:
+            names, arrays = _named(inputs)
+            return _capi.native.infer(self._live(), service, names, arrays)
+        return self.infer_async(service, inputs).wait()
+
+    def _send_ctypes(self, handle, service, names, arrays) -> int:
+        lib = _capi.lib()
+        tensors = []
+        try:
+            for a in arrays:
+                dims = (ctypes.c_int64 * a.ndim)(*a.shape)
+                t = ctypes.c_void_p()
+                _capi.check(lib.tandem_tensor_view(_capi.CODES[a.dtype], a.ndim, dims, 0,
+                                                   a.ctypes.data, ctypes.byref(t)))
+                tensors.append(t)
+            single = len(names) == 1 and names[0] == ""
+            c_names = None if single else (ctypes.c_char_p * len(names))(
+                *[n.encode() for n in names])
+            c_tensors = (ctypes.c_void_p * len(tensors))(*[t.value for t in tensors])
+            request = ctypes.c_void_p()
+            _capi.check(lib.tandem_infer_async(handle, service.encode(), len(names), c_names,
+                                               c_tensors, ctypes.byref(request)))
+            return request.value
+        finally:
+            for t in tensors:  # the inputs were copied when the request was sent
+                lib.tandem_tensor_free(t)
+
+    def load_model(self, service: str, path: Union[str, os.PathLike], version: int) -> int:
+        """Loads the TorchScript file ``path`` as model version ``version``
+        of the service on every replica (they go on serving meanwhile) and
+        returns the version served afterwards. Raises
+        :class:`tandem.RequestError` naming each replica that could not
+        load it and why; they go on serving what they had."""
+        serving = ctypes.c_int(0)
+        _capi.check(_capi.lib().tandem_load_model(self._live(), service.encode(),
+                                                  os.fsencode(path), int(version),
+                                                  ctypes.byref(serving)))
+        return serving.value
+
+    def unload_model(self, service: str, version: int) -> int:
+        """Drops a model version from every replica; returns the version
+        served now."""
+        serving = ctypes.c_int(0)
+        _capi.check(_capi.lib().tandem_unload_model(self._live(), service.encode(), int(version),
+                                                    ctypes.byref(serving)))
+        return serving.value
+
+    def call(self, service: str, body: Union[str, Dict[str, Any]],
+             path: Optional[str] = None) -> str:
+        """A JSON service (an OpenAI-compatible endpoint): POSTs ``body`` (a
+        dict is sent as JSON) to ``path`` (None: the service's default) and
+        returns the answer's text."""
+        lib = _capi.lib()
+        if not isinstance(body, str):
+            body = json.dumps(body)
+        answer = ctypes.c_void_p()
+        _capi.check(lib.tandem_call(self._live(), service.encode(),
+                                    path.encode() if path else None, body.encode(),
+                                    ctypes.byref(answer)))
+        try:
+            return ctypes.string_at(answer).decode()
+        finally:
+            lib.tandem_free_string(answer)
