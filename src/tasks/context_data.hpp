@@ -33,6 +33,6 @@ struct TaskContextData {
 };
 
 /// The most JSON a return value may take: it is a line of the journal.
-inline constexpr std::size_t kMaxResultBytes = 16 * 1024;
+inline constexpr std::size_t kMaxResultBytes = std::size_t{16} * 1024;
 
 }  // namespace tandem::detail
