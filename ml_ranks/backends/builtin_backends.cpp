@@ -7,11 +7,11 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
-#include <filesystem>
 #include <thread>
 
 #include <fmt/format.h>
 
+#include "base/client_env.hpp"
 #include "ml_ranks/backends/backend.hpp"
 #include "tandem/error.hpp"
 
@@ -93,20 +93,6 @@ class SleepBackend : public Backend {
   const ServiceSpec& spec_;
 };
 
-// Finds libtandem_torch.so next to the library this code is in.
-std::string torch_plugin_path() {
-  Dl_info info{};
-  if (::dladdr(reinterpret_cast<void*>(&torch_plugin_path), &info) && info.dli_fname) {
-    const auto dir = std::filesystem::path(info.dli_fname).parent_path();
-    for (const auto& candidate :
-         {dir / "libtandem_torch.so", dir / "ml_ranks" / "libtandem_torch.so",
-          dir.parent_path() / "ml_ranks" / "libtandem_torch.so"}) {
-      if (std::filesystem::exists(candidate)) return candidate.string();
-    }
-  }
-  return "libtandem_torch.so";
-}
-
 }  // namespace
 
 std::unique_ptr<Backend> make_builtin_backend(const ServiceSpec& spec) {
@@ -124,7 +110,7 @@ std::unique_ptr<Backend> make_builtin_backend(const ServiceSpec& spec) {
 }
 
 std::unique_ptr<Backend> load_torchscript_backend(const ServiceSpec& spec) {
-  const std::string path = torch_plugin_path();
+  const std::string path = plugin_path("libtandem_torch.so");
   void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle) {
     throw error(

@@ -161,6 +161,15 @@ void start(const Workflow& wf, const std::string& package_dir) {
   set_path(wf, package_dir);
   in.context_type = import_attr("tandem._task", "TaskContext");
   in.run = import_attr("tandem._task", "run");
+  {
+    // One limit for return values, the journal's (tasks/context_data.hpp).
+    Ref task_module(PyImport_ImportModule("tandem._task"));
+    Ref limit(PyLong_FromSize_t(kMaxResultBytes));
+    if (!task_module || !limit ||
+        PyObject_SetAttrString(task_module.get(), "MAX_RESULT_BYTES", limit.get()) != 0) {
+      fail("tandem._task.MAX_RESULT_BYTES");
+    }
+  }
   Ref find = import_attr("tandem._task", "find");
   Ref load_error = import_attr("tandem._task", "LoadError");
   Ref loads = import_attr("json", "loads");

@@ -41,10 +41,11 @@ static struct {
   int (*outputs_model_version)(const tandem_outputs*);
 } api;
 
-static PyObject* g_raise = NULL;   /* tandem._raise_status(status, message) */
-static PyObject* g_outputs = NULL; /* tandem.Outputs */
-static PyObject* g_ndarray = NULL; /* numpy.ndarray */
-static PyObject* g_dtypes = NULL;  /* numpy dtypes by tandem_dtype (None: none) */
+static PyObject* g_raise = NULL;     /* tandem._raise_status(status, message) */
+static PyObject* g_outputs = NULL;   /* tandem.Outputs */
+static PyObject* g_ndarray = NULL;   /* numpy.ndarray */
+static PyObject* g_dtypes = NULL;    /* numpy dtypes by tandem_dtype (None: none) */
+static PyObject* g_buffer_kw = NULL; /* ("buffer",): ndarray()'s keyword, made once */
 
 /* Sets the Python error for a failed call: tandem's TandemError subclass. */
 static PyObject* fail(tandem_status status) {
@@ -267,9 +268,7 @@ static PyObject* to_outputs(tandem_outputs* outputs) {
     if (!mem->data) mem->data = empty; /* a zero-size output */
     /* numpy.ndarray(shape, dtype, buffer=mem): an array over the reply. */
     PyObject* call_args[] = {shape, dtype, (PyObject*)mem};
-    PyObject* kw = PyTuple_Pack(1, PyUnicode_InternFromString("buffer"));
-    PyObject* array = kw ? PyObject_Vectorcall(g_ndarray, call_args, 2, kw) : NULL;
-    Py_XDECREF(kw);
+    PyObject* array = PyObject_Vectorcall(g_ndarray, call_args, 2, g_buffer_kw);
     Py_DECREF(shape);
     Py_DECREF(mem);
     if (!array) goto fail;
@@ -364,6 +363,10 @@ static PyObject* native_bind(PyObject* self, PyObject* args) {
   Py_XSETREF(g_outputs, Py_NewRef(outputs));
   Py_XSETREF(g_ndarray, Py_NewRef(ndarray));
   Py_XSETREF(g_dtypes, Py_NewRef(dtypes));
+  if (!g_buffer_kw) {
+    g_buffer_kw = Py_BuildValue("(s)", "buffer");
+    if (!g_buffer_kw) return NULL;
+  }
   Py_RETURN_NONE;
 }
 

@@ -16,8 +16,8 @@ from typing import Any, Callable, Optional, Tuple
 
 __all__ = ["TaskContext"]
 
-# A return value larger than this (as JSON) is not recorded in the journal:
-# it is a line of the journal, read back whole on --resume.
+# A return value larger than this (as JSON) is not recorded: it is a line of
+# the journal. The worker sets it from its own (kMaxResultBytes) at start.
 MAX_RESULT_BYTES = 16 * 1024
 
 

@@ -30,4 +30,14 @@ ClientEnvironment client_environment() {
   return env;
 }
 
+std::string plugin_path(const std::string& file) {
+  const ClientEnvironment env = client_environment();
+  if (!env.library.empty()) {
+    const fs::path next = fs::path(env.library).parent_path() / file;
+    std::error_code ec;
+    if (fs::exists(next, ec)) return next.string();
+  }
+  return file;
+}
+
 }  // namespace tandem::detail

@@ -14,4 +14,10 @@ struct ClientEnvironment {
 
 ClientEnvironment client_environment();
 
+/// A plugin of Tandem's (libtandem_torch.so, libtandem_python.so): its path
+/// next to libtandem.so when it is there (the build tree keeps both in
+/// build/src, an install in PREFIX/lib), else the bare name for the
+/// loader's search path.
+std::string plugin_path(const std::string& file);
+
 }  // namespace tandem::detail

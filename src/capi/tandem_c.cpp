@@ -176,10 +176,6 @@ tandem_client* wrap_client(tandem::Client& client) {
   return handle.release();
 }
 
-void free_wrapped_client(tandem_client* handle) noexcept {
-  delete handle;
-}
-
 }  // namespace tandem::detail::capi
 
 extern "C" {
@@ -207,9 +203,9 @@ tandem_status tandem_session_app_comm(const tandem_session* session, void* comm)
 }
 
 int32_t tandem_session_app_comm_f(const tandem_session* session) {
-  if (!session || !session->session || !session->session->is_app())
-    return MPI_Comm_c2f(MPI_COMM_NULL);
-  return MPI_Comm_c2f(session->session->app_comm());
+  MPI_Comm comm = MPI_COMM_NULL;
+  tandem_session_app_comm(session, &comm);  // leaves MPI_COMM_NULL on a null session
+  return MPI_Comm_c2f(comm);
 }
 
 const char* tandem_status_name(tandem_status status) {

@@ -9,10 +9,9 @@
 
 namespace tandem::detail::capi {
 
-/// A handle over @p client, which must outlive it; free it with
-/// free_wrapped_client (tandem_disconnect leaves it alone, as it leaves a
-/// session's client).
+/// A handle over @p client, which must outlive it. The Python plugin keeps
+/// its one for the life of the process; tandem_disconnect leaves such a
+/// handle alone, as it leaves a session's client.
 tandem_client* wrap_client(tandem::Client& client);
-void free_wrapped_client(tandem_client* handle) noexcept;
 
 }  // namespace tandem::detail::capi

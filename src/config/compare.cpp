@@ -24,8 +24,8 @@ void compare_task(const TaskSpec& b, const TaskSpec& a, std::vector<std::string>
     if (was != is)
       out.push_back(fmt::format("task '{}': {} changed from {} to {}", b.name, key, was, is));
   };
-  changed("function", b.function, a.function);
-  changed("python", b.python, a.python);
+  // `function` holds a Python task's "module:function" too.
+  changed(b.is_python() || a.is_python() ? "python" : "function", b.function, a.function);
   changed("command", joined(b.command), joined(a.command));
   changed("cwd", b.cwd, a.cwd);
   changed("args", b.args_json, a.args_json);

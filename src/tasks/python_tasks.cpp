@@ -2,8 +2,6 @@
 
 #include <dlfcn.h>
 
-#include <filesystem>
-
 #include <fmt/format.h>
 
 #include "base/client_env.hpp"
@@ -15,22 +13,11 @@ namespace {
 
 const PythonPlugin* g_plugin = nullptr;
 
-// libtandem_python.so, next to libtandem.so (the build tree keeps both in
-// build/src, an install in PREFIX/lib).
-std::string plugin_path() {
-  const ClientEnvironment env = client_environment();
-  if (!env.library.empty()) {
-    const auto next = std::filesystem::path(env.library).parent_path() / "libtandem_python.so";
-    if (std::filesystem::exists(next)) return next.string();
-  }
-  return "libtandem_python.so";
-}
-
 }  // namespace
 
 void start_python_tasks(const Workflow& wf) {
   if (!g_plugin) {
-    const std::string path = plugin_path();
+    const std::string path = plugin_path("libtandem_python.so");
     // RTLD_GLOBAL: Python's extension modules (numpy's, mpi4py's) are not
     // linked to libpython; they find its symbols in the global scope.
     void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);

@@ -406,7 +406,10 @@ void Worker::run_function(const Assignment& a) {
   data.output_dir = runtimes_[task].output_dir;
   data.args = &runtimes_[task].args;
   data.client = &client_;
-  data.stem = attempt_stem(runtimes_[task], data.index, a.attempt);
+  // Only isolated and Python attempts write files of their own: a C++
+  // function's attempt makes no path (a million a second pass here).
+  if (spec.isolate || spec.is_python())
+    data.stem = attempt_stem(runtimes_[task], data.index, a.attempt);
   MPI_Comm sub = MPI_COMM_NULL;
   if (!a.members.empty()) {
     // Only the members take part: MPI_Comm_create_group is collective over
