@@ -20,6 +20,7 @@ every job under `taskset -c 0` (a slow machine's wake-ups on any machine).
 
   bench/python_tasks.py --build build
   bench/python_tasks.py --build build --condition one-core
+  bench/python_tasks.py --build build --workers 1 --round-trip-np 6   # idle workers
 """
 import argparse
 import json
@@ -94,7 +95,7 @@ def mpi4py_rate(workers, n, chunksize):
     return float(out.strip().splitlines()[-1])
 
 
-def round_trips(tandem, build, work, trips, native=True):
+def round_trips(tandem, build, work, trips, native=True, np=3):
     lib = os.path.join(build, "bench", "libpython_tasks_bench.so")
     flow = (f'[job]\nname = "bench"\nlibraries = ["{lib}"]\n'
             f'[[service]]\nname = "echo"\nbackend = "echo"\n'
@@ -103,7 +104,7 @@ def round_trips(tandem, build, work, trips, native=True):
             f'[[task]]\nname = "cxx"\nfunction = "cxx_round_trips"\nafter = ["python"]\n'
             f'args = {{ bytes = 1024, trips = {trips} }}\n')
     env = dict(os.environ, TANDEM_PYTHON_NATIVE="1" if native else "0")
-    _, journal = tandem_run(tandem, work, flow, 3, env)
+    _, journal = tandem_run(tandem, work, flow, np, env)
     by = {e["task"]: e for e in journal}
     assert all(by[t]["state"] == "DONE" for t in ("python", "cxx")), journal
     return by["python"]["result"]["median_us"], by["cxx"]["result"]["median_us"]
@@ -124,6 +125,8 @@ def main():
     ap.add_argument("--exe-tasks", type=int, default=1000)
     ap.add_argument("--trips", type=int, default=5000)
     ap.add_argument("--condition", choices=["free", "one-core"], default="free")
+    ap.add_argument("--round-trip-np", type=int, default=3,
+                    help="ranks of the round-trip job (past 3: idle workers, more ranks than cores)")
     args = ap.parse_args()
     mpi_env.setup()
     if args.condition == "one-core":
@@ -155,11 +158,13 @@ def main():
                          py, exe, "executable tasks", "tasks/s", True, ">= 50x")
         pys, cxxs, ctypes_pys = [], [], []
         for _ in range(args.repeat):
-            p, c = round_trips(tandem, build, work, args.trips)
+            p, c = round_trips(tandem, build, work, args.trips, np=args.round_trip_np)
             pys.append(p)
             cxxs.append(c)
-            ctypes_pys.append(round_trips(tandem, build, work, args.trips, native=False)[0])
+            ctypes_pys.append(round_trips(tandem, build, work, args.trips, native=False,
+                                          np=args.round_trip_np)[0])
         p, c, pc = statistics.median(pys), statistics.median(cxxs), statistics.median(ctypes_pys)
+        label += f", {args.round_trip_np} ranks"
         print(f"1 KiB echo round trip from a task, {label}: Python {p:.1f} us, C++ {c:.1f} us "
               f"(+{p - c:.1f} us; goal +5); Python over ctypes only {pc:.1f} us")
         report.ratio("python", f"1 KiB round trip, Python task vs C++ task, {label}", p, c,

@@ -45,6 +45,30 @@ check "spmd-coupling with too few ranks exits non-zero" test $? -ne 0
 check "and says how many ranks it needs" grep -q "spmd-coupling: .*start it with mpirun -np 3 or more" "$work/spmd-small.log"
 check "without an uncaught exception" sh -c "! grep -q 'terminate called' '$work/spmd-small.log'"
 
+# python-ensemble: the same ensemble as Python function tasks in the workers.
+(cd "$src/examples/python-ensemble" && "$mpiexec" "${mpiexec_flags[@]}" -n 4 "$build/launcher/tandem" run \
+  workflow.toml --run-dir "$work/pyens" --log-level warn) > "$work/pyens.log" 2>&1
+check "python-ensemble exits 0" test $? -eq 0
+report="$work/pyens/tasks/report/0.out"
+check "its report has the timing line" grep -q "time, all members: surrogate" "$report"
+err=$(grep -oP 'surrogate error on the final field: max \K[0-9.e+-]+' "$report")
+check "its surrogate's error is below 5% ($err)" python3 -c "import sys; sys.exit(0 if float('$err') < 0.05 else 1)"
+check "the report's return value is in the journal" grep -q '"task":"report".*"result":{"max_error"' "$work/pyens/journal.jsonl"
+check "every member asked the service at every step (6 x 300)" grep -q '"requests": 1800' "$work/pyens/summary.json"
+
+# mpi4py-coupling: the Python twin of spmd-coupling, with a tandem.Session.
+(cd "$src/examples/mpi4py-coupling" && MPI4PY_COUPLING_RUNS="$work/mpi4py-runs" PYTHONPATH="$build/python" \
+  "$mpiexec" "${mpiexec_flags[@]}" -n 5 /usr/bin/python3 coupling.py job.toml) > "$work/mpi4py.log" 2>&1
+check "mpi4py-coupling exits 0" test $? -eq 0
+py_mass=$(grep -oP 'mpi4py-coupling: 3 ranks x 200 cells, 400 steps .* mass \K[0-9.]+' "$work/mpi4py.log")
+cxx_mass=$(grep -oP 'spmd-coupling: .* mass \K[0-9.]+' "$work/spmd.log")
+check "mpi4py-coupling's mass ($py_mass) is spmd-coupling's ($cxx_mass)" \
+  python3 -c "import sys; sys.exit(0 if abs(float('$py_mass') - float('$cxx_mass')) < 1e-5 else 1)"
+(cd "$src/examples/mpi4py-coupling" && MPI4PY_COUPLING_RUNS="$work/mpi4py-runs" PYTHONPATH="$build/python" \
+  "$mpiexec" "${mpiexec_flags[@]}" -n 2 /usr/bin/python3 coupling.py job.toml) > "$work/mpi4py-small.log" 2>&1
+check "mpi4py-coupling with too few ranks exits non-zero" test $? -ne 0
+check "and says how many ranks it needs" grep -q "mpi4py-coupling: .*start it with mpirun -np 3 or more" "$work/mpi4py-small.log"
+
 # llm-agents: against a local OpenAI-compatible test server.
 /usr/bin/python3 "$src/tests/support/openai_test_server.py" --port-file "$work/llm.port" &
 llm_pid=$!

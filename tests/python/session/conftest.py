@@ -1,7 +1,7 @@
 """The tests of this directory run inside one tandem.Session under
-`mpiexec -n 5 python3 -m pytest`: every rank starts it before collection;
-the services' ranks serve until the application's ranks end it after the
-last test, and then run no tests themselves."""
+`mpiexec -n 4` (or 5) `python3 -m pytest`: every rank starts it before
+collection; the services' ranks serve until the application's ranks end it
+after the last test, and then run no tests themselves."""
 import os
 
 import pytest

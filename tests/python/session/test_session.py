@@ -1,4 +1,5 @@
-"""tandem.Session and tandem.Client from an mpi4py program (see conftest.py)."""
+"""tandem.Session and tandem.Client from an mpi4py program (see conftest.py),
+at 4 and 5 ranks: one or two application ranks."""
 import os
 
 import numpy as np
