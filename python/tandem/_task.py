@@ -96,15 +96,21 @@ class TaskContext:
 
 class _LazyFile:
     """A text stream that creates its file on the first write, so that an
-    attempt that prints nothing costs no file."""
+    attempt that prints nothing costs no file. One per stream serves every
+    attempt (open() names the attempt's file; no object per task)."""
 
-    def __init__(self, path):
-        self._path = path
+    def __init__(self, suffix):
+        self._suffix = suffix
+        self._stem = None
         self._file = None
+
+    def open(self, stem):
+        self._stem = stem
 
     def write(self, text):
         if self._file is None:
-            self._file = open(self._path, "w", encoding="utf-8", errors="replace")
+            self._file = open(self._stem + self._suffix, "w", encoding="utf-8",
+                              errors="replace")
         return self._file.write(text)
 
     def flush(self):
@@ -122,6 +128,9 @@ class _LazyFile:
     @property
     def encoding(self):
         return "utf-8"
+
+
+_OUT, _ERR = _LazyFile(".out"), _LazyFile(".err")
 
 
 class LoadError(Exception):
@@ -189,11 +198,11 @@ def run(fn: Callable, ctx: TaskContext, stem: Optional[str]) -> Tuple[Optional[s
     descriptors). Returns (error, result_json, note): error is None when
     the function returned, else the reason it failed; note is a warning
     about a result that could not be recorded."""
-    out = err = None
     saved = sys.stdout, sys.stderr
     if stem is not None:
-        out, err = _LazyFile(stem + ".out"), _LazyFile(stem + ".err")
-        sys.stdout, sys.stderr = out, err
+        _OUT.open(stem)
+        _ERR.open(stem)
+        sys.stdout, sys.stderr = _OUT, _ERR
     error, result, note = None, "", ""
     try:
         value = fn(ctx)
@@ -219,11 +228,12 @@ def run(fn: Callable, ctx: TaskContext, stem: Optional[str]) -> Tuple[Optional[s
     finally:
         if note:
             print(f"tandem: {note}", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
         if stem is not None:
             sys.stdout, sys.stderr = saved
-            out.close()
-            err.close()
+            _OUT.close()
+            _ERR.close()
+        else:  # an isolated child leaves through _exit: nothing flushes for it
+            sys.stdout.flush()
+            sys.stderr.flush()
         ctx._comm = None  # the communicator is freed after the call
     return error, result, note
