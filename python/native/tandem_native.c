@@ -41,11 +41,12 @@ static struct {
   int (*outputs_model_version)(const tandem_outputs*);
 } api;
 
-static PyObject* g_raise = NULL;     /* tandem._raise_status(status, message) */
-static PyObject* g_outputs = NULL;   /* tandem.Outputs */
-static PyObject* g_ndarray = NULL;   /* numpy.ndarray */
-static PyObject* g_dtypes = NULL;    /* numpy dtypes by tandem_dtype (None: none) */
-static PyObject* g_buffer_kw = NULL; /* ("buffer",): ndarray()'s keyword, made once */
+static PyObject* g_raise = NULL;      /* tandem._raise_status(status, message) */
+static PyObject* g_outputs = NULL;    /* tandem.Outputs */
+static PyObject* g_ndarray = NULL;    /* numpy.ndarray */
+static PyObject* g_dtypes = NULL;     /* numpy dtypes by tandem_dtype (None: none) */
+static PyObject* g_contiguous = NULL; /* numpy.ascontiguousarray */
+static PyObject* g_buffer_kw = NULL;  /* ("buffer",): ndarray()'s keyword, made once */
 
 /* Sets the Python error for a failed call: tandem's TandemError subclass. */
 static PyObject* fail(tandem_status status) {
@@ -146,46 +147,78 @@ static int dtype_of(const Py_buffer* b) {
   }
 }
 
-/* send(client, service, names, arrays) -> request address. names and arrays
- * are tuples of the same length; an empty name is a single input's. */
+/* Raises ArgumentError: the input's dtype (numpy's name) is not Tandem's. */
+static void dtype_error(const char* name, PyObject* value, const char* format) {
+  PyObject* dtype = PyObject_GetAttrString(value, "dtype");
+  PyObject* text = dtype ? PyObject_Str(dtype) : NULL;
+  PyErr_Clear();
+  PyObject* msg =
+      text ? PyUnicode_FromFormat("input '%s' has dtype %U, which Tandem lacks", name, text)
+           : PyUnicode_FromFormat("input '%s' has a type Tandem lacks (format '%s')", name, format);
+  Py_XDECREF(dtype);
+  Py_XDECREF(text);
+  if (msg) {
+    PyObject* r = PyObject_CallFunction(g_raise, "iO", (int)TANDEM_ERR_ARGUMENT, msg);
+    Py_XDECREF(r);
+    Py_DECREF(msg);
+  }
+}
+
+/* The buffer of one input: the object's own memory when it is C-contiguous
+ * (no copy), else numpy.ascontiguousarray's copy, kept in *owned. */
+static int take_buffer(PyObject* value, Py_buffer* view, PyObject** owned) {
+  *owned = NULL;
+  if (PyObject_GetBuffer(value, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) return 0;
+  PyErr_Clear();
+  *owned = PyObject_CallOneArg(g_contiguous, value);
+  if (!*owned) return -1;
+  if (PyObject_GetBuffer(*owned, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) return 0;
+  Py_CLEAR(*owned);
+  return -1;
+}
+
+/* send(client, service, inputs) -> request address. inputs: a dict of name
+ * -> array, or one array (the service's only input, whatever its name). */
 static PyObject* native_send(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   (void)self;
-  if (nargs != 4 || !PyTuple_Check(args[2]) || !PyTuple_Check(args[3])) {
-    PyErr_SetString(PyExc_TypeError, "send(client, service, names, arrays)");
+  if (nargs != 3) {
+    PyErr_SetString(PyExc_TypeError, "send(client, service, inputs)");
     return NULL;
   }
   tandem_client* client = PyLong_AsVoidPtr(args[0]);
   const char* service = PyUnicode_AsUTF8(args[1]);
   if (!service) return NULL;
-  const Py_ssize_t n = PyTuple_GET_SIZE(args[2]);
-  if (n > MAX_INPUTS || PyTuple_GET_SIZE(args[3]) != n) {
-    PyErr_SetString(PyExc_ValueError, "too many inputs, or names and arrays differ in length");
+  PyObject* inputs = args[2];
+  const int is_dict = PyDict_Check(inputs);
+  const Py_ssize_t n = is_dict ? PyDict_GET_SIZE(inputs) : 1;
+  if (n > MAX_INPUTS) {
+    PyErr_SetString(PyExc_ValueError, "more than 64 inputs");
     return NULL;
   }
   Py_buffer views[MAX_INPUTS];
+  PyObject* owned[MAX_INPUTS];
   tandem_tensor* tensors[MAX_INPUTS];
   const char* names[MAX_INPUTS];
   Py_ssize_t held = 0;
+  Py_ssize_t pos = 0;
   PyObject* result = NULL;
   for (; held < n; ++held) {
-    PyObject* name = PyTuple_GET_ITEM(args[2], held);
-    names[held] = PyUnicode_AsUTF8(name);
-    if (!names[held]) goto done;
-    if (PyObject_GetBuffer(PyTuple_GET_ITEM(args[3], held), &views[held],
-                           PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
-      goto done;
+    PyObject* name = NULL;
+    PyObject* value = inputs;
+    if (is_dict) {
+      if (!PyDict_Next(inputs, &pos, &name, &value)) break;
+      names[held] = PyUnicode_AsUTF8(name);
+      if (!names[held]) goto done;
+    } else {
+      names[held] = "";
     }
+    if (take_buffer(value, &views[held], &owned[held]) != 0) goto done;
     Py_buffer* v = &views[held];
     const int code = dtype_of(v);
     if (code < 0 || v->ndim > MAX_DIMS) {
+      dtype_error(names[held], owned[held] ? owned[held] : value, v->format ? v->format : "B");
       PyBuffer_Release(v);
-      PyObject* msg = PyUnicode_FromFormat("input '%s' has a type Tandem lacks (format '%s')",
-                                           names[held], v->format ? v->format : "B");
-      if (msg) {
-        PyObject* r = PyObject_CallFunction(g_raise, "iO", (int)TANDEM_ERR_ARGUMENT, msg);
-        Py_XDECREF(r);
-        Py_DECREF(msg);
-      }
+      Py_XDECREF(owned[held]);
       goto done;
     }
     int64_t dims[MAX_DIMS];
@@ -194,17 +227,17 @@ static PyObject* native_send(PyObject* self, PyObject* const* args, Py_ssize_t n
                                             v->buf, &tensors[held]);
     if (s != TANDEM_OK) {
       PyBuffer_Release(v);
+      Py_XDECREF(owned[held]);
       fail(s);
       goto done;
     }
   }
   {
     tandem_request* request = NULL;
-    const char* const* name_list = names;
-    if (n == 1 && names[0][0] == '\0') name_list = NULL; /* the service's only input */
+    const char* const* name_list = is_dict ? names : NULL; /* NULL: the only input */
     tandem_status s;
     Py_BEGIN_ALLOW_THREADS s =
-        api.infer_async(client, service, (int)n, name_list, tensors, &request);
+        api.infer_async(client, service, (int)held, name_list, tensors, &request);
     Py_END_ALLOW_THREADS if (s != TANDEM_OK) fail(s);
     else result = PyLong_FromVoidPtr(request);
   }
@@ -213,6 +246,7 @@ done:
   for (Py_ssize_t i = 0; i < held; ++i) {
     api.tensor_free(tensors[i]);
     PyBuffer_Release(&views[i]);
+    Py_XDECREF(owned[i]);
   }
   return result;
 }
@@ -228,12 +262,15 @@ static PyObject* to_outputs(tandem_outputs* outputs) {
   owner->outputs = outputs;
   PyObject* result = PyObject_CallNoArgs(g_outputs);
   if (!result) goto fail;
-  PyObject* version = PyLong_FromLong(api.outputs_model_version(outputs));
-  if (!version || PyObject_SetAttrString(result, "model_version", version) != 0) {
-    Py_XDECREF(version);
-    goto fail;
+  const int model_version = api.outputs_model_version(outputs);
+  if (model_version != 0) { /* 0 is the class's default: no instance dict for it */
+    PyObject* version = PyLong_FromLong(model_version);
+    if (!version || PyObject_SetAttrString(result, "model_version", version) != 0) {
+      Py_XDECREF(version);
+      goto fail;
+    }
+    Py_DECREF(version);
   }
-  Py_DECREF(version);
   const int count = api.outputs_count(outputs);
   for (int k = 0; k < count; ++k) {
     const char* name = api.outputs_name(outputs, k);
@@ -296,7 +333,7 @@ static PyObject* native_wait(PyObject* self, PyObject* arg) {
   return to_outputs(outputs);
 }
 
-/* infer(client, service, names, arrays) -> Outputs: send and wait in one call. */
+/* infer(client, service, inputs) -> Outputs: send and wait in one call. */
 static PyObject* native_infer(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   PyObject* request = native_send(self, args, nargs);
   if (!request) return NULL;
@@ -324,13 +361,14 @@ static PyObject* native_input_address(PyObject* self, PyObject* arg) {
   return address;
 }
 
-/* bind(functions, raise_status, Outputs, ndarray, dtypes): functions maps the
+/* bind(functions, raise_status, Outputs, ndarray, dtypes, ascontiguousarray):
+ * functions maps the
  * C API's names to their addresses in the library ctypes loaded. */
 static PyObject* native_bind(PyObject* self, PyObject* args) {
   (void)self;
-  PyObject *functions, *raise_status, *outputs, *ndarray, *dtypes;
-  if (!PyArg_ParseTuple(args, "O!OOOO!", &PyDict_Type, &functions, &raise_status, &outputs,
-                        &ndarray, &PyList_Type, &dtypes)) {
+  PyObject *functions, *raise_status, *outputs, *ndarray, *dtypes, *contiguous;
+  if (!PyArg_ParseTuple(args, "O!OOOO!O", &PyDict_Type, &functions, &raise_status, &outputs,
+                        &ndarray, &PyList_Type, &dtypes, &contiguous)) {
     return NULL;
   }
   struct {
@@ -363,6 +401,7 @@ static PyObject* native_bind(PyObject* self, PyObject* args) {
   Py_XSETREF(g_outputs, Py_NewRef(outputs));
   Py_XSETREF(g_ndarray, Py_NewRef(ndarray));
   Py_XSETREF(g_dtypes, Py_NewRef(dtypes));
+  Py_XSETREF(g_contiguous, Py_NewRef(contiguous));
   if (!g_buffer_kw) {
     g_buffer_kw = Py_BuildValue("(s)", "buffer");
     if (!g_buffer_kw) return NULL;
@@ -373,10 +412,10 @@ static PyObject* native_bind(PyObject* self, PyObject* args) {
 static PyMethodDef methods[] = {
     {"bind", native_bind, METH_VARARGS, "Binds the C API functions ctypes loaded."},
     {"send", (PyCFunction)(void (*)(void))native_send, METH_FASTCALL,
-     "send(client, service, names, arrays) -> request"},
+     "send(client, service, inputs) -> request"},
     {"wait", native_wait, METH_O, "wait(request) -> Outputs"},
     {"infer", (PyCFunction)(void (*)(void))native_infer, METH_FASTCALL,
-     "infer(client, service, names, arrays) -> Outputs"},
+     "infer(client, service, inputs) -> Outputs"},
     {"input_address", native_input_address, METH_O,
      "Where the tensor view of an array points (for tests)."},
     {NULL, NULL, 0, NULL}};

@@ -134,5 +134,5 @@ def _bind_native(loaded: ctypes.CDLL) -> None:
              "tandem_outputs_free", "tandem_outputs_model_version"]
     addresses = {n: ctypes.cast(getattr(loaded, n), ctypes.c_void_p).value for n in names}
     dtypes = [None if t is None else np.dtype(t) for t in DTYPES]
-    _native.bind(addresses, raise_status, Outputs, np.ndarray, dtypes)
+    _native.bind(addresses, raise_status, Outputs, np.ndarray, dtypes, np.ascontiguousarray)
     native = _native

@@ -52,6 +52,14 @@ def _named(inputs: Inputs):
     return tuple(names), tuple(arrays)
 
 
+def _as_dict(inputs: Inputs):
+    """What tandem._native takes: a dict, or one array (a Mapping that is
+    not a dict becomes one)."""
+    if type(inputs) is dict or isinstance(inputs, np.ndarray) or not isinstance(inputs, Mapping):
+        return inputs
+    return dict(inputs)
+
+
 class _Owner:
     """Owns a tandem_outputs (the ctypes path); freed with the last array."""
 
@@ -193,10 +201,10 @@ class Client:
     def infer_async(self, service: str, inputs: Inputs) -> Request:
         """Sends a request and returns at once. Inputs are sent without a
         copy when C-contiguous (others are made so first)."""
-        names, arrays = _named(inputs)
-        handle = self._live()
+        handle = self._handle or self._live()
         if _capi.native is not None:
-            return Request(_capi.native.send(handle, service, names, arrays), service)
+            return Request(_capi.native.send(handle, service, _as_dict(inputs)), service)
+        names, arrays = _named(inputs)
         return Request(self._send_ctypes(handle, service, names, arrays), service)
 
     def infer(self, service: str, inputs: Inputs) -> Outputs:
@@ -204,8 +212,7 @@ class Client:
         Raises :class:`tandem.RequestError` when the service answers with an
         error, :class:`tandem.ServiceError` when it cannot be reached."""
         if _capi.native is not None:
-            names, arrays = _named(inputs)
-            return _capi.native.infer(self._live(), service, names, arrays)
+            return _capi.native.infer(self._handle or self._live(), service, _as_dict(inputs))
         return self.infer_async(service, inputs).wait()
 
     def _send_ctypes(self, handle, service, names, arrays) -> int:
