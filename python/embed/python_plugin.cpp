@@ -235,8 +235,7 @@ void run(TaskContext& ctx) {
   Ref context(PyObject_Vectorcall(in.context_type.get(), fields, std::size(fields), nullptr));
   if (!context) fail("cannot make the task's context");
   // An isolated child's print output already goes to its files.
-  Ref stem(d.isolated ? Py_NewRef(Py_None) : text(d.stem));
-  PyObject* call[] = {pt.function.get(), context.get(), stem.get()};
+  PyObject* call[] = {pt.function.get(), context.get(), d.isolated ? Py_False : Py_True};
   Ref answer(PyObject_Vectorcall(in.run.get(), call, std::size(call), nullptr));
   if (!answer || !PyTuple_Check(answer.get()) || PyTuple_GET_SIZE(answer.get()) != 3) {
     fail("tandem._task.run");

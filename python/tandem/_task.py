@@ -101,15 +101,15 @@ class _LazyFile:
 
     def __init__(self, suffix):
         self._suffix = suffix
-        self._stem = None
+        self._ctx = None
         self._file = None
 
-    def open(self, stem):
-        self._stem = stem
+    def open(self, ctx):
+        self._ctx = ctx  # the file is named only if the attempt prints
 
     def write(self, text):
         if self._file is None:
-            self._file = open(self._stem + self._suffix, "w", encoding="utf-8",
+            self._file = open(_stem(self._ctx) + self._suffix, "w", encoding="utf-8",
                               errors="replace")
         return self._file.write(text)
 
@@ -118,6 +118,7 @@ class _LazyFile:
             self._file.flush()
 
     def close(self):
+        self._ctx = None
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -131,6 +132,13 @@ class _LazyFile:
 
 
 _OUT, _ERR = _LazyFile(".out"), _LazyFile(".err")
+
+
+def _stem(ctx) -> str:
+    """OUTPUT_DIR/INDEX, or OUTPUT_DIR/INDEX.tryN for a retry: the names the
+    worker gives every attempt's files (attempt_stem, src/worker/worker.cpp)."""
+    retry = f".try{ctx.attempt}" if ctx.attempt > 1 else ""
+    return f"{ctx.output_dir}/{ctx.index}{retry}"
 
 
 class LoadError(Exception):
@@ -192,16 +200,16 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"a {type(value).__name__} is not JSON-able")
 
 
-def run(fn: Callable, ctx: TaskContext, stem: Optional[str]) -> Tuple[Optional[str], str, str]:
-    """Calls fn(ctx) with the attempt's print output in STEM.out/.err (None:
-    leave sys.stdout as it is, for an isolated task, whose files are its
-    descriptors). Returns (error, result_json, note): error is None when
+def run(fn: Callable, ctx: TaskContext, redirect: bool) -> Tuple[Optional[str], str, str]:
+    """Calls fn(ctx) with the attempt's print output in OUTPUT_DIR/INDEX.out
+    and .err (redirect false: leave sys.stdout as it is, for an isolated
+    task, whose files are its descriptors). Returns (error, result_json, note): error is None when
     the function returned, else the reason it failed; note is a warning
     about a result that could not be recorded."""
     saved = sys.stdout, sys.stderr
-    if stem is not None:
-        _OUT.open(stem)
-        _ERR.open(stem)
+    if redirect:
+        _OUT.open(ctx)
+        _ERR.open(ctx)
         sys.stdout, sys.stderr = _OUT, _ERR
     error, result, note = None, "", ""
     try:
@@ -222,13 +230,13 @@ def run(fn: Callable, ctx: TaskContext, stem: Optional[str]) -> Tuple[Optional[s
         tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
         traceback.print_exception(type(e), e, tb or e.__traceback__, file=sys.stderr)
         where = "its stderr"
-        if stem is not None:
-            where = os.path.relpath(stem + ".err", ctx.run_dir)
+        if redirect:
+            where = os.path.relpath(_stem(ctx) + ".err", ctx.run_dir)
         error = f"{type(e).__name__}: {e} (traceback in {where})"
     finally:
         if note:
             print(f"tandem: {note}", file=sys.stderr)
-        if stem is not None:
+        if redirect:
             sys.stdout, sys.stderr = saved
             _OUT.close()
             _ERR.close()

@@ -28,7 +28,7 @@ struct TaskContextData {
   const nlohmann::json* args = nullptr;
   Client* client = nullptr;
   bool isolated = false;       // runs in a forked child (isolate = true)
-  std::string stem;            // RUN_DIR/tasks/NAME/INDEX[.tryN]: the attempt's .out and .err
+  std::string stem;            // isolated: RUN_DIR/tasks/NAME/INDEX[.tryN], its .out and .err
   mutable std::string result;  // the return value, one line of JSON (set_result)
 };
 

@@ -196,7 +196,8 @@ class Worker {
 };
 
 // Where an attempt's stdout and stderr go: tasks/NAME/INDEX.out (.err),
-// INDEX.tryN.out for later attempts.
+// INDEX.tryN.out for later attempts (Python tasks name theirs the same way
+// in tandem/_task.py: _stem).
 std::string attempt_stem(const TaskRuntime& rt, int index, int attempt) {
   return (rt.output_dir / std::to_string(index)).string() +
          (attempt > 1 ? fmt::format(".try{}", attempt) : std::string());
@@ -406,10 +407,10 @@ void Worker::run_function(const Assignment& a) {
   data.output_dir = runtimes_[task].output_dir;
   data.args = &runtimes_[task].args;
   data.client = &client_;
-  // Only isolated and Python attempts write files of their own: a C++
-  // function's attempt makes no path (a million a second pass here).
-  if (spec.isolate || spec.is_python())
-    data.stem = attempt_stem(runtimes_[task], data.index, a.attempt);
+  // Only an isolated attempt's files are named here: a C++ function's
+  // attempt has none, and a Python one names its own only if it prints
+  // (tandem/_task.py), so that a million attempts a second make no paths.
+  if (spec.isolate) data.stem = attempt_stem(runtimes_[task], data.index, a.attempt);
   MPI_Comm sub = MPI_COMM_NULL;
   if (!a.members.empty()) {
     // Only the members take part: MPI_Comm_create_group is collective over
