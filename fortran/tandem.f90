@@ -28,7 +28,7 @@ module tandem
   end type tandem_client
 
   public :: tandem_connect, tandem_disconnect, tandem_wait_ready, tandem_infer, &
-       tandem_error_message, tandem_load_model, tandem_unload_model, tandem_last_model_version
+       tandem_set_ready_timeout, tandem_error_message, tandem_load_model, tandem_unload_model, tandem_last_model_version
 
   ! The model version that computed the last reply tandem_infer took.
   integer(c_int) :: last_model_version = 0
@@ -54,6 +54,13 @@ module tandem
        real(c_double), value :: timeout
        integer(c_int) :: s
      end function c_wait_ready
+     function c_set_ready_timeout(client, timeout) bind(C, name="tandem_set_ready_timeout") &
+          result(s)
+       import :: c_ptr, c_int, c_double
+       type(c_ptr), value :: client
+       real(c_double), value :: timeout
+       integer(c_int) :: s
+     end function c_set_ready_timeout
      function c_tensor_view(dtype, ndim, dims, order, data, tensor) &
           bind(C, name="tandem_tensor_view") result(s)
        import :: c_ptr, c_int, c_int64_t
@@ -148,6 +155,14 @@ contains
     real(c_double), intent(in) :: timeout
     status = c_wait_ready(client%handle, trim(service)//c_null_char, timeout)
   end function tandem_wait_ready
+
+  !> How long requests wait for a service that is still STARTING: timeout
+  !> seconds, or (negative, the default) the service's start_timeout.
+  integer function tandem_set_ready_timeout(client, timeout) result(status)
+    type(tandem_client), intent(in) :: client
+    real(c_double), intent(in) :: timeout
+    status = c_set_ready_timeout(client%handle, timeout)
+  end function tandem_set_ready_timeout
 
   !> Loads the TorchScript file path as model version `version` of the
   !> service on every replica; serving is the version served afterwards.

@@ -12,6 +12,7 @@
 #include "config/workflow.hpp"
 #include "layout/plan.hpp"
 #include "report/report.hpp"
+#include "report/results.hpp"
 #include "supervise.hpp"
 #include "tandem/tandem.hpp"
 #include "tasks/python_tasks.hpp"
@@ -64,6 +65,17 @@ int report(const std::string& run_dir, bool as_json, bool as_html) {
   return 0;
 }
 
+int results(const std::string& run_dir, const std::string& task, bool as_json) {
+  namespace report = tandem::detail::report;
+  const auto found = report::read_results(run_dir, task);
+  if (as_json) {
+    std::printf("%s\n", report::results_json(found).dump(2).c_str());
+  } else {
+    std::fputs(report::results_text(found).c_str(), stdout);
+  }
+  return 0;
+}
+
 int run(const tandem::RunOptions& options) {
   int provided = 0;
   MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
@@ -110,6 +122,13 @@ int run_command_line(int argc, char** argv) {
   report_cmd->add_flag("--json", as_json, "Print the figures as JSON");
   report_cmd->add_flag("--html", as_html, "Write RUN_DIR/report.html and print its path");
 
+  std::string results_task;
+  auto* results_cmd = app.add_subcommand(
+      "results", "Each task instance's final state, result and reason, over every job of a run");
+  results_cmd->add_option("run_dir", run_dir, "Run directory")->required();
+  results_cmd->add_option("--task", results_task, "Only this task's instances");
+  results_cmd->add_flag("--json", as_json, "Print them as a JSON array");
+
   std::string file;
   auto* validate_cmd = app.add_subcommand("validate", "Check a workflow file without running it");
   validate_cmd->add_option("workflow", file, "Workflow file (TOML)")->required();
@@ -145,6 +164,7 @@ int run_command_line(int argc, char** argv) {
     if (*validate_cmd) return validate(file);
     if (*plan_cmd) return plan(file, np, per_node);
     if (*report_cmd) return report(run_dir, as_json, as_html);
+    if (*results_cmd) return results(run_dir, results_task, as_json);
     if (*sup_cmd) return tandem::cli::supervise(sup);
     if (*run_cmd) {
       run_opts.trace = !no_trace;

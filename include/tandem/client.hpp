@@ -84,6 +84,12 @@ class Client {
   /// @throws tandem::request_error at once if it FAILED, or after
   /// @p timeout_s seconds, or for an unknown service.
   void wait_ready(const std::string& service, double timeout_s = 300);
+  /// How long infer(), infer_async() and call() wait for a service that is
+  /// still STARTING (loading its model) before they fail: @p timeout_s
+  /// seconds, or, when negative (the default), the service's
+  /// `start_timeout` (600 s unless the workflow says). A FAILED or unknown
+  /// service fails at once either way. Not thread-safe.
+  void set_ready_timeout(double timeout_s);
 
   /// Runs the model on @p inputs (named as in the service's signature; the
   /// first dimension is the batch) and returns its outputs. Blocks.

@@ -70,7 +70,17 @@ class Session {
   /// Waits for this rank's requests in flight; when every application rank
   /// has called it, the services answer what they hold and stop. Collective
   /// over the application's ranks; a no-op elsewhere and when called again.
-  void finalize();
+  /// @p exit_code is how this rank's part of the application ended: the
+  /// largest any rank gives is the run's `exit_code` in summary.json, which
+  /// `tandem report` shows.
+  void finalize(int exit_code = 0);
+  /// Ends the whole job now, from one rank, when the application cannot go
+  /// on (the others may be waiting for it in a collective, where finalize
+  /// would hang): records @p why and this rank in RUN_DIR/aborts.jsonl
+  /// (`tandem report` shows it), logs it, and calls MPI_Abort on the
+  /// session's communicator with @p exit_code (1 if it is 0). Not
+  /// collective; never returns.
+  [[noreturn]] void abort(int exit_code, const std::string& why) noexcept;
 
  private:
   std::unique_ptr<detail::SessionImpl> impl_;

@@ -101,13 +101,27 @@ tandem_status tandem_session_app_comm(const tandem_session* session, void* comm)
  * Fortran and mpi4py (MPI.Comm.f2py); MPI_COMM_NULL's on other ranks.
  * Owned by the session. */
 int32_t tandem_session_app_comm_f(const tandem_session* session);
+/* The run directory (logs, summary.json, aborts.jsonl); owned by the session. */
+const char* tandem_session_run_dir(const tandem_session* session);
 /* The application ranks' client (NULL on other ranks); owned by the session. */
 tandem_client* tandem_session_client(tandem_session* session);
 /* Collective: ends the session and frees it. */
 tandem_status tandem_session_finalize(tandem_session* session);
+/* The same, saying how this rank's part of the application ended: the
+ * largest exit_code of all ranks is the run's (summary.json, tandem report). */
+tandem_status tandem_session_finalize_code(tandem_session* session, int exit_code);
+/* Ends the whole job from one rank when the application cannot go on
+ * (finalize would wait for ranks that are waiting for this one): records
+ * why in RUN_DIR/aborts.jsonl and calls MPI_Abort with exit_code (1 if 0).
+ * Not collective; does not return. */
+void tandem_session_abort(tandem_session* session, int exit_code, const char* why);
 
 /* --- services ------------------------------------------------------------ */
 tandem_status tandem_wait_ready(tandem_client* client, const char* service, double timeout_s);
+/* How long requests and calls wait for a service that is still STARTING
+ * before they fail: timeout_s seconds, or (negative, the default) the
+ * service's start_timeout. A FAILED or unknown service fails at once. */
+tandem_status tandem_set_ready_timeout(tandem_client* client, double timeout_s);
 
 /* --- tensors ------------------------------------------------------------- */
 /* A tensor over the caller's memory (no copy). */

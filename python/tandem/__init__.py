@@ -25,8 +25,10 @@ from .client import Client, Outputs, Request
 from .errors import (ArgumentError, ConfigError, ConnectError, InternalError, IoError,
                      MissingOutput, MPIError, ProtocolError, RequestError, ServiceError,
                      TandemError)
+from .results import Result, results
 from .session import Session
 
-__all__ = ["Client", "Request", "Outputs", "Session", "TaskContext", "TandemError",
+__all__ = ["Client", "Request", "Outputs", "Session", "TaskContext", "Result", "results",
+           "TandemError",
            "ArgumentError", "ConfigError", "ConnectError", "InternalError", "IoError",
            "MissingOutput", "MPIError", "ProtocolError", "RequestError", "ServiceError"]

@@ -88,6 +88,14 @@ class TaskContext:
             self._comm = MPI.Comm.f2py(self._fcomm)
         return self._comm
 
+    def results(self, task: str):
+        """The results of ``task``'s instances in this run, as
+        :func:`tandem.results` gives them: a list of :class:`tandem.Result`
+        by index. Meant for a task that runs ``after`` it, when they are all
+        recorded; instances not yet finished are not in the list."""
+        from .results import results
+        return results(self.run_dir, task)
+
     def __repr__(self):
         ranks = f", rank {self.rank} of {self.size}" if self.size > 1 else ""
         return (f"<tandem.TaskContext {self.name}[{self.index}] of {self.count}, "

@@ -141,9 +141,10 @@ class Client:
     - In an mpi4py program: ``tandem.Session(...).client``.
     """
 
-    def __init__(self, socket: Optional[str] = None):
+    def __init__(self, socket: Optional[str] = None, ready_timeout: Optional[float] = None):
         """Connects to the worker's proxy: ``socket``, else $TANDEM_SOCKET.
-        Raises :class:`tandem.ConnectError` when there is none."""
+        Raises :class:`tandem.ConnectError` when there is none.
+        ``ready_timeout``: see :attr:`ready_timeout`."""
         lib = _capi.lib()
         handle = ctypes.c_void_p()
         if socket is None:
@@ -153,6 +154,26 @@ class Client:
         self._handle = handle.value
         self._owned = True
         self._via = f"proxy {socket or os.environ.get('TANDEM_SOCKET', '')}"
+        self._ready_timeout: Optional[float] = None
+        if ready_timeout is not None:
+            self.ready_timeout = ready_timeout
+
+    @property
+    def ready_timeout(self) -> Optional[float]:
+        """How long :meth:`infer`, :meth:`infer_async` and :meth:`call`
+        wait for a service that is still STARTING (loading its model)
+        before they raise :class:`tandem.ServiceError`: seconds, or None
+        (the default) for the service's ``start_timeout`` (600 s unless the
+        workflow says). A FAILED or unknown service raises at once."""
+        return getattr(self, "_ready_timeout", None)
+
+    @ready_timeout.setter
+    def ready_timeout(self, seconds: Optional[float]) -> None:
+        value = -1.0 if seconds is None else float(seconds)
+        if value < 0 and seconds is not None:
+            raise ArgumentError("TANDEM_ERR_ARGUMENT", "ready_timeout must be >= 0 seconds or None")
+        _capi.check(_capi.lib().tandem_set_ready_timeout(self._live(), value))
+        self._ready_timeout = seconds
 
     @classmethod
     def _over(cls, address: int, via: str = "the worker's MPI client") -> "Client":

@@ -109,6 +109,11 @@ std::uint64_t ProxyClient::send_wait_ready(int service, double timeout_s) {
   return send(wire::kWaitReady, service, {}, fmt::format("{}", timeout_s));
 }
 
+void ProxyClient::set_ready_timeout(double s) {
+  const Reply r = wait(send(wire::kHello, -1, {}, nlohmann::json{{"ready_timeout", s}}.dump()));
+  if (!r.ok) throw protocol_error("the proxy refused the client's options: " + r.text);
+}
+
 std::uint64_t ProxyClient::send_model_op(wire::Kind kind, int service, const std::string& path,
                                          int version) {
   nlohmann::json text = {{"version", version}};

@@ -58,6 +58,9 @@ class ProxyClient {
   std::uint64_t send_infer(int service, const TensorList& inputs);
   std::uint64_t send_call(int service, const std::string& path, const std::string& body);
   std::uint64_t send_wait_ready(int service, double timeout_s);
+  /// How long the proxy holds this connection's requests for a STARTING
+  /// service (negative: each service's start_timeout). Waits for its answer.
+  void set_ready_timeout(double s);
   /// load_model (@p kind wire::kLoadModel) or unload_model; @p path is
   /// made absolute here, where it was given.
   std::uint64_t send_model_op(wire::Kind kind, int service, const std::string& path, int version);

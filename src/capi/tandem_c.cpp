@@ -293,17 +293,34 @@ int tandem_session_is_app(const tandem_session* session) {
   return session && session->session && session->session->is_app() ? 1 : 0;
 }
 
+const char* tandem_session_run_dir(const tandem_session* session) {
+  return session && session->session ? session->session->run_dir().c_str() : "";
+}
+
 tandem_client* tandem_session_client(tandem_session* session) {
   return session && session->client.direct ? &session->client : nullptr;
 }
 
 tandem_status tandem_session_finalize(tandem_session* session) {
+  return tandem_session_finalize_code(session, 0);
+}
+
+tandem_status tandem_session_finalize_code(tandem_session* session, int exit_code) {
   if (!session) return fail(TANDEM_ERR_ARGUMENT, "null session");
   std::unique_ptr<tandem_session> owned(session);
   return guarded([&] {
-    owned->session->finalize();
+    owned->session->finalize(exit_code);
     return TANDEM_OK;
   });
+}
+
+void tandem_session_abort(tandem_session* session, int exit_code, const char* why) {
+  const int code = exit_code != 0 ? exit_code : 1;
+  if (!session || !session->session) {
+    MPI_Abort(MPI_COMM_WORLD, code);
+    std::_Exit(code);
+  }
+  session->session->abort(code, why ? why : "tandem_session_abort");
 }
 
 tandem_status tandem_wait_ready(tandem_client* client, const char* service, double timeout_s) {
@@ -315,6 +332,18 @@ tandem_status tandem_wait_ready(tandem_client* client, const char* service, doub
     }
     const int index = client->proxy->service_index(service);
     return take_reply(*client->proxy, client->proxy->send_wait_ready(index, timeout_s), nullptr);
+  });
+}
+
+tandem_status tandem_set_ready_timeout(tandem_client* client, double timeout_s) {
+  if (!client) return fail(TANDEM_ERR_ARGUMENT, "null client");
+  return guarded([&] {
+    if (client->direct) {
+      client->direct->set_ready_timeout(timeout_s);
+    } else {
+      client->proxy->set_ready_timeout(timeout_s);
+    }
+    return TANDEM_OK;
   });
 }
 

@@ -139,10 +139,12 @@ bool ClientImpl::receive_replies(const PendingInfer* until) {
   return any;
 }
 
-// Requests and calls go only to a READY service; the error says what to do
-// in every language the client is used from (wait_ready in C++ and Python,
-// tandem_wait_ready in C and Fortran).
-void ClientImpl::require_ready(int service) const {
+// Requests and calls go to a READY service. One that is still STARTING is
+// waited for, as a newcomer expects (a model takes a second to load; the
+// first request of a job should not fail for it), up to the client's
+// ready_timeout or the service's start_timeout. A FAILED or ending service
+// fails at once: waiting would not help.
+void ClientImpl::require_ready(int service) {
   const std::string& name = wf_.services[service].name;
   const ServiceState s = aggregate(service);
   if (s == ServiceState::READY) return;
@@ -151,9 +153,8 @@ void ClientImpl::require_ready(int service) const {
                         fmt::format("service '{}' FAILED: {}", name, failure_reason(service)));
   }
   if (s == ServiceState::STARTING) {
-    throw service_error(name, fmt::format("service '{}' is not READY yet (STARTING: its model is "
-                                          "loading); wait for it with wait_ready(\"{}\") first",
-                                          name, name));
+    wait_ready(service, ready_timeout(service));
+    return;
   }
   throw service_error(name, fmt::format("service '{}' is {}: the run is ending", name, name_of(s)));
 }
@@ -232,7 +233,9 @@ void ClientImpl::wait_ready(int service, double timeout_s) {
     }
     if (std::chrono::steady_clock::now() > deadline) {
       throw service_error(name, fmt::format("service '{}' was not READY within {:g} s (still "
-                                            "STARTING: its model is loading)",
+                                            "STARTING: its model is loading); a request waits "
+                                            "up to the client's ready_timeout, else the "
+                                            "service's start_timeout",
                                             name, timeout_s));
     }
     backoff.pause();
@@ -466,6 +469,10 @@ std::string Client::state(const std::string& service) {
 
 void Client::wait_ready(const std::string& service, double timeout_s) {
   impl_->wait_ready(impl_->service_index(service), timeout_s);
+}
+
+void Client::set_ready_timeout(double timeout_s) {
+  impl_->set_ready_timeout(timeout_s);
 }
 
 TensorList Client::infer(const std::string& service, const TensorList& inputs,

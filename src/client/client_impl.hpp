@@ -71,7 +71,16 @@ class ClientImpl {
   const Workflow& workflow() const { return wf_; }
   int service_index(const std::string& name) const;  // throws request_error
   ServiceState state(int service);
+  /// As last heard, without polling for news (cheap: the proxy asks this
+  /// of every request it passes on).
+  ServiceState state_as_known(int service) const { return aggregate(service); }
   void wait_ready(int service, double timeout_s);
+  /// How long send() and send_call() wait for a STARTING service: @p s
+  /// seconds, or (negative) each service's own start_timeout.
+  void set_ready_timeout(double s) { ready_timeout_s_ = s; }
+  double ready_timeout(int service) const {
+    return ready_timeout_s_ >= 0 ? ready_timeout_s_ : wf_.services[service].start_timeout_s;
+  }
   // per_node placement: this node's replica is still STARTING (none READY).
   bool local_replica_starting(int service) const;
   /// Sends a request; without @p asked the transport is chosen by size and
@@ -112,7 +121,9 @@ class ClientImpl {
   /// one more empty poll would delay its caller by a yield.
   bool receive_replies(const PendingInfer* until);
   ServiceState aggregate(int service) const;
-  void require_ready(int service) const;  // throws request_error
+  // Waits for a STARTING service (ready_timeout); throws request_error when
+  // it FAILED, is unknown or did not start in time.
+  void require_ready(int service);
   std::string failure_reason(int service) const;
 
   const Job& job_;  // communicators, this rank, the staging directory
@@ -124,6 +135,7 @@ class ClientImpl {
   std::unordered_map<std::uint64_t, std::shared_ptr<PendingInfer>> pending_;
   std::uint64_t next_id_ = 1;
   std::int64_t routing_read_ns_ = 0;  // when receive_routing last ran
+  double ready_timeout_s_ = -1;       // negative: the service's start_timeout
 };
 
 }  // namespace tandem::detail

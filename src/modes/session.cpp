@@ -4,10 +4,18 @@
 
 #include "tandem/session.hpp"
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
 #include <spdlog/spdlog.h>
 #include <boost/mpi/communicator.hpp>
+#include <nlohmann/json.hpp>
 
 #include "base/access.hpp"
+#include "base/clock.hpp"
+#include "base/files.hpp"
 #include "client/client_impl.hpp"
 #include "job/job.hpp"
 #include "job/roles.hpp"
@@ -84,14 +92,34 @@ const std::string& Session::run_dir() const noexcept {
   return impl_->job->run_dir;
 }
 
-void Session::finalize() {
+void Session::finalize(int exit_code) {
   if (impl_->finished) return;
   impl_->finished = true;
   detail::Job& job = *impl_->job;
   impl_->client_impl->wait_all();
   mpi::communicator control(job.control, mpi::comm_attach);
-  control.send(detail::Job::kCoordinator, detail::tags::kClientDone, 1);
-  detail::end_job(job, 0);
+  control.send(detail::Job::kCoordinator, detail::tags::kClientDone, exit_code);
+  detail::end_job(job, exit_code);
+}
+
+void Session::abort(int exit_code, const std::string& why) noexcept {
+  const int code = exit_code != 0 ? exit_code : 1;
+  detail::Job& job = *impl_->job;
+  // The record first: once MPI_Abort is called this process may be gone.
+  try {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    const nlohmann::json line = {
+        {"rank", job.rank},  {"host", host},  {"pid", static_cast<long long>(::getpid())},
+        {"exit_code", code}, {"reason", why}, {"at_us", detail::now_us()}};
+    detail::append_line_durably(job.run_dir + "/aborts.jsonl", line.dump() + "\n");
+    spdlog::critical("rank {} ends the job (exit code {}): {}", job.rank, code, why);
+    spdlog::default_logger()->flush();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tandem: rank %d could not record its abort: %s\n", job.rank, e.what());
+  }
+  MPI_Abort(job.control, code);
+  std::_Exit(code);  // MPI_Abort does not return; should it, nothing else must run
 }
 
 }  // namespace tandem

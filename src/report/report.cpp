@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <type_traits>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -51,25 +52,98 @@ json read_json(const fs::path& path) {
   }
 }
 
+// summary.json's fields: the fallback when missing or null, an error naming
+// the file and the field when of another type (never the JSON library's
+// own words, which name neither).
+class Fields {
+ public:
+  Fields(const json& j, std::string file) : j_(j), file_(std::move(file)) {}
+  template <typename T>
+  T get(const char* key, T fallback) const {
+    const auto it = j_.find(key);
+    if (it == j_.end() || it->is_null()) return fallback;
+    const bool fits = std::is_same_v<T, bool>          ? it->is_boolean()
+                      : std::is_same_v<T, std::string> ? it->is_string()
+                      : std::is_same_v<T, json>        ? true
+                      : std::is_arithmetic_v<T>        ? it->is_number()
+                                                       : false;
+    if (!fits) {
+      throw io_error(file_, fmt::format("{}: field \"{}\" is a {}, which Tandem never writes "
+                                        "there: was the file edited or cut short?",
+                                        file_, key, it->type_name()));
+    }
+    return it->get<T>();
+  }
+  Fields at(const char* key) const {
+    static const json empty = json::object();
+    const auto it = j_.find(key);
+    if (it == j_.end() || !it->is_object()) return Fields(empty, file_);
+    return Fields(*it, file_ + " (" + key + ")");
+  }
+
+ private:
+  const json& j_;
+  std::string file_;
+};
+
+// A JSON number, or @p fallback when the key is missing or null (history
+// lines of jobs killed before their summary hold nulls).
+template <typename T>
+T number_or(const json& j, const char* key, T fallback) {
+  const auto it = j.find(key);
+  if (it == j.end() || !it->is_number()) return fallback;
+  return it->get<T>();
+}
+
+// Files a run directory may hold: a directory with none of them is not one.
+bool looks_like_run_dir(const fs::path& dir) {
+  for (const char* f :
+       {"journal.jsonl", "history.jsonl", "running.json", "aborts.jsonl", "workflow.toml"}) {
+    if (fs::exists(dir / f)) return true;
+  }
+  return false;
+}
+
+void read_services(const json& s, long long started_us, Report& r);
+
 void read_summary(const fs::path& dir, Report& r) {
+  if (!fs::exists(dir / "summary.json") && looks_like_run_dir(dir)) {
+    // Killed, or a rank died or aborted, before the summary was written.
+    r.no_summary = true;
+    return;
+  }
   const json s = read_json(dir / "summary.json");
-  r.job = s.value("job", "");
-  r.exit_code = s.value("exit_code", 0);
-  r.resumed = s.value("resumed", false);
-  r.world_size = s.value("world_size", 0);
-  r.workers = s.value("workers", 0);
-  r.spmd = s.value("mode", "") == "spmd";
-  r.app_ranks = s.value("app_ranks", 0);
-  r.makespan_s = s.value("makespan_s", 0.0);
-  const json t = s.value("tasks", json::object());  // none in an SPMD session
-  r.tasks_total = t.value("total", 0LL);
-  r.tasks_done = t.value("done", 0LL);
-  r.tasks_failed = t.value("failed", 0LL);
-  r.tasks_canceled = t.value("canceled", 0LL);
-  r.tasks_done_earlier = t.value("done_earlier", 0LL);
-  r.tasks_per_s = s.value("tasks_per_s", 0.0);
-  r.worker_utilisation = s.value("worker_utilisation", 0.0);
+  const Fields f_s(s, (dir / "summary.json").string());
+  r.job = f_s.get("job", std::string());
+  r.exit_code = f_s.get("exit_code", 0);
+  r.resumed = f_s.get("resumed", false);
+  r.world_size = f_s.get("world_size", 0);
+  r.workers = f_s.get("workers", 0);
+  r.spmd = f_s.get("mode", std::string()) == "spmd";
+  r.app_ranks = f_s.get("app_ranks", 0);
+  r.makespan_s = f_s.get("makespan_s", 0.0);
+  const Fields t = f_s.at("tasks");  // none in an SPMD session
+  r.tasks_total = t.get("total", 0LL);
+  r.tasks_done = t.get("done", 0LL);
+  r.tasks_failed = t.get("failed", 0LL);
+  r.tasks_canceled = t.get("canceled", 0LL);
+  r.tasks_done_earlier = t.get("done_earlier", 0LL);
+  r.tasks_per_s = f_s.get("tasks_per_s", 0.0);
+  r.worker_utilisation = f_s.get("worker_utilisation", 0.0);
   if (s.contains("services")) {
+    try {
+      read_services(s, f_s.get("started_us", 0LL), r);
+    } catch (const json::exception&) {
+      throw io_error((dir / "summary.json").string(),
+                     fmt::format("{}: field \"services\" is not what Tandem writes there: was the "
+                                 "file edited or cut short?",
+                                 (dir / "summary.json").string()));
+    }
+  }
+}
+
+void read_services(const json& s, long long started_us, Report& r) {
+  {
     for (const auto& [name, v] : s["services"].items()) {
       ServiceFigures f;
       f.name = name;
@@ -94,7 +168,7 @@ void read_summary(const fs::path& dir, Report& r) {
           m.served_from_s = ver.value("served_from_s", -1.0);
           m.served_until_s = ver.value("served_until_s", -1.0);
           const double unix_s = ver.value("served_from_unix_s", 0.0);
-          const double started_s = static_cast<double>(s.value("started_us", 0LL)) / 1e6;
+          const double started_s = static_cast<double>(started_us) / 1e6;
           if (unix_s > 0 && started_s > 0) m.served_from_run_s = unix_s - started_s;
           m.pause_s = ver.value("pause_s", 0.0);
           m.requests = ver.value("requests", 0LL);
@@ -147,23 +221,25 @@ void read_history(const fs::path& dir, Report& r) {
     } catch (const std::exception&) {
       continue;
     }
+    if (!j.is_object()) continue;
     JobFigures f;
-    f.started_us = j.value("started_us", 0LL);
-    f.makespan_s = j.value("makespan_s", 0.0);
-    f.done = j.value("done", 0LL);
-    f.failed = j.value("failed", 0LL);
-    f.canceled = j.value("canceled", 0LL);
-    f.exit_code = j.value("exit_code", 0);
+    f.started_us = number_or(j, "started_us", 0LL);
+    f.makespan_s = number_or(j, "makespan_s", 0.0);
+    f.done = number_or(j, "done", 0LL);
+    f.failed = number_or(j, "failed", 0LL);
+    f.canceled = number_or(j, "canceled", 0LL);
+    f.exit_code = number_or(j, "exit_code", 0);
     if (j.contains("interrupted_by_signal") && j["interrupted_by_signal"].is_number()) {
       f.interrupted_by_signal = j["interrupted_by_signal"].get<int>();
     }
-    f.ended_without_summary = j.value("ended_without_summary", false);
-    if (j.contains("allocation") && j["allocation"].is_object()) {
-      f.job_id = j["allocation"].value("job_id", "");
+    f.ended_without_summary = j.value("ended_without_summary", false) == true;
+    if (j.contains("allocation") && j["allocation"].is_object() &&
+        j["allocation"].contains("job_id") && j["allocation"]["job_id"].is_string()) {
+      f.job_id = j["allocation"]["job_id"].get<std::string>();
     }
     if (j.contains("services") && j["services"].is_object()) {
       for (const auto& [name, v] : j["services"].items()) {
-        f.requests[name] = v.value("requests", 0LL);
+        if (v.is_object()) f.requests[name] = number_or(v, "requests", 0LL);
       }
     }
     r.jobs.push_back(std::move(f));
@@ -177,6 +253,25 @@ void read_history(const fs::path& dir, Report& r) {
     // A session, or a run from before history kept the services.
     s.requests_all_jobs = std::max(s.requests_all_jobs, s.requests);
   }
+}
+
+// aborts.jsonl: one line per rank that ended the job with Session::abort.
+void read_aborts(const fs::path& dir, Report& r) {
+  std::ifstream in(dir / "aborts.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    const json j = json::parse(line, nullptr, false);
+    if (!j.is_object()) continue;  // a line cut short
+    AbortFigures a;
+    a.rank = number_or(j, "rank", -1);
+    a.exit_code = number_or(j, "exit_code", 1);
+    a.at_us = number_or(j, "at_us", 0LL);
+    if (j.contains("host") && j["host"].is_string()) a.host = j["host"].get<std::string>();
+    if (j.contains("reason") && j["reason"].is_string()) a.reason = j["reason"].get<std::string>();
+    r.aborts.push_back(std::move(a));
+  }
+  // A job that ended by abort wrote no summary: its exit code is the abort's.
+  if (r.no_summary && !r.aborts.empty()) r.exit_code = r.aborts.front().exit_code;
 }
 
 double seconds(std::int64_t t_ns) {
@@ -329,8 +424,10 @@ void read_trace(const fs::path& dir, Report& r) {
 // Series tasks wrote: RUN_DIR/series/NAME.csv, "unix_seconds,value" per
 // line (other lines, such as a header, are skipped).
 void read_series(const fs::path& dir, Report& r) {
+  if (r.no_summary) return;  // no start time to plot against
   const json s = read_json(dir / "summary.json");
-  const double started_s = static_cast<double>(s.value("started_us", 0LL)) / 1e6;
+  const double started_s =
+      static_cast<double>(Fields(s, (dir / "summary.json").string()).get("started_us", 0LL)) / 1e6;
   std::error_code ec;
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(dir / "series", ec)) {
@@ -360,6 +457,7 @@ Report build(const std::string& run_dir) {
   const fs::path dir(run_dir);
   read_summary(dir, r);
   read_history(dir, r);
+  read_aborts(dir, r);
   read_journal(dir, r);
   read_trace(dir, r);
   read_series(dir, r);

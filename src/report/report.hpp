@@ -67,6 +67,15 @@ struct JobFigures {
   std::map<std::string, long long> requests;  // per service
 };
 
+/// A rank that ended the job with Session::abort (RUN_DIR/aborts.jsonl).
+struct AbortFigures {
+  int rank = 0;
+  int exit_code = 0;
+  std::string host;
+  std::string reason;
+  long long at_us = 0;
+};
+
 struct SlowTask {
   std::string task;
   int index = 0;
@@ -101,6 +110,10 @@ struct Report {
   bool spmd = false;  // an SPMD session: application ranks, no tasks
   int app_ranks = 0;
   double makespan_s = 0;
+  // The last job wrote no summary.json (killed, a rank died or aborted):
+  // the figures are what the journal, history and aborts say.
+  bool no_summary = false;
+  std::vector<AbortFigures> aborts;  // ranks that ended the job, oldest first
   // Start-up, in seconds: the slowest rank's process age when Tandem started
   // (launcher + MPI_Init), every rank's role known, the slowest model load,
   // the first and the last replica READY, the first task dispatched; all but

@@ -280,8 +280,14 @@ td:first-child, th:first-child { text-align: left; }
         r.tasks_done, r.tasks_total, r.tasks_failed, r.tasks_canceled, r.tasks_per_s,
         r.worker_utilisation * 100);
   }
-  h += fmt::format("<tr><td>exit code</td><td>{}{}</td></tr>", r.exit_code,
-                   r.resumed ? " (resumed run)" : "");
+  h += fmt::format("<tr><td>exit code</td><td>{}{}{}</td></tr>", r.exit_code,
+                   r.resumed ? " (resumed run)" : "",
+                   r.no_summary ? "; the last job wrote no summary.json" : "");
+  for (const AbortFigures& a : r.aborts) {
+    h += fmt::format("<tr><td>ended by rank {}</td><td>{}exit code {}: {}</td></tr>", a.rank,
+                     a.host.empty() ? std::string() : escape(a.host) + ", ", a.exit_code,
+                     escape(a.reason));
+  }
   if (r.has_trace) {
     h += fmt::format(
         "<tr><td>start-up</td><td>launcher + MPI_Init {:.3f} s; roles ready {:.3f} s; slowest "

@@ -90,7 +90,17 @@ json to_json(const Report& r) {
                     {"job_id", f.job_id},
                     {"requests", f.requests}});
   }
+  json aborts = json::array();
+  for (const AbortFigures& a : r.aborts) {
+    aborts.push_back({{"rank", a.rank},
+                      {"host", a.host},
+                      {"exit_code", a.exit_code},
+                      {"reason", a.reason},
+                      {"at_us", a.at_us}});
+  }
   return {{"run_dir", r.run_dir},
+          {"summary_written", !r.no_summary},
+          {"aborts", aborts},
           {"jobs", jobs},
           {"job", r.job},
           {"exit_code", r.exit_code},
@@ -130,6 +140,16 @@ std::string to_text(const Report& r) {
   };
   line(fmt::format("run {}  (job '{}', exit code {}{})", r.run_dir, r.job, r.exit_code,
                    r.resumed ? ", resumed" : ""));
+  if (r.no_summary) {
+    line(r.aborts.empty()
+             ? "the last job wrote no summary.json: it was killed or a rank died; the figures "
+               "below are what the journal and history say"
+             : "the last job wrote no summary.json: a rank ended it (below)");
+  }
+  for (const AbortFigures& a : r.aborts) {
+    line(fmt::format("ended by rank {}{} with exit code {}: {}", a.rank,
+                     a.host.empty() ? std::string() : " on " + a.host, a.exit_code, a.reason));
+  }
   line(fmt::format("makespan {:.3f} s on {} ranks, {} {}", r.makespan_s, r.world_size,
                    r.spmd ? r.app_ranks : r.workers, r.spmd ? "application ranks" : "workers"));
   if (r.jobs.size() > 1) {

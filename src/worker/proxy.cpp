@@ -126,6 +126,7 @@ bool Proxy::progress() {
   }
   for (int id : gone) close_connection(id);
   if (check_waiting()) worked = true;
+  if (check_deferred()) worked = true;
   return worked;
 }
 
@@ -201,6 +202,17 @@ void Proxy::handle(int id, Connection& c, const wire::Encoded& message) {
   const int service = d.header.service;
   switch (d.header.kind) {
     case wire::kHello: {
+      // A hello with text sets the connection's options (a client's
+      // ready_timeout); the answer is the same either way.
+      if (!d.text.empty()) {
+        try {
+          c.ready_timeout_s = nlohmann::json::parse(d.text).value("ready_timeout", -1.0);
+        } catch (const std::exception& e) {
+          answer_error(c, request,
+                       fmt::format("the proxy could not read the options: {}", e.what()));
+          return;
+        }
+      }
       nlohmann::json names = nlohmann::json::array();
       for (const auto& s : services) names.push_back(s.name);
       const nlohmann::json hello = {{"services", names},
@@ -241,6 +253,26 @@ void Proxy::handle(int id, Connection& c, const wire::Encoded& message) {
     ++c.in_flight;
     return;
   }
+  // A service still loading its model: the request waits here, not in the
+  // task, so that a task's first request does not fail for it.
+  if ((d.header.kind == wire::kRequest || d.header.kind == wire::kCall) &&
+      client_.state_as_known(service) == ServiceState::STARTING) {
+    const double timeout =
+        c.ready_timeout_s >= 0 ? c.ready_timeout_s : client_.ready_timeout(service);
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              std::chrono::duration<double>(timeout));
+    deferred_.push_back({{id, request, service, deadline}, std::move(d)});
+    ++c.in_flight;
+    return;
+  }
+  dispatch(id, c, std::move(d));
+}
+
+void Proxy::dispatch(int id, Connection& c, wire::Decoded d) {
+  const std::uint64_t request = d.header.request_id;
+  const int service = d.header.service;
+  std::string why;
   InFlight f;
   f.connection = id;
   f.id = request;
@@ -272,6 +304,51 @@ void Proxy::handle(int id, Connection& c, const wire::Encoded& message) {
   f.request = std::move(d);
   ++c.in_flight;
   in_flight_.push_back(std::move(f));
+}
+
+// Deferred requests go on once their service is READY; FAILED, ending or
+// past the deadline, each gets its error.
+bool Proxy::check_deferred() {
+  if (deferred_.empty()) return false;
+  bool any = false;
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<Deferred> keep;
+  std::vector<Deferred> due;
+  client_.progress();  // the routing table's news, once for all of them
+  for (Deferred& d : deferred_) {
+    const ServiceState s = client_.state_as_known(d.wait.service);
+    if (s == ServiceState::STARTING && now < d.wait.deadline) {
+      keep.push_back(std::move(d));
+    } else {
+      due.push_back(std::move(d));
+    }
+  }
+  deferred_ = std::move(keep);
+  for (Deferred& d : due) {
+    any = true;
+    auto it = connections_.find(d.wait.connection);
+    if (it == connections_.end()) continue;  // the task has gone
+    Connection& c = it->second;
+    --c.in_flight;
+    const ServiceState s = client_.state_as_known(d.wait.service);
+    const std::string& name = client_.workflow().services[d.wait.service].name;
+    if (s == ServiceState::STARTING) {
+      answer_error(c, d.wait.id,
+                   fmt::format("service '{}' was not READY within {:g} s (still STARTING: its "
+                               "model is loading); a request waits up to the client's "
+                               "ready_timeout, else the service's start_timeout",
+                               name,
+                               c.ready_timeout_s >= 0 ? c.ready_timeout_s
+                                                      : client_.ready_timeout(d.wait.service)),
+                   true);
+    } else {
+      // READY: sent now. FAILED or ending: send() says why, as it would
+      // have at once.
+      dispatch(d.wait.connection, c, std::move(d.request));
+    }
+    flush(c);
+  }
+  return any;
 }
 
 void Proxy::answer_error(Connection& c, std::uint64_t id, const std::string& why,
@@ -409,6 +486,7 @@ void Proxy::close_connection(int id) {
   // Requests still out keep their entries until the services answer; the
   // answers then have nowhere to go and are dropped.
   std::erase_if(waiting_, [&](const Waiting& w) { return w.connection == id; });
+  std::erase_if(deferred_, [&](const Deferred& d) { return d.wait.connection == id; });
 }
 
 }  // namespace tandem::detail::proxy

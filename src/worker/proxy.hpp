@@ -53,7 +53,7 @@ class Proxy {
   /// True if anything happened.
   bool progress();
   /// Requests are out at the services: the caller should not sleep long.
-  bool busy() const { return !in_flight_.empty() || !waiting_.empty(); }
+  bool busy() const { return !in_flight_.empty() || !waiting_.empty() || !deferred_.empty(); }
 
  private:
   struct Connection {
@@ -62,6 +62,7 @@ class Proxy {
     FrameReader in;
     std::string out;  // frames not yet written
     int in_flight = 0;
+    double ready_timeout_s = -1;  // the task's client's; negative: the service's start_timeout
   };
   struct InFlight {
     std::shared_ptr<PendingInfer> pending;
@@ -76,6 +77,12 @@ class Proxy {
     int service = 0;
     std::chrono::steady_clock::time_point deadline;
   };
+  // A request or call for a service that is still STARTING: passed on once
+  // it is READY, answered with an error if it FAILED or did not start in time.
+  struct Deferred {
+    Waiting wait;
+    wire::Decoded request;
+  };
 
   void accept_new();
   bool read_from(int id, Connection& c, bool& ended);
@@ -86,6 +93,9 @@ class Proxy {
   void answer(Connection& c, const wire::Encoded& message);
   bool deliver_replies();
   bool check_waiting();
+  bool check_deferred();
+  /// Passes a request, call or model operation on to the services.
+  void dispatch(int id, Connection& c, wire::Decoded d);
   bool flush(Connection& c);
   void close_connection(int id);
 
@@ -98,6 +108,7 @@ class Proxy {
   std::map<int, Connection> connections_;
   std::vector<InFlight> in_flight_;
   std::vector<Waiting> waiting_;
+  std::vector<Deferred> deferred_;
   std::vector<pollfd> ready_;  // reused by progress()
 };
 

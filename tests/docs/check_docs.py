@@ -12,7 +12,9 @@ ACTION is one of
             the block has main); Python: byte-compile.
   validate  TOML: `tandem validate` on it.
   run       TOML: `mpirun -np N tandem run` on it, which must exit 0;
-            Python: run it with the installed package on PYTHONPATH.
+            (run_dir=DIR names its run directory, in PROJECT's);
+            Python: run it with the installed package on PYTHONPATH, under
+            `mpirun -np N` when np= is given (an mpi4py program).
   task      Python: run it as the command task of the workflow
             tests/docs/harness/JOB.toml (job=JOB), with that job's services.
   write     save the block as FILE in PROJECT, for a later block of the same
@@ -24,7 +26,10 @@ harness=NAME puts the block into tests/docs/harness/NAME.EXT in place of the
 line holding @DOC@ (a function body, the includes it needs, a [job] table).
 The block runs in PROJECT's directory (or a fresh one), where touch= makes
 the named files (executable, empty) that a workflow points at (bin/ is on
-PATH), and stub=PATH builds there a library of the functions that
+PATH), models=a.pt,b.pt makes there TorchScript models that double their
+input and carry 64 MiB of weights they do not use (so that they take about a
+second to load: the docs' first requests come while they load), and
+stub=PATH builds there a library of the functions that
 harness/stub_tasks.cpp defines. A compiled program with main is run with
 np= ranks and args= (see run_program).
 JSON blocks need no marker: they must parse.
@@ -139,6 +144,11 @@ class Checker:
             os.makedirs(os.path.dirname(p), exist_ok=True)
             open(p, "a").close()
             os.chmod(p, 0o755)
+        models = [os.path.join(d, m) for m in opts.get("models", "").split(",") if m]
+        missing = [m for m in models if not os.path.exists(m)]
+        if missing:
+            subprocess.run(["/usr/bin/python3", os.path.join(self.harness_dir, "make_model.py"),
+                            *missing], env=self.env, check=True, timeout=300)
         if "stub" in opts:
             self.make_stub(os.path.join(d, opts["stub"]))
         return d
@@ -257,13 +267,18 @@ class Checker:
             src = os.path.join(d, f"block-{block.line}.py")
             with open(src, "w") as f:
                 f.write(self.with_harness(block, opts))
-            self.sh(block, [sys.executable, src], d, "running")
+            if "np" in opts:
+                self.sh(block, [*self.mpiexec, "-n", opts["np"], sys.executable, src], d,
+                        "running")
+            else:
+                self.sh(block, [sys.executable, src], d, "running")
             return
         if block.lang != "toml":
             raise CheckFailed("run is for TOML or Python")
         d, path = self.workflow_file(block, opts)
+        run_dir = os.path.join(d, opts.get("run_dir", f"run-{block.line}"))
         argv = [*self.mpiexec, "-n", opts.get("np", "3"), "tandem", "run", path, "--run-dir",
-                os.path.join(d, f"run-{block.line}"), "--log-level", "warn"]
+                run_dir, "--log-level", "warn"]
         self.sh(block, argv, d, "tandem run")
 
     def do_task(self, block, opts):

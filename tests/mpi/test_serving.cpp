@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -175,18 +176,46 @@ TEST(Serving, AReplicaOfSeveralRanksSpreadsEachBatch) {
   if (world_rank() == 0) EXPECT_EQ(summary["services"]["wide"]["errors"], 0);
 }
 
-TEST(Serving, ClientsAskingBeforeReadyAreToldSo) {
+// A request to a service still loading its model waits for it (issue 35):
+// up to the client's ready_timeout, else the service's start_timeout.
+TEST(Serving, RequestsBeforeReadyWaitForTheService) {
   const std::string body = "[[service]]\nname = \"late\"\nbackend = \"sleep\"\nload_us = 1500000\n";
   with_session("before-ready", body, [](tandem::Session& s) {
     auto& c = s.client();
     const auto x = tandem::Tensor::from(std::vector<float>{1}, {1, 1});
-    EXPECT_NE(error_of([&] { c.infer("late", x); }).find("is not READY yet (STARTING"),
-              std::string::npos);
+    EXPECT_EQ(c.state("late"), "STARTING");
+    // A client that will not wait long is told why, and what to change.
+    c.set_ready_timeout(0.05);
+    const std::string why = error_of([&] { c.infer("late", x); });
+    EXPECT_NE(why.find("was not READY within 0.05 s"), std::string::npos) << why;
+    EXPECT_NE(why.find("ready_timeout"), std::string::npos) << why;
     EXPECT_NE(error_of([&] { c.wait_ready("late", 0.05); }).find("was not READY within 0.05 s"),
               std::string::npos);
-    c.wait_ready("late", 60);
-    EXPECT_EQ(c.state("late"), "READY");
+    // The default waits: the first request succeeds once the model is loaded.
+    c.set_ready_timeout(-1);
+    const auto t0 = std::chrono::steady_clock::now();
     EXPECT_EQ(c.infer("late", x).to_vector<float>()[0], 1.f);
+    EXPECT_EQ(c.state("late"), "READY");
+    EXPECT_GT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 0.3);
+  });
+}
+
+TEST(Serving, RequestsToAFailedServiceFailAtOnce) {
+  const std::string body =
+      "[[service]]\nname = \"broken\"\nbackend = \"process\"\ncommand = [\"false\"]\n"
+      "max_restarts = 0\n";
+  with_session("failed-service", body, [](tandem::Session& s) {
+    auto& c = s.client();
+    const auto x = tandem::Tensor::from(std::vector<float>{1}, {1, 1});
+    // STARTING until the server's exit is seen: the request waits for that,
+    // then fails with the reason, not after the start timeout.
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string why = error_of([&] { c.infer("broken", x); });
+    EXPECT_NE(why.find("FAILED"), std::string::npos) << why;
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 60);
+    const auto t1 = std::chrono::steady_clock::now();
+    EXPECT_NE(error_of([&] { c.infer("broken", x); }).find("FAILED"), std::string::npos);
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count(), 0.5);
   });
 }
 

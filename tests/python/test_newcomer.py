@@ -1,0 +1,188 @@
+"""What a new Python user tripped over (issue 35), end to end:
+
+- a task's first request to a TorchScript service that is still loading its
+  model waits for it (a Python function task, over MPI; an executable task,
+  through the proxy), and a FAILED service fails at once;
+- results read back with tandem.results, `tandem results` and ctx.results,
+  the journal's last line winning;
+- a rank that raises inside tandem.Session ends the job at once, with its
+  traceback, and `tandem report` says so; sys.exit(n) becomes the run's
+  exit code;
+- `tandem report` reads a run whose jobs were killed without a summary, and
+  names the file and field of one it cannot read.
+
+Environment (tests/CMakeLists.txt): TANDEM, MPIEXEC, TANDEM_MPIEXEC_FLAGS,
+TANDEM_TEST_MODELS, PYTHONPATH (the build's package)."""
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+import pytest
+
+import tandem
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "newcomer")
+
+
+def mpiexec(n, *argv, env=None, timeout=240):
+    flags = shlex.split(os.environ.get("TANDEM_MPIEXEC_FLAGS",
+                                       "--oversubscribe --mca btl self,vader"))
+    cmd = [os.environ.get("MPIEXEC", "mpiexec"), *flags, "-n", str(n), *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def tandem_cli(*argv):
+    return subprocess.run([os.environ["TANDEM"], *argv], capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.fixture(scope="module")
+def starting(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("newcomer") / "run"
+    done = mpiexec(6, os.environ["TANDEM"], "run", os.path.join(HERE, "starting.toml"),
+                   "--run-dir", str(run_dir))
+    return {"dir": run_dir, "rc": done.returncode, "log": done.stdout + done.stderr}
+
+
+def by_key(found):
+    return {(r.task, r.index): r for r in found}
+
+
+def test_python_tasks_first_requests_wait_for_the_loading_model(starting):
+    found = by_key(tandem.results(starting["dir"]))
+    for i in range(6):
+        r = found[("first", i)]
+        assert r.state == "DONE", (r, starting["log"][-3000:])
+        assert r.result["sum"] == pytest.approx(3.0 * 8 * i)
+    # Some request came while the model was loading: it waited for it.
+    assert max(found[("first", i)].result["waited_s"] for i in range(6)) > 0.05
+
+
+def test_an_executable_tasks_first_request_waits_and_a_failed_service_fails_at_once(starting):
+    r = by_key(tandem.results(starting["dir"]))[("exe_first", 0)]
+    assert r.state == "DONE", (r, starting["log"][-3000:])
+    said = json.loads((starting["dir"] / "tasks" / "exe_first" / "0.out").read_text())
+    assert said["y"] == pytest.approx(36.0)
+    assert "was not READY within 0.05 s" in said["impatient"], said
+    assert said["late"] == pytest.approx(12.0) and said["late_waited_s"] > 0.5, said
+    assert "FAILED" in said["broken"] and "broken" in said["broken"]
+    assert said["broken_s"] < 30
+
+
+def test_a_task_after_another_reads_its_results(starting):
+    r = by_key(tandem.results(starting["dir"]))[("summarize", 0)]
+    assert r.state == "DONE", r
+    assert r.result["indices"] == list(range(6))
+    assert r.result["states"] == ["DONE"]
+    assert r.result["total"] == pytest.approx(sum(3.0 * 8 * i for i in range(6)))
+
+
+def test_results_from_python_and_the_command_line_agree(starting):
+    cli = tandem_cli("results", str(starting["dir"]), "--json")
+    assert cli.returncode == 0, cli.stderr
+    from_cli = [(e["task"], e["index"], e["state"], e["result"], e["attempts"])
+                for e in json.loads(cli.stdout)]
+    from_py = [(r.task, r.index, r.state, r.result, r.attempts)
+               for r in tandem.results(starting["dir"])]
+    assert from_cli == from_py and len(from_py) == 8
+    only = tandem_cli("results", str(starting["dir"]), "--task", "first")
+    assert only.returncode == 0 and only.stdout.count("  DONE  ") == 6, only.stdout
+    assert [r.index for r in tandem.results(starting["dir"], task="first")] == list(range(6))
+
+
+def test_the_journals_last_line_wins(tmp_path):
+    lines = [
+        {"task": "sim", "index": 0, "state": "CANCELED", "attempts": 1, "exit_code": 0,
+         "reason": "the job was interrupted"},
+        {"task": "sim", "index": 1, "state": "DONE", "attempts": 1, "exit_code": 0,
+         "result": {"e": 1}},
+        {"task": "sim", "index": 0, "attempt": 2, "lost": "rank 3 died"},
+        {"task": "sim", "index": 0, "state": "DONE", "attempts": 3, "exit_code": 0,
+         "result": {"e": 0}},
+    ]
+    text = "".join(json.dumps(j) + "\n" for j in lines) + '{"task": "sim", "ind'  # torn
+    (tmp_path / "journal.jsonl").write_text(text)
+    found = tandem.results(tmp_path)
+    assert [(r.index, r.state, r.result, r.attempts) for r in found] == [
+        (0, "DONE", {"e": 0}, 3), (1, "DONE", {"e": 1}, 1)]
+    assert found[0].ok and found[0].line == 4
+    cli = json.loads(tandem_cli("results", str(tmp_path), "--json").stdout)
+    assert [(e["index"], e["state"], e["result"]) for e in cli] == [(0, "DONE", {"e": 0}),
+                                                                    (1, "DONE", {"e": 1})]
+
+
+def test_results_of_a_directory_that_is_no_run_say_so(tmp_path):
+    with pytest.raises(tandem.IoError, match="is .* a Tandem run directory"):
+        tandem.results(tmp_path)
+    bad = tandem_cli("results", str(tmp_path / "nowhere"))
+    assert bad.returncode == 2 and "no such run directory" in bad.stderr
+
+
+def only_run(root):
+    runs = [os.path.join(root, d) for d in os.listdir(root)]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_a_rank_that_raises_in_a_session_ends_the_job_with_its_traceback(tmp_path):
+    env = dict(os.environ, TANDEM_TEST_RUNS=str(tmp_path))
+    t0 = time.monotonic()
+    done = mpiexec(4, sys.executable, os.path.join(HERE, "session_raises.py"),
+                   os.path.join(HERE, "session.toml"), env=env, timeout=120)
+    took = time.monotonic() - t0
+    assert done.returncode != 0
+    assert took < 60, f"the job took {took:.0f} s to end"
+    assert "Traceback" in done.stderr and "RuntimeError: the solver diverged at step 7" in \
+        done.stderr, done.stderr[-3000:]
+    run_dir = only_run(tmp_path)
+    aborts = [json.loads(x) for x in open(os.path.join(run_dir, "aborts.jsonl"))]
+    assert len(aborts) == 1 and aborts[0]["exit_code"] == 1
+    assert "the solver diverged" in aborts[0]["reason"] and aborts[0]["rank"] == 3
+    text = tandem_cli("report", run_dir)
+    assert text.returncode == 0, text.stderr
+    assert "exit code 1" in text.stdout and "ended by rank 3" in text.stdout, text.stdout
+    js = json.loads(tandem_cli("report", run_dir, "--json").stdout)
+    assert js["exit_code"] == 1 and js["summary_written"] is False
+    assert "the solver diverged" in js["aborts"][0]["reason"]
+    assert tandem_cli("report", run_dir, "--html").returncode == 0
+
+
+def test_sys_exit_in_a_session_is_the_runs_exit_code(tmp_path):
+    env = dict(os.environ, TANDEM_TEST_RUNS=str(tmp_path))
+    done = mpiexec(4, sys.executable, os.path.join(HERE, "session_exits.py"),
+                   os.path.join(HERE, "session.toml"), "3", env=env, timeout=120)
+    assert done.returncode == 3, done.stderr[-3000:]
+    run_dir = only_run(tmp_path)
+    summary = json.loads(open(os.path.join(run_dir, "summary.json")).read())
+    assert summary["exit_code"] == 3
+    assert "exit code 3" in tandem_cli("report", run_dir).stdout
+
+
+def test_the_report_reads_a_run_whose_jobs_were_killed(tmp_path):
+    # What `tandem supervise` leaves after two SIGKILLed jobs: history lines
+    # with nulls, no summary.json.
+    killed = {"started_us": 1_700_000_000_000_000, "resumed": False, "ended_us": None,
+              "ended_without_summary": True, "exit_code": None,
+              "allocation": {"job_id": None}}
+    (tmp_path / "history.jsonl").write_text(json.dumps(killed) + "\n" +
+                                            json.dumps(dict(killed, resumed=True)) + "\n")
+    (tmp_path / "journal.jsonl").write_text(json.dumps(
+        {"task": "sim", "index": 0, "state": "DONE", "attempts": 1, "exit_code": 0,
+         "started_us": 1, "ended_us": 2}) + "\n")
+    for form in ([], ["--json"], ["--html"]):
+        r = tandem_cli("report", str(tmp_path), *form)
+        assert r.returncode == 0, (form, r.stderr)
+        assert "json.exception" not in r.stdout + r.stderr
+    text = tandem_cli("report", str(tmp_path)).stdout
+    assert "its ranks died" in text and "no summary.json" in text, text
+
+
+def test_an_unreadable_summary_names_its_file_and_field(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps({"job": "x", "makespan_s": "long"}))
+    r = tandem_cli("report", str(tmp_path))
+    assert r.returncode == 2
+    assert "summary.json" in r.stderr and '"makespan_s"' in r.stderr, r.stderr
+    assert "json.exception" not in r.stderr
