@@ -67,12 +67,14 @@ struct PythonTask {
   Ref name;
   Ref run_dir;
   Ref output_dir;
-  Ref args;  // a dict, copied for each call
+  Ref args;            // a dict, copied for each call
+  bool swept = false;  // each instance has its own args (a sweep): read them per call
 };
 
 struct Interpreter {
   Ref context_type;  // tandem._task.TaskContext
   Ref run;           // tandem._task.run
+  Ref loads;         // json.loads, for a sweep's per-instance args
   Ref client;        // tandem.Client over the worker's client, made on first use
   tandem_client* client_handle = nullptr;
   std::vector<PythonTask> tasks;  // by the workflow's task index
@@ -172,7 +174,8 @@ void start(const Workflow& wf, const std::string& package_dir) {
   }
   Ref find = import_attr("tandem._task", "find");
   Ref load_error = import_attr("tandem._task", "LoadError");
-  Ref loads = import_attr("json", "loads");
+  in.loads = import_attr("json", "loads");
+  PyObject* loads = in.loads.get();
   in.tasks.clear();
   in.tasks.resize(wf.tasks.size());
   for (std::size_t i = 0; i < wf.tasks.size(); ++i) {
@@ -191,8 +194,9 @@ void start(const Workflow& wf, const std::string& package_dir) {
     }
     pt.name = Ref(text(t.name));
     Ref args_text(text(t.args_json));
-    pt.args = Ref(PyObject_CallOneArg(loads.get(), args_text.get()));
+    pt.args = Ref(PyObject_CallOneArg(loads, args_text.get()));
     if (!pt.args) fail("the task's args");
+    pt.swept = t.has_sweep();
   }
 }
 
@@ -221,7 +225,8 @@ void run(TaskContext& ctx) {
   }
   PyObject* rd = pt.run_dir.get();
   PyObject* od = pt.output_dir.get();
-  Ref args(PyDict_Copy(pt.args.get()));
+  Ref args(pt.swept ? PyObject_CallOneArg(in.loads.get(), Ref(text(d.args->dump())).get())
+                    : PyDict_Copy(pt.args.get()));
   Ref index(PyLong_FromLong(d.index));
   Ref count(PyLong_FromLong(d.count));
   Ref attempt(PyLong_FromLong(d.attempt));

@@ -29,6 +29,7 @@ void compare_task(const TaskSpec& b, const TaskSpec& a, std::vector<std::string>
   changed("command", joined(b.command), joined(a.command));
   changed("cwd", b.cwd, a.cwd);
   changed("args", b.args_json, a.args_json);
+  changed("sweep", joined(b.instance_args), joined(a.instance_args));
   changed("after", joined(b.after), joined(a.after));
   changed("ranks", std::to_string(b.ranks), std::to_string(a.ranks));
   changed("clean_mpi_env", b.clean_mpi_env ? "true" : "false", a.clean_mpi_env ? "true" : "false");

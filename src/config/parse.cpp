@@ -267,6 +267,116 @@ void read_command(TableReader& r, TaskSpec& task, const std::string& dir, bool c
   }
 }
 
+// What the command line's placeholders already mean: a sweep key of these
+// names would be ambiguous in {NAME}.
+constexpr const char* kReservedArgs[] = {"index", "count",   "attempt",
+                                         "name",  "run_dir", "output_dir"};
+
+// A value a sweep may list: one that a command line can hold as text.
+const char* sweep_kind(const toml::node& v) {
+  if (v.is_string()) return "string";
+  if (v.is_integer() || v.is_floating_point()) return "number";
+  if (v.is_boolean()) return "boolean";
+  return nullptr;
+}
+
+// `sweep = { temperature = [300, 310], seed = [1, 2, 3] }`: the instances,
+// each with its own values merged into args. `product` (the default) takes
+// every combination, the last key (in alphabetical order, as TOML tables
+// are kept) varying fastest; `zip` takes the i-th value of every key.
+// count is derived, or must agree.
+void read_sweep(TableReader& r, const toml::table& t, TaskSpec& task) {
+  const auto mode = r.choice<SweepMode>("sweep_mode");
+  const toml::table* sweep = r.table("sweep");
+  if (!sweep) {
+    if (mode) r.fail("sweep_mode", "applies only with a `sweep` table");
+    return;
+  }
+  task.sweep_mode = mode.value_or(SweepMode::product);
+  task.sweep_pos = r.pos("sweep");
+  if (sweep->empty()) r.fail("sweep", "is empty: give each key an array of values");
+  const nlohmann::json args = nlohmann::json::parse(task.args_json);
+  long long total = task.sweep_mode == SweepMode::product ? 1 : -1;
+  std::string zip_first;
+  for (auto&& [k, v] : *sweep) {
+    const std::string key(k.str());
+    const std::string where = "sweep." + key;
+    for (const char* reserved : kReservedArgs) {
+      if (key == reserved) {
+        r.fail(where,
+               fmt::format("'{}' is a name Tandem gives commands ({{{}}}); call it something else",
+                           key, key),
+               &v);
+      }
+    }
+    if (args.contains(key)) {
+      r.fail(where,
+             fmt::format("'{}' is in args too: a swept key takes its value from the sweep; remove "
+                         "it from one of them",
+                         key),
+             &v);
+    }
+    const toml::array* values = v.as_array();
+    if (!values || values->empty()) {
+      r.fail(where, "must be a non-empty array of values, like [300, 310]", &v);
+    }
+    const char* kind = nullptr;
+    std::vector<std::string> texts;
+    for (const toml::node& e : *values) {
+      const char* this_kind = sweep_kind(e);
+      if (!this_kind) {
+        r.fail(where, "holds a table or an array: sweep values are strings, numbers or booleans",
+               &e);
+      }
+      if (kind && std::string_view(kind) != this_kind) {
+        r.fail(where,
+               fmt::format("mixes {}s and {}s: give one kind of value per key", kind, this_kind),
+               &e);
+      }
+      kind = this_kind;
+      texts.push_back(to_json(e).dump());
+    }
+    const auto n = static_cast<long long>(texts.size());
+    if (task.sweep_mode == SweepMode::zip) {
+      if (total >= 0 && n != total) {
+        r.fail(where,
+               fmt::format("has {} values but '{}' has {}: with sweep_mode = \"zip\" every key "
+                           "needs as many",
+                           n, zip_first, total),
+               &v);
+      }
+      if (total < 0) zip_first = key;
+      total = n;
+    } else {
+      total *= n;
+      if (total > kMaxCount)
+        r.fail("sweep", fmt::format("makes more than {} instances", kMaxCount));
+    }
+    task.sweep_keys.push_back(key);
+    task.sweep_values.push_back(std::move(texts));
+  }
+  if (t.contains("count") && task.count != total) {
+    r.fail("count", fmt::format("is {} but the sweep makes {} instance(s) ({}); leave count out "
+                                "and it follows the sweep",
+                                task.count, total, name_of(task.sweep_mode)));
+  }
+  task.count = static_cast<int>(total);
+  task.instance_args.reserve(static_cast<std::size_t>(total));
+  for (long long i = 0; i < total; ++i) {
+    nlohmann::json merged = args;
+    long long rest = i;
+    // product: a mixed-radix number, the last key its fastest digit.
+    for (std::size_t k = task.sweep_keys.size(); k-- > 0;) {
+      const auto& values = task.sweep_values[k];
+      const auto n = static_cast<long long>(values.size());
+      const long long pick = task.sweep_mode == SweepMode::zip ? i : rest % n;
+      if (task.sweep_mode == SweepMode::product) rest /= n;
+      merged[task.sweep_keys[k]] = nlohmann::json::parse(values[static_cast<std::size_t>(pick)]);
+    }
+    task.instance_args.push_back(merged.dump());
+  }
+}
+
 TaskSpec read_task(const toml::table& t, int i, const std::string& file, const std::string& dir,
                    const JobSpec& job, bool check_files) {
   TableReader r(t, file, fmt::format("task[{}]", i));
@@ -345,9 +455,10 @@ TaskSpec read_task(const toml::table& t, int i, const std::string& file, const s
            "several ranks");
   }
   if (const toml::table* args = r.table("args")) task.args_json = to_json(*args).dump();
+  read_sweep(r, t, task);
   r.reject_unknown({"name", "function", "python", "command", "env", "cwd", "clean_mpi_env", "count",
                     "ranks", "after", "retries", "priority", "timeout", "isolate", "on_timeout",
-                    "args"});
+                    "args", "sweep", "sweep_mode"});
   return task;
 }
 

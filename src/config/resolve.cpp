@@ -127,6 +127,16 @@ std::string resolved_toml(const Workflow& wf) {
       tt.insert("on_timeout", std::string(name_of(t.on_timeout)));
     }
     tt.insert("args", json_to_table(nlohmann::json::parse(t.args_json)));
+    if (t.has_sweep()) {
+      toml::table sweep;
+      for (std::size_t k = 0; k < t.sweep_keys.size(); ++k) {
+        nlohmann::json values = nlohmann::json::array();
+        for (const std::string& v : t.sweep_values[k]) values.push_back(nlohmann::json::parse(v));
+        sweep.insert(t.sweep_keys[k], *json_to_table({{"v", values}})["v"].as_array());
+      }
+      tt.insert("sweep", std::move(sweep));
+      tt.insert("sweep_mode", std::string(name_of(t.sweep_mode)));
+    }
     tasks.push_back(std::move(tt));
   }
   root.insert("task", std::move(tasks));

@@ -66,6 +66,15 @@ struct EnumNames<OnTimeout> {
                                                    {OnTimeout::abort, "abort"}};
 };
 
+/// How a task's `sweep` makes its instances: every combination of the
+/// values (`product`), or the i-th value of each key together (`zip`).
+enum class SweepMode { product, zip };
+template <>
+struct EnumNames<SweepMode> {
+  static constexpr EnumName<SweepMode> values[] = {{SweepMode::product, "product"},
+                                                   {SweepMode::zip, "zip"}};
+};
+
 /// How idle ranks wait (`[job] idle`): `shared` backs off to sleeps soon,
 /// for cores that ranks share; `dedicated` spins long, for a core each;
 /// `auto` chooses per node from the ranks' CPUs (job/idle_mode.hpp).
@@ -122,10 +131,23 @@ struct TaskSpec {
   bool isolate = false;                    // function tasks: run in a forked child of the worker
   OnTimeout on_timeout = OnTimeout::warn;  // function tasks that are not isolated
   std::string args_json = "{}";
+  // `sweep`: per-instance values merged into args. Keys in TOML's order
+  // (alphabetical); values as JSON text. instance_args holds each
+  // instance's whole args as JSON text, empty without a sweep.
+  std::vector<std::string> sweep_keys;
+  std::vector<std::vector<std::string>> sweep_values;
+  SweepMode sweep_mode = SweepMode::product;
+  std::vector<std::string> instance_args;
+  SourcePos sweep_pos;
   SourcePos pos;  // the [[task]] header
   SourcePos ranks_pos;
   SourcePos function_pos;  // of `function`, or of `python`
 
+  /// Instance @p index's args as JSON text: the sweep's values merged in.
+  const std::string& args_for(int index) const {
+    return instance_args.empty() ? args_json : instance_args[static_cast<std::size_t>(index)];
+  }
+  bool has_sweep() const noexcept { return !sweep_keys.empty(); }
   /// A function task written in Python (run by the embedded interpreter).
   bool is_python() const noexcept { return !python.empty(); }
 };

@@ -4,6 +4,7 @@
 #include <map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "tandem/error.hpp"
 
@@ -194,6 +195,31 @@ std::vector<int> block_nodes(int world_size, int ranks_per_node) {
   return nodes;
 }
 
+// The instances that tasks' sweeps make, with the values each gets (the
+// first and last few of a long sweep).
+std::string format_sweeps(const Workflow& wf) {
+  constexpr int kShown = 8;
+  std::string out;
+  for (const TaskSpec& t : wf.tasks) {
+    if (!t.has_sweep()) continue;
+    std::vector<std::string> sizes;
+    for (std::size_t k = 0; k < t.sweep_keys.size(); ++k) {
+      sizes.push_back(fmt::format("{}[{}]", t.sweep_keys[k], t.sweep_values[k].size()));
+    }
+    out += fmt::format("task '{}': {} instance(s) from its sweep ({} of {})\n", t.name, t.count,
+                       name_of(t.sweep_mode),
+                       fmt::join(sizes, t.sweep_mode == SweepMode::zip ? ", " : " x "));
+    for (int i = 0; i < t.count; ++i) {
+      if (t.count > 2 * kShown && i == kShown) {
+        out += fmt::format("  ... {} more\n", t.count - 2 * kShown);
+        i = t.count - kShown;
+      }
+      out += fmt::format("  [{}] {}\n", i, t.args_for(i));
+    }
+  }
+  return out;
+}
+
 std::string format_plan(const Workflow& wf, const Plan& plan) {
   // Services only: an SPMD session's file, whose other ranks are the app.
   const bool spmd = wf.tasks.empty() && !wf.services.empty();
@@ -225,6 +251,7 @@ std::string format_plan(const Workflow& wf, const Plan& plan) {
   }
   out += "\n";
   for (const std::string& note : plan.notes) out += "note: " + note + "\n";
+  out += format_sweeps(wf);
   return out;
 }
 

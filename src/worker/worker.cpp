@@ -84,6 +84,7 @@ struct ActiveCommand {
 struct TaskRuntime {
   TaskFunction function = nullptr;
   nlohmann::json args;
+  std::vector<nlohmann::json> instance_args;  // a sweep's, by index; empty without one
   std::vector<std::string> base_env;
   std::filesystem::path output_dir;
   int first_id = 0;
@@ -106,6 +107,8 @@ class Worker {
       first += t.count;
       rt.output_dir = std::filesystem::path(job_.run_dir) / "tasks" / t.name;
       rt.args = nlohmann::json::parse(t.args_json);
+      for (const std::string& a : t.instance_args)
+        rt.instance_args.push_back(nlohmann::json::parse(a));
       if (t.is_python()) {
         // start_job started the interpreter and imported the modules.
         const PythonPlugin* python = python_plugin();
@@ -405,7 +408,9 @@ void Worker::run_function(const Assignment& a) {
   data.attempt = a.attempt;
   data.run_dir = job_.run_dir;
   data.output_dir = runtimes_[task].output_dir;
-  data.args = &runtimes_[task].args;
+  const TaskRuntime& rt = runtimes_[task];
+  data.args =
+      rt.instance_args.empty() ? &rt.args : &rt.instance_args[static_cast<std::size_t>(data.index)];
   data.client = &client_;
   // Only an isolated attempt's files are named here: a C++ function's
   // attempt has none, and a Python one names its own only if it prints
@@ -486,7 +491,10 @@ void Worker::start_command(const Assignment& a) {
   const int task = task_of(a.id);
   const TaskSpec& spec = wf_.tasks[task];
   const TaskRuntime& rt = runtimes_[task];
-  const std::string idx = std::to_string(a.id - rt.first_id);
+  const int index = a.id - rt.first_id;
+  const std::string idx = std::to_string(index);
+  const nlohmann::json& args =
+      rt.instance_args.empty() ? rt.args : rt.instance_args[static_cast<std::size_t>(index)];
   CommandLaunch launch;
   for (const std::string& arg : spec.command) {
     std::string s = arg;
@@ -502,11 +510,18 @@ void Worker::start_command(const Assignment& a) {
       replace("{name}", spec.name);
       replace("{run_dir}", job_.run_dir);
       replace("{output_dir}", rt.output_dir.string());
+      // A sweep's values by key: strings as they are, numbers and booleans
+      // as JSON writes them.
+      for (const std::string& key : spec.sweep_keys) {
+        const nlohmann::json& v = args[key];
+        replace("{" + key + "}", v.is_string() ? v.get<std::string>() : v.dump());
+      }
     }
     launch.argv.push_back(std::move(s));
   }
   launch.env = rt.base_env;
   launch.env.push_back("TANDEM_TASK_INDEX=" + idx);
+  launch.env.push_back("TANDEM_ARGS=" + args.dump());
   launch.env.push_back(fmt::format("TANDEM_ATTEMPT={}", a.attempt));
   launch.cwd = spec.cwd;
   const std::string stem = attempt_stem(rt, a.id - rt.first_id, a.attempt);

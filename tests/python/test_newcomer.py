@@ -87,10 +87,30 @@ def test_results_from_python_and_the_command_line_agree(starting):
                 for e in json.loads(cli.stdout)]
     from_py = [(r.task, r.index, r.state, r.result, r.attempts)
                for r in tandem.results(starting["dir"])]
-    assert from_cli == from_py and len(from_py) == 8
+    assert from_cli == from_py and len(from_py) == 16
     only = tandem_cli("results", str(starting["dir"]), "--task", "first")
     assert only.returncode == 0 and only.stdout.count("  DONE  ") == 6, only.stdout
     assert [r.index for r in tandem.results(starting["dir"], task="first")] == list(range(6))
+
+
+def test_a_sweep_gives_each_instance_its_values(starting):
+    found = tandem.results(starting["dir"], task="swept")
+    assert [r.result for r in found] == [
+        {"seed": s, "steps": 5, "temperature": t} for s in (1, 2, 3) for t in (300, 310)]
+    out = [(starting["dir"] / "tasks" / "swept_cmd" / f"{i}.out").read_text() for i in (0, 1)]
+    assert out[0].startswith("t=300.5 label=cold ")
+    assert json.loads(out[0].split(" ", 2)[2]) == {"label": "cold", "temperature": 300.5}
+    assert out[1].startswith("t=310 label=warm ")
+
+
+def test_plan_shows_a_sweeps_instances():
+    plan = tandem_cli("plan", os.path.join(HERE, "starting.toml"), "--np", "6")
+    assert plan.returncode == 0, plan.stderr
+    assert "task 'swept': 6 instance(s) from its sweep (product of seed[3] x temperature[2])" \
+        in plan.stdout, plan.stdout
+    assert '[5] {"seed":3,"steps":5,"temperature":310}' in plan.stdout
+    assert "task 'swept_cmd': 2 instance(s) from its sweep (zip of label[2], temperature[2])" \
+        in plan.stdout
 
 
 def test_the_journals_last_line_wins(tmp_path):

@@ -467,3 +467,68 @@ TEST(Workflow, TraceBufferIsANodeBudgetSharedByItsRanks) {
   m.trace_max_events = 5000;
   EXPECT_EQ(m.events_per_rank(128), 5000);
 }
+
+// Per-instance parameters (issue 35): a sweep expands into instances, each
+// with its values merged into args.
+TEST(Workflow, ASweepMakesTheProductOfItsValues) {
+  const auto wf = parse_workflow(R"(
+[[task]]
+name = "sim"
+function = "heat"
+args = { steps = 10 }
+sweep = { temperature = [300, 310], seed = [1, 2, 3] }
+)",
+                                 "/work/flows/wf.toml", false);
+  const auto& t = wf.tasks[0];
+  ASSERT_EQ(t.count, 6);
+  ASSERT_TRUE(t.has_sweep());
+  // Keys in alphabetical order (TOML's), the last varying fastest.
+  EXPECT_EQ(t.args_for(0), R"({"seed":1,"steps":10,"temperature":300})");
+  EXPECT_EQ(t.args_for(1), R"({"seed":1,"steps":10,"temperature":310})");
+  EXPECT_EQ(t.args_for(2), R"({"seed":2,"steps":10,"temperature":300})");
+  EXPECT_EQ(t.args_for(5), R"({"seed":3,"steps":10,"temperature":310})");
+  EXPECT_EQ(t.args_json, R"({"steps":10})");  // the task's own args stay as written
+}
+
+TEST(Workflow, ASweepInZipModePairsItsValues) {
+  const auto wf = parse_workflow(R"(
+[[task]]
+name = "sim"
+command = ["sim", "--t", "{temperature}", "--label", "{label}"]
+count = 3
+sweep = { temperature = [300.5, 310, 320], label = ["a", "b", "c"] }
+sweep_mode = "zip"
+)",
+                                 "/work/flows/wf.toml", false);
+  const auto& t = wf.tasks[0];
+  ASSERT_EQ(t.count, 3);
+  EXPECT_EQ(t.args_for(0), R"({"label":"a","temperature":300.5})");
+  EXPECT_EQ(t.args_for(2), R"({"label":"c","temperature":320})");
+  // The resolved file keeps the sweep, and parses back to the same instances.
+  const auto again =
+      parse_workflow(tandem::detail::resolved_toml(wf), "/work/flows/wf.toml", false);
+  ASSERT_EQ(again.tasks[0].instance_args, t.instance_args);
+  EXPECT_EQ(again.tasks[0].sweep_mode, tandem::detail::SweepMode::zip);
+}
+
+TEST(Workflow, BadSweepsNameTheKeyAndLine) {
+  const std::string head = "[[task]]\nname = \"sim\"\nfunction = \"f\"\n";
+  expect_error(head + "sweep = { t = [1, 2] }\ncount = 3\n", 5, "task[0].count",
+               "is 3 but the sweep makes 2 instance(s)");
+  expect_error(head + "sweep = { t = [1, 2], s = [1, 2, 3] }\nsweep_mode = \"zip\"\n", 4,
+               "task[0].sweep.t", "has 2 values but 's' has 3");
+  expect_error(head + "sweep = { t = [] }\n", 4, "task[0].sweep.t", "non-empty array");
+  expect_error(head + "sweep = { t = 3 }\n", 4, "task[0].sweep.t", "non-empty array");
+  expect_error(head + "sweep = { t = [1, \"a\"] }\n", 4, "task[0].sweep.t",
+               "mixes numbers and strings");
+  expect_error(head + "sweep = { t = [{ a = 1 }] }\n", 4, "task[0].sweep.t",
+               "strings, numbers or booleans");
+  expect_error(head + "args = { t = 1 }\nsweep = { t = [1, 2] }\n", 5, "task[0].sweep.t",
+               "is in args too");
+  expect_error(head + "sweep = { index = [1, 2] }\n", 4, "task[0].sweep.index",
+               "a name Tandem gives commands");
+  expect_error(head + "sweep_mode = \"zip\"\n", 4, "task[0].sweep_mode",
+               "applies only with a `sweep` table");
+  expect_error(head + "sweep = { t = [1] }\nsweep_mode = \"all\"\n", 5, "task[0].sweep_mode",
+               "must be \"product\" or \"zip\"");
+}

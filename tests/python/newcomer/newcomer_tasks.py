@@ -17,3 +17,8 @@ def summarize(ctx):
     found = ctx.results("first")
     return {"indices": [r.index for r in found], "states": sorted({r.state for r in found}),
             "total": sum(r.result["sum"] for r in found)}
+
+
+def echo_args(ctx):
+    """A swept instance's args, as the function sees them."""
+    return ctx.args
