@@ -132,18 +132,16 @@ void start_interpreter() {
   PyEval_SaveThread();
 }
 
-// sys.path: the workflow's directory first, then [job] pythonpath in order,
-// then Tandem's package, ahead of what the environment gave.
-void set_path(const Workflow& wf, const std::string& package_dir) {
+// Puts @p dirs at the front of sys.path, in order (those there already
+// stay where they are).
+void prepend_path(const std::vector<std::string>& dirs) {
   PyObject* path = PySys_GetObject("path");  // borrowed
   if (!path || !PyList_Check(path)) fail("sys.path is not a list");
-  std::vector<std::string> dirs{wf.dir};
-  dirs.insert(dirs.end(), wf.job.pythonpath.begin(), wf.job.pythonpath.end());
-  if (!package_dir.empty()) dirs.push_back(package_dir);
-  for (std::size_t i = 0; i < dirs.size(); ++i) {
-    Ref dir(text(dirs[i]));
+  Py_ssize_t at = 0;
+  for (const std::string& d : dirs) {
+    Ref dir(text(d));
     if (PySequence_Contains(path, dir.get()) == 1) continue;
-    if (PyList_Insert(path, static_cast<Py_ssize_t>(i), dir.get()) != 0) fail("sys.path");
+    if (PyList_Insert(path, at++, dir.get()) != 0) fail("sys.path");
   }
 }
 
@@ -160,9 +158,16 @@ void start(const Workflow& wf, const std::string& package_dir) {
   Gil gil;
   if (!g_interp) g_interp = new Interpreter();  // lives as long as the interpreter
   Interpreter& in = *g_interp;
-  set_path(wf, package_dir);
+  // Tandem's own package, and the standard modules it uses, are imported
+  // before the workflow's directories go on sys.path: a user's random.py
+  // or json.py beside the workflow must not break Tandem itself (it is
+  // then shadowed by the standard library's, and find() says so).
+  if (!package_dir.empty()) prepend_path({package_dir});
   in.context_type = import_attr("tandem._task", "TaskContext");
   in.run = import_attr("tandem._task", "run");
+  std::vector<std::string> user{wf.dir};
+  user.insert(user.end(), wf.job.pythonpath.begin(), wf.job.pythonpath.end());
+  prepend_path(user);
   {
     // One limit for return values, the journal's (tasks/context_data.hpp).
     Ref task_module(PyImport_ImportModule("tandem._task"));
@@ -245,6 +250,8 @@ void run(TaskContext& ctx) {
   if (!answer || !PyTuple_Check(answer.get()) || PyTuple_GET_SIZE(answer.get()) != 3) {
     fail("tandem._task.run");
   }
+  d.exit_code = static_cast<int>(PyLong_AsLong(PyTuple_GET_ITEM(answer.get(), 2)));
+  if (PyErr_Occurred()) fail("tandem._task.run's exit code");
   PyObject* why = PyTuple_GET_ITEM(answer.get(), 0);
   if (why != Py_None) {
     const char* s = PyUnicode_AsUTF8(why);

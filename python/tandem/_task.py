@@ -7,10 +7,13 @@ object their function receives.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 import json
 import os
 import sys
+import sysconfig
 import traceback
 from typing import Any, Callable, Optional, Tuple
 
@@ -154,21 +157,54 @@ class LoadError(Exception):
     workflow's config error."""
 
 
+def _library_dirs() -> Tuple[str, ...]:
+    """Where the standard library and installed packages live: frames there
+    are not the user's."""
+    dirs = {sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    dirs |= {p for p in sys.path if p.endswith(("site-packages", "dist-packages"))}
+    return tuple(os.path.realpath(d) + os.sep for d in dirs if d)
+
+
+def _is_library(filename: str) -> bool:
+    return os.path.realpath(filename).startswith(_library_dirs())
+
+
 def _where_it_failed(exc: BaseException, module: str) -> str:
-    """'FILE:LINE' of the import's failure: a syntax error's own place, or
-    the innermost frame of the traceback outside importlib."""
+    """'FILE:LINE' of the import's failure: a syntax error's own place, else
+    the innermost frame of the user's own code (not importlib, the standard
+    library or an installed package), else the innermost frame."""
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"{exc.filename}:{exc.lineno}"
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if "importlib" not in f.filename and not f.filename.startswith("<")]
-    if frames:
-        return f"{frames[-1].filename}:{frames[-1].lineno}"
+    own = [f for f in frames if not _is_library(f.filename)]
+    for chosen in (own, frames):
+        if chosen:
+            return f"{chosen[-1].filename}:{chosen[-1].lineno}"
     return module
+
+
+def _shadowed(module_name: str, module) -> Optional[str]:
+    """The user's own file that a standard-library module of the same name
+    hides (a random.py beside the workflow), if there is one."""
+    top = module_name.split(".")[0]
+    file = getattr(module, "__file__", None)
+    if not file or not _is_library(file):
+        return None
+    for d in sys.path:
+        if not d or _is_library(os.path.join(d, "x")):
+            continue
+        for candidate in (os.path.join(d, top + ".py"), os.path.join(d, top, "__init__.py")):
+            if os.path.isfile(candidate) and os.path.realpath(candidate) != os.path.realpath(file):
+                return candidate
+    return None
 
 
 def find(spec: str) -> Callable:
     """The function that ``python = "module:function"`` names. Raises
-    LoadError saying which module, file and line are at fault."""
+    LoadError saying which module, file and line are at fault; the whole
+    traceback of a module that does not import goes to stderr (the
+    worker's log)."""
     module_name, _, function_name = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -178,15 +214,21 @@ def find(spec: str) -> Callable:
             raise LoadError(f"no module named '{module_name}': put {module_name.split('.')[0]}.py "
                             f"in the workflow's directory or on [job] pythonpath "
                             f"(sys.path: {path})") from None
+        traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
         raise LoadError(f"module '{module_name}' does not import "
                         f"({_where_it_failed(e, module_name)}): {type(e).__name__}: {e}") from None
     except BaseException as e:  # a SyntaxError, or anything the module raised as it ran
+        traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
         raise LoadError(f"module '{module_name}' does not import "
                         f"({_where_it_failed(e, module_name)}): {type(e).__name__}: {e}") from None
     where = getattr(module, "__file__", None) or module_name
+    hidden = _shadowed(module_name, module)
+    if hidden:
+        raise LoadError(f"'{module_name}' is the standard library's module ({where}), which "
+                        f"hides your {hidden}: rename it (and the workflow's python key) to a "
+                        f"name the standard library does not use")
     fn = getattr(module, function_name, None)
     if fn is None:
-        import difflib
         names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
         close = difflib.get_close_matches(function_name, names, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else (
@@ -194,9 +236,44 @@ def find(spec: str) -> Callable:
         raise LoadError(f"module '{module_name}' ({where}) has no function "
                         f"'{function_name}'{hint}")
     if not callable(fn):
-        raise LoadError(f"'{function_name}' in module '{module_name}' ({where}) is a "
-                        f"{type(fn).__name__}, not a function")
+        raise LoadError(f"'{function_name}' in module '{module_name}' ({where}) is "
+                        f"{_a(type(fn).__name__)}, not a function")
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        where = f"{code.co_filename}:{code.co_firstlineno}"
+    _check_signature(fn, module_name, function_name, where)
     return fn
+
+
+def _a(noun: str) -> str:
+    """'an int', 'a str'."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def _check_signature(fn: Callable, module_name: str, function_name: str, where: str) -> None:
+    """Refuses, at start and in `tandem validate`, a function that cannot
+    work as a task: a coroutine (Tandem does not run an event loop for it),
+    a generator (its values would be lost), or one that cannot take the
+    context as its only argument."""
+    name = f"'{function_name}' in module '{module_name}' ({where})"
+    target = inspect.unwrap(fn)
+    if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
+        raise LoadError(f"{name} is an async function: Tandem calls task functions on the "
+                        f"worker's thread and runs no event loop for them; make it a plain "
+                        f"function that calls asyncio.run(...) itself")
+    if inspect.isgeneratorfunction(target):
+        raise LoadError(f"{name} is a generator (it yields): its values would be lost; return "
+                        f"a value (a list, say) instead")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # a builtin or extension without one: let the call say
+    try:
+        sig.bind(object())
+    except TypeError:
+        params = ", ".join(sig.parameters) or "none"
+        raise LoadError(f"{name} must take one argument, the task's context (def "
+                        f"{function_name}(ctx): ...); its parameters are: {params}") from None
 
 
 def _plain(value: Any) -> Any:
@@ -208,42 +285,59 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"a {type(value).__name__} is not JSON-able")
 
 
-def run(fn: Callable, ctx: TaskContext, redirect: bool) -> Tuple[Optional[str], str, str]:
+def run(fn: Callable, ctx: TaskContext, redirect: bool) -> Tuple[Optional[str], str, int]:
     """Calls fn(ctx) with the attempt's print output in OUTPUT_DIR/INDEX.out
     and .err (redirect false: leave sys.stdout as it is, for an isolated
-    task, whose files are its descriptors). Returns (error, result_json, note): error is None when
-    the function returned, else the reason it failed; note is a warning
-    about a result that could not be recorded."""
+    task, whose files are its descriptors). Returns (error, result_json,
+    exit_code): error is None when the function returned, else the reason
+    the attempt failed; exit_code is what ``sys.exit(n)`` asked for.
+
+    A return value that cannot be recorded (not JSON-able, or over
+    MAX_RESULT_BYTES) fails the attempt: a finished result that the journal
+    lacks would be lost without a word. ``sys.exit(0)`` or ``sys.exit()``
+    ends the function as a return of None does."""
     saved = sys.stdout, sys.stderr
     if redirect:
         _OUT.open(ctx)
         _ERR.open(ctx)
         sys.stdout, sys.stderr = _OUT, _ERR
-    error, result, note = None, "", ""
+    error, result, exit_code = None, "", 0
+    where = "its stderr"
+    if redirect:
+        where = os.path.relpath(_stem(ctx) + ".err", ctx.run_dir)
     try:
-        value = fn(ctx)
+        try:
+            value = fn(ctx)
+        except SystemExit as e:
+            if e.code is None or e.code == 0:
+                value = None
+            else:
+                raise
         if value is not None:
             try:
                 result = json.dumps(value, default=_plain, allow_nan=False)
             except (TypeError, ValueError) as e:
-                note = f"the return value is not recorded: {e}"
+                error = (f"the return value cannot be recorded: {e}; return JSON-able values "
+                         f"(dicts, lists, numbers, strings, numpy scalars and small arrays)")
+                result = ""
             else:
                 if len(result) > MAX_RESULT_BYTES:
-                    note = (f"the return value is not recorded: {len(result)} bytes of JSON, "
-                            f"over the {MAX_RESULT_BYTES} a journal line holds; write large "
-                            f"results to ctx.output_dir")
+                    error = (f"the return value cannot be recorded: {len(result)} bytes of "
+                             f"JSON, over the {MAX_RESULT_BYTES} a journal line holds; write "
+                             f"large results to ctx.output_dir and return their path")
                     result = ""
-    except BaseException as e:  # SystemExit and KeyboardInterrupt fail the attempt too
+        if error:
+            print(f"tandem: {error}", file=sys.stderr)
+    except BaseException as e:  # SystemExit(n) and KeyboardInterrupt fail the attempt too
         # From the user's function down: this frame is not theirs.
         tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
         traceback.print_exception(type(e), e, tb or e.__traceback__, file=sys.stderr)
-        where = "its stderr"
-        if redirect:
-            where = os.path.relpath(_stem(ctx) + ".err", ctx.run_dir)
-        error = f"{type(e).__name__}: {e} (traceback in {where})"
+        if isinstance(e, SystemExit):
+            exit_code = e.code if isinstance(e.code, int) else 1
+            error = f"sys.exit({e.code!r}): exit code {exit_code} (traceback in {where})"
+        else:
+            error = f"{type(e).__name__}: {e} (traceback in {where})"
     finally:
-        if note:
-            print(f"tandem: {note}", file=sys.stderr)
         if redirect:
             sys.stdout, sys.stderr = saved
             _OUT.close()
@@ -252,4 +346,4 @@ def run(fn: Callable, ctx: TaskContext, redirect: bool) -> Tuple[Optional[str], 
             sys.stdout.flush()
             sys.stderr.flush()
         ctx._comm = None  # the communicator is freed after the call
-    return error, result, note
+    return error, result, exit_code

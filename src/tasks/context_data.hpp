@@ -30,6 +30,7 @@ struct TaskContextData {
   bool isolated = false;       // runs in a forked child (isolate = true)
   std::string stem;            // isolated: RUN_DIR/tasks/NAME/INDEX[.tryN], its .out and .err
   mutable std::string result;  // the return value, one line of JSON (set_result)
+  mutable int exit_code = 0;   // a failed Python attempt's sys.exit(n)
 };
 
 /// The most JSON a return value may take: it is a line of the journal.

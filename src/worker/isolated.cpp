@@ -60,7 +60,11 @@ void leave_at_once(int status, void* /*unused*/) {
     const std::string& result = Access::data(ctx).result;
     if (!result.empty()) answer += "\n" + result;
   } catch (const std::exception& e) {
-    answer = fmt::format("threw: {}", e.what());
+    // A Python task's sys.exit(n) travels with the answer: the worker may
+    // have the answer before this process's exit status.
+    const int code = Access::data(ctx).exit_code;
+    answer = code != 0 ? fmt::format("threw[{}]: {}", code, e.what())
+                       : fmt::format("threw: {}", e.what());
   } catch (...) {
     answer = "threw an exception that is not a std::exception";
   }
@@ -211,7 +215,13 @@ IsolatedResult run_isolated(TaskFunction fn, TaskContext& ctx, const IsolatedLau
     r.outcome = Outcome::done;
     if (answer.size() > 3) r.result = answer.substr(3);
   } else if (threw) {
-    r.reason = fmt::format("function '{}' {}", fn_name, answer);
+    std::string said = answer;
+    int code = 0;
+    if (std::sscanf(answer.c_str(), "threw[%d]", &code) == 1 && code != 0) {
+      r.exit_code = code;
+      said = "threw" + answer.substr(answer.find(']') + 1);
+    }
+    r.reason = fmt::format("function '{}' {}", fn_name, said);
   } else {
     r.reason =
         fmt::format("function '{}' called exit({}) in its isolated process", fn_name, r.exit_code);

@@ -476,6 +476,7 @@ void Worker::run_function(const Assignment& a) {
       reason = fmt::format("function '{}' threw an exception that is not a std::exception",
                            spec.function);
     }
+    if (outcome != Outcome::done) exit_code = data.exit_code;
     if (watchdog_) watchdog_->disarm();
   }
   rank_record::free_slot(0);

@@ -87,7 +87,7 @@ def test_results_from_python_and_the_command_line_agree(starting):
                 for e in json.loads(cli.stdout)]
     from_py = [(r.task, r.index, r.state, r.result, r.attempts)
                for r in tandem.results(starting["dir"])]
-    assert from_cli == from_py and len(from_py) == 16
+    assert from_cli == from_py and len(from_py) == 19
     only = tandem_cli("results", str(starting["dir"]), "--task", "first")
     assert only.returncode == 0 and only.stdout.count("  DONE  ") == 6, only.stdout
     assert [r.index for r in tandem.results(starting["dir"], task="first")] == list(range(6))
@@ -101,6 +101,15 @@ def test_a_sweep_gives_each_instance_its_values(starting):
     assert out[0].startswith("t=300.5 label=cold ")
     assert json.loads(out[0].split(" ", 2)[2]) == {"label": "cold", "temperature": 300.5}
     assert out[1].startswith("t=310 label=warm ")
+
+
+def test_sys_exit_in_a_python_task_is_its_exit_code(starting):
+    found = by_key(tandem.results(starting["dir"]))
+    for key in (("exits", 0), ("exits_isolated", 0)):
+        r = found[key]
+        assert r.state == "FAILED" and r.exit_code == 3, r
+    assert "sys.exit(3)" in found[("exits", 0)].reason
+    assert found[("exits", 1)].state == "DONE"  # sys.exit(0): a return
 
 
 def test_plan_shows_a_sweeps_instances():
@@ -206,3 +215,35 @@ def test_an_unreadable_summary_names_its_file_and_field(tmp_path):
     assert r.returncode == 2
     assert "summary.json" in r.stderr and '"makespan_s"' in r.stderr, r.stderr
     assert "json.exception" not in r.stderr
+
+
+@pytest.mark.parametrize("spec, says", [
+    ("kinds:coro", ["kinds.py:4", "is an async function", "asyncio.run"]),
+    ("kinds:gen", ["kinds.py:8", "is a generator"]),
+    ("kinds:no_args", ["kinds.py:12", "must take one argument", "parameters are: none"]),
+    ("kinds:two_args", ["kinds.py:16", "must take one argument", "parameters are: ctx, other"]),
+    ("kinds:number", ["is an int, not a function"]),
+    ("deep:f", ["module 'deep' does not import", "helper.py:2", "KeyError"]),
+    ("json:run", ["standard library's module", "hides your", "json.py", "rename it"]),
+])
+def test_functions_that_cannot_work_are_refused_at_validate(tmp_path, spec, says):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "kinds.py").write_text(
+        "import asyncio\n\n\nasync def coro(ctx):\n    await asyncio.sleep(0)\n\n\n"
+        "def gen(ctx):\n    yield 1\n\n\n"
+        "def no_args():\n    return 1\n\n\n"
+        "def two_args(ctx, other):\n    return 1\n\n\nnumber = 3\n")
+    # An import error deep in a chain: the user's helper is named, not json's.
+    (lib / "helper.py").write_text("import json\nVALUE = json.loads('{}')['missing']\n")
+    (lib / "deep.py").write_text("import helper\n\ndef f(ctx):\n    return 1\n")
+    (tmp_path / "json.py").write_text("def run(ctx):\n    return 1\n")
+    flow = tmp_path / "bad.toml"
+    flow.write_text(f'[job]\nname = "bad"\npythonpath = ["lib"]\n[[task]]\nname = "t"\n'
+                    f'python = "{spec}"\n')
+    checked = tandem_cli("validate", str(flow))
+    assert checked.returncode != 0
+    text = checked.stdout + checked.stderr
+    assert f"{flow}:6:10: task[0].python" in text, text
+    for s in says:
+        assert s in text, text

@@ -117,10 +117,11 @@ def test_an_isolated_python_task_runs_in_a_child(run):
     assert (run["dir"] / "tasks" / "isolated" / "0.out").read_text() == "from the isolated child\n"
 
 
-def test_results_that_cannot_be_recorded_are_said_and_the_task_is_done(run):
+def test_results_that_cannot_be_recorded_fail_the_attempt_with_the_reason(run):
     for task, why in (("too_big", "over the 16384"), ("not_json", "not JSON-able")):
         line = final(run, task)
-        assert line["state"] == "DONE" and "result" not in line
+        assert line["state"] == "FAILED" and "result" not in line
+        assert "cannot be recorded" in line["reason"] and why in line["reason"], line
         assert why in (run["dir"] / "tasks" / task / "0.err").read_text()
 
 

@@ -22,3 +22,10 @@ def summarize(ctx):
 def echo_args(ctx):
     """A swept instance's args, as the function sees them."""
     return ctx.args
+
+
+def exit_with(ctx):
+    """sys.exit(args.code), as a script would."""
+    import sys
+    print("leaving")
+    sys.exit(ctx.args["code"])
