@@ -62,6 +62,21 @@ typedef enum tandem_dtype {
  * shape (n, 64). */
 typedef enum tandem_order { TANDEM_ROW_MAJOR = 0, TANDEM_COLUMN_MAJOR = 1 } tandem_order;
 
+/* How a request's tensors travel (tandem::Transport). */
+typedef enum tandem_transport {
+  TANDEM_TRANSPORT_AUTO = -1, /* by size and locality */
+  TANDEM_TRANSPORT_INLINE = 0,
+  TANDEM_TRANSPORT_SHM = 1,
+  TANDEM_TRANSPORT_HDF5 = 2
+} tandem_transport;
+
+/* Per-request options (tandem::InferOptions); zero-initialise, then set
+ * what you need: {0, TANDEM_TRANSPORT_AUTO} is the default. */
+typedef struct tandem_infer_options {
+  int version;                /* the model version to run; 0: the service's policy */
+  tandem_transport transport; /* TANDEM_TRANSPORT_AUTO unless you must choose */
+} tandem_infer_options;
+
 typedef struct tandem_client tandem_client;
 typedef struct tandem_tensor tandem_tensor;
 typedef struct tandem_outputs tandem_outputs;
@@ -148,6 +163,11 @@ tandem_status tandem_infer(tandem_client* client, const char* service, int n_inp
 tandem_status tandem_infer_async(tandem_client* client, const char* service, int n_inputs,
                                  const char* const* names, tandem_tensor* const* inputs,
                                  tandem_request** request);
+/* tandem_infer_async with options (NULL: the defaults). */
+tandem_status tandem_infer_async_opts(tandem_client* client, const char* service, int n_inputs,
+                                      const char* const* names, tandem_tensor* const* inputs,
+                                      const tandem_infer_options* options,
+                                      tandem_request** request);
 /* *done = 1 once the reply is here; never blocks. */
 tandem_status tandem_test(tandem_request* request, int* done);
 /* Waits for the reply and frees the request (also when it failed). */
@@ -186,6 +206,13 @@ tandem_status tandem_unload_model(tandem_client* client, const char* service, in
  * endpoint's JSON text, to be freed with tandem_free_string. */
 tandem_status tandem_call(tandem_client* client, const char* service, const char* path,
                           const char* body, char** answer);
+/* tandem_call, returning at once; take the answer with tandem_wait_answer
+ * (tandem_test and tandem_request_free work as for inference requests). */
+tandem_status tandem_call_async(tandem_client* client, const char* service, const char* path,
+                                const char* body, tandem_request** request);
+/* Waits for a call's answer (free it with tandem_free_string) and frees the
+ * request, also when it failed. */
+tandem_status tandem_wait_answer(tandem_request* request, char** answer);
 void tandem_free_string(char* s);
 
 #ifdef __cplusplus

@@ -21,14 +21,17 @@ copy, kept alive as long as any array (or view) of them is. Errors raise a
 :class:`TandemError` subclass that says what went wrong.
 """
 from ._task import TaskContext
-from .client import Client, Outputs, Request
+from ._version import __version__
+from .client import (ALL_COMPLETED, FIRST_COMPLETED, CallRequest, Client, Outputs, Request,
+                     as_completed, wait)
 from .errors import (ArgumentError, ConfigError, ConnectError, InternalError, IoError,
                      MissingOutput, MPIError, ProtocolError, RequestError, ServiceError,
-                     TandemError)
+                     TandemError, WaitTimeout)
 from .results import Result, results
 from .session import Session
 
-__all__ = ["Client", "Request", "Outputs", "Session", "TaskContext", "Result", "results",
-           "TandemError",
+__all__ = ["__version__", "Client", "Request", "CallRequest", "Outputs", "Session",
+           "TaskContext", "Result", "results", "wait", "as_completed", "FIRST_COMPLETED",
+           "ALL_COMPLETED", "TandemError", "WaitTimeout",
            "ArgumentError", "ConfigError", "ConnectError", "InternalError", "IoError",
            "MissingOutput", "MPIError", "ProtocolError", "RequestError", "ServiceError"]

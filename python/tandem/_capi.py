@@ -85,6 +85,9 @@ def lib() -> ctypes.CDLL:
         ("tandem_load_model", i, [p, c, c, i, pi]),
         ("tandem_unload_model", i, [p, c, i, pi]),
         ("tandem_call", i, [p, c, c, c, pp]),
+        ("tandem_call_async", i, [p, c, c, c, pp]),
+        ("tandem_wait_answer", i, [p, pp]),
+        ("tandem_infer_async_opts", i, [p, c, i, ctypes.POINTER(c), ctypes.POINTER(p), p, pp]),
         ("tandem_free_string", None, [p]),
     ]:
         f = getattr(loaded, name)

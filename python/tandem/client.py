@@ -4,14 +4,43 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-from typing import Any, Dict, Mapping, Optional, Union
+import time
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
 from . import _capi
-from .errors import ArgumentError, MissingOutput
+from .errors import ArgumentError, ConnectError, MissingOutput, WaitTimeout
 
-__all__ = ["Client", "Request", "Outputs"]
+__all__ = ["Client", "Request", "CallRequest", "Outputs", "wait", "as_completed",
+           "FIRST_COMPLETED", "ALL_COMPLETED"]
+
+#: What :func:`wait` waits for (the names concurrent.futures uses).
+FIRST_COMPLETED = "FIRST_COMPLETED"
+ALL_COMPLETED = "ALL_COMPLETED"
+
+#: Transport names for ``infer(..., transport=...)``, as in the workflow file.
+_TRANSPORTS = {None: -1, "auto": -1, "inline": 0, "shm": 1, "hdf5": 2}
+
+
+class _InferOptions(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_int), ("transport", ctypes.c_int)]
+
+
+class _Pause:
+    """Waits between looks at requests in flight: 20 µs at first, doubling
+    to 1 ms, in time.sleep (which lets go of the GIL and the core), so that
+    waiting on many requests does not spin."""
+
+    def __init__(self):
+        self.s = 20e-6
+
+    def __call__(self, deadline: Optional[float]) -> None:
+        pause = self.s
+        if deadline is not None:
+            pause = max(0.0, min(pause, deadline - time.monotonic()))
+        time.sleep(pause)
+        self.s = min(self.s * 2, 1e-3)
 
 #: What infer() takes: a dict of input name -> array, or one array for a
 #: service with a single input (whatever its name).
@@ -110,16 +139,25 @@ class Request:
         _capi.check(_capi.lib().tandem_test(self._handle, ctypes.byref(done)))
         return bool(done.value)
 
-    def wait(self) -> Outputs:
-        """Waits for the reply: the outputs, or the request's error raised."""
+    def wait(self, timeout: Optional[float] = None) -> Outputs:
+        """Waits for the reply: the outputs, or the request's error raised.
+        With ``timeout`` (seconds), raises :class:`tandem.WaitTimeout` if
+        the reply is not here by then; the request stays in flight and can
+        be waited for again."""
         if self._handle is None:
             raise ArgumentError("TANDEM_ERR_ARGUMENT", "wait() was already called")
+        if timeout is not None:
+            _wait_or_raise(self, float(timeout))
         handle, self._handle = self._handle, None
         if _capi.native is not None:
             return _capi.native.wait(handle)
         out = ctypes.c_void_p()
         _capi.check(_capi.lib().tandem_wait(handle, ctypes.byref(out)))
         return _outputs_ctypes(out)
+
+    def done(self) -> bool:
+        """The same as :meth:`test` (the name concurrent.futures uses)."""
+        return self.test()
 
     def __repr__(self) -> str:
         state = "waited for" if self._handle is None else "in flight"
@@ -129,6 +167,88 @@ class Request:
         if getattr(self, "_handle", None) is not None and _capi._lib is not None:
             _capi._lib.tandem_request_free(self._handle)
             self._handle = None
+
+
+class CallRequest(Request):
+    """A JSON call in flight, from :meth:`Client.call_async`: :meth:`wait`
+    returns the endpoint's answer as text."""
+
+    def wait(self, timeout: Optional[float] = None) -> str:  # type: ignore[override]
+        """Waits for the answer (text); see :meth:`Request.wait`."""
+        if self._handle is None:
+            raise ArgumentError("TANDEM_ERR_ARGUMENT", "wait() was already called")
+        if timeout is not None:
+            _wait_or_raise(self, float(timeout))
+        handle, self._handle = self._handle, None
+        lib = _capi.lib()
+        answer = ctypes.c_void_p()
+        _capi.check(lib.tandem_wait_answer(handle, ctypes.byref(answer)))
+        try:
+            return ctypes.string_at(answer).decode()
+        finally:
+            lib.tandem_free_string(answer)
+
+    def __repr__(self) -> str:
+        state = "answered" if self._handle is None else "in flight"
+        return f"<tandem.CallRequest to '{self.service}', {state}>"
+
+
+def _wait_for(requests: List[Request], timeout: Optional[float],
+              return_when: str) -> Tuple[List[Request], List[Request]]:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = _Pause()
+    while True:
+        done = [r for r in requests if r.test()]
+        if (len(done) == len(requests) or (done and return_when == FIRST_COMPLETED)):
+            return done, [r for r in requests if r not in done]
+        if deadline is not None and time.monotonic() >= deadline:
+            return done, [r for r in requests if r not in done]
+        pause(deadline)
+
+
+def _wait_or_raise(request: Request, timeout: float) -> None:
+    done, _ = _wait_for([request], timeout, ALL_COMPLETED)
+    if not done:
+        raise WaitTimeout(f"no reply from '{request.service}' within {timeout:g} s; the request "
+                          f"is still in flight: wait() for it again, or drop it")
+
+
+def wait(requests: Iterable[Request], timeout: Optional[float] = None,
+         return_when: str = ALL_COMPLETED) -> Tuple[List[Request], List[Request]]:
+    """Waits for requests (from ``infer_async`` or ``call_async``) as
+    ``concurrent.futures.wait`` waits for futures: until all are answered
+    (``ALL_COMPLETED``), or one (``FIRST_COMPLETED``), or ``timeout``
+    seconds pass. Returns ``(done, not_done)``; take each reply with
+    ``request.wait()``. Does not spin: it sleeps between looks, from 20 µs
+    up to 1 ms."""
+    if return_when not in (ALL_COMPLETED, FIRST_COMPLETED):
+        raise ArgumentError("TANDEM_ERR_ARGUMENT",
+                            f"return_when is {return_when!r}, not tandem.ALL_COMPLETED or "
+                            f"tandem.FIRST_COMPLETED")
+    requests = list(requests)
+    if not requests:
+        return [], []
+    return _wait_for(requests, timeout, return_when)
+
+
+def as_completed(requests: Iterable[Request], timeout: Optional[float] = None) -> Iterator[Request]:
+    """Yields requests as their replies arrive, as
+    ``concurrent.futures.as_completed`` does; raises
+    :class:`tandem.WaitTimeout` if ``timeout`` seconds pass first."""
+    pending = list(requests)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = _Pause()
+    while pending:
+        ready = [r for r in pending if r.test()]
+        for r in ready:
+            pending.remove(r)
+            yield r
+        if ready:
+            pause = _Pause()
+            continue
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WaitTimeout(f"{len(pending)} request(s) unanswered after {timeout:g} s")
+        pause(deadline)
 
 
 class Client:
@@ -147,6 +267,13 @@ class Client:
         ``ready_timeout``: see :attr:`ready_timeout`."""
         lib = _capi.lib()
         handle = ctypes.c_void_p()
+        if socket is None and not os.environ.get("TANDEM_SOCKET"):
+            raise ConnectError(
+                "TANDEM_ERR_CONNECT",
+                "tandem.Client() reaches the services through the worker's proxy, which "
+                "`tandem run` gives executable tasks (TANDEM_SOCKET is not set here). In a Python "
+                "function task use ctx.client; in your own mpi4py program, "
+                "tandem.Session(MPI.COMM_WORLD, \"job.toml\").client")
         if socket is None:
             _capi.check(lib.tandem_connect(ctypes.byref(handle)))
         else:
@@ -219,25 +346,39 @@ class Client:
         within ``timeout`` seconds."""
         _capi.check(_capi.lib().tandem_wait_ready(self._live(), service.encode(), float(timeout)))
 
-    def infer_async(self, service: str, inputs: Inputs) -> Request:
+    def infer_async(self, service: str, inputs: Inputs, *, version: int = 0,
+                    transport: Optional[str] = None) -> Request:
         """Sends a request and returns at once. Inputs are sent without a
-        copy when C-contiguous (others are made so first)."""
+        copy when C-contiguous (others are made so first). ``version``: the
+        model version to run (0: the one the service serves); ``transport``:
+        ``"inline"``, ``"shm"`` or ``"hdf5"`` to choose how the tensors
+        travel (None: by size and locality). A service that is still
+        STARTING is waited for (see :attr:`ready_timeout`)."""
         handle = self._handle or self._live()
-        if _capi.native is not None:
+        if _capi.native is not None and not version and transport is None:
             return Request(_capi.native.send(handle, service, _as_dict(inputs)), service)
         names, arrays = _named(inputs)
-        return Request(self._send_ctypes(handle, service, names, arrays), service)
+        return Request(self._send_ctypes(handle, service, names, arrays, version, transport),
+                       service)
 
-    def infer(self, service: str, inputs: Inputs) -> Outputs:
+    def infer(self, service: str, inputs: Inputs, *, version: int = 0,
+              transport: Optional[str] = None) -> Outputs:
         """Sends a request and waits: the outputs, name -> numpy array.
         Raises :class:`tandem.RequestError` when the service answers with an
-        error, :class:`tandem.ServiceError` when it cannot be reached."""
-        if _capi.native is not None:
+        error, :class:`tandem.ServiceError` when it cannot be reached (it
+        FAILED, is unknown, or did not start within :attr:`ready_timeout`).
+        ``version`` and ``transport`` as for :meth:`infer_async`."""
+        if _capi.native is not None and not version and transport is None:
             return _capi.native.infer(self._handle or self._live(), service, _as_dict(inputs))
-        return self.infer_async(service, inputs).wait()
+        return self.infer_async(service, inputs, version=version, transport=transport).wait()
 
-    def _send_ctypes(self, handle, service, names, arrays) -> int:
+    def _send_ctypes(self, handle, service, names, arrays, version=0, transport=None) -> int:
         lib = _capi.lib()
+        if transport not in _TRANSPORTS:
+            raise ArgumentError("TANDEM_ERR_ARGUMENT",
+                                f"transport is {transport!r}, not one of \"inline\", \"shm\", "
+                                f"\"hdf5\" or None (by size and locality)")
+        options = _InferOptions(int(version), _TRANSPORTS[transport])
         tensors = []
         try:
             for a in arrays:
@@ -251,8 +392,9 @@ class Client:
                 *[n.encode() for n in names])
             c_tensors = (ctypes.c_void_p * len(tensors))(*[t.value for t in tensors])
             request = ctypes.c_void_p()
-            _capi.check(lib.tandem_infer_async(handle, service.encode(), len(names), c_names,
-                                               c_tensors, ctypes.byref(request)))
+            _capi.check(lib.tandem_infer_async_opts(handle, service.encode(), len(names),
+                                                    c_names, c_tensors, ctypes.byref(options),
+                                                    ctypes.byref(request)))
             return request.value
         finally:
             for t in tensors:  # the inputs were copied when the request was sent
@@ -277,6 +419,18 @@ class Client:
         _capi.check(_capi.lib().tandem_unload_model(self._live(), service.encode(), int(version),
                                                     ctypes.byref(serving)))
         return serving.value
+
+    def call_async(self, service: str, body: Union[str, Dict[str, Any]],
+                   path: Optional[str] = None) -> CallRequest:
+        """:meth:`call`, returning at once: a :class:`CallRequest` whose
+        ``wait()`` gives the answer's text."""
+        if not isinstance(body, str):
+            body = json.dumps(body)
+        request = ctypes.c_void_p()
+        _capi.check(_capi.lib().tandem_call_async(self._live(), service.encode(),
+                                                  path.encode() if path else None,
+                                                  body.encode(), ctypes.byref(request)))
+        return CallRequest(request.value, service)
 
     def call(self, service: str, body: Union[str, Dict[str, Any]],
              path: Optional[str] = None) -> str:

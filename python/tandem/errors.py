@@ -92,6 +92,15 @@ class IoError(TandemError):
     STATUS = "TANDEM_ERR_IO"
 
 
+class WaitTimeout(TandemError, TimeoutError):
+    """``Request.wait(timeout=...)`` or :func:`tandem.wait` ran out of time;
+    the request is still in flight and may be waited for again. Also a
+    ``TimeoutError``."""
+
+    def __init__(self, message: str):
+        super().__init__("TANDEM_ERR_TIMEOUT", message)
+
+
 class MissingOutput(ArgumentError, KeyError):
     """An output name the reply does not have (an ArgumentError and a
     KeyError); the message names the outputs there are."""

@@ -77,13 +77,18 @@ int ProxyClient::service_index(const std::string& name) const {
 }
 
 std::uint64_t ProxyClient::send(wire::Kind kind, int service, const TensorList& tensors,
-                                const std::string& text) {
+                                const std::string& text, int version, Transport transport) {
   if (fd_ < 0) throw proxy_unreachable("", "the connection to the proxy is closed");
   const std::uint64_t id = next_id_++;
   const bool big = static_cast<long long>(total_bytes(tensors)) >= shm_threshold_;
   Outgoing o = stage(kind, id, service, tensors, text, big ? Transport::shm : Transport::inline_mpi,
                      {}, wire::kReplyShmOk);
-  if ((kind == wire::kRequest || kind == wire::kCall) && post_direct(service, id, o.message)) {
+  if (version != 0) wire::set_model_version(o.message, version);
+  // A transport asked for by name is the proxy's to honour: not the direct
+  // path, which is shared memory whatever was asked.
+  if (transport != Transport::automatic) wire::set_asked_transport(o.message, transport);
+  if ((kind == wire::kRequest || kind == wire::kCall) && transport == Transport::automatic &&
+      post_direct(service, id, o.message)) {
     if (o.segment) outgoing_.emplace(id, std::move(o));
     return id;
   }
@@ -96,8 +101,9 @@ std::uint64_t ProxyClient::send(wire::Kind kind, int service, const TensorList& 
   return id;
 }
 
-std::uint64_t ProxyClient::send_infer(int service, const TensorList& inputs) {
-  return send(wire::kRequest, service, inputs, {});
+std::uint64_t ProxyClient::send_infer(int service, const TensorList& inputs, int version,
+                                      Transport transport) {
+  return send(wire::kRequest, service, inputs, {}, version, transport);
 }
 
 std::uint64_t ProxyClient::send_call(int service, const std::string& path,

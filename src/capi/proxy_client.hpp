@@ -55,7 +55,10 @@ class ProxyClient {
 
   /// @throws tandem::request_error for a name the workflow does not have.
   int service_index(const std::string& name) const;
-  std::uint64_t send_infer(int service, const TensorList& inputs);
+  /// @p version: the model version to run (0: the service's policy);
+  /// @p transport: how the proxy sends it on (automatic: by size and place).
+  std::uint64_t send_infer(int service, const TensorList& inputs, int version = 0,
+                           Transport transport = Transport::automatic);
   std::uint64_t send_call(int service, const std::string& path, const std::string& body);
   std::uint64_t send_wait_ready(int service, double timeout_s);
   /// How long the proxy holds this connection's requests for a STARTING
@@ -75,7 +78,8 @@ class ProxyClient {
 
  private:
   std::uint64_t send(wire::Kind kind, int service, const TensorList& tensors,
-                     const std::string& text);
+                     const std::string& text, int version = 0,
+                     Transport transport = Transport::automatic);
   /// Reads what the socket has (blocking if @p block); false when nothing.
   bool read_some(bool block);
   void take_frames();

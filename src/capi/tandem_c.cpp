@@ -45,6 +45,8 @@ struct tandem_request {
   tandem_client* client = nullptr;
   std::uint64_t id = 0;        // proxy
   tandem::InferHandle handle;  // direct
+  tandem::CallHandle call;     // direct, a JSON call's
+  bool is_call = false;
 };
 
 struct tandem_session {
@@ -415,7 +417,31 @@ tandem_status tandem_infer(tandem_client* client, const char* service, int n_inp
 tandem_status tandem_infer_async(tandem_client* client, const char* service, int n_inputs,
                                  const char* const* names, tandem_tensor* const* inputs,
                                  tandem_request** request) {
+  return tandem_infer_async_opts(client, service, n_inputs, names, inputs, nullptr, request);
+}
+
+tandem_status tandem_infer_async_opts(tandem_client* client, const char* service, int n_inputs,
+                                      const char* const* names, tandem_tensor* const* inputs,
+                                      const tandem_infer_options* options,
+                                      tandem_request** request) {
   if (!client || !service || !request) return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  tandem::InferOptions opts;
+  if (options) {
+    const int t = static_cast<int>(options->transport);
+    if (t < TANDEM_TRANSPORT_AUTO || t > TANDEM_TRANSPORT_HDF5) {
+      return fail(
+          TANDEM_ERR_ARGUMENT,
+          fmt::format("transport {} is none of TANDEM_TRANSPORT_AUTO, _INLINE, _SHM, _HDF5", t));
+    }
+    if (options->version < 0) {
+      return fail(TANDEM_ERR_ARGUMENT,
+                  fmt::format("model versions are numbers >= 1 (0: the service's policy), not {}",
+                              options->version));
+    }
+    opts.version = options->version;
+    opts.transport = t == TANDEM_TRANSPORT_AUTO ? tandem::Transport::automatic
+                                                : static_cast<tandem::Transport>(t);
+  }
   tandem::TensorList list;
   try {
     list = named_inputs(n_inputs, names, inputs);
@@ -426,9 +452,10 @@ tandem_status tandem_infer_async(tandem_client* client, const char* service, int
     auto r = std::make_unique<tandem_request>();
     r->client = client;
     if (client->direct) {
-      r->handle = client->direct->infer_async(service, list);
+      r->handle = client->direct->infer_async(service, list, opts);
     } else {
-      r->id = client->proxy->send_infer(client->proxy->service_index(service), list);
+      r->id = client->proxy->send_infer(client->proxy->service_index(service), list, opts.version,
+                                        opts.transport);
     }
     *request = r.release();
     return TANDEM_OK;
@@ -438,14 +465,22 @@ tandem_status tandem_infer_async(tandem_client* client, const char* service, int
 tandem_status tandem_test(tandem_request* request, int* done) {
   if (!request || !done) return fail(TANDEM_ERR_ARGUMENT, "null argument");
   return guarded([&] {
-    *done = request->client->direct ? request->handle.test()
-                                    : request->client->proxy->arrived(request->id);
+    if (!request->client->direct) {
+      *done = request->client->proxy->arrived(request->id);
+    } else {
+      *done = request->is_call ? request->call.test() : request->handle.test();
+    }
     return TANDEM_OK;
   });
 }
 
 tandem_status tandem_wait(tandem_request* request, tandem_outputs** outputs) {
   if (!request) return fail(TANDEM_ERR_ARGUMENT, "null request");
+  if (request->is_call) {
+    tandem_request_free(request);
+    return fail(TANDEM_ERR_ARGUMENT,
+                "this request is a JSON call: take it with tandem_wait_answer");
+  }
   std::unique_ptr<tandem_request> owned(request);
   return guarded([&] {
     if (owned->client->direct) {
@@ -527,6 +562,47 @@ tandem_status tandem_call(tandem_client* client, const char* service, const char
       const std::uint64_t id =
           client->proxy->send_call(client->proxy->service_index(service), where, body);
       const tandem_status s = take_reply(*client->proxy, id, nullptr, &text);
+      if (s != TANDEM_OK) return s;
+    }
+    *answer = static_cast<char*>(std::malloc(text.size() + 1));
+    std::memcpy(*answer, text.c_str(), text.size() + 1);
+    return TANDEM_OK;
+  });
+}
+
+tandem_status tandem_call_async(tandem_client* client, const char* service, const char* path,
+                                const char* body, tandem_request** request) {
+  if (!client || !service || !body || !request) {
+    return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  }
+  const std::string where = path ? path : "/v1/chat/completions";
+  return guarded([&] {
+    auto r = std::make_unique<tandem_request>();
+    r->client = client;
+    r->is_call = true;
+    if (client->direct) {
+      r->call = client->direct->call_async(service, body, where);
+    } else {
+      r->id = client->proxy->send_call(client->proxy->service_index(service), where, body);
+    }
+    *request = r.release();
+    return TANDEM_OK;
+  });
+}
+
+tandem_status tandem_wait_answer(tandem_request* request, char** answer) {
+  if (!request || !answer) return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  std::unique_ptr<tandem_request> owned(request);
+  if (!owned->is_call) {
+    return fail(TANDEM_ERR_ARGUMENT,
+                "this request is an inference request: take it with tandem_wait");
+  }
+  return guarded([&] {
+    std::string text;
+    if (owned->client->direct) {
+      text = owned->call.wait();
+    } else {
+      const tandem_status s = take_reply(*owned->client->proxy, owned->id, nullptr, &text);
       if (s != TANDEM_OK) return s;
     }
     *answer = static_cast<char*>(std::malloc(text.size() + 1));

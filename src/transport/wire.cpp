@@ -115,6 +115,11 @@ void set_model_version(const Encoded& m, std::int32_t version) {
   std::memcpy(m.buffer.get() + offsetof(Header, model_version), &version, sizeof version);
 }
 
+void set_asked_transport(const Encoded& m, Transport t) {
+  const std::uint32_t v = t == Transport::automatic ? 0 : 1u + static_cast<std::uint32_t>(t);
+  std::memcpy(m.buffer.get() + offsetof(Header, asked_transport), &v, sizeof v);
+}
+
 bool decode(const std::shared_ptr<std::byte>& buffer, std::size_t size, Decoded& out,
             std::string& why) {
   const std::byte* base = buffer.get();

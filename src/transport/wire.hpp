@@ -53,7 +53,9 @@ struct Header {
   // On a request: the model version asked for (0: the service's policy).
   // On a reply: the version that computed it (0 for errors).
   std::int32_t model_version = 0;
-  std::uint32_t reserved = 0;
+  // A task's request to the worker's proxy: the transport it asked for,
+  // 1 + Transport (0: automatic). Unused elsewhere.
+  std::uint32_t asked_transport = 0;
 };
 
 struct TensorDesc {
@@ -83,6 +85,8 @@ struct Encoded {
 
 /// Sets the model version in @p m's header (after encode or stage).
 void set_model_version(const Encoded& m, std::int32_t version);
+/// Header::asked_transport of an encoded request.
+void set_asked_transport(const Encoded& m, Transport t);
 
 /// Encodes a message. @throws tandem::error for a tensor of more than
 /// kMaxDims dimensions or a name longer than 65535 bytes.

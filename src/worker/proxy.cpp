@@ -292,7 +292,14 @@ void Proxy::dispatch(int id, Connection& c, wire::Decoded d) {
         answer_error(c, request, why);
         return;
       }
-      f.pending = client_.send(service, d.tensors, std::nullopt, &d.staged, d.header.model_version);
+      const std::uint32_t asked = d.header.asked_transport;
+      if (asked > 1u + static_cast<std::uint32_t>(Transport::hdf5)) {
+        answer_error(c, request, fmt::format("no transport #{}", asked - 1));
+        return;
+      }
+      const std::optional<Transport> transport =
+          asked == 0 ? std::nullopt : std::optional(static_cast<Transport>(asked - 1));
+      f.pending = client_.send(service, d.tensors, transport, &d.staged, d.header.model_version);
     }
   } catch (const service_error& e) {
     answer_error(c, request, e.what(), true);

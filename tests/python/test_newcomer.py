@@ -247,3 +247,35 @@ def test_functions_that_cannot_work_are_refused_at_validate(tmp_path, spec, says
     assert f"{flow}:6:10: task[0].python" in text, text
     for s in says:
         assert s in text, text
+
+
+def test_the_clients_niceties_work_from_an_mpi4py_program(tmp_path):
+    server = os.path.join(os.path.dirname(HERE), "..", "support", "openai_test_server.py")
+    flow = tmp_path / "niceties.toml"
+    flow.write_text(f"""[job]
+name = "niceties"
+run_root = "{tmp_path}/runs"
+[[service]]
+name = "echo"
+backend = "echo"
+[[service]]
+name = "slow"
+backend = "sleep"
+delay_us = 300000
+[[service]]
+name = "llm"
+backend = "process"
+protocol = "openai"
+command = ["python3", "{os.path.abspath(server)}", "--port", "{{port}}"]
+""")
+    done = mpiexec(5, sys.executable, os.path.join(HERE, "session_niceties.py"), str(flow),
+                   timeout=180)
+    assert done.returncode == 0 and "OK" in done.stdout, done.stdout + done.stderr[-3000:]
+
+
+def test_client_outside_a_task_names_what_to_use_instead(monkeypatch):
+    monkeypatch.delenv("TANDEM_SOCKET", raising=False)
+    with pytest.raises(tandem.ConnectError) as e:
+        tandem.Client()
+    assert "ctx.client" in str(e.value) and "tandem.Session" in str(e.value)
+    assert "tandem_connect" not in str(e.value)
