@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "report/results.hpp"
 #include "tandem/error.hpp"
 #include "trace/trace.hpp"
 #include "trace/trace_table.hpp"
@@ -206,6 +207,20 @@ void read_journal(const fs::path& dir, Report& r) {
                     [](const SlowTask& a, const SlowTask& b) { return a.seconds > b.seconds; });
   all.resize(keep);
   r.slowest = std::move(all);
+}
+
+// The instances whose last state is FAILED or CANCELED (the journal's last
+// line wins, as for `tandem results`), with their last attempt's .err file.
+void read_unfinished(const fs::path& dir, Report& r) {
+  if (!fs::exists(dir / "journal.jsonl")) return;
+  for (const InstanceResult& i : read_results(dir.string())) {
+    if (i.state == "DONE") continue;
+    Unfinished u{i.task, i.index, i.state, i.attempts, i.exit_code, i.reason, {}};
+    const std::string stem = fmt::format("tasks/{}/{}{}", i.task, i.index,
+                                         i.attempts > 1 ? fmt::format(".try{}", i.attempts) : "");
+    if (fs::exists(dir / (stem + ".err"))) u.err_file = stem + ".err";
+    r.unfinished.push_back(std::move(u));
+  }
 }
 
 // history.jsonl: one line per job that worked on the run (absent before
@@ -459,6 +474,7 @@ Report build(const std::string& run_dir) {
   read_history(dir, r);
   read_aborts(dir, r);
   read_journal(dir, r);
+  read_unfinished(dir, r);
   read_trace(dir, r);
   read_series(dir, r);
   return r;

@@ -76,6 +76,18 @@ struct AbortFigures {
   long long at_us = 0;
 };
 
+/// An instance whose last state is FAILED or CANCELED, and where its
+/// error output is.
+struct Unfinished {
+  std::string task;
+  int index = 0;
+  std::string state;
+  int attempts = 0;
+  int exit_code = 0;
+  std::string reason;
+  std::string err_file;  // relative to the run directory; empty when there is none
+};
+
 struct SlowTask {
   std::string task;
   int index = 0;
@@ -131,6 +143,7 @@ struct Report {
   std::vector<ServiceFigures> services;  // the last job's; requests_all_jobs over all
   std::vector<JobFigures> jobs;          // every job of the run, oldest first
   std::vector<SlowTask> slowest;
+  std::vector<Unfinished> unfinished;  // FAILED and CANCELED instances, by task and index
   bool has_trace = false;
   long long trace_events = 0;
   long long dropped_events = 0;

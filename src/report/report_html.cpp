@@ -371,6 +371,23 @@ td:first-child, th:first-child { text-align: left; }
         escape(series.name), series.points.size(), escape(series.name));
     h += series_chart(series, r.services) + "\n";
   }
+  if (!r.unfinished.empty()) {
+    h += fmt::format(
+        "<h2>Failed and canceled instances</h2>\n<p>{} instance(s); the reason, and the file "
+        "(in the run directory) its last attempt wrote its errors to.</p>\n<table><tr>"
+        "<th>instance</th><th>state</th><th>attempts</th><th>exit code</th><th>reason</th>"
+        "<th>stderr</th></tr>",
+        r.unfinished.size());
+    for (const Unfinished& u : r.unfinished) {
+      h += fmt::format(
+          "<tr><td>{}[{}]</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+          escape(u.task), u.index, escape(u.state), u.attempts, u.exit_code, escape(u.reason),
+          u.err_file.empty()
+              ? std::string("-")
+              : fmt::format("<a href=\"{0}\"><code>{0}</code></a>", escape(u.err_file)));
+    }
+    h += "</table>\n";
+  }
   if (!r.slowest.empty()) {
     h += "<h2>Slowest tasks</h2>\n<table><tr><th>task</th><th>seconds</th><th>state</th>"
          "<th>worker</th></tr>";

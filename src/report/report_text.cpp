@@ -98,8 +98,19 @@ json to_json(const Report& r) {
                       {"reason", a.reason},
                       {"at_us", a.at_us}});
   }
+  json unfinished = json::array();
+  for (const Unfinished& u : r.unfinished) {
+    unfinished.push_back({{"task", u.task},
+                          {"index", u.index},
+                          {"state", u.state},
+                          {"attempts", u.attempts},
+                          {"exit_code", u.exit_code},
+                          {"reason", u.reason},
+                          {"err_file", u.err_file.empty() ? json(nullptr) : json(u.err_file)}});
+  }
   return {{"run_dir", r.run_dir},
           {"summary_written", !r.no_summary},
+          {"failed_and_canceled", unfinished},
           {"aborts", aborts},
           {"jobs", jobs},
           {"job", r.job},
@@ -237,6 +248,24 @@ std::string to_text(const Report& r) {
                      series.points.size(), series.points.front().second,
                      series.points.front().first, series.points.back().second,
                      series.points.back().first));
+  }
+  if (!r.unfinished.empty()) {
+    // All of them in --json; the first few here, where a person reads.
+    constexpr std::size_t kShown = 20;
+    line("");
+    line(fmt::format("failed and canceled instances: {}", r.unfinished.size()));
+    for (std::size_t k = 0; k < std::min(kShown, r.unfinished.size()); ++k) {
+      const Unfinished& u = r.unfinished[k];
+      line(fmt::format("  {}[{}]  {} after {} attempt(s){}: {}", u.task, u.index, u.state,
+                       u.attempts,
+                       u.exit_code != 0 ? fmt::format(", exit code {}", u.exit_code) : "",
+                       u.reason.empty() ? "(no reason recorded)" : u.reason));
+      if (!u.err_file.empty()) line(fmt::format("      its stderr: {}/{}", r.run_dir, u.err_file));
+    }
+    if (r.unfinished.size() > kShown) {
+      line(fmt::format("  ... {} more: tandem results {} --json", r.unfinished.size() - kShown,
+                       r.run_dir));
+    }
   }
   if (!r.slowest.empty()) {
     line("");

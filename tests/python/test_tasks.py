@@ -161,3 +161,21 @@ def test_a_malformed_python_key_names_its_line(tmp_path):
                              text=True, timeout=60)
     assert checked.returncode != 0
     assert f"{flow}:5" in checked.stderr and "is not \"module:function\"" in checked.stderr
+
+
+def test_the_report_shows_why_instances_failed_and_where_their_stderr_is(run):
+    text = subprocess.run([os.environ["TANDEM"], "report", str(run["dir"])], capture_output=True,
+                          text=True, timeout=60)
+    assert text.returncode == 0, text.stderr
+    assert "failed and canceled instances:" in text.stdout
+    assert "fails[0]  FAILED after 2 attempt(s)" in text.stdout, text.stdout
+    assert f"its stderr: {run['dir']}/tasks/fails/0.try2.err" in text.stdout
+    js = json.loads(subprocess.run([os.environ["TANDEM"], "report", str(run["dir"]), "--json"],
+                                   capture_output=True, text=True, timeout=60).stdout)
+    fails = [u for u in js["failed_and_canceled"] if u["task"] == "fails"]
+    assert fails and fails[0]["err_file"] == "tasks/fails/0.try2.err"
+    assert "ValueError: instance 0 cannot go on" in fails[0]["reason"]
+    html = subprocess.run([os.environ["TANDEM"], "report", str(run["dir"]), "--html"],
+                          capture_output=True, text=True, timeout=60)
+    page = open(html.stdout.strip()).read()
+    assert "Failed and canceled instances" in page and "tasks/fails/0.try2.err" in page
