@@ -165,6 +165,12 @@ void start(const Workflow& wf, const std::string& package_dir) {
   if (!package_dir.empty()) prepend_path({package_dir});
   in.context_type = import_attr("tandem._task", "TaskContext");
   in.run = import_attr("tandem._task", "run");
+  {
+    // print and logging during a task go to its files (tandem/_task.py).
+    Ref install = import_attr("tandem._task", "install_streams");
+    Ref done(PyObject_CallNoArgs(install.get()));
+    if (!done) fail("tandem._task.install_streams");
+  }
   std::vector<std::string> user{wf.dir};
   user.insert(user.end(), wf.job.pythonpath.begin(), wf.job.pythonpath.end());
   prepend_path(user);

@@ -45,7 +45,8 @@ class TaskContext:
     index: int
     #: How many instances the task has.
     count: int
-    #: The attempt, from 1; above 1 when the task is being retried.
+    #: The attempt, from 1, counted over all the jobs of a resumed run:
+    #: above 1 when the task is being retried or run again after --resume.
     attempt: int
     #: The run directory.
     run_dir: str
@@ -147,9 +148,56 @@ _OUT, _ERR = _LazyFile(".out"), _LazyFile(".err")
 
 def _stem(ctx) -> str:
     """OUTPUT_DIR/INDEX, or OUTPUT_DIR/INDEX.tryN for a retry: the names the
-    worker gives every attempt's files (attempt_stem, src/worker/worker.cpp)."""
+    worker gives every attempt's files (attempt_stem, src/worker/worker.cpp).
+    A multi-rank task's ranks other than 0 add .rankR, so that each keeps
+    its own output."""
     retry = f".try{ctx.attempt}" if ctx.attempt > 1 else ""
-    return f"{ctx.output_dir}/{ctx.index}{retry}"
+    rank = f".rank{ctx.rank}" if ctx.size > 1 and ctx.rank > 0 else ""
+    return f"{ctx.output_dir}/{ctx.index}{retry}{rank}"
+
+
+class _Routed:
+    """sys.stdout or sys.stderr of a worker rank: while a task runs, its
+    attempt's file; otherwise the worker's own stream. Installed once, so
+    that a logging handler made at import time (logging.basicConfig, which
+    keeps the stream it saw) writes into the running task's .err file like
+    print does, not into the worker's log."""
+
+    def __init__(self, fallback, lazy: "_LazyFile"):
+        self._fallback = fallback
+        self._lazy = lazy
+        self.active = False
+
+    def _target(self):
+        return self._lazy if self.active else self._fallback
+
+    def write(self, text):
+        return self._target().write(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        self._target().flush()
+
+    def isatty(self):
+        return False if self.active else self._fallback.isatty()
+
+    def __getattr__(self, name):  # encoding, fileno, errors, ...: the worker's stream's
+        return getattr(self._fallback, name)
+
+
+_ROUTED: Optional[Tuple[_Routed, _Routed]] = None
+
+
+def install_streams() -> None:
+    """Called by the worker's embedded interpreter at start (never in a user's
+    own program): sys.stdout and sys.stderr follow the running task."""
+    global _ROUTED
+    if _ROUTED is None:
+        _ROUTED = (_Routed(sys.stdout, _OUT), _Routed(sys.stderr, _ERR))
+        sys.stdout, sys.stderr = _ROUTED
 
 
 class LoadError(Exception):
@@ -297,10 +345,14 @@ def run(fn: Callable, ctx: TaskContext, redirect: bool) -> Tuple[Optional[str], 
     lacks would be lost without a word. ``sys.exit(0)`` or ``sys.exit()``
     ends the function as a return of None does."""
     saved = sys.stdout, sys.stderr
+    routed = redirect and _ROUTED is not None and saved == _ROUTED
     if redirect:
         _OUT.open(ctx)
         _ERR.open(ctx)
-        sys.stdout, sys.stderr = _OUT, _ERR
+        if routed:
+            _ROUTED[0].active = _ROUTED[1].active = True
+        else:
+            sys.stdout, sys.stderr = _OUT, _ERR
     error, result, exit_code = None, "", 0
     where = "its stderr"
     if redirect:
@@ -339,7 +391,10 @@ def run(fn: Callable, ctx: TaskContext, redirect: bool) -> Tuple[Optional[str], 
             error = f"{type(e).__name__}: {e} (traceback in {where})"
     finally:
         if redirect:
-            sys.stdout, sys.stderr = saved
+            if routed:
+                _ROUTED[0].active = _ROUTED[1].active = False
+            else:
+                sys.stdout, sys.stderr = saved
             _OUT.close()
             _ERR.close()
         else:  # an isolated child leaves through _exit: nothing flushes for it

@@ -187,6 +187,12 @@ void Coordinator::read_earlier_jobs() {
       sched_.set_earlier_attempts(id, e.attempts);
     }
   }
+  // FAILED or CANCELED by an earlier job: run again, numbered on.
+  for (const auto& [key, e] : entries) {
+    const int id = id_of(key);
+    if (id < 0 || e.lost != 0 || !e.state || *e.state == TaskState::DONE) continue;
+    sched_.number_after_earlier(id, e.attempts);
+  }
 }
 
 void Coordinator::send(int worker, std::vector<std::int32_t> data) {

@@ -60,6 +60,14 @@ void Scheduler::set_earlier_attempts(int id, int attempts) {
   inst.attempts_before = attempts;
 }
 
+void Scheduler::number_after_earlier(int id, int attempts) {
+  Instance& inst = instances_[id];
+  if (inst.state != TaskState::NEW) return;
+  inst.attempt = attempts;
+  inst.attempts_before = attempts;
+  inst.free_attempts = attempts;
+}
+
 void Scheduler::fail_earlier(int id, int attempts, const std::string& reason, std::int64_t now,
                              std::vector<int>& finals) {
   Instance& inst = instances_[id];
@@ -173,7 +181,7 @@ void Scheduler::report(int id, int attempt, Outcome outcome, int exit_code, std:
     finish(id, TaskState::CANCELED, t_end, finals);
     return;
   }
-  if (inst.attempt <= wf_.tasks[inst.task].retries) {
+  if (inst.attempt - inst.free_attempts <= wf_.tasks[inst.task].retries) {
     set_state(inst, TaskState::NEW);  // retry; keeps the last reason until then
     push_ready(id);
     return;

@@ -26,7 +26,8 @@ struct Instance {
   int task = 0;   // index into Workflow::tasks
   int index = 0;  // index among the task's instances
   int attempt = 0;
-  int attempts_before = 0;  // attempts earlier jobs lost with their ranks (resume)
+  int attempts_before = 0;  // attempts earlier jobs made (resume)
+  int free_attempts = 0;    // of those, the ones that do not count against retries
   TaskState state = TaskState::NEW;
   bool from_earlier_run = false;  // DONE in the journal of a run we resume
   int exit_code = 0;
@@ -66,6 +67,10 @@ class Scheduler {
   void mark_done_earlier(int id);
   /// Counts @p attempts made by earlier jobs (attempts lost with the rank
   /// they ran on) against the instance's retries; call before start().
+  /// An instance that earlier jobs FAILED or CANCELED runs again with
+  /// fresh retries, its attempts numbered on from theirs (@p attempts), so
+  /// that its files (INDEX.tryN.out) do not mix with theirs.
+  void number_after_earlier(int id, int attempts);
   void set_earlier_attempts(int id, int attempts);
   /// Marks an instance FAILED before it runs: its earlier jobs used up its
   /// retries. Dependants are cancelled; finals go to @p finals. Call before

@@ -87,7 +87,7 @@ def test_results_from_python_and_the_command_line_agree(starting):
                 for e in json.loads(cli.stdout)]
     from_py = [(r.task, r.index, r.state, r.result, r.attempts)
                for r in tandem.results(starting["dir"])]
-    assert from_cli == from_py and len(from_py) == 19
+    assert from_cli == from_py and len(from_py) == 20
     only = tandem_cli("results", str(starting["dir"]), "--task", "first")
     assert only.returncode == 0 and only.stdout.count("  DONE  ") == 6, only.stdout
     assert [r.index for r in tandem.results(starting["dir"], task="first")] == list(range(6))
@@ -279,3 +279,30 @@ def test_client_outside_a_task_names_what_to_use_instead(monkeypatch):
         tandem.Client()
     assert "ctx.client" in str(e.value) and "tandem.Session" in str(e.value)
     assert "tandem_connect" not in str(e.value)
+
+
+def test_each_rank_of_a_multi_rank_task_keeps_its_output_and_logging(starting):
+    out = starting["dir"] / "tasks" / "two_ranks"
+    assert (out / "0.out").read_text() == "rank 0 of 2 says hi\n"
+    assert (out / "0.rank1.out").read_text() == "rank 1 of 2 says hi\n"
+    assert "INFO newcomer: rank 0 logs" in (out / "0.err").read_text()
+    assert "INFO newcomer: rank 1 logs" in (out / "0.rank1.err").read_text()
+    logs = "".join(p.read_text() for p in (starting["dir"] / "logs").iterdir())
+    assert "rank 0 logs" not in logs and "rank 1 logs" not in logs
+
+
+def test_a_resumed_run_numbers_attempts_on_and_keeps_earlier_files(tmp_path):
+    run_dir = tmp_path / "run"
+    flow = os.path.join(HERE, "resume.toml")
+    first = mpiexec(2, os.environ["TANDEM"], "run", flow, "--run-dir", str(run_dir))
+    assert first.returncode != 0
+    (run_dir / "fixed").write_text("")
+    again = mpiexec(2, os.environ["TANDEM"], "run", flow, "--run-dir", str(run_dir), "--resume")
+    assert again.returncode == 0, again.stderr[-3000:]
+    out = run_dir / "tasks" / "flaky"
+    assert (out / "0.out").read_text() == "attempt 1\n"     # the first job's, kept
+    assert "not fixed yet" in (out / "0.err").read_text()
+    assert (out / "0.try2.out").read_text() == "attempt 2\n"  # the resumed job's
+    assert not (out / "0.try2.err").exists()  # no .err beside the attempt that is DONE
+    [r] = tandem.results(run_dir)
+    assert (r.state, r.attempts, r.result) == ("DONE", 2, 2)

@@ -206,3 +206,25 @@ TEST(Scheduler, CancelPendingLeavesHandedOutInstances) {
   EXPECT_TRUE(s.finished());
   EXPECT_EQ(s.instance(0).state, TaskState::CANCELED);
 }
+
+// After --resume, an instance an earlier job FAILED (or CANCELED) runs again
+// with its retries afresh, its attempts numbered on from the earlier ones,
+// so that its output files are new ones (issue 35).
+TEST(Scheduler, ARerunAfterAnEarlierFailureIsNumberedOnWithFreshRetries) {
+  const auto wf = flow("[[task]]\nname='a'\nfunction='f'\nretries=1\n");
+  Scheduler s(wf);
+  s.number_after_earlier(0, 2);  // the earlier job used both its attempts
+  s.start();
+  std::vector<int> got;
+  std::vector<int> finals;
+  s.take(1, 0, 1, got);
+  ASSERT_EQ(got, std::vector<int>{0});
+  EXPECT_EQ(s.instance(0).attempt, 3);
+  s.report(0, 3, Outcome::failed, 1, 1, 2, "boom", finals);
+  EXPECT_EQ(s.instance(0).state, TaskState::NEW);  // retried: this job's retries are its own
+  got.clear();
+  s.take(1, 0, 1, got);
+  EXPECT_EQ(s.instance(0).attempt, 4);
+  s.report(0, 4, Outcome::failed, 1, 1, 2, "boom", finals);
+  EXPECT_EQ(s.instance(0).state, TaskState::FAILED);
+}

@@ -1,7 +1,13 @@
 """Python function tasks for tests/python/test_newcomer.py."""
+import logging
+import os
 import time
 
 import numpy as np
+
+# As many scripts do at import: a handler bound to the stderr of the time.
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+log = logging.getLogger("newcomer")
 
 
 def first_request(ctx):
@@ -29,3 +35,20 @@ def exit_with(ctx):
     import sys
     print("leaving")
     sys.exit(ctx.args["code"])
+
+
+def each_rank_prints(ctx):
+    """A two-rank task: each rank's print and logging stay its own."""
+    print(f"rank {ctx.rank} of {ctx.size} says hi")
+    log.info("rank %d logs", ctx.rank)
+    ctx.comm.barrier()
+    return ctx.rank
+
+
+def fails_once(ctx):
+    """Fails until RUN_DIR/fixed exists: the first job fails, the resumed
+    one succeeds."""
+    print(f"attempt {ctx.attempt}")
+    if not os.path.exists(os.path.join(ctx.run_dir, "fixed")):
+        raise RuntimeError("not fixed yet")
+    return ctx.attempt
