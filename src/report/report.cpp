@@ -365,30 +365,62 @@ void read_trace(const fs::path& dir, Report& r) {
       if (r.services[i].name == service_names[s]) by_index[static_cast<int>(s)] = i;
     }
   }
-  std::vector<std::vector<double>> queue(r.services.size()), compute(r.services.size()),
-      transfer(r.services.size());
+  // Each leader's busy spans (its batches, start to end), sorted: a request
+  // that reached a busy leader waited, and that is queue wait, not transit.
+  std::unordered_map<int, std::vector<std::pair<std::int64_t, std::int64_t>>> busy;
+  for (const Row& e : rows[kBatchCompute]) busy[e.rank].emplace_back(e.t_ns, e.t_ns + e.b);
+  for (auto& [leader, spans] : busy) std::sort(spans.begin(), spans.end());
+  auto busy_within = [&](int leader, std::int64_t from, std::int64_t to) {
+    std::int64_t overlap = 0;
+    auto it = busy.find(leader);
+    if (it == busy.end() || to <= from) return overlap;
+    const auto& spans = it->second;
+    // The first span that ends after `from`: spans do not overlap (one
+    // leader runs one batch at a time), so ends are sorted as starts are.
+    auto s = std::lower_bound(spans.begin(), spans.end(), from,
+                              [](const auto& span, std::int64_t t) { return span.second <= t; });
+    for (; s != spans.end() && s->first < to; ++s) {
+      overlap += std::min(to, s->second) - std::max(from, s->first);
+    }
+    return overlap;
+  };
+  struct Split {
+    std::vector<double> transit_out, queue_wait, compute, transit_back, comm_1, comm_2;
+  };
+  std::vector<Split> split(r.services.size());
   for (const auto& [k, q] : requests) {
     if (q.sent < 0 || q.received < 0 || q.queued < 0 || q.replied < 0) continue;
     auto it = by_index.find(q.service);
     if (it == by_index.end()) continue;
     ServiceFigures& f = r.services[it->second];
-    const double total = static_cast<double>(q.received - q.sent) / 1e6;
-    const double at_service = static_cast<double>(q.replied - q.queued) / 1e6;
-    double queued = 0;
+    Split& p = split[it->second];
+    auto ms = [](std::int64_t ns) {
+      return static_cast<double>(std::max<std::int64_t>(0, ns)) / 1e6;
+    };
     auto b = batches.find(key(q.leader, q.batch));
-    if (b != batches.end()) queued = static_cast<double>(b->second->t_ns - q.queued) / 1e6;
+    const std::int64_t batch_start = b != batches.end() ? b->second->t_ns : q.queued;
+    const std::int64_t busy_ns = busy_within(q.leader, q.sent, q.queued);
+    const std::int64_t out_ns = q.queued - q.sent - busy_ns;
+    const std::int64_t wait_ns = busy_ns + (batch_start - q.queued);
     ++f.traced_requests;
-    f.total_ms.push_back(total);
-    queue[it->second].push_back(std::max(0.0, queued));
-    compute[it->second].push_back(std::max(0.0, at_service - queued));
-    transfer[it->second].push_back(std::max(0.0, total - at_service));
+    f.total_ms.push_back(ms(q.received - q.sent));
+    p.transit_out.push_back(ms(out_ns));
+    p.queue_wait.push_back(ms(wait_ns));
+    p.compute.push_back(ms(q.replied - batch_start));
+    p.transit_back.push_back(ms(q.received - q.replied));
+    p.comm_1.push_back(ms(out_ns + wait_ns));
+    p.comm_2.push_back(ms(q.received - q.replied));
   }
   for (std::size_t i = 0; i < r.services.size(); ++i) {
     ServiceFigures& f = r.services[i];
+    Split& p = split[i];
     f.total = percentiles(f.total_ms);
-    f.queue = percentiles(std::move(queue[i]));
-    f.compute = percentiles(std::move(compute[i]));
-    f.transfer = percentiles(std::move(transfer[i]));
+    f.transit_out = percentiles(std::move(p.transit_out));
+    f.queue_wait = percentiles(std::move(p.queue_wait));
+    f.compute = percentiles(std::move(p.compute));
+    f.transit_back = percentiles(std::move(p.transit_back));
+    f.comm_1 = percentiles(std::move(p.comm_1));
+    f.comm_2 = percentiles(std::move(p.comm_2));
   }
   for (const Row& e : rows[kBridgeRetry]) {
     auto it = by_index.find(e.d);

@@ -46,7 +46,14 @@ struct ServiceFigures {
   std::map<long long, long long> batch_rows;  // rows per batch -> batches
   long long retries = 0;                      // bridge retries, from the trace
   long long traced_requests = 0;              // requests with every event in the trace
-  Percentiles total, queue, compute, transfer;
+  // total = transit_out + queue_wait + compute + transit_back, per request:
+  // transit_out, client send to the leader taking the request in, less
+  // the time the leader was busy with batches meanwhile; queue_wait, that
+  // busy time plus the wait in the leader's queue until the request's
+  // batch starts; compute, batch start to reply sent; transit_back, reply
+  // sent to received. The seed paper's comm_1 is transit_out + queue_wait,
+  // its comm_2 transit_back, its reply our compute.
+  Percentiles total, transit_out, queue_wait, compute, transit_back, comm_1, comm_2;
   std::vector<double> total_ms;  // per traced request, for the histogram
   std::vector<VersionFigures> versions;
   std::vector<std::string> version_errors;  // loads that failed, "replica R: why"

@@ -342,9 +342,10 @@ td:first-child, th:first-child { text-align: left; }
     if (f.traced_requests > 0) {
       h += "<table><tr><th>latency (ms)</th><th>p50</th><th>p95</th><th>p99</th></tr>";
       h += percentile_row("total", f.total);
-      h += percentile_row("queue", f.queue);
+      h += percentile_row("transit out", f.transit_out);
+      h += percentile_row("queue wait", f.queue_wait);
       h += percentile_row("compute", f.compute);
-      h += percentile_row("transfer", f.transfer);
+      h += percentile_row("transit back", f.transit_back);
       h += "</table>\n";
     }
     if (f.versions.size() > 1 || !f.version_errors.empty()) {

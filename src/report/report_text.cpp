@@ -62,9 +62,12 @@ json to_json(const Report& r) {
                         {"traced_requests", f.traced_requests},
                         {"latency",
                          {{"total", percentiles_json(f.total)},
-                          {"queue", percentiles_json(f.queue)},
+                          {"transit_out", percentiles_json(f.transit_out)},
+                          {"queue_wait", percentiles_json(f.queue_wait)},
                           {"compute", percentiles_json(f.compute)},
-                          {"transfer", percentiles_json(f.transfer)}}}});
+                          {"transit_back", percentiles_json(f.transit_back)},
+                          {"comm_1", percentiles_json(f.comm_1)},
+                          {"comm_2", percentiles_json(f.comm_2)}}}});
   }
   json series = json::object();
   for (const Series& s : r.series) series[s.name] = s.points;
@@ -220,12 +223,13 @@ std::string to_text(const Report& r) {
         f.errors, f.batches, f.mean_batch_rows,
         f.retries ? fmt::format(", {} bridge retries", f.retries) : std::string()));
     if (f.traced_requests > 0) {
-      line(fmt::format("  latency ms   {:>9} {:>9} {:>9}   ({} traced requests)", "p50", "p95",
+      line(fmt::format("  latency ms     {:>9} {:>9} {:>9}   ({} traced requests)", "p50", "p95",
                        "p99", f.traced_requests));
-      line("  total        " + ms(f.total));
-      line("    queue      " + ms(f.queue));
-      line("    compute    " + ms(f.compute));
-      line("    transfer   " + ms(f.transfer));
+      line("  total          " + ms(f.total));
+      line("    transit out  " + ms(f.transit_out));
+      line("    queue wait   " + ms(f.queue_wait));
+      line("    compute      " + ms(f.compute));
+      line("    transit back " + ms(f.transit_back));
     }
     std::string hist;
     for (const auto& [rows, n] : f.batch_rows) hist += fmt::format(" {}:{}", rows, n);

@@ -306,3 +306,32 @@ def test_a_resumed_run_numbers_attempts_on_and_keeps_earlier_files(tmp_path):
     assert not (out / "0.try2.err").exists()  # no .err beside the attempt that is DONE
     [r] = tandem.results(run_dir)
     assert (r.state, r.attempts, r.result) == ("DONE", 2, 2)
+
+
+def test_the_latency_split_calls_waiting_for_a_busy_replica_queue_wait(tmp_path):
+    flow = tmp_path / "busy.toml"
+    flow.write_text(f"""[job]
+name = "busy"
+run_root = "{tmp_path}/runs"
+[[service]]
+name = "slow"
+backend = "sleep"
+delay_us = 100000
+max_batch = 1
+""")
+    done = mpiexec(4, sys.executable, os.path.join(HERE, "session_busy.py"), str(flow),
+                   timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = only_run(tmp_path / "runs")
+    report = json.loads(tandem_cli("report", run_dir, "--json").stdout)
+    [slow] = [s for s in report["services"] if s["name"] == "slow"]
+    lat = slow["latency"]
+    assert slow["traced_requests"] == 8
+    # 8 requests of 100 ms, served one at a time: most wait for the others.
+    assert lat["queue_wait"]["p50_ms"] > 150, lat
+    assert lat["transit_out"]["p99_ms"] < 50 and lat["transit_back"]["p99_ms"] < 50, lat
+    assert 90 < lat["compute"]["p50_ms"] < 200, lat
+    # The paper's names for the same: comm_1 = transit out + queue wait.
+    assert lat["comm_1"]["p50_ms"] >= lat["queue_wait"]["p50_ms"]
+    text = tandem_cli("report", run_dir).stdout
+    assert "queue wait" in text and "transit out" in text and "transfer" not in text
