@@ -18,7 +18,8 @@ program versions_task_f
   call get_command_argument(3, file)
   x = reshape([(real(i, c_float), i = 1, 8)], [4, 2])
   status = tandem_connect(client)
-  if (status == TANDEM_OK) status = tandem_wait_ready(client, "t", 60d0)
+  ! No wait_ready: the first request waits for a service that is starting.
+  if (status == TANDEM_OK) status = tandem_set_ready_timeout(client, 120d0)
   if (status == TANDEM_OK) status = tandem_infer(client, "t", "x", x, "y", y)
   if (status == TANDEM_OK) call expect(from)
   if (status == TANDEM_OK) status = tandem_load_model(client, "t", file, to, serving)

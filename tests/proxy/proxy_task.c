@@ -173,7 +173,10 @@ int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "check";
   if (!strcmp(mode, "check")) {
     const int64_t rows = argc > 2 ? atoll(argv[2]) : 2;
-    tandem_client* c = connect_ready();
+    /* No wait_ready: the first request waits while "double" starts. */
+    tandem_client* c = NULL;
+    ok(tandem_connect(&c), "connect");
+    ok(tandem_set_ready_timeout(c, 120), "set_ready_timeout");
     float* x;
     tandem_tensor* t;
     tandem_request* r = send_rows(c, rows, 1.0f, &x, &t);
