@@ -47,7 +47,7 @@ std::vector<InstanceResult> read_results(const std::string& run_dir, const std::
     r.attempts = integer("attempts");
     r.exit_code = integer("exit_code");
     if (const auto it = j.find("reason"); it != j.end() && it->is_string()) r.reason = *it;
-    if (const auto it = j.find("result"); it != j.end()) r.result = *it;
+    if (const auto it = j.find("result"); it != j.end() && !it->is_null()) r.result = it->dump();
     r.line = line;
     last[{r.task, r.index}] = std::move(r);
   }
@@ -66,7 +66,7 @@ json results_json(const std::vector<InstanceResult>& results) {
                    {"attempts", r.attempts},
                    {"exit_code", r.exit_code},
                    {"reason", r.reason},
-                   {"result", r.result},
+                   {"result", r.result.empty() ? json(nullptr) : json::parse(r.result)},
                    {"line", r.line}});
   }
   return out;
@@ -80,8 +80,7 @@ std::string results_text(const std::vector<InstanceResult>& results) {
   long long done = 0;
   for (const InstanceResult& r : results) {
     done += r.state == "DONE";
-    const std::string what =
-        r.state == "DONE" ? (r.result.is_null() ? "" : r.result.dump()) : r.reason;
+    const std::string& what = r.state == "DONE" ? r.result : r.reason;
     out += fmt::format("{:<{}}  {:>6}  {:<8}  {:>8}  {}\n", r.task, width, r.index, r.state,
                        r.attempts, what);
   }

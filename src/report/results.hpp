@@ -19,8 +19,8 @@ struct InstanceResult {
   int attempts = 0;
   int exit_code = 0;
   std::string reason;
-  nlohmann::json result;  // null when the task returned nothing
-  int line = 0;           // in journal.jsonl, from 1
+  std::string result;  // the return value as JSON text; empty when there is none
+  int line = 0;        // in journal.jsonl, from 1
 };
 
 /// The final instances of the run in @p run_dir, sorted by task name and
