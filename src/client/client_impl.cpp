@@ -139,22 +139,34 @@ bool ClientImpl::receive_replies(const PendingInfer* until) {
   return any;
 }
 
-// Requests and calls go to a READY service. One that is still STARTING is
+// Requests and calls go to a READY service. One that is still STARTING (or,
+// with per_node placement, whose replica on this node still is) is
 // waited for, as a newcomer expects (a model takes a second to load; the
 // first request of a job should not fail for it), up to the client's
 // ready_timeout or the service's start_timeout. A FAILED or ending service
 // fails at once: waiting would not help.
-void ClientImpl::require_ready(int service) {
+void ClientImpl::require_ready(int service, bool may_wait) {
   const std::string& name = wf_.services[service].name;
   const ServiceState s = aggregate(service);
-  if (s == ServiceState::READY) return;
+  // per_node placement: this node's replica is the one asked for, so its
+  // loading is waited for as wait_ready waits for it.
+  if (s == ServiceState::READY && (!may_wait || !local_replica_starting(service))) return;
+  if (s == ServiceState::READY) {
+    wait_ready(service, ready_timeout(service));
+    return;
+  }
   if (s == ServiceState::FAILED) {
     throw service_error(name,
                         fmt::format("service '{}' FAILED: {}", name, failure_reason(service)));
   }
-  if (s == ServiceState::STARTING) {
+  if (s == ServiceState::STARTING && may_wait) {
     wait_ready(service, ready_timeout(service));
     return;
+  }
+  if (s == ServiceState::STARTING) {
+    throw service_error(name, fmt::format("service '{}' is not READY yet (STARTING: its model is "
+                                          "loading)",
+                                          name));
   }
   throw service_error(name, fmt::format("service '{}' is {}: the run is ending", name, name_of(s)));
 }
@@ -279,8 +291,8 @@ Transport ClientImpl::choose_transport(int service, int replica, std::size_t byt
 
 std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& given,
                                                std::optional<Transport> asked,
-                                               const std::vector<wire::Staged>* staged,
-                                               int version) {
+                                               const std::vector<wire::Staged>* staged, int version,
+                                               bool may_wait) {
   const std::int64_t t_called = trace::g_enabled ? trace::clock_ns() : 0;
   refresh_routing();  // replies are drained by whoever waits for them
   const std::string& name = wf_.services[service].name;
@@ -293,7 +305,7 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& gi
     renamed = {{signature.empty() ? std::string("input") : signature[0].name, given[0].tensor}};
   }
   const TensorList& inputs = renamed.empty() ? given : renamed;
-  require_ready(service);
+  require_ready(service, may_wait);
   const int replica =
       choose_replica(plan_, table_, outstanding_, job_.me().node, service, next_[service]);
   const std::size_t bytes = total_bytes(inputs);
@@ -350,9 +362,9 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& gi
 }
 
 std::shared_ptr<PendingInfer> ClientImpl::send_call(int service, const std::string& path,
-                                                    const std::string& body) {
+                                                    const std::string& body, bool may_wait) {
   refresh_routing();
-  require_ready(service);
+  require_ready(service, may_wait);
   const int replica =
       choose_replica(plan_, table_, outstanding_, job_.me().node, service, next_[service]);
   auto p = std::make_shared<PendingInfer>();

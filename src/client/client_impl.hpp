@@ -89,13 +89,16 @@ class ClientImpl {
   /// inputs' bytes already are; sent as they are when the replica is on
   /// this node, and the reply's shared memory is passed on likewise.
   /// @p version: the model version to run (0: the one the replica serves).
+  /// @p may_wait: wait for a service that is loading (require_ready); the
+  /// proxy, which must never block, says false and defers such requests
+  /// itself.
   std::shared_ptr<PendingInfer> send(int service, const TensorList& given,
                                      std::optional<Transport> asked,
                                      const std::vector<wire::Staged>* staged = nullptr,
-                                     int version = 0);
+                                     int version = 0, bool may_wait = true);
   /// Sends a JSON call (OpenAI-style services).
   std::shared_ptr<PendingInfer> send_call(int service, const std::string& path,
-                                          const std::string& body);
+                                          const std::string& body, bool may_wait = true);
   /// Sends load_model (@p kind wire::kLoadModel, @p path absolute) or
   /// unload_model to every replica of @p service.
   std::shared_ptr<PendingModelOp> send_model_op(wire::Kind kind, int service,
@@ -123,7 +126,7 @@ class ClientImpl {
   ServiceState aggregate(int service) const;
   // Waits for a STARTING service (ready_timeout); throws request_error when
   // it FAILED, is unknown or did not start in time.
-  void require_ready(int service);
+  void require_ready(int service, bool may_wait);
   std::string failure_reason(int service) const;
 
   const Job& job_;  // communicators, this rank, the staging directory

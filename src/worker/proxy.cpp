@@ -255,8 +255,7 @@ void Proxy::handle(int id, Connection& c, const wire::Encoded& message) {
   }
   // A service still loading its model: the request waits here, not in the
   // task, so that a task's first request does not fail for it.
-  if ((d.header.kind == wire::kRequest || d.header.kind == wire::kCall) &&
-      client_.state_as_known(service) == ServiceState::STARTING) {
+  if ((d.header.kind == wire::kRequest || d.header.kind == wire::kCall) && loading(service)) {
     const double timeout =
         c.ready_timeout_s >= 0 ? c.ready_timeout_s : client_.ready_timeout(service);
     const auto deadline = std::chrono::steady_clock::now() +
@@ -286,7 +285,8 @@ void Proxy::dispatch(int id, Connection& c, wire::Decoded d) {
       const auto newline = d.text.find('\n');
       f.pending = client_.send_call(
           service, d.text.substr(0, newline),
-          newline == std::string::npos ? std::string() : d.text.substr(newline + 1));
+          newline == std::string::npos ? std::string() : d.text.substr(newline + 1),
+          /*may_wait=*/false);
     } else {
       if (!resolve(d, /*hand_back_when_dropped=*/false, why)) {
         answer_error(c, request, why);
@@ -299,7 +299,8 @@ void Proxy::dispatch(int id, Connection& c, wire::Decoded d) {
       }
       const std::optional<Transport> transport =
           asked == 0 ? std::nullopt : std::optional(static_cast<Transport>(asked - 1));
-      f.pending = client_.send(service, d.tensors, transport, &d.staged, d.header.model_version);
+      f.pending = client_.send(service, d.tensors, transport, &d.staged, d.header.model_version,
+                               /*may_wait=*/false);
     }
   } catch (const service_error& e) {
     answer_error(c, request, e.what(), true);
@@ -313,8 +314,17 @@ void Proxy::dispatch(int id, Connection& c, wire::Decoded d) {
   in_flight_.push_back(std::move(f));
 }
 
-// Deferred requests go on once their service is READY; FAILED, ending or
-// past the deadline, each gets its error.
+// A request for @p service should wait: it is STARTING, or (per_node) its
+// replica on this node is, as ClientImpl::require_ready sees it.
+bool Proxy::loading(int service) const {
+  const ServiceState s = client_.state_as_known(service);
+  return s == ServiceState::STARTING ||
+         (s == ServiceState::READY && client_.local_replica_starting(service));
+}
+
+// Deferred requests go on once their service is READY (per_node: once this
+// node's replica is, or at the deadline any READY one); FAILED, ending or
+// past the deadline with none READY, each gets its error.
 bool Proxy::check_deferred() {
   if (deferred_.empty()) return false;
   bool any = false;
@@ -323,8 +333,7 @@ bool Proxy::check_deferred() {
   std::vector<Deferred> due;
   client_.progress();  // the routing table's news, once for all of them
   for (Deferred& d : deferred_) {
-    const ServiceState s = client_.state_as_known(d.wait.service);
-    if (s == ServiceState::STARTING && now < d.wait.deadline) {
+    if (loading(d.wait.service) && now < d.wait.deadline) {
       keep.push_back(std::move(d));
     } else {
       due.push_back(std::move(d));

@@ -94,6 +94,7 @@ class Proxy {
   bool deliver_replies();
   bool check_waiting();
   bool check_deferred();
+  bool loading(int service) const;
   /// Passes a request, call or model operation on to the services.
   void dispatch(int id, Connection& c, wire::Decoded d);
   bool flush(Connection& c);
