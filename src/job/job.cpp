@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -241,27 +242,184 @@ void write_placement(const Job& job, const char* host) {
   }
 }
 
-// Python function tasks: every worker starts its interpreter and imports the
-// tasks' modules now, so that a module that does not import stops the job
-// before any task runs. The lowest failing rank's error goes to every rank,
-// so that the command and a Session user see the config error it was.
-void start_python_on_workers(const Job& job) {
-  SetupError local;
-  if (job.me().role == Role::worker) {
-    try {
-      start_python_tasks(job.wf);
-    } catch (const std::exception& e) {
-      local.set(e);
-    }
+// The one "agree or raise" of set-up: every rank does its @p local part;
+// if any failed, every rank throws the error of the lowest rank that
+// failed, of its kind (config_error with its line, io_error with its path),
+// so that the command and a Session user see what it was. Rank 0 logs it.
+// Collective over job.control.
+void agree_or_raise(const Job& job, const std::function<void()>& local) {
+  SetupError mine;
+  try {
+    local();
+  } catch (const std::exception& e) {
+    mine.set(e);
   }
-  const int mine = local.kind == SetupError::none ? job.size : job.rank;
+  const int me = mine.kind == SetupError::none ? job.size : job.rank;
   int first = job.size;
-  TANDEM_MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, job.control));
+  TANDEM_MPI_CHECK(MPI_Allreduce(&me, &first, 1, MPI_INT, MPI_MIN, job.control));
   if (first == job.size) return;
   mpi::communicator comm(job.control, mpi::comm_attach);
-  mpi::broadcast(comm, local, first);
-  if (job.rank == 0) spdlog::error("{}", local.what);
-  local.raise();
+  mpi::broadcast(comm, mine, first);
+  if (job.rank == 0) spdlog::error("{}", mine.what);
+  mine.raise();
+}
+
+// --- the set-up steps, in the order start_job takes them ----------------------
+
+// The job's own communicator (a duplicate: never the caller's), this rank's
+// place in it, and a log that says the rank is starting.
+std::unique_ptr<Job> open_job(MPI_Comm comm, Mode mode, const RunOptions& options) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    throw mpi_error(MPI_ERR_OTHER, "Tandem: MPI is not initialised; call MPI_Init first");
+  }
+  install_stop_handlers();
+  clear_stop();
+  hdf5::quiet_errors();
+  auto job = std::make_unique<Job>();
+  job->mode = mode;
+  TANDEM_MPI_CHECK(MPI_Comm_dup(comm, &job->control));
+  return_errors(job->control);
+  MPI_Comm_rank(job->control, &job->rank);
+  MPI_Comm_size(job->control, &job->size);
+  setup_logging(job->rank, "starting", options.log_level);
+  return job;
+}
+
+// Rank 0 reads and checks the workflow and prepares the run directory;
+// every rank gets its text, or the reason the job cannot start.
+RunSetup agree_on_run(const Job& job, const RunOptions& options) {
+  RunSetup setup;
+  if (job.rank == 0) setup = prepare_on_root(options, job.size, job.mode);
+  mpi::communicator comm(job.control, mpi::comm_attach);
+  mpi::broadcast(comm, setup, 0);
+  if (setup.error.kind != SetupError::none) {
+    if (job.rank == 0) spdlog::error("{}", setup.error.what);
+    setup.error.raise();
+  }
+  return setup;
+}
+
+// Every rank parses the same text (so every rank computes the same plan)
+// and loads the task libraries it names.
+void read_workflow(Job& job, const RunSetup& setup, const RunOptions& options) {
+  agree_or_raise(job, [&] {
+    job.wf = parse_workflow(setup.workflow_text, setup.workflow_path, /*check_files=*/false);
+    if (job.mode == Mode::pilot) load_task_functions(job.wf);
+  });
+  job.run_dir = setup.run_dir;
+  job.resume = setup.resume;
+  job.progress_interval_s = options.progress_interval_s >= 0
+                                ? options.progress_interval_s
+                                : job.wf.job.monitor.progress_interval_s;
+}
+
+// Which rank does what, by node; every rank's pid (direct endpoints' names).
+void place_ranks(Job& job, const RunOptions& options) {
+  job.plan = make_plan(job.wf, node_indices(job.control));
+  job.pids.resize(static_cast<std::size_t>(job.size));
+  const int pid = static_cast<int>(::getpid());
+  TANDEM_MPI_CHECK(MPI_Allgather(&pid, 1, MPI_INT, job.pids.data(), 1, MPI_INT, job.control));
+  setup_logging(job.rank, role_label(job.wf, job.me(), job.mode == Mode::spmd), options.log_level);
+}
+
+// How this node's ranks wait, before the first wait: every loop from here
+// on waits this way.
+void choose_idle_mode(Job& job) {
+  int on_node = 0;
+  int cpus = 0;
+  job.idle = idle_mode_of_node(job.control, job.wf.job.idle, &on_node, &cpus);
+  job.wf.job.backoff = backoff_for(job.idle, job.wf.job);
+  spdlog::info("idle mode {}: {} rank(s) on this node, {} CPU(s) they may run on{}",
+               name_of(job.idle), on_node, cpus,
+               job.wf.job.backoff_given ? " ([job.backoff] as given)" : "");
+  // Tandem's waits spin in dedicated mode, but Open MPI's own poll then
+  // still yields the core on every empty look (about 1 µs a time on a
+  // virtual machine): say so once, where the user can act on it.
+  const char* yield = std::getenv("OMPI_MCA_mpi_yield_when_idle");
+  if (job.idle == IdleMode::dedicated && job.rank == 0 && yield &&
+      (std::string(yield) == "1" || std::string(yield) == "true")) {
+    spdlog::info(
+        "idle mode dedicated with OMPI_MCA_mpi_yield_when_idle={}: Open MPI yields on every "
+        "empty poll; unset it for the lowest request latency",
+        yield);
+  }
+}
+
+// One clock for the trace of all ranks, and this rank's trace buffer.
+void start_tracing(Job& job, const RunOptions& options, std::int64_t entered_ns) {
+  std::vector<int> node_of_rank;
+  for (const RankPlacement& p : job.plan.ranks) node_of_rank.push_back(p.node);
+  job.timeline = trace::align_clocks(job.control, node_of_rank, entered_ns, job.wf.job.backoff);
+  const MonitorSpec& monitor = job.wf.job.monitor;
+  if (!monitor.trace || !options.trace) return;
+  const int on_node = job.plan.ranks_per_node()[job.me().node];
+  trace::start(static_cast<std::size_t>(monitor.events_per_rank(on_node)));
+  trace::record_at(entered_ns, trace::kPhase, trace::kPhaseJobStart,
+                   trace::process_age_us() - (trace::clock_ns() - entered_ns) / 1000);
+}
+
+// The rank's records in the run directory: its log file, its black box
+// (what it runs, for the next --resume if it dies) and placement.json.
+void open_rank_records(const Job& job) {
+  const RankPlacement& me = job.me();
+  add_log_file(job.run_dir + "/logs", job.rank);
+  const auto role = me.role == Role::coordinator ? rank_record::kCoordinator
+                    : me.role == Role::worker    ? rank_record::kWorker
+                    : me.role == Role::service   ? rank_record::kReplica
+                                                 : rank_record::kOther;
+  std::string why_not;
+  if (!rank_record::open(job.run_dir + "/ranks", job.rank, me.node, role, &why_not)) {
+    spdlog::warn("{}: if this rank dies, the next --resume cannot tell what it ran", why_not);
+  }
+  if (job.rank == 0) {
+    for (const std::string& note : job.plan.notes) spdlog::warn("{}", note);
+  }
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  spdlog::info("host {} pid {} node {}", host, getpid(), me.node);
+  write_placement(job, host);
+}
+
+// Python function tasks: every worker starts its interpreter and imports
+// the tasks' modules now (tasks/python_tasks.hpp), so that a module that
+// does not import stops the job before any task runs.
+void start_python(const Job& job) {
+  if (job.mode != Mode::pilot || !has_python_tasks(job.wf)) return;
+  agree_or_raise(job, [&] {
+    if (job.me().role == Role::worker) start_python_tasks(job.wf);
+  });
+}
+
+// Shared memory: what each process may create, and what crashed runs left
+// on the nodes (transport/shm.hpp).
+void prepare_shared_memory(const Job& job) {
+  shm::OwnPool::instance().set_budget(static_cast<std::size_t>(job.wf.job.staging.shm_budget_mb)
+                                      << 20);
+  shm::sweep_nodes(job.control);
+}
+
+// The communicators of the roles (protocol/tags.hpp says what travels on
+// which). Requests and replies have one of their own, so that they never
+// match a control message.
+void split_communicators(Job& job) {
+  const RankPlacement& me = job.me();
+  TANDEM_MPI_CHECK(MPI_Comm_dup(job.control, &job.data));
+  return_errors(job.data);
+  int replica_color = MPI_UNDEFINED;
+  if (me.role == Role::service) {
+    for (std::size_t i = 0; i < job.plan.replicas.size(); ++i) {
+      const ReplicaPlacement& r = job.plan.replicas[i];
+      if (r.service == me.service && r.replica == me.replica) replica_color = static_cast<int>(i);
+    }
+  }
+  TANDEM_MPI_CHECK(MPI_Comm_split(job.control, replica_color, me.replica_rank, &job.replica));
+  const bool worker = me.role == Role::worker;
+  TANDEM_MPI_CHECK(MPI_Comm_split(job.control, worker ? 0 : MPI_UNDEFINED, job.rank, &job.workers));
+  const bool in_pilot = job.mode == Mode::pilot && (me.role == Role::coordinator || worker);
+  TANDEM_MPI_CHECK(MPI_Comm_split(job.control, in_pilot ? 0 : MPI_UNDEFINED, job.rank, &job.pilot));
+  for (MPI_Comm c : {job.replica, job.workers, job.pilot}) return_errors(c);
 }
 
 }  // namespace
@@ -284,158 +442,20 @@ Job::~Job() {
   }
 }
 
+// The start-up sequence of docs/architecture.md ("Starting a job"): each
+// step a local action and, where ranks could disagree, one agree_or_raise.
 std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& options) {
-  int initialized = 0;
-  MPI_Initialized(&initialized);
-  if (!initialized) {
-    throw mpi_error(MPI_ERR_OTHER, "Tandem: MPI is not initialised; call MPI_Init first");
-  }
-  install_stop_handlers();
-  clear_stop();
-  hdf5::quiet_errors();
   const std::int64_t entered_ns = trace::clock_ns();
-
-  auto job = std::make_unique<Job>();
-  job->mode = mode;
-  TANDEM_MPI_CHECK(MPI_Comm_dup(comm, &job->control));
-  return_errors(job->control);
-  MPI_Comm_rank(job->control, &job->rank);
-  MPI_Comm_size(job->control, &job->size);
-  mpi::communicator bworld(job->control, mpi::comm_attach);
-  setup_logging(job->rank, "starting", options.log_level);
-
-  RunSetup setup;
-  if (job->rank == 0) setup = prepare_on_root(options, job->size, mode);
-  mpi::broadcast(bworld, setup, 0);
-  if (setup.error.kind != SetupError::none) {
-    if (job->rank == 0) spdlog::error("{}", setup.error.what);
-    setup.error.raise();
-  }
-
-  // Every rank parses the same text, so every rank computes the same plan.
-  SetupError local;
-  try {
-    job->wf = parse_workflow(setup.workflow_text, setup.workflow_path, /*check_files=*/false);
-    if (mode == Mode::pilot) load_task_functions(job->wf);
-  } catch (const std::exception& e) {
-    local.set(e);
-  }
-  const int ok =
-      mpi::all_reduce(bworld, local.kind == SetupError::none ? 1 : 0, mpi::minimum<int>());
-  if (!ok) {
-    if (local.kind == SetupError::none) {
-      throw error("another rank could not read the workflow or load its task libraries");
-    }
-    spdlog::error("{}", local.what);
-    local.raise();
-  }
-  job->run_dir = setup.run_dir;
-  job->resume = setup.resume;
-  job->progress_interval_s = options.progress_interval_s >= 0
-                                 ? options.progress_interval_s
-                                 : job->wf.job.monitor.progress_interval_s;
-  job->plan = make_plan(job->wf, node_indices(job->control));
-  job->pids.resize(static_cast<std::size_t>(job->size));
-  {
-    const int pid = static_cast<int>(::getpid());
-    TANDEM_MPI_CHECK(MPI_Allgather(&pid, 1, MPI_INT, job->pids.data(), 1, MPI_INT, job->control));
-  }
-  const RankPlacement& me = job->me();
-  setup_logging(job->rank, role_label(job->wf, me, mode == Mode::spmd), options.log_level);
-  {
-    // Before the first wait: every loop from here on waits this way.
-    int on_node = 0;
-    int cpus = 0;
-    job->idle = idle_mode_of_node(job->control, job->wf.job.idle, &on_node, &cpus);
-    job->wf.job.backoff = backoff_for(job->idle, job->wf.job);
-    spdlog::info("idle mode {}: {} rank(s) on this node, {} CPU(s) they may run on{}",
-                 name_of(job->idle), on_node, cpus,
-                 job->wf.job.backoff_given ? " ([job.backoff] as given)" : "");
-    // Tandem's waits spin in dedicated mode, but Open MPI's own poll then
-    // still yields the core on every empty look (about 1 µs a time on a
-    // virtual machine): say so once, where the user can act on it.
-    const char* yield = std::getenv("OMPI_MCA_mpi_yield_when_idle");
-    if (job->idle == IdleMode::dedicated && job->rank == 0 && yield &&
-        (std::string(yield) == "1" || std::string(yield) == "true")) {
-      spdlog::info(
-          "idle mode dedicated with OMPI_MCA_mpi_yield_when_idle={}: Open MPI yields "
-          "on every empty poll; unset it for the lowest request latency",
-          yield);
-    }
-  }
-  {
-    std::vector<int> node_of_rank;
-    for (const RankPlacement& p : job->plan.ranks) node_of_rank.push_back(p.node);
-    job->timeline =
-        trace::align_clocks(job->control, node_of_rank, entered_ns, job->wf.job.backoff);
-  }
-  const MonitorSpec& monitor = job->wf.job.monitor;
-  if (monitor.trace && options.trace) {
-    const int on_node = job->plan.ranks_per_node()[me.node];
-    trace::start(static_cast<std::size_t>(monitor.events_per_rank(on_node)));
-    trace::record_at(entered_ns, trace::kPhase, trace::kPhaseJobStart,
-                     trace::process_age_us() - (trace::clock_ns() - entered_ns) / 1000);
-  }
-  add_log_file(setup.run_dir + "/logs", job->rank);
-  {
-    const auto role = me.role == Role::coordinator ? rank_record::kCoordinator
-                      : me.role == Role::worker    ? rank_record::kWorker
-                      : me.role == Role::service   ? rank_record::kReplica
-                                                   : rank_record::kOther;
-    std::string why_not;
-    if (!rank_record::open(setup.run_dir + "/ranks", job->rank, me.node, role, &why_not)) {
-      spdlog::warn("{}: if this rank dies, the next --resume cannot tell what it ran", why_not);
-    }
-  }
-  if (job->rank == 0) {
-    for (const std::string& note : job->plan.notes) spdlog::warn("{}", note);
-  }
-  char host[256] = {0};
-  gethostname(host, sizeof host - 1);
-  spdlog::info("host {} pid {} node {}", host, getpid(), me.node);
-  write_placement(*job, host);
-  if (mode == Mode::pilot && has_python_tasks(job->wf)) start_python_on_workers(*job);
-
-  // Shared memory: what each process may create, and what crashed runs left
-  // on this node (one rank per node looks).
-  shm::OwnPool::instance().set_budget(static_cast<std::size_t>(job->wf.job.staging.shm_budget_mb)
-                                      << 20);
-  {
-    MPI_Comm node;
-    TANDEM_MPI_CHECK(
-        MPI_Comm_split_type(job->control, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
-    int node_rank = 0;
-    MPI_Comm_rank(node, &node_rank);
-    if (node_rank == 0) {
-      if (const int n = shm::remove_stale(); n > 0) {
-        spdlog::warn(
-            "removed {} shared-memory segment(s) left by an earlier run that ended "
-            "without cleaning up",
-            n);
-      }
-    }
-    MPI_Barrier(node);
-    MPI_Comm_free(&node);
-  }
-  // Requests and replies travel on a communicator of their own, so that
-  // they never match a control message.
-  TANDEM_MPI_CHECK(MPI_Comm_dup(job->control, &job->data));
-  return_errors(job->data);
-  int replica_color = MPI_UNDEFINED;
-  if (me.role == Role::service) {
-    for (std::size_t i = 0; i < job->plan.replicas.size(); ++i) {
-      const ReplicaPlacement& r = job->plan.replicas[i];
-      if (r.service == me.service && r.replica == me.replica) replica_color = static_cast<int>(i);
-    }
-  }
-  TANDEM_MPI_CHECK(MPI_Comm_split(job->control, replica_color, me.replica_rank, &job->replica));
-  const bool worker = me.role == Role::worker;
-  TANDEM_MPI_CHECK(
-      MPI_Comm_split(job->control, worker ? 0 : MPI_UNDEFINED, job->rank, &job->workers));
-  const bool in_pilot = mode == Mode::pilot && (me.role == Role::coordinator || worker);
-  TANDEM_MPI_CHECK(
-      MPI_Comm_split(job->control, in_pilot ? 0 : MPI_UNDEFINED, job->rank, &job->pilot));
-  for (MPI_Comm c : {job->replica, job->workers, job->pilot}) return_errors(c);
+  std::unique_ptr<Job> job = open_job(comm, mode, options);
+  const RunSetup setup = agree_on_run(*job, options);
+  read_workflow(*job, setup, options);
+  place_ranks(*job, options);
+  choose_idle_mode(*job);
+  start_tracing(*job, options, entered_ns);
+  open_rank_records(*job);
+  start_python(*job);
+  prepare_shared_memory(*job);
+  split_communicators(*job);
   trace::record(trace::kPhase, trace::kPhaseRolesReady);
   return job;
 }

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "base/mpi_check.hpp"
 #include "tandem/error.hpp"
 
 namespace tandem::detail::shm {
@@ -169,6 +170,23 @@ void PeerMaps::unmap_all() {
   std::lock_guard lock(mutex_);
   for (auto& [name, s] : maps_) ::munmap(s->base, s->mapped);
   maps_.clear();
+}
+
+void sweep_nodes(MPI_Comm comm) {
+  MPI_Comm node;
+  TANDEM_MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  int node_rank = 0;
+  MPI_Comm_rank(node, &node_rank);
+  if (node_rank == 0) {
+    if (const int n = remove_stale(); n > 0) {
+      spdlog::warn(
+          "removed {} shared-memory segment(s) left by an earlier run that ended without "
+          "cleaning up",
+          n);
+    }
+  }
+  MPI_Barrier(node);
+  MPI_Comm_free(&node);
 }
 
 int remove_stale() {

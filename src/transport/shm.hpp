@@ -11,6 +11,8 @@
 // Names are /tandem.PID.N, so that segments left by a run that crashed are
 // recognised (their PID is gone) and removed by the next run on the node.
 
+#include <mpi.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -86,5 +88,10 @@ class PeerMaps {
 /// Removes segments in /dev/shm left by Tandem processes that are gone.
 /// Returns how many it removed.
 int remove_stale();
+
+/// Collective over @p comm: one rank per node removes what crashed runs left
+/// in its /dev/shm (remove_stale), and the node's ranks wait for it, so
+/// that nobody maps a segment that is about to go.
+void sweep_nodes(MPI_Comm comm);
 
 }  // namespace tandem::detail::shm
