@@ -176,7 +176,7 @@ bool open(const std::string& dir, int rank, int node, Role role, std::string* wh
   p->rank = rank;
   p->node = node;
   p->pid = static_cast<std::int32_t>(::getpid());
-  p->role = role;
+  p->role = static_cast<std::int32_t>(role);
   ::gethostname(p->host, sizeof p->host - 1);
   g_page = p;
   install_handlers();

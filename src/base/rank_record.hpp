@@ -18,6 +18,8 @@
 #include <string>
 #include <string_view>
 
+#include "base/role.hpp"
+
 namespace tandem::detail::rank_record {
 
 constexpr int kSlots = 32;       // task instances one rank can hold at once
@@ -25,7 +27,6 @@ constexpr int kClients = 64;     // clients of one batch, for a replica
 constexpr int kNameBytes = 64;   // of a task's name, cut short if longer
 constexpr int kNoteBytes = 256;  // a sentence about how the rank ended
 
-enum Role : std::int32_t { kCoordinator = 0, kWorker = 1, kReplica = 2, kOther = 3 };
 enum SlotKind : std::int32_t { kFree = 0, kFunction = 1, kCommand = 2 };
 /// What ended the rank, when it was not a clean end.
 enum Cause : std::int32_t {
@@ -50,7 +51,7 @@ struct Page {
   std::int32_t rank;
   std::int32_t node;
   std::int32_t pid;
-  std::int32_t role;  // Role
+  std::int32_t role;  // Role (base/role.hpp)
   char host[64];
   std::atomic<std::int32_t> ended_cleanly;
   std::atomic<std::int32_t> fatal_signal;

@@ -283,7 +283,7 @@ std::unique_ptr<Job> open_job(MPI_Comm comm, Mode mode, const RunOptions& option
   return_errors(job->control);
   MPI_Comm_rank(job->control, &job->rank);
   MPI_Comm_size(job->control, &job->size);
-  setup_logging(job->rank, "starting", options.log_level);
+  setup_logging(job->rank, Role::idle, "starting", options.log_level);
   return job;
 }
 
@@ -321,7 +321,8 @@ void place_ranks(Job& job, const RunOptions& options) {
   job.pids.resize(static_cast<std::size_t>(job.size));
   const int pid = static_cast<int>(::getpid());
   TANDEM_MPI_CHECK(MPI_Allgather(&pid, 1, MPI_INT, job.pids.data(), 1, MPI_INT, job.control));
-  setup_logging(job.rank, role_label(job.wf, job.me(), job.mode == Mode::spmd), options.log_level);
+  setup_logging(job.rank, job.me().role, role_label(job.wf, job.me(), job.mode == Mode::spmd),
+                options.log_level);
 }
 
 // How this node's ranks wait, before the first wait: every loop from here
@@ -365,12 +366,8 @@ void start_tracing(Job& job, const RunOptions& options, std::int64_t entered_ns)
 void open_rank_records(const Job& job) {
   const RankPlacement& me = job.me();
   add_log_file(job.run_dir + "/logs", job.rank);
-  const auto role = me.role == Role::coordinator ? rank_record::kCoordinator
-                    : me.role == Role::worker    ? rank_record::kWorker
-                    : me.role == Role::service   ? rank_record::kReplica
-                                                 : rank_record::kOther;
   std::string why_not;
-  if (!rank_record::open(job.run_dir + "/ranks", job.rank, me.node, role, &why_not)) {
+  if (!rank_record::open(job.run_dir + "/ranks", job.rank, me.node, me.role, &why_not)) {
     spdlog::warn("{}: if this rank dies, the next --resume cannot tell what it ran", why_not);
   }
   if (job.rank == 0) {

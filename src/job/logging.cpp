@@ -40,11 +40,11 @@ spdlog::level::level_enum parse_level(const std::string& name) {
   return level;
 }
 
-void setup_logging(int rank, const std::string& role, const std::string& stderr_level) {
-  g_tag = fmt::format("rank {} {}", rank, role);
+void setup_logging(int rank, Role role, const std::string& label, const std::string& stderr_level) {
+  g_tag = fmt::format("rank {} {}", rank, label);
   auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
   const auto wanted = parse_level(stderr_level);
-  sink->set_level(role == "coordinator" ? wanted : std::max(wanted, spdlog::level::warn));
+  sink->set_level(role == Role::coordinator ? wanted : std::max(wanted, spdlog::level::warn));
   auto logger = std::make_shared<spdlog::logger>("tandem", sink);
   logger->set_pattern(fmt::format("[%Y-%m-%d %H:%M:%S.%e] [{}] [%l] %v", g_tag));
   logger->set_level(spdlog::level::debug);

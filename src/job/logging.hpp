@@ -8,11 +8,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/role.hpp"
+
 namespace tandem::detail {
 
-/// Sets up the default logger for this rank: stderr at @p stderr_level
-/// (coordinator) or at warn and above (other roles).
-void setup_logging(int rank, const std::string& role, const std::string& stderr_level);
+/// Sets up the default logger for this rank, its lines tagged "rank R
+/// @p label": stderr at @p stderr_level for the coordinator, at warn and
+/// above for the other roles.
+void setup_logging(int rank, Role role, const std::string& label, const std::string& stderr_level);
 
 /// Adds the rank's log file in @p log_dir (rank-NNNNN.log), at info level.
 void add_log_file(const std::string& log_dir, int rank);

@@ -31,9 +31,10 @@ std::string text(const char* s, std::size_t max) {
 }
 
 std::string who(const Page& p) {
-  const char* role = p.role == rank_record::kWorker    ? "worker "
-                     : p.role == rank_record::kReplica ? "service replica "
-                                                       : "";
+  const auto role_of = static_cast<Role>(p.role);
+  const char* role = role_of == Role::worker    ? "worker "
+                     : role_of == Role::service ? "service replica "
+                                                : "";
   return fmt::format("{}rank {} on {}", role, p.rank, text(p.host, sizeof p.host));
 }
 
@@ -93,7 +94,7 @@ std::vector<LostAttempt> find_lost_attempts(const std::string& ranks_dir) {
     const bool silent = !spoke && p.stop_signal.load() == 0;
     if (!spoke && !(silent && launcher_stopped_others)) continue;
     const std::string reason = fmt::format("{} {}", who(p), how_it_ended(p));
-    if (p.role == rank_record::kReplica) {
+    if (static_cast<Role>(p.role) == Role::service) {
       // The batch's requests came from tasks on these ranks.
       const int n = std::min(p.batch_clients.load(), rank_record::kClients);
       for (int i = 0; i < n; ++i) {

@@ -12,18 +12,10 @@
 #include <vector>
 
 #include "base/enum_names.hpp"
+#include "base/role.hpp"
 #include "config/workflow.hpp"
 
 namespace tandem::detail {
-
-enum class Role { coordinator, worker, service, idle };
-template <>
-struct EnumNames<Role> {
-  static constexpr EnumName<Role> values[] = {{Role::coordinator, "coordinator"},
-                                              {Role::worker, "worker"},
-                                              {Role::service, "service"},
-                                              {Role::idle, "idle"}};
-};
 
 struct RankPlacement {
   int rank = 0;

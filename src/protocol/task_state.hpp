@@ -27,5 +27,10 @@ inline bool is_final(TaskState s) {
 
 /// How one attempt on one rank ended, as a worker reports it.
 enum class Outcome : std::uint8_t { done, failed, canceled };
+template <>
+struct EnumNames<Outcome> {
+  static constexpr EnumName<Outcome> values[] = {
+      {Outcome::done, "done"}, {Outcome::failed, "failed"}, {Outcome::canceled, "canceled"}};
+};
 
 }  // namespace tandem::detail

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "protocol/service_messages.hpp"
 #include "report/results.hpp"
 #include "tandem/error.hpp"
 #include "trace/trace.hpp"
@@ -327,7 +328,7 @@ void read_trace(const fs::path& dir, Report& r) {
     if (e.a == kPhaseRolesReady) r.roles_ready_s = std::max(r.roles_ready_s, t);
     if (e.a == kPhaseRunStart) r.run_start_s = t;
   }
-  constexpr int kReady = 1;  // ServiceState::READY
+  constexpr int kReady = static_cast<int>(ServiceState::READY);
   for (const Row& e : rows[kServiceState]) {
     if (e.d != kReady) continue;
     const double t = seconds(e.t_ns);

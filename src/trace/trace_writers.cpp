@@ -16,6 +16,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "protocol/service_messages.hpp"
+#include "protocol/task_state.hpp"
 #include "tandem/error.hpp"
 #include "trace/trace_table.hpp"
 #include "transport/hdf5_io.hpp"
@@ -84,9 +86,7 @@ void write_attribute(hid_t obj, const char* name, const std::string& value) {
   H5Tclose(type);
 }
 
-const char* kStateNames[] = {"STARTING", "READY", "DRAINING", "STOPPED", "FAILED"};
 const char* kPhaseNames[] = {"job start", "roles ready", "model loaded", "run start", "run end"};
-const char* kOutcomeNames[] = {"done", "failed", "canceled"};  // detail::Outcome
 
 std::string quoted(const std::string& s) {
   return nlohmann::json(s).dump();
@@ -259,10 +259,10 @@ void Writers::add_chrome(int rank, const std::vector<Event>& events) {
         break;
       case kTaskEnd: {
         auto it = task_starts.find(e.a * 4096 + e.b);
-        const int outcome = e.c >= 0 && e.c < 3 ? e.c : 1;
+        const std::string_view outcome = name_of(
+            static_cast<Outcome>(e.c >= 0 && e.c <= static_cast<int>(Outcome::canceled) ? e.c : 1));
         if (it == task_starts.end()) {
-          instant(ts, task_name(e.a) + " ended",
-                  fmt::format(R"("outcome":"{}")", kOutcomeNames[outcome]));
+          instant(ts, task_name(e.a) + " ended", fmt::format(R"("outcome":"{}")", outcome));
           break;
         }
         const double start = us(it->second.t_ns);
@@ -270,8 +270,7 @@ void Writers::add_chrome(int rank, const std::vector<Event>& events) {
             start,
             fmt::format(
                 R"({{"name":{},"cat":"task","ph":"X","pid":{},"tid":{},"ts":{:.3f},"dur":{:.3f},"args":{{"attempt":{},"outcome":"{}"}}}})",
-                quoted(task_name(e.a)), rank, it->second.c, start, ts - start, e.b,
-                kOutcomeNames[outcome]));
+                quoted(task_name(e.a)), rank, it->second.c, start, ts - start, e.b, outcome));
         task_starts.erase(it);
         break;
       }
@@ -313,10 +312,11 @@ void Writers::add_chrome(int rank, const std::vector<Event>& events) {
                 quoted(fmt::format("batch of {} rows", e.c)), rank, ts, us(e.b), e.a, e.c));
         break;
       case kServiceState: {
-        const int state = e.d >= 0 && e.d < 5 ? e.d : 4;
-        instant(ts, fmt::format("{} replica {} {}", service_name(e.c), e.a, kStateNames[state]),
+        const std::string_view state = name_of(static_cast<ServiceState>(
+            e.d >= 0 && e.d <= static_cast<int>(ServiceState::FAILED) ? e.d : 4));
+        instant(ts, fmt::format("{} replica {} {}", service_name(e.c), e.a, state),
                 fmt::format(R"("service":{},"replica":{},"state":"{}")", quoted(service_name(e.c)),
-                            e.a, kStateNames[state]));
+                            e.a, state));
         break;
       }
       case kBridgeRetry:

@@ -58,7 +58,8 @@ TEST(LiveView, DrawsABarInPlaceOnATerminalAndLogLinesWipeIt) {
   dup2(slave, STDERR_FILENO);
   std::string shown;
   {
-    setup_logging(0, "coordinator", "info");  // Tandem's stderr logger, now on the pty
+    setup_logging(0, tandem::detail::Role::coordinator, "coordinator",
+                  "info");  // Tandem's stderr logger, now on the pty
     tandem::test::TempDir dir;
     LiveView view(s.wf, dir.path().string(), 30);
     TaskCounts counts;

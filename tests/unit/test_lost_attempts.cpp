@@ -24,10 +24,10 @@ namespace {
 // A rank's page as the rank would have left it.
 struct FakeRank {
   rr::Page page{};
-  FakeRank(int rank, rr::Role role) {
+  FakeRank(int rank, tandem::detail::Role role) {
     std::memcpy(page.magic, "TNDMREC1", 8);
     page.rank = rank;
-    page.role = role;
+    page.role = static_cast<std::int32_t>(role);
     std::strcpy(page.host, "node7");
   }
   FakeRank& running(int slot, const char* task, int index, int attempt,
@@ -53,12 +53,12 @@ struct FakeRank {
 
 TEST(LostAttempts, AFatalSignalChargesTheFunctionTaskOnThatRank) {
   TempDir dir;
-  FakeRank crashed(2, rr::kWorker);
+  FakeRank crashed(2, tandem::detail::Role::worker);
   crashed.running(0, "simulate", 17, 1);
   crashed.page.fatal_signal = SIGSEGV;
   crashed.page.cause = rr::kFatalSignal;
   crashed.write(dir.path());
-  FakeRank bystander(3, rr::kWorker);
+  FakeRank bystander(3, tandem::detail::Role::worker);
   bystander.running(0, "simulate", 18, 1);
   bystander.page.stop_signal = SIGTERM;  // the launcher stopped it
   bystander.write(dir.path());
@@ -73,12 +73,12 @@ TEST(LostAttempts, AFatalSignalChargesTheFunctionTaskOnThatRank) {
 
 TEST(LostAttempts, ASilentRankIsChargedOnlyWhenOthersWereStopped) {
   TempDir dir;
-  FakeRank killed(1, rr::kWorker);
+  FakeRank killed(1, tandem::detail::Role::worker);
   killed.running(0, "sim", 4, 2);
   killed.write(dir.path());
   // Alone it could be a node lost with everything: nobody is charged.
   EXPECT_TRUE(find_lost_attempts(dir.path().string()).empty());
-  FakeRank stopped(2, rr::kWorker);
+  FakeRank stopped(2, tandem::detail::Role::worker);
   stopped.page.stop_signal = SIGTERM;
   stopped.write(dir.path());
   const auto lost = find_lost_attempts(dir.path().string());
@@ -90,12 +90,12 @@ TEST(LostAttempts, ASilentRankIsChargedOnlyWhenOthersWereStopped) {
 
 TEST(LostAttempts, CommandTasksAndCleanRanksAreNotCharged) {
   TempDir dir;
-  FakeRank worker(1, rr::kWorker);
+  FakeRank worker(1, tandem::detail::Role::worker);
   worker.running(0, "cmd", 1, 1, rr::kCommand);  // its own process; the worker's crash is ours
   worker.page.fatal_signal = SIGABRT;
   worker.page.cause = rr::kFatalSignal;
   worker.write(dir.path());
-  FakeRank clean(2, rr::kWorker);
+  FakeRank clean(2, tandem::detail::Role::worker);
   clean.running(0, "sim", 1, 1);
   clean.page.ended_cleanly = 1;
   clean.write(dir.path());
@@ -104,17 +104,17 @@ TEST(LostAttempts, CommandTasksAndCleanRanksAreNotCharged) {
 
 TEST(LostAttempts, AReplicaCrashChargesTheTasksWhoseRequestsWereInItsBatch) {
   TempDir dir;
-  FakeRank replica(3, rr::kReplica);
+  FakeRank replica(3, tandem::detail::Role::service);
   replica.page.fatal_signal = SIGSEGV;
   replica.page.cause = rr::kFatalSignal;
   replica.page.batch_clients = 1;
   replica.page.clients[0] = 1;
   replica.write(dir.path());
-  FakeRank client(1, rr::kWorker);
+  FakeRank client(1, tandem::detail::Role::worker);
   client.running(0, "ask", 5, 1);
   client.page.stop_signal = SIGTERM;
   client.write(dir.path());
-  FakeRank other(2, rr::kWorker);
+  FakeRank other(2, tandem::detail::Role::worker);
   other.running(0, "ask", 6, 1);
   other.page.stop_signal = SIGTERM;
   other.write(dir.path());
@@ -129,7 +129,7 @@ TEST(LostAttempts, AReplicaCrashChargesTheTasksWhoseRequestsWereInItsBatch) {
 // as the job went down (its worker ended cleanly) still is.
 TEST(LostAttempts, ADirectPathRequestChargesOnlyTheTaskThatSentIt) {
   TempDir dir;
-  FakeRank replica(3, rr::kReplica);
+  FakeRank replica(3, tandem::detail::Role::service);
   replica.page.fatal_signal = SIGSEGV;
   replica.page.cause = rr::kFatalSignal;
   replica.page.batch_clients = 2;
@@ -138,13 +138,13 @@ TEST(LostAttempts, ADirectPathRequestChargesOnlyTheTaskThatSentIt) {
   replica.page.clients[1] = 2;
   replica.page.client_pids[1] = 0;  // through the proxy: the worker's tasks
   replica.write(dir.path());
-  FakeRank client(1, rr::kWorker);
+  FakeRank client(1, tandem::detail::Role::worker);
   client.running(0, "sim", 5, 1, rr::kCommand).page.slots[0].pid = 4141;
   client.running(1, "sim", 6, 2, rr::kCommand).page.slots[1].pid = 4242;
   client.page.stop_signal = SIGTERM;
   client.page.ended_cleanly = 1;
   client.write(dir.path());
-  FakeRank other(2, rr::kWorker);
+  FakeRank other(2, tandem::detail::Role::worker);
   other.running(0, "sim", 7, 1, rr::kCommand).page.slots[0].pid = 4343;
   other.running(1, "sim", 8, 1, rr::kCommand).page.slots[1].pid = 4444;
   other.page.stop_signal = SIGTERM;
@@ -161,7 +161,7 @@ TEST(LostAttempts, ADirectPathRequestChargesOnlyTheTaskThatSentIt) {
 
 TEST(LostAttempts, ChargingWritesJournalLinesOnceAndRemovesThePages) {
   TempDir dir;
-  FakeRank crashed(2, rr::kWorker);
+  FakeRank crashed(2, tandem::detail::Role::worker);
   crashed.running(0, "sim", 9, 1);
   crashed.page.cause = rr::kExitInTask;
   crashed.write(dir.path() / "ranks");
