@@ -166,10 +166,11 @@ class _Routed:
     def __init__(self, fallback, lazy: "_LazyFile"):
         self._fallback = fallback
         self._lazy = lazy
-        self.active = False
 
     def _target(self):
-        return self._lazy if self.active else self._fallback
+        # The attempt's file while one is open (run() opens it): no flag of
+        # our own to set per task.
+        return self._lazy if self._lazy._ctx is not None else self._fallback
 
     def write(self, text):
         return self._target().write(text)
@@ -182,7 +183,7 @@ class _Routed:
         self._target().flush()
 
     def isatty(self):
-        return False if self.active else self._fallback.isatty()
+        return False if self._lazy._ctx is not None else self._fallback.isatty()
 
     def __getattr__(self, name):  # encoding, fileno, errors, ...: the worker's stream's
         return getattr(self._fallback, name)
@@ -344,19 +345,17 @@ def run(fn: Callable, ctx: TaskContext, redirect: bool) -> Tuple[Optional[str], 
     MAX_RESULT_BYTES) fails the attempt: a finished result that the journal
     lacks would be lost without a word. ``sys.exit(0)`` or ``sys.exit()``
     ends the function as a return of None does."""
-    saved = sys.stdout, sys.stderr
-    routed = redirect and _ROUTED is not None and saved == _ROUTED
+    # In a worker, sys.stdout and sys.stderr follow the open attempt
+    # (install_streams); elsewhere they are swapped for the call.
+    swap = redirect and _ROUTED is None
+    saved = None
     if redirect:
         _OUT.open(ctx)
         _ERR.open(ctx)
-        if routed:
-            _ROUTED[0].active = _ROUTED[1].active = True
-        else:
+        if swap:
+            saved = sys.stdout, sys.stderr
             sys.stdout, sys.stderr = _OUT, _ERR
     error, result, exit_code = None, "", 0
-    where = "its stderr"
-    if redirect:
-        where = os.path.relpath(_stem(ctx) + ".err", ctx.run_dir)
     try:
         try:
             value = fn(ctx)
@@ -384,6 +383,8 @@ def run(fn: Callable, ctx: TaskContext, redirect: bool) -> Tuple[Optional[str], 
         # From the user's function down: this frame is not theirs.
         tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
         traceback.print_exception(type(e), e, tb or e.__traceback__, file=sys.stderr)
+        # Named only on failure: relpath costs more than a null task.
+        where = os.path.relpath(_stem(ctx) + ".err", ctx.run_dir) if redirect else "its stderr"
         if isinstance(e, SystemExit):
             exit_code = e.code if isinstance(e.code, int) else 1
             error = f"sys.exit({e.code!r}): exit code {exit_code} (traceback in {where})"
@@ -391,9 +392,7 @@ def run(fn: Callable, ctx: TaskContext, redirect: bool) -> Tuple[Optional[str], 
             error = f"{type(e).__name__}: {e} (traceback in {where})"
     finally:
         if redirect:
-            if routed:
-                _ROUTED[0].active = _ROUTED[1].active = False
-            else:
+            if swap:
                 sys.stdout, sys.stderr = saved
             _OUT.close()
             _ERR.close()
