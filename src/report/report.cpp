@@ -214,7 +214,14 @@ void read_journal(const fs::path& dir, Report& r) {
 // line wins, as for `tandem results`), with their last attempt's .err file.
 void read_unfinished(const fs::path& dir, Report& r) {
   if (!fs::exists(dir / "journal.jsonl")) return;
+  r.journal_present = true;
   for (const InstanceResult& i : read_results(dir.string())) {
+    // Without a summary, the journal is what says how many finished.
+    if (r.no_summary) {
+      r.tasks_done += i.state == "DONE";
+      r.tasks_failed += i.state == "FAILED";
+      r.tasks_canceled += i.state == "CANCELED";
+    }
     if (i.state == "DONE") continue;
     Unfinished u{i.task, i.index, i.state, i.attempts, i.exit_code, i.reason, {}};
     const std::string stem = fmt::format("tasks/{}/{}{}", i.task, i.index,

@@ -132,6 +132,7 @@ struct Report {
   // The last job wrote no summary.json (killed, a rank died or aborted):
   // the figures are what the journal, history and aborts say.
   bool no_summary = false;
+  bool journal_present = false;      // the run has a journal (a pilot run)
   std::vector<AbortFigures> aborts;  // ranks that ended the job, oldest first
   // Start-up, in seconds: the slowest rank's process age when Tandem started
   // (launcher + MPI_Init), every rank's role known, the slowest model load,

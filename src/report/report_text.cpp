@@ -152,7 +152,8 @@ std::string to_text(const Report& r) {
     out += s;
     out += '\n';
   };
-  line(fmt::format("run {}  (job '{}', exit code {}{})", r.run_dir, r.job, r.exit_code,
+  line(fmt::format("run {}  ({}exit code {}{})", r.run_dir,
+                   r.job.empty() ? std::string() : fmt::format("job '{}', ", r.job), r.exit_code,
                    r.resumed ? ", resumed" : ""));
   if (r.no_summary) {
     line(r.aborts.empty()
@@ -164,8 +165,10 @@ std::string to_text(const Report& r) {
     line(fmt::format("ended by rank {}{} with exit code {}: {}", a.rank,
                      a.host.empty() ? std::string() : " on " + a.host, a.exit_code, a.reason));
   }
-  line(fmt::format("makespan {:.3f} s on {} ranks, {} {}", r.makespan_s, r.world_size,
-                   r.spmd ? r.app_ranks : r.workers, r.spmd ? "application ranks" : "workers"));
+  if (!r.no_summary) {
+    line(fmt::format("makespan {:.3f} s on {} ranks, {} {}", r.makespan_s, r.world_size,
+                     r.spmd ? r.app_ranks : r.workers, r.spmd ? "application ranks" : "workers"));
+  }
   if (r.jobs.size() > 1) {
     // A resumed run: what each job did. The figures below are the last
     // job's, except the task counts (the run as it stands) and the
@@ -201,7 +204,11 @@ std::string to_text(const Report& r) {
     }
     if (!r.spmd) line(fmt::format("  first task dispatched   {:8.3f} s", r.run_start_s));
   }
-  if (!r.spmd) {
+  if (r.no_summary && r.journal_present) {
+    line("");
+    line(fmt::format("tasks, as the journal has them: {} done, {} failed, {} canceled",
+                     r.tasks_done, r.tasks_failed, r.tasks_canceled));
+  } else if (!r.spmd && !r.no_summary) {
     line("");
     line(fmt::format(
         "tasks: {} of {} done{}, {} failed, {} canceled; {:.1f} tasks/s, worker utilisation "

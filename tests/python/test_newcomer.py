@@ -207,6 +207,8 @@ def test_the_report_reads_a_run_whose_jobs_were_killed(tmp_path):
         assert "json.exception" not in r.stdout + r.stderr
     text = tandem_cli("report", str(tmp_path)).stdout
     assert "its ranks died" in text and "no summary.json" in text, text
+    assert "tasks, as the journal has them: 1 done, 0 failed, 0 canceled" in text, text
+    assert "makespan" not in text.split("jobs:")[0]  # no figures the run did not write
 
 
 def test_an_unreadable_summary_names_its_file_and_field(tmp_path):
