@@ -53,7 +53,11 @@ class Proxy {
   /// True if anything happened.
   bool progress();
   /// Requests are out at the services: the caller should not sleep long.
-  bool busy() const { return !in_flight_.empty() || !waiting_.empty() || !deferred_.empty(); }
+  /// Requests waiting for a service to load (wait_ready, deferred ones)
+  /// do not count: their news comes in the routing table, and a worker that
+  /// polled without sleeping for them would take the core from the very
+  /// replica that is loading.
+  bool busy() const { return !in_flight_.empty(); }
 
  private:
   struct Connection {
