@@ -148,27 +148,38 @@ bool ClientImpl::receive_replies(const PendingInfer* until) {
 void ClientImpl::require_ready(int service, bool may_wait) {
   const std::string& name = wf_.services[service].name;
   const ServiceState s = aggregate(service);
-  // per_node placement: this node's replica is the one asked for, so its
-  // loading is waited for as wait_ready waits for it.
   if (s == ServiceState::READY && (!may_wait || !local_replica_starting(service))) return;
-  if (s == ServiceState::READY) {
-    wait_ready(service, ready_timeout(service));
-    return;
+  if (loading(service)) {
+    if (may_wait) {
+      wait_ready(service, ready_timeout(service));
+      return;
+    }
+    if (s == ServiceState::STARTING) {
+      throw service_error(name, fmt::format("service '{}' is not READY yet (STARTING: its model "
+                                            "is loading)",
+                                            name));
+    }
+    return;  // per_node, not waiting: a READY replica elsewhere will do
   }
   if (s == ServiceState::FAILED) {
     throw service_error(name,
                         fmt::format("service '{}' FAILED: {}", name, failure_reason(service)));
   }
-  if (s == ServiceState::STARTING && may_wait) {
-    wait_ready(service, ready_timeout(service));
-    return;
-  }
-  if (s == ServiceState::STARTING) {
-    throw service_error(name, fmt::format("service '{}' is not READY yet (STARTING: its model is "
-                                          "loading)",
-                                          name));
-  }
   throw service_error(name, fmt::format("service '{}' is {}: the run is ending", name, name_of(s)));
+}
+
+bool ClientImpl::loading(int service) const {
+  const ServiceState s = aggregate(service);
+  return s == ServiceState::STARTING ||
+         (s == ServiceState::READY && local_replica_starting(service));
+}
+
+std::string ClientImpl::not_ready_in_time(int service, double timeout_s) const {
+  return fmt::format(
+      "service '{}' was not READY within {:g} s (still STARTING: its model is "
+      "loading); a request waits up to the client's ready_timeout, else the "
+      "service's start_timeout",
+      wf_.services[service].name, timeout_s);
 }
 
 ServiceState ClientImpl::aggregate(int service) const {
@@ -244,11 +255,7 @@ void ClientImpl::wait_ready(int service, double timeout_s) {
                           fmt::format("service '{}' is {}: the run is ending", name, name_of(s)));
     }
     if (std::chrono::steady_clock::now() > deadline) {
-      throw service_error(name, fmt::format("service '{}' was not READY within {:g} s (still "
-                                            "STARTING: its model is loading); a request waits "
-                                            "up to the client's ready_timeout, else the "
-                                            "service's start_timeout",
-                                            name, timeout_s));
+      throw service_error(name, not_ready_in_time(service, timeout_s));
     }
     backoff.pause();
   }

@@ -83,6 +83,11 @@ class ClientImpl {
   }
   // per_node placement: this node's replica is still STARTING (none READY).
   bool local_replica_starting(int service) const;
+  /// A request for @p service should wait, as last heard: it is STARTING,
+  /// or (per_node) this node's replica is. The proxy defers on it.
+  bool loading(int service) const;
+  /// The error of a request that waited @p timeout_s for a loading service.
+  std::string not_ready_in_time(int service, double timeout_s) const;
   /// Sends a request; without @p asked the transport is chosen by size and
   /// locality. One input without a name is the service's only input.
   /// @p staged (the proxy's): where in node-local shared memory the

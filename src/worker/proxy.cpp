@@ -255,13 +255,14 @@ void Proxy::handle(int id, Connection& c, const wire::Encoded& message) {
   }
   // A service still loading its model: the request waits here, not in the
   // task, so that a task's first request does not fail for it.
-  if ((d.header.kind == wire::kRequest || d.header.kind == wire::kCall) && loading(service)) {
+  if ((d.header.kind == wire::kRequest || d.header.kind == wire::kCall) &&
+      client_.loading(service)) {
     const double timeout =
         c.ready_timeout_s >= 0 ? c.ready_timeout_s : client_.ready_timeout(service);
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                               std::chrono::duration<double>(timeout));
-    deferred_.push_back({{id, request, service, deadline}, std::move(d)});
+    deferred_.push_back({{id, request, service, deadline}, timeout, std::move(d)});
     ++c.in_flight;
     return;
   }
@@ -314,14 +315,6 @@ void Proxy::dispatch(int id, Connection& c, wire::Decoded d) {
   in_flight_.push_back(std::move(f));
 }
 
-// A request for @p service should wait: it is STARTING, or (per_node) its
-// replica on this node is, as ClientImpl::require_ready sees it.
-bool Proxy::loading(int service) const {
-  const ServiceState s = client_.state_as_known(service);
-  return s == ServiceState::STARTING ||
-         (s == ServiceState::READY && client_.local_replica_starting(service));
-}
-
 // Deferred requests go on once their service is READY (per_node: once this
 // node's replica is, or at the deadline any READY one); FAILED, ending or
 // past the deadline with none READY, each gets its error.
@@ -333,7 +326,7 @@ bool Proxy::check_deferred() {
   std::vector<Deferred> due;
   client_.progress();  // the routing table's news, once for all of them
   for (Deferred& d : deferred_) {
-    if (loading(d.wait.service) && now < d.wait.deadline) {
+    if (client_.loading(d.wait.service) && now < d.wait.deadline) {
       keep.push_back(std::move(d));
     } else {
       due.push_back(std::move(d));
@@ -347,16 +340,8 @@ bool Proxy::check_deferred() {
     Connection& c = it->second;
     --c.in_flight;
     const ServiceState s = client_.state_as_known(d.wait.service);
-    const std::string& name = client_.workflow().services[d.wait.service].name;
     if (s == ServiceState::STARTING) {
-      answer_error(c, d.wait.id,
-                   fmt::format("service '{}' was not READY within {:g} s (still STARTING: its "
-                               "model is loading); a request waits up to the client's "
-                               "ready_timeout, else the service's start_timeout",
-                               name,
-                               c.ready_timeout_s >= 0 ? c.ready_timeout_s
-                                                      : client_.ready_timeout(d.wait.service)),
-                   true);
+      answer_error(c, d.wait.id, client_.not_ready_in_time(d.wait.service, d.timeout_s), true);
     } else {
       // READY: sent now. FAILED or ending: send() says why, as it would
       // have at once.

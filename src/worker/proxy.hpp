@@ -85,6 +85,7 @@ class Proxy {
   // it is READY, answered with an error if it FAILED or did not start in time.
   struct Deferred {
     Waiting wait;
+    double timeout_s = 0;  // what the deadline was set from, for the error
     wire::Decoded request;
   };
 
@@ -98,7 +99,6 @@ class Proxy {
   bool deliver_replies();
   bool check_waiting();
   bool check_deferred();
-  bool loading(int service) const;
   /// Passes a request, call or model operation on to the services.
   void dispatch(int id, Connection& c, wire::Decoded d);
   bool flush(Connection& c);
