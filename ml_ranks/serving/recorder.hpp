@@ -11,9 +11,11 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
+#include "hdf5/file.hpp"
 #include "tandem/tensor.hpp"
 
 namespace tandem::detail {
@@ -62,7 +64,7 @@ class Recorder {
   bool stopping_ = false;
   bool writing_ = false;
   RecorderStats stats_;
-  long long file_ = -1;  // hid_t
+  std::optional<h5::File> file_;  // made by the first batch
   bool swmr_ = false;
   bool swmr_started_ = false;
   std::thread thread_;

@@ -32,7 +32,7 @@
 #include "tasks/python_tasks.hpp"
 #include "tasks/registry.hpp"
 #include "trace/trace.hpp"
-#include "transport/hdf5_io.hpp"
+#include "hdf5/library.hpp"
 #include "transport/shm.hpp"
 
 namespace mpi = boost::mpi;
@@ -276,7 +276,7 @@ std::unique_ptr<Job> open_job(MPI_Comm comm, Mode mode, const RunOptions& option
   }
   install_stop_handlers();
   clear_stop();
-  hdf5::quiet_errors();
+  h5::quiet_errors();
   auto job = std::make_unique<Job>();
   job->mode = mode;
   TANDEM_MPI_CHECK(MPI_Comm_dup(comm, &job->control));

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "hdf5/types.hpp"
+
 namespace tandem::detail::trace {
 
 struct Row {
@@ -18,9 +20,9 @@ struct Row {
   std::int32_t pad;
 };
 
-/// The in-memory compound type (an hid_t) of kind @p kind's rows: t_ns,
-/// rank and the fields the kind uses, under their names. Close with H5Tclose.
-std::int64_t row_type(int kind);
+/// The in-memory compound type of kind @p kind's rows: t_ns, rank and the
+/// fields the kind uses, under their names.
+h5::Compound row_type(int kind);
 
 /// Every row of kind @p kind in trace file @p path (empty if the table is
 /// missing). @throws tandem::error when the file cannot be read.

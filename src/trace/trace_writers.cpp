@@ -6,11 +6,8 @@
 #include <cstdio>
 #include <cstring>
 
-#include <hdf5.h>
-
 #include <algorithm>
 #include <cstddef>
-#include <mutex>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -20,71 +17,12 @@
 #include "protocol/task_state.hpp"
 #include "tandem/error.hpp"
 #include "trace/trace_table.hpp"
-#include "transport/hdf5_io.hpp"
 
 namespace tandem::detail::trace {
 
 namespace {
 
-constexpr hsize_t kChunkRows = 4096;
-
-void write_strings(hid_t file, const char* name, const std::vector<std::string>& values) {
-  std::size_t width = 1;
-  for (const auto& v : values) width = std::max(width, v.size() + 1);
-  std::vector<char> packed(width * std::max<std::size_t>(values.size(), 1), '\0');
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    std::copy(values[i].begin(), values[i].end(),
-              packed.begin() + static_cast<std::ptrdiff_t>(i * width));
-  }
-  const hid_t type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(type, width);
-  const hsize_t n = values.size();
-  const hid_t space = H5Screate_simple(1, &n, nullptr);
-  const hid_t set = H5Dcreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (n > 0) H5Dwrite(set, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, packed.data());
-  H5Dclose(set);
-  H5Sclose(space);
-  H5Tclose(type);
-}
-
-void write_ints(hid_t file, const char* name, const std::vector<int>& values) {
-  const hsize_t n = values.size();
-  const hid_t space = H5Screate_simple(1, &n, nullptr);
-  const hid_t set =
-      H5Dcreate2(file, name, H5T_STD_I32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (n > 0) H5Dwrite(set, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
-  H5Dclose(set);
-  H5Sclose(space);
-}
-
-void write_int64s(hid_t file, const char* name, const std::vector<std::int64_t>& values) {
-  const hsize_t n = values.size();
-  const hid_t space = H5Screate_simple(1, &n, nullptr);
-  const hid_t set =
-      H5Dcreate2(file, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (n > 0) H5Dwrite(set, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
-  H5Dclose(set);
-  H5Sclose(space);
-}
-
-void write_attribute(hid_t obj, const char* name, std::int64_t value) {
-  const hid_t space = H5Screate(H5S_SCALAR);
-  const hid_t attr = H5Acreate2(obj, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
-  H5Awrite(attr, H5T_NATIVE_INT64, &value);
-  H5Aclose(attr);
-  H5Sclose(space);
-}
-
-void write_attribute(hid_t obj, const char* name, const std::string& value) {
-  const hid_t type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(type, value.size() + 1);
-  const hid_t space = H5Screate(H5S_SCALAR);
-  const hid_t attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-  H5Awrite(attr, type, value.c_str());
-  H5Aclose(attr);
-  H5Sclose(space);
-  H5Tclose(type);
-}
+constexpr std::uint64_t kChunkRows = 4096;
 
 const char* kPhaseNames[] = {"job start", "roles ready", "model loaded", "run start", "run end"};
 
@@ -100,47 +38,27 @@ double us(std::int64_t t_ns) {
 
 Writers::Writers(const std::string& run_dir, const Timeline& timeline, const Names& names,
                  bool chrome)
-    : names_(names), tables_(kKindCount, -1), rows_(kKindCount, 0) {
-  {
-    std::lock_guard<std::mutex> hold(hdf5::lock());
-    // Written aside and renamed by finish(): a reader never finds half a trace.
-    hdf5::quiet_errors();
-    hdf5_path_ = run_dir + "/trace.h5";
-    const std::string tmp = hdf5_path_ + ".tmp";
-    hdf5_file_ = H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (hdf5_file_ < 0) throw io_error(hdf5_path_, fmt::format("cannot create {}", tmp));
-    write_attribute(hdf5_file_, "zero_epoch_us", timeline.zero_epoch_us);
-    write_attribute(hdf5_file_, "clock",
-                    std::string("t_ns: nanoseconds since the run's time zero, on rank 0's "
-                                "CLOCK_MONOTONIC (other ranks' offsets taken off)"));
-    // How each rank's clock was put on rank 0's: what a reader needs to
-    // judge the order of events across nodes.
-    write_int64s(hdf5_file_, "clock_offset_ns", timeline.offsets_ns);
-    write_int64s(hdf5_file_, "clock_rtt_ns", timeline.rtt_ns);
-    write_strings(hdf5_file_, "tracks", names.tracks);
-    write_strings(hdf5_file_, "task_names", names.tasks);
-    write_ints(hdf5_file_, "task_first_instance", names.first_instance);
-    write_strings(hdf5_file_, "service_names", names.services);
-    for (int k = 0; k < kKindCount; ++k) {
-      const hid_t mem = row_type(k);
-      const hid_t file_type = H5Tcopy(mem);
-      H5Tpack(file_type);
-      hsize_t zero = 0;
-      hsize_t unlimited = H5S_UNLIMITED;
-      const hid_t space = H5Screate_simple(1, &zero, &unlimited);
-      const hid_t props = H5Pcreate(H5P_DATASET_CREATE);
-      H5Pset_chunk(props, 1, &kChunkRows);
-      tables_[k] = H5Dcreate2(hdf5_file_, kind_info(k).name, file_type, space, H5P_DEFAULT, props,
-                              H5P_DEFAULT);
-      H5Pclose(props);
-      H5Sclose(space);
-      H5Tclose(file_type);
-      H5Tclose(mem);
-      if (tables_[k] < 0) {
-        throw io_error(hdf5_path_, fmt::format("cannot create the table {} in {}",
-                                               kind_info(k).name, hdf5_path_));
-      }
-    }
+    : names_(names) {
+  // Written aside and renamed by finish(): a reader never finds half a trace.
+  hdf5_path_ = run_dir + "/trace.h5";
+  h5::File& file = hdf5_file_.emplace(h5::File::create(hdf5_path_ + ".tmp"));
+  file.set_attribute("zero_epoch_us", timeline.zero_epoch_us);
+  file.set_attribute("clock",
+                     std::string("t_ns: nanoseconds since the run's time zero, on rank 0's "
+                                 "CLOCK_MONOTONIC (other ranks' offsets taken off)"));
+  // How each rank's clock was put on rank 0's: what a reader needs to
+  // judge the order of events across nodes.
+  file.write_column("clock_offset_ns", timeline.offsets_ns);
+  file.write_column("clock_rtt_ns", timeline.rtt_ns);
+  file.write_column("tracks", names.tracks);
+  file.write_column("task_names", names.tasks);
+  file.write_column("task_first_instance", names.first_instance);
+  file.write_column("service_names", names.services);
+  tables_.reserve(kKindCount);
+  for (int k = 0; k < kKindCount; ++k) {
+    // Stored packed: the in-memory row has padding and unused fields.
+    tables_.push_back(
+        file.create_growing(kind_info(k).name, row_type(k).packed().id(), {}, kChunkRows));
   }
   if (chrome) {
     json_path_ = run_dir + "/trace.json";
@@ -155,11 +73,8 @@ Writers::Writers(const std::string& run_dir, const Timeline& timeline, const Nam
 
 Writers::~Writers() {
   if (json_) std::fclose(json_);
-  std::lock_guard<std::mutex> hold(hdf5::lock());
-  for (std::int64_t t : tables_) {
-    if (t >= 0) H5Dclose(t);
-  }
-  if (hdf5_file_ >= 0) H5Fclose(hdf5_file_);
+  tables_.clear();
+  hdf5_file_.reset();
   if (!finished_) {
     // A trace that could not be finished leaves nothing half-written.
     std::remove((hdf5_path_ + ".tmp").c_str());
@@ -178,30 +93,10 @@ void Writers::add_hdf5(int rank, const std::vector<Event>& events) {
     if (e.kind >= kKindCount) continue;
     per_kind[e.kind].push_back(Row{e.t_ns, e.a, e.b, rank, e.c, e.d, 0});
   }
-  std::lock_guard<std::mutex> hold(hdf5::lock());
   for (int k = 0; k < kKindCount; ++k) {
     const auto& rows = per_kind[k];
     if (rows.empty()) continue;
-    const hsize_t start = static_cast<hsize_t>(rows_[k]);
-    const hsize_t count = rows.size();
-    const hsize_t size = start + count;
-    if (H5Dset_extent(tables_[k], &size) < 0) {
-      throw io_error(hdf5_path_, fmt::format("cannot extend the table {} in {}", kind_info(k).name,
-                                             hdf5_path_));
-    }
-    const hid_t file_space = H5Dget_space(tables_[k]);
-    H5Sselect_hyperslab(file_space, H5S_SELECT_SET, &start, nullptr, &count, nullptr);
-    const hid_t mem_space = H5Screate_simple(1, &count, nullptr);
-    const hid_t mem = row_type(k);
-    const herr_t rc = H5Dwrite(tables_[k], mem, mem_space, file_space, H5P_DEFAULT, rows.data());
-    H5Tclose(mem);
-    H5Sclose(mem_space);
-    H5Sclose(file_space);
-    if (rc < 0) {
-      throw io_error(hdf5_path_,
-                     fmt::format("cannot write the table {} in {}", kind_info(k).name, hdf5_path_));
-    }
-    rows_[k] += static_cast<std::int64_t>(count);
+    tables_[k].append(row_type(k).id(), rows.size(), rows.data());
   }
 }
 
@@ -346,17 +241,9 @@ void Writers::add_chrome(int rank, const std::vector<Event>& events) {
 }
 
 void Writers::finish(std::uint64_t dropped) {
-  {
-    std::lock_guard<std::mutex> hold(hdf5::lock());
-    write_attribute(hdf5_file_, "dropped_events", static_cast<std::int64_t>(dropped));
-    for (std::int64_t& t : tables_) {
-      H5Dclose(t);
-      t = -1;
-    }
-    const bool ok = H5Fclose(hdf5_file_) >= 0;
-    hdf5_file_ = -1;
-    if (!ok) throw io_error(hdf5_path_, fmt::format("cannot write {} (closing it)", hdf5_path_));
-  }
+  hdf5_file_->set_attribute("dropped_events", static_cast<std::int64_t>(dropped));
+  tables_.clear();
+  hdf5_file_->close();
   if (json_) {
     std::fputs("\n]}\n", json_);
     const bool ok = std::fflush(json_) == 0 && ::fsync(fileno(json_)) == 0;

@@ -9,9 +9,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "hdf5/file.hpp"
 #include "trace/trace.hpp"
 #include "trace/trace_output.hpp"
 
@@ -37,9 +39,8 @@ class Writers {
   std::string service_name(int service) const;
 
   const Names& names_;
-  std::int64_t hdf5_file_ = -1;
-  std::vector<std::int64_t> tables_;  // per kind, a dataset id
-  std::vector<std::int64_t> rows_;    // per kind, rows written
+  std::optional<h5::File> hdf5_file_;
+  std::vector<h5::Dataset> tables_;  // per kind
   std::FILE* json_ = nullptr;
   bool first_json_event_ = true;
   std::string json_path_;

@@ -9,7 +9,9 @@ every layer and fails when
     directly or through the layers it uses (dependencies point down only);
   - a layer of the core (src/) could reach a serving layer (ml_ranks/);
   - the table has a cycle, or names a layer it does not define;
-  - a source file under src/ or ml_ranks/ lies in no layer's folder.
+  - a source file under src/ or ml_ranks/ lies in no layer's folder;
+  - a file outside the hdf5 layer includes <hdf5.h> (every HDF5 call goes
+    through src/hdf5/, which holds the library lock and quiets errors).
 
     check_layers.py ROOT LAYERS_TXT      check the tree at ROOT
     check_layers.py --self-test          show that each rule can fail
@@ -20,6 +22,8 @@ import sys
 import tempfile
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+HDF5_HEADER = re.compile(r'^\s*#\s*include\s+<(hdf5|H5[A-Za-z]*)\.h>', re.M)
+HDF5_FOLDER = "src/hdf5"
 SOURCES = (".cpp", ".hpp", ".h", ".c")
 
 
@@ -95,6 +99,11 @@ def check(root, layers):
                     errors.append(f"{rel}: in no layer's folder")
                     continue
                 text = open(os.path.join(dirpath, n), errors="replace").read()
+                m = HDF5_HEADER.search(text)
+                if m and rel_dir != HDF5_FOLDER:
+                    line = text.count("\n", 0, m.start()) + 1
+                    errors.append(f"{rel}:{line}: includes <{m.group(1)}.h>; HDF5 is called "
+                                  f"from {HDF5_FOLDER}/ only")
                 for m in INCLUDE.finditer(text):
                     target = folder_of_include(m.group(1))
                     if target is None or target == rel_dir:
@@ -118,6 +127,8 @@ def self_test():
                               "serving ml_ranks/serving :\ncore src/core : serving\n"),
         "cycle": ({"src/a/x.hpp": "", "src/b/y.hpp": ""}, "a src/a : b\nb src/b : a\n"),
         "stray file": ({"src/a/x.hpp": "", "src/nowhere/y.cpp": ""}, "a src/a :\n"),
+        "raw HDF5": ({"src/a/x.cpp": "#include <hdf5.h>\n", "src/hdf5/y.cpp": "#include <hdf5.h>\n"},
+                     "hdf5 src/hdf5 :\na src/a : hdf5\n"),
     }
     failed = 0
     for what, (files, table) in cases.items():
