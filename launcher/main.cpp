@@ -20,6 +20,13 @@
 
 namespace {
 
+// Each error of Tandem's family says what the process exits with; anything
+// else (out of memory, say) is a job that could not go on: 2.
+int exit_code_of(const std::exception& e) {
+  const auto* ours = dynamic_cast<const tandem::error*>(&e);
+  return ours ? ours->exit_code() : 2;
+}
+
 int validate(const std::string& file) {
   const auto wf = tandem::detail::load_workflow(file);
   tandem::detail::load_task_functions(wf);
@@ -84,7 +91,7 @@ int run(const tandem::RunOptions& options) {
     code = tandem::run_workflow(MPI_COMM_WORLD, options);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tandem: error: %s\n", e.what());
-    MPI_Abort(MPI_COMM_WORLD, 2);
+    MPI_Abort(MPI_COMM_WORLD, exit_code_of(e));
   }
   MPI_Finalize();
   return code;
@@ -172,7 +179,7 @@ int run_command_line(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tandem: error: %s\n", e.what());
-    return 2;
+    return exit_code_of(e);
   }
   return 0;
 }

@@ -18,6 +18,9 @@ class service_error;
 class protocol_error;
 class io_error;
 class task_error;
+class argument_error;
+class environment_error;
+class model_error;
 
 // tandem/tensor.hpp
 enum class DType : std::uint8_t;

@@ -62,7 +62,7 @@ class Session {
   bool is_app() const noexcept;
   /// The application's communicator (MPI_COMM_NULL on other ranks).
   MPI_Comm app_comm() const noexcept;
-  /// The client of the job's services. @throws tandem::error on ranks that
+  /// The client of the job's services. @throws tandem::argument_error on ranks that
   /// are not the application's.
   Client& client();
   /// The run directory.

@@ -92,7 +92,7 @@ class TaskContext {
 using TaskFunction = void (*)(TaskContext&);
 
 /// Registers @p fn under @p name. Returns true so that it can initialise a
-/// static. Thread-safe. @throws tandem::error if the name is taken by another
+/// static. Thread-safe. @throws tandem::argument_error if the name is taken by another
 /// function.
 bool register_task(const std::string& name, TaskFunction fn);
 

@@ -88,7 +88,7 @@ class Tensor {
   static Tensor view(DType dtype, std::vector<std::int64_t> shape, void* data);
   /// A read-only view; writing through data() is not allowed.
   static Tensor view(DType dtype, std::vector<std::int64_t> shape, const void* data);
-  /// A new tensor holding a copy of @p values. @throws tandem::error if the
+  /// A new tensor holding a copy of @p values. @throws tandem::argument_error if the
   /// shape does not match the number of values.
   template <typename T>
   static Tensor from(const std::vector<T>& values, const std::vector<std::int64_t>& shape) {
@@ -106,7 +106,7 @@ class Tensor {
   std::size_t nbytes() const noexcept { return numel() * dtype_size(dtype_); }
   void* data() noexcept { return data_; }
   const void* data() const noexcept { return data_; }
-  /// The data as T*. @throws tandem::error if T does not match dtype().
+  /// The data as T*. @throws tandem::argument_error if T does not match dtype().
   template <typename T>
   T* data_as() {
     check_type(dtype_of<T>());
@@ -117,7 +117,8 @@ class Tensor {
     check_type(dtype_of<T>());
     return static_cast<const T*>(data_);
   }
-  /// The elements copied into a vector. @throws tandem::error on a type mismatch.
+  /// The elements copied into a vector. @throws tandem::argument_error on a type
+  /// mismatch.
   template <typename T>
   std::vector<T> to_vector() const {
     const T* p = data_as<T>();
@@ -153,7 +154,7 @@ struct NamedTensor {
 /// The inputs or outputs of one inference request.
 using TensorList = std::vector<NamedTensor>;
 
-/// The tensor called @p name. @throws tandem::error if there is none.
+/// The tensor called @p name. @throws tandem::argument_error if there is none.
 const Tensor& find_tensor(const TensorList& list, const std::string& name);
 
 }  // namespace tandem

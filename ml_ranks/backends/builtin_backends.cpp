@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "base/client_env.hpp"
+#include "base/raise.hpp"
 #include "ml_ranks/backends/backend.hpp"
 #include "tandem/error.hpp"
 
@@ -24,8 +25,9 @@ namespace {
 TensorList rename(const ServiceSpec& spec, TensorList tensors) {
   if (!spec.outputs.empty()) {
     if (spec.outputs.size() != tensors.size()) {
-      throw error(fmt::format("the model returns {} tensors but the signature names {} outputs",
-                              tensors.size(), spec.outputs.size()));
+      raise<model_error>(
+          fmt::format("the model returns {} tensors but the signature names {} outputs",
+                      tensors.size(), spec.outputs.size()));
     }
     for (std::size_t i = 0; i < tensors.size(); ++i) tensors[i].name = spec.outputs[i].name;
   }
@@ -64,8 +66,8 @@ class ScaleBackend : public Backend {
         double* b = t.data_as<double>();
         for (std::int64_t i = 0; i < n; ++i) b[i] = a[i] * spec_.factor;
       } else {
-        throw error(fmt::format("the scale model takes FP32 or FP64, not {} (input '{}')",
-                                dtype_name(in.tensor.dtype()), in.name));
+        throw argument_error(fmt::format("the scale model takes FP32 or FP64, not {} (input '{}')",
+                                         dtype_name(in.tensor.dtype()), in.name));
       }
       out.push_back({in.name, std::move(t)});
     }
@@ -104,8 +106,8 @@ std::unique_ptr<Backend> make_builtin_backend(const ServiceSpec& spec) {
     case BackendKind::sleep:
       return std::make_unique<SleepBackend>(spec);
     default:
-      throw error(fmt::format("service '{}': backend '{}' is not a built-in test model", spec.name,
-                              name_of(spec.backend)));
+      raise<model_error>(fmt::format("service '{}': backend '{}' is not a built-in test model",
+                                     spec.name, name_of(spec.backend)));
   }
 }
 
@@ -113,17 +115,18 @@ std::unique_ptr<Backend> load_torchscript_backend(const ServiceSpec& spec) {
   const std::string path = plugin_path("libtandem_torch.so");
   void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle) {
-    throw error(
+    raise<environment_error>(
         fmt::format("service '{}': the torchscript backend is not available ({}); build "
                     "Tandem with libtorch (Debian: libtorch-dev, TANDEM_WITH_TORCH=ON)",
                     spec.name, ::dlerror()));
   }
   auto make = reinterpret_cast<decltype(&tandem_make_torchscript_backend)>(
       ::dlsym(handle, "tandem_make_torchscript_backend"));
-  if (!make) throw error(fmt::format("{} lacks tandem_make_torchscript_backend", path));
+  if (!make)
+    raise<environment_error>(fmt::format("{} lacks tandem_make_torchscript_backend", path));
   char why[2048] = {0};
   Backend* b = make(&spec, why, sizeof why);
-  if (!b) throw error(why);
+  if (!b) raise<model_error>(why);
   return std::unique_ptr<Backend>(b);
 }
 

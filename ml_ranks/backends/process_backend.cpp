@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "base/raise.hpp"
 #include "exec/command.hpp"
 #include "ml_ranks/backends/backend.hpp"
 #include "ml_ranks/http/http_client.hpp"
@@ -41,7 +42,7 @@ int free_port() {
   if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     if (fd >= 0) ::close(fd);
-    throw error("cannot find a free loopback port for the model server");
+    raise<environment_error>("cannot find a free loopback port for the model server");
   }
   ::close(fd);
   return ntohs(addr.sin_port);
@@ -102,9 +103,9 @@ class ProcessBackend : public Backend {
   }
 
   TensorList infer(const TensorList& inputs) override {
-    if (!failure_.empty()) throw error(failure_);
+    if (!failure_.empty()) throw model_error(failure_);
     if (spec_.protocol == Protocol::openai) {
-      throw error("this service speaks the OpenAI protocol: send JSON with client.call()");
+      throw argument_error("this service speaks the OpenAI protocol: send JSON with client.call()");
     }
     std::vector<std::string> outputs;
     for (const auto& o : spec_.outputs) outputs.push_back(o.name);
@@ -120,7 +121,7 @@ class ProcessBackend : public Backend {
     if (!resp.ok()) {
       // A server that died mid-request is started again for the next one.
       tick();
-      throw error(fmt::format("model server at {}: {}", base_url(), resp.error));
+      raise<model_error>(fmt::format("model server at {}: {}", base_url(), resp.error));
     }
     std::optional<std::size_t> response_header;
     if (auto it = resp.headers.find("inference-header-content-length"); it != resp.headers.end()) {
@@ -129,7 +130,7 @@ class ProcessBackend : public Backend {
     TensorList out;
     std::string why;
     if (!kserve::parse_response(resp.body, response_header, out, why)) {
-      throw error(fmt::format("model server at {}: {}", base_url(), why));
+      raise<model_error>(fmt::format("model server at {}: {}", base_url(), why));
     }
     return out;
   }
@@ -192,13 +193,14 @@ class ProcessBackend : public Backend {
     for (;;) {
       server_->progress();
       if (server_->finished()) {
-        throw error(fmt::format("the model server {} before it was ready (its output: {}.err)",
-                                describe_exit(), log_stem_));
+        raise<model_error>(
+            fmt::format("the model server {} before it was ready (its output: {}.err)",
+                        describe_exit(), log_stem_));
       }
       if (send(get(spec_.ready_path, 2.0)).ok()) break;
       if (clock_type::now() > deadline) {
         stop();
-        throw error(
+        raise<model_error>(
             fmt::format("the model server was not ready within {:g} s (no 200 from {}; "
                         "its output: {}.err)",
                         spec_.start_timeout_s, url(spec_.ready_path), log_stem_));

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "base/access.hpp"
+#include "base/raise.hpp"
 #include "ml_ranks/backends/backend.hpp"
 #include "tandem/error.hpp"
 
@@ -41,7 +42,7 @@ c10::ScalarType to_torch(DType t) {
     case DType::FP64:
       return torch::kFloat64;
     default:
-      throw error(fmt::format("libtorch has no tensor type for {}", dtype_name(t)));
+      throw argument_error(fmt::format("libtorch has no tensor type for {}", dtype_name(t)));
   }
 }
 
@@ -68,7 +69,7 @@ DType from_torch(c10::ScalarType t) {
     case torch::kFloat64:
       return DType::FP64;
     default:
-      throw error(fmt::format("the model returned an unsupported tensor type"));
+      raise<model_error>(fmt::format("the model returned an unsupported tensor type"));
   }
 }
 
@@ -87,7 +88,7 @@ class TorchScriptBackend : public Backend {
     try {
       return run(inputs);
     } catch (const c10::Error& e) {
-      throw error(fmt::format("the model failed: {}", e.what_without_backtrace()));
+      raise<model_error>(fmt::format("the model failed: {}", e.what_without_backtrace()));
     }
   }
 
@@ -112,10 +113,10 @@ class TorchScriptBackend : public Backend {
     } else if (result.isTensorList()) {
       for (const auto& e : result.toTensorList()) outs.push_back(e);
     } else {
-      throw error("the model's forward() must return a tensor or a tuple of tensors");
+      raise<model_error>("the model's forward() must return a tensor or a tuple of tensors");
     }
     if (outs.size() != spec_.outputs.size()) {
-      throw error(
+      raise<model_error>(
           fmt::format("the model returned {} tensor(s) but the signature names {} output(s)",
                       outs.size(), spec_.outputs.size()));
     }

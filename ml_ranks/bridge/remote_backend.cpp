@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "base/raise.hpp"
 #include "ml_ranks/bridge/remote_backend.hpp"
 #include "ml_ranks/http/http_client.hpp"
 #include "ml_ranks/http/kserve.hpp"
@@ -27,7 +28,7 @@ class RemoteBackend : public Backend {
     if (!spec.api_key_env.empty()) {
       const char* key = std::getenv(spec.api_key_env.c_str());
       if (!key || !*key) {
-        throw error(
+        raise<environment_error>(
             fmt::format("the environment variable {} (api_key_env) is not set; export "
                         "the endpoint's API key in it",
                         spec.api_key_env));
@@ -36,7 +37,8 @@ class RemoteBackend : public Backend {
     }
     HttpRequest probe = base_request("GET", spec_.ready_path);
     const HttpResponse r = http_.fetch(std::move(probe));
-    if (!r.ok()) throw error(fmt::format("endpoint {} is not ready: {}", spec_.url, r.error));
+    if (!r.ok())
+      raise<model_error>(fmt::format("endpoint {} is not ready: {}", spec_.url, r.error));
     spdlog::info("service '{}': endpoint {} is ready", spec_.name, spec_.url);
   }
 
@@ -115,7 +117,7 @@ class RemoteBackend : public Backend {
       finished = true;
     });
     while (!finished) http_.progress(20);
-    if (!failure.empty()) throw error(failure);
+    if (!failure.empty()) throw model_error(failure);
     return result;
   }
 

@@ -90,7 +90,7 @@ double retry_delay(const HttpRequest& r, int attempt, const HttpResponse& last) 
 HttpClient::HttpClient(int max_in_flight) : max_in_flight_(std::max(1, max_in_flight)) {
   global_init();
   multi_ = curl_multi_init();
-  if (!multi_) throw error("libcurl: cannot create a multi handle");
+  if (!multi_) throw environment_error("libcurl: cannot create a multi handle");
   // Keep connections to each host open between requests.
   curl_multi_setopt(static_cast<CURLM*>(multi_), CURLMOPT_MAX_HOST_CONNECTIONS, max_in_flight_);
 }

@@ -48,7 +48,7 @@ json data_of(const NamedTensor& t) {
     case DType::FP64:
       return values<double>(t.tensor);
     default:
-      throw error(
+      throw argument_error(
           fmt::format("tensor '{}' is {}, which KServe v2 JSON cannot carry; use the "
                       "binary-data extension",
                       t.name, dtype_name(t.tensor.dtype())));

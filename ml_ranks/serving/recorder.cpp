@@ -15,7 +15,7 @@ namespace {
 // chunks of about 1 MiB of rows, unlimited along dimension 0.
 void append(h5::File& file, const std::string& name, const Tensor& t) {
   const auto& shape = t.shape();
-  if (shape.empty()) throw error(fmt::format("{} is a scalar; nothing to append", name));
+  if (shape.empty()) throw argument_error(fmt::format("{} is a scalar; nothing to append", name));
   const std::vector<std::uint64_t> row_shape(shape.begin() + 1, shape.end());
   const h5::Id type = h5::stored_type(t.dtype());
   std::size_t row_bytes = dtype_size(t.dtype());
@@ -26,7 +26,8 @@ void append(h5::File& file, const std::string& name, const Tensor& t) {
                                               (1 << 20) / std::max<std::size_t>(row_bytes, 1));
   const auto have = set.shape();
   if (std::vector<std::uint64_t>(have.begin() + 1, have.end()) != row_shape) {
-    throw error(fmt::format("{} changed its shape; rows of {} do not fit", name, t.describe()));
+    throw argument_error(
+        fmt::format("{} changed its shape; rows of {} do not fit", name, t.describe()));
   }
   set.append(type, static_cast<std::uint64_t>(shape[0]), t.data());
 }

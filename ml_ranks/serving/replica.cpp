@@ -24,6 +24,7 @@
 #include "base/backoff.hpp"
 #include "base/mpi_check.hpp"
 #include "base/mpi_wait.hpp"
+#include "base/raise.hpp"
 #include "base/rank_record.hpp"
 #include "base/send_queue.hpp"
 #include "job/roles.hpp"
@@ -353,8 +354,8 @@ void Leader::check_stop() {
 TensorList Leader::compute(const TensorList& inputs, std::int64_t rows, int version) {
   Backend* backend = versions_.backend(version);
   if (!backend) {
-    throw error(fmt::format("model version {} is not loaded (this replica holds {})", version,
-                            fmt::join(versions_.held(), ", ")));
+    raise<model_error>(fmt::format("model version {} is not loaded (this replica holds {})",
+                                   version, fmt::join(versions_.held(), ", ")));
   }
   if (replica_size_ == 1 || rows < 2) return backend->infer(inputs);
   const std::int64_t share = (rows + replica_size_ - 1) / replica_size_;
@@ -397,7 +398,7 @@ TensorList Leader::compute(const TensorList& inputs, std::int64_t rows, int vers
     parts.push_back(keep[i].tensors);
   }
   MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE);
-  if (!failure.empty()) throw error(failure);
+  if (!failure.empty()) throw model_error(failure);
   // Stitch the parts back together in row order.
   std::vector<QueuedRequest> pieces(parts.size());
   for (std::size_t i = 0; i < parts.size(); ++i) {
@@ -445,7 +446,7 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
     if (batch.size() > 1) {
       for (const auto& o : outputs) {
         if (o.tensor.shape().empty() || o.tensor.shape()[0] != rows) {
-          throw error(
+          raise<model_error>(
               fmt::format("the model returned '{}' as {} for a batch of {} rows; outputs "
                           "must keep the batch dimension",
                           o.name, o.tensor.describe(), rows));
@@ -734,7 +735,7 @@ std::pair<int, std::string> first_version(const ServiceSpec& spec) {
       return {it->version, it->path};
     }
   }
-  throw error(fmt::format(
+  raise<model_error>(fmt::format(
       "service '{}': model_dir '{}' has no {} (a version is <dir>/<N>/model.pt)", spec.name,
       spec.model_dir,
       spec.pinned_version ? fmt::format("version {}", spec.pinned_version) : "version"));

@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 
 #include "base/access.hpp"
+#include "base/raise.hpp"
 #include "capi/wrap_client.hpp"
 #include "tandem/error.hpp"
 #include "tasks/context_data.hpp"
@@ -105,7 +106,7 @@ std::string take_error() {
 
 [[noreturn]] void fail(const std::string& what) {
   std::string why = take_error();
-  throw error(fmt::format("Python: {}: {}", what, why));
+  raise<environment_error>(fmt::format("Python: {}: {}", what, why));
 }
 
 PyObject* text(const std::string& s) {
@@ -125,8 +126,8 @@ void start_interpreter() {
   const PyStatus status = Py_InitializeFromConfig(&config);
   PyConfig_Clear(&config);
   if (PyStatus_Exception(status)) {
-    throw error(fmt::format("cannot start the Python interpreter: {}",
-                            status.err_msg ? status.err_msg : "unknown error"));
+    raise<environment_error>(fmt::format("cannot start the Python interpreter: {}",
+                                         status.err_msg ? status.err_msg : "unknown error"));
   }
   // From here on the worker's thread takes the GIL for each task only.
   PyEval_SaveThread();

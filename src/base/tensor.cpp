@@ -49,12 +49,13 @@ Tensor Tensor::zeros(DType dtype, std::vector<std::int64_t> shape) {
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
   for (std::int64_t d : t.shape_) {
-    if (d < 0) throw error(fmt::format("tensor shape has a negative dimension: {}", t.describe()));
+    if (d < 0)
+      throw argument_error(fmt::format("tensor shape has a negative dimension: {}", t.describe()));
   }
   const std::size_t n = t.nbytes();
   // 64-byte alignment suits vector units and the MPI library alike.
   void* p = std::aligned_alloc(64, ((n + 63) / 64) * 64 + 64);
-  if (!p) throw error(fmt::format("cannot allocate {} bytes for a tensor", n));
+  if (!p) throw environment_error(fmt::format("cannot allocate {} bytes for a tensor", n));
   std::memset(p, 0, n);
   t.owner_ = std::shared_ptr<void>(p, std::free);
   t.data_ = p;
@@ -92,13 +93,13 @@ std::string Tensor::describe() const {
 
 void Tensor::check_type(DType want) const {
   if (want != dtype_) {
-    throw error(fmt::format("tensor {} accessed as {}", describe(), dtype_name(want)));
+    throw argument_error(fmt::format("tensor {} accessed as {}", describe(), dtype_name(want)));
   }
 }
 
 void Tensor::check_count(std::size_t n) const {
   if (static_cast<std::int64_t>(n) != numel()) {
-    throw error(fmt::format("{} values do not fill a tensor of shape {}", n, describe()));
+    throw argument_error(fmt::format("{} values do not fill a tensor of shape {}", n, describe()));
   }
 }
 
@@ -108,7 +109,8 @@ const Tensor& find_tensor(const TensorList& list, const std::string& name) {
   }
   std::vector<std::string> names;
   for (const auto& t : list) names.push_back(t.name);
-  throw error(fmt::format("no tensor named '{}' (have: {})", name, fmt::join(names, ", ")));
+  throw argument_error(
+      fmt::format("no tensor named '{}' (have: {})", name, fmt::join(names, ", ")));
 }
 
 }  // namespace tandem

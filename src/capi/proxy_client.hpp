@@ -32,7 +32,8 @@ namespace tandem::detail::capi {
 /// The worker's proxy cannot be reached, or went away: TANDEM_ERR_CONNECT.
 class proxy_unreachable : public io_error {
  public:
-  using io_error::io_error;
+  proxy_unreachable(std::string path, const std::string& what)
+      : io_error(std::move(path), what, status::connect) {}
 };
 
 struct Reply {

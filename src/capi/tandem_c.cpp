@@ -72,33 +72,28 @@ tandem_status fail(tandem_status status, std::string why) {
   return status;
 }
 
-// Runs @p body, turning exceptions into a status and a message.
+// The family's status codes are tandem.h's.
+static_assert(tandem::status::argument == TANDEM_ERR_ARGUMENT &&
+              tandem::status::connect == TANDEM_ERR_CONNECT &&
+              tandem::status::service == TANDEM_ERR_SERVICE &&
+              tandem::status::request == TANDEM_ERR_REQUEST &&
+              tandem::status::protocol == TANDEM_ERR_PROTOCOL &&
+              tandem::status::mpi == TANDEM_ERR_MPI &&
+              tandem::status::internal == TANDEM_ERR_INTERNAL &&
+              tandem::status::config == TANDEM_ERR_CONFIG && tandem::status::io == TANDEM_ERR_IO);
+
+// Runs @p body, turning exceptions into a status and a message: each
+// error of the family says its own status.
 template <typename F>
 tandem_status guarded(F&& body) {
   try {
     return body();
-  } catch (const tandem::service_error& e) {
-    return fail(TANDEM_ERR_SERVICE, e.what());
-  } catch (const tandem::request_error& e) {
-    return fail(TANDEM_ERR_REQUEST, e.what());
-  } catch (const tandem::mpi_error& e) {
-    return fail(TANDEM_ERR_MPI, e.what());
   } catch (const tandem::config_error& e) {
     const tandem_status s = fail(TANDEM_ERR_CONFIG, e.what());
     t_last_config = {e.file(), e.line(), e.column(), e.key(), e.reason()};
     return s;
-  } catch (const tandem::protocol_error& e) {
-    return fail(TANDEM_ERR_PROTOCOL, e.what());
-  } catch (const tandem::detail::capi::proxy_unreachable& e) {
-    return fail(TANDEM_ERR_CONNECT, e.what());
-  } catch (const tandem::io_error& e) {
-    return fail(TANDEM_ERR_IO, e.what());
-  } catch (const std::invalid_argument& e) {
-    return fail(TANDEM_ERR_ARGUMENT, e.what());
   } catch (const tandem::error& e) {
-    // What is left of the family is a call that cannot be done as asked: a
-    // tensor of another dtype or shape, a name that is not there.
-    return fail(TANDEM_ERR_ARGUMENT, e.what());
+    return fail(static_cast<tandem_status>(e.status()), e.what());
   } catch (const std::exception& e) {
     return fail(TANDEM_ERR_INTERNAL, e.what());
   } catch (...) {
@@ -107,14 +102,14 @@ tandem_status guarded(F&& body) {
 }
 
 tandem::TensorList named_inputs(int n, const char* const* names, tandem_tensor* const* inputs) {
-  if (n < 0 || (n > 0 && !inputs)) throw std::invalid_argument("bad input list");
-  if (n > 1 && !names) throw std::invalid_argument("names may be NULL only for one input");
+  if (n < 0 || (n > 0 && !inputs)) throw tandem::argument_error("bad input list");
+  if (n > 1 && !names) throw tandem::argument_error("names may be NULL only for one input");
   tandem::TensorList list;
   for (int i = 0; i < n; ++i) {
-    if (!inputs[i]) throw std::invalid_argument(fmt::format("input {} is null", i));
+    if (!inputs[i]) throw tandem::argument_error(fmt::format("input {} is null", i));
     // No name: the service's only input (resolved where the signature is).
     const char* name = names ? names[i] : "";
-    if (!name) throw std::invalid_argument(fmt::format("the name of input {} is null", i));
+    if (!name) throw tandem::argument_error(fmt::format("the name of input {} is null", i));
     list.push_back({name, inputs[i]->tensor});
   }
   return list;

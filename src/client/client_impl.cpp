@@ -585,7 +585,7 @@ bool CallHandle::test() {
 }
 
 std::string CallHandle::wait() {
-  if (!pending_) throw error("CallHandle::wait on an empty handle");
+  if (!pending_) throw argument_error("CallHandle::wait on an empty handle");
   client_->wait(*pending_);
   if (!pending_->error.empty()) {
     throw request_error(client_->workflow().services[pending_->service].name, pending_->error);
@@ -604,7 +604,7 @@ bool InferHandle::test() {
 }
 
 TensorList InferHandle::wait() {
-  if (!pending_) throw error("InferHandle::wait on an empty handle");
+  if (!pending_) throw argument_error("InferHandle::wait on an empty handle");
   client_->wait(*pending_);
   if (!pending_->error.empty()) {
     throw request_error(client_->workflow().services[pending_->service].name, pending_->error);

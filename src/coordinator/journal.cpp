@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
-#include <stdexcept>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -38,7 +37,10 @@ std::map<std::pair<std::string, int>, JournalEntry> read_journal(const std::stri
       if (!lost) {
         // Only final states are journaled; anything else is not ours.
         st = parse_name<TaskState>(j.at("state").get<std::string>());
-        if (!st || !is_final(*st)) throw std::runtime_error("no final state");
+        if (!st || !is_final(*st)) {
+          spdlog::warn("{}:{}: skipping a journal line with no final state", path, lineno);
+          continue;
+        }
       }
       const int attempts = lost ? j.at("attempt").get<int>() : j.value("attempts", 0);
       JournalEntry& e = entries[std::move(key)];

@@ -23,6 +23,7 @@
 #include "base/mpi_wait.hpp"
 #include "base/rank_record.hpp"
 #include "base/signals.hpp"
+#include "hdf5/library.hpp"
 #include "job/idle_mode.hpp"
 #include "job/logging.hpp"
 #include "job/lost_attempts.hpp"
@@ -32,7 +33,6 @@
 #include "tasks/python_tasks.hpp"
 #include "tasks/registry.hpp"
 #include "trace/trace.hpp"
-#include "hdf5/library.hpp"
 #include "transport/shm.hpp"
 
 namespace mpi = boost::mpi;
@@ -43,10 +43,11 @@ namespace tandem::detail {
 namespace {
 
 // Why a job cannot start, as rank 0 found it: carried to every rank with
-// its kind, so that a Session user, the C API and the CLI all see the
-// config_error (file, line, column, key) or io_error (path) it was.
+// its class, so that a Session user, the C API and the CLI all see the
+// error it was (a config_error with its file, line, column and key, an
+// io_error with its path), with its status and exit code.
 struct SetupError {
-  enum Kind : int { none, plain, config, io };
+  enum Kind : int { none, plain, config, io, argument, environment, model, mpi };
   int kind = none;
   std::string what;
   std::string file;  // config: the workflow file; io: the path at fault
@@ -67,14 +68,35 @@ struct SetupError {
     } else if (const auto* f = dynamic_cast<const io_error*>(&e)) {
       kind = io;
       file = f->path();
+    } else if (dynamic_cast<const argument_error*>(&e)) {
+      kind = argument;
+    } else if (dynamic_cast<const environment_error*>(&e)) {
+      kind = environment;
+    } else if (dynamic_cast<const model_error*>(&e)) {
+      kind = model;
+    } else if (dynamic_cast<const mpi_error*>(&e)) {
+      kind = mpi;
     } else {
       kind = plain;
     }
   }
   [[noreturn]] void raise() const {
-    if (kind == config) throw config_error(file, line, column, key, reason);
-    if (kind == io) throw io_error(file, what);
-    throw error(what);
+    switch (kind) {
+      case config:
+        throw config_error(file, line, column, key, reason);
+      case io:
+        throw io_error(file, what);
+      case argument:
+        throw argument_error(what);
+      case environment:
+        throw environment_error(what);
+      case model:
+        throw model_error(what);
+      case mpi:
+        throw mpi_error(MPI_ERR_OTHER, what);
+      default:
+        throw error(what);
+    }
   }
   template <class Archive>
   void serialize(Archive& ar, unsigned /*version*/) {

@@ -13,6 +13,7 @@
 
 #include <chrono>
 
+#include "base/raise.hpp"
 #include "base/rank_record.hpp"
 #include "tandem/error.hpp"
 
@@ -34,7 +35,7 @@ void flush_before_dying() {
 spdlog::level::level_enum parse_level(const std::string& name) {
   const auto level = spdlog::level::from_str(name);
   if (level == spdlog::level::off && name != "off") {
-    throw error(
+    throw argument_error(
         fmt::format("unknown log level '{}': use trace, debug, info, warn, error or off", name));
   }
   return level;
@@ -42,6 +43,7 @@ spdlog::level::level_enum parse_level(const std::string& name) {
 
 void setup_logging(int rank, Role role, const std::string& label, const std::string& stderr_level) {
   g_tag = fmt::format("rank {} {}", rank, label);
+  set_error_origin(g_tag);
   auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
   const auto wanted = parse_level(stderr_level);
   sink->set_level(role == Role::coordinator ? wanted : std::max(wanted, spdlog::level::warn));

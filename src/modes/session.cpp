@@ -81,7 +81,7 @@ MPI_Comm Session::app_comm() const noexcept {
 
 Client& Session::client() {
   if (!impl_->client) {
-    throw error(
+    throw argument_error(
         "tandem::Session::client: this rank serves the job; only application ranks "
         "(is_app()) have a client");
   }

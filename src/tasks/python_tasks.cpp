@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "base/client_env.hpp"
+#include "base/raise.hpp"
 #include "tandem/error.hpp"
 
 namespace tandem::detail {
@@ -22,14 +23,14 @@ void start_python_tasks(const Workflow& wf) {
     // linked to libpython; they find its symbols in the global scope.
     void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
     if (!handle) {
-      throw error(fmt::format(
+      raise<environment_error>(fmt::format(
           "the workflow has Python tasks, but Tandem's Python plugin cannot be loaded ({}); "
           "build Tandem with Python (Debian: python3-dev, TANDEM_WITH_PYTHON=ON)",
           ::dlerror()));
     }
     auto entry =
         reinterpret_cast<decltype(&tandem_python_plugin)>(::dlsym(handle, "tandem_python_plugin"));
-    if (!entry) throw error(fmt::format("{} lacks tandem_python_plugin", path));
+    if (!entry) raise<environment_error>(fmt::format("{} lacks tandem_python_plugin", path));
     g_plugin = entry();
   }
   g_plugin->start(wf, client_environment().python_dir);

@@ -31,7 +31,7 @@ bool register_task(const std::string& name, TaskFunction fn) {
   std::lock_guard lock(r.mutex);
   auto [it, inserted] = r.functions.emplace(name, fn);
   if (!inserted && it->second != fn) {
-    throw error(
+    throw argument_error(
         fmt::format("register_task: the name '{}' is already registered to another "
                     "function; task names must be unique",
                     name));

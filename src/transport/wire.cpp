@@ -52,10 +52,10 @@ Encoded encode(Kind kind, std::uint64_t request_id, int service, const TensorLis
   }
   for (const auto& t : tensors) {
     if (t.tensor.shape().size() > kMaxDims) {
-      throw error(fmt::format("tensor '{}' has {} dimensions; at most {} are supported", t.name,
-                              t.tensor.shape().size(), kMaxDims));
+      throw argument_error(fmt::format("tensor '{}' has {} dimensions; at most {} are supported",
+                                       t.name, t.tensor.shape().size(), kMaxDims));
     }
-    if (t.name.size() > 65535) throw error("a tensor name is longer than 65535 bytes");
+    if (t.name.size() > 65535) throw argument_error("a tensor name is longer than 65535 bytes");
     meta += t.name.size();
   }
   std::size_t total = align64(meta);

@@ -25,6 +25,7 @@
 #include "base/clock.hpp"
 #include "base/mpi_check.hpp"
 #include "base/mpi_wait.hpp"
+#include "base/raise.hpp"
 #include "base/rank_record.hpp"
 #include "base/signals.hpp"
 #include "client/client_impl.hpp"
@@ -112,7 +113,8 @@ class Worker {
       if (t.is_python()) {
         // start_job started the interpreter and imported the modules.
         const PythonPlugin* python = python_plugin();
-        if (!python) throw error(fmt::format("task '{}': Python is not started", t.name));
+        if (!python)
+          raise<environment_error>(fmt::format("task '{}': Python is not started", t.name));
         rt.function = python->run;
       } else if (t.kind == TaskKind::function) {
         rt.function = find_task_function(t.function);
