@@ -37,6 +37,20 @@ function(tandem_layer name dir)
   set_property(GLOBAL APPEND_STRING PROPERTY TANDEM_LAYER_TABLE "${name} ${rel} : ${uses_text}\n")
 endfunction()
 
+# A folder outside libtandem that uses its layers: the command (launcher/),
+# the Python package (python/), the benchmarks (bench/). Nothing is built
+# here; the folder joins the layer table so that its includes are checked
+# like a layer's, and no layer may include its headers.
+#
+#   tandem_top_layer(NAME DIR [USES layers...])
+function(tandem_top_layer name dir)
+  cmake_parse_arguments(ARG "" "" "USES" ${ARGN})
+  get_filename_component(absolute ${dir} ABSOLUTE BASE_DIR ${CMAKE_CURRENT_SOURCE_DIR})
+  file(RELATIVE_PATH rel ${PROJECT_SOURCE_DIR} ${absolute})
+  list(JOIN ARG_USES " " uses_text)
+  set_property(GLOBAL APPEND_STRING PROPERTY TANDEM_LAYER_TABLE "${name} ${rel} : ${uses_text}\n")
+endfunction()
+
 # Writes the layer table once every layer is defined.
 function(tandem_write_layer_table)
   get_property(table GLOBAL PROPERTY TANDEM_LAYER_TABLE)

@@ -1,6 +1,6 @@
 #pragma once
 // Python function tasks (`python = "module:function"`). The interpreter
-// lives in a plugin, libtandem_python.so (python/embed/), that only the
+// lives in a plugin, libtandem_python.so (src/python_tasks/), that only the
 // ranks running Python tasks load, so that the core never depends on
 // Python, as the TorchScript backend's plugin keeps it free of libtorch.
 
@@ -11,7 +11,7 @@
 
 namespace tandem::detail {
 
-/// The plugin's entry points (python/embed/python_plugin.cpp).
+/// The plugin's entry points (src/python_tasks/python_plugin.cpp).
 struct PythonPlugin {
   /// Starts the interpreter (once per process), puts the workflow's
   /// directory, `[job] pythonpath` and Tandem's package on sys.path, and

@@ -10,6 +10,9 @@ every layer and fails when
   - a layer of the core (src/) could reach a serving layer (ml_ranks/);
   - the table has a cycle, or names a layer it does not define;
   - a source file under src/ or ml_ranks/ lies in no layer's folder;
+  - a layer uses a top layer: the command (launcher/), the Python package
+    (python/) and the benchmarks (bench/) are checked like layers, over
+    their whole folder, but nothing may use them;
   - a file outside the hdf5 layer includes <hdf5.h> (every HDF5 call goes
     through src/hdf5/, which holds the library lock and quiets errors).
 
@@ -67,13 +70,34 @@ def closure(layers, errors):
     return reach
 
 
-def folder_of_include(header):
+LIBRARY_TOPS = ("src", "ml_ranks")
+
+
+def is_top_layer(folder):
+    """A folder outside the library: launcher, python, bench."""
+    return folder.split("/")[0] not in LIBRARY_TOPS
+
+
+def folder_of_include(header, tops):
     parts = header.split("/")
     if parts[0] == "tandem" or len(parts) < 2:
         return None  # the public API, or a file beside its includer
     if parts[0] == "ml_ranks":
         return "/".join(parts[:2])
+    if parts[0] in tops:
+        return parts[0]
     return "src/" + parts[0]
+
+
+def owner_of(rel_dir, by_folder):
+    """The layer a folder's files belong to: its own folder's layer, or for
+    a top layer's subfolders (python/native) the top layer's."""
+    if rel_dir in by_folder:
+        return by_folder[rel_dir]
+    top = rel_dir.split("/")[0]
+    if is_top_layer(top) and top in by_folder:
+        return by_folder[top]
+    return None
 
 
 def check(root, layers):
@@ -85,8 +109,12 @@ def check(root, layers):
             serving = sorted(u for u in reach[name] if layers[u][0].startswith("ml_ranks/"))
             if serving:
                 errors.append(f"core layer '{name}' uses serving layer(s) {', '.join(serving)}")
+        for use in layers[name][1]:
+            if use in layers and is_top_layer(layers[use][0]):
+                errors.append(f"layer '{name}' uses '{use}', which is outside the library")
+    tops = sorted({folder.split("/")[0] for folder, _ in layers.values()})
     files = 0
-    for top in ("src", "ml_ranks"):
+    for top in tops:
         for dirpath, _, names in os.walk(os.path.join(root, top)):
             rel_dir = os.path.relpath(dirpath, root)
             for n in sorted(names):
@@ -94,7 +122,7 @@ def check(root, layers):
                     continue
                 files += 1
                 rel = os.path.join(rel_dir, n)
-                owner = by_folder.get(rel_dir)
+                owner = owner_of(rel_dir, by_folder)
                 if owner is None:
                     errors.append(f"{rel}: in no layer's folder")
                     continue
@@ -105,8 +133,8 @@ def check(root, layers):
                     errors.append(f"{rel}:{line}: includes <{m.group(1)}.h>; HDF5 is called "
                                   f"from {HDF5_FOLDER}/ only")
                 for m in INCLUDE.finditer(text):
-                    target = folder_of_include(m.group(1))
-                    if target is None or target == rel_dir:
+                    target = folder_of_include(m.group(1), tops)
+                    if target is None or target == rel_dir or by_folder.get(target) == owner:
                         continue
                     used = by_folder.get(target)
                     line = text.count("\n", 0, m.start()) + 1
@@ -127,6 +155,11 @@ def self_test():
                               "serving ml_ranks/serving :\ncore src/core : serving\n"),
         "cycle": ({"src/a/x.hpp": "", "src/b/y.hpp": ""}, "a src/a : b\nb src/b : a\n"),
         "stray file": ({"src/a/x.hpp": "", "src/nowhere/y.cpp": ""}, "a src/a :\n"),
+        "a layer uses the command": ({"src/a/x.hpp": "", "launcher/m.cpp": ""},
+                                     "launcher launcher :\na src/a : launcher\n"),
+        "the command includes what it does not use": (
+            {"src/a/x.hpp": "", "src/b/y.hpp": "", "launcher/sub/m.cpp": '#include "b/y.hpp"\n'},
+            "a src/a :\nb src/b :\nlauncher launcher : a\n"),
         "raw HDF5": ({"src/a/x.cpp": "#include <hdf5.h>\n", "src/hdf5/y.cpp": "#include <hdf5.h>\n"},
                      "hdf5 src/hdf5 :\na src/a : hdf5\n"),
     }
