@@ -1,7 +1,8 @@
 #pragma once
 // A replica's leader: takes requests, runs batches over the replica's
 // ranks, sends replies, and manages the model versions the replica holds.
-// replica.cpp has the request path, leader_versions.cpp the model lifecycle.
+// leader.cpp has the request path, leader_versions.cpp the model lifecycle;
+// replica.cpp starts a replica, member.cpp runs its other ranks.
 
 #include <mpi.h>
 

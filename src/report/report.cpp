@@ -265,6 +265,11 @@ void read_history(const fs::path& dir, Report& r) {
         if (v.is_object()) f.requests[name] = number_or(v, "requests", 0LL);
       }
     }
+    for (const auto& [name, n] : f.requests) f.all_requests += n;
+    f.ended = f.ended_without_summary   ? std::string("its ranks died")
+              : f.interrupted_by_signal ? fmt::format("stopped by signal {}, exit code {}",
+                                                      f.interrupted_by_signal, f.exit_code)
+                                        : fmt::format("exit code {}", f.exit_code);
     r.jobs.push_back(std::move(f));
   }
   for (ServiceFigures& s : r.services) {

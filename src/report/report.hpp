@@ -72,6 +72,9 @@ struct JobFigures {
   bool ended_without_summary = false;         // its ranks died; the next job recorded it
   std::string job_id;                         // the batch system's, if any
   std::map<std::string, long long> requests;  // per service
+  // Computed once from the above, for every output.
+  long long all_requests = 0;  // over the services
+  std::string ended;           // "exit code 0", "stopped by signal 15, exit code 143", ...
 };
 
 /// A rank that ended the job with Session::abort (RUN_DIR/aborts.jsonl).

@@ -306,17 +306,11 @@ td:first-child, th:first-child { text-align: left; }
         r.jobs.size());
     for (std::size_t i = 0; i < r.jobs.size(); ++i) {
       const JobFigures& f = r.jobs[i];
-      long long requests = 0;
-      for (const auto& [name, n] : f.requests) requests += n;
-      const std::string end = f.ended_without_summary ? std::string("its ranks died")
-                              : f.interrupted_by_signal
-                                  ? fmt::format("signal {}", f.interrupted_by_signal)
-                                  : fmt::format("exit code {}", f.exit_code);
       h += fmt::format(
           "<tr><td>{}{}</td><td>{:.3f}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
           "<td>{}</td></tr>",
           i + 1, f.job_id.empty() ? std::string() : " (" + escape(f.job_id) + ")", f.makespan_s,
-          f.done, f.failed, f.canceled, requests, end);
+          f.done, f.failed, f.canceled, f.all_requests, escape(f.ended));
     }
     h += "</table>\n";
   }

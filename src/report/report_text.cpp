@@ -91,7 +91,8 @@ json to_json(const Report& r) {
                      f.interrupted_by_signal ? json(f.interrupted_by_signal) : json(nullptr)},
                     {"ended_without_summary", f.ended_without_summary},
                     {"job_id", f.job_id},
-                    {"requests", f.requests}});
+                    {"requests", f.requests},
+                    {"ended", f.ended}});
   }
   json aborts = json::array();
   for (const AbortFigures& a : r.aborts) {
@@ -180,16 +181,9 @@ std::string to_text(const Report& r) {
                     r.jobs.size()));
     for (std::size_t i = 0; i < r.jobs.size(); ++i) {
       const JobFigures& f = r.jobs[i];
-      long long requests = 0;
-      for (const auto& [name, n] : f.requests) requests += n;
-      const std::string end = f.ended_without_summary ? std::string("its ranks died")
-                              : f.interrupted_by_signal
-                                  ? fmt::format("stopped by signal {}, exit code {}",
-                                                f.interrupted_by_signal, f.exit_code)
-                                  : fmt::format("exit code {}", f.exit_code);
       line(fmt::format("  {}{}  {:8.3f} s  {} done, {} failed, {} canceled, {} requests; {}", i + 1,
                        f.job_id.empty() ? std::string() : " (job " + f.job_id + ")", f.makespan_s,
-                       f.done, f.failed, f.canceled, requests, end));
+                       f.done, f.failed, f.canceled, f.all_requests, f.ended));
     }
   }
   if (r.has_trace) {
