@@ -7,11 +7,15 @@
 
 #include <mpi.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -231,7 +235,28 @@ const char* tandem_status_name(tandem_status status) {
   return "TANDEM_ERR_UNKNOWN";
 }
 
+// The ranks of an MPI command task may run on several nodes: each takes
+// the proxy of a worker on its own node, from "host=path;host=path" in
+// TANDEM_NODE_SOCKETS, and TANDEM_SOCKET (the lead worker's) elsewhere.
+static std::string own_node_socket() {
+  const char* list = std::getenv("TANDEM_NODE_SOCKETS");
+  if (!list || !*list) return {};
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) return {};
+  const std::string want = std::string(host) + "=";
+  std::string_view rest(list);
+  while (!rest.empty()) {
+    const std::size_t end = std::min(rest.find(';'), rest.size());
+    const std::string_view entry = rest.substr(0, end);
+    if (entry.starts_with(want)) return std::string(entry.substr(want.size()));
+    rest.remove_prefix(std::min(end + 1, rest.size()));
+  }
+  return {};
+}
+
 tandem_status tandem_connect(tandem_client** client) {
+  const std::string own = own_node_socket();
+  if (!own.empty()) return tandem_connect_to(own.c_str(), client);
   const char* path = std::getenv("TANDEM_SOCKET");
   if (!path || !*path) {
     return fail(TANDEM_ERR_CONNECT,

@@ -32,6 +32,7 @@ void compare_task(const TaskSpec& b, const TaskSpec& a, std::vector<std::string>
   changed("sweep", joined(b.instance_args), joined(a.instance_args));
   changed("after", joined(b.after), joined(a.after));
   changed("ranks", std::to_string(b.ranks), std::to_string(a.ranks));
+  changed("cores_per_rank", std::to_string(b.cores_per_rank), std::to_string(a.cores_per_rank));
   changed("clean_mpi_env", b.clean_mpi_env ? "true" : "false", a.clean_mpi_env ? "true" : "false");
   if (b.env != a.env) out.push_back(fmt::format("task '{}': env changed", b.name));
   if (a.count < b.count) {

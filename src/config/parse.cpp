@@ -183,6 +183,8 @@ void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_f
   if (auto v = r.boolean("isolate")) wf.job.isolate = *v;
   if (auto v = r.choice<OnTimeout>("on_timeout")) wf.job.on_timeout = *v;
   if (auto v = r.choice<IdleMode>("idle")) wf.job.idle = *v;
+  if (auto v = r.choice<Launcher>("launcher")) wf.job.launcher = *v;
+  if (auto v = r.string_array("launcher_args")) wf.job.launcher_args = *v;
   if (const toml::table* b = r.table("backoff")) {
     read_backoff(*b, r, wf.job.backoff);
     wf.job.backoff_given = true;
@@ -192,7 +194,7 @@ void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_f
   if (const toml::table* p = r.table("proxy")) read_proxy(*p, r, wf.dir, wf.job.proxy);
   r.reject_unknown({"name", "run_root", "libraries", "pythonpath", "max_chunk", "kill_grace",
                     "journal_sync_interval", "isolate", "on_timeout", "idle", "backoff", "staging",
-                    "monitor", "proxy"});
+                    "monitor", "proxy", "launcher", "launcher_args"});
 }
 
 void read_layout(const toml::table* t, TableReader& top, Workflow& wf) {
@@ -432,8 +434,10 @@ TaskSpec read_task(const toml::table& t, int i, const std::string& file, const s
   if (auto v = r.integer("count", 1, kMaxCount)) task.count = static_cast<int>(*v);
   if (auto v = r.integer("ranks", 1, 1'000'000)) task.ranks = static_cast<int>(*v);
   task.ranks_pos = r.pos("ranks");
-  if (task.ranks > 1 && task.kind == TaskKind::command) {
-    r.fail("ranks", "only function tasks can span several ranks; a command task runs on one");
+  if (auto v = r.integer("cores_per_rank", 1, 4096)) task.cores_per_rank = static_cast<int>(*v);
+  if (t.contains("cores_per_rank") && task.kind != TaskKind::command) {
+    r.fail("cores_per_rank",
+           "is for command tasks; a function task runs on its workers' own threads");
   }
   if (auto v = r.string_array("after")) task.after = *v;
   if (auto v = r.integer("retries", 0, 1000)) task.retries = static_cast<int>(*v);
@@ -457,8 +461,8 @@ TaskSpec read_task(const toml::table& t, int i, const std::string& file, const s
   if (const toml::table* args = r.table("args")) task.args_json = to_json(*args).dump();
   read_sweep(r, t, task);
   r.reject_unknown({"name", "function", "python", "command", "env", "cwd", "clean_mpi_env", "count",
-                    "ranks", "after", "retries", "priority", "timeout", "isolate", "on_timeout",
-                    "args", "sweep", "sweep_mode"});
+                    "ranks", "cores_per_rank", "after", "retries", "priority", "timeout", "isolate",
+                    "on_timeout", "args", "sweep", "sweep_mode"});
   return task;
 }
 

@@ -75,6 +75,16 @@ struct EnumNames<SweepMode> {
                                                    {SweepMode::zip, "zip"}};
 };
 
+/// How a multi-rank command task's ranks are started (`[job] launcher`):
+/// `auto` takes `srun` inside a Slurm allocation and `mpirun` otherwise
+/// (src/exec/mpi_launch.hpp; docs/running-on-clusters.md).
+enum class Launcher { automatic, mpirun, srun };
+template <>
+struct EnumNames<Launcher> {
+  static constexpr EnumName<Launcher> values[] = {
+      {Launcher::automatic, "auto"}, {Launcher::mpirun, "mpirun"}, {Launcher::srun, "srun"}};
+};
+
 /// How idle ranks wait (`[job] idle`): `shared` backs off to sleeps soon,
 /// for cores that ranks share; `dedicated` spins long, for a core each;
 /// `auto` chooses per node from the ranks' CPUs (job/idle_mode.hpp).
@@ -102,6 +112,8 @@ struct JobSpec {
   StagingSpec staging;
   MonitorSpec monitor;
   ProxySpec proxy;
+  Launcher launcher = Launcher::automatic;
+  std::vector<std::string> launcher_args;  // added after the launcher's own options
 };
 
 struct LayoutSpec {
@@ -123,6 +135,7 @@ struct TaskSpec {
   bool clean_mpi_env = true;
   int count = 1;
   int ranks = 1;
+  int cores_per_rank = 1;  // command tasks: workers reserved (and lent) per rank
   std::vector<std::string> after;
   std::vector<int> after_index;  // indices into Workflow::tasks
   int retries = 0;
@@ -148,6 +161,11 @@ struct TaskSpec {
     return instance_args.empty() ? args_json : instance_args[static_cast<std::size_t>(index)];
   }
   bool has_sweep() const noexcept { return !sweep_keys.empty(); }
+  /// Workers the task holds while it runs.
+  int workers_needed() const noexcept { return ranks * cores_per_rank; }
+  /// A command task that holds several workers: an MPI program started by
+  /// a launcher (ranks > 1), or one process given several cores.
+  bool is_mpi_command() const noexcept { return kind == TaskKind::command && workers_needed() > 1; }
   /// A function task written in Python (run by the embedded interpreter).
   bool is_python() const noexcept { return !python.empty(); }
 };

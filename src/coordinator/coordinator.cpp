@@ -106,6 +106,9 @@ class Coordinator {
   bool receive_one();
   void handle_update(int source, const std::vector<char>& bytes);
   void serve_requests();
+  /// The first @p n idle parked workers (pilot ranks); empty if fewer.
+  std::vector<int> idle_workers(int n) const;
+  std::vector<int> idle_by_node(const TaskSpec& spec) const;
   void send(int worker, std::vector<std::int32_t> data);
   void append_finals();  // finals_ into the journal's buffer
   void record_finals();  // ... and the buffer into the file
@@ -357,6 +360,41 @@ void Coordinator::stop_dispatch() {
   finals_.clear();
 }
 
+std::vector<int> Coordinator::idle_workers(int n) const {
+  std::vector<int> group;
+  for (int w : parked_order_) {
+    if (workers_[w].idle) group.push_back(w);
+    if (static_cast<int>(group.size()) == n) return group;
+  }
+  return {};
+}
+
+// An MPI command task's workers: cores_per_rank of one node for each rank,
+// on as few nodes as will do (the nodes with the most idle workers first),
+// a node's ranks one after another. Empty until enough are idle.
+std::vector<int> Coordinator::idle_by_node(const TaskSpec& spec) const {
+  std::map<int, std::vector<int>> on_node;
+  for (int w : parked_order_) {
+    if (!workers_[w].idle) continue;
+    const int world = worker_rank_[static_cast<std::size_t>(w - 1)];
+    on_node[job_.plan.ranks[static_cast<std::size_t>(world)].node].push_back(w);
+  }
+  std::vector<const std::vector<int>*> nodes;
+  for (const auto& [node, list] : on_node) nodes.push_back(&list);
+  std::stable_sort(nodes.begin(), nodes.end(),
+                   [](const auto* a, const auto* b) { return a->size() > b->size(); });
+  std::vector<int> group;
+  int left = spec.ranks;
+  const int per = spec.cores_per_rank;
+  for (const std::vector<int>* list : nodes) {
+    const int take = std::min(left, static_cast<int>(list->size()) / per);
+    group.insert(group.end(), list->begin(), list->begin() + take * per);
+    left -= take;
+    if (left == 0) return group;
+  }
+  return {};
+}
+
 void Coordinator::serve_requests() {
   if (stopping_) return;
   const int nworkers = workers_count();
@@ -390,12 +428,10 @@ void Coordinator::serve_requests() {
       continue;
     }
     // A multi-rank task: wait until enough parked workers are idle.
-    std::vector<int> group;
-    for (int w : parked_order_) {
-      if (workers_[w].idle) group.push_back(w);
-      if (static_cast<int>(group.size()) == ranks) break;
-    }
-    if (static_cast<int>(group.size()) < ranks) return;
+    const TaskSpec& spec = wf_.tasks[static_cast<std::size_t>(sched_.head_task())];
+    const std::vector<int> group =
+        spec.kind == TaskKind::command ? idle_by_node(spec) : idle_workers(ranks);
+    if (group.empty()) return;
     const int id = sched_.take_multi(group[0] - 1, ranks, now_us());
     trace::record(trace::kTaskDispatch, id, 1, group[0] - 1);
     std::vector<std::int32_t> msg{kMulti, id, sched_.instance(id).attempt, ranks};

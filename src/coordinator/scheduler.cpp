@@ -113,7 +113,13 @@ bool Scheduler::has_ready() {
 int Scheduler::head_ranks() {
   skip_stale_heads();
   if (ready_.empty()) return 0;
-  return wf_.tasks[instances_[ready_.front()].task].ranks;
+  return wf_.tasks[instances_[ready_.front()].task].workers_needed();
+}
+
+int Scheduler::head_task() {
+  skip_stale_heads();
+  if (ready_.empty()) return -1;
+  return instances_[ready_.front()].task;
 }
 
 int Scheduler::take(int max, int worker, std::int64_t now, std::vector<int>& out) {
@@ -123,7 +129,7 @@ int Scheduler::take(int max, int worker, std::int64_t now, std::vector<int>& out
     if (ready_.empty()) break;
     const int id = ready_.front();
     Instance& inst = instances_[id];
-    if (wf_.tasks[inst.task].ranks > 1) break;
+    if (wf_.tasks[inst.task].workers_needed() > 1) break;
     ready_.pop();
     ++inst.attempt;
     inst.worker = worker;

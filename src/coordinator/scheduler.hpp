@@ -82,8 +82,10 @@ class Scheduler {
 
   /// True when an instance is ready to hand out.
   bool has_ready();
-  /// How many ranks the next ready instance needs (0 when none is ready).
+  /// How many workers the next ready instance needs (0 when none is ready).
   int head_ranks();
+  /// The task of the next ready instance (-1 when none is ready).
+  int head_task();
   /// Hands out up to @p max ready one-rank instances to @p worker; stops early
   /// at a multi-rank instance so that it keeps its place. Appends ids to @p out.
   int take(int max, int worker, std::int64_t now, std::vector<int>& out);

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -52,10 +53,12 @@ std::vector<std::string> inherited_environment(bool clean_mpi) {
       const char* v = *e;
       // Keep the settings a person chose (OMPI_MCA_*, OMPI_ALLOW_*) and drop
       // the launcher's wiring: PMIx/PMI, the job's identity and Open MPI's
-      // per-process values.
+      // per-process values. OMPI_MCA_ess is both: mpiexec sets it, and
+      // MPI_Init rewrites it to "pmi" in the worker's own environment, which
+      // makes a nested mpirun exit 1 without a word.
       const bool launcher_wiring =
           starts_with(v, "PMIX_") || starts_with(v, "PMI_") || starts_with(v, "OMPI_COMM_WORLD_") ||
-          starts_with(v, "OMPI_MCA_ess_") || starts_with(v, "OMPI_MCA_orte_") ||
+          starts_with(v, "OMPI_MCA_ess") || starts_with(v, "OMPI_MCA_orte_") ||
           starts_with(v, "OMPI_MCA_pmix") || starts_with(v, "OMPI_FIRST_RANKS") ||
           starts_with(v, "OMPI_APP_CTX") || starts_with(v, "OMPI_NUM_APP_CTX") ||
           starts_with(v, "OMPI_UNIVERSE_SIZE") || starts_with(v, "OMPI_FILE_LOCATION") ||
@@ -72,11 +75,24 @@ std::vector<std::string> inherited_environment(bool clean_mpi) {
   return env;
 }
 
+int kill_session(pid_t sid) {
+  int killed = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(name));
+    if (pid != sid && ::getsid(pid) == sid && ::kill(pid, SIGKILL) == 0) ++killed;
+  }
+  return killed;
+}
+
 RunningCommand::RunningCommand(const CommandLaunch& launch)
     : argv0_(launch.argv.empty() ? std::string() : launch.argv[0]),
       paths_{launch.stdout_path, launch.stderr_path},
       timeout_s_(launch.timeout_s),
-      grace_s_(launch.kill_grace_s) {
+      grace_s_(launch.kill_grace_s),
+      own_session_(launch.own_session) {
   spawn(launch);
 }
 
@@ -153,8 +169,10 @@ void RunningCommand::spawn(const CommandLaunch& launch) {
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
   posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK);
+  // setsid() also makes the child the leader of a new group of the same id.
+  const short group = launch.own_session ? POSIX_SPAWN_SETSID : POSIX_SPAWN_SETPGROUP;
+  posix_spawnattr_setflags(&attr, static_cast<short>(group | POSIX_SPAWN_SETSIGMASK |
+                                                     POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK));
   const int rc = ::posix_spawn(&pid_, program.c_str(), &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
@@ -243,6 +261,10 @@ void RunningCommand::progress() {
       // Anything left in the group (children that outlived the leader) goes
       // too; that also closes the pipes they inherited.
       signal_group(SIGKILL);
+      // An MPI launcher's ranks are in groups of their own: whatever of
+      // them outlived it (a launcher killed at the end of its grace) goes
+      // now, so that no rank of a stopped task runs on.
+      if (own_session_) kill_session(pid_);
       remove_forward_group(pid_);
       drain(0);
       drain(1);

@@ -30,6 +30,10 @@ struct CommandLaunch {
   std::string stderr_path;
   double timeout_s = 0;     // 0: none
   double kill_grace_s = 2;  // SIGTERM, this long, then SIGKILL
+  // A session of its own, not only a process group: an MPI launcher puts
+  // each rank it starts in a group of its own, but they stay in the
+  // session, so that what is left of it can be found and killed at the end.
+  bool own_session = false;
 };
 
 struct CommandResult {
@@ -90,12 +94,17 @@ class RunningCommand {
   clock::time_point exited_at_{};
   bool term_sent_flag_ = false;
   bool kill_sent_ = false;
+  bool own_session_ = false;
   CommandResult result_;
 };
 
 /// Runs a command to its end. @p should_stop is called a few times a second
 /// while it runs; when it returns true the command is stopped and CANCELED.
 CommandResult run_command(const CommandLaunch& launch, const std::function<bool()>& should_stop);
+
+/// Kills (SIGKILL) every process left in session @p sid, as /proc lists
+/// them; returns how many there were.
+int kill_session(pid_t sid);
 
 /// The environment for command tasks: ours, less the variables through which
 /// the MPI launcher talks to its own processes (a child that sees them may

@@ -144,6 +144,22 @@ std::vector<int> node_indices(MPI_Comm world) {
   return nodes;
 }
 
+// The host name of every node, by node index, as its ranks see it: what a
+// launcher is told to start an MPI command task's ranks on.
+std::vector<std::string> node_hosts(MPI_Comm world, const Plan& plan) {
+  constexpr int kHostMax = 256;
+  char mine[kHostMax] = {};
+  ::gethostname(mine, kHostMax - 1);
+  const int size = static_cast<int>(plan.ranks.size());
+  std::vector<char> all(static_cast<std::size_t>(size) * kHostMax);
+  TANDEM_MPI_CHECK(MPI_Allgather(mine, kHostMax, MPI_CHAR, all.data(), kHostMax, MPI_CHAR, world));
+  std::vector<std::string> hosts(static_cast<std::size_t>(plan.node_count));
+  for (int r = size - 1; r >= 0; --r) {  // the lowest rank of a node names it
+    hosts[static_cast<std::size_t>(plan.ranks[r].node)] = all.data() + std::size_t(r) * kHostMax;
+  }
+  return hosts;
+}
+
 void check_changes(const std::string& run_dir, const Workflow& now, bool allowed);
 
 RunSetup prepare_on_root(const RunOptions& options, int world_size, Mode mode) {
@@ -441,6 +457,15 @@ void split_communicators(Job& job) {
   for (MPI_Comm c : {job.replica, job.workers, job.pilot}) return_errors(c);
 }
 
+// The host name of every node, for the launcher of an MPI command task
+// (only a workflow that has one pays for the allgather).
+void learn_node_hosts(Job& job) {
+  if (std::any_of(job.wf.tasks.begin(), job.wf.tasks.end(),
+                  [](const TaskSpec& t) { return t.is_mpi_command(); })) {
+    job.hosts = node_hosts(job.control, job.plan);
+  }
+}
+
 }  // namespace
 
 std::string Job::role_of(int r) const {
@@ -469,6 +494,7 @@ std::unique_ptr<Job> start_job(MPI_Comm comm, Mode mode, const RunOptions& optio
   const RunSetup setup = agree_on_run(*job, options);
   read_workflow(*job, setup, options);
   place_ranks(*job, options);
+  learn_node_hosts(*job);
   choose_idle_mode(*job);
   start_tracing(*job, options, entered_ns);
   open_rank_records(*job);

@@ -44,6 +44,7 @@ struct Job {
   Workflow wf;
   Plan plan;
   std::vector<int> pids;             // every rank's process id (direct endpoints' names)
+  std::vector<std::string> hosts;    // host name by node index, when MPI command tasks need it
   IdleMode idle = IdleMode::shared;  // how this node's ranks wait (job/idle_mode.hpp)
   std::string run_dir;
   bool resume = false;

@@ -89,10 +89,14 @@ void check_fits(const Workflow& wf, int world_size) {
   const int workers = wf.layout.workers > 0 ? wf.layout.workers : available;
   for (std::size_t i = 0; i < wf.tasks.size(); ++i) {
     const TaskSpec& t = wf.tasks[i];
-    if (t.ranks > workers) {
+    if (t.workers_needed() > workers) {
       layout_error(wf, fmt::format("task[{}].ranks", i), t.ranks_pos,
-                   fmt::format("task '{}' needs {} ranks but the layout has {} workers", t.name,
-                               t.ranks, workers));
+                   t.cores_per_rank > 1
+                       ? fmt::format("task '{}' needs {} ranks of {} cores, {} workers, but the "
+                                     "layout has {} workers",
+                                     t.name, t.ranks, t.cores_per_rank, t.workers_needed(), workers)
+                       : fmt::format("task '{}' needs {} ranks but the layout has {} workers",
+                                     t.name, t.ranks, workers));
     }
   }
 }
@@ -160,7 +164,7 @@ Plan make_plan(const Workflow& wf, const std::vector<int>& node_of_rank) {
   // A replica on every node takes a rank per node, which check_fits could
   // not count before the nodes were known.
   int needed_clients = std::max(1, wf.layout.workers);
-  for (const TaskSpec& t : wf.tasks) needed_clients = std::max(needed_clients, t.ranks);
+  for (const TaskSpec& t : wf.tasks) needed_clients = std::max(needed_clients, t.workers_needed());
   if (static_cast<int>(rest.size()) < needed_clients) {
     layout_error(wf, "service.placement", wf.layout.workers_pos,
                  fmt::format("after a replica on each of the {} nodes, {} rank(s) are left but "
@@ -176,6 +180,25 @@ Plan make_plan(const Workflow& wf, const std::vector<int>& node_of_rank) {
       p.role_index = plan.workers++;
     } else {
       p.role = Role::idle;
+    }
+  }
+  // A rank of an MPI command task takes cores_per_rank workers of one node.
+  std::vector<int> workers_on_node(static_cast<std::size_t>(plan.node_count));
+  for (const RankPlacement& p : plan.ranks) {
+    if (p.role == Role::worker) ++workers_on_node[static_cast<std::size_t>(p.node)];
+  }
+  for (std::size_t i = 0; i < wf.tasks.size(); ++i) {
+    const TaskSpec& t = wf.tasks[i];
+    if (t.cores_per_rank <= 1) continue;
+    int fit = 0;
+    for (int w : workers_on_node) fit += w / t.cores_per_rank;
+    if (fit < t.ranks) {
+      layout_error(
+          wf, fmt::format("task[{}].cores_per_rank", i), t.ranks_pos,
+          fmt::format("task '{}' needs {} ranks of {} cores, each on one node, but the "
+                      "nodes' workers ({}) fit only {}: start more ranks per node or "
+                      "ask for fewer cores per rank",
+                      t.name, t.ranks, t.cores_per_rank, fmt::join(workers_on_node, ", "), fit));
     }
   }
   const int idle = static_cast<int>(rest.size()) - plan.workers;

@@ -11,6 +11,10 @@ namespace tandem::detail::tags {
 constexpr int kWork = 101;    // coordinator -> worker: tasks, cancel, stop
 constexpr int kUpdate = 102;  // worker -> coordinator: results and requests for work
 
+// An MPI command task's lead worker -> the other workers it held, on
+// Job::workers: how the task ended (src/worker/worker.cpp).
+constexpr int kMultiRelease = 103;
+
 // The data plane (transport/wire.hpp): requests and replies on Job::data,
 // a replica's shares of a batch on its replica communicator.
 constexpr int kRequest = 201;        // client -> replica leader

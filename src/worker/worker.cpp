@@ -11,11 +11,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
@@ -23,6 +26,7 @@
 #include "base/backoff.hpp"
 #include "base/client_env.hpp"
 #include "base/clock.hpp"
+#include "base/files.hpp"
 #include "base/mpi_check.hpp"
 #include "base/mpi_wait.hpp"
 #include "base/raise.hpp"
@@ -30,10 +34,12 @@
 #include "base/signals.hpp"
 #include "client/client_impl.hpp"
 #include "exec/command.hpp"
+#include "exec/mpi_launch.hpp"
 #include "job/logging.hpp"
 #include "job/roles.hpp"
 #include "job/sockets.hpp"
 #include "protocol/pilot_messages.hpp"
+#include "protocol/tags.hpp"
 #include "tandem/client.hpp"
 #include "tandem/error.hpp"
 #include "tandem/task.hpp"
@@ -73,7 +79,8 @@ struct Assignment {
 
 struct ActiveCommand {
   Assignment assignment;
-  int slot = 0;  // which of the worker's slots it occupies (for the trace)
+  bool mpi = false;  // an MPI command task's launcher: the worker's slots are all its
+  int slot = 0;      // which of the worker's slots it occupies (for the trace)
   std::int64_t t_start = 0;
   std::unique_ptr<RunningCommand> command;
 };
@@ -89,6 +96,24 @@ struct TaskRuntime {
   std::vector<std::string> base_env;
   std::filesystem::path output_dir;
   int first_id = 0;
+  Launcher launcher = Launcher::mpirun;  // MPI command tasks: resolved
+  std::string launcher_path;             // empty: not found
+};
+
+// A worker lent to an MPI command task that another worker, the lead,
+// launched: it starts nothing until the lead says how the task ended.
+struct Lent {
+  Assignment assignment;
+  std::int64_t t_start = 0;
+};
+
+// What the lead of an MPI command task sends to the other workers it held,
+// on Job::workers with tags::kMultiRelease, followed by the reason's bytes.
+struct ReleaseHeader {
+  std::int32_t id = 0;
+  std::int32_t attempt = 0;
+  std::int32_t outcome = 0;
+  std::int32_t exit_code = 0;
 };
 
 class Worker {
@@ -119,7 +144,8 @@ class Worker {
       } else if (t.kind == TaskKind::function) {
         rt.function = find_task_function(t.function);
       } else {
-        rt.base_env = inherited_environment(t.clean_mpi_env);
+        // An MPI program's own launcher must not see ours.
+        rt.base_env = inherited_environment(t.clean_mpi_env || t.is_mpi_command());
         for (const auto& [key, value] : t.env) {
           const std::string prefix = key + "=";
           std::erase_if(rt.base_env,
@@ -130,9 +156,21 @@ class Worker {
         rt.base_env.push_back("TANDEM_TASK_NAME=" + t.name);
         rt.base_env.push_back(fmt::format("TANDEM_TASK_COUNT={}", t.count));
         rt.base_env.push_back(fmt::format("TANDEM_WORKER={}", index_));
+        rt.base_env.push_back(fmt::format("TANDEM_TASK_RANKS={}", t.ranks));
+        if (t.is_mpi_command()) {
+          rt.launcher = resolve_launcher(wf_.job.launcher, rt.base_env);
+          rt.launcher_path = find_launcher(rt.launcher, rt.base_env);
+          if (!t.env.contains("OMP_NUM_THREADS")) {
+            std::erase_if(rt.base_env,
+                          [](const std::string& e) { return e.rfind("OMP_NUM_THREADS=", 0) == 0; });
+            rt.base_env.push_back(fmt::format("OMP_NUM_THREADS={}", t.cores_per_rank));
+          }
+        }
       }
       runtimes_.push_back(std::move(rt));
     }
+    const std::vector<int> clients = job_.plan.client_ranks();
+    for (int r : clients) worker_node_.push_back(job_.plan.ranks[r].node);
     if (needs_proxy(wf_)) start_proxy();
     const bool watched = std::any_of(wf_.tasks.begin(), wf_.tasks.end(), [](const TaskSpec& t) {
       return t.kind == TaskKind::function && !t.isolate && t.timeout_s > 0;
@@ -161,6 +199,11 @@ class Worker {
   bool start_next();
   void run_function(const Assignment& a);
   void start_command(const Assignment& a);
+  void add_mpi_launch(const TaskSpec& spec, const TaskRuntime& rt, const Assignment& a,
+                      const std::string& stem, CommandLaunch& launch) const;
+  void release_members(const Assignment& a, const CommandResult& r);
+  void poll_release();
+  bool holds_all_slots() const;
   bool progress_commands(int wait_ms);
   void finished_attempt(std::int64_t t_start, std::int64_t t_end);
   void add_result(int id, int attempt, Outcome outcome, int exit_code, std::int64_t t_start,
@@ -180,6 +223,8 @@ class Worker {
   Client client_;                            // the same, as function tasks see it
   int index_ = 0;
   std::vector<TaskRuntime> runtimes_;
+  std::vector<int> worker_node_;  // node of every worker, by worker index
+  std::optional<Lent> lent_;      // lent to another worker's MPI command task
   std::deque<Assignment> queue_;
   std::vector<ActiveCommand> active_;
   std::vector<pollfd> poll_fds_;
@@ -244,8 +289,15 @@ void Worker::handle_work(const std::vector<std::int32_t>& msg) {
       Assignment a{msg[1], msg[2], {}};
       const int ranks = msg[3];
       a.members.assign(msg.begin() + 4, msg.begin() + 4 + ranks);
-      queue_.push_back(std::move(a));
       request_outstanding_ = false;
+      if (wf_.tasks[task_of(a.id)].kind == TaskKind::command && a.members[0] != index_) {
+        // The lead runs the launcher; this worker's cores are the task's
+        // until the lead says it ended.
+        lent_ = Lent{std::move(a), now_us()};
+        trace::record(trace::kTaskStart, lent_->assignment.id, lent_->assignment.attempt, 0);
+        break;
+      }
+      queue_.push_back(std::move(a));
       break;
     }
     case kCancel:
@@ -349,7 +401,7 @@ void Worker::send_update(int want, bool bye) {
   auto* h = out_.at<UpdateHeader>(0);
   h->want = want;
   h->results = pending_results_;
-  h->idle = queue_.empty() && active_.empty();
+  h->idle = queue_.empty() && active_.empty() && !lent_;
   h->bye = bye;
   h->busy_us = busy_us_;
   std::swap(in_flight_, out_.bytes());
@@ -361,8 +413,15 @@ void Worker::send_update(int want, bool bye) {
   if (want > 0) request_outstanding_ = true;
 }
 
+// An MPI command task holds every slot of each worker it runs on, the
+// lead's included.
+bool Worker::holds_all_slots() const {
+  return lent_ ||
+         std::any_of(active_.begin(), active_.end(), [](const ActiveCommand& c) { return c.mpi; });
+}
+
 bool Worker::should_request() const {
-  if (request_outstanding_ || cancelled_ || stop_) return false;
+  if (request_outstanding_ || cancelled_ || stop_ || holds_all_slots()) return false;
   if (queue_.empty() && static_cast<int>(active_.size()) < slots_) return true;
   if (avg_task_s_ < 0 || avg_task_s_ >= kPrefetchWindowS) return false;
   return static_cast<double>(queue_.size()) * avg_task_s_ / slots_ < kPrefetchWindowS;
@@ -380,7 +439,7 @@ void Worker::maybe_send_update() {
     return;
   }
   if (pending_results_ == 0) return;
-  const bool idle = queue_.empty() && active_.empty();
+  const bool idle = queue_.empty() && active_.empty() && !lent_;
   if (idle || seconds_since(last_report_) >= kReportIntervalS) send_update(0, false);
 }
 
@@ -534,6 +593,8 @@ void Worker::start_command(const Assignment& a) {
   launch.kill_grace_s = wf_.job.kill_grace_s;
   ActiveCommand active;
   active.assignment = a;
+  active.mpi = spec.is_mpi_command();
+  if (active.mpi) add_mpi_launch(spec, rt, a, stem, launch);
   for (bool taken = true; taken; ++active.slot) {  // the lowest free slot
     taken = std::any_of(active_.begin(), active_.end(),
                         [&](const ActiveCommand& c) { return c.slot == active.slot; });
@@ -548,9 +609,98 @@ void Worker::start_command(const Assignment& a) {
   active_.push_back(std::move(active));
 }
 
+// The launcher's command line around the task's own, and what its ranks
+// need to find the services: the proxy of the first of the task's workers
+// on each node, by host name (tandem_connect picks its own host's).
+void Worker::add_mpi_launch(const TaskSpec& spec, const TaskRuntime& rt, const Assignment& a,
+                            const std::string& stem, CommandLaunch& launch) const {
+  MpiLaunch mpi;
+  mpi.launcher = rt.launcher;
+  mpi.program_launcher = rt.launcher_path.empty()
+                             ? std::string(rt.launcher == Launcher::srun ? "srun" : "mpirun")
+                             : rt.launcher_path;
+  mpi.cores_per_rank = spec.cores_per_rank;
+  mpi.extra_args = wf_.job.launcher_args;
+  std::string sockets;
+  const std::string socket_dir = proxy_ ? proxy_socket_dir(wf_, job_.run_dir) : std::string();
+  // The coordinator reserves a rank's workers together on one node, and a
+  // node's ranks one after another.
+  for (int r = 0; r < spec.ranks; ++r) {
+    const int w = a.members[static_cast<std::size_t>(r * spec.cores_per_rank)];
+    const std::string& host = job_.hosts[static_cast<std::size_t>(worker_node_[w])];
+    if (mpi.hosts.empty() || mpi.hosts.back().name != host) {
+      mpi.hosts.push_back({host, 0});
+      if (proxy_)
+        sockets +=
+            fmt::format("{}{}={}", sockets.empty() ? "" : ";", host, socket_path(socket_dir, w));
+    }
+    ++mpi.hosts.back().ranks;
+  }
+  if (!sockets.empty()) launch.env.push_back("TANDEM_NODE_SOCKETS=" + sockets);
+  if (mpi.launcher == Launcher::srun) {
+    const std::string hostfile = stem + ".hosts";
+    try {
+      write_file_atomically(hostfile, slurm_hostfile_text(mpi.hosts));
+      launch.env.push_back("SLURM_HOSTFILE=" + hostfile);
+    } catch (const std::exception& e) {
+      // srun then places the ranks itself, which is still correct on one
+      // node; the attempt goes on.
+      spdlog::warn("task '{}': {}; srun places its ranks itself", spec.name, e.what());
+    }
+  }
+  // mpirun gives its own environment to the ranks on this host only.
+  for (const std::string& e : launch.env) {
+    const std::string name = e.substr(0, e.find('='));
+    if (name.rfind("TANDEM_", 0) == 0 || name == "PATH" || name == "LD_LIBRARY_PATH" ||
+        name == "PYTHONPATH" || name == "OMP_NUM_THREADS" || spec.env.contains(name)) {
+      mpi.forward_env.push_back(name);
+    }
+  }
+  launch.argv = launch_argv(mpi, launch.argv);
+  spdlog::debug("task '{}' attempt {}: {}", spec.name, a.attempt, fmt::join(launch.argv, " "));
+  launch.own_session = true;
+}
+
+// Tells the other workers of an MPI command task how it ended; they report
+// the same, and are free again.
+void Worker::release_members(const Assignment& a, const CommandResult& r) {
+  const std::string reason = r.reason.substr(0, 4000);
+  std::vector<char> bytes(sizeof(ReleaseHeader) + reason.size());
+  const ReleaseHeader h{a.id, a.attempt, static_cast<std::int32_t>(r.outcome), r.exit_code};
+  std::memcpy(bytes.data(), &h, sizeof h);
+  std::memcpy(bytes.data() + sizeof h, reason.data(), reason.size());
+  for (std::size_t m = 1; m < a.members.size(); ++m) {
+    // Small and sent once per task: the eager protocol returns at once.
+    TANDEM_MPI_CHECK(MPI_Send(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, a.members[m],
+                              tags::kMultiRelease, job_.workers));
+  }
+}
+
+void Worker::poll_release() {
+  const int lead = lent_->assignment.members[0];
+  int flag = 0;
+  MPI_Status status;
+  TANDEM_MPI_CHECK(MPI_Iprobe(lead, tags::kMultiRelease, job_.workers, &flag, &status));
+  if (!flag) return;
+  int n = 0;
+  MPI_Get_count(&status, MPI_BYTE, &n);
+  std::vector<char> bytes(static_cast<std::size_t>(n));
+  TANDEM_MPI_CHECK(MPI_Recv(bytes.data(), n, MPI_BYTE, lead, tags::kMultiRelease, job_.workers,
+                            MPI_STATUS_IGNORE));
+  ReleaseHeader h;
+  std::memcpy(&h, bytes.data(), sizeof h);
+  const std::string reason(bytes.data() + sizeof h, bytes.size() - sizeof h);
+  const std::int64_t t_end = now_us();
+  finished_attempt(lent_->t_start, t_end);
+  add_result(h.id, h.attempt, static_cast<Outcome>(h.outcome), h.exit_code, lent_->t_start, t_end,
+             reason);
+  lent_.reset();
+}
+
 // Starts what the slots allow; true if anything started or ran.
 bool Worker::start_next() {
   bool started = false;
+  if (holds_all_slots()) return false;
   while (!queue_.empty() && !cancelled_) {
     const Assignment& a = queue_.front();
     if (wf_.tasks[task_of(a.id)].kind == TaskKind::function) {
@@ -592,6 +742,7 @@ bool Worker::progress_commands(int wait_ms) {
       finished_attempt(it->t_start, t_end);
       add_result(it->assignment.id, it->assignment.attempt, r.outcome, r.exit_code, it->t_start,
                  t_end, r.reason);
+      if (it->mpi) release_members(it->assignment, r);
       it = active_.erase(it);
       any = true;
     }
@@ -628,6 +779,7 @@ void Worker::run() {
       if (!queue_.empty()) cancel_queue();
       for (auto& c : active_) c.command->cancel("stopped: the run was interrupted");
     }
+    if (lent_) poll_release();
     bool worked = start_next();
     maybe_send_update();
     if (proxy_ && proxy_->progress()) worked = true;

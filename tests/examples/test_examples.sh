@@ -45,6 +45,19 @@ check "spmd-coupling with too few ranks exits non-zero" test $? -ne 0
 check "and says how many ranks it needs" grep -q "spmd-coupling: .*start it with mpirun -np 3 or more" "$work/spmd-small.log"
 check "without an uncaught exception" sh -c "! grep -q 'terminate called' '$work/spmd-small.log'"
 
+# mpi-program: an MPI program as a 4-rank task, through the workers' proxies
+# and with an SPMD session of its own.
+(cd "$src/examples/mpi-program" && MPI_PROGRAM_BUILD="$build/examples/mpi-program" \
+  "$mpiexec" "${mpiexec_flags[@]}" -n 6 "$build/launcher/tandem" run workflow.toml \
+  --run-dir "$work/mpiprog" --log-level warn) > "$work/mpiprog.log" 2>&1
+check "mpi-program exits 0" test $? -eq 0
+check "its ranks reached the job's service through their proxies" \
+  grep -q "halo proxy: 4 ranks, every answer right" "$work/mpiprog/tasks/through-the-proxy/0.out"
+check "and the service of a session of its own" \
+  grep -q "halo session: 4 ranks, every answer right" "$work/mpiprog/tasks/own-session/0.out"
+check "the session's run is inside the outer run" \
+  test -f "$(ls -d "$work"/mpiprog/sessions/halo-session-*/summary.json | head -1)"
+
 # python-ensemble: the same ensemble as Python function tasks in the workers.
 (cd "$src/examples/python-ensemble" && "$mpiexec" "${mpiexec_flags[@]}" -n 4 "$build/launcher/tandem" run \
   workflow.toml --run-dir "$work/pyens" --log-level warn) > "$work/pyens.log" 2>&1

@@ -143,6 +143,27 @@ TEST(Command, TimeoutStopsTheWholeProcessGroup) {
   EXPECT_TRUE(gone(pid)) << "grandchild " << pid << " survived the timeout";
 }
 
+// An MPI launcher puts every rank in a process group of its own, out of
+// reach of the group's signal: a session of its own finds them at the end.
+TEST(Command, OwnSessionKillsWhatLeftTheGroup) {
+  TempDir dir;
+  // Job control gives the background job a process group of its own.
+  CommandLaunch l = sh(dir, "");
+  l.argv = {"/bin/bash", "-c",
+            "set -m; sleep 30 & echo $! > child.pid; ps -o pgid= -p $! > child.pgid; "
+            "echo $$ > leader.pid"};
+  l.own_session = true;
+  const auto r = run_command(l, nullptr);
+  EXPECT_EQ(r.outcome, Outcome::done) << r.reason;
+  const int pid = std::stoi(slurp(dir.path() / "child.pid"));
+  ASSERT_GT(pid, 1);
+  // Out of the leader's group, so its group's SIGKILL missed it...
+  EXPECT_NE(std::stoi(slurp(dir.path() / "child.pgid")),
+            std::stoi(slurp(dir.path() / "leader.pid")));
+  // ...and the session's sweep did not.
+  EXPECT_TRUE(gone(pid)) << "process " << pid << " outlived its session's leader";
+}
+
 TEST(Command, TermIgnoringChildIsKilledAfterTheGrace) {
   TempDir dir;
   auto l = sh(dir, "trap '' TERM; sleep 30");
@@ -230,6 +251,9 @@ TEST(Command, LauncherWiringIsRemovedFromTheEnvironment) {
   setenv("PMIX_RANK", "3", 1);
   setenv("OMPI_COMM_WORLD_RANK", "3", 1);
   setenv("OMPI_MCA_mpi_yield_when_idle", "1", 1);
+  // What MPI_Init leaves in the worker's environment: a nested mpirun that
+  // sees it exits 1 at once.
+  setenv("OMPI_MCA_ess", "pmi", 1);
   const auto clean = inherited_environment(true);
   auto has = [&](const std::string& prefix) {
     for (const auto& e : clean) {
@@ -239,6 +263,7 @@ TEST(Command, LauncherWiringIsRemovedFromTheEnvironment) {
   };
   EXPECT_FALSE(has("PMIX_RANK="));
   EXPECT_FALSE(has("OMPI_COMM_WORLD_RANK="));
+  EXPECT_FALSE(has("OMPI_MCA_ess="));
   EXPECT_TRUE(has("OMPI_MCA_mpi_yield_when_idle="));
   const auto raw = inherited_environment(false);
   EXPECT_GT(raw.size(), clean.size());

@@ -149,3 +149,29 @@ TEST(Plan, ServicesThatDoNotFitAreAnError) {
         << e.what();
   }
 }
+
+TEST(Plan, CoresPerRankMustFitOnTheNodes) {
+  auto wf = [](int ranks, int cores) {
+    return parse_workflow(fmt::format("[[task]]\nname='a'\ncommand=['/bin/true']\nranks={}\n"
+                                      "cores_per_rank={}\n",
+                                      ranks, cores),
+                          "/x/wf.toml", false);
+  };
+  // Three nodes of 3 ranks: 2 workers on node 0 (after the coordinator), 3
+  // on nodes 1 and 2, 8 in all. Ranks of 2 cores: 1 + 1 + 1 fit, not 4.
+  EXPECT_NO_THROW(make_plan(wf(3, 2), block_nodes(9, 3)));
+  try {
+    make_plan(wf(4, 2), block_nodes(9, 3));
+    FAIL() << "4 ranks of 2 cores do not fit on nodes of 2, 3 and 3 workers";
+  } catch (const tandem::config_error& e) {
+    EXPECT_EQ(e.key(), "task[0].cores_per_rank");
+    EXPECT_NE(std::string(e.what()).find("fit only 3"), std::string::npos) << e.what();
+  }
+  // More workers in all than the layout has is the ranks' error.
+  try {
+    make_plan(wf(5, 2), block_nodes(9, 3));
+    FAIL() << "10 workers asked of 8";
+  } catch (const tandem::config_error& e) {
+    EXPECT_EQ(e.key(), "task[0].ranks");
+  }
+}

@@ -11,8 +11,10 @@
 #include "tandem/tensor.hpp"
 
 using tandem::config_error;
+using tandem::detail::Launcher;
 using tandem::detail::parse_workflow;
 using tandem::detail::TaskKind;
+using tandem::detail::Workflow;
 using tandem::test::TempDir;
 
 namespace {
@@ -159,9 +161,25 @@ TEST(Workflow, DependencyCyclesAreRejected) {
                "waits for itself");
 }
 
-TEST(Workflow, MultiRankCommandsAreRejected) {
-  expect_error("[[task]]\nname='a'\ncommand=['/bin/true']\nranks=2\n", 4, "task[0].ranks",
-               "only function tasks");
+TEST(Workflow, MultiRankCommandsAreMpiPrograms) {
+  const Workflow wf = parse_workflow(
+      "[job]\nlauncher='srun'\nlauncher_args=['--mpi=pmix']\n"
+      "[[task]]\nname='a'\ncommand=['/bin/true']\nranks=4\ncores_per_rank=2\n"
+      "[[task]]\nname='b'\ncommand=['/bin/true']\n",
+      "/x/wf.toml", false);
+  EXPECT_EQ(wf.job.launcher, Launcher::srun);
+  EXPECT_EQ(wf.job.launcher_args, std::vector<std::string>{"--mpi=pmix"});
+  EXPECT_EQ(wf.tasks[0].ranks, 4);
+  EXPECT_EQ(wf.tasks[0].workers_needed(), 8);
+  EXPECT_TRUE(wf.tasks[0].is_mpi_command());
+  EXPECT_FALSE(wf.tasks[1].is_mpi_command());
+  EXPECT_EQ(parse_workflow("[[task]]\nname='a'\ncommand=['/bin/true']\n", "/x/wf.toml", false)
+                .job.launcher,
+            Launcher::automatic);
+  expect_error("[[task]]\nname='a'\nfunction='f'\ncores_per_rank=2\n", 4, "task[0].cores_per_rank",
+               "is for command tasks");
+  expect_error("[job]\nlauncher='flux'\n[[task]]\nname='a'\nfunction='f'\n", 2, "job.launcher",
+               "auto");
 }
 
 TEST(Workflow, MissingFilesAreRejectedWhenChecked) {

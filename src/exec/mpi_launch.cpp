@@ -1,0 +1,81 @@
+#include "exec/mpi_launch.hpp"
+
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "base/files.hpp"
+
+namespace tandem::detail {
+
+namespace {
+
+const char* value_of(const std::vector<std::string>& env, const std::string& name) {
+  const std::string prefix = name + "=";
+  for (const std::string& e : env) {
+    if (e.rfind(prefix, 0) == 0) return e.c_str() + prefix.size();
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::string find_launcher(Launcher launcher, const std::vector<std::string>& env) {
+  const char* path = value_of(env, "PATH");
+  return find_program(launcher == Launcher::srun ? "srun" : "mpirun", path);
+}
+
+Launcher resolve_launcher(Launcher wanted, const std::vector<std::string>& env) {
+  if (wanted != Launcher::automatic) return wanted;
+  const char* job = value_of(env, "SLURM_JOB_ID");
+  if (job && *job && !find_launcher(Launcher::srun, env).empty()) return Launcher::srun;
+  return Launcher::mpirun;
+}
+
+int launch_ranks(const std::vector<LaunchHost>& hosts) {
+  return std::accumulate(hosts.begin(), hosts.end(), 0,
+                         [](int n, const LaunchHost& h) { return n + h.ranks; });
+}
+
+std::string slurm_hostfile_text(const std::vector<LaunchHost>& hosts) {
+  std::string text;
+  for (const LaunchHost& h : hosts) {
+    for (int i = 0; i < h.ranks; ++i) text += h.name + "\n";
+  }
+  return text;
+}
+
+std::vector<std::string> launch_argv(const MpiLaunch& launch,
+                                     const std::vector<std::string>& program) {
+  std::vector<std::string> argv{launch.program_launcher};
+  const int ranks = launch_ranks(launch.hosts);
+  if (launch.launcher == Launcher::srun) {
+    // A step of its own in the allocation. --overlap: the job's own step
+    // holds every CPU, and these ranks run on the reserved workers' cores
+    // while those workers sleep. The hosts come rank by rank from
+    // SLURM_HOSTFILE (the caller writes it); a rank that fails ends the
+    // step, as mpirun ends its job.
+    argv.insert(argv.end(),
+                {"--overlap", fmt::format("--ntasks={}", ranks),
+                 fmt::format("--nodes={}", launch.hosts.size()), "--distribution=arbitrary",
+                 fmt::format("--cpus-per-task={}", launch.cores_per_rank), "--cpu-bind=none",
+                 "--kill-on-bad-exit=1", "--quiet"});
+  } else {
+    std::string hosts;
+    for (const LaunchHost& h : launch.hosts) {
+      if (!hosts.empty()) hosts += ',';
+      hosts += fmt::format("{}:{}", h.name, h.ranks);
+    }
+    // The reserved workers' cores are already the job's ranks' cores:
+    // oversubscribe them, and bind nothing, since the job's own binding
+    // is not ours to give away twice.
+    argv.insert(argv.end(), {"-n", std::to_string(ranks), "--host", hosts, "--map-by", "slot",
+                             "--oversubscribe", "--bind-to", "none"});
+    for (const std::string& name : launch.forward_env) argv.insert(argv.end(), {"-x", name});
+  }
+  argv.insert(argv.end(), launch.extra_args.begin(), launch.extra_args.end());
+  argv.insert(argv.end(), program.begin(), program.end());
+  return argv;
+}
+
+}  // namespace tandem::detail
