@@ -21,6 +21,7 @@
 
 #include <fmt/format.h>
 
+#include "base/host.hpp"
 #include "capi/proxy_client.hpp"
 #include "capi/wrap_client.hpp"
 #include "tandem/client.hpp"
@@ -241,9 +242,7 @@ const char* tandem_status_name(tandem_status status) {
 static std::string own_node_socket() {
   const char* list = std::getenv("TANDEM_NODE_SOCKETS");
   if (!list || !*list) return {};
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) != 0) return {};
-  const std::string want = std::string(host) + "=";
+  const std::string want = tandem::detail::node_name() + "=";
   std::string_view rest(list);
   while (!rest.empty()) {
     const std::size_t end = std::min(rest.find(';'), rest.size());

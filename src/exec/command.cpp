@@ -75,14 +75,14 @@ std::vector<std::string> inherited_environment(bool clean_mpi) {
   return env;
 }
 
-int kill_session(pid_t sid) {
+int signal_session(pid_t sid, int sig) {
   int killed = 0;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
     const std::string name = entry.path().filename().string();
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
     const pid_t pid = static_cast<pid_t>(std::stol(name));
-    if (pid != sid && ::getsid(pid) == sid && ::kill(pid, SIGKILL) == 0) ++killed;
+    if (pid != sid && ::getsid(pid) == sid && ::kill(pid, sig) == 0) ++killed;
   }
   return killed;
 }
@@ -230,8 +230,15 @@ void RunningCommand::drain(int which) {
   }
 }
 
+// An MPI launcher's local ranks are in groups of their own but in its
+// session: they get the signal too, at once. Ranks die on SIGTERM, so the
+// launcher ends within its grace instead of waiting for them; the whole
+// attempt is over before an outer launcher that forwarded an interrupt
+// gives up on its ranks (Open MPI's mpirun kills them a second later).
 void RunningCommand::signal_group(int sig) {
-  if (pid_ > 0) ::kill(-pid_, sig);
+  if (pid_ <= 0) return;
+  ::kill(-pid_, sig);
+  if (own_session_) signal_session(pid_, sig);
 }
 
 void RunningCommand::cancel(const std::string& reason) {
@@ -264,7 +271,7 @@ void RunningCommand::progress() {
       // An MPI launcher's ranks are in groups of their own: whatever of
       // them outlived it (a launcher killed at the end of its grace) goes
       // now, so that no rank of a stopped task runs on.
-      if (own_session_) kill_session(pid_);
+      if (own_session_) signal_session(pid_, SIGKILL);
       remove_forward_group(pid_);
       drain(0);
       drain(1);
@@ -275,6 +282,13 @@ void RunningCommand::progress() {
       term_sent_ = now;
     } else if (term_sent_flag_ && !kill_sent_ &&
                now - term_sent_ >= std::chrono::duration<double>(grace_s_)) {
+      signal_group(SIGKILL);
+      kill_sent_ = true;
+    } else if (term_sent_flag_ && !kill_sent_ && own_session_ && signal_session(pid_, 0) == 0) {
+      // Every rank of a stopped MPI program has ended: the launcher has
+      // nothing left to stop, and mpirun can take seconds to notice. Ending
+      // it now keeps a forwarded interrupt's whole stop inside the second
+      // that Open MPI's outer mpirun gives its ranks.
       signal_group(SIGKILL);
       kill_sent_ = true;
     }

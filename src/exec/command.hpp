@@ -102,9 +102,9 @@ class RunningCommand {
 /// while it runs; when it returns true the command is stopped and CANCELED.
 CommandResult run_command(const CommandLaunch& launch, const std::function<bool()>& should_stop);
 
-/// Kills (SIGKILL) every process left in session @p sid, as /proc lists
-/// them; returns how many there were.
-int kill_session(pid_t sid);
+/// Sends @p sig to every process in session @p sid but its leader, as
+/// /proc lists them; returns how many there were.
+int signal_session(pid_t sid, int sig);
 
 /// The environment for command tasks: ours, less the variables through which
 /// the MPI launcher talks to its own processes (a child that sees them may

@@ -25,6 +25,10 @@ std::string find_launcher(Launcher launcher, const std::vector<std::string>& env
   return find_program(launcher == Launcher::srun ? "srun" : "mpirun", path);
 }
 
+std::string find_parent_death_guard(const std::vector<std::string>& env) {
+  return find_program("setpriv", value_of(env, "PATH"));
+}
+
 Launcher resolve_launcher(Launcher wanted, const std::vector<std::string>& env) {
   if (wanted != Launcher::automatic) return wanted;
   const char* job = value_of(env, "SLURM_JOB_ID");
@@ -47,7 +51,11 @@ std::string slurm_hostfile_text(const std::vector<LaunchHost>& hosts) {
 
 std::vector<std::string> launch_argv(const MpiLaunch& launch,
                                      const std::vector<std::string>& program) {
-  std::vector<std::string> argv{launch.program_launcher};
+  std::vector<std::string> argv;
+  if (!launch.parent_death_guard.empty()) {
+    argv = {launch.parent_death_guard, "--pdeathsig", "TERM", "--"};
+  }
+  argv.push_back(launch.program_launcher);
   const int ranks = launch_ranks(launch.hosts);
   if (launch.launcher == Launcher::srun) {
     // A step of its own in the allocation. --overlap: the job's own step

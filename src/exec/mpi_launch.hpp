@@ -29,6 +29,10 @@ struct MpiLaunch {
   std::vector<std::string> extra_args;   // [job] launcher_args
   std::vector<std::string> forward_env;  // mpirun: names passed to other hosts with -x
   std::string program_launcher;          // the mpirun or srun to run (a path)
+  // setpriv (util-linux), when found: the launcher gets SIGTERM if the
+  // worker dies (PR_SET_PDEATHSIG), so that it stops its ranks rather than
+  // leave them running without anyone to stop them.
+  std::string parent_death_guard;
 };
 
 /// The launcher `auto` means in @p env ("KEY=VALUE" entries): srun when the
@@ -38,7 +42,11 @@ Launcher resolve_launcher(Launcher wanted, const std::vector<std::string>& env);
 /// The launcher program's path on @p env's PATH; empty when there is none.
 std::string find_launcher(Launcher launcher, const std::vector<std::string>& env);
 
-/// The whole command line: the launcher, its options, then @p program.
+/// setpriv on @p env's PATH (MpiLaunch::parent_death_guard); empty if none.
+std::string find_parent_death_guard(const std::vector<std::string>& env);
+
+/// The whole command line: the guard, the launcher, its options, then
+/// @p program.
 std::vector<std::string> launch_argv(const MpiLaunch& launch,
                                      const std::vector<std::string>& program);
 

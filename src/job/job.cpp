@@ -19,6 +19,7 @@
 
 #include "base/backoff.hpp"
 #include "base/files.hpp"
+#include "base/host.hpp"
 #include "base/mpi_check.hpp"
 #include "base/mpi_wait.hpp"
 #include "base/rank_record.hpp"
@@ -144,12 +145,13 @@ std::vector<int> node_indices(MPI_Comm world) {
   return nodes;
 }
 
-// The host name of every node, by node index, as its ranks see it: what a
-// launcher is told to start an MPI command task's ranks on.
+// The name of every node, by node index, as its ranks see it (node_name):
+// what a launcher is told to start an MPI command task's ranks on.
 std::vector<std::string> node_hosts(MPI_Comm world, const Plan& plan) {
   constexpr int kHostMax = 256;
   char mine[kHostMax] = {};
-  ::gethostname(mine, kHostMax - 1);
+  const std::string name = node_name();
+  name.copy(mine, kHostMax - 1);
   const int size = static_cast<int>(plan.ranks.size());
   std::vector<char> all(static_cast<std::size_t>(size) * kHostMax);
   TANDEM_MPI_CHECK(MPI_Allgather(mine, kHostMax, MPI_CHAR, all.data(), kHostMax, MPI_CHAR, world));

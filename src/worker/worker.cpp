@@ -98,6 +98,7 @@ struct TaskRuntime {
   int first_id = 0;
   Launcher launcher = Launcher::mpirun;  // MPI command tasks: resolved
   std::string launcher_path;             // empty: not found
+  std::string guard_path;                // setpriv, for the parent-death signal; empty: none
 };
 
 // A worker lent to an MPI command task that another worker, the lead,
@@ -160,6 +161,7 @@ class Worker {
         if (t.is_mpi_command()) {
           rt.launcher = resolve_launcher(wf_.job.launcher, rt.base_env);
           rt.launcher_path = find_launcher(rt.launcher, rt.base_env);
+          rt.guard_path = find_parent_death_guard(rt.base_env);
           if (!t.env.contains("OMP_NUM_THREADS")) {
             std::erase_if(rt.base_env,
                           [](const std::string& e) { return e.rfind("OMP_NUM_THREADS=", 0) == 0; });
@@ -656,6 +658,7 @@ void Worker::add_mpi_launch(const TaskSpec& spec, const TaskRuntime& rt, const A
       mpi.forward_env.push_back(name);
     }
   }
+  mpi.parent_death_guard = rt.guard_path;
   launch.argv = launch_argv(mpi, launch.argv);
   spdlog::debug("task '{}' attempt {}: {}", spec.name, a.attempt, fmt::join(launch.argv, " "));
   launch.own_session = true;

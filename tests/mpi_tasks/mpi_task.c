@@ -3,7 +3,8 @@
  *
  *   mpi_task sum CORES        an allreduce over all ranks; TANDEM_TASK_RANKS
  *                             is the world size and OMP_NUM_THREADS is CORES;
- *                             each rank prints "rank R of N on HOST"
+ *                             each rank prints "rank R of N on HOST", and
+ *                             " node NAME step S" under Slurm
  *   mpi_task abort CODE       the last rank calls MPI_Abort with CODE
  *   mpi_task flaky DIR        the first attempt aborts with 4, the next
  *                             passes (DIR/flaky marks the first)
@@ -43,7 +44,11 @@ static void sum(int cores) {
     FAIL("OMP_NUM_THREADS is %s, not %d", threads ? threads : "unset", cores);
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
-  printf("rank %d of %d on %s\n", rank, size, host);
+  /* Under Slurm, the job step the rank runs in (srun's launcher makes one). */
+  const char* node = getenv("SLURMD_NODENAME");
+  const char* step = getenv("SLURM_STEP_ID");
+  printf("rank %d of %d on %s%s%s%s%s\n", rank, size, host, node ? " node " : "", node ? node : "",
+         step ? " step " : "", step ? step : "");
 }
 
 static void service(long rows) {

@@ -36,6 +36,8 @@ cleanup_test_cluster() {
 
 # json FILE EXPR: a value from a JSON file (EXPR in Python, the file is `d`).
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+# json_lines FILE EXPR: a Python expression over the JSON lines `L` of FILE.
+json_lines() { python3 -c "import json,sys; L=[json.loads(l) for l in open(sys.argv[1])]; print($2)" "$1"; }
 
 # wait_job ID TIMEOUT_S: polls until the job has ended; prints "STATE EXIT".
 # (sbatch --wait polls slowly and says 0 for a cancelled job.)

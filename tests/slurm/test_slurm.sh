@@ -6,13 +6,17 @@
 # time limit and a second job that resumes it. Tears the cluster down at the
 # end, whatever happened.
 #
-# Usage: test_slurm.sh TANDEM TEST_TASKS_LIB SPMD_C_APP
+# Also MPI programs as tasks (tests/mpi_tasks/mpi_task.c): `srun` job steps
+# with --overlap inside the job's allocation.
+#
+# Usage: test_slurm.sh TANDEM TEST_TASKS_LIB SPMD_C_APP MPI_TASK
 # Exits 77 (skipped) where it cannot run: not root, or no Slurm packages
 # and no way to install them.
 set -uo pipefail
 tandem=$(readlink -f "$1")
 tasks_lib=$(readlink -f "$2")
 spmd_app=$(readlink -f "$3")
+mpi_task=$(readlink -f "$4")
 here=$(cd "$(dirname "$0")" && pwd)
 jobscripts=$(cd "$here/../../jobscripts" && pwd)
 
@@ -70,6 +74,36 @@ TOML
 spmd_job=$(sbatch --parsable --nodes=1 --ntasks-per-node=4 --time=5 \
   "$jobscripts/slurm-spmd.sbatch" "$spmd_app" spmd.toml)
 
+# MPI programs as tasks: `launcher = "auto"` is srun inside the allocation.
+mkdir -p hang
+cat > mpitasks.toml << TOML
+[job]
+name = "mpitasks"
+kill_grace = 1.0
+[[service]]
+name = "double"
+backend = "scale"
+[[task]]
+name = "sum"
+command = ["$mpi_task", "sum", "1"]
+ranks = 4
+[[task]]
+name = "abort"
+command = ["$mpi_task", "abort", "7"]
+ranks = 2
+[[task]]
+name = "hang"
+command = ["$mpi_task", "hang", "$work/hang"]
+ranks = 2
+timeout = 5
+[[task]]
+name = "service"
+command = ["$mpi_task", "service", "16"]
+ranks = 4
+TOML
+mpitasks_job=$(sbatch --parsable --nodes=1 --ntasks-per-node=6 --time=5 \
+  "$jobscripts/slurm-srun.sbatch" mpitasks.toml)
+
 for launcher in srun mpirun; do
   var=${launcher}_job
   id=${!var}
@@ -100,6 +134,25 @@ check "the application's ranks checked their replies" grep -q "spmd_c: all repli
 check "the session's run directory is named after the job" test -f "runs/spmd-$spmd_job/summary.json"
 check "tandem report reads the session's run" \
   sh -c "'$tandem' report runs/spmd-$spmd_job | grep -q \"service 'double' (scale): 100 requests\""
+
+result=$(wait_job "$mpitasks_job" 180)
+run_dir=runs/mpitasks-$mpitasks_job
+check "the MPI tasks job $mpitasks_job ended with exit 1: two tasks fail (got $result)" \
+  test "$result" = "FAILED 1:0" || show_output "$mpitasks_job" "tandem-$mpitasks_job.out"
+check "srun: the allreduce ran on 4 ranks of one step" \
+  test "$(grep -c "of 4 on" "$run_dir/tasks/sum/0.out" 2> /dev/null)" = 4
+check "srun: an aborting rank fails the task with its exit code" \
+  test "$(json_lines "$run_dir/journal.jsonl" "[d['exit_code'] for d in L if d['task']=='abort']")" = "[7]"
+check "srun: a hung program times out" \
+  test "$(json_lines "$run_dir/journal.jsonl" "['timed out' in d['reason'] for d in L if d['task']=='hang']")" = "[True]"
+check "srun: none of the hung program's ranks is left" \
+  sh -c 'for f in hang/pid.*; do kill -0 "$(cat "$f")" 2> /dev/null && exit 1; done; test -f hang/pid.1'
+check "srun: every rank reached the service through its proxy" \
+  grep -q "^4 ranks served" "$run_dir/tasks/service/0.out"
+check "srun: the program was a job step of its own, not the job's step 0" \
+  test "$(sed -n 's/.* step \([0-9]*\)$/\1/p' "$run_dir/tasks/sum/0.out" | sort -u | tr '\n' ' ')" != "0 "
+check "srun: all its ranks in that one step" \
+  test "$(sed -n 's/.* step \([0-9]*\)$/\1/p' "$run_dir/tasks/sum/0.out" | sort -u | wc -l)" = 1
 
 result=$(wait_job "$toobig_job" 60)
 check "a layout that does not fit fails the job (got $result)" test "${result%% *}" = FAILED

@@ -3,11 +3,13 @@
 # with 2 fake nodes): `sbatch -N 2` of slurm-srun.sbatch and
 # slurm-mpirun.sbatch with a per-node service, and the time-limit drain
 # and resume of test_slurm.sh across the two nodes.
-# Usage: test_slurm_nodes.sh TANDEM TEST_TASKS_LIB
+# Also an MPI program as a task across both nodes (an srun job step).
+# Usage: test_slurm_nodes.sh TANDEM TEST_TASKS_LIB MPI_TASK
 # Exits 77 (skipped) where it cannot run: not root, or no Slurm.
 set -uo pipefail
 tandem=$(readlink -f "$1")
 tasks_lib=$(readlink -f "$2")
+mpi_task=$(readlink -f "$3")
 here=$(cd "$(dirname "$0")" && pwd)
 jobscripts=$(cd "$here/../../jobscripts" && pwd)
 # Ports of their own, so that it never meets the one-node cluster's daemons.
@@ -42,6 +44,27 @@ args = { service = "echo", requests = 3 }
 TOML
 srun_job=$(sbatch --parsable --nodes=2 --ntasks-per-node=3 --time=5 \
   "$jobscripts/slurm-srun.sbatch" pernode.toml)
+# An MPI program of 4 ranks on the workers of both nodes (rank 0
+# coordinates and rank 1 serves on node 0, leaving 1 worker there and 3 on
+# node 1): one srun step over both, each rank asking through its node's
+# proxy.
+cat > mpinodes.toml << TOML
+[job]
+name = "mpinodes"
+[[service]]
+name = "double"
+backend = "scale"
+[[task]]
+name = "sum"
+command = ["$mpi_task", "sum", "1"]
+ranks = 4
+[[task]]
+name = "service"
+command = ["$mpi_task", "service", "16"]
+ranks = 4
+TOML
+mpinodes_job=$(sbatch --parsable --nodes=2 --ntasks-per-node=3 --time=5 \
+  "$jobscripts/slurm-srun.sbatch" mpinodes.toml)
 mpirun_job=$(sbatch --parsable --nodes=2 --ntasks=6 --ntasks-per-node=3 --time=5 \
   "$jobscripts/slurm-mpirun.sbatch" pernode.toml)
 for launcher in srun mpirun; do
@@ -64,6 +87,17 @@ for launcher in srun mpirun; do
       test "$(json "$run_dir/summary.json" "[r['requests'] for r in d['services']['echo']['replicas'] if r['node'] == $k]")" = "[$expected]"
   done
 done
+
+result=$(wait_job "$mpinodes_job" 150)
+run_dir=runs/mpinodes-$mpinodes_job
+check "the MPI program job $mpinodes_job completed with exit 0 (got $result)" \
+  test "$result" = "COMPLETED 0:0" || show_output "$mpinodes_job" "tandem-$mpinodes_job.out"
+check "srun: the allreduce ran on 4 ranks" \
+  test "$(grep -c "of 4 on" "$run_dir/tasks/sum/0.out" 2> /dev/null)" = 4
+check "srun: its ranks ran on both nodes, 3 on node 1 and 1 on node 0" \
+  test "$(sed -n 's/.* node \(tandem-snode-[01]\) step.*/\1/p' "$run_dir/tasks/sum/0.out" | sort | uniq -c | tr -s ' ' | tr '\n' ';')" = " 1 $node0; 3 $node1;"
+check "srun: every rank on both nodes reached the service through its node's proxy" \
+  grep -q "^4 ranks served" "$run_dir/tasks/service/0.out"
 
 # --- the time limit's drain and resume, across both nodes --------------------
 time_limit_drain_and_resume 2 4
