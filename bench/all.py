@@ -64,6 +64,9 @@ def benchmarks(build, quick):
          [f"{b}/cross_node_bench"]),
         ("coordinator_sim", [f"{b}/coordinator_sim", "--repeat", "1" if quick else "3"],
          [f"{b}/coordinator_sim"]),
+        ("mpi_tasks", [PY, f"{HERE}/mpi_tasks.py", "--build", build] +
+         (["--repeat", "1", "--tasks", "12"] if quick else []),
+         [f"{b}/mpi_hello", tandem]),
     ]
 
 

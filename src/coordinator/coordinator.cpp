@@ -380,6 +380,7 @@ std::vector<int> Coordinator::idle_by_node(const TaskSpec& spec) const {
     on_node[job_.plan.ranks[static_cast<std::size_t>(world)].node].push_back(w);
   }
   std::vector<const std::vector<int>*> nodes;
+  nodes.reserve(on_node.size());
   for (const auto& [node, list] : on_node) nodes.push_back(&list);
   std::stable_sort(nodes.begin(), nodes.end(),
                    [](const auto* a, const auto* b) { return a->size() > b->size(); });
@@ -388,7 +389,8 @@ std::vector<int> Coordinator::idle_by_node(const TaskSpec& spec) const {
   const int per = spec.cores_per_rank;
   for (const std::vector<int>* list : nodes) {
     const int take = std::min(left, static_cast<int>(list->size()) / per);
-    group.insert(group.end(), list->begin(), list->begin() + take * per);
+    group.insert(group.end(), list->begin(),
+                 list->begin() + static_cast<std::ptrdiff_t>(take) * per);
     left -= take;
     if (left == 0) return group;
   }

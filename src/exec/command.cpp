@@ -281,14 +281,12 @@ void RunningCommand::progress() {
       term_sent_flag_ = true;
       term_sent_ = now;
     } else if (term_sent_flag_ && !kill_sent_ &&
-               now - term_sent_ >= std::chrono::duration<double>(grace_s_)) {
-      signal_group(SIGKILL);
-      kill_sent_ = true;
-    } else if (term_sent_flag_ && !kill_sent_ && own_session_ && signal_session(pid_, 0) == 0) {
-      // Every rank of a stopped MPI program has ended: the launcher has
-      // nothing left to stop, and mpirun can take seconds to notice. Ending
-      // it now keeps a forwarded interrupt's whole stop inside the second
-      // that Open MPI's outer mpirun gives its ranks.
+               (now - term_sent_ >= std::chrono::duration<double>(grace_s_) ||
+                (own_session_ && signal_session(pid_, 0) == 0))) {
+      // The grace is over; or every rank of a stopped MPI program has
+      // ended, and the launcher, which has nothing left to stop, would take
+      // seconds to notice: ending it now keeps a forwarded interrupt's
+      // whole stop inside the second Open MPI's outer mpirun gives its ranks.
       signal_group(SIGKILL);
       kill_sent_ = true;
     }

@@ -628,13 +628,15 @@ void Worker::add_mpi_launch(const TaskSpec& spec, const TaskRuntime& rt, const A
   // The coordinator reserves a rank's workers together on one node, and a
   // node's ranks one after another.
   for (int r = 0; r < spec.ranks; ++r) {
-    const int w = a.members[static_cast<std::size_t>(r * spec.cores_per_rank)];
+    const int w =
+        a.members[static_cast<std::size_t>(r) * static_cast<std::size_t>(spec.cores_per_rank)];
     const std::string& host = job_.hosts[static_cast<std::size_t>(worker_node_[w])];
     if (mpi.hosts.empty() || mpi.hosts.back().name != host) {
       mpi.hosts.push_back({host, 0});
-      if (proxy_)
+      if (proxy_) {
         sockets +=
             fmt::format("{}{}={}", sockets.empty() ? "" : ";", host, socket_path(socket_dir, w));
+      }
     }
     ++mpi.hosts.back().ranks;
   }
