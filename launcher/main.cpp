@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "config/workflow.hpp"
+#include "job/resources.hpp"
 #include "layout/plan.hpp"
 #include "report/report.hpp"
 #include "report/results.hpp"
@@ -47,10 +48,22 @@ int validate(const std::string& file) {
   return 0;
 }
 
-int plan(const std::string& file, int np, int ranks_per_node) {
+// Every node is planned with the GPUs this process finds (or
+// --gpus-per-node): run it where the job will run, or say how many.
+int plan(const std::string& file, int np, int ranks_per_node, int gpus_per_node) {
   const auto wf = tandem::detail::load_workflow(file);
+  std::vector<tandem::detail::NodeGpus> gpus;
+  if (tandem::detail::manages_gpus(wf)) {
+    if (gpus_per_node >= 0) {
+      tandem::detail::NodeGpus given{{}, "--gpus-per-node"};
+      for (int i = 0; i < gpus_per_node; ++i) given.ids.push_back(std::to_string(i));
+      gpus.push_back(std::move(given));
+    } else {
+      gpus.push_back(tandem::detail::discover_gpus(wf.job.gpus_per_node, true));
+    }
+  }
   const auto p = tandem::detail::make_plan(
-      wf, tandem::detail::block_nodes(np, ranks_per_node > 0 ? ranks_per_node : np));
+      wf, tandem::detail::block_nodes(np, ranks_per_node > 0 ? ranks_per_node : np), gpus);
   std::fputs(tandem::detail::format_plan(wf, p).c_str(), stdout);
   return 0;
 }
@@ -146,6 +159,10 @@ int run_command_line(int argc, char** argv) {
   plan_cmd->add_option("workflow", file, "Workflow file (TOML)")->required();
   plan_cmd->add_option("--np,-n", np, "Number of ranks the job will have")->required();
   plan_cmd->add_option("--ranks-per-node", per_node, "Ranks on each node (default: all on one)");
+  int plan_gpus = -1;
+  plan_cmd->add_option(
+      "--gpus-per-node", plan_gpus,
+      "GPUs on each node (default: those this machine shows, as a run finds them)");
 
   tandem::cli::SuperviseOptions sup;
   auto* sup_cmd = app.add_subcommand(
@@ -169,7 +186,7 @@ int run_command_line(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (*validate_cmd) return validate(file);
-    if (*plan_cmd) return plan(file, np, per_node);
+    if (*plan_cmd) return plan(file, np, per_node, plan_gpus);
     if (*report_cmd) return report(run_dir, as_json, as_html);
     if (*results_cmd) return results(run_dir, results_task, as_json);
     if (*sup_cmd) return tandem::cli::supervise(sup);

@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace tandem {
 
@@ -48,6 +49,13 @@ class TaskContext {
   int rank() const noexcept;
   /// The number of ranks in comm().
   int size() const noexcept;
+
+  /// The ids of the GPUs this rank of the attempt was given
+  /// (`gpus_per_task` or `gpus_per_rank`), as CUDA_VISIBLE_DEVICES names
+  /// them; empty without any. A function task runs in its worker's process:
+  /// choose the device from these (an isolated task's CUDA_VISIBLE_DEVICES
+  /// is set to them, so there they are cuda:0 and on).
+  const std::vector<std::string>& gpus() const noexcept;
 
   /// The run directory of this run.
   const std::filesystem::path& run_dir() const noexcept;

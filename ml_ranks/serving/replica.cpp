@@ -5,6 +5,7 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <string>
 #include <utility>
 #include <vector>
@@ -52,6 +53,15 @@ std::pair<int, std::string> first_version(const ServiceSpec& spec) {
 void run_replica(const Job& job) {
   const RankPlacement& me = job.me();
   const ServiceSpec& spec = job.wf.services[me.service];
+  // The replica's own GPUs, before anything initialises CUDA: its model
+  // (and a model server it starts) sees them as cuda:0 and on, and no one
+  // else's. A replica that asked for none sees none.
+  if (job.plan.gpus_managed) {
+    const std::string gpus = job.plan.gpu_ids(me.node, me.gpus);
+    ::setenv("CUDA_VISIBLE_DEVICES", gpus.c_str(), 1);
+    spdlog::info("service '{}' replica {}: GPU(s) {} (CUDA_VISIBLE_DEVICES), device {}", spec.name,
+                 me.replica, gpus.empty() ? "none" : gpus, spec.device);
+  }
   const BackendContext context{job.run_dir, me.replica, me.replica_rank, me.service};
   // Every rank of the replica loads its own copy of the model, all replicas
   // at once; the leader reports how long the slowest rank took.

@@ -37,7 +37,7 @@ class TaskContext:
     """
 
     __slots__ = ("name", "index", "count", "attempt", "run_dir", "output_dir", "args",
-                 "_client", "_fcomm", "rank", "size", "_comm")
+                 "_client", "_fcomm", "rank", "size", "_comm", "gpus")
 
     #: The task's name in the workflow file.
     name: str
@@ -58,9 +58,12 @@ class TaskContext:
     rank: int
     #: The number of ranks of the task (``ranks`` in the workflow).
     size: int
+    #: The ids of the GPUs this rank was given (``gpus_per_task``), as
+    #: CUDA_VISIBLE_DEVICES names them; empty without any.
+    gpus: tuple
 
     def __init__(self, name, index, count, attempt, run_dir, output_dir, args, client, fcomm,
-                 rank, size):
+                 rank, size, gpus=()):
         self.name = name
         self.index = index
         self.count = count
@@ -72,6 +75,7 @@ class TaskContext:
         self._fcomm = fcomm
         self.rank = rank
         self.size = size
+        self.gpus = gpus
         self._comm = None
 
     @property

@@ -170,4 +170,13 @@ long long cut_torn_last_line(const std::string& path) {
   return cut;
 }
 
+const char* env_value(const std::vector<std::string>& env, const std::string& name) {
+  for (const std::string& e : env) {
+    if (e.size() > name.size() && e[name.size()] == '=' && e.compare(0, name.size(), name) == 0) {
+      return e.c_str() + name.size() + 1;
+    }
+  }
+  return nullptr;
+}
+
 }  // namespace tandem::detail

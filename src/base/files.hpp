@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace tandem::detail {
 
@@ -32,6 +33,10 @@ std::string tail_of_file(const std::string& path, int max_lines = 5, std::size_t
 /// PATH value; execvp's default when null), as execvp would: the first
 /// executable regular file. Empty when there is none.
 std::string find_program(const std::string& name, const char* path);
+
+/// The value of @p name in @p env ("KEY=VALUE" entries; the first wins, as
+/// getenv in a process given that environment would see it), or null.
+const char* env_value(const std::vector<std::string>& env, const std::string& name);
 
 /// Writes all of @p data to @p fd, resuming after short writes and
 /// interrupts. False with errno set when a write fails.

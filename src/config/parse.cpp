@@ -185,6 +185,9 @@ void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_f
   if (auto v = r.choice<IdleMode>("idle")) wf.job.idle = *v;
   if (auto v = r.choice<Launcher>("launcher")) wf.job.launcher = *v;
   if (auto v = r.string_array("launcher_args")) wf.job.launcher_args = *v;
+  if (auto v = r.choice<Bind>("bind")) wf.job.bind = *v;
+  if (auto v = r.integer("gpus_per_node", 0, 1024)) wf.job.gpus_per_node = static_cast<int>(*v);
+  wf.job.gpus_per_node_pos = r.pos("gpus_per_node");
   if (const toml::table* b = r.table("backoff")) {
     read_backoff(*b, r, wf.job.backoff);
     wf.job.backoff_given = true;
@@ -194,7 +197,7 @@ void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_f
   if (const toml::table* p = r.table("proxy")) read_proxy(*p, r, wf.dir, wf.job.proxy);
   r.reject_unknown({"name", "run_root", "libraries", "pythonpath", "max_chunk", "kill_grace",
                     "journal_sync_interval", "isolate", "on_timeout", "idle", "backoff", "staging",
-                    "monitor", "proxy", "launcher", "launcher_args"});
+                    "monitor", "proxy", "launcher", "launcher_args", "bind", "gpus_per_node"});
 }
 
 void read_layout(const toml::table* t, TableReader& top, Workflow& wf) {
@@ -379,6 +382,41 @@ void read_sweep(TableReader& r, const toml::table& t, TaskSpec& task) {
   }
 }
 
+// A task's cores, GPUs and binding. `cores_per_task` and `gpus_per_task`
+// are the per-rank keys' names for a task of one rank.
+void read_task_resources(TableReader& r, const toml::table& t, const JobSpec& job, TaskSpec& task) {
+  for (const char* key : {"cores_per_task", "gpus_per_task"}) {
+    if (t.contains(key) && task.ranks > 1) {
+      r.fail(key, fmt::format("is for a task of one rank; task '{}' has {} ranks: use {}",
+                              task.name, task.ranks,
+                              std::string(key).replace(std::string(key).find("task"), 4, "rank")));
+    }
+  }
+  if (t.contains("cores_per_task") && t.contains("cores_per_rank")) {
+    r.fail("cores_per_task", "give cores_per_task or cores_per_rank, not both");
+  }
+  if (t.contains("gpus_per_task") && t.contains("gpus_per_rank")) {
+    r.fail("gpus_per_task", "give gpus_per_task or gpus_per_rank, not both");
+  }
+  for (const char* key : {"cores_per_rank", "cores_per_task"}) {
+    if (auto v = r.integer(key, 1, 4096)) task.cores_per_rank = static_cast<int>(*v);
+    if (t.contains(key) && task.kind != TaskKind::command) {
+      r.fail(key, "is for command tasks; a function task runs on its workers' own threads");
+    }
+  }
+  for (const char* key : {"gpus_per_rank", "gpus_per_task"}) {
+    if (auto v = r.integer(key, 0, 1024)) {
+      task.gpus_per_rank = static_cast<int>(*v);
+      task.gpus_pos = r.pos(key);
+    }
+  }
+  task.bind = job.bind;
+  if (auto v = r.choice<Bind>("bind")) task.bind = *v;
+  if (t.contains("bind") && task.kind != TaskKind::command) {
+    r.fail("bind", "is for command tasks; a function task runs in its worker");
+  }
+}
+
 TaskSpec read_task(const toml::table& t, int i, const std::string& file, const std::string& dir,
                    const JobSpec& job, bool check_files) {
   TableReader r(t, file, fmt::format("task[{}]", i));
@@ -434,11 +472,7 @@ TaskSpec read_task(const toml::table& t, int i, const std::string& file, const s
   if (auto v = r.integer("count", 1, kMaxCount)) task.count = static_cast<int>(*v);
   if (auto v = r.integer("ranks", 1, 1'000'000)) task.ranks = static_cast<int>(*v);
   task.ranks_pos = r.pos("ranks");
-  if (auto v = r.integer("cores_per_rank", 1, 4096)) task.cores_per_rank = static_cast<int>(*v);
-  if (t.contains("cores_per_rank") && task.kind != TaskKind::command) {
-    r.fail("cores_per_rank",
-           "is for command tasks; a function task runs on its workers' own threads");
-  }
+  read_task_resources(r, t, job, task);
   if (auto v = r.string_array("after")) task.after = *v;
   if (auto v = r.integer("retries", 0, 1000)) task.retries = static_cast<int>(*v);
   if (auto v = r.integer("priority", -1'000'000, 1'000'000)) task.priority = static_cast<int>(*v);
@@ -460,9 +494,29 @@ TaskSpec read_task(const toml::table& t, int i, const std::string& file, const s
   }
   if (const toml::table* args = r.table("args")) task.args_json = to_json(*args).dump();
   read_sweep(r, t, task);
-  r.reject_unknown({"name", "function", "python", "command", "env", "cwd", "clean_mpi_env", "count",
-                    "ranks", "cores_per_rank", "after", "retries", "priority", "timeout", "isolate",
-                    "on_timeout", "args", "sweep", "sweep_mode"});
+  r.reject_unknown({"name",
+                    "function",
+                    "python",
+                    "command",
+                    "env",
+                    "cwd",
+                    "clean_mpi_env",
+                    "count",
+                    "ranks",
+                    "cores_per_rank",
+                    "cores_per_task",
+                    "gpus_per_rank",
+                    "gpus_per_task",
+                    "bind",
+                    "after",
+                    "retries",
+                    "priority",
+                    "timeout",
+                    "isolate",
+                    "on_timeout",
+                    "args",
+                    "sweep",
+                    "sweep_mode"});
   return task;
 }
 
@@ -678,6 +732,21 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
     if (*v != "cpu" && !cuda)
       r.fail("device", fmt::format("must be \"cpu\" or \"cuda:N\", not \"{}\"", *v));
     s.device = *v;
+    s.device_given = true;
+  }
+  if (auto v = r.integer("gpus_per_replica", 0, 1024)) {
+    if (s.is_bridge()) r.fail("gpus_per_replica", "a remote service's bridge rank needs no GPU");
+    s.gpus_per_replica = static_cast<int>(*v);
+    s.gpus_pos = r.pos("gpus_per_replica");
+    // The replica sees only its own GPUs, numbered from 0.
+    if (!s.device_given && s.gpus_per_replica > 0) s.device = "cuda:0";
+    const auto colon = s.device.find(':');
+    if (s.gpus_per_replica > 0 && colon != std::string::npos &&
+        std::stoi(s.device.substr(colon + 1)) >= s.gpus_per_replica) {
+      r.fail("device", fmt::format("is {}, but a replica sees only its {} GPU(s), as cuda:0 to "
+                                   "cuda:{}",
+                                   s.device, s.gpus_per_replica, s.gpus_per_replica - 1));
+    }
   }
   if (auto v = r.choice<Transport>("transport")) s.transport = *v;
   if (auto v = r.boolean("record")) s.record = *v;
@@ -717,7 +786,7 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
       "protocol",      "model_name",      "ready_path",    "start_timeout", "health_interval",
       "max_restarts",  "request_timeout", "retries",       "url",           "api_key_env",
       "max_in_flight", "ca_bundle",       "verify_tls",    "model_dir",     "model_version",
-      "poll_interval", "version_policy",  "keep_versions", "swap"};
+      "poll_interval", "version_policy",  "keep_versions", "swap",          "gpus_per_replica"};
   r.reject_unknown(kServiceKeys);
   return s;
 }
@@ -790,6 +859,24 @@ int Workflow::find_task(const std::string& name) const {
   return -1;
 }
 
+// Once Tandem hands out GPUs, whatever uses one must say how many it
+// needs: a service on "cuda" without gpus_per_replica would use GPUs that
+// tasks and other replicas were given.
+void check_gpu_users(const Workflow& wf) {
+  if (!manages_gpus(wf)) return;
+  for (std::size_t i = 0; i < wf.services.size(); ++i) {
+    const ServiceSpec& s = wf.services[i];
+    if (s.gpus_per_replica == 0 && s.device.rfind("cuda", 0) == 0) {
+      throw config_error(
+          wf.path, s.pos.line, s.pos.column, fmt::format("service[{}].device", i),
+          fmt::format(
+              "service '{}' runs on {} but has no gpus_per_replica, while other parts of "
+              "the workflow are given GPUs: add gpus_per_replica so that its GPU is its own",
+              s.name, s.device));
+    }
+  }
+}
+
 Workflow parse_workflow(const std::string& text, const std::string& path, bool check_files) {
   Workflow wf;
   wf.path = path;
@@ -840,6 +927,7 @@ Workflow parse_workflow(const std::string& text, const std::string& path, bool c
     wf.tasks.push_back(std::move(t));
   }
   if (tasks) link_dependencies(wf, tasks);
+  check_gpu_users(wf);
   top.reject_unknown({"job", "layout", "task", "service"});
   return wf;
 }

@@ -70,7 +70,9 @@ std::string resolved_toml(const Workflow& wf) {
                   {"on_timeout", std::string(name_of(wf.job.on_timeout))},
                   {"idle", std::string(name_of(wf.job.idle))},
                   {"launcher", std::string(name_of(wf.job.launcher))},
-                  {"launcher_args", to_array(wf.job.launcher_args)}};
+                  {"launcher_args", to_array(wf.job.launcher_args)},
+                  {"bind", std::string(name_of(wf.job.bind))}};
+  if (wf.job.gpus_per_node >= 0) job.insert("gpus_per_node", wf.job.gpus_per_node);
   // Only a [job.backoff] the file gave: without one, `idle` chooses it.
   if (wf.job.backoff_given) {
     job.insert("backoff", toml::table{{"spin", wf.job.backoff.spin},
@@ -120,7 +122,11 @@ std::string resolved_toml(const Workflow& wf) {
     tt.insert("clean_mpi_env", t.clean_mpi_env);
     tt.insert("count", t.count);
     tt.insert("ranks", t.ranks);
-    if (t.kind == TaskKind::command) tt.insert("cores_per_rank", t.cores_per_rank);
+    if (t.kind == TaskKind::command) {
+      tt.insert("cores_per_rank", t.cores_per_rank);
+      tt.insert("bind", std::string(name_of(t.bind)));
+    }
+    tt.insert("gpus_per_rank", t.gpus_per_rank);
     tt.insert("after", to_array(t.after));
     tt.insert("retries", t.retries);
     tt.insert("priority", t.priority);

@@ -96,6 +96,16 @@ struct EnumNames<IdleMode> {
                                                   {IdleMode::dedicated, "dedicated"}};
 };
 
+/// Which CPUs a command task's processes run on (`bind`): `cores`, the
+/// CPUs of the workers it holds (the union of their affinity masks), so that
+/// its threads keep off the cores where other ranks spin; `none`, every CPU
+/// the job's ranks on the node may use.
+enum class Bind { cores, none };
+template <>
+struct EnumNames<Bind> {
+  static constexpr EnumName<Bind> values[] = {{Bind::cores, "cores"}, {Bind::none, "none"}};
+};
+
 struct JobSpec {
   std::string name;
   std::string run_root = "runs";        // absolute after parsing
@@ -114,6 +124,11 @@ struct JobSpec {
   ProxySpec proxy;
   Launcher launcher = Launcher::automatic;
   std::vector<std::string> launcher_args;  // added after the launcher's own options
+  Bind bind = Bind::cores;                 // default of [[task]] bind
+  // GPUs on each node when the allocation does not say (-1: not given;
+  // then `nvidia-smi -L`). Only used when something asks for GPUs.
+  int gpus_per_node = -1;
+  SourcePos gpus_per_node_pos;
 };
 
 struct LayoutSpec {
@@ -135,7 +150,9 @@ struct TaskSpec {
   bool clean_mpi_env = true;
   int count = 1;
   int ranks = 1;
-  int cores_per_rank = 1;  // command tasks: workers reserved (and lent) per rank
+  int cores_per_rank = 1;   // command tasks: workers reserved (and lent) per rank
+  int gpus_per_rank = 0;    // `gpus_per_task` (one rank) or `gpus_per_rank`
+  Bind bind = Bind::cores;  // command tasks
   std::vector<std::string> after;
   std::vector<int> after_index;  // indices into Workflow::tasks
   int retries = 0;
@@ -154,6 +171,7 @@ struct TaskSpec {
   SourcePos sweep_pos;
   SourcePos pos;  // the [[task]] header
   SourcePos ranks_pos;
+  SourcePos gpus_pos;
   SourcePos function_pos;  // of `function`, or of `python`
 
   /// Instance @p index's args as JSON text: the sweep's values merged in.
@@ -166,6 +184,8 @@ struct TaskSpec {
   /// A command task that holds several workers: an MPI program started by
   /// a launcher (ranks > 1), or one process given several cores.
   bool is_mpi_command() const noexcept { return kind == TaskKind::command && workers_needed() > 1; }
+  /// GPUs the whole task holds while it runs.
+  int gpus_needed() const noexcept { return ranks * gpus_per_rank; }
   /// A function task written in Python (run by the embedded interpreter).
   bool is_python() const noexcept { return !python.empty(); }
 };
@@ -242,10 +262,13 @@ struct ServiceSpec {
   SwapMode swap = SwapMode::beside;
   int replicas = 1;  // 0: one per node (placement = "per_node" without `replicas`)
   int ranks_per_replica = 1;
+  int gpus_per_replica = 0;  // the replica's ranks all see these GPUs
+  SourcePos gpus_pos;
   Placement placement = Placement::spread;
-  int max_batch = 64;    // rows per batch
-  int max_delay_us = 0;  // how long the oldest request may wait for others
-  std::string device = "cpu";
+  int max_batch = 64;          // rows per batch
+  int max_delay_us = 0;        // how long the oldest request may wait for others
+  std::string device = "cpu";  // "cuda:0" by default with gpus_per_replica
+  bool device_given = false;
   Transport transport = Transport::automatic;
   bool record = false;  // append inputs and outputs to HDF5
   // backend = "process": a model server started by the replica leader.
@@ -303,6 +326,18 @@ inline bool needs_proxy(const Workflow& wf) {
   if (!wf.job.proxy.enabled || wf.services.empty()) return false;
   for (const TaskSpec& t : wf.tasks) {
     if (t.kind == TaskKind::command) return true;
+  }
+  return false;
+}
+
+/// Whether Tandem hands out the nodes' GPUs: some task or service asks for
+/// them. Then everything else gets CUDA_VISIBLE_DEVICES="" (docs/user-guide.md#gpus).
+inline bool manages_gpus(const Workflow& wf) {
+  for (const TaskSpec& t : wf.tasks) {
+    if (t.gpus_per_rank > 0) return true;
+  }
+  for (const ServiceSpec& s : wf.services) {
+    if (s.gpus_per_replica > 0) return true;
   }
   return false;
 }

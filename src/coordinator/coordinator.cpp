@@ -13,13 +13,16 @@
 #include <signal.h>
 #include <string.h>
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <unordered_map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
@@ -29,6 +32,7 @@
 #include "base/mpi_check.hpp"
 #include "base/send_queue.hpp"
 #include "base/signals.hpp"
+#include "coordinator/gpu_pool.hpp"
 #include "coordinator/journal.hpp"
 #include "coordinator/live_view.hpp"
 #include "coordinator/scheduler.hpp"
@@ -85,7 +89,8 @@ class Coordinator {
         // looks even on a dedicated node, where its spinning only took a
         // core from the processes command tasks start (/bin/true ran at
         // half the rate with one worker on two cores).
-        backoff_(off_path_backoff(wf_.job)) {
+        backoff_(off_path_backoff(wf_.job)),
+        gpus_(job.plan.task_gpus) {
     MPI_Comm_size(job_.pilot, &size_);
     workers_.resize(size_);
     worker_rank_.resize(static_cast<std::size_t>(std::max(size_ - 1, 0)), -1);
@@ -109,6 +114,16 @@ class Coordinator {
   /// The first @p n idle parked workers (pilot ranks); empty if fewer.
   std::vector<int> idle_workers(int n) const;
   std::vector<int> idle_by_node(const TaskSpec& spec) const;
+  /// The node of the worker at @p pilot_rank.
+  int node_of_worker(int pilot_rank) const;
+  /// Hands the GPU task at the head to a waiting worker on a node with
+  /// enough free GPUs; false when there is none.
+  bool dispatch_gpu_task(const TaskSpec& spec);
+  /// Gives the first waiting worker the one-rank CPU tasks behind a head
+  /// that waits for a GPU; false when there are none.
+  bool backfill();
+  /// Sends the first parked worker up to its share of @p take's tasks.
+  void send_batch(const std::function<int(int, int, std::vector<int>&)>& take);
   void send(int worker, std::vector<std::int32_t> data);
   void append_finals();  // finals_ into the journal's buffer
   void record_finals();  // ... and the buffer into the file
@@ -134,6 +149,7 @@ class Coordinator {
   LiveView live_;
   TaskCounts counts() const;
   Backoff backoff_;
+  GpuPool gpus_;
   int size_ = 0;
   std::vector<WorkerInfo> workers_;  // by pilot rank; [0] unused
   std::deque<int> parked_order_;     // pilot ranks, in the order they asked
@@ -278,6 +294,11 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
     }
     hold(workers_[source], r.id, -1);
     const auto outcome = static_cast<Outcome>(r.outcome);
+    const auto settle_gpus = [&] {
+      const Instance& inst = sched_.instance(r.id);
+      gpus_.settle(r.id, inst.attempt,
+                   inst.state == TaskState::SCHEDULED || inst.state == TaskState::RUNNING);
+    };
     if (outcome == Outcome::failed) {
       const Instance& inst = sched_.instance(r.id);
       const TaskSpec& t = wf_.tasks[inst.task];
@@ -288,6 +309,7 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
     // A return value goes into the journal with the DONE it came with.
     if (outcome == Outcome::done && !result.empty()) results_[r.id] = {r.attempt, result};
     sched_.report(r.id, r.attempt, outcome, r.exit_code, r.t_start, r.t_end, reason, finals_);
+    settle_gpus();
   }
   // Into the journal's buffer; the loop that received this writes it, once
   // for all the messages it took in (a write(2) per message was most of
@@ -388,7 +410,10 @@ std::vector<int> Coordinator::idle_by_node(const TaskSpec& spec) const {
   int left = spec.ranks;
   const int per = spec.cores_per_rank;
   for (const std::vector<int>* list : nodes) {
-    const int take = std::min(left, static_cast<int>(list->size()) / per);
+    int take = std::min(left, static_cast<int>(list->size()) / per);
+    if (spec.gpus_per_rank > 0) {
+      take = std::min(take, gpus_.free_on(node_of_worker(list->front())) / spec.gpus_per_rank);
+    }
     group.insert(group.end(), list->begin(),
                  list->begin() + static_cast<std::ptrdiff_t>(take) * per);
     left -= take;
@@ -397,47 +422,105 @@ std::vector<int> Coordinator::idle_by_node(const TaskSpec& spec) const {
   return {};
 }
 
+int Coordinator::node_of_worker(int pilot_rank) const {
+  const int world = worker_rank_[static_cast<std::size_t>(pilot_rank - 1)];
+  return job_.plan.ranks[static_cast<std::size_t>(world)].node;
+}
+
+void Coordinator::send_batch(const std::function<int(int, int, std::vector<int>&)>& take) {
+  const int w = parked_order_.front();
+  parked_order_.pop_front();
+  WorkerInfo& info = workers_[w];
+  info.parked = false;
+  // Share what is ready among the workers; never more than they asked.
+  const int fair = std::max(1, sched_.count(TaskState::NEW) / (2 * workers_count()));
+  const int n = std::min({info.want, fair, wf_.job.max_chunk});
+  batch_.clear();
+  take(n, w - 1, batch_);
+  std::vector<std::int32_t> msg;
+  msg.reserve(2 + 2 * batch_.size());
+  msg.push_back(kTasks);
+  msg.push_back(static_cast<std::int32_t>(batch_.size()));
+  for (int id : batch_) {
+    msg.push_back(id);
+    msg.push_back(sched_.instance(id).attempt);
+  }
+  info.want = 0;
+  for (int id : batch_) hold(info, id, +1);
+  if (!batch_.empty()) {
+    trace::record(trace::kTaskDispatch, batch_.front(), static_cast<std::int64_t>(batch_.size()),
+                  w - 1);
+  }
+  send(w, std::move(msg));
+}
+
+bool Coordinator::dispatch_gpu_task(const TaskSpec& spec) {
+  // Any waiting worker will do, busy or not: the GPUs are the task's from
+  // now until its attempt ends, and a worker asks for work only when it
+  // has a free slot or is about to.
+  const auto it = std::find_if(parked_order_.begin(), parked_order_.end(), [&](int w) {
+    return gpus_.free_on(node_of_worker(w)) >= spec.gpus_per_rank;
+  });
+  if (it == parked_order_.end()) return false;
+  const int w = *it;
+  parked_order_.erase(it);
+  const int id = sched_.take_multi(w - 1, 1, now_us());
+  const int attempt = sched_.instance(id).attempt;
+  std::vector<std::int32_t> msg{kPlaced, id, attempt};
+  for (int g : gpus_.take(id, attempt, node_of_worker(w), spec.gpus_per_rank)) msg.push_back(g);
+  WorkerInfo& info = workers_[w];
+  info.parked = false;
+  info.want = 0;
+  hold(info, id, +1);
+  trace::record(trace::kTaskDispatch, id, 1, w - 1);
+  send(w, std::move(msg));
+  return true;
+}
+
+bool Coordinator::backfill() {
+  int taken = 0;
+  send_batch([&](int n, int worker, std::vector<int>& out) {
+    taken = sched_.take_backfill(n, worker, now_us(), out);
+    return taken;
+  });
+  return taken > 0;
+}
+
 void Coordinator::serve_requests() {
   if (stopping_) return;
-  const int nworkers = workers_count();
   while (!parked_order_.empty() && sched_.has_ready()) {
     const int ranks = sched_.head_ranks();
-    if (ranks == 1) {
-      const int w = parked_order_.front();
-      parked_order_.pop_front();
-      WorkerInfo& info = workers_[w];
-      info.parked = false;
-      // Share what is ready among the workers; never more than they asked.
-      const int fair = std::max(1, sched_.count(TaskState::NEW) / (2 * nworkers));
-      const int n = std::min({info.want, fair, wf_.job.max_chunk});
-      batch_.clear();
-      sched_.take(n, w - 1, now_us(), batch_);
-      std::vector<std::int32_t> msg;
-      msg.reserve(2 + 2 * batch_.size());
-      msg.push_back(kTasks);
-      msg.push_back(static_cast<std::int32_t>(batch_.size()));
-      for (int id : batch_) {
-        msg.push_back(id);
-        msg.push_back(sched_.instance(id).attempt);
-      }
-      info.want = 0;
-      for (int id : batch_) hold(info, id, +1);
-      if (!batch_.empty()) {
-        trace::record(trace::kTaskDispatch, batch_.front(),
-                      static_cast<std::int64_t>(batch_.size()), w - 1);
-      }
-      send(w, std::move(msg));
+    const TaskSpec& spec = wf_.tasks[static_cast<std::size_t>(sched_.head_task())];
+    if (ranks == 1 && spec.gpus_per_rank == 0) {
+      send_batch([&](int n, int worker, std::vector<int>& out) {
+        return sched_.take(n, worker, now_us(), out);
+      });
       continue;
     }
+    if (ranks == 1) {
+      // A task that waits for a GPU holds back only other GPU tasks: the
+      // CPU tasks behind it run meanwhile.
+      if (dispatch_gpu_task(spec) || backfill()) continue;
+      return;
+    }
     // A multi-rank task: wait until enough parked workers are idle.
-    const TaskSpec& spec = wf_.tasks[static_cast<std::size_t>(sched_.head_task())];
-    const std::vector<int> group =
-        spec.kind == TaskKind::command ? idle_by_node(spec) : idle_workers(ranks);
+    const std::vector<int> group = spec.kind == TaskKind::command || spec.gpus_per_rank > 0
+                                       ? idle_by_node(spec)
+                                       : idle_workers(ranks);
     if (group.empty()) return;
     const int id = sched_.take_multi(group[0] - 1, ranks, now_us());
+    const int attempt = sched_.instance(id).attempt;
     trace::record(trace::kTaskDispatch, id, 1, group[0] - 1);
-    std::vector<std::int32_t> msg{kMulti, id, sched_.instance(id).attempt, ranks};
+    std::vector<std::int32_t> msg{kMulti, id, attempt, ranks};
     for (int w : group) msg.push_back(w - 1);  // worker index = pilot rank - 1
+    // Each of the task's ranks takes its GPUs on the node of its first worker.
+    for (int r = 0; r < spec.ranks && spec.gpus_per_rank > 0; ++r) {
+      const int w =
+          group[static_cast<std::size_t>(r) * static_cast<std::size_t>(spec.cores_per_rank)];
+      for (int g : gpus_.take(id, attempt, node_of_worker(w), spec.gpus_per_rank)) {
+        msg.push_back(g);
+      }
+    }
     for (int w : group) {
       hold(workers_[w], id, +1);
       workers_[w].parked = false;
@@ -497,6 +580,14 @@ int Coordinator::run() {
                done_earlier_ ? fmt::format("; {} finished in an earlier run are skipped, {} to run",
                                            done_earlier_, to_run)
                              : std::string());
+  for (int n = 0; job_.plan.gpus_managed && n < job_.plan.node_count; ++n) {
+    const NodeGpus& g = job_.plan.node_gpus[static_cast<std::size_t>(n)];
+    const std::vector<int>& pool = job_.plan.task_gpus[static_cast<std::size_t>(n)];
+    spdlog::info("node {}: GPUs {} (from {}), for tasks {}", n,
+                 g.ids.empty() ? "none" : fmt::format("{}", fmt::join(g.ids, ",")),
+                 g.source.empty() ? "nowhere" : g.source,
+                 pool.empty() ? "none" : job_.plan.gpu_ids(n, pool));
+  }
   if (failed_earlier_ > 0) {
     spdlog::error(
         "{} task instance(s) FAILED without running again: earlier jobs lost all their attempts "

@@ -122,6 +122,15 @@ int Scheduler::head_task() {
   return instances_[ready_.front()].task;
 }
 
+void Scheduler::hand_out(Instance& inst, int worker, int members, std::int64_t now) {
+  ++inst.attempt;
+  inst.worker = worker;
+  inst.t_scheduled = now;
+  inst.members_left = members;
+  inst.member_failed = false;
+  set_state(inst, TaskState::SCHEDULED);
+}
+
 int Scheduler::take(int max, int worker, std::int64_t now, std::vector<int>& out) {
   int n = 0;
   while (n < max) {
@@ -129,16 +138,28 @@ int Scheduler::take(int max, int worker, std::int64_t now, std::vector<int>& out
     if (ready_.empty()) break;
     const int id = ready_.front();
     Instance& inst = instances_[id];
-    if (wf_.tasks[inst.task].workers_needed() > 1) break;
+    const TaskSpec& t = wf_.tasks[inst.task];
+    if (t.workers_needed() > 1 || t.gpus_per_rank > 0) break;
     ready_.pop();
-    ++inst.attempt;
-    inst.worker = worker;
-    inst.t_scheduled = now;
-    inst.members_left = 1;
-    inst.member_failed = false;
-    set_state(inst, TaskState::SCHEDULED);
+    hand_out(inst, worker, 1, now);
     out.push_back(id);
     ++n;
+  }
+  return n;
+}
+
+int Scheduler::take_backfill(int max, int worker, std::int64_t now, std::vector<int>& out) {
+  int n = 0;
+  auto look = [this](int id) {
+    const Instance& inst = instances_[id];
+    if (inst.state != TaskState::NEW) return ReadyQueue::Look::stale;
+    const TaskSpec& t = wf_.tasks[inst.task];
+    return t.workers_needed() == 1 && t.gpus_per_rank == 0 ? ReadyQueue::Look::take
+                                                           : ReadyQueue::Look::other_task;
+  };
+  for (int id = 0; n < max && (id = ready_.take_if(look)) >= 0; ++n) {
+    hand_out(instances_[id], worker, 1, now);
+    out.push_back(id);
   }
   return n;
 }
@@ -148,13 +169,8 @@ int Scheduler::take_multi(int lead_worker, int ranks, std::int64_t now) {
   const int id = ready_.front();
   ready_.pop();
   Instance& inst = instances_[id];
-  ++inst.attempt;
-  inst.worker = lead_worker;
-  inst.t_scheduled = now;
-  inst.members_left = ranks;
-  inst.member_failed = false;
+  hand_out(inst, lead_worker, ranks, now);
   inst.reason.clear();
-  set_state(inst, TaskState::SCHEDULED);
   return id;
 }
 

@@ -49,10 +49,36 @@ class ReadyQueue {
   bool empty() const { return buckets_.empty(); }
   int front() const { return buckets_.begin()->second.front().first; }
   void pop();
+  /// What take_if() asks of an id.
+  enum class Look { stale, other_task, take };
+  /// Takes the first id, in queue order, that @p look says to take, and
+  /// returns it (-1: none). Stale ids before it are dropped; a range whose
+  /// first live id is of another kind is passed over whole (a range is one
+  /// task's). For backfilling past a head that must wait.
+  template <typename LookAt>
+  int take_if(LookAt&& look);
 
  private:
   std::map<int, std::deque<std::pair<int, int>>, std::greater<int>> buckets_;
 };
+
+template <typename LookAt>
+int ReadyQueue::take_if(LookAt&& look) {
+  for (auto bucket = buckets_.begin(); bucket != buckets_.end(); ++bucket) {
+    auto& ranges = bucket->second;
+    for (auto range = ranges.begin(); range != ranges.end(); ++range) {
+      while (range->first < range->second && look(range->first) == Look::stale) ++range->first;
+      if (range->first == range->second || look(range->first) != Look::take) continue;
+      const int id = range->first++;
+      if (range->first == range->second) {
+        ranges.erase(range);
+        if (ranges.empty()) buckets_.erase(bucket);
+      }
+      return id;
+    }
+  }
+  return -1;
+}
 
 class Scheduler {
  public:
@@ -89,6 +115,10 @@ class Scheduler {
   /// Hands out up to @p max ready one-rank instances to @p worker; stops early
   /// at a multi-rank instance so that it keeps its place. Appends ids to @p out.
   int take(int max, int worker, std::int64_t now, std::vector<int>& out);
+  /// Hands out up to @p max ready instances of one rank that need no GPU,
+  /// from anywhere in the queue: what workers run while the head waits for
+  /// a GPU. Appends ids to @p out.
+  int take_backfill(int max, int worker, std::int64_t now, std::vector<int>& out);
   /// Hands out the multi-rank instance at the head to @p ranks workers.
   int take_multi(int lead_worker, int ranks, std::int64_t now);
 
@@ -117,6 +147,7 @@ class Scheduler {
   void cancel_downstream(int task, const std::string& why, std::int64_t now,
                          std::vector<int>& finals);
   void skip_stale_heads();
+  void hand_out(Instance& inst, int worker, int members, std::int64_t now);
 
   const Workflow& wf_;
   std::vector<Instance> instances_;

@@ -1,6 +1,8 @@
 #include "exec/command.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/syscall.h>
@@ -120,13 +122,7 @@ void RunningCommand::spawn(const CommandLaunch& launch) {
   // as execvpe does (posix_spawn itself would look in the working directory).
   std::string program = launch.argv[0];
   if (program.find('/') == std::string::npos) {
-    const char* path = nullptr;
-    for (const auto& e : launch.env) {
-      if (e.rfind("PATH=", 0) == 0) {
-        path = e.c_str() + 5;  // the first, as getenv in the task would see it
-        break;
-      }
-    }
+    const char* path = env_value(launch.env, "PATH");
     program = find_program(program, path);
     if (program.empty()) {
       finished_ = true;
@@ -173,7 +169,18 @@ void RunningCommand::spawn(const CommandLaunch& launch) {
   const short group = launch.own_session ? POSIX_SPAWN_SETSID : POSIX_SPAWN_SETPGROUP;
   posix_spawnattr_setflags(&attr, static_cast<short>(group | POSIX_SPAWN_SETSIGMASK |
                                                      POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK));
+  // The child runs on the CPUs of the thread that spawns it: those of the
+  // task, for the moment of the spawn.
+  cpu_set_t own;
+  bool rebound = false;
+  if (!launch.cpus.empty() && pthread_getaffinity_np(pthread_self(), sizeof own, &own) == 0) {
+    cpu_set_t want;
+    CPU_ZERO(&want);
+    for (int c : launch.cpus) CPU_SET(c, &want);
+    rebound = pthread_setaffinity_np(pthread_self(), sizeof want, &want) == 0;
+  }
   const int rc = ::posix_spawn(&pid_, program.c_str(), &actions, &attr, argv.data(), envp.data());
+  if (rebound) pthread_setaffinity_np(pthread_self(), sizeof own, &own);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   ::close(out[1]);

@@ -34,6 +34,7 @@ struct CommandLaunch {
   // each rank it starts in a group of its own, but they stay in the
   // session, so that what is left of it can be found and killed at the end.
   bool own_session = false;
+  std::vector<int> cpus;  // the CPUs it runs on; empty: the worker's own
 };
 
 struct CommandResult {

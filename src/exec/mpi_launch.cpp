@@ -8,30 +8,34 @@
 
 namespace tandem::detail {
 
-namespace {
-
-const char* value_of(const std::vector<std::string>& env, const std::string& name) {
-  const std::string prefix = name + "=";
-  for (const std::string& e : env) {
-    if (e.rfind(prefix, 0) == 0) return e.c_str() + prefix.size();
-  }
-  return nullptr;
-}
-
-}  // namespace
+// The rank comes from the launcher: Open MPI's mpirun, PMIx, or srun.
+const char* const kRankWrapper = R"(r=${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-${SLURM_PROCID:-0}}}
+pick() { printf '%s\n' "$1" | cut -d';' -f$((r + 1)); }
+if [ -n "${TANDEM_RANK_GPUS+set}" ]; then
+  CUDA_VISIBLE_DEVICES=$(pick "$TANDEM_RANK_GPUS")
+  TANDEM_TASK_GPUS=$CUDA_VISIBLE_DEVICES
+  export CUDA_VISIBLE_DEVICES TANDEM_TASK_GPUS
+  unset TANDEM_RANK_GPUS
+fi
+if [ -n "${TANDEM_RANK_CPUS:-}" ]; then
+  cpus=$(pick "$TANDEM_RANK_CPUS")
+  unset TANDEM_RANK_CPUS
+  if [ -n "$cpus" ] && command -v taskset >/dev/null; then exec taskset -c "$cpus" "$@"; fi
+fi
+exec "$@")";
 
 std::string find_launcher(Launcher launcher, const std::vector<std::string>& env) {
-  const char* path = value_of(env, "PATH");
+  const char* path = env_value(env, "PATH");
   return find_program(launcher == Launcher::srun ? "srun" : "mpirun", path);
 }
 
 std::string find_parent_death_guard(const std::vector<std::string>& env) {
-  return find_program("setpriv", value_of(env, "PATH"));
+  return find_program("setpriv", env_value(env, "PATH"));
 }
 
 Launcher resolve_launcher(Launcher wanted, const std::vector<std::string>& env) {
   if (wanted != Launcher::automatic) return wanted;
-  const char* job = value_of(env, "SLURM_JOB_ID");
+  const char* job = env_value(env, "SLURM_JOB_ID");
   if (job && *job && !find_launcher(Launcher::srun, env).empty()) return Launcher::srun;
   return Launcher::mpirun;
 }
@@ -82,6 +86,7 @@ std::vector<std::string> launch_argv(const MpiLaunch& launch,
     for (const std::string& name : launch.forward_env) argv.insert(argv.end(), {"-x", name});
   }
   argv.insert(argv.end(), launch.extra_args.begin(), launch.extra_args.end());
+  if (launch.per_rank_resources) argv.insert(argv.end(), {"/bin/sh", "-c", kRankWrapper, "sh"});
   argv.insert(argv.end(), program.begin(), program.end());
   return argv;
 }

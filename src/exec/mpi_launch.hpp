@@ -33,7 +33,18 @@ struct MpiLaunch {
   // worker dies (PR_SET_PDEATHSIG), so that it stops its ranks rather than
   // leave them running without anyone to stop them.
   std::string parent_death_guard;
+  // Each rank's own GPUs and CPUs, when it has them: the ranks start
+  // through a small shell wrapper that picks theirs by rank from
+  // TANDEM_RANK_GPUS and TANDEM_RANK_CPUS (the caller sets both in the
+  // launch's environment; kRankWrapper).
+  bool per_rank_resources = false;
 };
+
+/// The shell text that starts each rank of an MPI command task: it takes
+/// the rank's field of TANDEM_RANK_GPUS (";"-separated, as
+/// CUDA_VISIBLE_DEVICES) and of TANDEM_RANK_CPUS (as taskset -c), then
+/// execs the program.
+extern const char* const kRankWrapper;
 
 /// The launcher `auto` means in @p env ("KEY=VALUE" entries): srun when the
 /// job runs in a Slurm allocation and srun is on its PATH, else mpirun.

@@ -28,6 +28,7 @@
 #include "job/idle_mode.hpp"
 #include "job/logging.hpp"
 #include "job/lost_attempts.hpp"
+#include "job/resources.hpp"
 #include "job/run_dir.hpp"
 #include "job/sockets.hpp"
 #include "tandem/error.hpp"
@@ -357,7 +358,13 @@ void read_workflow(Job& job, const RunSetup& setup, const RunOptions& options) {
 
 // Which rank does what, by node; every rank's pid (direct endpoints' names).
 void place_ranks(Job& job, const RunOptions& options) {
-  job.plan = make_plan(job.wf, node_indices(job.control));
+  const std::vector<int> node_of_rank = node_indices(job.control);
+  // Only a workflow that asks for GPUs looks for them (nvidia-smi takes a
+  // while).
+  const std::vector<NodeGpus> gpus =
+      manages_gpus(job.wf) ? gather_node_gpus(job.control, node_of_rank, job.wf.job.gpus_per_node)
+                           : std::vector<NodeGpus>{};
+  job.plan = make_plan(job.wf, node_of_rank, gpus);
   job.pids.resize(static_cast<std::size_t>(job.size));
   const int pid = static_cast<int>(::getpid());
   TANDEM_MPI_CHECK(MPI_Allgather(&pid, 1, MPI_INT, job.pids.data(), 1, MPI_INT, job.control));
@@ -459,12 +466,18 @@ void split_communicators(Job& job) {
   for (MPI_Comm c : {job.replica, job.workers, job.pilot}) return_errors(c);
 }
 
-// The host name of every node, for the launcher of an MPI command task
-// (only a workflow that has one pays for the allgather).
+// The host name of every node, for the launcher of an MPI command task,
+// and every rank's CPUs, for binding command tasks to the cores of the
+// workers they hold (only a workflow with such tasks pays for the
+// allgathers).
 void learn_node_hosts(Job& job) {
   if (std::any_of(job.wf.tasks.begin(), job.wf.tasks.end(),
                   [](const TaskSpec& t) { return t.is_mpi_command(); })) {
     job.hosts = node_hosts(job.control, job.plan);
+  }
+  if (std::any_of(job.wf.tasks.begin(), job.wf.tasks.end(),
+                  [](const TaskSpec& t) { return t.kind == TaskKind::command; })) {
+    job.rank_cpus = gather_rank_cpus(job.control);
   }
 }
 

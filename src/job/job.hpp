@@ -45,6 +45,7 @@ struct Job {
   Plan plan;
   std::vector<int> pids;             // every rank's process id (direct endpoints' names)
   std::vector<std::string> hosts;    // host name by node index, when MPI command tasks need it
+  std::vector<std::vector<int>> rank_cpus;  // each rank's CPUs, when command tasks need them
   IdleMode idle = IdleMode::shared;  // how this node's ranks wait (job/idle_mode.hpp)
   std::string run_dir;
   bool resume = false;

@@ -101,7 +101,8 @@ void check_fits(const Workflow& wf, int world_size) {
   }
 }
 
-Plan make_plan(const Workflow& wf, const std::vector<int>& node_of_rank) {
+Plan make_plan(const Workflow& wf, const std::vector<int>& node_of_rank,
+               const std::vector<NodeGpus>& node_gpus) {
   const int n = static_cast<int>(node_of_rank.size());
   check_fits(wf, n);
   Plan plan;
@@ -201,6 +202,7 @@ Plan make_plan(const Workflow& wf, const std::vector<int>& node_of_rank) {
                       t.name, t.ranks, t.cores_per_rank, fmt::join(workers_on_node, ", "), fit));
     }
   }
+  if (manages_gpus(wf)) place_gpus(wf, plan, node_gpus);
   const int idle = static_cast<int>(rest.size()) - plan.workers;
   if (idle > 0) {
     plan.notes.push_back(
@@ -209,6 +211,16 @@ Plan make_plan(const Workflow& wf, const std::vector<int>& node_of_rank) {
                     idle, n - idle));
   }
   return plan;
+}
+
+std::string Plan::gpu_ids(int node, const std::vector<int>& indices) const {
+  std::string out;
+  const std::vector<std::string>& ids = node_gpus[static_cast<std::size_t>(node)].ids;
+  for (int i : indices) {
+    if (!out.empty()) out += ',';
+    out += ids[static_cast<std::size_t>(i)];
+  }
+  return out;
 }
 
 std::vector<int> block_nodes(int world_size, int ranks_per_node) {
@@ -243,6 +255,31 @@ std::string format_sweeps(const Workflow& wf) {
   return out;
 }
 
+// Each node's GPUs, which replica holds which, what tasks share, and what
+// each task takes.
+std::string format_gpus(const Workflow& wf, const Plan& plan) {
+  std::string out;
+  for (int n = 0; n < static_cast<int>(plan.node_gpus.size()); ++n) {
+    const NodeGpus& g = plan.node_gpus[static_cast<std::size_t>(n)];
+    const std::vector<int>& pool = plan.task_gpus[static_cast<std::size_t>(n)];
+    out += fmt::format("node {} GPUs: {}{}; for tasks: {}\n", n,
+                       g.ids.empty() ? "none" : fmt::format("{}", fmt::join(g.ids, ",")),
+                       g.source.empty() ? "" : " (from " + g.source + ")",
+                       pool.empty() ? "none" : plan.gpu_ids(n, pool));
+  }
+  for (const TaskSpec& t : wf.tasks) {
+    if (t.gpus_per_rank > 0) {
+      out += fmt::format("task '{}': {} GPU(s) {}, its own while it runs (CUDA_VISIBLE_DEVICES)\n",
+                         t.name, t.gpus_per_rank, t.ranks > 1 ? "per rank" : "per instance");
+    }
+  }
+  if (std::any_of(wf.tasks.begin(), wf.tasks.end(),
+                  [](const TaskSpec& t) { return t.gpus_per_rank == 0; })) {
+    out += "tasks without gpus_per_task run with CUDA_VISIBLE_DEVICES=\"\" (no GPU)\n";
+  }
+  return out;
+}
+
 std::string format_plan(const Workflow& wf, const Plan& plan) {
   // Services only: an SPMD session's file, whose other ranks are the app.
   const bool spmd = wf.tasks.empty() && !wf.services.empty();
@@ -257,6 +294,9 @@ std::string format_plan(const Workflow& wf, const Plan& plan) {
                            wf.services[p.service].is_bridge() ? "bridge"
                            : p.replica_rank == 0              ? "leader"
                                                  : fmt::format("rank {}", p.replica_rank));
+      if (plan.gpus_managed) {
+        detail += p.gpus.empty() ? ", no GPU" : ", GPU " + plan.gpu_ids(p.node, p.gpus);
+      }
     }
     out +=
         fmt::format("{:>6}  {:>5}  {:<12} {}\n", p.rank, p.node, role_label(wf, p, spmd), detail);
@@ -273,6 +313,7 @@ std::string format_plan(const Workflow& wf, const Plan& plan) {
                        name_of(s.placement));
   }
   out += "\n";
+  if (plan.gpus_managed) out += format_gpus(wf, plan);
   for (const std::string& note : plan.notes) out += "note: " + note + "\n";
   out += format_sweeps(wf);
   return out;

@@ -17,6 +17,14 @@
 
 namespace tandem::detail {
 
+/// The GPUs of one node, as the processes there name them (what
+/// CUDA_VISIBLE_DEVICES takes: indices, or UUIDs), and where the list came
+/// from (job/gpus.hpp).
+struct NodeGpus {
+  std::vector<std::string> ids;
+  std::string source;  // "CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "[job] gpus_per_node", ...
+};
+
 struct RankPlacement {
   int rank = 0;
   Role role = Role::idle;
@@ -25,6 +33,7 @@ struct RankPlacement {
   int service = -1;       // services: index into Workflow::services
   int replica = -1;       // services: replica index
   int replica_rank = -1;  // services: rank within the replica, 0 = leader
+  std::vector<int> gpus;  // services: the replica's GPUs, indices into its node's list
 };
 
 struct ReplicaPlacement {
@@ -42,6 +51,11 @@ struct Plan {
   std::vector<RankPlacement> ranks;
   std::vector<ReplicaPlacement> replicas;  // all services, in order
   std::vector<std::string> notes;          // things a person should know
+  // GPUs, when the workflow asks for them (manages_gpus): each node's, and
+  // those left on each node for tasks once the replicas have theirs.
+  bool gpus_managed = false;
+  std::vector<NodeGpus> node_gpus;
+  std::vector<std::vector<int>> task_gpus;
 
   /// World ranks of the clients: workers (pilot) or application ranks (SPMD).
   std::vector<int> client_ranks() const;
@@ -49,6 +63,9 @@ struct Plan {
   std::vector<const ReplicaPlacement*> replicas_of(int s) const;
   /// How many ranks each node has, by node index.
   std::vector<int> ranks_per_node() const;
+  /// The ids of GPUs @p indices of node @p node, comma-separated: a
+  /// CUDA_VISIBLE_DEVICES value.
+  std::string gpu_ids(int node, const std::vector<int>& indices) const;
 };
 
 /// What a rank does, in a word, as log lines and the plan's table say it:
@@ -56,9 +73,18 @@ struct Plan {
 /// for the application's ranks in SPMD mode (@p spmd).
 std::string role_label(const Workflow& wf, const RankPlacement& p, bool spmd);
 
-/// Places the ranks. @p node_of_rank gives each world rank's node index.
+/// Places the ranks. @p node_of_rank gives each world rank's node index;
+/// @p node_gpus each node's GPUs (needed only when the workflow asks for
+/// GPUs; one entry stands for every node).
 /// @throws tandem::config_error when the layout cannot fit.
-Plan make_plan(const Workflow& wf, const std::vector<int>& node_of_rank);
+Plan make_plan(const Workflow& wf, const std::vector<int>& node_of_rank,
+               const std::vector<NodeGpus>& node_gpus = {});
+
+/// Gives each replica that asks for GPUs its own on its node, and leaves
+/// the rest of each node's for tasks (layout/gpus.cpp).
+/// @throws tandem::config_error when a replica or a task asks for more
+/// than the nodes have.
+void place_gpus(const Workflow& wf, Plan& plan, const std::vector<NodeGpus>& node_gpus);
 
 /// Node indices for a job of @p world_size ranks placed @p ranks_per_node at
 /// a time on consecutive nodes (how mpirun and srun fill nodes by default).

@@ -8,8 +8,12 @@
 //
 //   coordinator -> worker, tags::kWork, int32 array:
 //     [kTasks, n, id, attempt, id, attempt, ...]   one-rank tasks, in order
-//     [kMulti, id, attempt, ranks, w0, w1, ...]    one multi-rank attempt;
-//                                                  w* are worker indices
+//     [kMulti, id, attempt, n, w0, ..., wn-1, g...] one multi-rank attempt;
+//                                                  w* are worker indices, g*
+//                                                  the GPUs of each of the
+//                                                  task's ranks in turn
+//     [kPlaced, id, attempt, g0, g1, ...]          one task with its GPUs
+//                                                  (indices into the node's)
 //     [kCancel]                                    the run is interrupted
 //     [kStop]                                      the run is over
 //   worker -> coordinator, tags::kUpdate, bytes: UpdateHeader, then n records
@@ -25,7 +29,7 @@
 
 namespace tandem::detail::protocol {
 
-enum WorkKind : std::int32_t { kTasks = 1, kMulti = 2, kCancel = 3, kStop = 4 };
+enum WorkKind : std::int32_t { kTasks = 1, kMulti = 2, kCancel = 3, kStop = 4, kPlaced = 5 };
 
 struct UpdateHeader {
   std::int32_t want = 0;     // tasks wanted; 0: no request, just results

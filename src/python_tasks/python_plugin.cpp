@@ -246,9 +246,16 @@ void run(TaskContext& ctx) {
   Ref size(PyLong_FromLong(d.size));
   Ref fcomm(d.isolated ? Py_NewRef(Py_None) : PyLong_FromLong(MPI_Comm_c2f(d.comm)));
   PyObject* client = d.isolated ? Py_None : client_for(d.client);
-  if (!args || !index || !count || !attempt || !rank || !size || !fcomm) fail("the context");
-  PyObject* fields[] = {pt.name.get(), index.get(), count.get(), attempt.get(), rd,        od,
-                        args.get(),    client,      fcomm.get(), rank.get(),    size.get()};
+  Ref gpus(PyTuple_New(static_cast<Py_ssize_t>(d.gpus.size())));
+  for (std::size_t i = 0; gpus && i < d.gpus.size(); ++i) {
+    PyTuple_SET_ITEM(gpus.get(), static_cast<Py_ssize_t>(i), text(d.gpus[i]));
+  }
+  if (!args || !index || !count || !attempt || !rank || !size || !fcomm || !gpus) {
+    fail("the context");
+  }
+  PyObject* fields[] = {
+      pt.name.get(), index.get(), count.get(), attempt.get(), rd,         od,
+      args.get(),    client,      fcomm.get(), rank.get(),    size.get(), gpus.get()};
   Ref context(PyObject_Vectorcall(in.context_type.get(), fields, std::size(fields), nullptr));
   if (!context) fail("cannot make the task's context");
   // An isolated child's print output already goes to its files.

@@ -44,6 +44,10 @@ int TaskContext::size() const noexcept {
 const std::filesystem::path& TaskContext::run_dir() const noexcept {
   return data_->run_dir;
 }
+const std::vector<std::string>& TaskContext::gpus() const noexcept {
+  return data_->gpus;
+}
+
 const std::filesystem::path& TaskContext::output_dir() const noexcept {
   return data_->output_dir;
 }

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -26,6 +27,7 @@ struct TaskContextData {
   std::filesystem::path run_dir;
   std::filesystem::path output_dir;
   const nlohmann::json* args = nullptr;
+  std::vector<std::string> gpus;  // ids of the GPUs this rank of the attempt was given
   Client* client = nullptr;
   bool isolated = false;       // runs in a forked child (isolate = true)
   std::string stem;            // isolated: RUN_DIR/tasks/NAME/INDEX[.tryN], its .out and .err

@@ -44,6 +44,7 @@ void leave_at_once(int status, void* /*unused*/) {
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
   ::setpgid(0, 0);  // killed as a group, with anything it starts
+  if (launch.set_gpus) ::setenv("CUDA_VISIBLE_DEVICES", launch.gpus.c_str(), 1);
   ::on_exit(leave_at_once, nullptr);
   const int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (in >= 0) ::dup2(in, 0);

@@ -27,6 +27,10 @@ struct IsolatedLaunch {
   void (*before_fork)() = nullptr;
   void (*after_fork_parent)() = nullptr;
   void (*after_fork_child)() = nullptr;
+  // The child's CUDA_VISIBLE_DEVICES, when Tandem hands out GPUs: set
+  // before the function runs, so that CUDA sees only the task's GPUs.
+  bool set_gpus = false;
+  std::string gpus;
 };
 
 struct IsolatedResult {

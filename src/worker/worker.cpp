@@ -36,6 +36,7 @@
 #include "exec/command.hpp"
 #include "exec/mpi_launch.hpp"
 #include "job/logging.hpp"
+#include "job/resources.hpp"
 #include "job/roles.hpp"
 #include "job/sockets.hpp"
 #include "protocol/pilot_messages.hpp"
@@ -50,6 +51,7 @@
 #include "transport/direct_layout.hpp"
 #include "worker/isolated.hpp"
 #include "worker/proxy.hpp"
+#include "worker/task_resources.hpp"
 #include "worker/watchdog.hpp"
 
 namespace tandem::detail {
@@ -75,6 +77,7 @@ struct Assignment {
   int id = 0;
   int attempt = 0;
   std::vector<int> members;  // multi-rank attempts: worker indices
+  std::vector<int> gpus;     // GPU indices on their nodes, each rank's in turn
 };
 
 struct ActiveCommand {
@@ -173,6 +176,7 @@ class Worker {
     }
     const std::vector<int> clients = job_.plan.client_ranks();
     for (int r : clients) worker_node_.push_back(job_.plan.ranks[r].node);
+    worker_world_ = clients;
     if (needs_proxy(wf_)) start_proxy();
     const bool watched = std::any_of(wf_.tasks.begin(), wf_.tasks.end(), [](const TaskSpec& t) {
       return t.kind == TaskKind::function && !t.isolate && t.timeout_s > 0;
@@ -202,7 +206,9 @@ class Worker {
   void run_function(const Assignment& a);
   void start_command(const Assignment& a);
   void add_mpi_launch(const TaskSpec& spec, const TaskRuntime& rt, const Assignment& a,
-                      const std::string& stem, CommandLaunch& launch) const;
+                      const std::string& stem, const std::vector<RankResources>& given,
+                      CommandLaunch& launch) const;
+  void give_resources(const RankResources& given, CommandLaunch& launch) const;
   void release_members(const Assignment& a, const CommandResult& r);
   void poll_release();
   bool holds_all_slots() const;
@@ -225,8 +231,9 @@ class Worker {
   Client client_;                            // the same, as function tasks see it
   int index_ = 0;
   std::vector<TaskRuntime> runtimes_;
-  std::vector<int> worker_node_;  // node of every worker, by worker index
-  std::optional<Lent> lent_;      // lent to another worker's MPI command task
+  std::vector<int> worker_node_;   // node of every worker, by worker index
+  std::vector<int> worker_world_;  // world rank of every worker, by worker index
+  std::optional<Lent> lent_;       // lent to another worker's MPI command task
   std::deque<Assignment> queue_;
   std::vector<ActiveCommand> active_;
   std::vector<pollfd> poll_fds_;
@@ -283,14 +290,19 @@ void Worker::handle_work(const std::vector<std::int32_t>& msg) {
   switch (msg[0]) {
     case kTasks: {
       const int n = msg[1];
-      for (int i = 0; i < n; ++i) queue_.push_back({msg[2 + 2 * i], msg[3 + 2 * i], {}});
+      for (int i = 0; i < n; ++i) queue_.push_back({msg[2 + 2 * i], msg[3 + 2 * i], {}, {}});
       request_outstanding_ = false;
       break;
     }
+    case kPlaced:
+      queue_.push_back({msg[1], msg[2], {}, std::vector<int>(msg.begin() + 3, msg.end())});
+      request_outstanding_ = false;
+      break;
     case kMulti: {
-      Assignment a{msg[1], msg[2], {}};
+      Assignment a{msg[1], msg[2], {}, {}};
       const int ranks = msg[3];
       a.members.assign(msg.begin() + 4, msg.begin() + 4 + ranks);
+      a.gpus.assign(msg.begin() + 4 + ranks, msg.end());
       request_outstanding_ = false;
       if (wf_.tasks[task_of(a.id)].kind == TaskKind::command && a.members[0] != index_) {
         // The lead runs the launcher; this worker's cores are the task's
@@ -495,6 +507,10 @@ void Worker::run_function(const Assignment& a) {
     MPI_Comm_rank(sub, &data.rank);
     MPI_Comm_size(sub, &data.size);
   }
+  const std::vector<RankResources> given =
+      task_resources(job_, spec, a.members, index_, a.gpus, worker_world_);
+  const std::string& my_gpus = given[static_cast<std::size_t>(data.rank)].gpus;
+  data.gpus = parse_gpu_list(my_gpus);
   Outcome outcome = Outcome::failed;
   std::string reason;
   const std::int64_t t_start = now_us();
@@ -511,6 +527,8 @@ void Worker::run_function(const Assignment& a) {
     TaskContext ctx = Access::make_context(&data);
     IsolatedLaunch launch{spec.function, data.stem + ".out", data.stem + ".err", spec.timeout_s,
                           wf_.job.kill_grace_s};
+    launch.set_gpus = job_.plan.gpus_managed;
+    launch.gpus = my_gpus;
     if (spec.is_python()) {
       const PythonPlugin* python = python_plugin();
       launch.before_fork = python->before_fork;
@@ -596,7 +614,13 @@ void Worker::start_command(const Assignment& a) {
   ActiveCommand active;
   active.assignment = a;
   active.mpi = spec.is_mpi_command();
-  if (active.mpi) add_mpi_launch(spec, rt, a, stem, launch);
+  const std::vector<RankResources> given =
+      task_resources(job_, spec, a.members, index_, a.gpus, worker_world_);
+  if (active.mpi) {
+    add_mpi_launch(spec, rt, a, stem, given, launch);
+  } else {
+    give_resources(given.front(), launch);
+  }
   for (bool taken = true; taken; ++active.slot) {  // the lowest free slot
     taken = std::any_of(active_.begin(), active_.end(),
                         [&](const ActiveCommand& c) { return c.slot == active.slot; });
@@ -614,8 +638,22 @@ void Worker::start_command(const Assignment& a) {
 // The launcher's command line around the task's own, and what its ranks
 // need to find the services: the proxy of the first of the task's workers
 // on each node, by host name (tandem_connect picks its own host's).
+// A one-process command's GPUs (CUDA_VISIBLE_DEVICES="" for none, once
+// Tandem hands GPUs out) and CPUs, where they differ from the worker's own.
+void Worker::give_resources(const RankResources& given, CommandLaunch& launch) const {
+  if (job_.plan.gpus_managed) {
+    launch.env.push_back("CUDA_VISIBLE_DEVICES=" + given.gpus);
+    launch.env.push_back("TANDEM_TASK_GPUS=" + given.gpus);
+  }
+  if (!job_.rank_cpus.empty() &&
+      given.cpus != job_.rank_cpus[static_cast<std::size_t>(job_.rank)]) {
+    launch.cpus = given.cpus;
+  }
+}
+
 void Worker::add_mpi_launch(const TaskSpec& spec, const TaskRuntime& rt, const Assignment& a,
-                            const std::string& stem, CommandLaunch& launch) const {
+                            const std::string& stem, const std::vector<RankResources>& given,
+                            CommandLaunch& launch) const {
   MpiLaunch mpi;
   mpi.launcher = rt.launcher;
   mpi.program_launcher = rt.launcher_path.empty()
@@ -641,6 +679,20 @@ void Worker::add_mpi_launch(const TaskSpec& spec, const TaskRuntime& rt, const A
     ++mpi.hosts.back().ranks;
   }
   if (!sockets.empty()) launch.env.push_back("TANDEM_NODE_SOCKETS=" + sockets);
+  // Each rank's GPUs and CPUs, picked by the rank wrapper.
+  std::string gpus;
+  std::string cpus;
+  for (std::size_t r = 0; r < given.size(); ++r) {
+    if (r > 0) {
+      gpus += ';';
+      cpus += ';';
+    }
+    gpus += given[r].gpus;
+    cpus += cpu_list_text(given[r].cpus);
+  }
+  if (job_.plan.gpus_managed) launch.env.push_back("TANDEM_RANK_GPUS=" + gpus);
+  if (!job_.rank_cpus.empty()) launch.env.push_back("TANDEM_RANK_CPUS=" + cpus);
+  mpi.per_rank_resources = job_.plan.gpus_managed || !job_.rank_cpus.empty();
   if (mpi.launcher == Launcher::srun) {
     const std::string hostfile = stem + ".hosts";
     try {

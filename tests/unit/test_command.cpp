@@ -3,9 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +15,7 @@
 #include <thread>
 
 #include "exec/command.hpp"
+#include "exec/mpi_launch.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace tandem::detail;
@@ -267,4 +270,65 @@ TEST(Command, LauncherWiringIsRemovedFromTheEnvironment) {
   EXPECT_TRUE(has("OMPI_MCA_mpi_yield_when_idle="));
   const auto raw = inherited_environment(false);
   EXPECT_GT(raw.size(), clean.size());
+}
+
+// The rank wrapper of an MPI command task: each rank takes its own field of
+// TANDEM_RANK_GPUS and TANDEM_RANK_CPUS, whichever launcher numbered it.
+TEST(Command, RankWrapperGivesEachRankItsGpusAndCpus) {
+  for (const char* rank_var : {"OMPI_COMM_WORLD_RANK", "SLURM_PROCID"}) {
+    for (int rank = 0; rank < 2; ++rank) {
+      TempDir dir;
+      CommandLaunch launch;
+      launch.argv = {"/bin/sh",
+                     "-c",
+                     kRankWrapper,
+                     "sh",
+                     "/bin/sh",
+                     "-c",
+                     "echo \"$CUDA_VISIBLE_DEVICES|$TANDEM_TASK_GPUS|${TANDEM_RANK_GPUS-unset}|"
+                     "$(taskset -pc $$ | sed 's/.*: //')\""};
+      launch.env = {"PATH=/usr/bin:/bin", "TANDEM_RANK_GPUS=2,3;GPU-x", "TANDEM_RANK_CPUS=0;0",
+                    std::string(rank_var) + "=" + std::to_string(rank)};
+      launch.stdout_path = (dir.path() / "out").string();
+      launch.stderr_path = (dir.path() / "err").string();
+      const auto r = run_command(launch, nullptr);
+      EXPECT_EQ(r.outcome, Outcome::done) << r.reason << slurp(dir.path() / "err");
+      EXPECT_EQ(slurp(dir.path() / "out"),
+                rank == 0 ? "2,3|2,3|unset|0\n" : "GPU-x|GPU-x|unset|0\n")
+          << rank_var;
+    }
+  }
+}
+
+TEST(Command, LaunchLineWrapsRanksOnlyWhenTheyGetResources) {
+  MpiLaunch mpi;
+  mpi.launcher = Launcher::mpirun;
+  mpi.program_launcher = "mpirun";
+  mpi.hosts = {{"a", 2}};
+  const std::vector<std::string> plain = launch_argv(mpi, {"prog"});
+  EXPECT_EQ(plain.back(), "prog");
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), std::string("/bin/sh")), 0);
+  mpi.per_rank_resources = true;
+  const std::vector<std::string> wrapped = launch_argv(mpi, {"prog", "x"});
+  const auto sh = std::find(wrapped.begin(), wrapped.end(), std::string("/bin/sh"));
+  ASSERT_NE(sh, wrapped.end());
+  EXPECT_EQ(std::vector<std::string>(sh, wrapped.end()),
+            (std::vector<std::string>{"/bin/sh", "-c", kRankWrapper, "sh", "prog", "x"}));
+}
+
+// A command given CPUs runs on them, and the worker keeps its own.
+TEST(Command, RunsOnTheCpusItIsGiven) {
+  cpu_set_t before;
+  ASSERT_EQ(sched_getaffinity(0, sizeof before, &before), 0);
+  int first = 0;
+  while (!CPU_ISSET(first, &before)) ++first;
+  TempDir dir;
+  CommandLaunch launch = sh(dir, "taskset -pc $$ | sed 's/.*: //'");
+  launch.cpus = {first};
+  const auto r = run_command(launch, nullptr);
+  EXPECT_EQ(r.outcome, Outcome::done) << r.reason;
+  EXPECT_EQ(slurp(dir.path() / "out"), std::to_string(first) + "\n");
+  cpu_set_t after;
+  ASSERT_EQ(sched_getaffinity(0, sizeof after, &after), 0);
+  EXPECT_TRUE(CPU_EQUAL(&before, &after)) << "the worker's own CPUs are as they were";
 }

@@ -228,3 +228,35 @@ TEST(Scheduler, ARerunAfterAnEarlierFailureIsNumberedOnWithFreshRetries) {
   s.report(0, 4, Outcome::failed, 1, 1, 2, "boom", finals);
   EXPECT_EQ(s.instance(0).state, TaskState::FAILED);
 }
+
+TEST(Scheduler, BackfillPassesOverTasksThatWaitForGpus) {
+  const auto wf = flow(
+      "[[task]]\nname='gpu'\ncommand=['true']\ncount=3\ngpus_per_task=1\npriority=9\n"
+      "[[task]]\nname='mpi'\ncommand=['true']\nranks=2\npriority=5\n"
+      "[[task]]\nname='cpu'\ncommand=['true']\ncount=4\n");
+  Scheduler s(wf);
+  s.start();
+  std::vector<int> got;
+  EXPECT_EQ(s.take(10, 0, 1, got), 0) << "the head waits for a GPU: take hands out nothing";
+  EXPECT_EQ(s.head_task(), 0);
+  EXPECT_EQ(s.take_backfill(3, 0, 1, got), 3);
+  EXPECT_EQ(got, (std::vector<int>{4, 5, 6})) << "CPU tasks of one rank only, in order";
+  EXPECT_EQ(s.head_task(), 0) << "the GPU task keeps its place";
+  EXPECT_EQ(s.take_backfill(5, 1, 1, got), 1);
+  EXPECT_EQ(s.take_backfill(5, 1, 1, got), 0);
+  EXPECT_EQ(s.take_multi(2, 1, 1), 0) << "the GPU task goes when a GPU is free";
+  EXPECT_EQ(s.instance(0).state, TaskState::SCHEDULED);
+  EXPECT_EQ(s.instance(0).worker, 2);
+}
+
+TEST(Scheduler, BackfillSkipsInstancesNoLongerNew) {
+  const auto wf = flow(
+      "[[task]]\nname='gpu'\ncommand=['true']\ngpus_per_task=1\npriority=9\n"
+      "[[task]]\nname='cpu'\ncommand=['true']\ncount=3\n");
+  Scheduler s(wf);
+  s.mark_done_earlier(1);  // cpu[0] finished in an earlier run
+  s.start();
+  std::vector<int> got;
+  EXPECT_EQ(s.take_backfill(10, 0, 1, got), 2);
+  EXPECT_EQ(got, (std::vector<int>{2, 3}));
+}

@@ -11,7 +11,9 @@
 #include "tandem/tensor.hpp"
 
 using tandem::config_error;
+using tandem::detail::Bind;
 using tandem::detail::Launcher;
+using tandem::detail::manages_gpus;
 using tandem::detail::parse_workflow;
 using tandem::detail::TaskKind;
 using tandem::detail::Workflow;
@@ -180,6 +182,46 @@ TEST(Workflow, MultiRankCommandsAreMpiPrograms) {
                "is for command tasks");
   expect_error("[job]\nlauncher='flux'\n[[task]]\nname='a'\nfunction='f'\n", 2, "job.launcher",
                "auto");
+}
+
+TEST(Workflow, CoresGpusAndBinding) {
+  const Workflow wf = parse_workflow(
+      "[job]\nbind='none'\ngpus_per_node=4\n"
+      "[[service]]\nname='m'\nbackend='echo'\ngpus_per_replica=2\ndevice='cuda:1'\n"
+      "[[task]]\nname='a'\ncommand=['/bin/true']\ncores_per_task=4\ngpus_per_task=1\n"
+      "[[task]]\nname='b'\ncommand=['/bin/true']\nranks=2\ngpus_per_rank=2\nbind='cores'\n"
+      "[[task]]\nname='c'\nfunction='f'\ngpus_per_task=1\n",
+      "/x/wf.toml", false);
+  EXPECT_EQ(wf.job.gpus_per_node, 4);
+  EXPECT_EQ(wf.services[0].gpus_per_replica, 2);
+  EXPECT_EQ(wf.services[0].device, "cuda:1");
+  EXPECT_EQ(wf.tasks[0].cores_per_rank, 4);
+  EXPECT_EQ(wf.tasks[0].gpus_per_rank, 1);
+  EXPECT_EQ(wf.tasks[0].bind, Bind::none) << "[job] bind is the default";
+  EXPECT_TRUE(wf.tasks[0].is_mpi_command()) << "one process on 4 workers' cores";
+  EXPECT_EQ(wf.tasks[1].gpus_needed(), 4);
+  EXPECT_EQ(wf.tasks[1].bind, Bind::cores);
+  EXPECT_EQ(wf.tasks[2].gpus_per_rank, 1);
+  EXPECT_TRUE(manages_gpus(wf));
+  EXPECT_FALSE(manages_gpus(parse_workflow(
+      "[[service]]\nname='m'\nbackend='echo'\ndevice='cuda:0'\n", "/x/wf.toml", false)));
+  expect_error("[[task]]\nname='a'\ncommand=['/bin/true']\nranks=2\ngpus_per_task=1\n", 5,
+               "task[0].gpus_per_task", "use gpus_per_rank");
+  expect_error("[[task]]\nname='a'\ncommand=['/bin/true']\nranks=2\ncores_per_task=2\n", 5,
+               "task[0].cores_per_task", "use cores_per_rank");
+  expect_error("[[task]]\nname='a'\ncommand=['/bin/true']\ngpus_per_task=1\ngpus_per_rank=1\n", 4,
+               "task[0].gpus_per_task", "not both");
+  expect_error("[[task]]\nname='a'\nfunction='f'\nbind='cores'\n", 4, "task[0].bind",
+               "is for command tasks");
+  expect_error("[[task]]\nname='a'\ncommand=['/bin/true']\nbind='socket'\n", 4, "task[0].bind",
+               "\"cores\"");
+  expect_error("[[service]]\nname='m'\nbackend='echo'\ndevice='cuda:1'\ngpus_per_replica=1\n", 4,
+               "service[0].device", "sees only its 1 GPU(s)");
+  // Once GPUs are handed out, a service on "cuda" must ask for its own.
+  expect_error(
+      "[[service]]\nname='m'\nbackend='echo'\ndevice='cuda:0'\n"
+      "[[task]]\nname='a'\ncommand=['/bin/true']\ngpus_per_task=1\n",
+      1, "service[0].device", "add gpus_per_replica");
 }
 
 TEST(Workflow, MissingFilesAreRejectedWhenChecked) {
