@@ -122,8 +122,9 @@ class Coordinator {
   /// Gives the first waiting worker the one-rank CPU tasks behind a head
   /// that waits for a GPU; false when there are none.
   bool backfill();
-  /// Sends the first parked worker up to its share of @p take's tasks.
-  void send_batch(const std::function<int(int, int, std::vector<int>&)>& take);
+  /// Sends the first parked worker up to its share of @p take's tasks;
+  /// false (and the worker still parked) when @p take gave none.
+  bool send_batch(const std::function<int(int, int, std::vector<int>&)>& take);
   void send(int worker, std::vector<std::int32_t> data);
   void append_finals();  // finals_ into the journal's buffer
   void record_finals();  // ... and the buffer into the file
@@ -427,16 +428,19 @@ int Coordinator::node_of_worker(int pilot_rank) const {
   return job_.plan.ranks[static_cast<std::size_t>(world)].node;
 }
 
-void Coordinator::send_batch(const std::function<int(int, int, std::vector<int>&)>& take) {
+bool Coordinator::send_batch(const std::function<int(int, int, std::vector<int>&)>& take) {
   const int w = parked_order_.front();
-  parked_order_.pop_front();
   WorkerInfo& info = workers_[w];
-  info.parked = false;
   // Share what is ready among the workers; never more than they asked.
   const int fair = std::max(1, sched_.count(TaskState::NEW) / (2 * workers_count()));
   const int n = std::min({info.want, fair, wf_.job.max_chunk});
   batch_.clear();
   take(n, w - 1, batch_);
+  // Nothing to give: the request stays parked (an empty answer would only
+  // make the worker ask again at once).
+  if (batch_.empty()) return false;
+  parked_order_.pop_front();
+  info.parked = false;
   std::vector<std::int32_t> msg;
   msg.reserve(2 + 2 * batch_.size());
   msg.push_back(kTasks);
@@ -447,11 +451,10 @@ void Coordinator::send_batch(const std::function<int(int, int, std::vector<int>&
   }
   info.want = 0;
   for (int id : batch_) hold(info, id, +1);
-  if (!batch_.empty()) {
-    trace::record(trace::kTaskDispatch, batch_.front(), static_cast<std::int64_t>(batch_.size()),
-                  w - 1);
-  }
+  trace::record(trace::kTaskDispatch, batch_.front(), static_cast<std::int64_t>(batch_.size()),
+                w - 1);
   send(w, std::move(msg));
+  return true;
 }
 
 bool Coordinator::dispatch_gpu_task(const TaskSpec& spec) {
@@ -478,12 +481,9 @@ bool Coordinator::dispatch_gpu_task(const TaskSpec& spec) {
 }
 
 bool Coordinator::backfill() {
-  int taken = 0;
-  send_batch([&](int n, int worker, std::vector<int>& out) {
-    taken = sched_.take_backfill(n, worker, now_us(), out);
-    return taken;
+  return send_batch([&](int n, int worker, std::vector<int>& out) {
+    return sched_.take_backfill(n, worker, now_us(), out);
   });
-  return taken > 0;
 }
 
 void Coordinator::serve_requests() {
@@ -492,9 +492,11 @@ void Coordinator::serve_requests() {
     const int ranks = sched_.head_ranks();
     const TaskSpec& spec = wf_.tasks[static_cast<std::size_t>(sched_.head_task())];
     if (ranks == 1 && spec.gpus_per_rank == 0) {
-      send_batch([&](int n, int worker, std::vector<int>& out) {
-        return sched_.take(n, worker, now_us(), out);
-      });
+      if (!send_batch([&](int n, int worker, std::vector<int>& out) {
+            return sched_.take(n, worker, now_us(), out);
+          })) {
+        return;  // cannot happen: the head is such a task
+      }
       continue;
     }
     if (ranks == 1) {

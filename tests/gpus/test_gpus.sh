@@ -53,7 +53,7 @@ name = "cpu"
 command = ["/bin/sh", "-c", "echo \"[\$CUDA_VISIBLE_DEVICES]\""]
 count = 4
 TOML
-CUDA_VISIBLE_DEVICES=0,1,2,3 timeout 300 "$mpiexec" "${mpiexec_flags[@]}" -n 5 "$tandem" run \
+CUDA_VISIBLE_DEVICES=0,1,2,3 timeout 300 "$mpiexec" "${mpiexec_flags[@]}" -n 6 "$tandem" run \
   gpus.toml --run-dir run --log-level info > run.out 2> run.err
 rc=$?
 check "the run succeeds (exit $rc)" test $rc -eq 0
@@ -89,6 +89,15 @@ check "one-GPU tasks ran side by side on different GPUs" \
 check "a Python task reads its GPU from ctx.gpus" \
   sh -c "cat run/tasks/py/0.gpus run/tasks/py/1.gpus | grep -Eqx '[123]'"
 check "tasks that ask for no GPU see none" test "$(sort -u run/tasks/cpu/*.out)" = "[]"
+# Four workers, three GPUs for tasks. The CPU tasks come after the GPU
+# tasks in the queue; the worker without a GPU runs them while GPU tasks
+# still wait for one, not after the last one was handed out.
+check "CPU tasks ran while GPU tasks waited for a GPU" "$python" -c "
+import json
+j = [json.loads(l) for l in open('run/journal.jsonl')]
+cpu = min(d['started_us'] for d in j if d['task'] == 'cpu')
+one = max(d['started_us'] for d in j if d['task'] == 'one')
+assert cpu < one, (cpu, one)"
 
 # --- where the GPU list comes from, and over-asking, at plan time ------
 mkdir bin

@@ -80,6 +80,7 @@ cat > mpitasks.toml << TOML
 [job]
 name = "mpitasks"
 kill_grace = 1.0
+gpus_per_node = 2
 [[service]]
 name = "double"
 backend = "scale"
@@ -100,6 +101,11 @@ timeout = 5
 name = "service"
 command = ["$mpi_task", "service", "16"]
 ranks = 4
+[[task]]
+name = "gpus"
+command = ["/bin/sh", "-c", "echo \"\$SLURM_PROCID gpu \$CUDA_VISIBLE_DEVICES\""]
+ranks = 2
+gpus_per_rank = 1
 TOML
 mpitasks_job=$(sbatch --parsable --nodes=1 --ntasks-per-node=6 --time=5 \
   "$jobscripts/slurm-srun.sbatch" mpitasks.toml)
@@ -151,6 +157,8 @@ check "srun: every rank reached the service through its proxy" \
   grep -q "^4 ranks served" "$run_dir/tasks/service/0.out"
 check "srun: the program was a job step of its own, not the job's step 0" \
   test "$(sed -n 's/.* step \([0-9]*\)$/\1/p' "$run_dir/tasks/sum/0.out" | sort -u | tr '\n' ' ')" != "0 "
+check "srun: each rank of a step got a GPU of its own ($(sort "$run_dir/tasks/gpus/0.out" 2> /dev/null | tr '\n' ' '))" \
+  test "$(cut -d' ' -f3 "$run_dir/tasks/gpus/0.out" 2> /dev/null | sort -u | tr '\n' ' ')" = "0 1 "
 check "srun: all its ranks in that one step" \
   test "$(sed -n 's/.* step \([0-9]*\)$/\1/p' "$run_dir/tasks/sum/0.out" | sort -u | wc -l)" = 1
 
