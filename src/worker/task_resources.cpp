@@ -38,17 +38,17 @@ std::vector<RankResources> task_resources(const Job& job, const TaskSpec& spec,
       }
     }
     if (job.rank_cpus.empty()) continue;  // not gathered: function tasks only
-    if (spec.bind == Bind::cores) {
-      for (int k = 0; k < per; ++k) {
-        const int w = workers[static_cast<std::size_t>(r * per + k)];
-        add_cpus(
-            res.cpus,
-            job.rank_cpus[static_cast<std::size_t>(worker_world[static_cast<std::size_t>(w)])]);
-      }
-    } else {
-      for (const RankPlacement& p : job.plan.ranks) {
-        if (p.node == node) add_cpus(res.cpus, job.rank_cpus[static_cast<std::size_t>(p.rank)]);
-      }
+    for (const RankPlacement& p : job.plan.ranks) {
+      if (p.node == node) add_cpus(res.node_cpus, job.rank_cpus[static_cast<std::size_t>(p.rank)]);
+    }
+    if (spec.bind == Bind::none) {
+      res.cpus = res.node_cpus;
+      continue;
+    }
+    for (int k = 0; k < per; ++k) {
+      const int w = workers[static_cast<std::size_t>(r * per + k)];
+      add_cpus(res.cpus,
+               job.rank_cpus[static_cast<std::size_t>(worker_world[static_cast<std::size_t>(w)])]);
     }
   }
   return out;

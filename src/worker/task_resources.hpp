@@ -12,8 +12,9 @@
 namespace tandem::detail {
 
 struct RankResources {
-  std::string gpus;       // ids, comma-separated; "" = no GPU
-  std::vector<int> cpus;  // empty: as the worker's own
+  std::string gpus;            // ids, comma-separated; "" = no GPU
+  std::vector<int> cpus;       // empty: as the worker's own
+  std::vector<int> node_cpus;  // every CPU of the job's ranks on the rank's node
 };
 
 /// One entry per rank of @p spec. @p members are the worker indices the

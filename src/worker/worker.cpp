@@ -9,6 +9,9 @@
 // one at a time and only when the worker is idle, so that a slow task never
 // holds a queued one back while another worker waits.
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -507,10 +510,15 @@ void Worker::run_function(const Assignment& a) {
     MPI_Comm_rank(sub, &data.rank);
     MPI_Comm_size(sub, &data.size);
   }
-  const std::vector<RankResources> given =
-      task_resources(job_, spec, a.members, index_, a.gpus, worker_world_);
-  const std::string& my_gpus = given[static_cast<std::size_t>(data.rank)].gpus;
-  data.gpus = parse_gpu_list(my_gpus);
+  // Only a workflow that hands out GPUs pays for this, not a million null
+  // tasks a second.
+  std::string my_gpus;
+  if (job_.plan.gpus_managed) {
+    my_gpus = task_resources(job_, spec, a.members, index_, a.gpus,
+                             worker_world_)[static_cast<std::size_t>(data.rank)]
+                  .gpus;
+    data.gpus = parse_gpu_list(my_gpus);
+  }
   Outcome outcome = Outcome::failed;
   std::string reason;
   const std::int64_t t_start = now_us();
@@ -614,11 +622,16 @@ void Worker::start_command(const Assignment& a) {
   ActiveCommand active;
   active.assignment = a;
   active.mpi = spec.is_mpi_command();
+  // A command on its own worker's cores, without GPUs to hand out, runs as
+  // the worker does: nothing to work out.
+  const bool as_worker =
+      !job_.plan.gpus_managed && spec.workers_needed() == 1 && spec.bind == Bind::cores;
   const std::vector<RankResources> given =
-      task_resources(job_, spec, a.members, index_, a.gpus, worker_world_);
+      as_worker ? std::vector<RankResources>{}
+                : task_resources(job_, spec, a.members, index_, a.gpus, worker_world_);
   if (active.mpi) {
     add_mpi_launch(spec, rt, a, stem, given, launch);
-  } else {
+  } else if (!as_worker) {
     give_resources(given.front(), launch);
   }
   for (bool taken = true; taken; ++active.slot) {  // the lowest free slot
@@ -635,9 +648,6 @@ void Worker::start_command(const Assignment& a) {
   active_.push_back(std::move(active));
 }
 
-// The launcher's command line around the task's own, and what its ranks
-// need to find the services: the proxy of the first of the task's workers
-// on each node, by host name (tandem_connect picks its own host's).
 // A one-process command's GPUs (CUDA_VISIBLE_DEVICES="" for none, once
 // Tandem hands GPUs out) and CPUs, where they differ from the worker's own.
 void Worker::give_resources(const RankResources& given, CommandLaunch& launch) const {
@@ -651,6 +661,9 @@ void Worker::give_resources(const RankResources& given, CommandLaunch& launch) c
   }
 }
 
+// The launcher's command line around the task's own, and what its ranks
+// need to find the services: the proxy of the first of the task's workers
+// on each node, by host name (tandem_connect picks its own host's).
 void Worker::add_mpi_launch(const TaskSpec& spec, const TaskRuntime& rt, const Assignment& a,
                             const std::string& stem, const std::vector<RankResources>& given,
                             CommandLaunch& launch) const {
@@ -679,9 +692,12 @@ void Worker::add_mpi_launch(const TaskSpec& spec, const TaskRuntime& rt, const A
     ++mpi.hosts.back().ranks;
   }
   if (!sockets.empty()) launch.env.push_back("TANDEM_NODE_SOCKETS=" + sockets);
-  // Each rank's GPUs and CPUs, picked by the rank wrapper.
+  // Each rank's GPUs and CPUs, picked by the rank wrapper; the wrapper
+  // only where a rank has GPUs to be given or fewer CPUs than its node
+  // (ranks that are not bound run as the launcher starts them).
   std::string gpus;
   std::string cpus;
+  bool narrower = false;
   for (std::size_t r = 0; r < given.size(); ++r) {
     if (r > 0) {
       gpus += ';';
@@ -689,19 +705,32 @@ void Worker::add_mpi_launch(const TaskSpec& spec, const TaskRuntime& rt, const A
     }
     gpus += given[r].gpus;
     cpus += cpu_list_text(given[r].cpus);
+    narrower = narrower || given[r].cpus != given[r].node_cpus;
   }
   if (job_.plan.gpus_managed) launch.env.push_back("TANDEM_RANK_GPUS=" + gpus);
-  if (!job_.rank_cpus.empty()) launch.env.push_back("TANDEM_RANK_CPUS=" + cpus);
-  mpi.per_rank_resources = job_.plan.gpus_managed || !job_.rank_cpus.empty();
+  if (narrower) launch.env.push_back("TANDEM_RANK_CPUS=" + cpus);
+  mpi.per_rank_resources = job_.plan.gpus_managed || narrower;
+  // The launcher itself (and a nested mpirun's ranks, which inherit its
+  // CPUs) may use all of the node's, not only the lead worker's.
+  if (!given.empty() && !job_.rank_cpus.empty() &&
+      given.front().node_cpus != job_.rank_cpus[static_cast<std::size_t>(job_.rank)]) {
+    launch.cpus = given.front().node_cpus;
+  }
   if (mpi.launcher == Launcher::srun) {
+    // Read once by the srun about to start, on this node: written without
+    // fsync (which cost 6% of the srun tasks per second here).
     const std::string hostfile = stem + ".hosts";
-    try {
-      write_file_atomically(hostfile, slurm_hostfile_text(mpi.hosts));
+    const std::string text = slurm_hostfile_text(mpi.hosts);
+    const int fd = ::open(hostfile.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const bool written = fd >= 0 && write_all(fd, text.data(), text.size());
+    if (fd >= 0) ::close(fd);
+    if (written) {
       launch.env.push_back("SLURM_HOSTFILE=" + hostfile);
-    } catch (const std::exception& e) {
+    } else {
       // srun then places the ranks itself, which is still correct on one
       // node; the attempt goes on.
-      spdlog::warn("task '{}': {}; srun places its ranks itself", spec.name, e.what());
+      spdlog::warn("task '{}': cannot write {}: {}; srun places its ranks itself", spec.name,
+                   hostfile, std::strerror(errno));
     }
   }
   // mpirun gives its own environment to the ranks on this host only.
