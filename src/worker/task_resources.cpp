@@ -25,8 +25,9 @@ std::vector<RankResources> task_resources(const Job& job, const TaskSpec& spec,
   std::vector<RankResources> out(static_cast<std::size_t>(ranks));
   for (int r = 0; r < ranks; ++r) {
     RankResources& res = out[static_cast<std::size_t>(r)];
-    const int first_world =
-        worker_world[static_cast<std::size_t>(workers[static_cast<std::size_t>(r * per)])];
+    // This rank's workers: per of them from the rank's first.
+    const auto first = static_cast<std::size_t>(r) * static_cast<std::size_t>(per);
+    const int first_world = worker_world[static_cast<std::size_t>(workers[first])];
     const int node = job.plan.ranks[static_cast<std::size_t>(first_world)].node;
     if (job.plan.gpus_managed) {
       const auto begin = static_cast<std::size_t>(r) * static_cast<std::size_t>(spec.gpus_per_rank);
@@ -45,8 +46,8 @@ std::vector<RankResources> task_resources(const Job& job, const TaskSpec& spec,
       res.cpus = res.node_cpus;
       continue;
     }
-    for (int k = 0; k < per; ++k) {
-      const int w = workers[static_cast<std::size_t>(r * per + k)];
+    for (std::size_t k = 0; k < static_cast<std::size_t>(per); ++k) {
+      const int w = workers[first + k];
       add_cpus(res.cpus,
                job.rank_cpus[static_cast<std::size_t>(worker_world[static_cast<std::size_t>(w)])]);
     }
