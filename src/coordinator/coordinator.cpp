@@ -38,6 +38,7 @@
 #include "coordinator/scheduler.hpp"
 #include "coordinator/service_monitor.hpp"
 #include "coordinator/session_coordinator.hpp"
+#include "coordinator/submissions.hpp"
 #include "job/allocation.hpp"
 #include "job/idle_mode.hpp"
 #include "job/roles.hpp"
@@ -180,11 +181,15 @@ class Coordinator {
 // that has used them all up stays FAILED (a poison task runs at most
 // retries + 1 times, over all jobs).
 void Coordinator::read_earlier_jobs() {
-  const auto entries = read_journal(job_.run_dir + "/journal.jsonl");
+  const std::string path = job_.run_dir + "/journal.jsonl";
+  // Submitted instances first, in their order, so that they have their ids
+  // before the final states below are applied to them.
+  for (const std::string& note : replay_submissions(sched_, wf_, read_submissions(path), finals_)) {
+    spdlog::warn("{}: {}", path, note);
+  }
+  const auto entries = read_journal(path);
   auto id_of = [this](const std::pair<std::string, int>& key) {
-    const int t = wf_.find_task(key.first);
-    if (t < 0 || key.second < 0 || key.second >= wf_.tasks[t].count) return -1;
-    return sched_.id_of(t, key.second);
+    return sched_.find(wf_.find_task(key.first), key.second);
   };
   for (const auto& [key, e] : entries) {
     const int id = id_of(key);

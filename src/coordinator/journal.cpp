@@ -31,6 +31,7 @@ std::map<std::pair<std::string, int>, JournalEntry> read_journal(const std::stri
     if (line.empty()) continue;
     try {
       const auto j = nlohmann::json::parse(line);
+      if (j.contains("submitted")) continue;  // a submission (coordinator/submissions.hpp)
       auto key = std::make_pair(j.at("task").get<std::string>(), j.at("index").get<int>());
       const bool lost = j.contains("lost");
       std::optional<TaskState> st;
@@ -201,6 +202,23 @@ bool Journal::flush() {
   used_ = 0;
   lines_ = 0;
   return !failed();
+}
+
+bool Journal::write_durably(std::string_view lines) {
+  if (!flush()) return false;
+  if (!write_all(fd_, lines.data(), lines.size())) {
+    write_errno_ = errno;
+    if (::ftruncate(fd_, size_) != 0) {
+      // The reader stops at a torn line; nothing more to do here.
+    }
+    return false;
+  }
+  size_ += static_cast<long long>(lines.size());
+  if (::fdatasync(fd_) != 0) {
+    write_errno_ = errno;
+    return false;
+  }
+  return true;
 }
 
 bool Journal::close() {

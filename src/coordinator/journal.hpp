@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -53,6 +54,11 @@ class Journal {
   /// Buffers the final state of @p inst, with its return value @p result
   /// (JSON text, as the task gave it) when it has one.
   void append(const Instance& inst, std::string_view result = {});
+  /// Writes what append() buffered, then @p lines (whole lines, each with
+  /// its newline), and waits until all of it is on disk (fdatasync, with
+  /// or without the interval): for what must be durable before anyone is
+  /// told, a submission. False when it is not (failure() says why).
+  bool write_durably(std::string_view lines);
   /// Writes what append() buffered. False once the journal cannot be
   /// written (now or by the background sync); failure() says why.
   bool flush();

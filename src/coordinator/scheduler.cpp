@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include "base/raise.hpp"
+#include "tandem/error.hpp"
+
 namespace tandem::detail {
 
 void ReadyQueue::push(int priority, int first, int last) {
@@ -36,6 +39,8 @@ Scheduler::Scheduler(const Workflow& wf) : wf_(wf) {
     for (int d : wf.tasks[t].after_index) dependants_[d].push_back(t);
   }
   counts_[static_cast<int>(TaskState::NEW)] = size();
+  static_size_ = size();
+  submitted_of_task_.assign(static_cast<std::size_t>(ntasks), 0);
 }
 
 void Scheduler::set_state(Instance& inst, TaskState s) {
@@ -50,7 +55,11 @@ void Scheduler::mark_done_earlier(int id) {
   if (inst.state != TaskState::NEW) return;
   inst.from_earlier_run = true;
   set_state(inst, TaskState::DONE);
-  --not_done_[inst.task];
+  if (!inst.submitted) --not_done_[inst.task];
+  // Submitted instances that waited for it are ready (no finals: DONE
+  // releases, it never cancels).
+  std::vector<int> none;
+  after_final(id, 0, none);
 }
 
 void Scheduler::set_earlier_attempts(int id, int attempts) {
@@ -93,7 +102,10 @@ void Scheduler::start() {
 }
 
 void Scheduler::push_ready(int id) {
-  ready_.push(wf_.tasks[instances_[id].task].priority, id, id + 1);
+  const Instance& inst = instances_[id];
+  // A submitted instance keeps the priority it was submitted with.
+  const int priority = inst.submitted ? submitted_.at(id).priority : wf_.tasks[inst.task].priority;
+  ready_.push(priority, id, id + 1);
 }
 
 void Scheduler::push_ready_task(int task) {
@@ -216,9 +228,11 @@ void Scheduler::finish(int id, TaskState s, std::int64_t now, std::vector<int>& 
   set_state(inst, s);
   if (inst.t_ended == 0) inst.t_ended = now;
   finals.push_back(id);
+  after_final(id, now, finals);
   if (s == TaskState::DONE) {
     inst.reason.clear();
-    if (--not_done_[inst.task] == 0) task_complete(inst.task);
+    // A task's own instances complete it; submitted ones are waited for by id.
+    if (!inst.submitted && --not_done_[inst.task] == 0) task_complete(inst.task);
   } else if (s == TaskState::FAILED) {
     const TaskSpec& t = wf_.tasks[inst.task];
     cancel_downstream(
@@ -239,12 +253,8 @@ void Scheduler::cancel_downstream(int task, const std::string& why, std::int64_t
   for (int d : dependants_[task]) {
     bool any = false;
     for (int i = 0; i < wf_.tasks[d].count; ++i) {
-      Instance& inst = instances_[first_id_[d] + i];
-      if (inst.state != TaskState::NEW) continue;
-      inst.reason = why;
-      inst.t_ended = now;
-      set_state(inst, TaskState::CANCELED);
-      finals.push_back(first_id_[d] + i);
+      if (instances_[first_id_[d] + i].state != TaskState::NEW) continue;
+      cancel_instance(first_id_[d] + i, why, now, finals);
       any = true;
     }
     if (any) cancel_downstream(d, why, now, finals);
@@ -254,13 +264,99 @@ void Scheduler::cancel_downstream(int task, const std::string& why, std::int64_t
 void Scheduler::cancel_pending(const std::string& reason, std::int64_t now,
                                std::vector<int>& finals) {
   for (int id = 0; id < size(); ++id) {
-    Instance& inst = instances_[id];
-    if (inst.state != TaskState::NEW) continue;
-    inst.reason = reason;
-    inst.t_ended = now;
-    set_state(inst, TaskState::CANCELED);
-    finals.push_back(id);
+    if (instances_[id].state == TaskState::NEW) cancel_instance(id, reason, now, finals);
   }
+}
+
+void Scheduler::cancel_instance(int id, const std::string& why, std::int64_t now,
+                                std::vector<int>& finals) {
+  Instance& inst = instances_[id];
+  inst.reason = why;
+  inst.t_ended = now;
+  set_state(inst, TaskState::CANCELED);
+  finals.push_back(id);
+  after_final(id, now, finals);
+}
+
+// What waited for instance @p id by id: ready once every instance it waits
+// for is DONE, cancelled when one of them ends any other way.
+void Scheduler::after_final(int id, std::int64_t now, std::vector<int>& finals) {
+  const auto it = after_dependants_.find(id);
+  if (it == after_dependants_.end()) return;
+  const std::vector<int> waiting = std::move(it->second);
+  after_dependants_.erase(it);
+  const Instance& done = instances_[id];
+  for (int d : waiting) {
+    Instance& inst = instances_[d];
+    if (inst.state != TaskState::NEW) continue;
+    if (done.state == TaskState::DONE) {
+      if (--inst.unmet_after == 0) push_ready(d);
+      continue;
+    }
+    const TaskSpec& t = wf_.tasks[done.task];
+    cancel_instance(d,
+                    fmt::format("dependency {}[{}] {}{}", t.name, done.index,
+                                done.state == TaskState::FAILED ? "failed" : "was canceled",
+                                done.reason.empty() ? "" : ": " + done.reason),
+                    now, finals);
+  }
+}
+
+int Scheduler::submit(const Submission& s, std::int64_t now, std::vector<int>& finals) {
+  if (!s.key.empty()) {
+    const auto known = key_ids_.find(s.key);
+    if (known != key_ids_.end()) return known->second;
+  }
+  if (s.task < 0 || s.task >= static_cast<int>(wf_.tasks.size())) {
+    raise<argument_error>(fmt::format("submit: there is no task {} in the workflow", s.task));
+  }
+  for (int a : s.after) {
+    if (a < 0 || a >= size()) {
+      raise<argument_error>(
+          fmt::format("submit: `after` names instance {}, which does not exist", a));
+    }
+  }
+  const int id = size();
+  Instance inst;
+  inst.task = s.task;
+  inst.index = wf_.tasks[static_cast<std::size_t>(s.task)].count +
+               submitted_of_task_[static_cast<std::size_t>(s.task)]++;
+  inst.submitted = true;
+  instances_.push_back(inst);
+  ++counts_[static_cast<int>(TaskState::NEW)];
+  submitted_[id] = {s.args_json, s.priority};
+  submitted_ids_[(static_cast<long long>(s.task) << 32) | inst.index] = id;
+  if (!s.key.empty()) key_ids_[s.key] = id;
+  for (int a : s.after) {
+    if (!is_final(instances_[a].state)) {
+      ++instances_[id].unmet_after;
+      after_dependants_[a].push_back(id);
+    }
+  }
+  for (int a : s.after) {
+    const Instance& before = instances_[a];
+    if (is_final(before.state) && before.state != TaskState::DONE) {
+      // Already failed: the new one can never run. after_final sends the
+      // same reason.
+      after_dependants_[a].push_back(id);
+      after_final(a, now, finals);
+      return id;
+    }
+  }
+  if (instances_[id].unmet_after == 0) push_ready(id);
+  return id;
+}
+
+int Scheduler::find(int task, int index) const {
+  if (task < 0 || task >= static_cast<int>(wf_.tasks.size()) || index < 0) return -1;
+  if (index < wf_.tasks[static_cast<std::size_t>(task)].count) return first_id_[task] + index;
+  const auto it = submitted_ids_.find((static_cast<long long>(task) << 32) | index);
+  return it == submitted_ids_.end() ? -1 : it->second;
+}
+
+const std::string* Scheduler::submitted_args(int id) const {
+  const auto it = submitted_.find(id);
+  return it == submitted_.end() ? nullptr : &it->second.args_json;
 }
 
 }  // namespace tandem::detail

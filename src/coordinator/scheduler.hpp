@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "config/workflow.hpp"
@@ -38,6 +39,21 @@ struct Instance {
   std::int64_t t_started = 0;
   std::int64_t t_ended = 0;
   std::string reason;
+  bool submitted = false;  // added while the run goes (Scheduler::submit)
+  int unmet_after = 0;     // submitted: instances in its `after` not yet DONE
+};
+
+/// An instance added while the run goes (docs/user-guide.md#adaptive-workflows):
+/// one more instance of workflow task @p task, with its own args, that
+/// waits until every instance in @p after is DONE.
+struct Submission {
+  int task = 0;
+  std::string args_json = "{}";
+  int priority = 0;
+  std::vector<int> after;  // instance ids
+  // The same key gives back the same instance: a rerun submitter does not
+  // submit twice.
+  std::string key;
 };
 
 /// Ready instances by priority (highest first), each priority a FIFO of id
@@ -128,6 +144,21 @@ class Scheduler {
   void report(int id, int attempt, Outcome outcome, int exit_code, std::int64_t t_start,
               std::int64_t t_end, const std::string& reason, std::vector<int>& finals);
 
+  /// Adds the instance @p s asks for and returns its id; the id it already
+  /// has when its key was submitted before. Its index is after the task's
+  /// `count` and earlier submissions'. An `after` instance that already
+  /// failed or was cancelled cancels it at once (into @p finals).
+  /// @throws tandem::argument_error for a task or an `after` id that does
+  /// not exist.
+  int submit(const Submission& s, std::int64_t now, std::vector<int>& finals);
+  /// A submitted instance's args as JSON text; null for the workflow's own.
+  const std::string* submitted_args(int id) const;
+  /// Id of instance @p index of task @p task, workflow or submitted; -1
+  /// when there is none.
+  int find(int task, int index) const;
+  /// Instances added by submit().
+  int submitted_count() const { return size() - static_size_; }
+
   /// Cancels every instance that has not been handed out, with @p reason.
   void cancel_pending(const std::string& reason, std::int64_t now, std::vector<int>& finals);
 
@@ -147,6 +178,8 @@ class Scheduler {
   void cancel_downstream(int task, const std::string& why, std::int64_t now,
                          std::vector<int>& finals);
   void skip_stale_heads();
+  void cancel_instance(int id, const std::string& why, std::int64_t now, std::vector<int>& finals);
+  void after_final(int id, std::int64_t now, std::vector<int>& finals);
   void hand_out(Instance& inst, int worker, int members, std::int64_t now);
 
   const Workflow& wf_;
@@ -156,6 +189,16 @@ class Scheduler {
   std::vector<int> unmet_;     // per task: dependencies not complete
   std::vector<std::vector<int>> dependants_;
   ReadyQueue ready_;
+  int static_size_ = 0;                 // instances of the workflow file; submitted ones follow
+  std::vector<int> submitted_of_task_;  // per task
+  std::unordered_map<int, std::vector<int>> after_dependants_;  // id -> submitted ids
+  std::unordered_map<std::string, int> key_ids_;
+  std::unordered_map<long long, int> submitted_ids_;  // (task << 32 | index) -> id
+  struct Submitted {
+    std::string args_json;
+    int priority = 0;
+  };
+  std::unordered_map<int, Submitted> submitted_;  // by id
   int counts_[kTaskStateCount] = {};
   int final_count_ = 0;
 };

@@ -7,6 +7,7 @@
 
 #include "config/workflow.hpp"
 #include "coordinator/journal.hpp"
+#include "coordinator/submissions.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace tandem::detail;
@@ -117,4 +118,70 @@ TEST(Journal, EveryLineIsCountedWhenTheBufferFillsOnAFullDisk) {
   EXPECT_TRUE(j.failed()) << "a full buffer was flushed, and failed";
   EXPECT_FALSE(j.flush());
   EXPECT_EQ(j.unrecorded(), kLines);
+}
+
+// Adaptive workflows (issue 20): submissions are journaled before they are
+// acknowledged, and a resumed run adds the same instances again, waiting for
+// the same ones, before the earlier jobs' final states are applied.
+TEST(Journal, SubmissionsAreDurableAndReplayedInOrder) {
+  TempDir dir;
+  const auto wf = parse_workflow(
+      "[[task]]\nname='think'\nfunction='f'\n[[task]]\nname='sim'\nfunction='f'\ncount=2\n",
+      "/x/wf.toml", false);
+  const std::string path = (dir.path() / "journal.jsonl").string();
+  {
+    Journal j(path, wf, 0);
+    std::string lines;
+    lines += submission_line({"think[0]#0", "sim", 2, 0, {}, R"({"x":1})"});
+    lines += submission_line({"think[0]#1", "sim", 3, 7, {{"sim", 2}, {"sim", 0}}, "{}"});
+    EXPECT_TRUE(j.write_durably(lines));
+    Instance first;
+    first.task = 1;
+    first.index = 2;
+    first.attempt = 1;
+    first.state = TaskState::DONE;
+    j.append(first);  // the first submitted one finished
+    EXPECT_TRUE(j.flush());
+  }
+  std::ofstream(path, std::ios::app) << "{\"submitted\":\"think[0]#2\",\"ta";  // torn by a crash
+  const std::vector<SubmissionRecord> records = read_submissions(path);
+  ASSERT_EQ(records.size(), 2u) << "the torn one was never acknowledged";
+  EXPECT_EQ(records[1].after, (std::vector<std::pair<std::string, int>>{{"sim", 2}, {"sim", 0}}));
+  EXPECT_EQ(records[0].args_json, R"({"x":1})");
+  // read_journal takes only final states; submissions are not among them.
+  const auto entries = read_journal(path);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries.at({"sim", 2}).state, TaskState::DONE);
+
+  // The resume: the same ids, the old handles for the old keys.
+  Scheduler s(wf);
+  std::vector<int> finals;
+  EXPECT_TRUE(replay_submissions(s, wf, records, finals).empty());
+  ASSERT_EQ(s.size(), 5);
+  EXPECT_EQ(s.find(1, 2), 3);
+  EXPECT_EQ(s.find(1, 3), 4);
+  EXPECT_EQ(*s.submitted_args(3), R"({"x":1})");
+  s.mark_done_earlier(s.find(1, 2));
+  s.start();
+  EXPECT_EQ(s.submit({1, "{}", 0, {}, "think[0]#0"}, 1, finals), 3)
+      << "a rerun thinker gets its handle back, not a second instance";
+  std::vector<int> got;
+  s.take(10, 0, 1, got);
+  EXPECT_EQ(got, (std::vector<int>{0, 1, 2})) << "sim[3] still waits for sim[0]";
+  s.report(1, 1, Outcome::done, 0, 2, 3, "", finals);
+  got.clear();
+  s.take(10, 0, 1, got);
+  EXPECT_EQ(got, std::vector<int>{4});
+}
+
+TEST(Journal, ReplayStopsAtATaskTheWorkflowNoLongerHas) {
+  const auto wf = parse_workflow("[[task]]\nname='sim'\nfunction='f'\n", "/x/wf.toml", false);
+  Scheduler s(wf);
+  std::vector<int> finals;
+  const auto notes = replay_submissions(
+      s, wf, {{"a", "gone", 0, 0, {}, "{}"}, {"b", "sim", 1, 0, {}, "{}"}}, finals);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("task 'gone', which the workflow no longer has"), std::string::npos)
+      << notes[0];
+  EXPECT_EQ(s.size(), 1) << "nothing after it is added, so no id shifts";
 }

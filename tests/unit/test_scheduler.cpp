@@ -7,6 +7,7 @@
 
 #include "config/workflow.hpp"
 #include "coordinator/scheduler.hpp"
+#include "tandem/error.hpp"
 
 using namespace tandem::detail;
 
@@ -259,4 +260,64 @@ TEST(Scheduler, BackfillSkipsInstancesNoLongerNew) {
   std::vector<int> got;
   EXPECT_EQ(s.take_backfill(10, 0, 1, got), 2);
   EXPECT_EQ(got, (std::vector<int>{2, 3}));
+}
+
+// Adaptive workflows (issue 20): instances submitted while the run goes.
+TEST(Scheduler, SubmittedInstancesRunAfterWhatTheyWaitFor) {
+  const auto wf = flow(
+      "[[task]]\nname='think'\nfunction='f'\n"
+      "[[task]]\nname='sim'\nfunction='f'\ncount=2\n");
+  Scheduler s(wf);
+  s.start();
+  std::vector<int> finals;
+  std::vector<int> got;
+  s.take(10, 0, 1, got);  // the thinker and the two sims run
+  ASSERT_EQ(got.size(), 3u);
+  // Round 1: two more sims; round 2: one that waits for both.
+  const int a = s.submit({1, R"({"x":1})", 0, {}, "think[0]#0"}, 1, finals);
+  const int b = s.submit({1, R"({"x":2})", 0, {}, "think[0]#1"}, 1, finals);
+  const int c = s.submit({1, R"({"x":3})", 5, {a, b}, "think[0]#2"}, 1, finals);
+  EXPECT_EQ(a, 3);
+  EXPECT_EQ(s.instance(a).index, 2) << "after the task's own instances";
+  EXPECT_EQ(s.instance(c).index, 4);
+  EXPECT_EQ(*s.submitted_args(b), R"({"x":2})");
+  EXPECT_EQ(s.submitted_args(0), nullptr);
+  EXPECT_EQ(s.submit({1, "{}", 0, {}, "think[0]#1"}, 1, finals), b)
+      << "the same key is the same instance";
+  EXPECT_EQ(s.submitted_count(), 3);
+  got.clear();
+  s.take(10, 1, 1, got);
+  EXPECT_EQ(got, (std::vector<int>{a, b})) << "c waits for a and b";
+  s.report(a, 1, Outcome::done, 0, 2, 3, "", finals);
+  got.clear();
+  EXPECT_EQ(s.take(10, 1, 1, got), 0) << "c still waits for b";
+  s.report(b, 1, Outcome::done, 0, 2, 3, "", finals);
+  got.clear();
+  s.take(10, 1, 1, got);
+  EXPECT_EQ(got, std::vector<int>{c});
+  for (int id : {0, 1, 2, c}) s.report(id, 1, Outcome::done, 0, 2, 3, "", finals);
+  EXPECT_TRUE(s.finished());
+  EXPECT_EQ(s.count(TaskState::DONE), 6);
+}
+
+TEST(Scheduler, ASubmittedInstanceWhoseDependencyFailsIsCanceled) {
+  const auto wf = flow("[[task]]\nname='sim'\nfunction='f'\n");
+  Scheduler s(wf);
+  s.start();
+  std::vector<int> finals;
+  std::vector<int> got;
+  s.take(10, 0, 1, got);
+  const int a = s.submit({0, "{}", 0, {0}, ""}, 1, finals);
+  const int b = s.submit({0, "{}", 0, {a}, ""}, 1, finals);
+  s.report(0, 1, Outcome::failed, 3, 2, 3, "exit 3", finals);
+  EXPECT_EQ(s.instance(0).state, TaskState::FAILED);
+  EXPECT_EQ(s.instance(a).state, TaskState::CANCELED);
+  EXPECT_EQ(s.instance(a).reason, "dependency sim[0] failed: exit 3");
+  EXPECT_EQ(s.instance(b).state, TaskState::CANCELED) << "and what waits for it, in turn";
+  // Submitted after its dependency failed: canceled at once.
+  const int late = s.submit({0, "{}", 0, {0}, ""}, 1, finals);
+  EXPECT_EQ(s.instance(late).state, TaskState::CANCELED);
+  EXPECT_TRUE(s.finished());
+  EXPECT_THROW(s.submit({0, "{}", 0, {99}, ""}, 1, finals), tandem::argument_error);
+  EXPECT_THROW(s.submit({7, "{}", 0, {}, ""}, 1, finals), tandem::argument_error);
 }

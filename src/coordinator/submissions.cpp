@@ -1,0 +1,81 @@
+#include "coordinator/submissions.hpp"
+
+#include <fstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "base/clock.hpp"
+
+namespace tandem::detail {
+
+std::string submission_line(const SubmissionRecord& r) {
+  const nlohmann::json j = {{"submitted", r.key}, {"task", r.task},
+                            {"index", r.index},   {"priority", r.priority},
+                            {"after", r.after},   {"args", nlohmann::json::parse(r.args_json)}};
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+std::vector<SubmissionRecord> read_submissions(const std::string& path) {
+  std::vector<SubmissionRecord> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find("\"submitted\"") == std::string::npos) continue;  // cheap: most lines are not
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_object() || !j.contains("submitted")) {
+      if (j.is_discarded()) break;  // cut short by a crash: never acknowledged
+      continue;
+    }
+    try {
+      SubmissionRecord r;
+      r.key = j.at("submitted").get<std::string>();
+      r.task = j.at("task").get<std::string>();
+      r.index = j.at("index").get<int>();
+      r.priority = j.value("priority", 0);
+      r.after = j.value("after", std::vector<std::pair<std::string, int>>{});
+      r.args_json = j.contains("args") ? j["args"].dump() : "{}";
+      out.push_back(std::move(r));
+    } catch (const std::exception&) {
+      break;
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> replay_submissions(Scheduler& sched, const Workflow& wf,
+                                            const std::vector<SubmissionRecord>& records,
+                                            std::vector<int>& finals) {
+  std::vector<std::string> notes;
+  for (const SubmissionRecord& r : records) {
+    const int task = wf.find_task(r.task);
+    if (task < 0) {
+      // Ids after it would shift: stop here; the submitter submits again.
+      notes.push_back(fmt::format(
+          "the journal's submission '{}' is of task '{}', which the workflow no longer has: "
+          "it and the {} submission(s) after it are not added again",
+          r.key, r.task, records.size() - static_cast<std::size_t>(&r - records.data()) - 1));
+      break;
+    }
+    Submission sub{task, r.args_json, r.priority, {}, r.key};
+    for (const auto& [name, index] : r.after) {
+      const int before = sched.find(wf.find_task(name), index);
+      if (before < 0) {
+        notes.push_back(
+            fmt::format("submission '{}' waits for {}[{}], which does not exist: "
+                        "it is added without waiting for it",
+                        r.key, name, index));
+        continue;
+      }
+      sub.after.push_back(before);
+    }
+    const int id = sched.submit(sub, now_us(), finals);
+    if (sched.instance(id).index != r.index) {
+      notes.push_back(fmt::format("submission '{}' was {}[{}] and is now {}[{}]", r.key, r.task,
+                                  r.index, r.task, sched.instance(id).index));
+    }
+  }
+  return notes;
+}
+
+}  // namespace tandem::detail
