@@ -29,6 +29,30 @@ struct TaskContextData;
 struct Access;
 }  // namespace detail
 
+/// One task instance a steering task asks for (TaskContext::submit): one
+/// more instance of a task of the workflow file, with its own args.
+struct TaskRequest {
+  std::string task;              // the workflow task's name
+  std::string args_json = "{}";  // its args, a JSON object
+  int priority = 0;              // higher first, as `priority` in the file
+  std::vector<long long> after;  // handles it waits for: it runs once all are DONE
+  // The same key gives back the same instance. Empty: "NAME[INDEX]#N", the
+  // submitter's N-th submission, so that a rerun submitter that submits
+  // in the same order gets its old handles back instead of new instances.
+  std::string key;
+};
+
+/// How a submitted instance ended (TaskContext::wait).
+struct TaskResult {
+  long long handle = 0;
+  std::string task;
+  int index = 0;      // its index in its task (after the file's `count`)
+  std::string state;  // DONE, FAILED or CANCELED
+  int exit_code = 0;
+  std::string reason;       // why it failed or was canceled
+  std::string result_json;  // what it gave set_result(); empty for none
+};
+
 /// What a running function task knows about itself. Created by the worker for
 /// each attempt; valid only during the call. Not thread-safe.
 class TaskContext {
@@ -87,6 +111,18 @@ class TaskContext {
   /// if the attempt finishes DONE. The last call wins.
   /// @throws tandem::task_error if @p json is not JSON or is too large.
   void set_result(const std::string& json) const;
+
+  /// Adds task instances to the run while it goes (adaptive workflows) and
+  /// returns their handles, in order. Only a task with `steering = true`
+  /// may submit. Each submission is in the journal before this returns.
+  /// @throws tandem::argument_error for a task the workflow does not have,
+  /// one that cannot be submitted, an unknown handle in `after`, or a task
+  /// that is not steering.
+  std::vector<long long> submit(const std::vector<TaskRequest>& requests) const;
+  long long submit(const TaskRequest& request) const;
+  /// Waits until every instance in @p handles has ended; their results, in
+  /// the same order.
+  std::vector<TaskResult> wait(const std::vector<long long>& handles) const;
 
  private:
   friend struct detail::Access;

@@ -469,7 +469,7 @@ TaskSpec read_task(const toml::table& t, int i, const std::string& file, const s
     }
   }
   if (auto v = r.boolean("clean_mpi_env")) task.clean_mpi_env = *v;
-  if (auto v = r.integer("count", 1, kMaxCount)) task.count = static_cast<int>(*v);
+  if (auto v = r.integer("count", 0, kMaxCount)) task.count = static_cast<int>(*v);  // 0: submitted only
   if (auto v = r.integer("ranks", 1, 1'000'000)) task.ranks = static_cast<int>(*v);
   task.ranks_pos = r.pos("ranks");
   read_task_resources(r, t, job, task);
@@ -491,6 +491,13 @@ TaskSpec read_task(const toml::table& t, int i, const std::string& file, const s
     r.fail(t.contains("isolate") ? "isolate" : "ranks",
            "an isolated task runs in a forked child that cannot use MPI, so it cannot span "
            "several ranks");
+  }
+  if (auto v = r.boolean("steering")) task.steering = *v;
+  if (task.steering &&
+      (task.kind != TaskKind::function || task.is_python() || task.ranks > 1 || task.isolate)) {
+    r.fail("steering",
+           "is for a C++ function task of one rank that is not isolated: it submits tasks and "
+           "waits for them over its worker's MPI");
   }
   if (const toml::table* args = r.table("args")) task.args_json = to_json(*args).dump();
   read_sweep(r, t, task);

@@ -157,8 +157,11 @@ struct TaskSpec {
   std::vector<int> after_index;  // indices into Workflow::tasks
   int retries = 0;
   int priority = 0;
-  double timeout_s = 0;                    // 0: none
-  bool isolate = false;                    // function tasks: run in a forked child of the worker
+  double timeout_s = 0;  // 0: none
+  bool isolate = false;  // function tasks: run in a forked child of the worker
+  // A task that submits tasks and waits for them (ctx.submit, ctx.wait):
+  // it runs on a worker of its own, which takes no other work meanwhile.
+  bool steering = false;
   OnTimeout on_timeout = OnTimeout::warn;  // function tasks that are not isolated
   std::string args_json = "{}";
   // `sweep`: per-instance values merged into args. Keys in TOML's order
@@ -186,6 +189,8 @@ struct TaskSpec {
   bool is_mpi_command() const noexcept { return kind == TaskKind::command && workers_needed() > 1; }
   /// GPUs the whole task holds while it runs.
   int gpus_needed() const noexcept { return ranks * gpus_per_rank; }
+  /// Handed out on its own rather than in a batch: it needs GPUs, or steers.
+  bool goes_alone() const noexcept { return gpus_per_rank > 0 || steering; }
   /// A function task written in Python (run by the embedded interpreter).
   bool is_python() const noexcept { return !python.empty(); }
 };

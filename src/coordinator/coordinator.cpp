@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -74,6 +75,15 @@ struct WorkerInfo {
   // can run at once is worker_slots commands, or one function.
   int commands_held = 0;
   int functions_held = 0;
+  // The steering task it runs (-1: none): it blocks the worker in its
+  // waits, so the worker gets no other work until that task ends.
+  int steering_id = -1;
+};
+
+// A steering task waiting for instances to end (TaskContext::wait).
+struct Waiter {
+  int source = 0;  // its worker's pilot rank
+  std::vector<int> ids;
 };
 
 class Coordinator {
@@ -119,7 +129,16 @@ class Coordinator {
   int node_of_worker(int pilot_rank) const;
   /// Hands the GPU task at the head to a waiting worker on a node with
   /// enough free GPUs; false when there is none.
-  bool dispatch_gpu_task(const TaskSpec& spec);
+  bool dispatch_alone(const TaskSpec& spec);
+  /// Sends @p w the args of instance @p id when it was submitted.
+  void define_submitted(int w, int id);
+  /// A steering task's request: submit or wait (coordinator/steering).
+  void handle_steer(int source, const std::string& text);
+  nlohmann::json submit_for(int source, const nlohmann::json& requests);
+  void answer(int source, const nlohmann::json& reply);
+  /// Answers the waiters whose instances have all ended.
+  void answer_waiters();
+  nlohmann::json result_of(int id) const;
   /// Gives the first waiting worker the one-rank CPU tasks behind a head
   /// that waits for a GPU; false when there are none.
   bool backfill();
@@ -161,6 +180,8 @@ class Coordinator {
   // Return values that wait for their instance's final state, by id: the
   // attempt they came with, and the JSON.
   std::unordered_map<int, std::pair<int, std::string>> results_;
+  std::unordered_map<int, std::string> submitted_results_;  // by id, for wait()
+  std::vector<Waiter> waiters_;
   long long running_ = 0;         // sum of running_on() over the workers
   std::vector<int> worker_rank_;  // world rank of each worker index
   std::vector<int> batch_;
@@ -196,6 +217,8 @@ void Coordinator::read_earlier_jobs() {
     if (id >= 0 && e.state == TaskState::DONE) {
       sched_.mark_done_earlier(id);
       ++done_earlier_;
+      // What a rerun steering task waits for may have ended in a job before.
+      if (sched_.instance(id).submitted && !e.result.empty()) submitted_results_[id] = e.result;
     }
   }
   for (const auto& [key, e] : entries) {
@@ -230,7 +253,18 @@ bool Coordinator::receive_one() {
   int flag = 0;
   MPI_Status status;
   TANDEM_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, tags::kUpdate, job_.pilot, &flag, &status));
-  if (!flag) return false;
+  if (!flag) {
+    // Rare, and only where a task steers: after the updates.
+    TANDEM_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, tags::kSteer, job_.pilot, &flag, &status));
+    if (!flag) return false;
+    int n = 0;
+    MPI_Get_count(&status, MPI_CHAR, &n);
+    std::string text(static_cast<std::size_t>(n), '\0');
+    TANDEM_MPI_CHECK(MPI_Recv(text.data(), n, MPI_CHAR, status.MPI_SOURCE, tags::kSteer, job_.pilot,
+                              MPI_STATUS_IGNORE));
+    handle_steer(status.MPI_SOURCE, text);
+    return true;
+  }
   int n = 0;
   MPI_Get_count(&status, MPI_BYTE, &n);
   recv_buf_.resize(n);
@@ -299,6 +333,7 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
       continue;
     }
     hold(workers_[source], r.id, -1);
+    if (workers_[source].steering_id == r.id) workers_[source].steering_id = -1;
     const auto outcome = static_cast<Outcome>(r.outcome);
     const auto settle_gpus = [&] {
       const Instance& inst = sched_.instance(r.id);
@@ -328,7 +363,7 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
     w.busy_us = h.busy_us;
     return;
   }
-  if (h.want > 0 && !w.parked) {
+  if (h.want > 0 && !w.parked && w.steering_id < 0) {
     w.parked = true;
     parked_order_.push_back(source);
   }
@@ -339,6 +374,10 @@ void Coordinator::append_finals() {
   for (int id : finals_) {
     const Instance& inst = sched_.instance(id);
     const auto it = results_.empty() ? results_.end() : results_.find(id);
+    if (inst.submitted && it != results_.end() && it->second.first == inst.attempt &&
+        inst.state == TaskState::DONE) {
+      submitted_results_[id] = it->second.second;
+    }
     if (it == results_.end()) {
       journal_.append(inst);
       continue;
@@ -354,7 +393,12 @@ void Coordinator::append_finals() {
 
 void Coordinator::record_finals() {
   append_finals();
-  if (!journal_.flush()) journal_failed();  // nothing buffered: no write
+  if (!journal_.flush()) {
+    journal_failed();  // nothing buffered: no write
+    return;
+  }
+  // Steering tasks hear of what the journal holds, never of more.
+  if (!waiters_.empty()) answer_waiters();
 }
 
 // A result that cannot be recorded is a result lost: start nothing more,
@@ -428,6 +472,126 @@ std::vector<int> Coordinator::idle_by_node(const TaskSpec& spec) const {
   return {};
 }
 
+// --- steering tasks: submit and wait (docs/user-guide.md#adaptive-workflows)
+
+void Coordinator::answer(int source, const nlohmann::json& reply) {
+  const std::string text = reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  // The worker waits in a receive for exactly this: small, sent at once.
+  TANDEM_MPI_CHECK(MPI_Send(text.data(), static_cast<int>(text.size()), MPI_CHAR, source,
+                            tags::kSteerAnswer, job_.pilot));
+}
+
+void Coordinator::handle_steer(int source, const std::string& text) {
+  const nlohmann::json request = nlohmann::json::parse(text, nullptr, false);
+  if (workers_[source].steering_id < 0 || !request.is_object()) {
+    answer(source, {{"error", "only a running task with steering = true may submit or wait"}});
+    return;
+  }
+  if (request.contains("submit")) {
+    answer(source, submit_for(source, request["submit"]));
+    return;
+  }
+  std::vector<int> ids;
+  for (const nlohmann::json& h : request.value("wait", nlohmann::json::array())) {
+    const long long id = h.is_number_integer() ? h.get<long long>() : -1;
+    if (id < 0 || id >= sched_.size()) {
+      answer(source,
+             {{"error", fmt::format("wait: there is no task instance with handle {}", h.dump())}});
+      return;
+    }
+    ids.push_back(static_cast<int>(id));
+  }
+  waiters_.push_back({source, std::move(ids)});
+  answer_waiters();
+}
+
+nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& requests) {
+  if (stopping_) return {{"error", "submit: the run is stopping; nothing new is started"}};
+  // Every request is checked before any is added: all or nothing.
+  std::vector<Submission> subs;
+  for (const nlohmann::json& r : requests) {
+    const std::string name = r.value("task", std::string());
+    const int task = wf_.find_task(name);
+    if (task < 0) {
+      std::vector<std::string> names;
+      for (const TaskSpec& t : wf_.tasks) names.push_back(t.name);
+      return {{"error", fmt::format("submit: the workflow has no task '{}' (it has: {})", name,
+                                    fmt::join(names, ", "))}};
+    }
+    const TaskSpec& t = wf_.tasks[static_cast<std::size_t>(task)];
+    if (t.workers_needed() > 1 || t.goes_alone()) {
+      return {{"error", fmt::format("submit: task '{}' cannot be submitted: only tasks of one "
+                                    "rank and one core, without GPUs and not steering, can be",
+                                    name)}};
+    }
+    Submission s{task,
+                 r.value("args", nlohmann::json::object()).dump(),
+                 r.value("priority", 0),
+                 {},
+                 r.value("key", std::string())};
+    for (const nlohmann::json& a : r.value("after", nlohmann::json::array())) {
+      const long long id = a.is_number_integer() ? a.get<long long>() : -1;
+      if (id < 0 || id >= sched_.size()) {
+        return {{"error", fmt::format("submit: a '{}' request waits for handle {}, which does "
+                                      "not exist",
+                                      name, a.dump())}};
+      }
+      s.after.push_back(static_cast<int>(id));
+    }
+    subs.push_back(std::move(s));
+  }
+  // Added, then journaled, then answered: a handle the submitter holds is
+  // always in the journal.
+  nlohmann::json handles = nlohmann::json::array();
+  std::string lines;
+  for (const Submission& s : subs) {
+    const int before = sched_.size();
+    const int id = sched_.submit(s, now_us(), finals_);
+    handles.push_back(id);
+    if (id < before) continue;  // its key was submitted before
+    const Instance& inst = sched_.instance(id);
+    SubmissionRecord rec{s.key,      wf_.tasks[static_cast<std::size_t>(s.task)].name,
+                         inst.index, s.priority,
+                         {},         s.args_json};
+    for (int a : s.after) {
+      rec.after.emplace_back(wf_.tasks[static_cast<std::size_t>(sched_.instance(a).task)].name,
+                             sched_.instance(a).index);
+    }
+    lines += submission_line(rec);
+  }
+  if (!lines.empty() && !journal_.write_durably(lines)) {
+    journal_failed();
+    return {{"error", fmt::format("submit: {}", journal_.failure())}};
+  }
+  return {{"handles", std::move(handles)}};
+}
+
+nlohmann::json Coordinator::result_of(int id) const {
+  const Instance& inst = sched_.instance(id);
+  nlohmann::json j = {{"handle", id},
+                      {"task", wf_.tasks[static_cast<std::size_t>(inst.task)].name},
+                      {"index", inst.index},
+                      {"state", std::string(name_of(inst.state))},
+                      {"exit_code", inst.exit_code}};
+  if (!inst.reason.empty()) j["reason"] = inst.reason;
+  if (const auto it = submitted_results_.find(id); it != submitted_results_.end()) {
+    j["result"] = nlohmann::json::parse(it->second, nullptr, false);
+  }
+  return j;
+}
+
+void Coordinator::answer_waiters() {
+  std::erase_if(waiters_, [&](const Waiter& w) {
+    const bool all_final = std::all_of(w.ids.begin(), w.ids.end(),
+                                       [&](int id) { return is_final(sched_.instance(id).state); });
+    if (!all_final) return false;
+    nlohmann::json results = nlohmann::json::array();
+    for (int id : w.ids) results.push_back(result_of(id));
+    answer(w.source, {{"results", std::move(results)}});
+    return true;
+  });
+}
+
 int Coordinator::node_of_worker(int pilot_rank) const {
   const int world = worker_rank_[static_cast<std::size_t>(pilot_rank - 1)];
   return job_.plan.ranks[static_cast<std::size_t>(world)].node;
@@ -456,18 +620,24 @@ bool Coordinator::send_batch(const std::function<int(int, int, std::vector<int>&
   }
   info.want = 0;
   for (int id : batch_) hold(info, id, +1);
+  if (sched_.submitted_count() > 0) {
+    for (int id : batch_) define_submitted(w, id);
+  }
   trace::record(trace::kTaskDispatch, batch_.front(), static_cast<std::int64_t>(batch_.size()),
                 w - 1);
   send(w, std::move(msg));
   return true;
 }
 
-bool Coordinator::dispatch_gpu_task(const TaskSpec& spec) {
-  // Any waiting worker will do, busy or not: the GPUs are the task's from
-  // now until its attempt ends, and a worker asks for work only when it
-  // has a free slot or is about to.
+bool Coordinator::dispatch_alone(const TaskSpec& spec) {
+  // A GPU task may go to any waiting worker with the GPUs free on its
+  // node, busy or not: the GPUs are the task's from now until its attempt
+  // ends, and a worker asks for work only when it has a free slot or soon
+  // will. A steering task needs an idle one: nothing may be queued behind
+  // a task that waits.
   const auto it = std::find_if(parked_order_.begin(), parked_order_.end(), [&](int w) {
-    return gpus_.free_on(node_of_worker(w)) >= spec.gpus_per_rank;
+    return gpus_.free_on(node_of_worker(w)) >= spec.gpus_per_rank &&
+           (!spec.steering || workers_[w].idle);
   });
   if (it == parked_order_.end()) return false;
   const int w = *it;
@@ -475,14 +645,31 @@ bool Coordinator::dispatch_gpu_task(const TaskSpec& spec) {
   const int id = sched_.take_multi(w - 1, 1, now_us());
   const int attempt = sched_.instance(id).attempt;
   std::vector<std::int32_t> msg{kPlaced, id, attempt};
-  for (int g : gpus_.take(id, attempt, node_of_worker(w), spec.gpus_per_rank)) msg.push_back(g);
+  if (spec.gpus_per_rank > 0) {
+    for (int g : gpus_.take(id, attempt, node_of_worker(w), spec.gpus_per_rank)) {
+      msg.push_back(g);
+    }
+  }
   WorkerInfo& info = workers_[w];
   info.parked = false;
   info.want = 0;
+  if (spec.steering) info.steering_id = id;
   hold(info, id, +1);
   trace::record(trace::kTaskDispatch, id, 1, w - 1);
+  define_submitted(w, id);
   send(w, std::move(msg));
   return true;
+}
+
+void Coordinator::define_submitted(int w, int id) {
+  const std::string* args = sched_.submitted_args(id);
+  if (!args) return;
+  const Instance& inst = sched_.instance(id);
+  std::vector<std::int32_t> msg{kDefine, id, inst.task, inst.index,
+                                static_cast<std::int32_t>(args->size())};
+  msg.resize(msg.size() + (args->size() + 3) / 4);
+  std::memcpy(msg.data() + 5, args->data(), args->size());
+  send(w, std::move(msg));
 }
 
 bool Coordinator::backfill() {
@@ -496,7 +683,7 @@ void Coordinator::serve_requests() {
   while (!parked_order_.empty() && sched_.has_ready()) {
     const int ranks = sched_.head_ranks();
     const TaskSpec& spec = wf_.tasks[static_cast<std::size_t>(sched_.head_task())];
-    if (ranks == 1 && spec.gpus_per_rank == 0) {
+    if (ranks == 1 && !spec.goes_alone()) {
       if (!send_batch([&](int n, int worker, std::vector<int>& out) {
             return sched_.take(n, worker, now_us(), out);
           })) {
@@ -505,9 +692,10 @@ void Coordinator::serve_requests() {
       continue;
     }
     if (ranks == 1) {
-      // A task that waits for a GPU holds back only other GPU tasks: the
-      // CPU tasks behind it run meanwhile.
-      if (dispatch_gpu_task(spec) || backfill()) continue;
+      // A task that waits for a GPU (or a steering task for an idle
+      // worker) holds back only its like: the CPU tasks behind it run
+      // meanwhile.
+      if (dispatch_alone(spec) || backfill()) continue;
       return;
     }
     // A multi-rank task: wait until enough parked workers are idle.
@@ -529,6 +717,7 @@ void Coordinator::serve_requests() {
       }
     }
     for (int w : group) {
+      define_submitted(w, id);
       hold(workers_[w], id, +1);
       workers_[w].parked = false;
       workers_[w].want = 0;

@@ -52,6 +52,7 @@ std::map<std::pair<std::string, int>, JournalEntry> read_journal(const std::stri
       }
       e.attempts = std::max(e.attempts, attempts);
       e.reason = j.value("reason", std::string());
+      if (const auto r = j.find("result"); !lost && r != j.end()) e.result = r->dump();
     } catch (const std::exception& e) {
       // A line cut short by a crash: that task simply runs again.
       spdlog::warn("{}:{}: skipping an unreadable journal line ({})", path, lineno, e.what());

@@ -33,6 +33,7 @@ struct JournalEntry {
   int attempts = 0;                // the highest attempt recorded (final or lost)
   int lost = 0;                    // attempts lost with their rank (job/lost_attempts.hpp)
   std::string reason;              // of the last record
+  std::string result;              // a DONE line's return value, JSON text ("" for none)
 };
 
 /// The journal read back, by (task name, index): the last line wins. A line

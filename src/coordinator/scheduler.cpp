@@ -151,7 +151,7 @@ int Scheduler::take(int max, int worker, std::int64_t now, std::vector<int>& out
     const int id = ready_.front();
     Instance& inst = instances_[id];
     const TaskSpec& t = wf_.tasks[inst.task];
-    if (t.workers_needed() > 1 || t.gpus_per_rank > 0) break;
+    if (t.workers_needed() > 1 || t.goes_alone()) break;
     ready_.pop();
     hand_out(inst, worker, 1, now);
     out.push_back(id);
@@ -166,8 +166,8 @@ int Scheduler::take_backfill(int max, int worker, std::int64_t now, std::vector<
     const Instance& inst = instances_[id];
     if (inst.state != TaskState::NEW) return ReadyQueue::Look::stale;
     const TaskSpec& t = wf_.tasks[inst.task];
-    return t.workers_needed() == 1 && t.gpus_per_rank == 0 ? ReadyQueue::Look::take
-                                                           : ReadyQueue::Look::other_task;
+    return t.workers_needed() == 1 && !t.goes_alone() ? ReadyQueue::Look::take
+                                                      : ReadyQueue::Look::other_task;
   };
   for (int id = 0; n < max && (id = ready_.take_if(look)) >= 0; ++n) {
     hand_out(instances_[id], worker, 1, now);

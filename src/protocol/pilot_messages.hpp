@@ -14,6 +14,13 @@
 //                                                  task's ranks in turn
 //     [kPlaced, id, attempt, g0, g1, ...]          one task with its GPUs
 //                                                  (indices into the node's)
+//     [kDefine, id, task, index, nbytes, words...]  a submitted instance, sent
+//                                                  before the message that
+//                                                  hands it out: its args,
+//                                                  JSON packed into int32s
+//   steering task's worker <-> coordinator, tags::kSteer / kSteerAnswer,
+//     JSON text: {"submit":[{task,args,priority,after,key}...]} -> {"handles":[...]};
+//     {"wait":[handles]} -> {"results":[...]}; or {"error":"..."}
 //     [kCancel]                                    the run is interrupted
 //     [kStop]                                      the run is over
 //   worker -> coordinator, tags::kUpdate, bytes: UpdateHeader, then n records
@@ -29,7 +36,14 @@
 
 namespace tandem::detail::protocol {
 
-enum WorkKind : std::int32_t { kTasks = 1, kMulti = 2, kCancel = 3, kStop = 4, kPlaced = 5 };
+enum WorkKind : std::int32_t {
+  kTasks = 1,
+  kMulti = 2,
+  kCancel = 3,
+  kStop = 4,
+  kPlaced = 5,
+  kDefine = 6
+};
 
 struct UpdateHeader {
   std::int32_t want = 0;     // tasks wanted; 0: no request, just results

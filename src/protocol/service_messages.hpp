@@ -72,7 +72,8 @@ struct VersionStat {
 
   template <class Archive>
   void serialize(Archive& ar, unsigned /*version*/) {
-    ar& version& path& loaded_at_s& load_s& served_from_s& served_until_s& served_from_unix_s& pause_s& requests& rows;
+    ar& version& path& loaded_at_s& load_s& served_from_s& served_until_s& served_from_unix_s&
+        pause_s& requests& rows;
   }
 };
 

@@ -8,8 +8,10 @@
 namespace tandem::detail::tags {
 
 // The pilot, on Job::pilot (protocol/pilot_messages.hpp).
-constexpr int kWork = 101;    // coordinator -> worker: tasks, cancel, stop
-constexpr int kUpdate = 102;  // worker -> coordinator: results and requests for work
+constexpr int kWork = 101;         // coordinator -> worker: tasks, cancel, stop
+constexpr int kUpdate = 102;       // worker -> coordinator: results and requests for work
+constexpr int kSteer = 104;        // a steering task's worker -> coordinator: submit, wait (JSON)
+constexpr int kSteerAnswer = 105;  // coordinator -> that worker: handles, results or an error
 
 // An MPI command task's lead worker -> the other workers it held, on
 // Job::workers: how the task ended (src/worker/worker.cpp).

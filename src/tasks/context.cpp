@@ -1,4 +1,7 @@
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "base/raise.hpp"
 
 #include "tandem/error.hpp"
 #include "tandem/task.hpp"
@@ -112,6 +115,68 @@ void TaskContext::set_result(const std::string& json) const {
 
 std::string TaskContext::args_json() const {
   return data_->args ? data_->args->dump() : "{}";
+}
+
+namespace {
+
+// The coordinator's answer to a steering request, or its error raised.
+nlohmann::json steer(const detail::TaskContextData& d, const nlohmann::json& request) {
+  if (!d.steer) {
+    detail::raise<argument_error>(
+        fmt::format("task '{}' submits or waits for tasks but is not marked steering = true in "
+                    "the workflow file",
+                    d.name));
+  }
+  nlohmann::json answer = nlohmann::json::parse(d.steer(request.dump()));
+  if (answer.contains("error")) {
+    detail::raise<argument_error>(answer["error"].get<std::string>());
+  }
+  return answer;
+}
+
+}  // namespace
+
+std::vector<long long> TaskContext::submit(const std::vector<TaskRequest>& requests) const {
+  nlohmann::json list = nlohmann::json::array();
+  for (const TaskRequest& r : requests) {
+    nlohmann::json args = nlohmann::json::parse(r.args_json, nullptr, false);
+    if (!args.is_object()) {
+      detail::raise<argument_error>(fmt::format(
+          "submit: the args of a '{}' request are not a JSON object: {}", r.task, r.args_json));
+    }
+    const std::string key =
+        r.key.empty() ? fmt::format("{}[{}]#{}", data_->name, data_->index, data_->submissions)
+                      : r.key;
+    ++data_->submissions;
+    list.push_back({{"task", r.task},
+                    {"args", std::move(args)},
+                    {"priority", r.priority},
+                    {"after", r.after},
+                    {"key", key}});
+  }
+  const nlohmann::json answer = steer(*data_, {{"submit", std::move(list)}});
+  return answer.at("handles").get<std::vector<long long>>();
+}
+
+long long TaskContext::submit(const TaskRequest& request) const {
+  return submit(std::vector<TaskRequest>{request}).front();
+}
+
+std::vector<TaskResult> TaskContext::wait(const std::vector<long long>& handles) const {
+  const nlohmann::json answer = steer(*data_, {{"wait", handles}});
+  std::vector<TaskResult> out;
+  for (const nlohmann::json& j : answer.at("results")) {
+    TaskResult r;
+    r.handle = j.at("handle").get<long long>();
+    r.task = j.at("task").get<std::string>();
+    r.index = j.at("index").get<int>();
+    r.state = j.at("state").get<std::string>();
+    r.exit_code = j.value("exit_code", 0);
+    r.reason = j.value("reason", std::string());
+    if (j.contains("result")) r.result_json = j["result"].dump();
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 }  // namespace tandem

@@ -4,6 +4,7 @@
 #include <mpi.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,10 @@ struct TaskContextData {
   std::string stem;            // isolated: RUN_DIR/tasks/NAME/INDEX[.tryN], its .out and .err
   mutable std::string result;  // the return value, one line of JSON (set_result)
   mutable int exit_code = 0;   // a failed Python attempt's sys.exit(n)
+  // A steering task's line to the coordinator: sends a request (JSON text)
+  // and returns the answer. Null for other tasks.
+  std::function<std::string(const std::string&)> steer;
+  mutable int submissions = 0;  // made so far by this attempt: the default keys
 };
 
 /// The most JSON a return value may take: it is a line of the journal.

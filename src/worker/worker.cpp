@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -177,6 +178,7 @@ class Worker {
       }
       runtimes_.push_back(std::move(rt));
     }
+    static_size_ = first;
     const std::vector<int> clients = job_.plan.client_ranks();
     for (int r : clients) worker_node_.push_back(job_.plan.ranks[r].node);
     worker_world_ = clients;
@@ -224,6 +226,12 @@ class Worker {
   void send_update(int want, bool bye);
   void cancel_queue();
   int task_of(int id) const;
+  /// The instance's index in its task, and its args: the workflow's, or a
+  /// submitted instance's as kDefine gave them.
+  int index_of(int id) const;
+  const nlohmann::json& args_of(int id) const;
+  /// A steering task's request to the coordinator, and its answer.
+  std::string steer(const std::string& request);
   bool should_request() const;
   int wanted() const;
 
@@ -234,9 +242,19 @@ class Worker {
   Client client_;                            // the same, as function tasks see it
   int index_ = 0;
   std::vector<TaskRuntime> runtimes_;
-  std::vector<int> worker_node_;   // node of every worker, by worker index
-  std::vector<int> worker_world_;  // world rank of every worker, by worker index
-  std::optional<Lent> lent_;       // lent to another worker's MPI command task
+  int static_size_ = 0;  // the workflow's own instances; submitted ones follow
+  // (nlohmann::json's implicit members, which clang-tidy cannot prove
+  // non-throwing, as TaskRuntime's.)
+  // NOLINTNEXTLINE(bugprone-exception-escape)
+  struct Defined {
+    int task = 0;
+    int index = 0;
+    nlohmann::json args;
+  };
+  std::unordered_map<int, Defined> defined_;  // submitted instances handed to this worker
+  std::vector<int> worker_node_;              // node of every worker, by worker index
+  std::vector<int> worker_world_;             // world rank of every worker, by worker index
+  std::optional<Lent> lent_;                  // lent to another worker's MPI command task
   std::deque<Assignment> queue_;
   std::vector<ActiveCommand> active_;
   std::vector<pollfd> poll_fds_;
@@ -266,11 +284,46 @@ std::string attempt_stem(const TaskRuntime& rt, int index, int attempt) {
 }
 
 int Worker::task_of(int id) const {
+  if (id >= static_size_) {
+    const auto it = defined_.find(id);
+    return it == defined_.end() ? 0 : it->second.task;
+  }
   // Tasks are few; a linear scan from the back is cheap and branch-friendly.
   for (int t = static_cast<int>(runtimes_.size()) - 1; t >= 0; --t) {
     if (id >= runtimes_[t].first_id) return t;
   }
   return 0;
+}
+
+int Worker::index_of(int id) const {
+  if (id >= static_size_) return defined_.at(id).index;
+  return id - runtimes_[static_cast<std::size_t>(task_of(id))].first_id;
+}
+
+const nlohmann::json& Worker::args_of(int id) const {
+  if (id >= static_size_) return defined_.at(id).args;
+  const TaskRuntime& rt = runtimes_[static_cast<std::size_t>(task_of(id))];
+  return rt.instance_args.empty() ? rt.args
+                                  : rt.instance_args[static_cast<std::size_t>(index_of(id))];
+}
+
+// Blocks the worker, as the steering task itself does: the coordinator
+// gives a worker that steers no other work.
+std::string Worker::steer(const std::string& request) {
+  TANDEM_MPI_CHECK(MPI_Send(request.data(), static_cast<int>(request.size()), MPI_CHAR, 0,
+                            tags::kSteer, job_.pilot));
+  Backoff wait(wf_.job.backoff);
+  MPI_Status status;
+  for (int flag = 0; !flag;) {
+    TANDEM_MPI_CHECK(MPI_Iprobe(0, tags::kSteerAnswer, job_.pilot, &flag, &status));
+    if (!flag) wait.pause();
+  }
+  int n = 0;
+  MPI_Get_count(&status, MPI_CHAR, &n);
+  std::string answer(static_cast<std::size_t>(n), '\0');
+  TANDEM_MPI_CHECK(
+      MPI_Recv(answer.data(), n, MPI_CHAR, 0, tags::kSteerAnswer, job_.pilot, MPI_STATUS_IGNORE));
+  return answer;
 }
 
 void Worker::poll_messages() {
@@ -295,6 +348,14 @@ void Worker::handle_work(const std::vector<std::int32_t>& msg) {
       const int n = msg[1];
       for (int i = 0; i < n; ++i) queue_.push_back({msg[2 + 2 * i], msg[3 + 2 * i], {}, {}});
       request_outstanding_ = false;
+      break;
+    }
+    case kDefine: {
+      Defined d{msg[2], msg[3], {}};
+      const auto bytes = static_cast<std::size_t>(msg[4]);
+      const std::string text(reinterpret_cast<const char*>(msg.data() + 5), bytes);
+      d.args = nlohmann::json::parse(text, nullptr, false);
+      defined_[msg[1]] = std::move(d);
       break;
     }
     case kPlaced:
@@ -395,6 +456,7 @@ void Worker::start_proxy() {
 
 void Worker::add_result(int id, int attempt, Outcome outcome, int exit_code, std::int64_t t_start,
                         std::int64_t t_end, const std::string& reason, const std::string& result) {
+  if (id >= static_size_) defined_.erase(id);  // a retry is defined again
   if (out_.size() == 0) out_.put(UpdateHeader{});
   ResultRecord r{id,
                  attempt,
@@ -481,15 +543,14 @@ void Worker::run_function(const Assignment& a) {
   TaskContextData data;
   data.name = spec.name;
   data.task = task;
-  data.index = a.id - runtimes_[task].first_id;
+  data.index = index_of(a.id);
   data.count = spec.count;
   data.attempt = a.attempt;
   data.run_dir = job_.run_dir;
   data.output_dir = runtimes_[task].output_dir;
-  const TaskRuntime& rt = runtimes_[task];
-  data.args =
-      rt.instance_args.empty() ? &rt.args : &rt.instance_args[static_cast<std::size_t>(data.index)];
+  data.args = &args_of(a.id);
   data.client = &client_;
+  if (spec.steering) data.steer = [this](const std::string& request) { return steer(request); };
   // Only an isolated attempt's files are named here: a C++ function's
   // attempt has none, and a Python one names its own only if it prints
   // (tandem/_task.py), so that a million attempts a second make no paths.
@@ -581,10 +642,9 @@ void Worker::start_command(const Assignment& a) {
   const int task = task_of(a.id);
   const TaskSpec& spec = wf_.tasks[task];
   const TaskRuntime& rt = runtimes_[task];
-  const int index = a.id - rt.first_id;
+  const int index = index_of(a.id);
   const std::string idx = std::to_string(index);
-  const nlohmann::json& args =
-      rt.instance_args.empty() ? rt.args : rt.instance_args[static_cast<std::size_t>(index)];
+  const nlohmann::json& args = args_of(a.id);
   CommandLaunch launch;
   for (const std::string& arg : spec.command) {
     std::string s = arg;
@@ -614,7 +674,7 @@ void Worker::start_command(const Assignment& a) {
   launch.env.push_back("TANDEM_ARGS=" + args.dump());
   launch.env.push_back(fmt::format("TANDEM_ATTEMPT={}", a.attempt));
   launch.cwd = spec.cwd;
-  const std::string stem = attempt_stem(rt, a.id - rt.first_id, a.attempt);
+  const std::string stem = attempt_stem(rt, index, a.attempt);
   launch.stdout_path = stem + ".out";
   launch.stderr_path = stem + ".err";
   launch.timeout_s = spec.timeout_s;
@@ -641,8 +701,8 @@ void Worker::start_command(const Assignment& a) {
   }
   active.t_start = now_us();
   trace::record(trace::kTaskStart, a.id, a.attempt, active.slot);
-  rank_record::take_slot(active.slot, rank_record::kCommand, spec.name, a.id - rt.first_id,
-                         a.attempt, active.t_start);
+  rank_record::take_slot(active.slot, rank_record::kCommand, spec.name, index, a.attempt,
+                         active.t_start);
   active.command = std::make_unique<RunningCommand>(launch);
   rank_record::set_slot_pid(active.slot, static_cast<int>(active.command->pid()));
   active_.push_back(std::move(active));

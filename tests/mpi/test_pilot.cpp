@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <climits>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -60,6 +61,7 @@ struct RunResult {
   json summary;
   std::map<std::pair<std::string, int>, json> journal;  // the last line per instance
   int journal_lines = 0;
+  int submissions = 0;  // "submitted" lines (adaptive workflows)
 };
 
 // Writes the workflow (with the test task library) and runs it on all ranks.
@@ -85,6 +87,10 @@ RunResult run_flow(const SharedDir& shared, const std::string& body, bool resume
     std::ifstream in(run.dir / "journal.jsonl");
     for (std::string line; std::getline(in, line);) {
       const json j = json::parse(line);
+      if (j.contains("submitted")) {
+        ++run.submissions;
+        continue;
+      }
       run.journal[{j["task"].get<std::string>(), j["index"].get<int>()}] = j;
       ++run.journal_lines;
     }
@@ -408,4 +414,107 @@ TEST(Pilot, ExistingRunDirectoryIsNotOverwritten) {
   const std::string flow = "[[task]]\nname='n'\nfunction='tandem.null'\n";
   EXPECT_EQ(run_flow(shared, flow, false, "twice").code, 0);
   EXPECT_EQ(run_flow(shared, flow, false, "twice").code, 2);
+}
+
+// Adaptive workflows (issue 20): a steering task submits 10 rounds of 100
+// tasks, each round waiting for the one before; every instance runs exactly
+// once, after its round's predecessors, and every submission is journaled.
+TEST(Pilot, ASteeringTaskSubmitsRoundsAndWaitsForThem) {
+  if (world_size() < 3) GTEST_SKIP() << "needs the thinker's worker and another";
+  SharedDir shared;
+  const RunResult run = run_flow(shared, R"(
+[[task]]
+name = "think"
+function = "test_thinker"
+steering = true
+args = { rounds = 10, per_round = 100 }
+[[task]]
+name = "sim"
+function = "test_sim_value"
+count = 0
+)",
+                                 false, "adaptive");
+  EXPECT_EQ(run.code, 0);
+  if (world_rank() != 0) return;
+  EXPECT_EQ(run.submissions, 1000);
+  EXPECT_EQ(run.summary["tasks"]["done"], 1001);
+  // 100 * 1000 * (0 + ... + 9) + 10 * (0 + ... + 99)
+  EXPECT_EQ(run.journal.at({"think", 0})["result"], 4549500);
+  std::map<int, std::pair<long long, long long>> span;  // round -> (first start, last end)
+  for (int i = 0; i < 1000; ++i) {
+    EXPECT_EQ(slurp(run.dir / "tasks" / "sim" / ("ran." + std::to_string(i))), "x\n")
+        << "sim[" << i << "] ran exactly once";
+    const json& j = run.journal.at({"sim", i});
+    EXPECT_EQ(j["state"], "DONE");
+    auto& s = span.try_emplace(i / 100, LLONG_MAX, 0).first->second;
+    s.first = std::min(s.first, j["started_us"].get<long long>());
+    s.second = std::max(s.second, j["ended_us"].get<long long>());
+  }
+  for (int r = 1; r < 10; ++r) {
+    EXPECT_GE(span[r].first, span[r - 1].second) << "round " << r << " waited for round " << r - 1;
+  }
+}
+
+TEST(Pilot, BadSubmissionsAreErrorsAtSubmit) {
+  if (world_size() < 3) GTEST_SKIP() << "needs the thinker's worker and another";
+  SharedDir shared;
+  const RunResult run = run_flow(shared, R"(
+[[task]]
+name = "bad"
+function = "test_bad_submitter"
+steering = true
+[[task]]
+name = "sim"
+function = "test_sim_value"
+count = 0
+)",
+                                 false, "badsubmit");
+  EXPECT_EQ(run.code, 0);
+  if (world_rank() != 0) return;
+  const std::string errors = slurp(run.dir / "tasks" / "bad" / "errors");
+  EXPECT_NE(errors.find("the workflow has no task 'no_such_task' (it has: bad, sim)"),
+            std::string::npos)
+      << errors;
+  EXPECT_NE(errors.find("waits for handle 123456, which does not exist"), std::string::npos)
+      << errors;
+  EXPECT_EQ(run.submissions, 0);
+}
+
+// The thinker fails after round 4, with round 5 submitted; its children go
+// on. The resumed thinker submits in the same order, gets its old handles
+// back by key, and only rounds 6-9 are new: nothing runs twice, nothing is
+// lost, and no submission is journaled twice.
+TEST(Pilot, AResumedSteeringTaskSubmitsNothingTwice) {
+  if (world_size() < 3) GTEST_SKIP() << "needs the thinker's worker and another";
+  SharedDir shared;
+  const std::string flow = R"(
+[[task]]
+name = "think"
+function = "test_thinker"
+steering = true
+args = { rounds = 10, per_round = 20, fail_after_round = 4 }
+[[task]]
+name = "sim"
+function = "test_sim_value"
+count = 0
+)";
+  const RunResult first = run_flow(shared, flow, false, "resumed");
+  EXPECT_EQ(first.code, 1);
+  if (world_rank() == 0) {
+    EXPECT_EQ(first.journal.at({"think", 0})["state"], "FAILED");
+    EXPECT_EQ(first.submissions, 120) << "rounds 0-5";
+    EXPECT_EQ(first.journal.at({"sim", 119})["state"], "DONE") << "round 5 went on";
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  const RunResult second = run_flow(shared, flow, true, "resumed");
+  EXPECT_EQ(second.code, 0);
+  if (world_rank() != 0) return;
+  EXPECT_EQ(second.submissions, 200) << "rounds 6-9 added, none twice";
+  // 20 * 1000 * (0 + ... + 9) + 10 * (0 + ... + 19)
+  EXPECT_EQ(second.journal.at({"think", 0})["result"], 901900);
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_EQ(slurp(second.dir / "tasks" / "sim" / ("ran." + std::to_string(i))), "x\n")
+        << "sim[" << i << "] ran exactly once over both jobs";
+  }
+  EXPECT_EQ(second.summary["tasks"]["done_earlier"], 120);
 }

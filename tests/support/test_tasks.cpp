@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -203,4 +204,61 @@ TANDEM_TASK(test_infer_bytes) {
   std::ofstream out(ctx.output_dir() / ("cxx-" + std::to_string(index) + ".bin"), std::ios::binary);
   out.write(static_cast<const char*>(y32.data()), static_cast<std::streamsize>(y32.nbytes()));
   out.write(static_cast<const char*>(y64.data()), static_cast<std::streamsize>(y64.nbytes()));
+}
+
+// Adaptive workflows: a steering task that submits `rounds` rounds of
+// `per_round` instances of `sim`, round r+1 before it waits for round r and
+// waiting for all of it, then adds up the values they returned.
+TANDEM_TASK(test_thinker) {
+  const int rounds = static_cast<int>(ctx.arg_int("rounds", 10));
+  const int per_round = static_cast<int>(ctx.arg_int("per_round", 100));
+  auto round = [&](int r, const std::vector<long long>& after) {
+    std::vector<tandem::TaskRequest> batch;
+    for (int k = 0; k < per_round; ++k) {
+      batch.push_back({"sim",
+                       "{\"round\":" + std::to_string(r) + ",\"k\":" + std::to_string(k) + "}", 0,
+                       after, ""});
+    }
+    return ctx.submit(batch);
+  };
+  long long total = 0;
+  std::vector<long long> current = round(0, {});
+  for (int r = 0; r < rounds; ++r) {
+    const std::vector<long long> next =
+        r + 1 < rounds ? round(r + 1, current) : std::vector<long long>{};
+    for (const tandem::TaskResult& res : ctx.wait(current)) {
+      if (res.state != "DONE") throw std::runtime_error(res.task + " " + res.state);
+      total += std::stoll(res.result_json);
+    }
+    std::ofstream(ctx.output_dir() / "rounds", std::ios::app) << r << "\n";
+    // The first job dies here (a resume test): round r+1 was submitted.
+    const auto marker = ctx.run_dir() / "thinker-failed-once";
+    if (r == ctx.arg_int("fail_after_round", -1) && !std::ifstream(marker)) {
+      std::ofstream(marker) << "x";
+      throw std::runtime_error("the thinker stops after round " + std::to_string(r));
+    }
+    current = next;
+  }
+  ctx.set_result(std::to_string(total));
+}
+
+// What test_thinker submits: records that it ran and returns round*1000+k.
+TANDEM_TASK(test_sim_value) {
+  std::ofstream(ctx.output_dir() / ("ran." + std::to_string(ctx.index())), std::ios::app) << "x\n";
+  ctx.set_result(std::to_string(ctx.arg_int("round") * 1000 + ctx.arg_int("k")));
+}
+
+// A steering task that submits what it must not: an unknown task, then a
+// bad `after`; writes the two errors.
+TANDEM_TASK(test_bad_submitter) {
+  std::ofstream out(ctx.output_dir() / "errors");
+  for (const tandem::TaskRequest& r : {tandem::TaskRequest{"no_such_task", "{}", 0, {}, ""},
+                                       tandem::TaskRequest{"sim", "{}", 0, {123456}, ""}}) {
+    try {
+      ctx.submit(r);
+      out << "accepted\n";
+    } catch (const tandem::argument_error& e) {
+      out << e.what() << "\n";
+    }
+  }
 }

@@ -123,8 +123,8 @@ TEST(Workflow, WrongTypesAreRejected) {
 }
 
 TEST(Workflow, OutOfRangeValuesAreRejected) {
-  expect_error("[[task]]\nname='a'\nfunction='f'\ncount = 0\n", 4, "task[0].count",
-               "between 1 and");
+  expect_error("[[task]]\nname='a'\nfunction='f'\ncount = -1\n", 4, "task[0].count",
+               "between 0 and");
   expect_error("[[task]]\nname='a'\nfunction='f'\nretries = -1\n", 4, "task[0].retries",
                "between 0 and");
   expect_error(
@@ -222,6 +222,21 @@ TEST(Workflow, CoresGpusAndBinding) {
       "[[service]]\nname='m'\nbackend='echo'\ndevice='cuda:0'\n"
       "[[task]]\nname='a'\ncommand=['/bin/true']\ngpus_per_task=1\n",
       1, "service[0].device", "add gpus_per_replica");
+}
+
+TEST(Workflow, SteeringTasksAndTasksOnlySubmitted) {
+  const Workflow wf = parse_workflow(
+      "[[task]]\nname='think'\nfunction='f'\nsteering=true\n"
+      "[[task]]\nname='sim'\nfunction='g'\ncount=0\n",
+      "/x/wf.toml", false);
+  EXPECT_TRUE(wf.tasks[0].steering);
+  EXPECT_TRUE(wf.tasks[0].goes_alone());
+  EXPECT_EQ(wf.tasks[1].count, 0);
+  EXPECT_EQ(wf.instance_count(), 1);
+  expect_error("[[task]]\nname='a'\ncommand=['/bin/true']\nsteering=true\n", 4, "task[0].steering",
+               "is for a C++ function task");
+  expect_error("[[task]]\nname='a'\nfunction='f'\nranks=2\nsteering=true\n", 5, "task[0].steering",
+               "of one rank");
 }
 
 TEST(Workflow, MissingFilesAreRejectedWhenChecked) {
