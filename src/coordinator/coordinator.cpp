@@ -130,8 +130,9 @@ class Coordinator {
   /// Hands the GPU task at the head to a waiting worker on a node with
   /// enough free GPUs; false when there is none.
   bool dispatch_alone(const TaskSpec& spec);
-  /// Sends @p w the args of instance @p id when it was submitted.
-  void define_submitted(int w, int id);
+  /// Sends @p w, in one message, the args of those of @p ids that were
+  /// submitted.
+  void define_submitted(int w, const std::vector<int>& ids);
   /// A steering task's request: submit or wait (coordinator/steering).
   void handle_steer(int source, const std::string& text);
   nlohmann::json submit_for(int source, const nlohmann::json& requests);
@@ -620,9 +621,7 @@ bool Coordinator::send_batch(const std::function<int(int, int, std::vector<int>&
   }
   info.want = 0;
   for (int id : batch_) hold(info, id, +1);
-  if (sched_.submitted_count() > 0) {
-    for (int id : batch_) define_submitted(w, id);
-  }
+  if (sched_.submitted_count() > 0) define_submitted(w, batch_);
   trace::record(trace::kTaskDispatch, batch_.front(), static_cast<std::int64_t>(batch_.size()),
                 w - 1);
   send(w, std::move(msg));
@@ -656,20 +655,24 @@ bool Coordinator::dispatch_alone(const TaskSpec& spec) {
   if (spec.steering) info.steering_id = id;
   hold(info, id, +1);
   trace::record(trace::kTaskDispatch, id, 1, w - 1);
-  define_submitted(w, id);
+  define_submitted(w, {id});
   send(w, std::move(msg));
   return true;
 }
 
-void Coordinator::define_submitted(int w, int id) {
-  const std::string* args = sched_.submitted_args(id);
-  if (!args) return;
-  const Instance& inst = sched_.instance(id);
-  std::vector<std::int32_t> msg{kDefine, id, inst.task, inst.index,
-                                static_cast<std::int32_t>(args->size())};
-  msg.resize(msg.size() + (args->size() + 3) / 4);
-  std::memcpy(msg.data() + 5, args->data(), args->size());
-  send(w, std::move(msg));
+void Coordinator::define_submitted(int w, const std::vector<int>& ids) {
+  std::vector<std::int32_t> msg{kDefine, 0};
+  for (int id : ids) {
+    const std::string* args = sched_.submitted_args(id);
+    if (!args) continue;
+    const Instance& inst = sched_.instance(id);
+    const std::size_t at = msg.size() + 4;
+    msg.insert(msg.end(), {id, inst.task, inst.index, static_cast<std::int32_t>(args->size())});
+    msg.resize(at + (args->size() + 3) / 4);
+    std::memcpy(msg.data() + at, args->data(), args->size());
+    ++msg[1];
+  }
+  if (msg[1] > 0) send(w, std::move(msg));
 }
 
 bool Coordinator::backfill() {
@@ -717,7 +720,7 @@ void Coordinator::serve_requests() {
       }
     }
     for (int w : group) {
-      define_submitted(w, id);
+      define_submitted(w, {id});
       hold(workers_[w], id, +1);
       workers_[w].parked = false;
       workers_[w].want = 0;

@@ -14,9 +14,10 @@
 //                                                  task's ranks in turn
 //     [kPlaced, id, attempt, g0, g1, ...]          one task with its GPUs
 //                                                  (indices into the node's)
-//     [kDefine, id, task, index, nbytes, words...]  a submitted instance, sent
+//     [kDefine, n, (id, task, index, nbytes, words...) * n]
+//                                                  submitted instances, sent
 //                                                  before the message that
-//                                                  hands it out: its args,
+//                                                  hands them out: their args,
 //                                                  JSON packed into int32s
 //   steering task's worker <-> coordinator, tags::kSteer / kSteerAnswer,
 //     JSON text: {"submit":[{task,args,priority,after,key}...]} -> {"handles":[...]};

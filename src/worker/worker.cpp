@@ -312,7 +312,11 @@ const nlohmann::json& Worker::args_of(int id) const {
 std::string Worker::steer(const std::string& request) {
   TANDEM_MPI_CHECK(MPI_Send(request.data(), static_cast<int>(request.size()), MPI_CHAR, 0,
                             tags::kSteer, job_.pilot));
-  Backoff wait(wf_.job.backoff);
+  // Its answer comes in microseconds (handles) to seconds (a wait): poll
+  // often enough that a round of short tasks is not spent asleep.
+  BackoffSpec often = wf_.job.backoff;
+  often.max_sleep_us = std::min(often.max_sleep_us, 50);
+  Backoff wait(often);
   MPI_Status status;
   for (int flag = 0; !flag;) {
     TANDEM_MPI_CHECK(MPI_Iprobe(0, tags::kSteerAnswer, job_.pilot, &flag, &status));
@@ -351,11 +355,15 @@ void Worker::handle_work(const std::vector<std::int32_t>& msg) {
       break;
     }
     case kDefine: {
-      Defined d{msg[2], msg[3], {}};
-      const auto bytes = static_cast<std::size_t>(msg[4]);
-      const std::string text(reinterpret_cast<const char*>(msg.data() + 5), bytes);
-      d.args = nlohmann::json::parse(text, nullptr, false);
-      defined_[msg[1]] = std::move(d);
+      std::size_t at = 2;
+      for (int k = 0; k < msg[1]; ++k) {
+        Defined d{msg[at + 1], msg[at + 2], {}};
+        const auto bytes = static_cast<std::size_t>(msg[at + 3]);
+        const std::string text(reinterpret_cast<const char*>(msg.data() + at + 4), bytes);
+        d.args = nlohmann::json::parse(text, nullptr, false);
+        defined_[msg[at]] = std::move(d);
+        at += 4 + (bytes + 3) / 4;
+      }
       break;
     }
     case kPlaced:

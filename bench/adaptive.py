@@ -1,0 +1,107 @@
+#!/usr/bin/python3
+"""Adaptive workflows: a steering task's rounds against mpi4py.futures'.
+
+A round is: submit 100 null tasks, wait for all of them. Tandem's steering
+task (bench/steering_tasks.cpp) submits them in one call (each submission
+journaled durably before the call returns) and waits with ctx.wait;
+mpi4py.futures' driver calls submit() 100 times and collects them with
+as_completed. Same ranks for both (--np: Tandem's coordinator and workers,
+one of which runs the steering task; mpi4py's master and workers). Medians
+over the rounds after the first, of --repeat runs.
+
+  bench/adaptive.py --build build [--np 4] [--rounds 50] [--per-round 100] [--repeat 3]
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+
+import mpi_env
+import report
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MPIEXEC = ["mpiexec", "--oversubscribe", "--mca", "btl", "self,vader"]
+
+
+def rounds_of(path):
+    with open(path) as f:
+        rows = [tuple(float(v) for v in line.split()) for line in f if line.strip()]
+    return rows[1:]  # the first round warms up
+
+
+def tandem_rounds(tandem, lib, np, rounds, per_round, work):
+    flow = os.path.join(work, "adaptive.toml")
+    with open(flow, "w") as f:
+        f.write(f'''[job]
+name = "adaptive"
+libraries = ["{lib}"]
+[[task]]
+name = "think"
+function = "bench_thinker"
+steering = true
+args = {{ rounds = {rounds}, per_round = {per_round} }}
+[[task]]
+name = "null"
+function = "tandem.null"
+count = 0
+''')
+    run_dir = os.path.join(work, "run")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    subprocess.run(MPIEXEC + ["-n", str(np), tandem, "run", flow, "--run-dir", run_dir,
+                              "--log-level", "warn", "--no-trace"], check=True,
+                   capture_output=True)
+    return rounds_of(os.path.join(run_dir, "tasks", "think", "rounds.txt"))
+
+
+def mpi4py_rounds(np, rounds, per_round, work):
+    out = subprocess.run(MPIEXEC + ["-n", str(np), "/usr/bin/python3", "-m", "mpi4py.futures",
+                                    os.path.join(HERE, "mpi4py_rounds.py"), str(rounds),
+                                    str(per_round)],
+                         check=True, capture_output=True, text=True).stdout
+    path = os.path.join(work, "mpi4py.txt")
+    with open(path, "w") as f:
+        f.write(out)
+    return rounds_of(path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--np", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=50)
+    ap.add_argument("--per-round", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    mpi_env.setup()
+    tandem = os.path.abspath(os.path.join(args.build, "launcher", "tandem"))
+    lib = os.path.abspath(os.path.join(args.build, "bench", "libbench_steering.so"))
+    t_rows, m_rows = [], []
+    with tempfile.TemporaryDirectory(prefix="tandem-adaptive-") as work:
+        for _ in range(args.repeat):
+            t_rows += tandem_rounds(tandem, lib, args.np, args.rounds, args.per_round, work)
+            m_rows += mpi4py_rounds(args.np, args.rounds, args.per_round, work)
+    n = args.per_round
+    t_round = statistics.median(r[1] for r in t_rows)
+    m_round = statistics.median(r[1] for r in m_rows)
+    t_submit = n / statistics.median(r[0] for r in t_rows)
+    m_submit = n / statistics.median(r[0] for r in m_rows)
+    print(f"## Adaptive rounds ({args.np} ranks, {n} null tasks a round), medians of "
+          f"{len(t_rows)} rounds\n")
+    print("| figure | Tandem | mpi4py.futures | Tandem / mpi4py |")
+    print("|---|---:|---:|---:|")
+    print(f"| round: submit {n}, wait for all (ms) | {t_round * 1e3:.2f} | {m_round * 1e3:.2f} | "
+          f"{t_round / m_round:.2f} |")
+    print(f"| rounds per second | {1 / t_round:.0f} | {1 / m_round:.0f} | "
+          f"{m_round / t_round:.1f}x |")
+    print(f"| submissions per second (the submit calls) | {t_submit:,.0f} | {m_submit:,.0f} | "
+          f"{t_submit / m_submit:.2f} |")
+    report.ratio("adaptive", f"round of {n} null tasks", t_round * 1e3, m_round * 1e3,
+                 "mpi4py.futures", "ms", False)
+    report.ratio("adaptive", "submissions per second", t_submit, m_submit, "mpi4py.futures",
+                 "submissions/s", True)
+
+
+if __name__ == "__main__":
+    main()
