@@ -67,6 +67,9 @@ def benchmarks(build, quick):
         ("mpi_tasks", [PY, f"{HERE}/mpi_tasks.py", "--build", build] +
          (["--repeat", "1", "--tasks", "12"] if quick else []),
          [f"{b}/mpi_hello", tandem]),
+        ("adaptive", [PY, f"{HERE}/adaptive.py", "--build", build] +
+         (["--repeat", "1", "--rounds", "20"] if quick else []),
+         [f"{b}/libbench_steering.so", tandem]),
     ]
 
 
