@@ -186,6 +186,9 @@ void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_f
   if (auto v = r.choice<Launcher>("launcher")) wf.job.launcher = *v;
   if (auto v = r.string_array("launcher_args")) wf.job.launcher_args = *v;
   if (auto v = r.choice<Bind>("bind")) wf.job.bind = *v;
+  if (auto v = r.integer("outstanding_cap", 1, 100'000'000)) {
+    wf.job.outstanding_cap = static_cast<int>(*v);
+  }
   if (auto v = r.integer("gpus_per_node", 0, 1024)) wf.job.gpus_per_node = static_cast<int>(*v);
   wf.job.gpus_per_node_pos = r.pos("gpus_per_node");
   if (const toml::table* b = r.table("backoff")) {
@@ -197,7 +200,8 @@ void read_job(const toml::table* t, TableReader& top, Workflow& wf, bool check_f
   if (const toml::table* p = r.table("proxy")) read_proxy(*p, r, wf.dir, wf.job.proxy);
   r.reject_unknown({"name", "run_root", "libraries", "pythonpath", "max_chunk", "kill_grace",
                     "journal_sync_interval", "isolate", "on_timeout", "idle", "backoff", "staging",
-                    "monitor", "proxy", "launcher", "launcher_args", "bind", "gpus_per_node"});
+                    "monitor", "proxy", "launcher", "launcher_args", "bind", "gpus_per_node",
+                    "outstanding_cap"});
 }
 
 void read_layout(const toml::table* t, TableReader& top, Workflow& wf) {
@@ -469,7 +473,8 @@ TaskSpec read_task(const toml::table& t, int i, const std::string& file, const s
     }
   }
   if (auto v = r.boolean("clean_mpi_env")) task.clean_mpi_env = *v;
-  if (auto v = r.integer("count", 0, kMaxCount)) task.count = static_cast<int>(*v);  // 0: submitted only
+  if (auto v = r.integer("count", 0, kMaxCount))
+    task.count = static_cast<int>(*v);  // 0: submitted only
   if (auto v = r.integer("ranks", 1, 1'000'000)) task.ranks = static_cast<int>(*v);
   task.ranks_pos = r.pos("ranks");
   read_task_resources(r, t, job, task);
@@ -493,6 +498,14 @@ TaskSpec read_task(const toml::table& t, int i, const std::string& file, const s
            "several ranks");
   }
   if (auto v = r.boolean("steering")) task.steering = *v;
+  task.outstanding_cap = job.outstanding_cap;
+  if (auto v = r.integer("outstanding_cap", 1, 100'000'000)) {
+    task.outstanding_cap = static_cast<int>(*v);
+  }
+  if (auto v = r.boolean("cancel_children")) task.cancel_children = *v;
+  for (const char* key : {"outstanding_cap", "cancel_children"}) {
+    if (t.contains(key) && !task.steering) r.fail(key, "is for steering tasks (steering = true)");
+  }
   if (task.steering &&
       (task.kind != TaskKind::function || task.is_python() || task.ranks > 1 || task.isolate)) {
     r.fail("steering",
@@ -515,6 +528,9 @@ TaskSpec read_task(const toml::table& t, int i, const std::string& file, const s
                     "gpus_per_rank",
                     "gpus_per_task",
                     "bind",
+                    "steering",
+                    "outstanding_cap",
+                    "cancel_children",
                     "after",
                     "retries",
                     "priority",

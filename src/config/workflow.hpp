@@ -125,6 +125,7 @@ struct JobSpec {
   Launcher launcher = Launcher::automatic;
   std::vector<std::string> launcher_args;  // added after the launcher's own options
   Bind bind = Bind::cores;                 // default of [[task]] bind
+  int outstanding_cap = 1'000'000;         // submitted instances not yet ended, in the whole job
   // GPUs on each node when the allocation does not say (-1: not given;
   // then `nvidia-smi -L`). Only used when something asks for GPUs.
   int gpus_per_node = -1;
@@ -162,6 +163,11 @@ struct TaskSpec {
   // A task that submits tasks and waits for them (ctx.submit, ctx.wait):
   // it runs on a worker of its own, which takes no other work meanwhile.
   bool steering = false;
+  // Steering tasks: submitted instances not yet ended at most (a submit
+  // past it waits), and whether its children not yet started are canceled
+  // when it fails or is canceled.
+  int outstanding_cap = 1'000'000;
+  bool cancel_children = false;
   OnTimeout on_timeout = OnTimeout::warn;  // function tasks that are not isolated
   std::string args_json = "{}";
   // `sweep`: per-instance values merged into args. Keys in TOML's order

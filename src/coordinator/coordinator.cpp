@@ -86,6 +86,13 @@ struct Waiter {
   std::vector<int> ids;
 };
 
+// A steering task's submit past its outstanding_cap: it waits (blocked in
+// submit) until enough of what it submitted has ended.
+struct PendingSubmit {
+  int source = 0;
+  nlohmann::json requests;
+};
+
 class Coordinator {
  public:
   explicit Coordinator(const Job& job)
@@ -183,6 +190,16 @@ class Coordinator {
   std::unordered_map<int, std::pair<int, std::string>> results_;
   std::unordered_map<int, std::string> submitted_results_;  // by id, for wait()
   std::vector<Waiter> waiters_;
+  std::deque<PendingSubmit> pending_submits_;
+  std::unordered_map<int, int> parent_;                 // submitted id -> its submitter's id
+  std::unordered_map<int, std::vector<int>> children_;  // submitter's id -> what it submitted
+  std::unordered_map<int, int> outstanding_of_;         // submitter's id -> children not ended
+  int outstanding_ = 0;                                 // submitted and not ended, in all
+  /// Submits what waits past the caps, in order, as far as it now fits.
+  void serve_pending_submits();
+  /// Counts a final instance off its submitter; a steering task that ended
+  /// badly with cancel_children cancels the children not yet started.
+  void settle_children(int id);
   long long running_ = 0;         // sum of running_on() over the workers
   std::vector<int> worker_rank_;  // world rank of each worker index
   std::vector<int> batch_;
@@ -372,7 +389,10 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
 }
 
 void Coordinator::append_finals() {
-  for (int id : finals_) {
+  // settle_children may cancel more instances, into finals_: by index.
+  for (std::size_t k = 0; k < finals_.size(); ++k) {
+    const int id = finals_[k];
+    if (!parent_.empty() || !children_.empty()) settle_children(id);
     const Instance& inst = sched_.instance(id);
     const auto it = results_.empty() ? results_.end() : results_.find(id);
     if (inst.submitted && it != results_.end() && it->second.first == inst.attempt &&
@@ -400,6 +420,7 @@ void Coordinator::record_finals() {
   }
   // Steering tasks hear of what the journal holds, never of more.
   if (!waiters_.empty()) answer_waiters();
+  if (!pending_submits_.empty()) serve_pending_submits();
 }
 
 // A result that cannot be recorded is a result lost: start nothing more,
@@ -489,7 +510,16 @@ void Coordinator::handle_steer(int source, const std::string& text) {
     return;
   }
   if (request.contains("submit")) {
-    answer(source, submit_for(source, request["submit"]));
+    if (!pending_submits_.empty()) {  // behind others that wait: in order
+      pending_submits_.push_back({source, request["submit"]});
+      return;
+    }
+    nlohmann::json reply = submit_for(source, request["submit"]);
+    if (reply.contains("defer")) {
+      pending_submits_.push_back({source, request["submit"]});
+      return;
+    }
+    answer(source, reply);
     return;
   }
   std::vector<int> ids;
@@ -541,6 +571,21 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
     }
     subs.push_back(std::move(s));
   }
+  // The caps: a call that could never fit is an error; one that does not
+  // fit now waits (the submitter stays blocked in submit).
+  const int submitter = workers_[source].steering_id;
+  const int cap =
+      wf_.tasks[static_cast<std::size_t>(sched_.instance(submitter).task)].outstanding_cap;
+  const int fresh = static_cast<int>(std::count_if(
+      subs.begin(), subs.end(), [&](const Submission& s) { return !sched_.has_key(s.key); }));
+  if (fresh > cap || fresh > wf_.job.outstanding_cap) {
+    return {{"error", fmt::format("submit: {} new instances in one call, more than the "
+                                  "outstanding_cap of {}: submit them in smaller calls",
+                                  fresh, std::min(cap, wf_.job.outstanding_cap))}};
+  }
+  if (outstanding_of_[submitter] + fresh > cap || outstanding_ + fresh > wf_.job.outstanding_cap) {
+    return {{"defer", true}};
+  }
   // Added, then journaled, then answered: a handle the submitter holds is
   // always in the journal.
   nlohmann::json handles = nlohmann::json::array();
@@ -550,6 +595,10 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
     const int id = sched_.submit(s, now_us(), finals_);
     handles.push_back(id);
     if (id < before) continue;  // its key was submitted before
+    parent_[id] = submitter;
+    children_[submitter].push_back(id);
+    ++outstanding_of_[submitter];
+    ++outstanding_;
     const Instance& inst = sched_.instance(id);
     SubmissionRecord rec{s.key,      wf_.tasks[static_cast<std::size_t>(s.task)].name,
                          inst.index, s.priority,
@@ -565,6 +614,34 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
     return {{"error", fmt::format("submit: {}", journal_.failure())}};
   }
   return {{"handles", std::move(handles)}};
+}
+
+void Coordinator::serve_pending_submits() {
+  while (!pending_submits_.empty()) {
+    const PendingSubmit& p = pending_submits_.front();
+    nlohmann::json reply = submit_for(p.source, p.requests);
+    if (reply.contains("defer")) return;
+    answer(p.source, reply);
+    pending_submits_.pop_front();
+  }
+}
+
+void Coordinator::settle_children(int id) {
+  if (const auto it = parent_.find(id); it != parent_.end()) {
+    --outstanding_of_[it->second];
+    --outstanding_;
+    parent_.erase(it);
+  }
+  const Instance& inst = sched_.instance(id);
+  const TaskSpec& t = wf_.tasks[static_cast<std::size_t>(inst.task)];
+  const auto kids = children_.find(id);
+  if (kids == children_.end() || !t.steering || !t.cancel_children ||
+      inst.state == TaskState::DONE) {
+    return;
+  }
+  const std::string why = fmt::format("canceled: its submitter {}[{}] ended {} (cancel_children)",
+                                      t.name, inst.index, name_of(inst.state));
+  for (int child : kids->second) sched_.cancel_new(child, why, now_us(), finals_);
 }
 
 nlohmann::json Coordinator::result_of(int id) const {

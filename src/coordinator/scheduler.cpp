@@ -347,6 +347,13 @@ int Scheduler::submit(const Submission& s, std::int64_t now, std::vector<int>& f
   return id;
 }
 
+bool Scheduler::cancel_new(int id, const std::string& why, std::int64_t now,
+                           std::vector<int>& finals) {
+  if (id < 0 || id >= size() || instances_[id].state != TaskState::NEW) return false;
+  cancel_instance(id, why, now, finals);
+  return true;
+}
+
 int Scheduler::find(int task, int index) const {
   if (task < 0 || task >= static_cast<int>(wf_.tasks.size()) || index < 0) return -1;
   if (index < wf_.tasks[static_cast<std::size_t>(task)].count) return first_id_[task] + index;

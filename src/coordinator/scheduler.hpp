@@ -151,6 +151,11 @@ class Scheduler {
   /// @throws tandem::argument_error for a task or an `after` id that does
   /// not exist.
   int submit(const Submission& s, std::int64_t now, std::vector<int>& finals);
+  /// Whether a submission with key @p key was made.
+  bool has_key(const std::string& key) const { return key_ids_.contains(key); }
+  /// Cancels instance @p id if it has not been handed out (and what waits
+  /// for it, in turn); false if it had.
+  bool cancel_new(int id, const std::string& why, std::int64_t now, std::vector<int>& finals);
   /// A submitted instance's args as JSON text; null for the workflow's own.
   const std::string* submitted_args(int id) const;
   /// Id of instance @p index of task @p task, workflow or submitted; -1

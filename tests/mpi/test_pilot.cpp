@@ -5,6 +5,7 @@
 #include <mpi.h>
 
 #include <climits>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -517,4 +518,82 @@ count = 0
         << "sim[" << i << "] ran exactly once over both jobs";
   }
   EXPECT_EQ(second.summary["tasks"]["done_earlier"], 120);
+}
+
+// A submitter past its outstanding_cap waits in submit and loses nothing.
+TEST(Pilot, ASubmitterPastItsCapWaits) {
+  if (world_size() < 3) GTEST_SKIP() << "needs the submitter's worker and another";
+  SharedDir shared;
+  const RunResult run = run_flow(shared, R"(
+[[task]]
+name = "submit"
+function = "test_submit_calls"
+steering = true
+outstanding_cap = 10
+args = { calls = 3, per_call = 10, child = "nap" }
+[[task]]
+name = "nap"
+function = "tandem.sleep"
+count = 0
+args = { seconds = 0.1 }
+)",
+                                 false, "capped");
+  EXPECT_EQ(run.code, 0);
+  if (world_rank() != 0) return;
+  EXPECT_EQ(run.summary["tasks"]["done"], 31);
+  std::ifstream in(run.dir / "tasks" / "submit" / "calls");
+  std::vector<double> seconds;
+  for (double s = 0; in >> s;) seconds.push_back(s);
+  ASSERT_EQ(seconds.size(), 3u);
+  EXPECT_LT(seconds[0], 0.1) << "the first call fits";
+  // 10 naps of 0.1 s on the other workers must end before 10 more fit.
+  const double one_round = 0.1 * std::ceil(10.0 / (world_size() - 2));
+  EXPECT_GE(seconds[1], 0.8 * one_round) << "the second waited for the first ten";
+  EXPECT_GE(seconds[2], 0.8 * one_round) << "and the third for the second";
+}
+
+// Children go on when their submitter fails, unless it says
+// cancel_children: then those not yet started are CANCELED.
+TEST(Pilot, ChildrenOfAFailedSubmitterGoOnOrAreCanceled) {
+  if (world_size() < 3) GTEST_SKIP() << "needs the submitter's worker and another";
+  for (const bool cancel : {false, true}) {
+    SharedDir shared;
+    const RunResult run = run_flow(shared,
+                                   std::string(R"(
+[[task]]
+name = "submit"
+function = "test_submit_calls"
+steering = true
+args = { calls = 1, per_call = 20, child = "nap", fail = true }
+cancel_children = )") + (cancel ? "true" : "false") +
+                                       R"(
+[[task]]
+name = "nap"
+function = "tandem.sleep"
+count = 0
+args = { seconds = 0.05 }
+)",
+                                   false, cancel ? "cancel" : "goon");
+    EXPECT_EQ(run.code, 1);
+    if (world_rank() != 0) continue;
+    EXPECT_EQ(run.journal.at({"submit", 0})["state"], "FAILED");
+    int done = 0;
+    int canceled = 0;
+    for (int i = 0; i < 20; ++i) {
+      const json& j = run.journal.at({"nap", i});
+      done += j["state"] == "DONE";
+      if (j["state"] == "CANCELED") {
+        ++canceled;
+        EXPECT_NE(j["reason"].get<std::string>().find("its submitter submit[0] ended FAILED"),
+                  std::string::npos)
+            << j;
+      }
+    }
+    if (cancel) {
+      EXPECT_GT(canceled, 0) << "those not started are canceled";
+      EXPECT_EQ(done + canceled, 20);
+    } else {
+      EXPECT_EQ(done, 20) << "all children go on";
+    }
+  }
 }

@@ -4,6 +4,7 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <stdexcept>
@@ -260,5 +261,27 @@ TANDEM_TASK(test_bad_submitter) {
     } catch (const tandem::argument_error& e) {
       out << e.what() << "\n";
     }
+  }
+}
+
+// A steering task that makes `calls` submit calls of `per_call` instances
+// of task `child` without waiting in between, writing how long each call
+// took (seconds) to output_dir()/calls; then fails if `fail`, else waits
+// for all of them.
+TANDEM_TASK(test_submit_calls) {
+  std::ofstream out(ctx.output_dir() / "calls");
+  std::vector<long long> all;
+  for (long long c = 0; c < ctx.arg_int("calls", 3); ++c) {
+    const std::vector<tandem::TaskRequest> batch(
+        static_cast<std::size_t>(ctx.arg_int("per_call", 10)),
+        tandem::TaskRequest{ctx.arg_string("child", "nap"), "{}"});
+    const auto t0 = std::chrono::steady_clock::now();
+    for (long long h : ctx.submit(batch)) all.push_back(h);
+    out << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << "\n";
+    out.flush();
+  }
+  if (ctx.arg_bool("fail", false)) throw std::runtime_error("the submitter fails");
+  for (const tandem::TaskResult& r : ctx.wait(all)) {
+    if (r.state != "DONE") throw std::runtime_error(r.task + " " + r.state);
   }
 }

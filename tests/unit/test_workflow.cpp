@@ -239,6 +239,22 @@ TEST(Workflow, SteeringTasksAndTasksOnlySubmitted) {
                "of one rank");
 }
 
+TEST(Workflow, SteeringCapsAndChildren) {
+  const Workflow capped = parse_workflow(
+      "[job]\noutstanding_cap=50\n[[task]]\nname='t'\nfunction='f'\nsteering=true\n"
+      "cancel_children=true\n[[task]]\nname='u'\nfunction='f'\nsteering=true\n"
+      "outstanding_cap=5\n",
+      "/x/wf.toml", false);
+  EXPECT_EQ(capped.job.outstanding_cap, 50);
+  EXPECT_EQ(capped.tasks[0].outstanding_cap, 50) << "the job's, by default";
+  EXPECT_TRUE(capped.tasks[0].cancel_children);
+  EXPECT_EQ(capped.tasks[1].outstanding_cap, 5);
+  expect_error("[[task]]\nname='a'\nfunction='f'\ncancel_children=true\n", 4,
+               "task[0].cancel_children", "is for steering tasks");
+  expect_error("[[task]]\nname='a'\nfunction='f'\nsteering=true\noutstanding_cap=0\n", 5,
+               "task[0].outstanding_cap", "between 1 and");
+}
+
 TEST(Workflow, MissingFilesAreRejectedWhenChecked) {
   TempDir dir;
   auto check = [&](const std::string& text, const std::string& key, const std::string& words) {
