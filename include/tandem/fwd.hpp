@@ -39,6 +39,8 @@ class CallHandle;
 class Client;
 
 // tandem/task.hpp
+struct TaskRequest;
+struct TaskResult;
 class TaskContext;
 using TaskFunction = void (*)(TaskContext&);
 
