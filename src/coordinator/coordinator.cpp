@@ -530,6 +530,10 @@ void Coordinator::handle_steer(int source, const std::string& text) {
              {{"error", fmt::format("wait: there is no task instance with handle {}", h.dump())}});
       return;
     }
+    if (id == workers_[source].steering_id) {
+      answer(source, {{"error", "wait: a task cannot wait for its own end"}});
+      return;
+    }
     ids.push_back(static_cast<int>(id));
   }
   waiters_.push_back({source, std::move(ids)});

@@ -478,6 +478,7 @@ count = 0
       << errors;
   EXPECT_NE(errors.find("waits for handle 123456, which does not exist"), std::string::npos)
       << errors;
+  EXPECT_NE(errors.find("a task cannot wait for its own end"), std::string::npos) << errors;
   EXPECT_EQ(run.submissions, 0);
 }
 

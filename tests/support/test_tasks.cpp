@@ -250,7 +250,7 @@ TANDEM_TASK(test_sim_value) {
 }
 
 // A steering task that submits what it must not: an unknown task, then a
-// bad `after`; writes the two errors.
+// bad `after`, then waits for itself; writes the three errors.
 TANDEM_TASK(test_bad_submitter) {
   std::ofstream out(ctx.output_dir() / "errors");
   for (const tandem::TaskRequest& r : {tandem::TaskRequest{"no_such_task", "{}", 0, {}, ""},
@@ -261,6 +261,12 @@ TANDEM_TASK(test_bad_submitter) {
     } catch (const tandem::argument_error& e) {
       out << e.what() << "\n";
     }
+  }
+  try {  // its own handle: the first task's first instance is id 0
+    ctx.wait({ctx.arg_int("own_handle", 0)});
+    out << "waited for itself\n";
+  } catch (const tandem::argument_error& e) {
+    out << e.what() << "\n";
   }
 }
 
