@@ -54,13 +54,9 @@ int plan(const std::string& file, int np, int ranks_per_node, int gpus_per_node)
   const auto wf = tandem::detail::load_workflow(file);
   std::vector<tandem::detail::NodeGpus> gpus;
   if (tandem::detail::manages_gpus(wf)) {
-    if (gpus_per_node >= 0) {
-      tandem::detail::NodeGpus given{{}, "--gpus-per-node"};
-      for (int i = 0; i < gpus_per_node; ++i) given.ids.push_back(std::to_string(i));
-      gpus.push_back(std::move(given));
-    } else {
-      gpus.push_back(tandem::detail::discover_gpus(wf.job.gpus_per_node, true));
-    }
+    gpus.push_back(gpus_per_node >= 0
+                       ? tandem::detail::numbered_gpus(gpus_per_node, "--gpus-per-node")
+                       : tandem::detail::discover_gpus(wf.job.gpus_per_node, true));
   }
   const auto p = tandem::detail::make_plan(
       wf, tandem::detail::block_nodes(np, ranks_per_node > 0 ? ranks_per_node : np), gpus);

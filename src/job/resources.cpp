@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <set>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -34,6 +35,13 @@ std::vector<std::string> probe_nvidia_smi() {
 }
 
 }  // namespace
+
+NodeGpus numbered_gpus(int count, std::string source) {
+  NodeGpus g{{}, std::move(source)};
+  g.ids.reserve(static_cast<std::size_t>(std::max(count, 0)));
+  for (int i = 0; i < count; ++i) g.ids.push_back(std::to_string(i));
+  return g;
+}
 
 std::vector<std::string> parse_gpu_list(const std::string& text) {
   std::vector<std::string> ids;
@@ -65,11 +73,7 @@ NodeGpus discover_gpus(int gpus_per_node, bool probe) {
     std::vector<std::string> ids = parse_gpu_list(v);
     if (!ids.empty() || final_word) return {std::move(ids), name};
   }
-  if (gpus_per_node >= 0) {
-    NodeGpus g{{}, "[job] gpus_per_node"};
-    for (int i = 0; i < gpus_per_node; ++i) g.ids.push_back(std::to_string(i));
-    return g;
-  }
+  if (gpus_per_node >= 0) return numbered_gpus(gpus_per_node, "[job] gpus_per_node");
   if (probe) {
     std::vector<std::string> ids = probe_nvidia_smi();
     if (!ids.empty()) return {std::move(ids), "nvidia-smi -L"};

@@ -20,6 +20,9 @@ namespace tandem::detail {
 /// takes must be the ones this process's view uses.
 NodeGpus discover_gpus(int gpus_per_node, bool probe);
 
+/// GPUs 0..@p count-1, named by where the count came from (@p source).
+NodeGpus numbered_gpus(int count, std::string source);
+
 /// Splits a GPU list as CUDA_VISIBLE_DEVICES and Slurm write it ("0,1",
 /// "0-3,6", "GPU-uuid,..."); "NoDevFiles" and empty items are nothing.
 std::vector<std::string> parse_gpu_list(const std::string& text);
