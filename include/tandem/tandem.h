@@ -215,6 +215,49 @@ tandem_status tandem_call_async(tandem_client* client, const char* service, cons
 tandem_status tandem_wait_answer(tandem_request* request, char** answer);
 void tandem_free_string(char* s);
 
+/* --- adaptive workflows: an executable task with steering = true ----------- */
+/* A steering task adds task instances to the run while it goes and waits
+ * for them (docs/user-guide.md#adaptive-workflows), through its worker's
+ * proxy: the client must come from tandem_connect(). Each submission is in
+ * the run's journal before the call returns. Errors (TANDEM_ERR_ARGUMENT)
+ * name what was wrong: a task the workflow does not have, one that cannot
+ * be submitted, an unknown handle, a task that is not steering. */
+typedef struct tandem_task_results tandem_task_results;
+
+/* Adds one instance of the workflow's task `task` with args_json (a JSON
+ * object; NULL: {}) and returns its handle. */
+tandem_status tandem_submit(tandem_client* client, const char* task, const char* args_json,
+                            int64_t* handle);
+/* Adds the instances of requests_json, a JSON array of objects {"task",
+ * "args", "priority", "after": [handles], "key"} (all but "task" optional),
+ * in one journal write. Their handles, in order, go to handles[0..*count),
+ * which must hold capacity; more requests than that is an argument error. */
+tandem_status tandem_submit_json(tandem_client* client, const char* requests_json, int64_t* handles,
+                                 int capacity, int* count);
+/* Waits until all n instances have ended (any = 0), or at least one (any =
+ * 1: as-completed iteration), and returns those that have ended, in the
+ * order of handles. Free *results with tandem_task_results_free. */
+tandem_status tandem_wait_tasks(tandem_client* client, int n, const int64_t* handles, int any,
+                                tandem_task_results** results);
+int tandem_task_results_count(const tandem_task_results* results);
+int64_t tandem_task_result_handle(const tandem_task_results* results, int i);
+const char* tandem_task_result_task(const tandem_task_results* results, int i);
+int tandem_task_result_index(const tandem_task_results* results, int i);
+/* "DONE", "FAILED" or "CANCELED". */
+const char* tandem_task_result_state(const tandem_task_results* results, int i);
+int tandem_task_result_exit_code(const tandem_task_results* results, int i);
+/* Why it FAILED or was CANCELED; "" when DONE. */
+const char* tandem_task_result_reason(const tandem_task_results* results, int i);
+/* What the instance returned, as JSON text; NULL when nothing. */
+const char* tandem_task_result_json(const tandem_task_results* results, int i);
+void tandem_task_results_free(tandem_task_results* results);
+/* The JSON form under the calls above, for bindings: request_json is
+ * {"submit": [...]} or {"wait": [handles], "any": bool}; *answer_json
+ * (free with tandem_free_string) is {"handles": [...]} or {"results":
+ * [{"handle", "task", "index", "state", "exit_code", "reason",
+ * "result"}]}. An {"error": ...} answer is returned as the error. */
+tandem_status tandem_steer(tandem_client* client, const char* request_json, char** answer_json);
+
 #ifdef __cplusplus
 }
 #endif

@@ -123,6 +123,11 @@ class TaskContext {
   /// Waits until every instance in @p handles has ended; their results, in
   /// the same order.
   std::vector<TaskResult> wait(const std::vector<long long>& handles) const;
+  /// Waits until at least one instance in @p handles has ended and returns
+  /// all that have (in the order of @p handles): as-completed iteration is
+  /// a loop that takes the ended ones out of @p handles and calls again.
+  /// Returns at once, with nothing, for no handles.
+  std::vector<TaskResult> wait_any(const std::vector<long long>& handles) const;
 
  private:
   friend struct detail::Access;

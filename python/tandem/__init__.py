@@ -29,9 +29,11 @@ from .errors import (ArgumentError, ConfigError, ConnectError, InternalError, Io
                      TandemError, WaitTimeout)
 from .results import Result, results
 from .session import Session
+from .steering import Steering, TaskResult
 
 __all__ = ["__version__", "Client", "Request", "CallRequest", "Outputs", "Session",
-           "TaskContext", "Result", "results", "wait", "as_completed", "FIRST_COMPLETED",
+           "TaskContext", "Result", "results", "Steering", "TaskResult", "wait", "as_completed",
+           "FIRST_COMPLETED",
            "ALL_COMPLETED", "TandemError", "WaitTimeout",
            "ArgumentError", "ConfigError", "ConnectError", "InternalError", "IoError",
            "MissingOutput", "MPIError", "ProtocolError", "RequestError", "ServiceError"]

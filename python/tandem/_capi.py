@@ -89,6 +89,7 @@ def lib() -> ctypes.CDLL:
         ("tandem_wait_answer", i, [p, pp]),
         ("tandem_infer_async_opts", i, [p, c, i, ctypes.POINTER(c), ctypes.POINTER(p), p, pp]),
         ("tandem_free_string", None, [p]),
+        ("tandem_steer", i, [p, c, pp]),
     ]:
         f = getattr(loaded, name)
         f.restype = res

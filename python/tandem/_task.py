@@ -37,7 +37,7 @@ class TaskContext:
     """
 
     __slots__ = ("name", "index", "count", "attempt", "run_dir", "output_dir", "args",
-                 "_client", "_fcomm", "rank", "size", "_comm", "gpus")
+                 "_client", "_fcomm", "rank", "size", "_comm", "gpus", "_steering")
 
     #: The task's name in the workflow file.
     name: str
@@ -63,7 +63,7 @@ class TaskContext:
     gpus: tuple
 
     def __init__(self, name, index, count, attempt, run_dir, output_dir, args, client, fcomm,
-                 rank, size, gpus=()):
+                 rank, size, gpus=(), steer=None):
         self.name = name
         self.index = index
         self.count = count
@@ -77,6 +77,44 @@ class TaskContext:
         self.size = size
         self.gpus = gpus
         self._comm = None
+        self._steering = None
+        if steer is not None:
+            from .steering import Steering
+            self._steering = Steering(steer)
+
+    def _steer(self):
+        if self._steering is None:
+            from .errors import ArgumentError
+            raise ArgumentError(ArgumentError.STATUS,
+                                f"task '{self.name}' submits or waits for tasks but is not "
+                                "marked steering = true in the workflow file")
+        return self._steering
+
+    def submit(self, task: str, args=None, *, priority: int = 0, after=(), key=None) -> int:
+        """Adds an instance of workflow task ``task`` to the run and returns
+        its handle (a steering task only: ``steering = true``). See
+        :meth:`tandem.Steering.submit`."""
+        return self._steer().submit(task, args, priority=priority, after=after, key=key)
+
+    def submit_many(self, task: str, args, *, priority: int = 0, after=(), keys=None):
+        """One instance of ``task`` per dict in ``args``, in one journal
+        write; their handles. See :meth:`tandem.Steering.submit_many`."""
+        return self._steer().submit_many(task, args, priority=priority, after=after, keys=keys)
+
+    def wait(self, handles):
+        """Waits for every instance in ``handles`` to end: a list of
+        :class:`tandem.TaskResult`, in order."""
+        return self._steer().wait(handles)
+
+    def wait_any(self, handles):
+        """Waits for at least one instance in ``handles`` to end: those
+        that have."""
+        return self._steer().wait_any(handles)
+
+    def as_completed(self, handles):
+        """Yields a :class:`tandem.TaskResult` for each instance in
+        ``handles`` as it ends."""
+        return self._steer().as_completed(handles)
 
     @property
     def client(self):

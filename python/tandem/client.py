@@ -432,6 +432,17 @@ class Client:
                                                   body.encode(), ctypes.byref(request)))
         return CallRequest(request.value, service)
 
+    def _steer(self, request: str) -> str:
+        """A steering task's request (JSON text) to the coordinator, through
+        the worker's proxy; the answer's text (tandem.Steering uses it)."""
+        lib = _capi.lib()
+        answer = ctypes.c_void_p()
+        _capi.check(lib.tandem_steer(self._live(), request.encode(), ctypes.byref(answer)))
+        try:
+            return ctypes.string_at(answer).decode()
+        finally:
+            lib.tandem_free_string(answer)
+
     def call(self, service: str, body: Union[str, Dict[str, Any]],
              path: Optional[str] = None) -> str:
         """A JSON service (an OpenAI-compatible endpoint): POSTs ``body`` (a

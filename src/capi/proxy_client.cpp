@@ -115,6 +115,10 @@ std::uint64_t ProxyClient::send_wait_ready(int service, double timeout_s) {
   return send(wire::kWaitReady, service, {}, fmt::format("{}", timeout_s));
 }
 
+std::uint64_t ProxyClient::send_steer(const std::string& request) {
+  return send(wire::kSteer, -1, {}, request);
+}
+
 void ProxyClient::set_ready_timeout(double s) {
   const Reply r = wait(send(wire::kHello, -1, {}, nlohmann::json{{"ready_timeout", s}}.dump()));
   if (!r.ok) throw protocol_error("the proxy refused the client's options: " + r.text);

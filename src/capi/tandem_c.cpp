@@ -20,6 +20,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "base/host.hpp"
 #include "capi/proxy_client.hpp"
@@ -52,6 +53,19 @@ struct tandem_request {
   tandem::InferHandle handle;  // direct
   tandem::CallHandle call;     // direct, a JSON call's
   bool is_call = false;
+};
+
+struct tandem_task_results {
+  struct One {
+    int64_t handle = 0;
+    std::string task;
+    int index = 0;
+    std::string state;
+    int exit_code = 0;
+    std::string reason;
+    std::string result;  // JSON text; empty for none
+  };
+  std::vector<One> list;
 };
 
 struct tandem_session {
@@ -635,3 +649,155 @@ void tandem_free_string(char* s) {
 }
 
 }  // extern "C"
+
+// --- adaptive workflows: a steering executable task's requests ----------
+
+namespace {
+
+// The coordinator's answer to a steering request, through the proxy; its
+// {"error": ...} raised as an argument error.
+nlohmann::json steer(tandem_client* client, const nlohmann::json& request) {
+  if (!client->proxy) {
+    throw tandem::argument_error(
+        "only an executable task started by tandem run, with steering = true, submits tasks "
+        "through the C API (a function task uses its TaskContext)");
+  }
+  std::string text;
+  const tandem_status s =
+      take_reply(*client->proxy, client->proxy->send_steer(request.dump()), nullptr, &text);
+  if (s != TANDEM_OK) throw tandem::request_error("", t_last_error);
+  nlohmann::json answer = nlohmann::json::parse(text);
+  if (answer.contains("error")) throw tandem::argument_error(answer["error"].get<std::string>());
+  return answer;
+}
+
+const tandem_task_results::One* result_at(const tandem_task_results* results, int i) {
+  if (!results || i < 0 || i >= static_cast<int>(results->list.size())) {
+    fail(TANDEM_ERR_ARGUMENT, fmt::format("no task result #{}", i));
+    return nullptr;
+  }
+  return &results->list[static_cast<std::size_t>(i)];
+}
+
+}  // namespace
+
+tandem_status tandem_steer(tandem_client* client, const char* request_json, char** answer_json) {
+  if (!client || !request_json || !answer_json) return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  return guarded([&] {
+    const nlohmann::json request = nlohmann::json::parse(request_json, nullptr, false);
+    if (!request.is_object()) {
+      throw tandem::argument_error("tandem_steer: the request is not a JSON object");
+    }
+    const std::string text = steer(client, request).dump();
+    *answer_json = static_cast<char*>(std::malloc(text.size() + 1));
+    std::memcpy(*answer_json, text.c_str(), text.size() + 1);
+    return TANDEM_OK;
+  });
+}
+
+tandem_status tandem_submit_json(tandem_client* client, const char* requests_json, int64_t* handles,
+                                 int capacity, int* count) {
+  if (!client || !requests_json || (!handles && capacity > 0) || !count) {
+    return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  }
+  return guarded([&] {
+    nlohmann::json requests = nlohmann::json::parse(requests_json, nullptr, false);
+    if (!requests.is_array()) {
+      throw tandem::argument_error("tandem_submit_json: the requests are not a JSON array");
+    }
+    if (static_cast<int>(requests.size()) > capacity) {
+      throw tandem::argument_error(fmt::format(
+          "tandem_submit_json: {} requests, room for {} handles", requests.size(), capacity));
+    }
+    const nlohmann::json answer = steer(client, {{"submit", std::move(requests)}});
+    const auto got = answer.at("handles").get<std::vector<int64_t>>();
+    std::copy(got.begin(), got.end(), handles);
+    *count = static_cast<int>(got.size());
+    return TANDEM_OK;
+  });
+}
+
+tandem_status tandem_submit(tandem_client* client, const char* task, const char* args_json,
+                            int64_t* handle) {
+  if (!client || !task || !handle) return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  return guarded([&] {
+    nlohmann::json args = nlohmann::json::object();
+    if (args_json) args = nlohmann::json::parse(args_json, nullptr, false);
+    if (!args.is_object()) {
+      throw tandem::argument_error(
+          fmt::format("tandem_submit: the args of a '{}' request are not a JSON object", task));
+    }
+    const nlohmann::json requests = nlohmann::json::array({{{"task", task}, {"args", args}}});
+    const nlohmann::json answer = steer(client, {{"submit", requests}});
+    *handle = answer.at("handles").at(0).get<int64_t>();
+    return TANDEM_OK;
+  });
+}
+
+tandem_status tandem_wait_tasks(tandem_client* client, int n, const int64_t* handles, int any,
+                                tandem_task_results** results) {
+  if (!client || n < 0 || (n > 0 && !handles) || !results) {
+    return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  }
+  return guarded([&] {
+    const nlohmann::json answer =
+        steer(client, {{"wait", std::vector<int64_t>(handles, handles + n)}, {"any", any != 0}});
+    auto out = std::make_unique<tandem_task_results>();
+    for (const nlohmann::json& j : answer.at("results")) {
+      tandem_task_results::One r;
+      r.handle = j.at("handle").get<int64_t>();
+      r.task = j.at("task").get<std::string>();
+      r.index = j.at("index").get<int>();
+      r.state = j.at("state").get<std::string>();
+      r.exit_code = j.value("exit_code", 0);
+      r.reason = j.value("reason", std::string());
+      if (j.contains("result")) r.result = j["result"].dump();
+      out->list.push_back(std::move(r));
+    }
+    *results = out.release();
+    return TANDEM_OK;
+  });
+}
+
+int tandem_task_results_count(const tandem_task_results* results) {
+  return results ? static_cast<int>(results->list.size()) : 0;
+}
+
+int64_t tandem_task_result_handle(const tandem_task_results* results, int i) {
+  const auto* r = result_at(results, i);
+  return r ? r->handle : -1;
+}
+
+const char* tandem_task_result_task(const tandem_task_results* results, int i) {
+  const auto* r = result_at(results, i);
+  return r ? r->task.c_str() : nullptr;
+}
+
+int tandem_task_result_index(const tandem_task_results* results, int i) {
+  const auto* r = result_at(results, i);
+  return r ? r->index : -1;
+}
+
+const char* tandem_task_result_state(const tandem_task_results* results, int i) {
+  const auto* r = result_at(results, i);
+  return r ? r->state.c_str() : nullptr;
+}
+
+int tandem_task_result_exit_code(const tandem_task_results* results, int i) {
+  const auto* r = result_at(results, i);
+  return r ? r->exit_code : -1;
+}
+
+const char* tandem_task_result_reason(const tandem_task_results* results, int i) {
+  const auto* r = result_at(results, i);
+  return r ? r->reason.c_str() : nullptr;
+}
+
+const char* tandem_task_result_json(const tandem_task_results* results, int i) {
+  const auto* r = result_at(results, i);
+  return r && !r->result.empty() ? r->result.c_str() : nullptr;
+}
+
+void tandem_task_results_free(tandem_task_results* results) {
+  delete results;
+}

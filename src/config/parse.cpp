@@ -506,11 +506,15 @@ TaskSpec read_task(const toml::table& t, int i, const std::string& file, const s
   for (const char* key : {"outstanding_cap", "cancel_children"}) {
     if (t.contains(key) && !task.steering) r.fail(key, "is for steering tasks (steering = true)");
   }
-  if (task.steering &&
-      (task.kind != TaskKind::function || task.is_python() || task.ranks > 1 || task.isolate)) {
+  if (task.steering && (task.ranks > 1 || task.isolate)) {
     r.fail("steering",
-           "is for a C++ function task of one rank that is not isolated: it submits tasks and "
-           "waits for them over its worker's MPI");
+           "is for a task of one rank that is not isolated: it submits tasks and waits for them "
+           "through its worker");
+  }
+  if (task.steering && task.kind == TaskKind::command && !job.proxy.enabled) {
+    r.fail("steering",
+           "a steering command reaches the coordinator through its worker's proxy, which "
+           "[job.proxy] enabled = false turns off");
   }
   if (const toml::table* args = r.table("args")) task.args_json = to_json(*args).dump();
   read_sweep(r, t, task);

@@ -331,12 +331,12 @@ struct Workflow {
   int find_task(const std::string& name) const;
 };
 
-/// Whether workers run the local proxy: it is on, there are services to
-/// reach and tasks that are executables.
+/// Whether workers run the local proxy: it is on, and there are tasks
+/// that are executables with services to reach or tasks to steer.
 inline bool needs_proxy(const Workflow& wf) {
-  if (!wf.job.proxy.enabled || wf.services.empty()) return false;
+  if (!wf.job.proxy.enabled) return false;
   for (const TaskSpec& t : wf.tasks) {
-    if (t.kind == TaskKind::command) return true;
+    if (t.kind == TaskKind::command && (t.steering || !wf.services.empty())) return true;
   }
   return false;
 }

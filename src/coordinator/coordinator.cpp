@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -78,12 +79,18 @@ struct WorkerInfo {
   // The steering task it runs (-1: none): it blocks the worker in its
   // waits, so the worker gets no other work until that task ends.
   int steering_id = -1;
+  // Requests that attempt has submitted: the default keys
+  // "NAME[INDEX]#N", the same on every attempt, so that a rerun steering
+  // task's submissions find those of the attempt before.
+  int submitted = 0;
 };
 
-// A steering task waiting for instances to end (TaskContext::wait).
+// A steering task waiting for instances to end (TaskContext::wait), or
+// for the first of them (wait_any: as-completed iteration).
 struct Waiter {
   int source = 0;  // its worker's pilot rank
   std::vector<int> ids;
+  bool any = false;
 };
 
 // A steering task's submit past its outstanding_cap: it waits (blocked in
@@ -142,6 +149,9 @@ class Coordinator {
   void define_submitted(int w, const std::vector<int>& ids);
   /// A steering task's request: submit or wait (coordinator/steering).
   void handle_steer(int source, const std::string& text);
+  void steer_for(int source, const std::string& text);
+  /// A steering task's attempt has ended on worker @p source.
+  void steering_ended(int source);
   nlohmann::json submit_for(int source, const nlohmann::json& requests);
   void answer(int source, const nlohmann::json& reply);
   /// Answers the waiters whose instances have all ended.
@@ -160,6 +170,10 @@ class Coordinator {
   void finish_workers();
   void write_summary(int exit_code);
   int workers_count() const { return size_ - 1; }
+  int steering_workers() const {
+    return static_cast<int>(std::count_if(workers_.begin(), workers_.end(),
+                                          [](const WorkerInfo& w) { return w.steering_id >= 0; }));
+  }
   /// How logs name the worker at @p pilot_rank: its index, as the journal,
   /// the report and `tandem plan` give it, and its world rank.
   std::string worker_name(int pilot_rank) const;
@@ -351,7 +365,7 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
       continue;
     }
     hold(workers_[source], r.id, -1);
-    if (workers_[source].steering_id == r.id) workers_[source].steering_id = -1;
+    if (workers_[source].steering_id == r.id) steering_ended(source);
     const auto outcome = static_cast<Outcome>(r.outcome);
     const auto settle_gpus = [&] {
       const Instance& inst = sched_.instance(r.id);
@@ -504,8 +518,29 @@ void Coordinator::answer(int source, const nlohmann::json& reply) {
 }
 
 void Coordinator::handle_steer(int source, const std::string& text) {
-  const nlohmann::json request = nlohmann::json::parse(text, nullptr, false);
-  if (workers_[source].steering_id < 0 || !request.is_object()) {
+  // An executable task's request comes from the user's code through the
+  // proxy as it was written: a field of the wrong type is the caller's
+  // error, never the coordinator's end.
+  try {
+    steer_for(source, text);
+  } catch (const nlohmann::json::exception& e) {
+    answer(source,
+           {{"error", fmt::format("a steering request that makes no sense: {}", e.what())}});
+  }
+}
+
+void Coordinator::steer_for(int source, const std::string& text) {
+  // "ID REQUEST": the instance that asks, so that a request that comes in
+  // after its task's end (a command's, sent just before it exited) is not
+  // taken for the next steering task's on that worker.
+  const auto space = text.find(' ');
+  long long by = -1;
+  if (space != std::string::npos) std::from_chars(text.data(), text.data() + space, by);
+  const nlohmann::json request = nlohmann::json::parse(
+      space == std::string::npos ? std::string_view() : std::string_view(text).substr(space + 1),
+      nullptr, false);
+  if (workers_[source].steering_id < 0 || by != workers_[source].steering_id ||
+      !request.is_object()) {
     answer(source, {{"error", "only a running task with steering = true may submit or wait"}});
     return;
   }
@@ -536,7 +571,7 @@ void Coordinator::handle_steer(int source, const std::string& text) {
     }
     ids.push_back(static_cast<int>(id));
   }
-  waiters_.push_back({source, std::move(ids)});
+  waiters_.push_back({source, std::move(ids), request.value("any", false)});
   answer_waiters();
 }
 
@@ -559,11 +594,19 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
                                     "rank and one core, without GPUs and not steering, can be",
                                     name)}};
     }
+    // Without a key of its own, a request's key is its place among the
+    // attempt's submissions: a rerun submitter gets the same ones back.
+    std::string key = r.value("key", std::string());
+    if (key.empty()) {
+      const Instance& me = sched_.instance(workers_[source].steering_id);
+      key = fmt::format("{}[{}]#{}", wf_.tasks[static_cast<std::size_t>(me.task)].name, me.index,
+                        workers_[source].submitted + static_cast<int>(subs.size()));
+    }
     Submission s{task,
                  r.value("args", nlohmann::json::object()).dump(),
                  r.value("priority", 0),
                  {},
-                 r.value("key", std::string())};
+                 std::move(key)};
     for (const nlohmann::json& a : r.value("after", nlohmann::json::array())) {
       const long long id = a.is_number_integer() ? a.get<long long>() : -1;
       if (id < 0 || id >= sched_.size()) {
@@ -617,7 +660,25 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
     journal_failed();
     return {{"error", fmt::format("submit: {}", journal_.failure())}};
   }
+  workers_[source].submitted += static_cast<int>(subs.size());
   return {{"handles", std::move(handles)}};
+}
+
+void Coordinator::steering_ended(int source) {
+  workers_[source].steering_id = -1;
+  // What it still waits for gets an answer all the same: its worker (a
+  // command's, which does not block) expects one answer per request.
+  const std::string why = "the steering task ended before its answer";
+  std::erase_if(waiters_, [&](const Waiter& w) {
+    if (w.source != source) return false;
+    answer(source, {{"error", why}});
+    return true;
+  });
+  std::erase_if(pending_submits_, [&](const PendingSubmit& p) {
+    if (p.source != source) return false;
+    answer(source, {{"error", why}});
+    return true;
+  });
 }
 
 void Coordinator::serve_pending_submits() {
@@ -664,11 +725,14 @@ nlohmann::json Coordinator::result_of(int id) const {
 
 void Coordinator::answer_waiters() {
   std::erase_if(waiters_, [&](const Waiter& w) {
-    const bool all_final = std::all_of(w.ids.begin(), w.ids.end(),
-                                       [&](int id) { return is_final(sched_.instance(id).state); });
-    if (!all_final) return false;
+    const auto final = [&](int id) { return is_final(sched_.instance(id).state); };
+    const bool ready = w.any ? w.ids.empty() || std::any_of(w.ids.begin(), w.ids.end(), final)
+                             : std::all_of(w.ids.begin(), w.ids.end(), final);
+    if (!ready) return false;
     nlohmann::json results = nlohmann::json::array();
-    for (int id : w.ids) results.push_back(result_of(id));
+    for (int id : w.ids) {
+      if (final(id)) results.push_back(result_of(id));
+    }
     answer(w.source, {{"results", std::move(results)}});
     return true;
   });
@@ -715,6 +779,8 @@ bool Coordinator::dispatch_alone(const TaskSpec& spec) {
   // ends, and a worker asks for work only when it has a free slot or soon
   // will. A steering task needs an idle one: nothing may be queued behind
   // a task that waits.
+  // Steering tasks never hold every worker: what they submit must run.
+  if (spec.steering && steering_workers() + 1 >= workers_count()) return false;
   const auto it = std::find_if(parked_order_.begin(), parked_order_.end(), [&](int w) {
     return gpus_.free_on(node_of_worker(w)) >= spec.gpus_per_rank &&
            (!spec.steering || workers_[w].idle);
@@ -733,7 +799,10 @@ bool Coordinator::dispatch_alone(const TaskSpec& spec) {
   WorkerInfo& info = workers_[w];
   info.parked = false;
   info.want = 0;
-  if (spec.steering) info.steering_id = id;
+  if (spec.steering) {
+    info.steering_id = id;
+    info.submitted = 0;
+  }
   hold(info, id, +1);
   trace::record(trace::kTaskDispatch, id, 1, w - 1);
   define_submitted(w, {id});

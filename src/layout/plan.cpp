@@ -89,6 +89,16 @@ void check_fits(const Workflow& wf, int world_size) {
   const int workers = wf.layout.workers > 0 ? wf.layout.workers : available;
   for (std::size_t i = 0; i < wf.tasks.size(); ++i) {
     const TaskSpec& t = wf.tasks[i];
+    // A steering task holds its worker while it waits: what it submits
+    // needs another one (the coordinator never lets steering tasks take
+    // the last worker).
+    if (t.steering && workers < 2) {
+      layout_error(wf, fmt::format("task[{}].steering", i), t.pos,
+                   fmt::format("task '{}' steers: it holds a worker while it waits, and what it "
+                               "submits needs another, but the layout has {} worker: start the "
+                               "job with one rank more",
+                               t.name, workers));
+    }
     if (t.workers_needed() > workers) {
       layout_error(wf, fmt::format("task[{}].ranks", i), t.ranks_pos,
                    t.cores_per_rank > 1

@@ -226,6 +226,43 @@ PyObject* client_for(Client* client) {
   return in.client.get();
 }
 
+// A steering task's line to the coordinator as a Python callable from
+// request text to answer text. The GIL is let go while it waits: a wait
+// lasts as long as the tasks it waits for, and the task's own threads run.
+PyObject* steer_call(PyObject* self, PyObject* request) {
+  const auto* d = static_cast<const TaskContextData*>(PyCapsule_GetPointer(self, "tandem.steer"));
+  if (!d) return nullptr;
+  Py_ssize_t n = 0;
+  const char* s = PyUnicode_AsUTF8AndSize(request, &n);
+  if (!s) return nullptr;
+  std::string text(s, static_cast<std::size_t>(n));
+  std::string answer;
+  std::string why;
+  Py_BEGIN_ALLOW_THREADS;
+  try {
+    answer = d->steer(text);
+  } catch (const std::exception& e) {
+    why = e.what();
+  }
+  Py_END_ALLOW_THREADS;
+  if (!why.empty()) {
+    PyErr_SetString(PyExc_RuntimeError, why.c_str());
+    return nullptr;
+  }
+  return PyUnicode_FromStringAndSize(answer.data(), static_cast<Py_ssize_t>(answer.size()));
+}
+
+PyMethodDef g_steer_method = {"steer", &steer_call, METH_O, "a steering request's answer"};
+
+// The callable for a steering task's context, or None.
+Ref steer_for(const TaskContextData& d) {
+  if (!d.steer) return Ref(Py_NewRef(Py_None));
+  // The capsule only points at the attempt's data, which outlives the call.
+  Ref capsule(PyCapsule_New(const_cast<TaskContextData*>(&d), "tandem.steer", nullptr));
+  if (!capsule) return Ref();
+  return Ref(PyCFunction_New(&g_steer_method, capsule.get()));
+}
+
 void run(TaskContext& ctx) {
   const TaskContextData& d = Access::data(ctx);
   Gil gil;
@@ -237,8 +274,9 @@ void run(TaskContext& ctx) {
   }
   PyObject* rd = pt.run_dir.get();
   PyObject* od = pt.output_dir.get();
-  Ref args(pt.swept ? PyObject_CallOneArg(in.loads.get(), Ref(text(d.args->dump())).get())
-                    : PyDict_Copy(pt.args.get()));
+  Ref args(pt.swept || d.own_args
+               ? PyObject_CallOneArg(in.loads.get(), Ref(text(d.args->dump())).get())
+               : PyDict_Copy(pt.args.get()));
   Ref index(PyLong_FromLong(d.index));
   Ref count(PyLong_FromLong(d.count));
   Ref attempt(PyLong_FromLong(d.attempt));
@@ -250,12 +288,13 @@ void run(TaskContext& ctx) {
   for (std::size_t i = 0; gpus && i < d.gpus.size(); ++i) {
     PyTuple_SET_ITEM(gpus.get(), static_cast<Py_ssize_t>(i), text(d.gpus[i]));
   }
-  if (!args || !index || !count || !attempt || !rank || !size || !fcomm || !gpus) {
+  Ref steer = steer_for(d);
+  if (!args || !index || !count || !attempt || !rank || !size || !fcomm || !gpus || !steer) {
     fail("the context");
   }
   PyObject* fields[] = {
-      pt.name.get(), index.get(), count.get(), attempt.get(), rd,         od,
-      args.get(),    client,      fcomm.get(), rank.get(),    size.get(), gpus.get()};
+      pt.name.get(), index.get(), count.get(), attempt.get(), rd,         od,         args.get(),
+      client,        fcomm.get(), rank.get(),  size.get(),    gpus.get(), steer.get()};
   Ref context(PyObject_Vectorcall(in.context_type.get(), fields, std::size(fields), nullptr));
   if (!context) fail("cannot make the task's context");
   // An isolated child's print output already goes to its files.

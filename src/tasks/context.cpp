@@ -144,15 +144,11 @@ std::vector<long long> TaskContext::submit(const std::vector<TaskRequest>& reque
       detail::raise<argument_error>(fmt::format(
           "submit: the args of a '{}' request are not a JSON object: {}", r.task, r.args_json));
     }
-    const std::string key =
-        r.key.empty() ? fmt::format("{}[{}]#{}", data_->name, data_->index, data_->submissions)
-                      : r.key;
-    ++data_->submissions;
-    list.push_back({{"task", r.task},
-                    {"args", std::move(args)},
-                    {"priority", r.priority},
-                    {"after", r.after},
-                    {"key", key}});
+    // Without a key, the coordinator gives it the submitter's next one.
+    nlohmann::json one = {
+        {"task", r.task}, {"args", std::move(args)}, {"priority", r.priority}, {"after", r.after}};
+    if (!r.key.empty()) one["key"] = r.key;
+    list.push_back(std::move(one));
   }
   const nlohmann::json answer = steer(*data_, {{"submit", std::move(list)}});
   return answer.at("handles").get<std::vector<long long>>();
@@ -162,8 +158,11 @@ long long TaskContext::submit(const TaskRequest& request) const {
   return submit(std::vector<TaskRequest>{request}).front();
 }
 
-std::vector<TaskResult> TaskContext::wait(const std::vector<long long>& handles) const {
-  const nlohmann::json answer = steer(*data_, {{"wait", handles}});
+namespace {
+
+std::vector<TaskResult> wait_for(const detail::TaskContextData& d,
+                                 const std::vector<long long>& handles, bool any) {
+  const nlohmann::json answer = steer(d, {{"wait", handles}, {"any", any}});
   std::vector<TaskResult> out;
   for (const nlohmann::json& j : answer.at("results")) {
     TaskResult r;
@@ -177,6 +176,16 @@ std::vector<TaskResult> TaskContext::wait(const std::vector<long long>& handles)
     out.push_back(std::move(r));
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<TaskResult> TaskContext::wait(const std::vector<long long>& handles) const {
+  return wait_for(*data_, handles, false);
+}
+
+std::vector<TaskResult> TaskContext::wait_any(const std::vector<long long>& handles) const {
+  return wait_for(*data_, handles, true);
 }
 
 }  // namespace tandem

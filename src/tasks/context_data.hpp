@@ -28,6 +28,7 @@ struct TaskContextData {
   std::filesystem::path run_dir;
   std::filesystem::path output_dir;
   const nlohmann::json* args = nullptr;
+  bool own_args = false;          // a submitted instance's args, not the task's in the file
   std::vector<std::string> gpus;  // ids of the GPUs this rank of the attempt was given
   Client* client = nullptr;
   bool isolated = false;       // runs in a forked child (isolate = true)
@@ -37,7 +38,6 @@ struct TaskContextData {
   // A steering task's line to the coordinator: sends a request (JSON text)
   // and returns the answer. Null for other tasks.
   std::function<std::string(const std::string&)> steer;
-  mutable int submissions = 0;  // made so far by this attempt: the default keys
 };
 
 /// The most JSON a return value may take: it is a line of the journal.

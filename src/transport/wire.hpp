@@ -33,6 +33,10 @@ enum Kind : std::uint16_t {
   // {"path": ..., "version": N} (load) or {"version": N} (unload).
   kLoadModel = 8,
   kUnloadModel = 9,
+  // A steering task's request to the coordinator (adaptive workflows):
+  // task -> proxy: text = the JSON request; answered with kReplyOk, text =
+  // the coordinator's JSON answer. The worker passes it on over MPI.
+  kSteer = 10,
 };
 
 /// Header flags.

@@ -225,6 +225,10 @@ void Proxy::handle(int id, Connection& c, const wire::Encoded& message) {
       answer(c, wire::encode(wire::kHello, request, -1, {}, hello.dump()));
       return;
     }
+    case wire::kSteer:
+      steers_.push_back({id, request, std::move(d.text)});
+      ++c.in_flight;
+      return;
     case wire::kWaitReady:
     case wire::kRequest:
     case wire::kCall:
@@ -350,6 +354,27 @@ bool Proxy::check_deferred() {
     flush(c);
   }
   return any;
+}
+
+bool Proxy::next_steer(std::string& request) {
+  if (steer_out_.connection != 0) return false;
+  while (!steers_.empty()) {
+    Steer next = std::move(steers_.front());
+    steers_.pop_front();
+    if (connections_.count(next.connection) == 0) continue;  // the task has gone
+    steer_out_ = std::move(next);
+    request = std::move(steer_out_.text);
+    return true;
+  }
+  return false;
+}
+
+void Proxy::steer_answered(const std::string& answer) {
+  const auto it = connections_.find(steer_out_.connection);
+  steer_out_.connection = 0;
+  if (it == connections_.end()) return;  // the task has gone
+  --it->second.in_flight;
+  this->answer(it->second, wire::encode(wire::kReplyOk, steer_out_.id, -1, {}, answer));
 }
 
 void Proxy::answer_error(Connection& c, std::uint64_t id, const std::string& why,

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -58,6 +59,13 @@ class Proxy {
   /// polled without sleeping for them would take the core from the very
   /// replica that is loading.
   bool busy() const { return !in_flight_.empty(); }
+
+  /// The oldest steering request (wire::kSteer) not yet passed on, if
+  /// any: the worker sends it to the coordinator and hands the answer to
+  /// steer_answered(). One at a time, in the order they came.
+  bool next_steer(std::string& request);
+  /// The coordinator's answer to the request next_steer() gave out last.
+  void steer_answered(const std::string& answer);
 
  private:
   struct Connection {
@@ -114,6 +122,13 @@ class Proxy {
   std::vector<InFlight> in_flight_;
   std::vector<Waiting> waiting_;
   std::vector<Deferred> deferred_;
+  struct Steer {
+    int connection = 0;
+    std::uint64_t id = 0;
+    std::string text;
+  };
+  std::deque<Steer> steers_;   // not yet passed on
+  Steer steer_out_;            // passed on, its answer awaited (connection 0: none)
   std::vector<pollfd> ready_;  // reused by progress()
 };
 

@@ -230,8 +230,12 @@ class Worker {
   /// submitted instance's as kDefine gave them.
   int index_of(int id) const;
   const nlohmann::json& args_of(int id) const;
-  /// A steering task's request to the coordinator, and its answer.
-  std::string steer(const std::string& request);
+  /// A steering function task's request to the coordinator (for
+  /// instance @p id), and its answer.
+  std::string steer(int id, const std::string& request);
+  /// A steering command's requests, through the proxy: passed on one at a
+  /// time without blocking the loop. True if anything moved.
+  bool relay_steering();
   bool should_request() const;
   int wanted() const;
 
@@ -259,6 +263,7 @@ class Worker {
   std::vector<ActiveCommand> active_;
   std::vector<pollfd> poll_fds_;
   std::unique_ptr<proxy::Proxy> proxy_;  // when executable tasks may call services
+  bool steer_out_ = false;               // relay_steering: an answer is due
   std::unique_ptr<Watchdog> watchdog_;   // when function tasks that are not isolated have timeouts
   int slots_ = 1;
   bool request_outstanding_ = false;
@@ -309,9 +314,15 @@ const nlohmann::json& Worker::args_of(int id) const {
 
 // Blocks the worker, as the steering task itself does: the coordinator
 // gives a worker that steers no other work.
-std::string Worker::steer(const std::string& request) {
-  TANDEM_MPI_CHECK(MPI_Send(request.data(), static_cast<int>(request.size()), MPI_CHAR, 0,
-                            tags::kSteer, job_.pilot));
+std::string Worker::steer(int id, const std::string& request) {
+  // An answer still due to a command that steered before on this worker
+  // comes first: it is the proxy's to drop.
+  for (Backoff drain(wf_.job.backoff); steer_out_;) {
+    if (!relay_steering()) drain.pause();
+  }
+  const std::string text = fmt::format("{} {}", id, request);
+  TANDEM_MPI_CHECK(
+      MPI_Send(text.data(), static_cast<int>(text.size()), MPI_CHAR, 0, tags::kSteer, job_.pilot));
   // Its answer comes in microseconds (handles) to seconds (a wait): poll
   // often enough that a round of short tasks is not spent asleep.
   BackoffSpec often = wf_.job.backoff;
@@ -328,6 +339,43 @@ std::string Worker::steer(const std::string& request) {
   TANDEM_MPI_CHECK(
       MPI_Recv(answer.data(), n, MPI_CHAR, 0, tags::kSteerAnswer, job_.pilot, MPI_STATUS_IGNORE));
   return answer;
+}
+
+// A command that steers sends its requests through the proxy. The loop
+// must go on meanwhile (the proxy, the command's end), so the request goes
+// out here and its answer is looked for on each turn. Requests from a
+// command that has ended are still answered by the coordinator (with an
+// error) and dropped by the proxy, so one answer always follows each send.
+bool Worker::relay_steering() {
+  bool moved = false;
+  if (steer_out_) {
+    int flag = 0;
+    MPI_Status status;
+    TANDEM_MPI_CHECK(MPI_Iprobe(0, tags::kSteerAnswer, job_.pilot, &flag, &status));
+    if (!flag) return false;
+    int n = 0;
+    MPI_Get_count(&status, MPI_CHAR, &n);
+    std::string answer(static_cast<std::size_t>(n), '\0');
+    TANDEM_MPI_CHECK(
+        MPI_Recv(answer.data(), n, MPI_CHAR, 0, tags::kSteerAnswer, job_.pilot, MPI_STATUS_IGNORE));
+    proxy_->steer_answered(answer);
+    steer_out_ = false;
+    moved = true;
+  }
+  std::string request;
+  if (!proxy_->next_steer(request)) return moved;
+  // The steering command this worker runs (the coordinator gives a worker
+  // that steers nothing else); -1 when there is none, which the
+  // coordinator answers with an error.
+  int by = -1;
+  for (const ActiveCommand& c : active_) {
+    if (wf_.tasks[task_of(c.assignment.id)].steering) by = c.assignment.id;
+  }
+  const std::string text = fmt::format("{} {}", by, request);
+  TANDEM_MPI_CHECK(
+      MPI_Send(text.data(), static_cast<int>(text.size()), MPI_CHAR, 0, tags::kSteer, job_.pilot));
+  steer_out_ = true;
+  return true;
 }
 
 void Worker::poll_messages() {
@@ -557,8 +605,11 @@ void Worker::run_function(const Assignment& a) {
   data.run_dir = job_.run_dir;
   data.output_dir = runtimes_[task].output_dir;
   data.args = &args_of(a.id);
+  data.own_args = a.id >= static_size_;
   data.client = &client_;
-  if (spec.steering) data.steer = [this](const std::string& request) { return steer(request); };
+  if (spec.steering) {
+    data.steer = [this, id = a.id](const std::string& request) { return steer(id, request); };
+  }
   // Only an isolated attempt's files are named here: a C++ function's
   // attempt has none, and a Python one names its own only if it prints
   // (tandem/_task.py), so that a million attempts a second make no paths.
@@ -937,10 +988,13 @@ void Worker::run() {
     bool worked = start_next();
     maybe_send_update();
     if (proxy_ && proxy_->progress()) worked = true;
+    if (proxy_ && relay_steering()) worked = true;
     if (!active_.empty()) {
       // Requests out at the services: come back soon for their replies.
+      // A steering answer comes over MPI, which wakes no poll(): look
+      // every millisecond.
       const bool hurry = worked || (proxy_ && proxy_->busy());
-      if (progress_commands(hurry ? 0 : wait_ms)) {
+      if (progress_commands(hurry ? 0 : (steer_out_ ? 1 : wait_ms))) {
         worked = true;
         wait_ms = 1;
       } else {

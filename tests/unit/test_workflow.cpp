@@ -233,8 +233,20 @@ TEST(Workflow, SteeringTasksAndTasksOnlySubmitted) {
   EXPECT_TRUE(wf.tasks[0].goes_alone());
   EXPECT_EQ(wf.tasks[1].count, 0);
   EXPECT_EQ(wf.instance_count(), 1);
-  expect_error("[[task]]\nname='a'\ncommand=['/bin/true']\nsteering=true\n", 4, "task[0].steering",
-               "is for a C++ function task");
+  // Python functions and commands steer too (a command through its
+  // worker's proxy, which is then started even without services).
+  const Workflow commands = parse_workflow(
+      "[[task]]\nname='a'\ncommand=['/bin/true']\nsteering=true\n"
+      "[[task]]\nname='b'\npython='m:f'\nsteering=true\n",
+      "/x/wf.toml", false);
+  EXPECT_TRUE(commands.tasks[0].steering && commands.tasks[1].steering);
+  EXPECT_TRUE(needs_proxy(commands));
+  expect_error(
+      "[job.proxy]\nenabled=false\n[[task]]\nname='a'\ncommand=['/bin/true']\n"
+      "steering=true\n",
+      6, "task[0].steering", "enabled = false");
+  expect_error("[[task]]\nname='a'\nfunction='f'\nisolate=true\nsteering=true\n", 5,
+               "task[0].steering", "not isolated");
   expect_error("[[task]]\nname='a'\nfunction='f'\nranks=2\nsteering=true\n", 5, "task[0].steering",
                "of one rank");
 }

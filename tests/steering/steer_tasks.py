@@ -1,0 +1,34 @@
+"""Python steering, in a function task (tests/steering/test_steering.py)."""
+import tandem
+
+
+def square(ctx):
+    x = ctx.args["x"]
+    if ctx.args.get("fail"):
+        raise ValueError(f"square of {x} refused")
+    return {"x": x, "y": x * x}
+
+
+def think(ctx):
+    """Three rounds of 20, each round after the one before; a task the
+    workflow does not have; one that fails."""
+    log = []
+    try:
+        ctx.submit("nonesuch", {})
+    except tandem.ArgumentError as e:
+        log.append(["unknown", str(e)])
+    previous = []
+    rounds = []
+    for r in range(3):
+        handles = ctx.submit_many("square", [{"x": 100 * r + i, "round": r} for i in range(20)],
+                                  after=previous)
+        ys = []
+        for done in ctx.as_completed(handles):
+            assert done.state == "DONE" and done.handle in handles, done
+            ys.append(done.result["y"])
+        rounds.append(sorted(ys))
+        previous = handles
+    bad = ctx.submit("square", {"x": 1, "fail": True})
+    (result,) = ctx.wait([bad])
+    log.append(["failed", result.state, result.reason])
+    return {"rounds": rounds, "log": log}
