@@ -83,6 +83,7 @@ struct WorkerInfo {
   // "NAME[INDEX]#N", the same on every attempt, so that a rerun steering
   // task's submissions find those of the attempt before.
   int submitted = 0;
+  int calls = 0;  // its submit calls so far: the rounds of `tandem report`
 };
 
 // A steering task waiting for instances to end (TaskContext::wait), or
@@ -637,6 +638,9 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
   // always in the journal.
   nlohmann::json handles = nlohmann::json::array();
   std::string lines;
+  const Instance& me = sched_.instance(submitter);
+  const std::pair<std::string, int> by{wf_.tasks[static_cast<std::size_t>(me.task)].name, me.index};
+  const long long at = now_us();
   for (const Submission& s : subs) {
     const int before = sched_.size();
     const int id = sched_.submit(s, now_us(), finals_);
@@ -649,7 +653,9 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
     const Instance& inst = sched_.instance(id);
     SubmissionRecord rec{s.key,      wf_.tasks[static_cast<std::size_t>(s.task)].name,
                          inst.index, s.priority,
-                         {},         s.args_json};
+                         {},         s.args_json,
+                         by,         workers_[source].calls + 1,
+                         at};
     for (int a : s.after) {
       rec.after.emplace_back(wf_.tasks[static_cast<std::size_t>(sched_.instance(a).task)].name,
                              sched_.instance(a).index);
@@ -661,6 +667,7 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
     return {{"error", fmt::format("submit: {}", journal_.failure())}};
   }
   workers_[source].submitted += static_cast<int>(subs.size());
+  ++workers_[source].calls;
   return {{"handles", std::move(handles)}};
 }
 
@@ -802,6 +809,7 @@ bool Coordinator::dispatch_alone(const TaskSpec& spec) {
   if (spec.steering) {
     info.steering_id = id;
     info.submitted = 0;
+    info.calls = 0;
   }
   hold(info, id, +1);
   trace::record(trace::kTaskDispatch, id, 1, w - 1);

@@ -12,7 +12,9 @@ namespace tandem::detail {
 std::string submission_line(const SubmissionRecord& r) {
   const nlohmann::json j = {{"submitted", r.key}, {"task", r.task},
                             {"index", r.index},   {"priority", r.priority},
-                            {"after", r.after},   {"args", nlohmann::json::parse(r.args_json)}};
+                            {"after", r.after},   {"args", nlohmann::json::parse(r.args_json)},
+                            {"by", r.by},         {"call", r.call},
+                            {"at_us", r.at_us}};
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
@@ -35,6 +37,9 @@ std::vector<SubmissionRecord> read_submissions(const std::string& path) {
       r.priority = j.value("priority", 0);
       r.after = j.value("after", std::vector<std::pair<std::string, int>>{});
       r.args_json = j.contains("args") ? j["args"].dump() : "{}";
+      r.by = j.value("by", std::pair<std::string, int>{});
+      r.call = j.value("call", 0);
+      r.at_us = j.value("at_us", 0LL);
       out.push_back(std::move(r));
     } catch (const std::exception&) {
       break;

@@ -7,7 +7,12 @@
 // its old handles back by key instead of submitting twice.
 //
 //   {"submitted":"KEY","task":"sim","index":12,"priority":0,
-//    "after":[["sim",3],["prep",0]],"args":{...}}
+//    "after":[["sim",3],["prep",0]],"args":{...},
+//    "by":["think",0],"call":3,"at_us":1796480885670894}
+//
+// `by` is the steering instance that submitted it and `call` which of its
+// attempt's submit calls (from 1): one call is one round for `tandem
+// report`. `at_us` is when it was journaled.
 //
 // `after` names instances by task and index, not by id: ids are positions,
 // and a resumed workflow may have given a task more instances.
@@ -28,6 +33,9 @@ struct SubmissionRecord {
   int priority = 0;
   std::vector<std::pair<std::string, int>> after;  // (task, index) of each
   std::string args_json = "{}";
+  std::pair<std::string, int> by;  // the submitter, (task, index)
+  int call = 0;                    // the submitter's call, from 1; 0: unknown
+  long long at_us = 0;             // when it was journaled
 };
 
 /// The journal line of @p r, with its newline.

@@ -522,6 +522,9 @@ Report build(const std::string& run_dir) {
   read_unfinished(dir, r);
   read_trace(dir, r);
   read_series(dir, r);
+  // The rounds' times count from the first job's start, as the series'.
+  if (r.journal_present && !r.jobs.empty())
+    r.rounds = read_rounds(run_dir, r.jobs.front().started_us);
   return r;
 }
 

@@ -122,6 +122,17 @@ struct Series {
   std::vector<std::pair<double, double>> points;  // (seconds since the run started, value)
 };
 
+/// One submit call of a steering task (adaptive workflows): a round of
+/// instances it added, and how they ended, from the journal.
+struct SteeringRound {
+  std::string submitter;             // "think[0]"
+  int call = 0;                      // its attempt's N-th submit call, from 1
+  double at_s = 0;                   // when it was journaled, since the run started
+  std::map<std::string, int> tasks;  // instances per workflow task
+  int instances = 0, done = 0, failed = 0, canceled = 0;  // the rest have not ended
+  double first_start_s = -1, last_end_s = -1;             // of its instances; -1: none
+};
+
 struct Report {
   std::string run_dir;
   std::string job;
@@ -163,12 +174,17 @@ struct Report {
   double trace_end_s = 0;
   std::vector<std::pair<double, std::string>> marks;  // start-up milestones
   std::vector<Series> series;
+  std::vector<SteeringRound> rounds;  // by submitter, then call
 };
 
 constexpr std::size_t kMaxSpans = 20000;
 
 /// Reads @p run_dir. @throws tandem::error when it holds no summary.json.
 Report build(const std::string& run_dir);
+
+/// The rounds of the run's steering tasks, from RUN_DIR/journal.jsonl;
+/// times since @p origin_us (report/rounds.cpp).
+std::vector<SteeringRound> read_rounds(const std::string& run_dir, long long origin_us);
 
 nlohmann::json to_json(const Report& r);
 std::string to_text(const Report& r);

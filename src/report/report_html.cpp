@@ -383,6 +383,26 @@ td:first-child, th:first-child { text-align: left; }
     }
     h += "</table>\n";
   }
+  if (!r.rounds.empty()) {
+    h += "<h2>Steering rounds</h2>\n<p>Each submit call of a steering task: what it added and "
+         "how that ended (times since the run started).</p>\n<table><tr><th>steering task</th>"
+         "<th>round</th><th>at (s)</th><th>submitted</th><th>done</th><th>failed</th>"
+         "<th>canceled</th><th>ran (s)</th></tr>";
+    for (const SteeringRound& g : r.rounds) {
+      std::string what;
+      for (const auto& [task, n] : g.tasks) {
+        what += fmt::format("{}{} &times; {}", what.empty() ? "" : ", ", n, escape(task));
+      }
+      h += fmt::format(
+          "<tr><td>{}</td><td>{}</td><td>{:.3f}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+          "<td>{}</td></tr>",
+          escape(g.submitter), g.call, g.at_s, what, g.done, g.failed, g.canceled,
+          g.first_start_s >= 0 && g.last_end_s >= 0
+              ? fmt::format("{:.3f} &ndash; {:.3f}", g.first_start_s, g.last_end_s)
+              : std::string("-"));
+    }
+    h += "</table>\n";
+  }
   if (!r.slowest.empty()) {
     h += "<h2>Slowest tasks</h2>\n<table><tr><th>task</th><th>seconds</th><th>state</th>"
          "<th>worker</th></tr>";

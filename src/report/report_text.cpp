@@ -112,8 +112,22 @@ json to_json(const Report& r) {
                           {"reason", u.reason},
                           {"err_file", u.err_file.empty() ? json(nullptr) : json(u.err_file)}});
   }
+  json rounds = json::array();
+  for (const SteeringRound& g : r.rounds) {
+    rounds.push_back({{"submitter", g.submitter},
+                      {"round", g.call},
+                      {"at_s", g.at_s},
+                      {"tasks", g.tasks},
+                      {"instances", g.instances},
+                      {"done", g.done},
+                      {"failed", g.failed},
+                      {"canceled", g.canceled},
+                      {"first_start_s", g.first_start_s >= 0 ? json(g.first_start_s) : json()},
+                      {"last_end_s", g.last_end_s >= 0 ? json(g.last_end_s) : json()}});
+  }
   return {{"run_dir", r.run_dir},
           {"summary_written", !r.no_summary},
+          {"steering_rounds", rounds},
           {"failed_and_canceled", unfinished},
           {"aborts", aborts},
           {"jobs", jobs},
@@ -146,6 +160,29 @@ json to_json(const Report& r) {
           {"trace",
            {{"present", r.has_trace}, {"events", r.trace_events}, {"dropped", r.dropped_events}}}};
 }
+
+namespace {
+
+// One line per round: "think[0] round 3 at 1.234 s: 16 x simulate; 16 done; ran ...".
+std::string round_text(const SteeringRound& g) {
+  std::string what;
+  for (const auto& [task, n] : g.tasks) {
+    what += fmt::format("{}{} x {}", what.empty() ? "" : ", ", n, task);
+  }
+  const int open = g.instances - g.done - g.failed - g.canceled;
+  std::string ended = fmt::format("{} done", g.done);
+  if (g.failed > 0) ended += fmt::format(", {} failed", g.failed);
+  if (g.canceled > 0) ended += fmt::format(", {} canceled", g.canceled);
+  if (open > 0) ended += fmt::format(", {} not ended", open);
+  std::string ran;
+  if (g.first_start_s >= 0 && g.last_end_s >= 0) {
+    ran = fmt::format("; ran {:.3f} .. {:.3f} s", g.first_start_s, g.last_end_s);
+  }
+  return fmt::format("{} round {:>3} at {:8.3f} s: {}; {}{}", g.submitter, g.call, g.at_s, what,
+                     ended, ran);
+}
+
+}  // namespace
 
 std::string to_text(const Report& r) {
   std::string out;
@@ -253,6 +290,11 @@ std::string to_text(const Report& r) {
                      series.points.size(), series.points.front().second,
                      series.points.front().first, series.points.back().second,
                      series.points.back().first));
+  }
+  if (!r.rounds.empty()) {
+    line("");
+    line("steering rounds (each submit call of a steering task)");
+    for (const SteeringRound& g : r.rounds) line("  " + round_text(g));
   }
   if (!r.unfinished.empty()) {
     // All of them in --json; the first few here, where a person reads.

@@ -139,3 +139,20 @@ def test_a_c_executable_steers_through_the_proxy(run):
 
 def test_a_task_that_is_not_steering_is_refused(run):
     assert "refused: only a running task with steering = true" in out(run, "not_steering")
+
+
+def test_the_report_shows_each_steering_tasks_rounds(run):
+    report = subprocess.run([os.environ["TANDEM"], "report", str(run["dir"]), "--json"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    rounds = [g for g in json.loads(report.stdout)["steering_rounds"]
+              if g["submitter"] == "think[0]"]
+    # The call that named an unknown task added nothing and is no round.
+    assert [(g["round"], g["instances"], g["done"], g["failed"]) for g in rounds] == \
+        [(1, 20, 20, 0), (2, 20, 20, 0), (3, 20, 20, 0), (4, 1, 0, 1)]
+    for before, after in zip(rounds, rounds[1:]):
+        assert before["at_s"] <= after["at_s"]
+        assert before["last_end_s"] <= after["first_start_s"] or after["round"] == 4
+    text = subprocess.run([os.environ["TANDEM"], "report", str(run["dir"])],
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "steering rounds" in text
+    assert "think[0] round   4 at" in text and "1 x square; 0 done, 1 failed" in text

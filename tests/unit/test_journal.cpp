@@ -133,7 +133,8 @@ TEST(Journal, SubmissionsAreDurableAndReplayedInOrder) {
     Journal j(path, wf, 0);
     std::string lines;
     lines += submission_line({"think[0]#0", "sim", 2, 0, {}, R"({"x":1})"});
-    lines += submission_line({"think[0]#1", "sim", 3, 7, {{"sim", 2}, {"sim", 0}}, "{}"});
+    lines += submission_line(
+        {"think[0]#1", "sim", 3, 7, {{"sim", 2}, {"sim", 0}}, "{}", {"think", 0}, 2, 1234});
     EXPECT_TRUE(j.write_durably(lines));
     Instance first;
     first.task = 1;
@@ -148,6 +149,10 @@ TEST(Journal, SubmissionsAreDurableAndReplayedInOrder) {
   ASSERT_EQ(records.size(), 2u) << "the torn one was never acknowledged";
   EXPECT_EQ(records[1].after, (std::vector<std::pair<std::string, int>>{{"sim", 2}, {"sim", 0}}));
   EXPECT_EQ(records[0].args_json, R"({"x":1})");
+  // Who submitted it, in which call and when: the report's rounds.
+  EXPECT_EQ(records[1].by, (std::pair<std::string, int>{"think", 0}));
+  EXPECT_EQ(records[1].call, 2);
+  EXPECT_EQ(records[1].at_us, 1234);
   // read_journal takes only final states; submissions are not among them.
   const auto entries = read_journal(path);
   ASSERT_EQ(entries.size(), 1u);
