@@ -40,6 +40,9 @@ struct TaskRequest {
   // submitter's N-th submission, so that a rerun submitter that submits
   // in the same order gets its old handles back instead of new instances.
   std::string key;
+  // The round it belongs to, for `tandem report` (-1: one round per
+  // submit call).
+  int round = -1;
 };
 
 /// How a submitted instance ended (TaskContext::wait).

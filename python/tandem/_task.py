@@ -90,16 +90,20 @@ class TaskContext:
                                 "marked steering = true in the workflow file")
         return self._steering
 
-    def submit(self, task: str, args=None, *, priority: int = 0, after=(), key=None) -> int:
+    def submit(self, task: str, args=None, *, priority: int = 0, after=(), key=None,
+               round=None) -> int:
         """Adds an instance of workflow task ``task`` to the run and returns
         its handle (a steering task only: ``steering = true``). See
         :meth:`tandem.Steering.submit`."""
-        return self._steer().submit(task, args, priority=priority, after=after, key=key)
+        return self._steer().submit(task, args, priority=priority, after=after, key=key,
+                                    round=round)
 
-    def submit_many(self, task: str, args, *, priority: int = 0, after=(), keys=None):
+    def submit_many(self, task: str, args, *, priority: int = 0, after=(), keys=None,
+                    round=None):
         """One instance of ``task`` per dict in ``args``, in one journal
         write; their handles. See :meth:`tandem.Steering.submit_many`."""
-        return self._steer().submit_many(task, args, priority=priority, after=after, keys=keys)
+        return self._steer().submit_many(task, args, priority=priority, after=after, keys=keys,
+                                         round=round)
 
     def wait(self, handles):
         """Waits for every instance in ``handles`` to end: a list of

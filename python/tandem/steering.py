@@ -96,20 +96,23 @@ class Steering:
         return answer
 
     def submit(self, task: str, args: Optional[Mapping] = None, *, priority: int = 0,
-               after: Sequence[int] = (), key: Optional[str] = None) -> int:
+               after: Sequence[int] = (), key: Optional[str] = None,
+               round: Optional[int] = None) -> int:
         """Adds one instance of workflow task ``task`` with ``args`` and
         returns its handle. It runs once every instance in ``after`` (handles)
         is DONE; ``priority`` as in the file. The same ``key`` gives back the
-        same instance.
+        same instance. ``round`` (>= 0) is the round ``tandem report`` shows
+        it in; without one, each submit call is a round.
 
         :raises ArgumentError: an unknown task, one that cannot be
             submitted, an unknown handle, or a task that is not steering.
         """
         return self.submit_many(task, [args or {}], priority=priority, after=after,
-                                keys=None if key is None else [key])[0]
+                                keys=None if key is None else [key], round=round)[0]
 
     def submit_many(self, task: str, args: Sequence[Mapping], *, priority: int = 0,
-                    after: Sequence[int] = (), keys: Optional[Sequence[str]] = None) -> List[int]:
+                    after: Sequence[int] = (), keys: Optional[Sequence[str]] = None,
+                    round: Optional[int] = None) -> List[int]:
         """Adds one instance of ``task`` per entry of ``args``, in one
         journal write; their handles, in order."""
         if keys is not None and len(keys) != len(args):
@@ -123,6 +126,8 @@ class Steering:
             r = {"task": task, "args": dict(a), "priority": int(priority), "after": waits_for}
             if keys is not None:
                 r["key"] = str(keys[i])
+            if round is not None:
+                r["round"] = int(round)
             requests.append(r)
         return self._ask({"submit": requests})["handles"]
 

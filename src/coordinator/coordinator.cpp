@@ -580,6 +580,7 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
   if (stopping_) return {{"error", "submit: the run is stopping; nothing new is started"}};
   // Every request is checked before any is added: all or nothing.
   std::vector<Submission> subs;
+  std::vector<int> rounds;  // the submitter's labels for `tandem report`; -1: none
   for (const nlohmann::json& r : requests) {
     const std::string name = r.value("task", std::string());
     const int task = wf_.find_task(name);
@@ -608,6 +609,7 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
                  r.value("priority", 0),
                  {},
                  std::move(key)};
+    rounds.push_back(r.value("round", -1));
     for (const nlohmann::json& a : r.value("after", nlohmann::json::array())) {
       const long long id = a.is_number_integer() ? a.get<long long>() : -1;
       if (id < 0 || id >= sched_.size()) {
@@ -641,7 +643,8 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
   const Instance& me = sched_.instance(submitter);
   const std::pair<std::string, int> by{wf_.tasks[static_cast<std::size_t>(me.task)].name, me.index};
   const long long at = now_us();
-  for (const Submission& s : subs) {
+  for (std::size_t k = 0; k < subs.size(); ++k) {
+    const Submission& s = subs[k];
     const int before = sched_.size();
     const int id = sched_.submit(s, now_us(), finals_);
     handles.push_back(id);
@@ -655,7 +658,7 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
                          inst.index, s.priority,
                          {},         s.args_json,
                          by,         workers_[source].calls + 1,
-                         at};
+                         at,         rounds[k]};
     for (int a : s.after) {
       rec.after.emplace_back(wf_.tasks[static_cast<std::size_t>(sched_.instance(a).task)].name,
                              sched_.instance(a).index);

@@ -10,11 +10,12 @@
 namespace tandem::detail {
 
 std::string submission_line(const SubmissionRecord& r) {
-  const nlohmann::json j = {{"submitted", r.key}, {"task", r.task},
-                            {"index", r.index},   {"priority", r.priority},
-                            {"after", r.after},   {"args", nlohmann::json::parse(r.args_json)},
-                            {"by", r.by},         {"call", r.call},
-                            {"at_us", r.at_us}};
+  nlohmann::json j = {{"submitted", r.key}, {"task", r.task},
+                      {"index", r.index},   {"priority", r.priority},
+                      {"after", r.after},   {"args", nlohmann::json::parse(r.args_json)},
+                      {"by", r.by},         {"call", r.call},
+                      {"at_us", r.at_us}};
+  if (r.round >= 0) j["round"] = r.round;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
@@ -40,6 +41,7 @@ std::vector<SubmissionRecord> read_submissions(const std::string& path) {
       r.by = j.value("by", std::pair<std::string, int>{});
       r.call = j.value("call", 0);
       r.at_us = j.value("at_us", 0LL);
+      r.round = j.value("round", -1);
       out.push_back(std::move(r));
     } catch (const std::exception&) {
       break;

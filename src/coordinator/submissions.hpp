@@ -8,11 +8,12 @@
 //
 //   {"submitted":"KEY","task":"sim","index":12,"priority":0,
 //    "after":[["sim",3],["prep",0]],"args":{...},
-//    "by":["think",0],"call":3,"at_us":1796480885670894}
+//    "by":["think",0],"call":3,"at_us":1796480885670894,"round":2}
 //
 // `by` is the steering instance that submitted it and `call` which of its
-// attempt's submit calls (from 1): one call is one round for `tandem
-// report`. `at_us` is when it was journaled.
+// attempt's submit calls (from 1). `round` is the submitter's own label, if
+// it gave one: `tandem report` groups by it, or else by call. `at_us` is
+// when it was journaled.
 //
 // `after` names instances by task and index, not by id: ids are positions,
 // and a resumed workflow may have given a task more instances.
@@ -36,6 +37,7 @@ struct SubmissionRecord {
   std::pair<std::string, int> by;  // the submitter, (task, index)
   int call = 0;                    // the submitter's call, from 1; 0: unknown
   long long at_us = 0;             // when it was journaled
+  int round = -1;                  // the submitter's label; -1: none
 };
 
 /// The journal line of @p r, with its newline.

@@ -122,12 +122,13 @@ struct Series {
   std::vector<std::pair<double, double>> points;  // (seconds since the run started, value)
 };
 
-/// One submit call of a steering task (adaptive workflows): a round of
-/// instances it added, and how they ended, from the journal.
+/// One round of a steering task (adaptive workflows): the instances it
+/// labelled with that round when it submitted them (or, unlabelled, those
+/// of one submit call), and how they ended, from the journal.
 struct SteeringRound {
   std::string submitter;             // "think[0]"
-  int call = 0;                      // its attempt's N-th submit call, from 1
-  double at_s = 0;                   // when it was journaled, since the run started
+  int call = 0;                      // its round label, or its N-th submit call from 1
+  double at_s = 0;                   // when its first was journaled, since the run started
   std::map<std::string, int> tasks;  // instances per workflow task
   int instances = 0, done = 0, failed = 0, canceled = 0;  // the rest have not ended
   double first_start_s = -1, last_end_s = -1;             // of its instances; -1: none

@@ -384,8 +384,10 @@ td:first-child, th:first-child { text-align: left; }
     h += "</table>\n";
   }
   if (!r.rounds.empty()) {
-    h += "<h2>Steering rounds</h2>\n<p>Each submit call of a steering task: what it added and "
-         "how that ended (times since the run started).</p>\n<table><tr><th>steering task</th>"
+    h += "<h2>Steering rounds</h2>\n<p>What each steering task submitted per round (as it labelled "
+         "them, or one round "
+         "per submit call) and how that ended; times since the run "
+         "started.</p>\n<table><tr><th>steering task</th>"
          "<th>round</th><th>at (s)</th><th>submitted</th><th>done</th><th>failed</th>"
          "<th>canceled</th><th>ran (s)</th></tr>";
     for (const SteeringRound& g : r.rounds) {

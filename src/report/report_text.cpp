@@ -293,7 +293,7 @@ std::string to_text(const Report& r) {
   }
   if (!r.rounds.empty()) {
     line("");
-    line("steering rounds (each submit call of a steering task)");
+    line("steering rounds (as the steering task labelled them, or one per submit call)");
     for (const SteeringRound& g : r.rounds) line("  " + round_text(g));
   }
   if (!r.unfinished.empty()) {

@@ -1,5 +1,6 @@
-// The rounds of steering tasks (adaptive workflows): each submit call of a
-// steering task is one round. The journal's submission lines say who
+// The rounds of steering tasks (adaptive workflows): the rounds the
+// submitter labelled its submissions with (`round`), or else each submit
+// call one. The journal's submission lines say who
 // submitted what in which call and when (coordinator/submissions.hpp); the
 // instances' own lines say how they ended. Together they show what the
 // thinker decided and how long each round took.
@@ -28,7 +29,7 @@ struct Ended {
 std::vector<SteeringRound> read_rounds(const std::string& run_dir, long long origin_us) {
   std::ifstream in(run_dir + "/journal.jsonl");
   using Instance = std::pair<std::string, int>;
-  std::map<std::tuple<std::string, int, int>, SteeringRound> rounds;  // (by, index, call)
+  std::map<std::tuple<std::string, int, int>, SteeringRound> rounds;  // (by, index, round)
   std::map<Instance, std::tuple<std::string, int, int>> round_of;
   std::map<Instance, Ended> ended;  // the last line of each instance wins
   const auto seconds = [&](long long us) { return static_cast<double>(us - origin_us) / 1e6; };
@@ -44,7 +45,9 @@ std::vector<SteeringRound> read_rounds(const std::string& run_dir, long long ori
       if (j.contains("submitted")) {
         if (!j.contains("by") || j.value("call", 0) <= 0) continue;  // older journals
         const auto by = j["by"].get<std::pair<std::string, int>>();
-        const std::tuple<std::string, int, int> key{by.first, by.second, j["call"].get<int>()};
+        // The submitter's own round label, or else one round per call.
+        const int round = j.value("round", -1) >= 0 ? j["round"].get<int>() : j["call"].get<int>();
+        const std::tuple<std::string, int, int> key{by.first, by.second, round};
         SteeringRound& r = rounds[key];
         if (r.instances == 0) {
           r.submitter = fmt::format("{}[{}]", by.first, by.second);

@@ -148,6 +148,7 @@ std::vector<long long> TaskContext::submit(const std::vector<TaskRequest>& reque
     nlohmann::json one = {
         {"task", r.task}, {"args", std::move(args)}, {"priority", r.priority}, {"after", r.after}};
     if (!r.key.empty()) one["key"] = r.key;
+    if (r.round >= 0) one["round"] = r.round;
     list.push_back(std::move(one));
   }
   const nlohmann::json answer = steer(*data_, {{"submit", std::move(list)}});

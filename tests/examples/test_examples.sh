@@ -32,6 +32,18 @@ check "the trainer swapped in 4 versions" test "$(grep -c '^version [2-5]: train
 check "the HTML report plots the error with the switches marked" \
   sh -c "grep -q 'Series <code>closure_error</code>' '$work/online/report.html' && grep -q 'closure v5' '$work/online/report.html'"
 
+# active-learning: a thinker task submits simulations and training steps
+# while the job runs, and stops at its error target.
+(cd "$src/examples/active-learning" && "$mpiexec" "${mpiexec_flags[@]}" -n 4 "$build/launcher/tandem" run \
+  workflow.toml --run-dir "$work/active" --log-level warn) > "$work/active.log" 2>&1
+check "active-learning exits 0" test $? -eq 0
+check "the thinker met its error target" grep -qE '"task":"learn".*"result":\{.*"met": ?true' "$work/active/journal.jsonl"
+check "it trained and swapped in at least two versions" \
+  grep -q "surrogate v3, validation error" "$work/active/tasks/learn/0.out"
+"$build/launcher/tandem" report "$work/active" > "$work/active.report" 2>&1
+check "the report shows the rounds" grep -qE "learn\[0\] round +1 at .*12 x simulate, 1 x train; 13 done" "$work/active.report"
+check "and the validation error series" grep -q "series 'validation_error'" "$work/active.report"
+
 # spmd-coupling: an MPI application with a Session.
 (cd "$src/examples/spmd-coupling" && SPMD_COUPLING_RUNS="$work/spmd-runs" "$mpiexec" "${mpiexec_flags[@]}" -n 5 \
   "$build/examples/spmd-coupling/spmd-coupling" job.toml) > "$work/spmd.log" 2>&1
