@@ -153,6 +153,10 @@ class Coordinator {
   void steer_for(int source, const std::string& text);
   /// A steering task's attempt has ended on worker @p source.
   void steering_ended(int source);
+  /// Answers a submit once its journal lines are durable (now, or from
+  /// answer_durable() in the loop).
+  void answer_when_durable(int source, nlohmann::json reply);
+  bool answer_durable();
   nlohmann::json submit_for(int source, const nlohmann::json& requests);
   void answer(int source, const nlohmann::json& reply);
   /// Answers the waiters whose instances have all ended.
@@ -171,10 +175,7 @@ class Coordinator {
   void finish_workers();
   void write_summary(int exit_code);
   int workers_count() const { return size_ - 1; }
-  int steering_workers() const {
-    return static_cast<int>(std::count_if(workers_.begin(), workers_.end(),
-                                          [](const WorkerInfo& w) { return w.steering_id >= 0; }));
-  }
+  int steering_workers() const { return steering_workers_; }
   /// How logs name the worker at @p pilot_rank: its index, as the journal,
   /// the report and `tandem plan` give it, and its world rank.
   std::string worker_name(int pilot_rank) const;
@@ -206,7 +207,16 @@ class Coordinator {
   std::unordered_map<int, std::string> submitted_results_;  // by id, for wait()
   std::vector<Waiter> waiters_;
   std::deque<PendingSubmit> pending_submits_;
-  std::unordered_map<int, int> parent_;                 // submitted id -> its submitter's id
+  // Submit answers whose journal lines are not on disk yet, in order.
+  struct Undurable {
+    int source = 0;
+    nlohmann::json reply;
+    long long ticket = 0;
+  };
+  std::deque<Undurable> not_durable_;
+  long long submit_ticket_ = 0;          // of the last submit_for's lines; 0: none written
+  int steering_workers_ = 0;             // workers that run a steering task now
+  std::unordered_map<int, int> parent_;  // submitted id -> its submitter's id
   std::unordered_map<int, std::vector<int>> children_;  // submitter's id -> what it submitted
   std::unordered_map<int, int> outstanding_of_;         // submitter's id -> children not ended
   int outstanding_ = 0;                                 // submitted and not ended, in all
@@ -555,7 +565,7 @@ void Coordinator::steer_for(int source, const std::string& text) {
       pending_submits_.push_back({source, request["submit"]});
       return;
     }
-    answer(source, reply);
+    answer_when_durable(source, std::move(reply));
     return;
   }
   std::vector<int> ids;
@@ -665,9 +675,15 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
     }
     lines += submission_line(rec);
   }
-  if (!lines.empty() && !journal_.write_durably(lines)) {
-    journal_failed();
-    return {{"error", fmt::format("submit: {}", journal_.failure())}};
+  // Made durable in the background while the instances are handed out:
+  // the answer waits for it (answer_when_durable), the workers need not.
+  submit_ticket_ = 0;
+  if (!lines.empty()) {
+    submit_ticket_ = journal_.write_for_durability(lines);
+    if (submit_ticket_ == 0) {
+      journal_failed();
+      return {{"error", fmt::format("submit: {}", journal_.failure())}};
+    }
   }
   workers_[source].submitted += static_cast<int>(subs.size());
   ++workers_[source].calls;
@@ -676,6 +692,7 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
 
 void Coordinator::steering_ended(int source) {
   workers_[source].steering_id = -1;
+  --steering_workers_;
   // What it still waits for gets an answer all the same: its worker (a
   // command's, which does not block) expects one answer per request.
   const std::string why = "the steering task ended before its answer";
@@ -696,9 +713,34 @@ void Coordinator::serve_pending_submits() {
     const PendingSubmit& p = pending_submits_.front();
     nlohmann::json reply = submit_for(p.source, p.requests);
     if (reply.contains("defer")) return;
-    answer(p.source, reply);
+    answer_when_durable(p.source, std::move(reply));
     pending_submits_.pop_front();
   }
+}
+
+void Coordinator::answer_when_durable(int source, nlohmann::json reply) {
+  if (submit_ticket_ == 0 || journal_.is_durable(submit_ticket_)) {
+    answer(source, reply);
+    return;
+  }
+  not_durable_.push_back({source, std::move(reply), submit_ticket_});
+}
+
+bool Coordinator::answer_durable() {
+  bool any = false;
+  while (!not_durable_.empty()) {
+    Undurable& u = not_durable_.front();
+    if (journal_.failed()) {
+      journal_failed();
+      u.reply = {{"error", fmt::format("submit: {}", journal_.failure())}};
+    } else if (!journal_.is_durable(u.ticket)) {
+      break;
+    }
+    answer(u.source, u.reply);
+    not_durable_.pop_front();
+    any = true;
+  }
+  return any;
 }
 
 void Coordinator::settle_children(int id) {
@@ -757,7 +799,9 @@ bool Coordinator::send_batch(const std::function<int(int, int, std::vector<int>&
   const int w = parked_order_.front();
   WorkerInfo& info = workers_[w];
   // Share what is ready among the workers; never more than they asked.
-  const int fair = std::max(1, sched_.count(TaskState::NEW) / (2 * workers_count()));
+  // (Workers that steer take no share: they run nothing else.)
+  const int fair =
+      std::max(1, sched_.count(TaskState::NEW) / (workers_count() - steering_workers()));
   const int n = std::min({info.want, fair, wf_.job.max_chunk});
   batch_.clear();
   take(n, w - 1, batch_);
@@ -810,6 +854,7 @@ bool Coordinator::dispatch_alone(const TaskSpec& spec) {
   info.parked = false;
   info.want = 0;
   if (spec.steering) {
+    ++steering_workers_;
     info.steering_id = id;
     info.submitted = 0;
     info.calls = 0;
@@ -959,6 +1004,7 @@ int Coordinator::run() {
     for (int i = 0; i < 64 && receive_one(); ++i) worked = true;
     if (worked) record_finals();  // recorded before anything else is decided
     if (monitor_.poll()) worked = true;
+    if (!not_durable_.empty() && answer_durable()) worked = true;
     serve_requests();
     sends_.progress();
     live_.tick(counts(), monitor_);

@@ -88,12 +88,17 @@ void Journal::sync_loop(double interval_s) {
       std::chrono::duration<double>(interval_s));
   std::unique_lock<std::mutex> hold(sync_mutex_);
   while (!sync_stop_) {
-    sync_wake_.wait_for(hold, interval, [this] { return sync_stop_; });
+    sync_wake_.wait_for(hold, interval, [this] { return sync_stop_ || sync_now_; });
+    sync_now_ = false;
     if (!dirty_.exchange(false)) continue;
+    // Every ticket given out before this sync starts is covered by it.
+    const long long covers = requested_.load();
     hold.unlock();
     if (::fdatasync(fd_) != 0) {
       int expected = 0;
       sync_errno_.compare_exchange_strong(expected, errno);
+    } else {
+      durable_.store(covers);
     }
     hold.lock();
   }
@@ -220,6 +225,33 @@ bool Journal::write_durably(std::string_view lines) {
     return false;
   }
   return true;
+}
+
+long long Journal::write_for_durability(std::string_view lines) {
+  if (!syncer_.joinable()) {
+    if (!write_durably(lines)) return 0;
+    const long long ticket = requested_.fetch_add(1) + 1;
+    durable_.store(ticket);
+    return ticket;
+  }
+  if (!flush()) return 0;
+  if (!write_all(fd_, lines.data(), lines.size())) {
+    write_errno_ = errno;
+    if (::ftruncate(fd_, size_) != 0) {
+      // The reader stops at a torn line; nothing more to do here.
+    }
+    return 0;
+  }
+  size_ += static_cast<long long>(lines.size());
+  long long ticket = 0;
+  {
+    std::lock_guard<std::mutex> hold(sync_mutex_);
+    ticket = requested_.fetch_add(1) + 1;
+    dirty_.store(true);
+    sync_now_ = true;
+  }
+  sync_wake_.notify_one();
+  return ticket;
 }
 
 bool Journal::close() {

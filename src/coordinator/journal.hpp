@@ -60,6 +60,14 @@ class Journal {
   /// or without the interval): for what must be durable before anyone is
   /// told, a submission. False when it is not (failure() says why).
   bool write_durably(std::string_view lines);
+  /// The same without waiting: writes @p lines and has the background
+  /// thread make them durable at once. Returns a ticket for is_durable(),
+  /// or 0 when the write failed (failure() says why). Without the thread
+  /// (sync interval 0) it waits, as write_durably().
+  long long write_for_durability(std::string_view lines);
+  /// True once what was written up to @p ticket is on disk. A journal that
+  /// failed is never durable again: check failed() too.
+  bool is_durable(long long ticket) const { return durable_.load() >= ticket; }
   /// Writes what append() buffered. False once the journal cannot be
   /// written (now or by the background sync); failure() says why.
   bool flush();
@@ -91,6 +99,9 @@ class Journal {
   std::mutex sync_mutex_;
   std::condition_variable sync_wake_;
   bool sync_stop_ = false;
+  bool sync_now_ = false;                // write_for_durability asks for a sync at once
+  std::atomic<long long> requested_{0};  // the latest ticket given out
+  std::atomic<long long> durable_{0};    // tickets up to here are on disk
   std::atomic<bool> dirty_{false};
   std::atomic<int> sync_errno_{0};
 };

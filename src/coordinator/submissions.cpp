@@ -1,6 +1,7 @@
 #include "coordinator/submissions.hpp"
 
 #include <fstream>
+#include <iterator>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -9,14 +10,27 @@
 
 namespace tandem::detail {
 
+// Written by hand rather than through a json object: a round of a
+// thousand submissions is a thousand lines, and the args are JSON text
+// already (the coordinator made them compact).
 std::string submission_line(const SubmissionRecord& r) {
-  nlohmann::json j = {{"submitted", r.key}, {"task", r.task},
-                      {"index", r.index},   {"priority", r.priority},
-                      {"after", r.after},   {"args", nlohmann::json::parse(r.args_json)},
-                      {"by", r.by},         {"call", r.call},
-                      {"at_us", r.at_us}};
-  if (r.round >= 0) j["round"] = r.round;
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  const auto text = [](const std::string& v) {
+    return nlohmann::json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  };
+  std::string after = "[";
+  for (const auto& [task, index] : r.after) {
+    fmt::format_to(std::back_inserter(after), "{}[{},{}]", after.size() > 1 ? "," : "", text(task),
+                   index);
+  }
+  after += "]";
+  std::string line = fmt::format(
+      R"({{"submitted":{},"task":{},"index":{},"priority":{},"after":{},"args":{},"by":[{},{}],)"
+      R"("call":{},"at_us":{})",
+      text(r.key), text(r.task), r.index, r.priority, after,
+      r.args_json.empty() ? "{}" : r.args_json, text(r.by.first), r.by.second, r.call, r.at_us);
+  if (r.round >= 0) fmt::format_to(std::back_inserter(line), R"(,"round":{})", r.round);
+  line += "}\n";
+  return line;
 }
 
 std::vector<SubmissionRecord> read_submissions(const std::string& path) {
