@@ -743,19 +743,22 @@ bool Coordinator::answer_durable() {
   return any;
 }
 
+// Called for every final instance of a run that steers: the instance's own
+// flags first, the maps only for the few they concern (a static instance
+// has no parent; only a steering task has children).
 void Coordinator::settle_children(int id) {
-  if (const auto it = parent_.find(id); it != parent_.end()) {
-    --outstanding_of_[it->second];
-    --outstanding_;
-    parent_.erase(it);
-  }
   const Instance& inst = sched_.instance(id);
-  const TaskSpec& t = wf_.tasks[static_cast<std::size_t>(inst.task)];
-  const auto kids = children_.find(id);
-  if (kids == children_.end() || !t.steering || !t.cancel_children ||
-      inst.state == TaskState::DONE) {
-    return;
+  if (inst.submitted) {
+    if (const auto it = parent_.find(id); it != parent_.end()) {
+      --outstanding_of_[it->second];
+      --outstanding_;
+      parent_.erase(it);
+    }
   }
+  const TaskSpec& t = wf_.tasks[static_cast<std::size_t>(inst.task)];
+  if (!t.steering || !t.cancel_children || inst.state == TaskState::DONE) return;
+  const auto kids = children_.find(id);
+  if (kids == children_.end()) return;
   const std::string why = fmt::format("canceled: its submitter {}[{}] ended {} (cancel_children)",
                                       t.name, inst.index, name_of(inst.state));
   for (int child : kids->second) sched_.cancel_new(child, why, now_us(), finals_);

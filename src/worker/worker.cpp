@@ -314,6 +314,9 @@ const nlohmann::json& Worker::args_of(int id) const {
 
 // Blocks the worker, as the steering task itself does: the coordinator
 // gives a worker that steers no other work.
+// How long a steering task's wait polls often before it backs off.
+constexpr std::int64_t kQuickSteerUs = 2000;
+
 std::string Worker::steer(int id, const std::string& request) {
   // An answer still due to a command that steered before on this worker
   // comes first: it is the proxy's to drop.
@@ -324,14 +327,24 @@ std::string Worker::steer(int id, const std::string& request) {
   TANDEM_MPI_CHECK(
       MPI_Send(text.data(), static_cast<int>(text.size()), MPI_CHAR, 0, tags::kSteer, job_.pilot));
   // Its answer comes in microseconds (handles) to seconds (a wait): poll
-  // often enough that a round of short tasks is not spent asleep.
+  // often at first, so that a round of short tasks is not spent asleep,
+  // then back off as any idle rank does, so that a long wait does not take
+  // the cores of the ranks that run what it waits for (half the pilot's
+  // rate on 2 cores, bench/adaptive.py).
   BackoffSpec often = wf_.job.backoff;
   often.max_sleep_us = std::min(often.max_sleep_us, 50);
-  Backoff wait(often);
+  Backoff quick(often);
+  Backoff slow(wf_.job.backoff);
+  const std::int64_t since = now_us();
   MPI_Status status;
   for (int flag = 0; !flag;) {
     TANDEM_MPI_CHECK(MPI_Iprobe(0, tags::kSteerAnswer, job_.pilot, &flag, &status));
-    if (!flag) wait.pause();
+    if (flag) break;
+    if (now_us() - since < kQuickSteerUs) {
+      quick.pause();
+    } else {
+      slow.pause();
+    }
   }
   int n = 0;
   MPI_Get_count(&status, MPI_CHAR, &n);
