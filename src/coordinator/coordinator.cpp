@@ -92,6 +92,7 @@ struct Waiter {
   int source = 0;  // its worker's pilot rank
   std::vector<int> ids;
   bool any = false;
+  std::size_t ended = 0;  // ids[0, ended) have ended (a wait for all)
 };
 
 // A steering task's submit past its outstanding_cap: it waits (blocked in
@@ -779,11 +780,17 @@ nlohmann::json Coordinator::result_of(int id) const {
 }
 
 void Coordinator::answer_waiters() {
-  std::erase_if(waiters_, [&](const Waiter& w) {
-    const auto final = [&](int id) { return is_final(sched_.instance(id).state); };
-    const bool ready = w.any ? w.ids.empty() || std::any_of(w.ids.begin(), w.ids.end(), final)
-                             : std::all_of(w.ids.begin(), w.ids.end(), final);
-    if (!ready) return false;
+  const auto final = [&](int id) { return is_final(sched_.instance(id).state); };
+  std::erase_if(waiters_, [&](Waiter& w) {
+    if (w.any) {
+      if (!w.ids.empty() && std::none_of(w.ids.begin(), w.ids.end(), final)) return false;
+    } else {
+      // Ended ones stay ended: each id is passed once, however many
+      // times the coordinator looks (a wait for 100,000 would otherwise
+      // cost a scan of them for every batch of results).
+      while (w.ended < w.ids.size() && final(w.ids[w.ended])) ++w.ended;
+      if (w.ended < w.ids.size()) return false;
+    }
     nlohmann::json results = nlohmann::json::array();
     for (int id : w.ids) {
       if (final(id)) results.push_back(result_of(id));
