@@ -229,8 +229,8 @@ typedef struct tandem_task_results tandem_task_results;
 tandem_status tandem_submit(tandem_client* client, const char* task, const char* args_json,
                             int64_t* handle);
 /* Adds the instances of requests_json, a JSON array of objects {"task",
- * "args", "priority", "after": [handles], "key"} (all but "task" optional),
- * in one journal write. Their handles, in order, go to handles[0..*count),
+ * "args", "priority", "after": [handles or task names], "key", "round",
+ * "retries", "timeout"} (all but "task" optional), in one journal write. Their handles, in order, go to handles[0..*count),
  * which must hold capacity; more requests than that is an argument error. */
 tandem_status tandem_submit_json(tandem_client* client, const char* requests_json, int64_t* handles,
                                  int capacity, int* count);

@@ -43,6 +43,11 @@ struct TaskRequest {
   // The round it belongs to, for `tandem report` (-1: one round per
   // submit call).
   int round = -1;
+  int retries = -1;      // its own retries; -1: the task's
+  double timeout_s = 0;  // its own timeout in seconds; 0: the task's
+  // Workflow tasks it waits for, every instance of each there is now (the
+  // file's and those submitted so far).
+  std::vector<std::string> after_tasks;
 };
 
 /// How a submitted instance ended (TaskContext::wait).

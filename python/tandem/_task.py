@@ -91,19 +91,19 @@ class TaskContext:
         return self._steering
 
     def submit(self, task: str, args=None, *, priority: int = 0, after=(), key=None,
-               round=None) -> int:
+               round=None, retries=None, timeout=None) -> int:
         """Adds an instance of workflow task ``task`` to the run and returns
         its handle (a steering task only: ``steering = true``). See
         :meth:`tandem.Steering.submit`."""
         return self._steer().submit(task, args, priority=priority, after=after, key=key,
-                                    round=round)
+                                    round=round, retries=retries, timeout=timeout)
 
     def submit_many(self, task: str, args, *, priority: int = 0, after=(), keys=None,
-                    round=None):
+                    round=None, retries=None, timeout=None):
         """One instance of ``task`` per dict in ``args``, in one journal
         write; their handles. See :meth:`tandem.Steering.submit_many`."""
         return self._steer().submit_many(task, args, priority=priority, after=after, keys=keys,
-                                         round=round)
+                                         round=round, retries=retries, timeout=timeout)
 
     def wait(self, handles):
         """Waits for every instance in ``handles`` to end: a list of

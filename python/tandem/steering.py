@@ -62,6 +62,21 @@ def _result(j: Mapping) -> TaskResult:
                       result=j.get("result"))
 
 
+def _after(after: Iterable) -> List:
+    """Handles, and names of workflow tasks (every instance of each)."""
+    out = []
+    for a in after:
+        if isinstance(a, TaskResult):
+            a = a.handle
+        if isinstance(a, str):
+            out.append(a)
+        elif isinstance(a, int) and not isinstance(a, bool):
+            out.append(a)
+        else:
+            raise _refused(f"after takes handles and task names, not {a!r}")
+    return out
+
+
 def _handles(handles: Iterable[int]) -> List[int]:
     out = []
     for h in handles:
@@ -96,11 +111,14 @@ class Steering:
         return answer
 
     def submit(self, task: str, args: Optional[Mapping] = None, *, priority: int = 0,
-               after: Sequence[int] = (), key: Optional[str] = None,
-               round: Optional[int] = None) -> int:
+               after: Sequence = (), key: Optional[str] = None,
+               round: Optional[int] = None, retries: Optional[int] = None,
+               timeout: Optional[float] = None) -> int:
         """Adds one instance of workflow task ``task`` with ``args`` and
-        returns its handle. It runs once every instance in ``after`` (handles)
-        is DONE; ``priority`` as in the file. The same ``key`` gives back the
+        returns its handle. It runs once every instance in ``after`` is DONE:
+        handles, or names of workflow tasks (each of their instances there
+        is now). ``priority`` as in the file; ``retries`` and ``timeout``
+        (seconds) its own, else the task's. The same ``key`` gives back the
         same instance. ``round`` (>= 0) is the round ``tandem report`` shows
         it in; without one, each submit call is a round.
 
@@ -108,16 +126,18 @@ class Steering:
             submitted, an unknown handle, or a task that is not steering.
         """
         return self.submit_many(task, [args or {}], priority=priority, after=after,
-                                keys=None if key is None else [key], round=round)[0]
+                                keys=None if key is None else [key], round=round,
+                                retries=retries, timeout=timeout)[0]
 
     def submit_many(self, task: str, args: Sequence[Mapping], *, priority: int = 0,
-                    after: Sequence[int] = (), keys: Optional[Sequence[str]] = None,
-                    round: Optional[int] = None) -> List[int]:
+                    after: Sequence = (), keys: Optional[Sequence[str]] = None,
+                    round: Optional[int] = None, retries: Optional[int] = None,
+                    timeout: Optional[float] = None) -> List[int]:
         """Adds one instance of ``task`` per entry of ``args``, in one
         journal write; their handles, in order."""
         if keys is not None and len(keys) != len(args):
             raise _refused(f"submit_many: {len(keys)} keys for {len(args)} instances")
-        waits_for = _handles(after)
+        waits_for = _after(after)
         requests = []
         for i, a in enumerate(args):
             if not isinstance(a, Mapping):
@@ -128,6 +148,10 @@ class Steering:
                 r["key"] = str(keys[i])
             if round is not None:
                 r["round"] = int(round)
+            if retries is not None:
+                r["retries"] = int(retries)
+            if timeout is not None:
+                r["timeout"] = float(timeout)
             requests.append(r)
         return self._ask({"submit": requests})["handles"]
 

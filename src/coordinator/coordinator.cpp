@@ -268,8 +268,7 @@ void Coordinator::read_earlier_jobs() {
   for (const auto& [key, e] : entries) {
     const int id = id_of(key);
     if (id < 0 || e.lost == 0 || e.state == TaskState::DONE) continue;
-    const TaskSpec& t = wf_.tasks[sched_.instance(id).task];
-    if (e.attempts > t.retries) {
+    if (e.attempts > sched_.retries_of(id)) {
       sched_.fail_earlier(id, e.attempts,
                           fmt::format("{} attempt(s) lost with the rank they ran on, the last: {}",
                                       e.lost, e.reason),
@@ -387,7 +386,7 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
     if (outcome == Outcome::failed) {
       const Instance& inst = sched_.instance(r.id);
       const TaskSpec& t = wf_.tasks[inst.task];
-      const bool will_retry = inst.attempt <= t.retries;
+      const bool will_retry = inst.attempt <= sched_.retries_of(r.id);
       spdlog::warn("task {}[{}] attempt {} on {} failed: {}{}", t.name, inst.index, r.attempt,
                    worker_name(source), reason, will_retry ? " (will retry)" : "");
     }
@@ -592,6 +591,10 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
   // Every request is checked before any is added: all or nothing.
   std::vector<Submission> subs;
   std::vector<int> rounds;  // the submitter's labels for `tandem report`; -1: none
+  // What each waits for as the journal keeps it: the handles it named, and
+  // the workflow tasks it named (resolved again on replay).
+  std::vector<std::vector<int>> after_handles;
+  std::vector<std::vector<std::string>> after_tasks;
   for (const nlohmann::json& r : requests) {
     const std::string name = r.value("task", std::string());
     const int task = wf_.find_task(name);
@@ -620,8 +623,38 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
                  r.value("priority", 0),
                  {},
                  std::move(key)};
+    if (r.contains("retries")) {
+      s.retries = r["retries"].get<int>();
+      if (s.retries < 0) {
+        return {{"error", fmt::format("submit: a '{}' request asks for {} retries: give 0 or more",
+                                      name, s.retries)}};
+      }
+    }
+    if (r.contains("timeout")) {
+      s.timeout_s = r["timeout"].get<double>();
+      if (!(s.timeout_s > 0)) {
+        return {{"error", fmt::format("submit: a '{}' request's timeout is {} s: give a number of "
+                                      "seconds above 0",
+                                      name, s.timeout_s)}};
+      }
+    }
     rounds.push_back(r.value("round", -1));
+    after_handles.emplace_back();
+    after_tasks.emplace_back();
     for (const nlohmann::json& a : r.value("after", nlohmann::json::array())) {
+      if (a.is_string()) {
+        // A workflow task's name: every instance of it there is now.
+        const int other = wf_.find_task(a.get<std::string>());
+        if (other < 0) {
+          return {{"error", fmt::format("submit: a '{}' request waits for task '{}', which the "
+                                        "workflow does not have",
+                                        name, a.get<std::string>())}};
+        }
+        const std::vector<int> all = sched_.instances_of(other);
+        s.after.insert(s.after.end(), all.begin(), all.end());
+        after_tasks.back().push_back(a.get<std::string>());
+        continue;
+      }
       const long long id = a.is_number_integer() ? a.get<long long>() : -1;
       if (id < 0 || id >= sched_.size()) {
         return {{"error", fmt::format("submit: a '{}' request waits for handle {}, which does "
@@ -629,6 +662,7 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
                                       name, a.dump())}};
       }
       s.after.push_back(static_cast<int>(id));
+      after_handles.back().push_back(static_cast<int>(id));
     }
     subs.push_back(std::move(s));
   }
@@ -670,7 +704,10 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
                          {},         s.args_json,
                          by,         workers_[source].calls + 1,
                          at,         rounds[k]};
-    for (int a : s.after) {
+    rec.after_tasks = after_tasks[k];
+    rec.retries = s.retries;
+    rec.timeout_s = s.timeout_s;
+    for (int a : after_handles[k]) {
       rec.after.emplace_back(wf_.tasks[static_cast<std::size_t>(sched_.instance(a).task)].name,
                              sched_.instance(a).index);
     }
@@ -882,8 +919,13 @@ void Coordinator::define_submitted(int w, const std::vector<int>& ids) {
     const std::string* args = sched_.submitted_args(id);
     if (!args) continue;
     const Instance& inst = sched_.instance(id);
-    const std::size_t at = msg.size() + 4;
-    msg.insert(msg.end(), {id, inst.task, inst.index, static_cast<std::int32_t>(args->size())});
+    // Its own timeout, in milliseconds (-1: the task's).
+    const double timeout = sched_.submitted_timeout(id);
+    const auto timeout_ms = static_cast<std::int32_t>(
+        timeout < 0 ? -1.0 : std::min(std::ceil(timeout * 1e3), 2147483647.0));
+    const std::size_t at = msg.size() + 5;
+    msg.insert(msg.end(),
+               {id, inst.task, inst.index, timeout_ms, static_cast<std::int32_t>(args->size())});
     msg.resize(at + (args->size() + 3) / 4);
     std::memcpy(msg.data() + at, args->data(), args->size());
     ++msg[1];

@@ -222,7 +222,7 @@ void Scheduler::report(int id, int attempt, Outcome outcome, int exit_code, std:
     finish(id, TaskState::CANCELED, t_end, finals);
     return;
   }
-  if (inst.attempt - inst.free_attempts <= wf_.tasks[inst.task].retries) {
+  if (inst.attempt - inst.free_attempts <= retries_of(id)) {
     set_state(inst, TaskState::NEW);  // retry; keeps the last reason until then
     push_ready(id);
     return;
@@ -332,7 +332,7 @@ int Scheduler::submit(const Submission& s, std::int64_t now, std::vector<int>& f
   inst.submitted = true;
   instances_.push_back(inst);
   ++counts_[static_cast<int>(TaskState::NEW)];
-  submitted_[id] = {s.args_json, s.priority};
+  submitted_[id] = {s.args_json, s.priority, s.retries, s.timeout_s};
   submitted_ids_[(static_cast<long long>(s.task) << 32) | inst.index] = id;
   if (!s.key.empty()) key_ids_[s.key] = id;
   for (int a : s.after) {
@@ -375,6 +375,30 @@ const std::string* Scheduler::submitted_args(int id) const {
   if (!instances_[static_cast<std::size_t>(id)].submitted) return nullptr;
   const auto it = submitted_.find(id);
   return it == submitted_.end() ? nullptr : &it->second.args_json;
+}
+
+int Scheduler::retries_of(int id) const {
+  const Instance& inst = instances_[static_cast<std::size_t>(id)];
+  if (inst.submitted) {
+    const int own = submitted_.at(id).retries;
+    if (own >= 0) return own;
+  }
+  return wf_.tasks[static_cast<std::size_t>(inst.task)].retries;
+}
+
+double Scheduler::submitted_timeout(int id) const {
+  if (!instances_[static_cast<std::size_t>(id)].submitted) return -1;
+  return submitted_.at(id).timeout_s;
+}
+
+std::vector<int> Scheduler::instances_of(int task) const {
+  const TaskSpec& t = wf_.tasks[static_cast<std::size_t>(task)];
+  std::vector<int> ids;
+  const int submitted = submitted_of_task_[static_cast<std::size_t>(task)];
+  ids.reserve(static_cast<std::size_t>(t.count + submitted));
+  for (int i = 0; i < t.count; ++i) ids.push_back(first_id_[static_cast<std::size_t>(task)] + i);
+  for (int i = 0; i < submitted; ++i) ids.push_back(find(task, t.count + i));
+  return ids;
 }
 
 }  // namespace tandem::detail

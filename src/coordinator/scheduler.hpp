@@ -54,6 +54,8 @@ struct Submission {
   // The same key gives back the same instance: a rerun submitter does not
   // submit twice.
   std::string key;
+  int retries = -1;       // -1: the task's
+  double timeout_s = -1;  // -1: the task's; 0: none
 };
 
 /// Ready instances by priority (highest first), each priority a FIFO of id
@@ -158,9 +160,16 @@ class Scheduler {
   bool cancel_new(int id, const std::string& why, std::int64_t now, std::vector<int>& finals);
   /// A submitted instance's args as JSON text; null for the workflow's own.
   const std::string* submitted_args(int id) const;
+  /// The retries instance @p id has: its submission's, or its task's.
+  int retries_of(int id) const;
+  /// A submitted instance's own timeout (-1: its task's).
+  double submitted_timeout(int id) const;
   /// Id of instance @p index of task @p task, workflow or submitted; -1
   /// when there is none.
   int find(int task, int index) const;
+  /// Every instance of @p task there is now: the file's, then those
+  /// submitted, in index order.
+  std::vector<int> instances_of(int task) const;
   /// Instances added by submit().
   int submitted_count() const { return size() - static_size_; }
 
@@ -202,6 +211,8 @@ class Scheduler {
   struct Submitted {
     std::string args_json;
     int priority = 0;
+    int retries = -1;
+    double timeout_s = -1;
   };
   std::unordered_map<int, Submitted> submitted_;  // by id
   int counts_[kTaskStateCount] = {};

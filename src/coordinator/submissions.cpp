@@ -29,6 +29,15 @@ std::string submission_line(const SubmissionRecord& r) {
       text(r.key), text(r.task), r.index, r.priority, after,
       r.args_json.empty() ? "{}" : r.args_json, text(r.by.first), r.by.second, r.call, r.at_us);
   if (r.round >= 0) fmt::format_to(std::back_inserter(line), R"(,"round":{})", r.round);
+  if (!r.after_tasks.empty()) {
+    line += R"(,"after_tasks":[)";
+    for (std::size_t i = 0; i < r.after_tasks.size(); ++i) {
+      line += (i > 0 ? "," : "") + text(r.after_tasks[i]);
+    }
+    line += "]";
+  }
+  if (r.retries >= 0) fmt::format_to(std::back_inserter(line), R"(,"retries":{})", r.retries);
+  if (r.timeout_s >= 0) fmt::format_to(std::back_inserter(line), R"(,"timeout":{})", r.timeout_s);
   line += "}\n";
   return line;
 }
@@ -56,6 +65,9 @@ std::vector<SubmissionRecord> read_submissions(const std::string& path) {
       r.call = j.value("call", 0);
       r.at_us = j.value("at_us", 0LL);
       r.round = j.value("round", -1);
+      r.after_tasks = j.value("after_tasks", std::vector<std::string>{});
+      r.retries = j.value("retries", -1);
+      r.timeout_s = j.value("timeout", -1.0);
       out.push_back(std::move(r));
     } catch (const std::exception&) {
       break;
@@ -78,7 +90,19 @@ std::vector<std::string> replay_submissions(Scheduler& sched, const Workflow& wf
           r.key, r.task, records.size() - static_cast<std::size_t>(&r - records.data()) - 1));
       break;
     }
-    Submission sub{task, r.args_json, r.priority, {}, r.key};
+    Submission sub{task, r.args_json, r.priority, {}, r.key, r.retries, r.timeout_s};
+    for (const std::string& name : r.after_tasks) {
+      const int other = wf.find_task(name);
+      if (other < 0) {
+        notes.push_back(
+            fmt::format("submission '{}' waits for task '{}', which the workflow no "
+                        "longer has: it is added without waiting for it",
+                        r.key, name));
+        continue;
+      }
+      const std::vector<int> all = sched.instances_of(other);
+      sub.after.insert(sub.after.end(), all.begin(), all.end());
+    }
     for (const auto& [name, index] : r.after) {
       const int before = sched.find(wf.find_task(name), index);
       if (before < 0) {

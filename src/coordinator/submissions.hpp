@@ -8,7 +8,12 @@
 //
 //   {"submitted":"KEY","task":"sim","index":12,"priority":0,
 //    "after":[["sim",3],["prep",0]],"args":{...},
-//    "by":["think",0],"call":3,"at_us":1796480885670894,"round":2}
+//    "by":["think",0],"call":3,"at_us":1796480885670894,"round":2,
+//    "after_tasks":["prep"],"retries":2,"timeout":30.0}
+//
+// The last four only when given. `after_tasks` names workflow tasks whose
+// every instance it waits for, those there were when it was submitted:
+// replayed in order, the same ones.
 //
 // `by` is the steering instance that submitted it and `call` which of its
 // attempt's submit calls (from 1). `round` is the submitter's own label, if
@@ -34,10 +39,13 @@ struct SubmissionRecord {
   int priority = 0;
   std::vector<std::pair<std::string, int>> after;  // (task, index) of each
   std::string args_json = "{}";
-  std::pair<std::string, int> by;  // the submitter, (task, index)
-  int call = 0;                    // the submitter's call, from 1; 0: unknown
-  long long at_us = 0;             // when it was journaled
-  int round = -1;                  // the submitter's label; -1: none
+  std::pair<std::string, int> by;        // the submitter, (task, index)
+  int call = 0;                          // the submitter's call, from 1; 0: unknown
+  long long at_us = 0;                   // when it was journaled
+  int round = -1;                        // the submitter's label; -1: none
+  std::vector<std::string> after_tasks;  // whole workflow tasks it waits for
+  int retries = -1;                      // its own; -1: the task's
+  double timeout_s = -1;                 // its own; -1: the task's
 };
 
 /// The journal line of @p r, with its newline.

@@ -149,6 +149,9 @@ std::vector<long long> TaskContext::submit(const std::vector<TaskRequest>& reque
         {"task", r.task}, {"args", std::move(args)}, {"priority", r.priority}, {"after", r.after}};
     if (!r.key.empty()) one["key"] = r.key;
     if (r.round >= 0) one["round"] = r.round;
+    if (r.retries >= 0) one["retries"] = r.retries;
+    if (r.timeout_s > 0) one["timeout"] = r.timeout_s;
+    for (const std::string& name : r.after_tasks) one["after"].push_back(name);
     list.push_back(std::move(one));
   }
   const nlohmann::json answer = steer(*data_, {{"submit", std::move(list)}});

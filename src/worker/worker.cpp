@@ -183,8 +183,11 @@ class Worker {
     for (int r : clients) worker_node_.push_back(job_.plan.ranks[r].node);
     worker_world_ = clients;
     if (needs_proxy(wf_)) start_proxy();
-    const bool watched = std::any_of(wf_.tasks.begin(), wf_.tasks.end(), [](const TaskSpec& t) {
-      return t.kind == TaskKind::function && !t.isolate && t.timeout_s > 0;
+    // (A submitted instance may bring a timeout its task has not.)
+    const bool steers = std::any_of(wf_.tasks.begin(), wf_.tasks.end(),
+                                    [](const TaskSpec& t) { return t.steering; });
+    const bool watched = std::any_of(wf_.tasks.begin(), wf_.tasks.end(), [&](const TaskSpec& t) {
+      return t.kind == TaskKind::function && !t.isolate && (t.timeout_s > 0 || steers);
     });
     if (watched) watchdog_ = std::make_unique<Watchdog>();
     // What function tasks print on stderr goes into the run directory, next
@@ -230,6 +233,8 @@ class Worker {
   /// submitted instance's as kDefine gave them.
   int index_of(int id) const;
   const nlohmann::json& args_of(int id) const;
+  /// Its timeout in seconds (0: none): a submitted instance's own, or its task's.
+  double timeout_of(int id) const;
   /// A steering function task's request to the coordinator (for
   /// instance @p id), and its answer.
   std::string steer(int id, const std::string& request);
@@ -254,6 +259,7 @@ class Worker {
     int task = 0;
     int index = 0;
     nlohmann::json args;
+    double timeout_s = -1;  // its own (-1: the task's)
   };
   std::unordered_map<int, Defined> defined_;  // submitted instances handed to this worker
   std::vector<int> worker_node_;              // node of every worker, by worker index
@@ -303,6 +309,14 @@ int Worker::task_of(int id) const {
 int Worker::index_of(int id) const {
   if (id >= static_size_) return defined_.at(id).index;
   return id - runtimes_[static_cast<std::size_t>(task_of(id))].first_id;
+}
+
+double Worker::timeout_of(int id) const {
+  if (id >= static_size_) {
+    const double own = defined_.at(id).timeout_s;
+    if (own >= 0) return own;
+  }
+  return wf_.tasks[task_of(id)].timeout_s;
 }
 
 const nlohmann::json& Worker::args_of(int id) const {
@@ -418,12 +432,12 @@ void Worker::handle_work(const std::vector<std::int32_t>& msg) {
     case kDefine: {
       std::size_t at = 2;
       for (int k = 0; k < msg[1]; ++k) {
-        Defined d{msg[at + 1], msg[at + 2], {}};
-        const auto bytes = static_cast<std::size_t>(msg[at + 3]);
-        const std::string text(reinterpret_cast<const char*>(msg.data() + at + 4), bytes);
+        Defined d{msg[at + 1], msg[at + 2], {}, msg[at + 3] < 0 ? -1.0 : msg[at + 3] / 1e3};
+        const auto bytes = static_cast<std::size_t>(msg[at + 4]);
+        const std::string text(reinterpret_cast<const char*>(msg.data() + at + 5), bytes);
         d.args = nlohmann::json::parse(text, nullptr, false);
         defined_[msg[at]] = std::move(d);
-        at += 4 + (bytes + 3) / 4;
+        at += 5 + (bytes + 3) / 4;
       }
       break;
     }
@@ -666,7 +680,7 @@ void Worker::run_function(const Assignment& a) {
     data.comm = MPI_COMM_NULL;
     data.isolated = true;
     TaskContext ctx = Access::make_context(&data);
-    IsolatedLaunch launch{spec.function, data.stem + ".out", data.stem + ".err", spec.timeout_s,
+    IsolatedLaunch launch{spec.function, data.stem + ".out", data.stem + ".err", timeout_of(a.id),
                           wf_.job.kill_grace_s};
     launch.set_gpus = job_.plan.gpus_managed;
     launch.gpus = my_gpus;
@@ -683,9 +697,10 @@ void Worker::run_function(const Assignment& a) {
     data.result = std::move(r.result);
   } else {
     TaskContext ctx = Access::make_context(&data);
-    if (watchdog_ && spec.timeout_s > 0) {
-      watchdog_->arm(fmt::format("{}[{}] attempt {}", spec.name, data.index, a.attempt),
-                     spec.timeout_s, spec.on_timeout);
+    const double timeout = timeout_of(a.id);
+    if (watchdog_ && timeout > 0) {
+      watchdog_->arm(fmt::format("{}[{}] attempt {}", spec.name, data.index, a.attempt), timeout,
+                     spec.on_timeout);
     }
     try {
       runtimes_[task].function(ctx);
@@ -749,7 +764,7 @@ void Worker::start_command(const Assignment& a) {
   const std::string stem = attempt_stem(rt, index, a.attempt);
   launch.stdout_path = stem + ".out";
   launch.stderr_path = stem + ".err";
-  launch.timeout_s = spec.timeout_s;
+  launch.timeout_s = timeout_of(a.id);
   launch.kill_grace_s = wf_.job.kill_grace_s;
   ActiveCommand active;
   active.assignment = a;

@@ -9,6 +9,16 @@ def square(ctx):
     return {"x": x, "y": x * x}
 
 
+def prep(ctx):
+    return {"prep": ctx.index}
+
+
+def flaky(ctx):
+    if ctx.attempt < 3:
+        raise RuntimeError(f"attempt {ctx.attempt} fails")
+    return {"attempt": ctx.attempt}
+
+
 def think(ctx):
     """Three rounds of 20, each round after the one before; a task the
     workflow does not have; one that fails."""
@@ -31,4 +41,18 @@ def think(ctx):
     bad = ctx.submit("square", {"x": 1, "fail": True})
     (result,) = ctx.wait([bad])
     log.append(["failed", result.state, result.reason])
+    # Per-submission retries and timeout; `after` by a workflow task's name.
+    again = ctx.submit("flaky", {}, retries=2)
+    nap = ctx.submit("nap", {}, timeout=0.5)
+    late = ctx.submit("square", {"x": 3}, after=["prep"])
+    got = ctx.wait([again, nap, late])
+    log.append(["own", [r.state for r in got], got[1].reason])
+    try:
+        ctx.submit("square", {"x": 1}, retries=-1)
+    except tandem.ArgumentError as e:
+        log.append(["retries", str(e)])
+    try:
+        ctx.submit("square", {"x": 1}, after=["nonesuch"])
+    except tandem.ArgumentError as e:
+        log.append(["after", str(e)])
     return {"rounds": rounds, "log": log}

@@ -44,6 +44,21 @@ command = [{json.dumps(sys.executable)}, {json.dumps(os.path.join(HERE, "not_ste
 name = "square"
 python = "steer_tasks:square"
 count = 0
+
+[[task]]
+name = "prep"
+python = "steer_tasks:prep"
+count = 2
+
+[[task]]
+name = "flaky"
+python = "steer_tasks:flaky"
+count = 0
+
+[[task]]
+name = "nap"
+command = ["sleep", "5"]
+count = 0
 """
     path = tmp_path / "steering.toml"
     path.write_text(text)
@@ -67,7 +82,7 @@ def run(tmp_path_factory):
         for line in f:
             e = json.loads(line)
             if "submitted" in e:
-                submitted[e["index"]] = e
+                submitted[(e["task"], e["index"])] = e
             elif "task" in e:
                 journal.setdefault((e["task"], e["index"]), []).append(e)
     return {"dir": run_dir, "journal": journal, "submitted": submitted, "rc": done.returncode,
@@ -80,11 +95,11 @@ def out(run, task):
 
 def test_every_submitted_instance_ran_exactly_once(run):
     squares = {k: v for k, v in run["journal"].items() if k[0] == "square"}
-    # think: 3 x 20 + 1; think_exe: 10 + 1 (a key of its own); think_c: 3.
-    assert sorted(i for _, i in squares) == list(range(75)), run["log"][-3000:]
+    # think: 3 x 20 + 1 + 1; think_exe: 10 + 1 (a key of its own); think_c: 3.
+    assert sorted(i for _, i in squares) == list(range(76)), run["log"][-3000:]
     for (_, i), lines in squares.items():
         assert len(lines) == 1, f"square[{i}] journaled {len(lines)} times"
-    # The one that was made to fail is the run's only failure.
+    # The one that was made to fail is the only square that failed.
     failed = [k for k, v in squares.items() if v[0]["state"] != "DONE"]
     assert len(failed) == 1 and run["rc"] != 0
 
@@ -103,9 +118,9 @@ def test_rounds_ran_after_the_round_before(run):
     # Each of think's rounds runs `after` the round before: by the
     # submissions' args (journaled with them), the instances of each round.
     by_round = {}
-    for index, sub in run["submitted"].items():
+    for (task, index), sub in run["submitted"].items():
         if "round" in sub["args"]:
-            (line,) = run["journal"][("square", index)]
+            (line,) = run["journal"][(task, index)]
             by_round.setdefault(sub["args"]["round"], []).append(line)
     assert sorted(by_round) == [0, 1, 2] and all(len(v) == 20 for v in by_round.values())
     for r in (1, 2):
@@ -113,7 +128,8 @@ def test_rounds_ran_after_the_round_before(run):
         ended = max(line["ended_us"] for line in by_round[r - 1])
         assert started >= ended, f"round {r} started before round {r - 1} ended"
     # The submissions say what they waited for, by task and index.
-    assert all(len(run["submitted"][line["index"]]["after"]) == 20 for line in by_round[2])
+    assert all(len(run["submitted"][("square", line["index"])]["after"]) == 20
+               for line in by_round[2])
 
 
 def test_a_python_executable_steers_through_the_proxy(run):
@@ -147,12 +163,35 @@ def test_the_report_shows_each_steering_tasks_rounds(run):
     rounds = [g for g in json.loads(report.stdout)["steering_rounds"]
               if g["submitter"] == "think[0]"]
     # The call that named an unknown task added nothing and is no round.
-    assert [(g["round"], g["instances"], g["done"], g["failed"]) for g in rounds] == \
+    assert [(g["round"], g["instances"], g["done"], g["failed"]) for g in rounds][:4] == \
         [(1, 20, 20, 0), (2, 20, 20, 0), (3, 20, 20, 0), (4, 1, 0, 1)]
+    assert len(rounds) == 7  # then flaky, nap and square, one call each
     for before, after in zip(rounds, rounds[1:]):
         assert before["at_s"] <= after["at_s"]
-        assert before["last_end_s"] <= after["first_start_s"] or after["round"] == 4
+        assert before["last_end_s"] <= after["first_start_s"] or after["round"] >= 4
     text = subprocess.run([os.environ["TANDEM"], "report", str(run["dir"])],
                           capture_output=True, text=True, timeout=60, check=True).stdout
     assert "steering rounds" in text
     assert "think[0] round   4 at" in text and "1 x square; 0 done, 1 failed" in text
+
+
+def test_a_submission_has_its_own_retries_and_timeout(run):
+    (line,) = run["journal"][("think", 0)]
+    log = dict((entry[0], entry[1:]) for entry in line["result"]["log"])
+    states, nap_reason = log["own"]
+    assert states == ["DONE", "FAILED", "DONE"]
+    (flaky,) = run["journal"][("flaky", 0)]
+    assert flaky["state"] == "DONE" and flaky["attempts"] == 3  # the task has no retries
+    assert "timed out" in nap_reason or "timeout" in nap_reason, nap_reason
+    (nap,) = run["journal"][("nap", 0)]
+    assert nap["ended_us"] - nap["started_us"] < 3_000_000  # not the 5 s it sleeps
+    assert "retries" in log["retries"][0] and "0 or more" in log["retries"][0]
+    assert "task 'nonesuch'" in log["after"][0]
+
+
+def test_after_a_workflow_task_waits_for_all_its_instances(run):
+    late = [i for (_, i), sub in run["submitted"].items() if sub.get("after_tasks") == ["prep"]]
+    assert len(late) == 1
+    (line,) = run["journal"][("square", late[0])]
+    prep_end = max(run["journal"][("prep", i)][0]["ended_us"] for i in range(2))
+    assert line["state"] == "DONE" and line["started_us"] >= prep_end

@@ -153,6 +153,27 @@ TEST(Journal, SubmissionsAreDurableAndReplayedInOrder) {
   EXPECT_EQ(records[1].by, (std::pair<std::string, int>{"think", 0}));
   EXPECT_EQ(records[1].call, 2);
   EXPECT_EQ(records[1].at_us, 1234);
+  EXPECT_EQ(records[1].retries, -1) << "the task's, when not given";
+  {
+    SubmissionRecord own{"think[0]#9", "sim", 2, 0, {}, "{}", {"think", 0}, 3, 5};
+    own.after_tasks = {"think"};
+    own.retries = 2;
+    own.timeout_s = 1.5;
+    const std::string other = (dir.path() / "other.jsonl").string();
+    std::ofstream(other) << submission_line(own);
+    const std::vector<SubmissionRecord> back = read_submissions(other);
+    ASSERT_EQ(back.size(), 1u);
+    EXPECT_EQ(back[0].after_tasks, std::vector<std::string>{"think"});
+    EXPECT_EQ(back[0].retries, 2);
+    EXPECT_DOUBLE_EQ(back[0].timeout_s, 1.5);
+    // Replayed, it waits for every instance of `think` there is then.
+    Scheduler alone(wf);
+    std::vector<int> none;
+    EXPECT_TRUE(replay_submissions(alone, wf, back, none).empty());
+    EXPECT_EQ(alone.retries_of(alone.size() - 1), 2);
+    EXPECT_DOUBLE_EQ(alone.submitted_timeout(alone.size() - 1), 1.5);
+    EXPECT_EQ(alone.instances_of(1), (std::vector<int>{1, 2, 3}));
+  }
   // read_journal takes only final states; submissions are not among them.
   const auto entries = read_journal(path);
   ASSERT_EQ(entries.size(), 1u);
