@@ -395,7 +395,7 @@ std::vector<int> Scheduler::instances_of(int task) const {
   const TaskSpec& t = wf_.tasks[static_cast<std::size_t>(task)];
   std::vector<int> ids;
   const int submitted = submitted_of_task_[static_cast<std::size_t>(task)];
-  ids.reserve(static_cast<std::size_t>(t.count + submitted));
+  ids.reserve(static_cast<std::size_t>(t.count) + static_cast<std::size_t>(submitted));
   for (int i = 0; i < t.count; ++i) ids.push_back(first_id_[static_cast<std::size_t>(task)] + i);
   for (int i = 0; i < submitted; ++i) ids.push_back(find(task, t.count + i));
   return ids;

@@ -79,6 +79,7 @@ std::vector<SteeringRound> read_rounds(const std::string& run_dir, long long ori
     if (e->second.ended_us > 0) r.last_end_s = std::max(r.last_end_s, seconds(e->second.ended_us));
   }
   std::vector<SteeringRound> out;
+  out.reserve(rounds.size());
   for (auto& [key, r] : rounds) out.push_back(std::move(r));
   return out;
 }
