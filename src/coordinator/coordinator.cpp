@@ -605,9 +605,12 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
                                     fmt::join(names, ", "))}};
     }
     const TaskSpec& t = wf_.tasks[static_cast<std::size_t>(task)];
-    if (t.workers_needed() > 1 || t.goes_alone()) {
-      return {{"error", fmt::format("submit: task '{}' cannot be submitted: only tasks of one "
-                                    "rank and one core, without GPUs and not steering, can be",
+    // Multi-rank and GPU instances take the same ways out as the file's
+    // (each of their workers learns the args first). A steering task
+    // cannot be submitted: a job's thinkers are the ones it starts with.
+    if (t.steering) {
+      return {{"error", fmt::format("submit: task '{}' is a steering task, which cannot be "
+                                    "submitted: steering tasks are the workflow file's",
                                     name)}};
     }
     // Without a key of its own, a request's key is its place among the

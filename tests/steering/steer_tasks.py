@@ -19,6 +19,15 @@ def flaky(ctx):
     return {"attempt": ctx.attempt}
 
 
+def pair(ctx):
+    """A task of two ranks: mpi4py over its communicator."""
+    return {"size": ctx.size, "sum": ctx.comm.allreduce(ctx.rank + 1)}
+
+
+def gpu(ctx):
+    return {"gpus": list(ctx.gpus)}
+
+
 def think(ctx):
     """Three rounds of 20, each round after the one before; a task the
     workflow does not have; one that fails."""
@@ -47,6 +56,13 @@ def think(ctx):
     late = ctx.submit("square", {"x": 3}, after=["prep"])
     got = ctx.wait([again, nap, late])
     log.append(["own", [r.state for r in got], got[1].reason])
+    # Tasks of several ranks and tasks with GPUs are submitted as any.
+    wide = ctx.wait(ctx.submit_many("pair", [{}, {}]) + [ctx.submit("gpu", {})])
+    log.append(["wide", [r.state for r in wide], [r.result for r in wide]])
+    try:
+        ctx.submit("think", {})
+    except tandem.ArgumentError as e:
+        log.append(["steering", str(e)])
     try:
         ctx.submit("square", {"x": 1}, retries=-1)
     except tandem.ArgumentError as e:

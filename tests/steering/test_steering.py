@@ -20,6 +20,7 @@ def workflow(tmp_path):
     text = f"""
 [job]
 pythonpath = [{json.dumps(HERE)}]
+gpus_per_node = 2   # pretend: only ids are handed out
 
 [[task]]
 name = "think"
@@ -53,6 +54,18 @@ count = 2
 [[task]]
 name = "flaky"
 python = "steer_tasks:flaky"
+count = 0
+
+[[task]]
+name = "pair"
+python = "steer_tasks:pair"
+ranks = 2
+count = 0
+
+[[task]]
+name = "gpu"
+python = "steer_tasks:gpu"
+gpus_per_task = 1
 count = 0
 
 [[task]]
@@ -165,7 +178,7 @@ def test_the_report_shows_each_steering_tasks_rounds(run):
     # The call that named an unknown task added nothing and is no round.
     assert [(g["round"], g["instances"], g["done"], g["failed"]) for g in rounds][:4] == \
         [(1, 20, 20, 0), (2, 20, 20, 0), (3, 20, 20, 0), (4, 1, 0, 1)]
-    assert len(rounds) == 7  # then flaky, nap and square, one call each
+    assert len(rounds) == 9  # then pair, gpu, flaky, nap and square, one call each
     for before, after in zip(rounds, rounds[1:]):
         assert before["at_s"] <= after["at_s"]
         assert before["last_end_s"] <= after["first_start_s"] or after["round"] >= 4
@@ -195,3 +208,13 @@ def test_after_a_workflow_task_waits_for_all_its_instances(run):
     (line,) = run["journal"][("square", late[0])]
     prep_end = max(run["journal"][("prep", i)][0]["ended_us"] for i in range(2))
     assert line["state"] == "DONE" and line["started_us"] >= prep_end
+
+
+def test_tasks_of_several_ranks_and_with_gpus_can_be_submitted(run):
+    (line,) = run["journal"][("think", 0)]
+    log = dict((entry[0], entry[1:]) for entry in line["result"]["log"])
+    states, results = log["wide"]
+    assert states == ["DONE", "DONE", "DONE"], results
+    assert results[0] == {"size": 2, "sum": 3} and results[1] == {"size": 2, "sum": 3}
+    assert len(results[2]["gpus"]) == 1 and results[2]["gpus"][0] in ("0", "1")
+    assert "steering task, which cannot be submitted" in log["steering"][0]
