@@ -36,12 +36,22 @@ def rounds_of(path):
     return rows[1:]  # the first round warms up
 
 
-def tandem_rounds(tandem, lib, np, rounds, per_round, work):
-    flow = os.path.join(work, "adaptive.toml")
+def run_tandem(tandem, np, work, name, text):
+    """`tandem run` of the workflow `text` (after its [job] table) on np
+    ranks; its run directory."""
+    flow = os.path.join(work, f"{name}.toml")
     with open(flow, "w") as f:
-        f.write(f'''[job]
-name = "adaptive"
-libraries = ["{lib}"]
+        f.write(f'[job]\nname = "{name}"\n{text}')
+    run_dir = os.path.join(work, f"{name}-run")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    subprocess.run(MPIEXEC + ["-n", str(np), tandem, "run", flow, "--run-dir", run_dir,
+                              "--log-level", "warn", "--no-trace"], check=True,
+                   capture_output=True)
+    return run_dir
+
+
+def tandem_rounds(tandem, lib, np, rounds, per_round, work):
+    run_dir = run_tandem(tandem, np, work, "adaptive", f'''libraries = ["{lib}"]
 [[task]]
 name = "think"
 function = "bench_thinker"
@@ -52,11 +62,6 @@ name = "null"
 function = "tandem.null"
 count = 0
 ''')
-    run_dir = os.path.join(work, "run")
-    shutil.rmtree(run_dir, ignore_errors=True)
-    subprocess.run(MPIEXEC + ["-n", str(np), tandem, "run", flow, "--run-dir", run_dir,
-                              "--log-level", "warn", "--no-trace"], check=True,
-                   capture_output=True)
     return rounds_of(os.path.join(run_dir, "tasks", "think", "rounds.txt"))
 
 
@@ -77,7 +82,6 @@ def pilot_rate(tandem, lib, np, static, pressure, work):
     submits `pressure` more null tasks meanwhile (calls of 1000, no wait
     between them) or, for 0, none and one rank fewer: the same workers run
     the work either way. Also the submissions per second it saw."""
-    flow = os.path.join(work, "pressure.toml")
     thinker = f'''
 [[task]]
 name = "press"
@@ -90,10 +94,8 @@ name = "sub"
 function = "tandem.null"
 count = 0
 ''' if pressure else ""
-    with open(flow, "w") as f:
-        f.write(f'''[job]
-name = "pressure"
-libraries = ["{lib}"]
+    ranks = np + (1 if pressure else 0)
+    run_dir = run_tandem(tandem, ranks, work, "pressure", f'''libraries = ["{lib}"]
 [[task]]
 name = "start"
 function = "bench_clock"
@@ -108,11 +110,6 @@ name = "end"
 function = "bench_clock"
 after = ["work"]
 {thinker}''')
-    run_dir = os.path.join(work, "pressure-run")
-    shutil.rmtree(run_dir, ignore_errors=True)
-    subprocess.run(MPIEXEC + ["-n", str(np + (1 if pressure else 0)), tandem, "run", flow,
-                              "--run-dir", run_dir, "--log-level", "warn", "--no-trace"],
-                   check=True, capture_output=True)
 
     def clock(task):
         with open(os.path.join(run_dir, "tasks", task, "0.txt")) as f:
