@@ -587,6 +587,7 @@ void Coordinator::steer_for(int source, const std::string& text) {
 }
 
 nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& requests) {
+  submit_ticket_ = 0;  // an error below answers at once
   if (stopping_) return {{"error", "submit: the run is stopping; nothing new is started"}};
   // Every request is checked before any is added: all or nothing.
   std::vector<Submission> subs;

@@ -14,6 +14,7 @@
 
 #include <mpi.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -229,9 +230,23 @@ PyObject* client_for(Client* client) {
 // A steering task's line to the coordinator as a Python callable from
 // request text to answer text. The GIL is let go while it waits: a wait
 // lasts as long as the tasks it waits for, and the task's own threads run.
+//
+// The callable holds a SteerLine that the attempt cuts when it ends: a
+// context kept past its call (in a global, say) then says so instead of
+// reaching into an attempt that is gone.
+struct SteerLine {
+  const TaskContextData* data = nullptr;
+};
+
 PyObject* steer_call(PyObject* self, PyObject* request) {
-  const auto* d = static_cast<const TaskContextData*>(PyCapsule_GetPointer(self, "tandem.steer"));
-  if (!d) return nullptr;
+  const auto* line = static_cast<const SteerLine*>(PyCapsule_GetPointer(self, "tandem.steer"));
+  if (!line) return nullptr;
+  const TaskContextData* d = line->data;
+  if (!d) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "this task context's attempt has ended: submit and wait only while it runs");
+    return nullptr;
+  }
   Py_ssize_t n = 0;
   const char* s = PyUnicode_AsUTF8AndSize(request, &n);
   if (!s) return nullptr;
@@ -254,14 +269,33 @@ PyObject* steer_call(PyObject* self, PyObject* request) {
 
 PyMethodDef g_steer_method = {"steer", &steer_call, METH_O, "a steering request's answer"};
 
-// The callable for a steering task's context, or None.
-Ref steer_for(const TaskContextData& d) {
+void free_steer_line(PyObject* capsule) {
+  delete static_cast<SteerLine*>(PyCapsule_GetPointer(capsule, "tandem.steer"));
+}
+
+// The callable for a steering task's context, or None; @p line is where
+// the attempt cuts it when it ends.
+Ref steer_for(const TaskContextData& d, SteerLine*& line) {
+  line = nullptr;
   if (!d.steer) return Ref(Py_NewRef(Py_None));
-  // The capsule only points at the attempt's data, which outlives the call.
-  Ref capsule(PyCapsule_New(const_cast<TaskContextData*>(&d), "tandem.steer", nullptr));
+  auto owned = std::make_unique<SteerLine>();
+  owned->data = &d;
+  Ref capsule(PyCapsule_New(owned.get(), "tandem.steer", &free_steer_line));
   if (!capsule) return Ref();
+  line = owned.release();  // the capsule's now
   return Ref(PyCFunction_New(&g_steer_method, capsule.get()));
 }
+
+// Cuts a SteerLine when the attempt's call returns, however it returns.
+struct CutAtEnd {
+  SteerLine* line = nullptr;
+  CutAtEnd() = default;
+  CutAtEnd(const CutAtEnd&) = delete;
+  CutAtEnd& operator=(const CutAtEnd&) = delete;
+  ~CutAtEnd() {
+    if (line) line->data = nullptr;
+  }
+};
 
 void run(TaskContext& ctx) {
   const TaskContextData& d = Access::data(ctx);
@@ -288,7 +322,12 @@ void run(TaskContext& ctx) {
   for (std::size_t i = 0; gpus && i < d.gpus.size(); ++i) {
     PyTuple_SET_ITEM(gpus.get(), static_cast<Py_ssize_t>(i), text(d.gpus[i]));
   }
-  Ref steer = steer_for(d);
+  SteerLine* line = nullptr;
+  Ref steer = steer_for(d, line);
+  // Declared after `steer`, so destroyed before it: the line is cut while
+  // this call still holds the callable (and so the line).
+  CutAtEnd cut;
+  cut.line = line;
   if (!args || !index || !count || !attempt || !rank || !size || !fcomm || !gpus || !steer) {
     fail("the context");
   }
