@@ -3,10 +3,15 @@
 // tests models whose every output is known.
 
 #include <dlfcn.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <functional>
+#include <random>
+#include <string>
 #include <thread>
 
 #include <fmt/format.h>
@@ -78,21 +83,32 @@ class ScaleBackend : public Backend {
   const ServiceSpec& spec_;
 };
 
+// With `delay_sd_us`, each batch's delay is drawn from a normal
+// distribution (cut at 0): a stand-in for a model whose answers take
+// varying time, such as an LLM's (bench/paper/).
 class SleepBackend : public Backend {
  public:
-  explicit SleepBackend(const ServiceSpec& spec) : spec_(spec) {
+  explicit SleepBackend(const ServiceSpec& spec)
+      : spec_(spec),
+        random_(static_cast<std::uint32_t>(std::hash<std::string>{}(spec.name)) ^
+                static_cast<std::uint32_t>(::getpid())),
+        spread_(static_cast<double>(spec.delay_us), static_cast<double>(spec.delay_sd_us)) {
     std::this_thread::sleep_for(std::chrono::microseconds(spec.load_us));
   }
   TensorList infer(const TensorList& inputs) override {
     const std::int64_t rows =
         inputs.empty() || inputs[0].tensor.shape().empty() ? 1 : inputs[0].tensor.shape()[0];
+    const double delay = spec_.delay_sd_us > 0 ? std::max(0.0, spread_(random_))
+                                               : static_cast<double>(spec_.delay_us);
     std::this_thread::sleep_for(
-        std::chrono::microseconds(spec_.delay_us + spec_.per_row_us * rows));
+        std::chrono::microseconds(static_cast<std::int64_t>(delay) + spec_.per_row_us * rows));
     return rename(spec_, inputs);
   }
 
  private:
   const ServiceSpec& spec_;
+  std::mt19937 random_;
+  std::normal_distribution<double> spread_;
 };
 
 }  // namespace

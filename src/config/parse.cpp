@@ -792,6 +792,12 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
     if (s.backend != BackendKind::sleep) r.fail("delay_us", "applies only to backend \"sleep\"");
     s.delay_us = *v;
   }
+  if (auto v = r.integer("delay_sd_us", 0, 3'600'000'000LL)) {
+    if (s.backend != BackendKind::sleep) {
+      r.fail("delay_sd_us", "applies only to backend \"sleep\"");
+    }
+    s.delay_sd_us = *v;
+  }
   if (auto v = r.integer("crash_on_rows", 0, 1'000'000'000)) {
     if (s.backend != BackendKind::scale)
       r.fail("crash_on_rows", "applies only to backend \"scale\"");
@@ -805,15 +811,47 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
     if (s.backend != BackendKind::sleep) r.fail("load_us", "applies only to backend \"sleep\"");
     s.load_us = *v;
   }
-  static const std::vector<std::string> kServiceKeys = {
-      "name",          "backend",         "model",         "replicas",      "ranks_per_replica",
-      "placement",     "max_batch",       "max_delay_us",  "device",        "inputs",
-      "outputs",       "factor",          "crash_on_rows", "delay_us",      "per_row_us",
-      "load_us",       "transport",       "record",        "command",       "env",
-      "protocol",      "model_name",      "ready_path",    "start_timeout", "health_interval",
-      "max_restarts",  "request_timeout", "retries",       "url",           "api_key_env",
-      "max_in_flight", "ca_bundle",       "verify_tls",    "model_dir",     "model_version",
-      "poll_interval", "version_policy",  "keep_versions", "swap",          "gpus_per_replica"};
+  static const std::vector<std::string> kServiceKeys = {"name",
+                                                        "backend",
+                                                        "model",
+                                                        "replicas",
+                                                        "ranks_per_replica",
+                                                        "placement",
+                                                        "max_batch",
+                                                        "max_delay_us",
+                                                        "device",
+                                                        "inputs",
+                                                        "outputs",
+                                                        "factor",
+                                                        "crash_on_rows",
+                                                        "delay_us",
+                                                        "delay_sd_us",
+                                                        "per_row_us",
+                                                        "load_us",
+                                                        "transport",
+                                                        "record",
+                                                        "command",
+                                                        "env",
+                                                        "protocol",
+                                                        "model_name",
+                                                        "ready_path",
+                                                        "start_timeout",
+                                                        "health_interval",
+                                                        "max_restarts",
+                                                        "request_timeout",
+                                                        "retries",
+                                                        "url",
+                                                        "api_key_env",
+                                                        "max_in_flight",
+                                                        "ca_bundle",
+                                                        "verify_tls",
+                                                        "model_dir",
+                                                        "model_version",
+                                                        "poll_interval",
+                                                        "version_policy",
+                                                        "keep_versions",
+                                                        "swap",
+                                                        "gpus_per_replica"};
   r.reject_unknown(kServiceKeys);
   return s;
 }

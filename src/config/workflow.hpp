@@ -304,6 +304,7 @@ struct ServiceSpec {
   double factor = 2.0;          // scale
   long long crash_on_rows = 0;  // scale: segfault on a batch of exactly this many rows (tests)
   long long delay_us = 0;       // sleep: per batch
+  long long delay_sd_us = 0;    // sleep: the per-batch delay's standard deviation (normal)
   long long per_row_us = 0;     // sleep: per row
   long long load_us = 0;        // sleep: how long "loading the model" takes
   SourcePos pos;

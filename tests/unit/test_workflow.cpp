@@ -635,3 +635,17 @@ TEST(Workflow, BadSweepsNameTheKeyAndLine) {
   expect_error(head + "sweep = { t = [1] }\nsweep_mode = \"all\"\n", 5, "task[0].sweep_mode",
                "must be \"product\" or \"zip\"");
 }
+
+// A sleep service with a spread: the LLM-like stand-in of bench/paper/.
+TEST(Workflow, SleepSpreadParses) {
+  const Workflow wf = parse_workflow(
+      "[[service]]\nname='llm'\nbackend='sleep'\ndelay_us=4440\ndelay_sd_us=550\n"
+      "[[task]]\nname='t'\nfunction='f'\n",
+      "/x/wf.toml", false);
+  EXPECT_EQ(wf.services[0].delay_us, 4440);
+  EXPECT_EQ(wf.services[0].delay_sd_us, 550);
+  expect_error(
+      "[[service]]\nname='e'\nbackend='echo'\ndelay_sd_us=5\n[[task]]\nname='t'\n"
+      "function='f'\n",
+      4, "service[0].delay_sd_us", "only to backend \"sleep\"");
+}

@@ -1,0 +1,54 @@
+"""A tiny run of bench/paper/latency.py (issue 22): the plots are written,
+every cell's breakdown adds up to its total, and the LLM-like service's
+queue wait is the one a simulation of the same load predicts.
+
+Environment (tests/CMakeLists.txt): TANDEM_BUILD (the build directory)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def latency(tmp_path_factory):
+    out = tmp_path_factory.mktemp("paper")
+    subprocess.run([sys.executable, os.path.join(SOURCE, "bench", "paper", "latency.py"),
+                    "--build", os.environ["TANDEM_BUILD"], "--out", str(out),
+                    "--services", "1,2", "--clients", "1,2", "--requests", "6"],
+                   check=True, capture_output=True, timeout=240)
+    with open(out / "latency.json") as f:
+        return out, json.load(f)["cells"]
+
+
+def test_the_plots_are_written(latency):
+    out, _ = latency
+    for name in ("latency-echo.svg", "latency-llm.svg", "queue-wait.svg"):
+        text = (out / name).read_text()
+        assert text.lstrip().startswith("<?xml") and "<svg" in text and len(text) > 5000, name
+
+
+def test_every_cell_is_there_and_its_breakdown_sums_to_its_total(latency):
+    _, cells = latency
+    assert sorted((c["kind"], c["services"], c["clients"]) for c in cells) == sorted(
+        (k, s, c) for k in ("echo", "llm") for s in (1, 2) for c in (1, 2))
+    for c in cells:
+        assert c["requests"] == 6 * c["clients"], c
+        parts = c["comm_1"] + c["compute"] + c["comm_2"]
+        assert abs(parts - c["total"]) <= 1e-6 * max(1.0, c["total"]), c
+
+
+def test_the_llm_like_services_queue_wait_follows_the_load(latency):
+    _, cells = latency
+    by = {(c["services"], c["clients"]): c for c in cells if c["kind"] == "llm"}
+    # Two clients on one service: each waits about one service time.
+    shared = by[(1, 2)]
+    assert abs(shared["queue_wait"] - shared["predicted_wait_ms"]) <= \
+        0.25 * shared["predicted_wait_ms"], shared
+    # A service each: no queue.
+    assert by[(2, 2)]["queue_wait"] < 2.0 and by[(2, 2)]["predicted_wait_ms"] == 0.0
+    # The service's work is the stated 44.4 ms mean.
+    assert all(35.0 < c["compute"] < 55.0 for c in by.values())
