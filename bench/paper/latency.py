@@ -21,7 +21,8 @@ Kinds of service:
   echo  a local no-op (the paper's local no-op service)
   llm   a local LLM-like service: `sleep` with the paper's 4.44 s mean and
         0.55 s spread, both divided by --llm-scale (default 100: 44.4 ms
-        and 5.5 ms) so that the grid fits the time budget. Its queue wait is
+        and 5.5 ms) so that the grid fits the time budget, answering one
+        request at a time (max_batch = 1) as the paper's service does. Its queue wait is
         set beside an M/D/c-style prediction: C closed-loop clients over S
         servers, computed by a small simulation of the same load.
 
@@ -56,7 +57,9 @@ def workflow(kind, services, clients, requests, lib, scale):
         if kind == "echo":
             lines.append('backend = "echo"\n')
         else:
-            lines.append('backend = "sleep"\n'
+            # One request at a time, as the paper's service answers: a
+            # batch would answer a queue of them in one service time.
+            lines.append('backend = "sleep"\nmax_batch = 1\n'
                          f"delay_us = {round(LLM_MEAN_S * 1e6 / scale)}\n"
                          f"delay_sd_us = {round(LLM_SD_S * 1e6 / scale)}\n")
     lines.append(f'[[task]]\nname = "client"\nfunction = "paper_client"\ncount = {clients}\n'
