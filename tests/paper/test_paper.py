@@ -52,3 +52,20 @@ def test_the_llm_like_services_queue_wait_follows_the_load(latency):
     assert by[(2, 2)]["queue_wait"] < 2.0 and by[(2, 2)]["predicted_wait_ms"] == 0.0
     # The service's work is the stated 44.4 ms mean.
     assert all(35.0 < c["compute"] < 55.0 for c in by.values())
+
+
+def test_the_bootstrap_is_broken_into_its_phases(tmp_path):
+    subprocess.run([sys.executable, os.path.join(SOURCE, "bench", "paper", "bootstrap.py"),
+                    "--build", os.environ["TANDEM_BUILD"], "--out", str(tmp_path),
+                    "--services", "1,2", "--backends", "echo", "--repeat", "1"],
+                   check=True, capture_output=True, timeout=240)
+    rows = json.loads((tmp_path / "bootstrap.json").read_text())
+    assert [r["services"] for r in rows] == [1, 2]
+    for r in rows:
+        # Phases in order, each from rank 0 entering Tandem; the whole within
+        # what mpirun took from outside.
+        assert 0 < r["roles_ready_s"] <= r["all_ready_s"], r
+        assert r["to_all_ready_s"] == pytest.approx(r["mpi_start_s"] + r["all_ready_s"])
+        assert r["to_all_ready_s"] < r["mpirun_wall_s"], r
+        assert r["overhead_s"] < 5.0, r
+    assert (tmp_path / "bootstrap.svg").read_text().count("<svg") == 1
