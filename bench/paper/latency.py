@@ -22,7 +22,13 @@ Kinds of service:
   llm   a local LLM-like service: `sleep` with the paper's 4.44 s mean and
         0.55 s spread, both divided by --llm-scale (default 100: 44.4 ms
         and 5.5 ms) so that the grid fits the time budget, answering one
-        request at a time (max_batch = 1) as the paper's service does. Its queue wait is
+        request at a time (max_batch = 1) as the paper's service does.
+  remote  a remote no-op: a bridge rank per service in front of a KServe
+        endpoint of its own on 127.0.0.1 (tests/support/kserve_test_server.py)
+        that waits 50 ms a request, a stand-in for the paper's 25 ms of
+        network each way. Tandem's comm_1 and comm_2 are then the client's
+        MPI legs to and from the bridge; the endpoint's round trip is the
+        bridge's work, in reply. Its queue wait is
         set beside an M/D/c-style prediction: C closed-loop clients over S
         servers, computed by a small simulation of the same load.
 
@@ -41,6 +47,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -48,13 +55,19 @@ import mpi_env  # noqa: E402
 
 MPIEXEC = ["mpiexec", "--oversubscribe", "--mca", "btl", "self,vader"]
 LLM_MEAN_S, LLM_SD_S = 4.44, 0.55  # the paper's LLM-like service, per request
+REMOTE_DELAY_S = 0.050  # the paper's remote service: about 25 ms each way
 
 
-def workflow(kind, services, clients, requests, lib, scale):
+def workflow(kind, services, clients, requests, lib, scale, ports=()):
     lines = [f'[job]\nname = "paper-{kind}"\nlibraries = ["{lib}"]\n']
     for s in range(services):
         lines.append(f'[[service]]\nname = "svc{s}"\n')
-        if kind == "echo":
+        if kind == "remote":
+            # A bridge rank in front of an endpoint of its own on 127.0.0.1
+            # that waits REMOTE_DELAY_S both ways together.
+            lines.append('backend = "remote"\nprotocol = "kserve-v2"\nmodel_name = "double"\n'
+                         f'url = "http://127.0.0.1:{ports[s]}"\n')
+        elif kind == "echo":
             lines.append('backend = "echo"\n')
         else:
             # One request at a time, as the paper's service answers: a
@@ -67,17 +80,45 @@ def workflow(kind, services, clients, requests, lib, scale):
     return "".join(lines)
 
 
+def start_endpoints(count, work):
+    """`count` KServe test servers, each adding REMOTE_DELAY_S to every
+    request; their processes and ports."""
+    server = os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "support",
+                          "kserve_test_server.py")
+    procs, ports = [], []
+    for i in range(count):
+        port_file = os.path.join(work, f"endpoint-{i}.port")
+        if os.path.exists(port_file):
+            os.remove(port_file)
+        procs.append(subprocess.Popen([sys.executable, server, "--port", "0", "--port-file",
+                                       port_file, "--delay", str(REMOTE_DELAY_S)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for _ in range(200):
+            if os.path.exists(port_file):
+                break
+            time.sleep(0.05)
+        with open(port_file) as f:
+            ports.append(int(f.read()))
+    return procs, ports
+
+
 def run_cell(tandem, lib, kind, services, clients, requests, scale, work):
     name = f"{kind}-s{services}-c{clients}"
     flow = os.path.join(work, name + ".toml")
+    procs, ports = start_endpoints(services, work) if kind == "remote" else ([], [])
     with open(flow, "w") as f:
-        f.write(workflow(kind, services, clients, requests, lib, scale))
+        f.write(workflow(kind, services, clients, requests, lib, scale, ports))
     run_dir = os.path.join(work, name)
     shutil.rmtree(run_dir, ignore_errors=True)
     ranks = 1 + services + clients
-    subprocess.run(MPIEXEC + ["-n", str(ranks), tandem, "run", flow, "--run-dir", run_dir,
-                              "--log-level", "warn"], check=True, capture_output=True,
-                   timeout=600)
+    try:
+        subprocess.run(MPIEXEC + ["-n", str(ranks), tandem, "run", flow, "--run-dir", run_dir,
+                                  "--log-level", "warn"], check=True, capture_output=True,
+                       timeout=600)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
     report = json.loads(subprocess.run([tandem, "report", run_dir, "--json"], check=True,
                                        capture_output=True, text=True).stdout)
     parts = {k: 0.0 for k in ("comm_1", "compute", "comm_2", "total", "queue_wait",
@@ -165,7 +206,7 @@ def main():
     ap.add_argument("--services", default="1,2,4,8,16")
     ap.add_argument("--clients", default="1,2,4,8,16")
     ap.add_argument("--requests", type=int, default=20, help="per client")
-    ap.add_argument("--kinds", default="echo,llm")
+    ap.add_argument("--kinds", default="echo,llm,remote")
     ap.add_argument("--llm-scale", type=float, default=100.0)
     args = ap.parse_args()
     mpi_env.setup()

@@ -18,7 +18,8 @@ def latency(tmp_path_factory):
     out = tmp_path_factory.mktemp("paper")
     subprocess.run([sys.executable, os.path.join(SOURCE, "bench", "paper", "latency.py"),
                     "--build", os.environ["TANDEM_BUILD"], "--out", str(out),
-                    "--services", "1,2", "--clients", "1,2", "--requests", "6"],
+                    "--services", "1,2", "--clients", "1,2", "--requests", "6",
+                    "--kinds", "echo,llm,remote"],
                    check=True, capture_output=True, timeout=240)
     with open(out / "latency.json") as f:
         return out, json.load(f)["cells"]
@@ -26,7 +27,7 @@ def latency(tmp_path_factory):
 
 def test_the_plots_are_written(latency):
     out, _ = latency
-    for name in ("latency-echo.svg", "latency-llm.svg", "queue-wait.svg"):
+    for name in ("latency-echo.svg", "latency-llm.svg", "latency-remote.svg", "queue-wait.svg"):
         text = (out / name).read_text()
         assert text.lstrip().startswith("<?xml") and "<svg" in text and len(text) > 5000, name
 
@@ -34,7 +35,7 @@ def test_the_plots_are_written(latency):
 def test_every_cell_is_there_and_its_breakdown_sums_to_its_total(latency):
     _, cells = latency
     assert sorted((c["kind"], c["services"], c["clients"]) for c in cells) == sorted(
-        (k, s, c) for k in ("echo", "llm") for s in (1, 2) for c in (1, 2))
+        (k, s, c) for k in ("echo", "llm", "remote") for s in (1, 2) for c in (1, 2))
     for c in cells:
         assert c["requests"] == 6 * c["clients"], c
         parts = c["comm_1"] + c["compute"] + c["comm_2"]
@@ -69,3 +70,11 @@ def test_the_bootstrap_is_broken_into_its_phases(tmp_path):
         assert r["to_all_ready_s"] < r["mpirun_wall_s"], r
         assert r["overhead_s"] < 5.0, r
     assert (tmp_path / "bootstrap.svg").read_text().count("<svg") == 1
+
+
+def test_the_remote_service_is_its_endpoints_delay_plus_the_bridge(latency):
+    _, cells = latency
+    for c in (c for c in cells if c["kind"] == "remote"):
+        # The endpoint waits 50 ms; the bridge's HTTP adds a little, not
+        # the 40 ms a delayed ACK would.
+        assert 50.0 <= c["compute"] < 60.0, c
