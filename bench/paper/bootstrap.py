@@ -17,8 +17,13 @@ the time from there to all READY less the model load: what a service costs
 before it answers, however slow its model; the launcher and MPI_Init are
 mpirun's, reported beside it.
 
+The `process` backend's model server is tests/support/kserve_test_server.py,
+a small Python KServe v2 server: its start-up is that service's "model
+load".
+
   bench/paper/bootstrap.py --build build --out paper-out [--services 1,2,4,8,16]
-      [--backends echo,torchscript] [--model build/tests/models/mlp.pt] [--repeat 3]
+      [--backends echo,torchscript,process] [--model build/tests/models/mlp.pt]
+      [--repeat 3]
 
 Writes OUT/bootstrap.json and OUT/bootstrap.svg (stacked bars per count).
 """
@@ -36,6 +41,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 import mpi_env  # noqa: E402
 
 MPIEXEC = ["mpiexec", "--oversubscribe", "--mca", "btl", "self,vader"]
+KSERVE_SERVER = os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "support",
+                             "kserve_test_server.py")
 PHASES = ("mpi_start_s", "roles_ready_s", "model_load_s", "all_ready_s", "run_start_s")
 
 
@@ -43,6 +50,10 @@ def workflow(backend, services, model):
     text = '[job]\nname = "paper-bootstrap"\n'
     for s in range(services):
         text += f'[[service]]\nname = "svc{s}"\nbackend = "{backend}"\n'
+        if backend == "process":
+            # A local KServe v2 server the job starts: READY once it answers.
+            text += (f'command = ["{sys.executable}", "{KSERVE_SERVER}", "--port", "{{port}}"]\n'
+                     'model_name = "double"\n')
         if backend == "torchscript":
             text += (f'model = "{model}"\ndevice = "cpu"\n'
                      'inputs = [{ name = "x", dtype = "FP32", shape = [-1, 64] }]\n'
@@ -108,7 +119,7 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--out", default="paper-out")
     ap.add_argument("--services", default="1,2,4,8,16")
-    ap.add_argument("--backends", default="echo,torchscript")
+    ap.add_argument("--backends", default="echo,torchscript,process")
     ap.add_argument("--model", default=None, help="TorchScript file (default: the tests' mlp.pt)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()

@@ -58,10 +58,11 @@ def test_the_llm_like_services_queue_wait_follows_the_load(latency):
 def test_the_bootstrap_is_broken_into_its_phases(tmp_path):
     subprocess.run([sys.executable, os.path.join(SOURCE, "bench", "paper", "bootstrap.py"),
                     "--build", os.environ["TANDEM_BUILD"], "--out", str(tmp_path),
-                    "--services", "1,2", "--backends", "echo", "--repeat", "1"],
+                    "--services", "1,2", "--backends", "echo,process", "--repeat", "1"],
                    check=True, capture_output=True, timeout=240)
     rows = json.loads((tmp_path / "bootstrap.json").read_text())
-    assert [r["services"] for r in rows] == [1, 2]
+    assert [(r["backend"], r["services"]) for r in rows] == [
+        ("echo", 1), ("echo", 2), ("process", 1), ("process", 2)]
     for r in rows:
         # Phases in order, each from rank 0 entering Tandem; the whole within
         # what mpirun took from outside.
