@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The seed paper's experiments on Tandem, in one command (issue 22):
 bootstrap.py and latency.py with their defaults, into one directory, about
-8 minutes on the 2-core development machine.
+9 minutes on the 2-core development machine.
 
   bench/paper/all.py --build build --out paper-out
 
