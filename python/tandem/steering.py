@@ -62,7 +62,7 @@ def _result(j: Mapping) -> TaskResult:
                       result=j.get("result"))
 
 
-def _after(after: Iterable) -> List:
+def _after(after: Iterable, takes: str = "after takes handles and task names") -> List:
     """Handles, and names of workflow tasks (every instance of each)."""
     out = []
     for a in after:
@@ -73,18 +73,17 @@ def _after(after: Iterable) -> List:
         elif isinstance(a, int) and not isinstance(a, bool):
             out.append(a)
         else:
-            raise _refused(f"after takes handles and task names, not {a!r}")
+            raise _refused(f"{takes}, not {a!r}")
     return out
 
 
 def _handles(handles: Iterable[int]) -> List[int]:
-    out = []
-    for h in handles:
-        if isinstance(h, TaskResult):
-            h = h.handle
-        if isinstance(h, bool) or not isinstance(h, int):
-            raise _refused(f"a task handle is an int from submit, not {h!r}")
-        out.append(h)
+    """Handles only (what wait takes)."""
+    takes = "a task handle is an int from submit"
+    out = _after(handles, takes)
+    for h in out:
+        if isinstance(h, str):
+            raise _refused(f"{takes}, not {h!r}")
     return out
 
 

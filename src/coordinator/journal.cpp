@@ -210,7 +210,8 @@ bool Journal::flush() {
   return !failed();
 }
 
-bool Journal::write_durably(std::string_view lines) {
+// What append() buffered, then @p lines, whole or not at all.
+bool Journal::write_lines(std::string_view lines) {
   if (!flush()) return false;
   if (!write_all(fd_, lines.data(), lines.size())) {
     write_errno_ = errno;
@@ -220,6 +221,11 @@ bool Journal::write_durably(std::string_view lines) {
     return false;
   }
   size_ += static_cast<long long>(lines.size());
+  return true;
+}
+
+bool Journal::write_durably(std::string_view lines) {
+  if (!write_lines(lines)) return false;
   if (::fdatasync(fd_) != 0) {
     write_errno_ = errno;
     return false;
@@ -234,15 +240,7 @@ long long Journal::write_for_durability(std::string_view lines) {
     durable_.store(ticket);
     return ticket;
   }
-  if (!flush()) return 0;
-  if (!write_all(fd_, lines.data(), lines.size())) {
-    write_errno_ = errno;
-    if (::ftruncate(fd_, size_) != 0) {
-      // The reader stops at a torn line; nothing more to do here.
-    }
-    return 0;
-  }
-  size_ += static_cast<long long>(lines.size());
+  if (!write_lines(lines)) return 0;
   long long ticket = 0;
   {
     std::lock_guard<std::mutex> hold(sync_mutex_);

@@ -83,6 +83,7 @@ class Journal {
 
  private:
   void reserve(std::size_t most);
+  bool write_lines(std::string_view lines);
   void sync_loop(double interval_s);
 
   std::string path_;
