@@ -42,14 +42,16 @@ function = "test_infer"
 count = 20
 args = { service = "echo", requests = 3 }
 TOML
-srun_job=$(sbatch --parsable --nodes=2 --ntasks-per-node=3 --time=5 \
-  "$jobscripts/slurm-srun.sbatch" pernode.toml)
-mpirun_job=$(sbatch --parsable --nodes=2 --ntasks=6 --ntasks-per-node=3 --time=5 \
-  "$jobscripts/slurm-mpirun.sbatch" pernode.toml)
+# One job after the other: together they would put 12 ranks on 2 cores.
 for launcher in srun mpirun; do
-  var=${launcher}_job
-  id=${!var}
-  result=$(wait_job "$id" 150)
+  if [ "$launcher" = srun ]; then
+    submit_and_wait 90 --nodes=2 --ntasks-per-node=3 --time=5 "$jobscripts/slurm-srun.sbatch" pernode.toml
+  else
+    submit_and_wait 90 --nodes=2 --ntasks=6 --ntasks-per-node=3 --time=5 \
+      "$jobscripts/slurm-mpirun.sbatch" pernode.toml
+  fi
+  id=$job_id
+  result=$job_result
   run_dir=runs/pernode-$id
   check "$launcher: sbatch -N 2 job $id completed (got $result)" test "$result" = "COMPLETED 0:0" ||
     show_output "$id" "tandem-$id.out"
@@ -93,11 +95,11 @@ command = ["$mpi_task", "service", "16"]
 ranks = 4
 retries = 2
 TOML
-mpinodes_job=$(sbatch --parsable --nodes=2 --ntasks-per-node=3 --time=5 \
-  "$jobscripts/slurm-srun.sbatch" mpinodes.toml)
 # The output of a task's last attempt (0.out, then 0.try2.out, ...).
 last_attempt() { ls "$run_dir/tasks/$1"/0.out "$run_dir/tasks/$1"/0.try*.out 2> /dev/null | tail -1; }
-result=$(wait_job "$mpinodes_job" 150)
+submit_and_wait 150 --nodes=2 --ntasks-per-node=3 --time=5 "$jobscripts/slurm-srun.sbatch" mpinodes.toml
+mpinodes_job=$job_id
+result=$job_result
 run_dir=runs/mpinodes-$mpinodes_job
 check "the MPI program job $mpinodes_job completed with exit 0 (got $result)" \
   test "$result" = "COMPLETED 0:0" || show_output "$mpinodes_job" "tandem-$mpinodes_job.out"
