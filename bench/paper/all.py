@@ -1,12 +1,12 @@
 #!/usr/bin/python3
 """The seed paper's experiments on Tandem, in one command (issue 22):
-bootstrap.py and latency.py with their defaults, into one directory, about
-9 minutes on the 2-core development machine.
+bootstrap.py, latency.py and scaling.py with their defaults, into one
+directory, about 11 minutes on the 2-core development machine.
 
   bench/paper/all.py --build build --out paper-out
 
 Then docs/paper-reproduction.md's tables and plots can be read from
-paper-out/bootstrap.json, latency.json and the SVG files.
+paper-out/bootstrap.json, latency.json, scaling.json and the SVG files.
 """
 import argparse
 import os
@@ -21,7 +21,7 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--out", default="paper-out")
     args = ap.parse_args()
-    for script in ("bootstrap.py", "latency.py"):
+    for script in ("bootstrap.py", "latency.py", "scaling.py"):
         print(f"== {script}", flush=True)
         subprocess.run([sys.executable, os.path.join(HERE, script), "--build", args.build,
                         "--out", args.out], check=True)

@@ -1,6 +1,8 @@
-"""A tiny run of bench/paper/latency.py (issue 22): the plots are written,
-every cell's breakdown adds up to its total, and the LLM-like service's
-queue wait is the one a simulation of the same load predicts.
+"""Tiny runs of the seed paper's experiments (bench/paper/, issue 22): the
+plots are written, every cell's latency breakdown adds up to its total, the
+LLM-like service's queue wait is the one a simulation of the same load
+predicts, the bootstrap is split into its phases, and the scaling
+experiment measures every cell and both LoadGen scenarios.
 
 Environment (tests/CMakeLists.txt): TANDEM_BUILD (the build directory)."""
 import json
@@ -79,3 +81,32 @@ def test_the_remote_service_is_its_endpoints_delay_plus_the_bridge(latency):
         # The endpoint waits 50 ms; the bridge's HTTP adds a little, not
         # the 40 ms a delayed ACK would.
         assert 50.0 <= c["compute"] < 60.0, c
+
+
+def test_the_scaling_experiment_measures_every_cell_and_both_scenarios(tmp_path):
+    subprocess.run([sys.executable, os.path.join(SOURCE, "bench", "paper", "scaling.py"),
+                    "--build", os.environ["TANDEM_BUILD"], "--out", str(tmp_path),
+                    "--replicas", "1,2", "--clients", "1,3", "--client-ranks", "2",
+                    "--phase", "0.3", "--offline-requests", "600", "--server-steps", "3"],
+                   check=True, capture_output=True, timeout=240)
+    data = json.loads((tmp_path / "scaling.json").read_text())
+    assert [r["replicas"] for r in data["results"]] == [1, 2]
+    for r in data["results"]:
+        assert r["client_ranks"] == 2
+        assert [c["clients"] for c in r["closed"]] == [1, 3]
+        for c in r["closed"] + [r["offline"]] + r["server"]["tried"]:
+            # Every request answered and timed; percentiles in order.
+            assert c["requests"] > 0 and c["throughput"] > 0, c
+            assert 0 < c["p50_ms"] <= c["p95_ms"] <= c["p99_ms"], c
+        assert r["offline"]["requests"] == 600
+        # The search tried 3 rates, the first the offline throughput, and
+        # reports the highest one that met the bound.
+        tried = r["server"]["tried"]
+        assert len(tried) == 3 and tried[0]["rate"] == pytest.approx(r["offline"]["throughput"])
+        met = [t["rate"] for t in tried if t["met"]]
+        assert r["server"]["best_rate"] == (max(met) if met else 0)
+        assert all(t["p99_ms"] <= r["server"]["p99_bound_ms"] for t in tried if t["met"])
+    assert data["direct"]["rows1"]["median_ms"] > 0
+    for name in ("scaling-throughput.svg", "scaling-p99.svg", "scaling-scenarios.svg"):
+        text = (tmp_path / name).read_text()
+        assert text.lstrip().startswith("<?xml") and "<svg" in text, name
