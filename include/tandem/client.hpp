@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <mpi.h>
+
 #include <tandem/tensor.hpp>
 #include <tandem/transport.hpp>
 
@@ -17,6 +19,7 @@ namespace tandem {
 namespace detail {
 class ClientImpl;
 struct PendingInfer;
+struct CollectiveCall;
 struct Access;
 }  // namespace detail
 
@@ -72,6 +75,23 @@ class CallHandle {
   std::shared_ptr<detail::PendingInfer> pending_;
 };
 
+/// A collective request in flight, from Client::infer_all_async.
+class CollectiveHandle {
+ public:
+  CollectiveHandle() = default;
+  /// Waits for this rank's rows of every output. Collective: every rank of
+  /// the call's communicator calls it.
+  /// @throws tandem::request_error, the same on every rank of the
+  /// communicator, naming the rank or node that failed and why.
+  TensorList wait();
+  /// False for a default-constructed handle, and once wait() has run.
+  bool valid() const noexcept { return call_ != nullptr; }
+
+ private:
+  friend class Client;
+  std::shared_ptr<detail::CollectiveCall> call_;
+};
+
 /// Sends inference requests to the job's services.
 class Client {
  public:
@@ -106,6 +126,28 @@ class Client {
   /// @throws tandem::request_error if the request cannot be sent.
   InferHandle infer_async(const std::string& service, const TensorList& inputs,
                           const InferOptions& options = {});
+
+  /// Collective inference: every rank of @p comm calls this with its own
+  /// rows (any number, 0 included; the other dimensions, dtypes and names
+  /// the same on every rank) and gets back its own rows of every output.
+  /// The ranks of @p comm on one node write their rows into one node-local
+  /// shared buffer and one of them sends one request for all of them to a
+  /// replica (its own node's where there is one); nodes do not wait for
+  /// each other's requests. Rows past the service's `max_batch` go in
+  /// several requests. Every rank of @p comm must call it, in the same
+  /// order as its other collectives on @p comm, and one collective call may
+  /// be in flight per communicator.
+  /// @throws tandem::request_error, the same on every rank: a rank whose
+  /// inputs do not fit the service's signature (found before anything is
+  /// sent), a FAILED service, a model error, a lost replica.
+  TensorList infer_all(MPI_Comm comm, const std::string& service, const TensorList& inputs,
+                       const InferOptions& options = {});
+  /// The same, returning once the requests are sent, so that the model
+  /// runs while the ranks exchange halos; CollectiveHandle::wait() (also
+  /// collective) gives the outputs. The inputs may change once this
+  /// returns.
+  CollectiveHandle infer_all_async(MPI_Comm comm, const std::string& service,
+                                   const TensorList& inputs, const InferOptions& options = {});
 
   /// Loads the TorchScript file @p path as model version @p version of
   /// @p service on every replica (each rank of a multi-rank replica loads

@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "client/collective.hpp"
 #include "config/workflow.hpp"
 #include "job/job.hpp"
 #include "layout/plan.hpp"
@@ -116,6 +117,8 @@ class ClientImpl {
   void wait(PendingInfer& p);
   /// Waits for every request in flight (before shutdown).
   void wait_all();
+  /// infer_all's per-communicator state.
+  NodeGroups& node_groups() { return node_groups_; }
 
  private:
   // On the request path (send, wait) routing updates are read at most
@@ -144,6 +147,7 @@ class ClientImpl {
   std::uint64_t next_id_ = 1;
   std::int64_t routing_read_ns_ = 0;  // when receive_routing last ran
   double ready_timeout_s_ = -1;       // negative: the service's start_timeout
+  NodeGroups node_groups_;
 };
 
 }  // namespace tandem::detail

@@ -1,0 +1,188 @@
+// Collective inference (Client::infer_all, issue 37) in SPMD mode: rank 0
+// coordinates, the service ranks serve, the application ranks call
+// infer_all over the session's application communicator. Rank 0 checks
+// the request counts in summary.json.
+
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "support/mpi_session.hpp"
+#include "tandem/tandem.hpp"
+
+using nlohmann::json;
+using tandem::test::request_error_of;
+using tandem::test::with_session;
+using tandem::test::world_rank;
+
+namespace {
+
+int app_rank(tandem::Session& s) {
+  int r = 0;
+  MPI_Comm_rank(s.app_comm(), &r);
+  return r;
+}
+
+int app_size(tandem::Session& s) {
+  int n = 0;
+  MPI_Comm_size(s.app_comm(), &n);
+  return n;
+}
+
+// Rows that differ per rank, 0 included (rank 1 of 3 or more has none).
+std::int64_t rows_of(int rank) {
+  return (rank * 3 + 2) % 5;
+}
+
+tandem::Tensor patterned(tandem::DType dtype, std::int64_t rows, int seed) {
+  tandem::Tensor x = tandem::Tensor::zeros(dtype, {rows, 3});
+  auto* bytes = static_cast<unsigned char*>(x.data());
+  for (std::size_t i = 0; i < x.nbytes(); ++i) bytes[i] = static_cast<unsigned char>(i * 7 + seed);
+  return x;
+}
+
+bool same_bytes(const tandem::Tensor& a, const tandem::Tensor& b) {
+  return a.dtype() == b.dtype() && a.shape() == b.shape() &&
+         std::memcmp(a.data(), b.data(), a.nbytes()) == 0;
+}
+
+}  // namespace
+
+TEST(Collective, EveryRankGetsItsOwnRowsBitForBitInEveryDtype) {
+  with_session(
+      "echo-all", "[[service]]\nname = \"echo\"\nbackend = \"echo\"\n", [](tandem::Session& s) {
+        auto& c = s.client();
+        c.wait_ready("echo", 30);
+        const int me = app_rank(s);
+        for (int t = 0; t <= static_cast<int>(tandem::DType::BYTES); ++t) {
+          const auto dtype = static_cast<tandem::DType>(t);
+          const tandem::Tensor x = patterned(dtype, rows_of(me), me + t);
+          const tandem::TensorList all = c.infer_all(s.app_comm(), "echo", {{"x", x}});
+          ASSERT_EQ(all.size(), 1u);
+          EXPECT_EQ(all[0].name, "x");
+          EXPECT_TRUE(same_bytes(all[0].tensor, x)) << tandem::dtype_name(dtype);
+          if (rows_of(me) > 0) {
+            const tandem::TensorList one = c.infer("echo", {{"x", x}});
+            EXPECT_TRUE(same_bytes(all[0].tensor, one[0].tensor)) << tandem::dtype_name(dtype);
+          }
+        }
+      });
+}
+
+TEST(Collective, OneRequestPerNodePerCallAndTheSameAnswersAsInfer) {
+  const int calls = 5;
+  const json summary = with_session(
+      "scale-all",
+      "[[service]]\nname = \"triple\"\nbackend = \"scale\"\nfactor = 3.0\n"
+      "inputs = [{ name = \"x\", dtype = \"FP64\", shape = [-1, 2] }]\n"
+      "outputs = [{ name = \"x\", dtype = \"FP64\", shape = [-1, 2] }]\n",
+      [&](tandem::Session& s) {
+        auto& c = s.client();
+        c.wait_ready("triple", 30);
+        const int me = app_rank(s);
+        for (int k = 0; k < calls; ++k) {
+          std::vector<double> v(static_cast<std::size_t>(rows_of(me + k) * 2));
+          for (std::size_t i = 0; i < v.size(); ++i) v[i] = 0.1 * (me + 1) * (k + 1) + 1e-3 * i;
+          const tandem::Tensor x = tandem::Tensor::from(v, {rows_of(me + k), 2});
+          // Sent while this rank computes, waited for after.
+          tandem::CollectiveHandle h = c.infer_all_async(s.app_comm(), "triple", {{"x", x}});
+          const tandem::TensorList out = h.wait();
+          ASSERT_EQ(out.size(), 1u);
+          EXPECT_EQ(out[0].tensor.shape(), x.shape());
+          const std::vector<double> y = out[0].tensor.to_vector<double>();
+          ASSERT_EQ(y.size(), v.size());
+          for (std::size_t i = 0; i < v.size(); ++i) EXPECT_EQ(y[i], 3.0 * v[i]);
+        }
+      });
+  if (world_rank() == 0) {
+    // One request for each call whose ranks had rows (this is one node); a
+    // call without rows sends none and answers with the signature's empty
+    // outputs.
+    const int app = tandem::test::world_size() - 2;
+    int with_rows = 0;
+    for (int k = 0; k < calls; ++k) {
+      std::int64_t rows = 0;
+      for (int r = 0; r < app; ++r) rows += rows_of(r + k);
+      with_rows += rows > 0 ? 1 : 0;
+    }
+    EXPECT_EQ(summary["services"]["triple"]["requests"].get<int>(), with_rows) << summary.dump();
+  }
+}
+
+TEST(Collective, RowsPastMaxBatchGoInSeveralRequests) {
+  const json summary = with_session(
+      "split-all",
+      "[[service]]\nname = \"neg\"\nbackend = \"scale\"\nfactor = -1.0\nmax_batch = 2\n",
+      [&](tandem::Session& s) {
+        auto& c = s.client();
+        c.wait_ready("neg", 30);
+        const int me = app_rank(s);
+        std::vector<float> v(static_cast<std::size_t>(me + 1), static_cast<float>(me));
+        const auto y =
+            c.infer_all(s.app_comm(), "neg", {{"x", tandem::Tensor::from(v, {me + 1, 1})}})[0]
+                .tensor.to_vector<float>();
+        ASSERT_EQ(y.size(), v.size());
+        for (const float f : y) EXPECT_EQ(f, -static_cast<float>(me));
+      });
+  if (world_rank() == 0) {
+    const int app = tandem::test::world_size() - 2;  // less the coordinator and the replica
+    const int total = app * (app + 1) / 2;
+    EXPECT_EQ(summary["services"]["neg"]["requests"].get<int>(), (total + 1) / 2) << summary.dump();
+  }
+}
+
+TEST(Collective, ABadShapeOnOneRankFailsEveryRankBeforeAnythingIsSent) {
+  const json summary = with_session(
+      "bad-all",
+      "[[service]]\nname = \"triple\"\nbackend = \"scale\"\nfactor = 3.0\n"
+      "inputs = [{ name = \"x\", dtype = \"FP32\", shape = [-1, 4] }]\n",
+      [](tandem::Session& s) {
+        auto& c = s.client();
+        c.wait_ready("triple", 30);
+        const int me = app_rank(s);
+        const int bad = app_size(s) - 1;
+        const std::int64_t cols = me == bad ? 5 : 4;
+        const tandem::Tensor x = tandem::Tensor::zeros(tandem::DType::FP32, {2, cols});
+        const std::string why = request_error_of([&] {
+          c.infer_all(s.app_comm(), "triple", {{"x", x}});
+        });
+        EXPECT_NE(why.find("rank " + std::to_string(bad) + ":"), std::string::npos) << why;
+        EXPECT_NE(why.find("the signature says [-1, 4]"), std::string::npos) << why;
+        // The communicator is usable after the error.
+        const tandem::Tensor ok = tandem::Tensor::zeros(tandem::DType::FP32, {1, 4});
+        EXPECT_EQ(c.infer_all(s.app_comm(), "triple", {{"x", ok}}).size(), 1u);
+      });
+  if (world_rank() == 0) {
+    EXPECT_EQ(summary["services"]["triple"]["requests"].get<int>(), 1) << summary.dump();
+  }
+}
+
+#ifdef TANDEM_TEST_HAVE_TORCH
+TEST(Collective, AFailedServiceFailsEveryRankAlike) {
+  const std::string body =
+      std::string("[[service]]\nname = \"broken\"\nbackend = \"torchscript\"\n") + "model = \"" +
+      TANDEM_TEST_MODELS_DIR +
+      "/not_torchscript.pt\"\n"
+      "inputs = [{ name = \"x\", dtype = \"FP32\", shape = [-1, 4] }]\n"
+      "outputs = [{ name = \"y\", dtype = \"FP32\", shape = [-1, 4] }]\n";
+  with_session("failed-all", body, [](tandem::Session& s) {
+    auto& c = s.client();
+    const tandem::Tensor x = tandem::Tensor::zeros(tandem::DType::FP32, {1, 4});
+    const std::string why = request_error_of([&] {
+      c.infer_all(s.app_comm(), "broken", {{"x", x}});
+    });
+    EXPECT_NE(why.find("infer_all to service 'broken'"), std::string::npos) << why;
+    EXPECT_NE(why.find("FAILED"), std::string::npos) << why;
+    // The same text on every rank.
+    int length = static_cast<int>(why.size());
+    int longest = 0;
+    MPI_Allreduce(&length, &longest, 1, MPI_INT, MPI_MAX, s.app_comm());
+    EXPECT_EQ(length, longest);
+  });
+}
+#endif
