@@ -168,6 +168,27 @@ tandem_status tandem_infer_async_opts(tandem_client* client, const char* service
                                       const char* const* names, tandem_tensor* const* inputs,
                                       const tandem_infer_options* options,
                                       tandem_request** request);
+/* Collective inference (docs/user-guide.md#collective-inference): every rank
+ * of *(MPI_Comm*)mpi_comm calls it with its own rows (0 allowed) and gets
+ * its own rows of every output; each node's ranks send one request
+ * together. Only a session's client (an MPI application). A failure is the
+ * same status and message on every rank of the communicator. */
+tandem_status tandem_infer_all(tandem_client* client, void* mpi_comm, const char* service,
+                               int n_inputs, const char* const* names,
+                               tandem_tensor* const* inputs, tandem_outputs** outputs);
+/* The same with the communicator as MPI_Fint (MPI_Comm_c2f), for Fortran
+ * and mpi4py (comm.py2f()). */
+tandem_status tandem_infer_all_f(tandem_client* client, int32_t mpi_fcomm, const char* service,
+                                 int n_inputs, const char* const* names,
+                                 tandem_tensor* const* inputs, tandem_outputs** outputs);
+/* Non-blocking: returns once the node's request is sent; the inputs may
+ * change then. tandem_collective_wait (collective too) gives the outputs
+ * and frees the call. */
+typedef struct tandem_collective tandem_collective;
+tandem_status tandem_infer_all_async(tandem_client* client, void* mpi_comm, const char* service,
+                                     int n_inputs, const char* const* names,
+                                     tandem_tensor* const* inputs, tandem_collective** call);
+tandem_status tandem_collective_wait(tandem_collective* call, tandem_outputs** outputs);
 /* *done = 1 once the reply is here; never blocks. */
 tandem_status tandem_test(tandem_request* request, int* done);
 /* Waits for the reply and frees the request (also when it failed). */

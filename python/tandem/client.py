@@ -81,6 +81,28 @@ def _named(inputs: Inputs):
     return tuple(names), tuple(arrays)
 
 
+def _views(lib, names, arrays):
+    """C tensor views over the arrays (freed by the caller, with
+    tandem_tensor_free) and the C arrays of names (None for one unnamed
+    input) and of tensors that the C API takes."""
+    tensors = []
+    for a in arrays:
+        dims = (ctypes.c_int64 * a.ndim)(*a.shape)
+        t = ctypes.c_void_p()
+        try:
+            _capi.check(lib.tandem_tensor_view(_capi.CODES[a.dtype], a.ndim, dims, 0,
+                                               a.ctypes.data, ctypes.byref(t)))
+        except BaseException:
+            for made in tensors:
+                lib.tandem_tensor_free(made)
+            raise
+        tensors.append(t)
+    single = len(names) == 1 and names[0] == ""
+    c_names = None if single else (ctypes.c_char_p * len(names))(*[n.encode() for n in names])
+    c_tensors = (ctypes.c_void_p * len(tensors))(*[t.value for t in tensors])
+    return tensors, c_names, c_tensors
+
+
 def _as_dict(inputs: Inputs):
     """What tandem._native takes: a dict, or one array (a Mapping that is
     not a dict becomes one)."""
@@ -372,6 +394,28 @@ class Client:
             return _capi.native.infer(self._handle or self._live(), service, _as_dict(inputs))
         return self.infer_async(service, inputs, version=version, transport=transport).wait()
 
+    def infer_all(self, comm, service: str, inputs: Inputs) -> Outputs:
+        """Collective inference: every rank of ``comm`` (an mpi4py
+        communicator, or its Fortran handle as an int) calls this with its
+        own rows (0 allowed) and gets back its own rows of every output.
+        The ranks on one node send one request together (see the user
+        guide's "Collective inference"). Raises the same
+        :class:`tandem.RequestError` on every rank when any rank's inputs do
+        not fit the signature or the request fails."""
+        fcomm = comm if isinstance(comm, int) else comm.py2f()
+        names, arrays = _named(inputs)
+        lib = _capi.lib()
+        tensors, c_names, c_tensors = _views(lib, names, arrays)
+        try:
+            out = ctypes.c_void_p()
+            _capi.check(lib.tandem_infer_all_f(self._handle or self._live(), fcomm,
+                                               service.encode(), len(names), c_names, c_tensors,
+                                               ctypes.byref(out)))
+            return _outputs_ctypes(out)
+        finally:
+            for t in tensors:
+                lib.tandem_tensor_free(t)
+
     def _send_ctypes(self, handle, service, names, arrays, version=0, transport=None) -> int:
         lib = _capi.lib()
         if transport not in _TRANSPORTS:
@@ -379,18 +423,8 @@ class Client:
                                 f"transport is {transport!r}, not one of \"inline\", \"shm\", "
                                 f"\"hdf5\" or None (by size and locality)")
         options = _InferOptions(int(version), _TRANSPORTS[transport])
-        tensors = []
+        tensors, c_names, c_tensors = _views(lib, names, arrays)
         try:
-            for a in arrays:
-                dims = (ctypes.c_int64 * a.ndim)(*a.shape)
-                t = ctypes.c_void_p()
-                _capi.check(lib.tandem_tensor_view(_capi.CODES[a.dtype], a.ndim, dims, 0,
-                                                   a.ctypes.data, ctypes.byref(t)))
-                tensors.append(t)
-            single = len(names) == 1 and names[0] == ""
-            c_names = None if single else (ctypes.c_char_p * len(names))(
-                *[n.encode() for n in names])
-            c_tensors = (ctypes.c_void_p * len(tensors))(*[t.value for t in tensors])
             request = ctypes.c_void_p()
             _capi.check(lib.tandem_infer_async_opts(handle, service.encode(), len(names),
                                                     c_names, c_tensors, ctypes.byref(options),

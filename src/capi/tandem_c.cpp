@@ -495,6 +495,60 @@ tandem_status tandem_infer_async_opts(tandem_client* client, const char* service
   });
 }
 
+struct tandem_collective {
+  tandem::CollectiveHandle handle;
+};
+
+tandem_status tandem_infer_all_async(tandem_client* client, void* mpi_comm, const char* service,
+                                     int n_inputs, const char* const* names,
+                                     tandem_tensor* const* inputs, tandem_collective** call) {
+  if (!client || !mpi_comm || !service || !call) return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  if (!client->direct) {
+    return fail(TANDEM_ERR_ARGUMENT,
+                "infer_all needs a session's client (an MPI application): an executable task's "
+                "ranks reach the services through their worker's proxy one by one");
+  }
+  tandem::TensorList list;
+  try {
+    list = named_inputs(n_inputs, names, inputs);
+  } catch (const std::exception& e) {
+    return fail(TANDEM_ERR_ARGUMENT, e.what());
+  }
+  return guarded([&] {
+    auto c = std::make_unique<tandem_collective>();
+    c->handle = client->direct->infer_all_async(*static_cast<MPI_Comm*>(mpi_comm), service, list);
+    *call = c.release();
+    return TANDEM_OK;
+  });
+}
+
+tandem_status tandem_collective_wait(tandem_collective* call, tandem_outputs** outputs) {
+  if (!call) return fail(TANDEM_ERR_ARGUMENT, "null call");
+  std::unique_ptr<tandem_collective> owned(call);
+  return guarded([&] {
+    tandem::TensorList out = owned->handle.wait();
+    if (outputs) *outputs = make_outputs(std::move(out), 0);
+    return TANDEM_OK;
+  });
+}
+
+tandem_status tandem_infer_all(tandem_client* client, void* mpi_comm, const char* service,
+                               int n_inputs, const char* const* names, tandem_tensor* const* inputs,
+                               tandem_outputs** outputs) {
+  tandem_collective* call = nullptr;
+  const tandem_status s =
+      tandem_infer_all_async(client, mpi_comm, service, n_inputs, names, inputs, &call);
+  if (s != TANDEM_OK) return s;
+  return tandem_collective_wait(call, outputs);
+}
+
+tandem_status tandem_infer_all_f(tandem_client* client, int32_t mpi_fcomm, const char* service,
+                                 int n_inputs, const char* const* names,
+                                 tandem_tensor* const* inputs, tandem_outputs** outputs) {
+  MPI_Comm comm = MPI_Comm_f2c(mpi_fcomm);
+  return tandem_infer_all(client, &comm, service, n_inputs, names, inputs, outputs);
+}
+
 tandem_status tandem_test(tandem_request* request, int* done) {
   if (!request || !done) return fail(TANDEM_ERR_ARGUMENT, "null argument");
   return guarded([&] {

@@ -45,6 +45,41 @@ int main(int argc, char** argv) {
       tandem_outputs_free(out);
       tandem_tensor_free(t);
     }
+    /* Collective inference over the application ranks: each rank its own
+     * rows (rank r has r rows, so the first has none), one request per
+     * node; the async form, then the Fortran-handle form. */
+    MPI_Comm app = MPI_COMM_NULL;
+    tandem_session_app_comm(session, &app);
+    int app_rank = 0;
+    MPI_Comm_rank(app, &app_rank);
+    for (int form = 0; form < 2 && !bad; ++form) {
+      double rows_x[8];
+      for (int i = 0; i < app_rank * 2; ++i) rows_x[i] = rank * 100 + form * 10 + i;
+      const int64_t dims[2] = {app_rank, 2};
+      tandem_tensor* t = NULL;
+      tandem_outputs* out = NULL;
+      tandem_collective* call = NULL;
+      const char* names[1] = {"x"};
+      tandem_status st = tandem_tensor_view(TANDEM_FP64, 2, dims, TANDEM_ROW_MAJOR, rows_x, &t);
+      if (st == TANDEM_OK && form == 0) {
+        st = tandem_infer_all_async(client, &app, "double", 1, names, &t, &call);
+        if (st == TANDEM_OK) st = tandem_collective_wait(call, &out);
+      } else if (st == TANDEM_OK) {
+        st = tandem_infer_all_f(client, tandem_session_app_comm_f(session), "double", 1, names, &t,
+                                &out);
+      }
+      if (st != TANDEM_OK) {
+        fprintf(stderr, "rank %d: infer_all: %s\n", rank, tandem_last_error());
+        bad = 1;
+      } else {
+        const tandem_tensor* y = tandem_outputs_tensor(out, 0);
+        if (tandem_tensor_dim(y, 0) != app_rank || tandem_tensor_dim(y, 1) != 2) bad = 1;
+        const double* v = tandem_tensor_data(y);
+        for (int i = 0; i < app_rank * 2 && !bad; ++i) bad |= v[i] != 2 * rows_x[i];
+        tandem_outputs_free(out);
+      }
+      tandem_tensor_free(t);
+    }
     /* A request to a service the workflow lacks: a clear error. */
     double one = 1;
     const int64_t d1[1] = {1};

@@ -132,3 +132,33 @@ def test_a_closed_client_says_so(session):
     with pytest.raises(tandem.ArgumentError, match="closed"):
         c.infer("echo", np.zeros(1))
     assert "closed" in repr(c)
+
+
+def test_infer_all_gives_each_rank_its_own_rows_in_one_request(session, client):
+    # Collective inference (issue 37): rows differ per rank, 0 included.
+    comm = session.app_comm
+    rank = comm.Get_rank()
+    client.wait_ready("echo")
+    for dtype in ALL_DTYPES:
+        rows = (rank * 3 + 1) % 4 if comm.Get_size() > 1 else 2
+        x = (np.arange(rows * 3) + 10 * rank).astype(dtype).reshape(rows, 3)
+        out = client.infer_all(comm, "echo", {"x": x})
+        assert list(out) == ["x"]
+        np.testing.assert_array_equal(out["x"], x)
+        assert out["x"].dtype == x.dtype and out["x"].shape == x.shape
+        if rows:
+            np.testing.assert_array_equal(out["x"], client.infer("echo", {"x": x})["x"])
+
+
+def test_infer_all_fails_every_rank_alike_for_one_ranks_bad_input(session, client):
+    comm = session.app_comm
+    client.wait_ready("echo")
+    last = comm.Get_size() - 1
+    x = np.zeros((2, 3), np.float32) if comm.Get_rank() != last else np.zeros((2, 3), np.int32)
+    if comm.Get_size() == 1:
+        pytest.skip("needs two application ranks to disagree")
+    with pytest.raises(tandem.RequestError, match="disagree on the inputs"):
+        client.infer_all(comm, "echo", {"x": x})
+    # The communicator works afterwards.
+    ok = client.infer_all(comm.py2f(), "echo", {"x": np.ones((1, 2), np.float64)})
+    np.testing.assert_array_equal(ok["x"], np.ones((1, 2)))
