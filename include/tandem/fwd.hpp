@@ -36,6 +36,7 @@ struct InferOptions;
 class InferHandle;
 struct InferResult;
 class CallHandle;
+class CollectiveHandle;
 class Client;
 
 // tandem/task.hpp

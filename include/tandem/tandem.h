@@ -188,6 +188,10 @@ typedef struct tandem_collective tandem_collective;
 tandem_status tandem_infer_all_async(tandem_client* client, void* mpi_comm, const char* service,
                                      int n_inputs, const char* const* names,
                                      tandem_tensor* const* inputs, tandem_collective** call);
+tandem_status tandem_infer_all_async_f(tandem_client* client, int32_t mpi_fcomm,
+                                       const char* service, int n_inputs,
+                                       const char* const* names, tandem_tensor* const* inputs,
+                                       tandem_collective** call);
 tandem_status tandem_collective_wait(tandem_collective* call, tandem_outputs** outputs);
 /* *done = 1 once the reply is here; never blocks. */
 tandem_status tandem_test(tandem_request* request, int* done);

@@ -22,8 +22,8 @@ copy, kept alive as long as any array (or view) of them is. Errors raise a
 """
 from ._task import TaskContext
 from ._version import __version__
-from .client import (ALL_COMPLETED, FIRST_COMPLETED, CallRequest, Client, Outputs, Request,
-                     as_completed, wait)
+from .client import (ALL_COMPLETED, FIRST_COMPLETED, CallRequest, Client, CollectiveRequest,
+                     Outputs, Request, as_completed, wait)
 from .errors import (ArgumentError, ConfigError, ConnectError, InternalError, IoError,
                      MissingOutput, MPIError, ProtocolError, RequestError, ServiceError,
                      TandemError, WaitTimeout)
@@ -31,7 +31,8 @@ from .results import Result, results
 from .session import Session
 from .steering import Steering, TaskResult
 
-__all__ = ["__version__", "Client", "Request", "CallRequest", "Outputs", "Session",
+__all__ = ["__version__", "Client", "Request", "CallRequest", "CollectiveRequest", "Outputs",
+           "Session",
            "TaskContext", "Result", "results", "Steering", "TaskResult", "wait", "as_completed",
            "FIRST_COMPLETED",
            "ALL_COMPLETED", "TandemError", "WaitTimeout",

@@ -90,8 +90,9 @@ def lib() -> ctypes.CDLL:
         ("tandem_infer_async_opts", i, [p, c, i, ctypes.POINTER(c), ctypes.POINTER(p), p, pp]),
         ("tandem_free_string", None, [p]),
         ("tandem_steer", i, [p, c, pp]),
-        ("tandem_infer_all_f", i, [p, ctypes.c_int32, c, i, ctypes.POINTER(c),
-                                   ctypes.POINTER(p), pp]),
+        ("tandem_infer_all_async_f", i, [p, ctypes.c_int32, c, i, ctypes.POINTER(c),
+                                         ctypes.POINTER(p), pp]),
+        ("tandem_collective_wait", i, [p, pp]),
     ]:
         f = getattr(loaded, name)
         f.restype = res

@@ -123,6 +123,28 @@ class _Owner:
             self.handle = None
 
 
+class CollectiveRequest:
+    """A collective request in flight, from :meth:`Client.infer_all_async`."""
+
+    def __init__(self, handle: int, service: str):
+        self._handle = handle
+        self.service = service
+
+    def wait(self) -> Outputs:
+        """This rank's rows of every output. Collective: every rank of the
+        communicator calls it. Raises the same error on every rank."""
+        if self._handle is None:
+            raise ArgumentError("TANDEM_ERR_ARGUMENT", "this collective request was waited for")
+        handle, self._handle = self._handle, None
+        out = ctypes.c_void_p()
+        _capi.check(_capi.lib().tandem_collective_wait(handle, ctypes.byref(out)))
+        return _outputs_ctypes(out)
+
+    def __repr__(self) -> str:
+        state = "waited for" if self._handle is None else "in flight"
+        return f"<tandem.CollectiveRequest to '{self.service}', {state}>"
+
+
 def _outputs_ctypes(handle) -> Outputs:
     lib = _capi.lib()
     owner = _Owner(handle)
@@ -394,6 +416,26 @@ class Client:
             return _capi.native.infer(self._handle or self._live(), service, _as_dict(inputs))
         return self.infer_async(service, inputs, version=version, transport=transport).wait()
 
+    def infer_all_async(self, comm, service: str, inputs: Inputs) -> "CollectiveRequest":
+        """Collective inference, returning once the node's request is sent
+        (so that halos can be exchanged meanwhile); ``wait()`` on what it
+        returns, on every rank, gives the outputs. ``comm``: an mpi4py
+        communicator, or its Fortran handle as an int. See
+        :meth:`infer_all`."""
+        fcomm = comm if isinstance(comm, int) else comm.py2f()
+        names, arrays = _named(inputs)
+        lib = _capi.lib()
+        tensors, c_names, c_tensors = _views(lib, names, arrays)
+        try:
+            call = ctypes.c_void_p()
+            _capi.check(lib.tandem_infer_all_async_f(self._handle or self._live(), fcomm,
+                                                     service.encode(), len(names), c_names,
+                                                     c_tensors, ctypes.byref(call)))
+            return CollectiveRequest(call.value, service)
+        finally:
+            for t in tensors:  # copied into the node's shared window
+                lib.tandem_tensor_free(t)
+
     def infer_all(self, comm, service: str, inputs: Inputs) -> Outputs:
         """Collective inference: every rank of ``comm`` (an mpi4py
         communicator, or its Fortran handle as an int) calls this with its
@@ -402,19 +444,7 @@ class Client:
         guide's "Collective inference"). Raises the same
         :class:`tandem.RequestError` on every rank when any rank's inputs do
         not fit the signature or the request fails."""
-        fcomm = comm if isinstance(comm, int) else comm.py2f()
-        names, arrays = _named(inputs)
-        lib = _capi.lib()
-        tensors, c_names, c_tensors = _views(lib, names, arrays)
-        try:
-            out = ctypes.c_void_p()
-            _capi.check(lib.tandem_infer_all_f(self._handle or self._live(), fcomm,
-                                               service.encode(), len(names), c_names, c_tensors,
-                                               ctypes.byref(out)))
-            return _outputs_ctypes(out)
-        finally:
-            for t in tensors:
-                lib.tandem_tensor_free(t)
+        return self.infer_all_async(comm, service, inputs).wait()
 
     def _send_ctypes(self, handle, service, names, arrays, version=0, transport=None) -> int:
         lib = _capi.lib()

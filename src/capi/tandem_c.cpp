@@ -508,18 +508,20 @@ tandem_status tandem_infer_all_async(tandem_client* client, void* mpi_comm, cons
                 "infer_all needs a session's client (an MPI application): an executable task's "
                 "ranks reach the services through their worker's proxy one by one");
   }
-  tandem::TensorList list;
-  try {
-    list = named_inputs(n_inputs, names, inputs);
-  } catch (const std::exception& e) {
-    return fail(TANDEM_ERR_ARGUMENT, e.what());
-  }
-  return guarded([&] {
+  return guarded([&] {  // a bad input list is an argument_error: TANDEM_ERR_ARGUMENT
+    const tandem::TensorList list = named_inputs(n_inputs, names, inputs);
     auto c = std::make_unique<tandem_collective>();
     c->handle = client->direct->infer_all_async(*static_cast<MPI_Comm*>(mpi_comm), service, list);
     *call = c.release();
     return TANDEM_OK;
   });
+}
+
+tandem_status tandem_infer_all_async_f(tandem_client* client, int32_t mpi_fcomm,
+                                       const char* service, int n_inputs, const char* const* names,
+                                       tandem_tensor* const* inputs, tandem_collective** call) {
+  MPI_Comm comm = MPI_Comm_f2c(mpi_fcomm);
+  return tandem_infer_all_async(client, &comm, service, n_inputs, names, inputs, call);
 }
 
 tandem_status tandem_collective_wait(tandem_collective* call, tandem_outputs** outputs) {
@@ -545,8 +547,11 @@ tandem_status tandem_infer_all(tandem_client* client, void* mpi_comm, const char
 tandem_status tandem_infer_all_f(tandem_client* client, int32_t mpi_fcomm, const char* service,
                                  int n_inputs, const char* const* names,
                                  tandem_tensor* const* inputs, tandem_outputs** outputs) {
-  MPI_Comm comm = MPI_Comm_f2c(mpi_fcomm);
-  return tandem_infer_all(client, &comm, service, n_inputs, names, inputs, outputs);
+  tandem_collective* call = nullptr;
+  const tandem_status s =
+      tandem_infer_all_async_f(client, mpi_fcomm, service, n_inputs, names, inputs, &call);
+  if (s != TANDEM_OK) return s;
+  return tandem_collective_wait(call, outputs);
 }
 
 tandem_status tandem_test(tandem_request* request, int* done) {

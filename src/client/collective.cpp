@@ -10,6 +10,7 @@
 #include "base/mpi_check.hpp"
 #include "client/client_impl.hpp"
 #include "tandem/error.hpp"
+#include "trace/trace.hpp"
 
 namespace tandem::detail {
 
@@ -309,6 +310,9 @@ CollectiveHandle Client::infer_all_async(MPI_Comm comm, const std::string& servi
     } catch (const std::exception& e) {
       call->send_error = e.what();
     }
+    detail::trace::record(detail::trace::kCollective, call->node_rows,
+                          static_cast<std::int64_t>(call->requests.size()), s,
+                          static_cast<std::int16_t>(g.node_size));
   }
   for (const TensorSpec& o : spec.outputs) {
     std::vector<std::int64_t> shape{0};

@@ -703,11 +703,16 @@ nlohmann::json Coordinator::submit_for(int source, const nlohmann::json& request
     ++outstanding_of_[submitter];
     ++outstanding_;
     const Instance& inst = sched_.instance(id);
-    SubmissionRecord rec{s.key,      wf_.tasks[static_cast<std::size_t>(s.task)].name,
-                         inst.index, s.priority,
-                         {},         s.args_json,
-                         by,         workers_[source].calls + 1,
-                         at,         rounds[k]};
+    SubmissionRecord rec;
+    rec.key = s.key;
+    rec.task = wf_.tasks[static_cast<std::size_t>(s.task)].name;
+    rec.index = inst.index;
+    rec.priority = s.priority;
+    rec.args_json = s.args_json;
+    rec.by = by;
+    rec.call = workers_[source].calls + 1;
+    rec.at_us = at;
+    rec.round = rounds[k];
     rec.after_tasks = after_tasks[k];
     rec.retries = s.retries;
     rec.timeout_s = s.timeout_s;

@@ -435,6 +435,15 @@ void read_trace(const fs::path& dir, Report& r) {
     f.comm_1 = percentiles(std::move(p.comm_1));
     f.comm_2 = percentiles(std::move(p.comm_2));
   }
+  for (const Row& e : rows[kCollective]) {
+    auto it = by_index.find(e.c);
+    if (it == by_index.end()) continue;
+    ServiceFigures& f = r.services[it->second];
+    ++f.collective_calls;
+    f.collective_rows += e.a;
+    f.collective_requests += e.b;
+    f.collective_ranks += e.d;
+  }
   for (const Row& e : rows[kBridgeRetry]) {
     auto it = by_index.find(e.d);
     if (it != by_index.end()) ++r.services[it->second].retries;

@@ -46,6 +46,12 @@ struct ServiceFigures {
   std::map<long long, long long> batch_rows;  // rows per batch -> batches
   long long retries = 0;                      // bridge retries, from the trace
   long long traced_requests = 0;              // requests with every event in the trace
+  // Collective calls (infer_all), from the trace: one event per node per
+  // call, with the rows and ranks it carried and the requests it took.
+  long long collective_calls = 0;
+  long long collective_requests = 0;
+  long long collective_rows = 0;
+  long long collective_ranks = 0;
   // total = transit_out + queue_wait + compute + transit_back, per request:
   // transit_out, client send to the leader taking the request in, less
   // the time the leader was busy with batches meanwhile; queue_wait, that

@@ -60,6 +60,11 @@ json to_json(const Report& r) {
                         {"model_versions", versions_json(f)},
                         {"version_errors", f.version_errors},
                         {"traced_requests", f.traced_requests},
+                        {"collective",
+                         {{"calls", f.collective_calls},
+                          {"requests", f.collective_requests},
+                          {"rows", f.collective_rows},
+                          {"ranks", f.collective_ranks}}},
                         {"latency",
                          {{"total", percentiles_json(f.total)},
                           {"transit_out", percentiles_json(f.transit_out)},
@@ -268,6 +273,16 @@ std::string to_text(const Report& r) {
       line("    queue wait   " + ms(f.queue_wait));
       line("    compute      " + ms(f.compute));
       line("    transit back " + ms(f.transit_back));
+    }
+    if (f.collective_calls > 0) {
+      const auto calls = static_cast<double>(f.collective_calls);
+      line(fmt::format(
+          "  collective (infer_all): {} node requests for {} calls of {:.1f} ranks and {:.1f} "
+          "rows on average; {} single requests besides",
+          f.collective_requests, f.collective_calls,
+          static_cast<double>(f.collective_ranks) / calls,
+          static_cast<double>(f.collective_rows) / calls,
+          std::max(0LL, f.requests - f.collective_requests)));
     }
     std::string hist;
     for (const auto& [rows, n] : f.batch_rows) hist += fmt::format(" {}:{}", rows, n);

@@ -35,6 +35,7 @@ constexpr KindInfo kKindInfo[kKindCount] = {
     {"bridge_retry", "request", "attempt", "status", "service"},
     {"phase", "phase", "value", "replica", nullptr},
     {"model_switch", "version", "load_ns", "replica", "service"},
+    {"collective", "rows", "requests", "service", "ranks"},
 };
 }  // namespace
 

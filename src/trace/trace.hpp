@@ -34,6 +34,8 @@ enum Kind : std::uint8_t {
   kPhase,         // any rank: a phase (Phase), b value; model loaded: b service, c replica
   kModelSwitch,   // replica leader: a version now served, b its load time in ns, c replica,
                   // d service
+  kCollective,    // client, a node's leader in infer_all: a rows, b requests (more than 1:
+                  // split at max_batch), c service, d ranks whose rows it carried
   kKindCount
 };
 

@@ -223,6 +223,11 @@ void Writers::add_chrome(int rank, const std::vector<Event>& events) {
                 fmt::format(R"("service":{},"replica":{},"version":{},"load_ms":{:.3f})",
                             quoted(service_name(e.d)), e.c, e.a, static_cast<double>(e.b) / 1e6));
         break;
+      case kCollective:
+        instant(ts, fmt::format("infer_all {}: {} rows of {} ranks", service_name(e.c), e.a, e.d),
+                fmt::format(R"("service":{},"rows":{},"requests":{},"ranks":{})",
+                            quoted(service_name(e.c)), e.a, e.b, e.d));
+        break;
       case kPhase:
         instant(ts, e.a >= 0 && e.a < 5 ? kPhaseNames[e.a] : "phase",
                 fmt::format(R"("phase":{})", e.a));

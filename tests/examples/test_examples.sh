@@ -50,6 +50,17 @@ check "and the validation error series" grep -q "series 'validation_error'" "$wo
 check "spmd-coupling exits 0" test $? -eq 0
 check "spmd-coupling reports its run" grep -qE "spmd-coupling: 3 ranks x 200 cells, 400 steps .* mass 0\.[0-9]+" "$work/spmd.log"
 check "spmd-coupling wrote its summary" test -f "$(ls -d "$work"/spmd-runs/spmd-coupling-*/summary.json | head -1)"
+check "spmd-coupling asked once per node and step (infer_all): 400 requests for 3 ranks" \
+  test "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['services']['closure']['requests'])" \
+    "$(ls -d "$work"/spmd-runs/spmd-coupling-*/summary.json | head -1)")" = 400
+# The alternative, a request per rank: the same result.
+(cd "$src/examples/spmd-coupling" && SPMD_COUPLING_RUNS="$work/spmd-rank-runs" "$mpiexec" "${mpiexec_flags[@]}" -n 5 \
+  "$build/examples/spmd-coupling/spmd-coupling" job.toml --per-rank) > "$work/spmd-rank.log" 2>&1
+check "spmd-coupling --per-rank exits 0" test $? -eq 0
+rank_mass=$(grep -oP 'spmd-coupling: .* mass \K[0-9.]+(?=.*a request per rank)' "$work/spmd-rank.log")
+one_mass=$(grep -oP 'spmd-coupling: .* mass \K[0-9.]+(?=.*one request per node)' "$work/spmd.log")
+check "spmd-coupling: per-rank requests give infer_all's mass ($rank_mass, $one_mass)" \
+  test -n "$one_mass" -a "$rank_mass" = "$one_mass"
 # Too few ranks: a clean message, not an uncaught exception on every rank.
 (cd "$src/examples/spmd-coupling" && SPMD_COUPLING_RUNS="$work/spmd-runs" "$mpiexec" "${mpiexec_flags[@]}" -n 2 \
   "$build/examples/spmd-coupling/spmd-coupling" job.toml) > "$work/spmd-small.log" 2>&1

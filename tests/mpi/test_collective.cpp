@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -87,7 +88,8 @@ TEST(Collective, OneRequestPerNodePerCallAndTheSameAnswersAsInfer) {
         const int me = app_rank(s);
         for (int k = 0; k < calls; ++k) {
           std::vector<double> v(static_cast<std::size_t>(rows_of(me + k) * 2));
-          for (std::size_t i = 0; i < v.size(); ++i) v[i] = 0.1 * (me + 1) * (k + 1) + 1e-3 * i;
+          for (std::size_t i = 0; i < v.size(); ++i)
+            v[i] = 0.1 * (me + 1) * (k + 1) + 1e-3 * static_cast<double>(i);
           const tandem::Tensor x = tandem::Tensor::from(v, {rows_of(me + k), 2});
           // Sent while this rank computes, waited for after.
           tandem::CollectiveHandle h = c.infer_all_async(s.app_comm(), "triple", {{"x", x}});
@@ -111,6 +113,19 @@ TEST(Collective, OneRequestPerNodePerCallAndTheSameAnswersAsInfer) {
       with_rows += rows > 0 ? 1 : 0;
     }
     EXPECT_EQ(summary["services"]["triple"]["requests"].get<int>(), with_rows) << summary.dump();
+    // The report tells the collective calls apart, from the trace.
+    const std::string run_dir = tandem::test::shared_dir() + "/run-scale-all";
+    FILE* pipe = popen((std::string(TANDEM_CLI) + " report --json " + run_dir).c_str(), "r");
+    ASSERT_NE(pipe, nullptr);
+    std::string text;
+    char chunk[4096];
+    while (const std::size_t n = fread(chunk, 1, sizeof chunk, pipe)) text.append(chunk, n);
+    ASSERT_EQ(pclose(pipe), 0) << text;
+    const json report = json::parse(text);
+    const json& collective = report["services"][0]["collective"];
+    EXPECT_EQ(collective["calls"].get<int>(), with_rows) << collective.dump();
+    EXPECT_EQ(collective["requests"].get<int>(), with_rows) << collective.dump();
+    EXPECT_EQ(collective["ranks"].get<int>(), with_rows * app) << collective.dump();
   }
 }
 
@@ -186,3 +201,39 @@ TEST(Collective, AFailedServiceFailsEveryRankAlike) {
   });
 }
 #endif
+
+// Each node's ranks send one request per call, to their own node's replica
+// (`placement = "per_node"`). On one node that is one replica; on the 2
+// fake nodes of tests/cluster/test_collective_nodes.sh, one per node, each
+// answering every call once.
+TEST(Collective, EachNodeAsksItsOwnReplicaOncePerCall) {
+  const int calls = 4;
+  // The nodes as MPI sees them: the ranks that share memory.
+  MPI_Comm node = MPI_COMM_NULL;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int node_rank = 0;
+  MPI_Comm_rank(node, &node_rank);
+  int nodes = node_rank == 0 ? 1 : 0;
+  MPI_Allreduce(MPI_IN_PLACE, &nodes, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  MPI_Comm_free(&node);
+  const json summary = with_session(
+      "pernode-all",
+      "[[service]]\nname = \"double\"\nbackend = \"scale\"\nplacement = \"per_node\"\n",
+      [&](tandem::Session& s) {
+        auto& c = s.client();
+        c.wait_ready("double", 60);
+        const int me = app_rank(s);
+        for (int k = 0; k < calls; ++k) {
+          const std::vector<double> v{double(me), double(k)};
+          const auto y =
+              c.infer_all(s.app_comm(), "double", {{"x", tandem::Tensor::from(v, {1, 2})}})[0]
+                  .tensor.to_vector<double>();
+          EXPECT_EQ(y, (std::vector<double>{2.0 * me, 2.0 * k}));
+        }
+      });
+  if (world_rank() == 0) {
+    const json& replicas = summary["services"]["double"]["replicas"];
+    ASSERT_EQ(replicas.size(), static_cast<std::size_t>(nodes)) << replicas.dump();
+    for (const json& r : replicas) EXPECT_EQ(r["requests"].get<int>(), calls) << replicas.dump();
+  }
+}
