@@ -3,11 +3,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <climits>
 #include <cstring>
-#include <map>
+#include <limits>
 
 #include "base/mpi_check.hpp"
+#include "base/mpi_wait.hpp"
 #include "client/client_impl.hpp"
 #include "tandem/error.hpp"
 #include "trace/trace.hpp"
@@ -91,7 +91,7 @@ long long layout_digest(const TensorList& inputs) {
   return static_cast<long long>(h >> 1);  // positive, so that its negation fits
 }
 
-// Text from @p root to every rank of @p comm.
+// Text from @p root to every rank of @p comm (the error paths).
 std::string broadcast_text(MPI_Comm comm, int root, const std::string& text) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
@@ -104,18 +104,71 @@ std::string broadcast_text(MPI_Comm comm, int root, const std::string& text) {
   return out;
 }
 
-// Every rank learns whether any rank of @p comm has an error; if one has,
-// all throw the lowest such rank's, naming it.
-void raise_if_any(MPI_Comm comm, const std::string& service, const std::string& mine,
-                  const std::string& what) {
-  int rank = 0;
-  MPI_Comm_rank(comm, &rank);
-  int failing = mine.empty() ? INT_MAX : rank;
-  TANDEM_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &failing, 1, MPI_INT, MPI_MIN, comm));
-  if (failing == INT_MAX) return;
-  const std::string why = broadcast_text(comm, failing, mine);
-  throw request_error(
-      service, fmt::format("infer_all to service '{}': {} {}: {}", service, what, failing, why));
+// The collectives of a call wait as Tandem's other waits do (the node's
+// idle mode): with more ranks than cores, ranks spinning in MPI would take
+// the cores from the replica and the node's leader that they wait for.
+void settle(MPI_Request& request, const BackoffSpec& backoff) {
+  wait_request(request, backoff);
+}
+
+// What every rank of the communicator must agree on before anything is
+// sent: the lowest rank whose inputs do not fit (kNone: none), and the
+// lowest and highest digest of the inputs' layout.
+constexpr std::int64_t kNone = std::numeric_limits<std::int64_t>::max();
+struct Verdict {
+  std::int64_t failing = kNone;
+  std::int64_t digest_low = kNone;
+  std::int64_t minus_digest_high = kNone;  // so that one MIN reduction does both
+};
+
+// Node first (every rank's verdict and rows, in one allgather), then, when
+// the communicator spans nodes, the nodes' leaders reduce theirs and tell
+// their node.
+Verdict agree(NodeGroup& g, const BackoffSpec& backoff, std::int64_t failing, std::int64_t digest,
+              std::int64_t rows, std::vector<std::int64_t>& node_rows) {
+  std::vector<std::int64_t> all(static_cast<std::size_t>(3 * g.node_size));
+  const std::int64_t mine[3] = {failing, digest, rows};
+  MPI_Request request = MPI_REQUEST_NULL;
+  TANDEM_MPI_CHECK(
+      MPI_Iallgather(mine, 3, MPI_INT64_T, all.data(), 3, MPI_INT64_T, g.node, &request));
+  settle(request, backoff);
+  Verdict v;
+  node_rows.resize(static_cast<std::size_t>(g.node_size));
+  for (int r = 0; r < g.node_size; ++r) {
+    const auto at = static_cast<std::size_t>(3 * r);
+    v.failing = std::min(v.failing, all[at]);
+    v.digest_low = std::min(v.digest_low, all[at + 1]);
+    v.minus_digest_high = std::min(v.minus_digest_high, -all[at + 1]);
+    node_rows[static_cast<std::size_t>(r)] = all[at + 2];
+  }
+  if (g.nodes > 1) {
+    std::int64_t three[3] = {v.failing, v.digest_low, v.minus_digest_high};
+    if (g.node_rank == 0) {
+      TANDEM_MPI_CHECK(
+          MPI_Iallreduce(MPI_IN_PLACE, three, 3, MPI_INT64_T, MPI_MIN, g.leaders, &request));
+      settle(request, backoff);
+    }
+    TANDEM_MPI_CHECK(MPI_Ibcast(three, 3, MPI_INT64_T, 0, g.node, &request));
+    settle(request, backoff);
+    v = {three[0], three[1], three[2]};
+  }
+  return v;
+}
+
+// After the requests: the lowest rank of the communicator whose node's
+// request failed (kNone: none), known to every rank.
+std::int64_t agree_on_failure(NodeGroup& g, const BackoffSpec& backoff, std::int64_t node_failing) {
+  if (g.nodes == 1) return node_failing;
+  std::int64_t failing = node_failing;
+  MPI_Request request = MPI_REQUEST_NULL;
+  if (g.node_rank == 0) {
+    TANDEM_MPI_CHECK(
+        MPI_Iallreduce(MPI_IN_PLACE, &failing, 1, MPI_INT64_T, MPI_MIN, g.leaders, &request));
+    settle(request, backoff);
+  }
+  TANDEM_MPI_CHECK(MPI_Ibcast(&failing, 1, MPI_INT64_T, 0, g.node, &request));
+  settle(request, backoff);
+  return failing;
 }
 
 // The outputs' description, from the leader to its node: the error, or
@@ -130,6 +183,37 @@ std::string describe_outputs(const std::string& error, const TensorList& outputs
     d += fmt::format("{}\n", fmt::join(rest, " "));
   }
   return d;
+}
+
+// The leader's description to its node, in one broadcast of a fixed size
+// (a second one for what does not fit), with whether the leader already
+// wrote the outputs into the window.
+std::string broadcast_description(NodeGroup& g, const BackoffSpec& backoff, std::string text,
+                                  bool& written) {
+  constexpr std::size_t kFixed = 4096;
+  constexpr std::size_t kHead = 2 * sizeof(std::int64_t);
+  std::vector<char> buffer(kFixed);
+  std::int64_t head[2] = {static_cast<std::int64_t>(text.size()), written ? 1 : 0};
+  if (g.node_rank == 0) {
+    std::memcpy(buffer.data(), head, kHead);
+    std::memcpy(buffer.data() + kHead, text.data(), std::min(text.size(), kFixed - kHead));
+  }
+  MPI_Request request = MPI_REQUEST_NULL;
+  TANDEM_MPI_CHECK(
+      MPI_Ibcast(buffer.data(), static_cast<int>(kFixed), MPI_CHAR, 0, g.node, &request));
+  settle(request, backoff);
+  std::memcpy(head, buffer.data(), kHead);
+  written = head[1] == 1;
+  const auto size = static_cast<std::size_t>(head[0]);
+  if (g.node_rank != 0) text.assign(buffer.data() + kHead, std::min(size, kFixed - kHead));
+  if (size > kFixed - kHead) {
+    text.resize(size);
+    const std::size_t rest = size - (kFixed - kHead);
+    TANDEM_MPI_CHECK(MPI_Ibcast(text.data() + (kFixed - kHead), static_cast<int>(rest), MPI_CHAR, 0,
+                                g.node, &request));
+    settle(request, backoff);
+  }
+  return text;
 }
 
 struct OutputLayout {
@@ -209,6 +293,13 @@ NodeGroup& NodeGroups::of(MPI_Comm comm) {
       MPI_Comm_split_type(g->comm, MPI_COMM_TYPE_SHARED, g->rank, MPI_INFO_NULL, &g->node));
   MPI_Comm_rank(g->node, &g->node_rank);
   MPI_Comm_size(g->node, &g->node_size);
+  TANDEM_MPI_CHECK(
+      MPI_Comm_split(g->comm, g->node_rank == 0 ? 0 : MPI_UNDEFINED, g->rank, &g->leaders));
+  if (g->node_rank == 0) MPI_Comm_size(g->leaders, &g->nodes);
+  int shared[2] = {g->nodes, g->rank};  // from the node's leader
+  TANDEM_MPI_CHECK(MPI_Bcast(shared, 2, MPI_INT, 0, g->node));
+  g->nodes = shared[0];
+  g->leader = shared[1];
   groups_.push_back(std::move(g));
   return *groups_.back();
 }
@@ -243,24 +334,30 @@ CollectiveHandle Client::infer_all_async(MPI_Comm comm, const std::string& servi
   std::sort(inputs.begin(), inputs.end(),
             [](const NamedTensor& a, const NamedTensor& b) { return a.name < b.name; });
 
-  // Nothing is sent before every rank knows its inputs fit.
-  detail::raise_if_any(g.comm, service, detail::check_inputs(spec, inputs), "rank");
-  long long digests[2] = {detail::layout_digest(inputs), -detail::layout_digest(inputs)};
-  TANDEM_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, digests, 2, MPI_LONG_LONG, MPI_MIN, g.comm));
-  if (digests[0] != -digests[1]) {
+  auto call = std::make_shared<CollectiveCall>();
+  call->group = &g;
+  call->service = service;
+  call->backoff = impl.workflow().job.backoff;
+
+  // Nothing is sent before every rank knows that every rank's inputs fit
+  // and agree; the node learns its ranks' rows at the same time.
+  const std::string why = detail::check_inputs(spec, inputs);
+  const std::int64_t my_rows = why.empty() ? inputs[0].tensor.shape()[0] : 0;
+  const detail::Verdict verdict =
+      detail::agree(g, call->backoff, why.empty() ? detail::kNone : g.rank,
+                    detail::layout_digest(inputs), my_rows, call->rows);
+  if (verdict.failing != detail::kNone) {
+    const std::string reason =
+        detail::broadcast_text(g.comm, static_cast<int>(verdict.failing), why);
+    throw request_error(service, fmt::format("infer_all to service '{}': rank {}: {}", service,
+                                             verdict.failing, reason));
+  }
+  if (verdict.digest_low != -verdict.minus_digest_high) {
     throw request_error(service, fmt::format("infer_all to service '{}': the ranks disagree on "
                                              "the inputs' names, dtypes or non-batch dimensions "
                                              "(this rank has {})",
                                              service, inputs[0].tensor.describe()));
   }
-
-  auto call = std::make_shared<CollectiveCall>();
-  call->group = &g;
-  call->service = service;
-  const std::int64_t my_rows = inputs[0].tensor.shape()[0];
-  call->rows.resize(static_cast<std::size_t>(g.node_size));
-  TANDEM_MPI_CHECK(
-      MPI_Allgather(&my_rows, 1, MPI_INT64_T, call->rows.data(), 1, MPI_INT64_T, g.node));
   for (int r = 0; r < g.node_size; ++r) {
     if (r == g.node_rank) call->first_row = call->node_rows;
     call->node_rows += call->rows[static_cast<std::size_t>(r)];
@@ -285,7 +382,9 @@ CollectiveHandle Client::infer_all_async(MPI_Comm comm, const std::string& servi
     }
   }
   g.in.sync();
-  TANDEM_MPI_CHECK(MPI_Barrier(g.node));
+  MPI_Request written = MPI_REQUEST_NULL;
+  TANDEM_MPI_CHECK(MPI_Ibarrier(g.node, &written));
+  detail::settle(written, call->backoff);
   g.in.sync();
 
   if (g.node_rank == 0 && call->node_rows > 0) {
@@ -305,7 +404,6 @@ CollectiveHandle Client::infer_all_async(MPI_Comm comm, const std::string& servi
                                         l.row_bytes * static_cast<std::size_t>(first)))});
         }
         call->requests.push_back(infer_async(service, views, options));
-        call->request_rows.push_back(n);
       }
     } catch (const std::exception& e) {
       call->send_error = e.what();
@@ -336,36 +434,21 @@ TensorList CollectiveHandle::wait() {
   NodeGroup& g = *call->group;
   g.in_flight = false;
 
-  // The leader gathers its requests' outputs, in row order.
-  std::vector<TensorList> parts;
-  std::string error = call->send_error;
-  if (g.node_rank == 0) {
-    for (InferHandle& h : call->requests) {
-      try {
-        parts.push_back(h.wait());
-      } catch (const std::exception& e) {
-        if (error.empty()) error = e.what();
-      }
-    }
-  }
-  const std::string text = detail::broadcast_text(
-      g.node, 0,
-      g.node_rank == 0
-          ? detail::describe_outputs(error, parts.empty() ? call->empty_outputs : parts[0])
-          : "");
+  std::vector<TensorList> parts;  // the leader's replies, in row order
   std::vector<detail::OutputLayout> outs;
-  const std::string node_error = detail::read_outputs(text, outs);
-  // Every rank of the communicator fails alike, naming the node's leader.
-  detail::raise_if_any(g.comm, call->service, g.node_rank == 0 ? node_error : "",
-                       "the request of the node whose ranks include rank");
-
-  std::size_t bytes = 0;
-  for (detail::OutputLayout& o : outs) {
-    o.offset = bytes;
-    bytes += detail::aligned(o.row_bytes * static_cast<std::size_t>(call->node_rows));
-  }
-  g.out.reserve(g.node, bytes);
-  if (g.node_rank == 0) {
+  // Places the outputs one after the other in the output window; returns
+  // the node's error, if any, and the bytes they need.
+  auto lay_out = [&](const std::string& description) {
+    outs.clear();
+    const std::string node_error = detail::read_outputs(description, outs);
+    std::size_t bytes = 0;
+    for (detail::OutputLayout& o : outs) {
+      o.offset = bytes;
+      bytes += detail::aligned(o.row_bytes * static_cast<std::size_t>(call->node_rows));
+    }
+    return std::make_pair(node_error, bytes);
+  };
+  auto write_outputs = [&] {
     for (std::size_t k = 0; k < outs.size(); ++k) {
       std::size_t at = outs[k].offset;
       for (const TensorList& part : parts) {
@@ -374,10 +457,57 @@ TensorList CollectiveHandle::wait() {
         at += t.nbytes();
       }
     }
+    g.out.sync();
+  };
+
+  // The leader takes the outputs and, when the window is big enough,
+  // writes them at once: the broadcast of their description then tells
+  // the node they are there.
+  std::string text;
+  bool written = false;
+  if (g.node_rank == 0) {
+    std::string error = call->send_error;
+    for (InferHandle& h : call->requests) {
+      try {
+        parts.push_back(h.wait());
+      } catch (const std::exception& e) {
+        if (error.empty()) error = e.what();
+      }
+    }
+    text = detail::describe_outputs(error, parts.empty() ? call->empty_outputs : parts[0]);
+    const auto [unused, bytes] = lay_out(text);
+    if (error.empty() && !parts.empty() && bytes <= g.out.capacity()) {
+      write_outputs();
+      written = true;
+    }
   }
-  g.out.sync();
-  TANDEM_MPI_CHECK(MPI_Barrier(g.node));
-  g.out.sync();
+  text = detail::broadcast_description(g, call->backoff, text, written);
+  const auto [node_error, bytes] = lay_out(text);
+
+  // Every rank of the communicator fails alike, naming the rank that sent
+  // the failed request.
+  const std::int64_t failing =
+      detail::agree_on_failure(g, call->backoff, node_error.empty() ? detail::kNone : g.leader);
+  if (failing != detail::kNone) {
+    const std::string why =
+        g.nodes == 1 ? node_error
+                     : detail::broadcast_text(g.comm, static_cast<int>(failing),
+                                              g.rank == failing ? node_error : std::string());
+    throw request_error(call->service,
+                        fmt::format("infer_all to service '{}': the request rank {} sent for its "
+                                    "node failed: {}",
+                                    call->service, failing, why));
+  }
+  if (written) {
+    g.out.sync();  // the leader wrote before the broadcast
+  } else if (call->node_rows > 0) {
+    g.out.reserve(g.node, bytes);
+    if (g.node_rank == 0) write_outputs();
+    MPI_Request request = MPI_REQUEST_NULL;
+    TANDEM_MPI_CHECK(MPI_Ibarrier(g.node, &request));
+    detail::settle(request, call->backoff);
+    g.out.sync();
+  }
   const std::int64_t mine = call->rows[static_cast<std::size_t>(g.node_rank)];
   TensorList result;
   for (const detail::OutputLayout& o : outs) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "config/workflow.hpp"
 #include "tandem/client.hpp"
 
 namespace tandem::detail {
@@ -28,8 +29,9 @@ class SharedWindow {
   void reserve(MPI_Comm node, std::size_t bytes);
   std::byte* base() const noexcept { return base_; }
   /// Makes this rank's writes visible to the others (and theirs to it)
-  /// around a barrier of the node communicator.
+  /// around a synchronising message of the node communicator.
   void sync() const;
+  std::size_t capacity() const noexcept { return capacity_; }
 
  private:
   MPI_Win win_ = MPI_WIN_NULL;
@@ -40,12 +42,15 @@ class SharedWindow {
 /// What infer_all keeps per communicator: a duplicate of it (its traffic
 /// never meets the caller's), its ranks on this node and their windows.
 struct NodeGroup {
-  MPI_Comm user = MPI_COMM_NULL;  // the caller's handle, to find the group again
-  MPI_Comm comm = MPI_COMM_NULL;  // duplicate of the caller's
-  MPI_Comm node = MPI_COMM_NULL;  // its ranks on this node
+  MPI_Comm user = MPI_COMM_NULL;     // the caller's handle, to find the group again
+  MPI_Comm comm = MPI_COMM_NULL;     // duplicate of the caller's
+  MPI_Comm node = MPI_COMM_NULL;     // its ranks on this node
+  MPI_Comm leaders = MPI_COMM_NULL;  // each node's first rank (MPI_COMM_NULL elsewhere)
   int rank = 0;
   int node_rank = 0;
   int node_size = 1;
+  int nodes = 1;   // how many nodes the communicator spans
+  int leader = 0;  // the node's leader's rank in comm
   SharedWindow in;
   SharedWindow out;
   bool in_flight = false;  // one collective call at a time
@@ -75,13 +80,13 @@ struct InputLayout {
 struct CollectiveCall {
   NodeGroup* group = nullptr;
   std::string service;
+  BackoffSpec backoff;             // how this rank waits (the node's idle mode)
   std::vector<std::int64_t> rows;  // per node rank
   std::int64_t first_row = 0;      // this rank's first row in the node's
   std::int64_t node_rows = 0;
   std::vector<InputLayout> inputs;
-  std::vector<InferHandle> requests;  // the leader's, one per batch of rows
-  std::vector<std::int64_t> request_rows;
-  std::string send_error;  // the leader's, when a request could not be sent
+  std::vector<InferHandle> requests;  // the leader's, one per max_batch of rows
+  std::string send_error;             // the leader's, when a request could not be sent
   // The signature's outputs, for a node whose ranks have no rows (nothing
   // is sent; the outputs are empty tensors of their declared shapes).
   TensorList empty_outputs;
