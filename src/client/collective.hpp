@@ -1,46 +1,88 @@
 #pragma once
 // Collective inference (Client::infer_all): the ranks of a communicator on
-// one node put their rows in one node-local MPI shared-memory window, one
-// of them (the node's leader) sends one request for them all, and each rank
-// reads its own rows of the outputs from a second window.
+// one node post their rows in node-local shared memory (MPI shared-memory
+// windows), one of them (the node's leader) sends one request for them
+// all, and each rank reads its own rows of the outputs from a window the
+// leader fills. The ranks meet through a control block in shared memory
+// with futex wake-ups, not through MPI collectives: with more ranks than
+// cores every rank's turn on a core in each collective round costs more
+// than the request (docs/architecture.md, "Collective inference").
 
 #include <mpi.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "config/workflow.hpp"
+#include "base/backoff.hpp"
 #include "tandem/client.hpp"
 
 namespace tandem::detail {
 
-/// An MPI shared-memory window on a node communicator, allocated by the
-/// node's leader (node rank 0) and mapped by the others; grown, never
-/// shrunk. Collective over the node communicator whenever it grows.
+/// MPI shared-memory windows on a node communicator, one segment per rank
+/// (each rank sizes its own) or one for the whole node (the leader's). A
+/// segment grows, never shrinks; growing is collective over the node.
 class SharedWindow {
  public:
   SharedWindow() = default;
   SharedWindow(const SharedWindow&) = delete;
   SharedWindow& operator=(const SharedWindow&) = delete;
-  /// At least @p bytes; every rank of @p node calls it with the same value.
-  void reserve(MPI_Comm node, std::size_t bytes);
-  std::byte* base() const noexcept { return base_; }
-  /// Makes this rank's writes visible to the others (and theirs to it)
-  /// around a synchronising message of the node communicator.
-  void sync() const;
-  std::size_t capacity() const noexcept { return capacity_; }
+  /// Every rank of @p node calls it: this rank's segment becomes
+  /// @p my_bytes (0 for none), and the others' are mapped.
+  void allocate(MPI_Comm node, std::size_t my_bytes);
+  /// At least @p bytes in the leader's segment; every rank of @p node calls
+  /// it with the same value. Does nothing (and needs nobody) when it fits.
+  void reserve_leader(MPI_Comm node, std::size_t bytes);
+  std::byte* base(int node_rank) const { return bases_[static_cast<std::size_t>(node_rank)]; }
+  std::size_t capacity(int node_rank) const { return sizes_[static_cast<std::size_t>(node_rank)]; }
+  bool allocated() const noexcept { return win_ != MPI_WIN_NULL; }
+  /// A memory barrier for the window (MPI_Win_sync): around the control
+  /// block's handshakes, what one rank wrote is what the others read.
+  void sync() const {
+    if (win_ != MPI_WIN_NULL) MPI_Win_sync(win_);
+  }
 
  private:
   MPI_Win win_ = MPI_WIN_NULL;
-  std::byte* base_ = nullptr;
-  std::size_t capacity_ = 0;
+  std::vector<std::byte*> bases_;
+  std::vector<std::size_t> sizes_;
 };
 
+constexpr std::size_t kWhyBytes = 1024;
+constexpr std::size_t kTextBytes = 16384;
+
+/// A rank's post for a call, in the control block.
+struct ControlSlot {
+  alignas(64) std::int64_t rows = 0;
+  std::int64_t digest = 0;     // of the inputs' names, dtypes and non-batch shapes
+  std::int64_t bytes = 0;      // of its rows, all inputs
+  std::uint32_t failing = 0;   // its inputs do not fit the signature: why[]
+  std::uint32_t overflow = 0;  // its rows did not fit its segment: sent to the leader by MPI
+  std::int64_t first_row = 0;  // set by the leader: where its rows are in the node's
+  char why[kWhyBytes] = {};
+};
+
+/// What the node's ranks share, in the leader's control window.
+struct ControlHeader {
+  alignas(64) std::atomic<std::uint32_t> arrived{0};  // futex word: posts, counted up for ever
+  alignas(64) std::atomic<std::uint32_t> posted{0};   // futex word: the call the leader answered
+  std::uint32_t outcome = 0;                          // of that call (Outcome)
+  std::uint32_t regrow = 0;     // some rank's rows overflowed: every rank re-sizes its segment
+  std::uint64_t out_bytes = 0;  // CallOutcome::grow: the output window must hold this many
+  std::int64_t node_rows = 0;   // the node's rows in the call
+  std::uint32_t text_size = 0;
+  char text[kTextBytes] = {};  // the outputs' description, or the error
+};
+
+/// The leader's answer to a call.
+enum class CallOutcome : std::uint32_t { written = 0, failed = 1, grow = 2 };
+
 /// What infer_all keeps per communicator: a duplicate of it (its traffic
-/// never meets the caller's), its ranks on this node and their windows.
+/// never meets the caller's), its ranks on this node, the leaders of all
+/// nodes, and the shared windows.
 struct NodeGroup {
   MPI_Comm user = MPI_COMM_NULL;     // the caller's handle, to find the group again
   MPI_Comm comm = MPI_COMM_NULL;     // duplicate of the caller's
@@ -49,11 +91,16 @@ struct NodeGroup {
   int rank = 0;
   int node_rank = 0;
   int node_size = 1;
-  int nodes = 1;   // how many nodes the communicator spans
-  int leader = 0;  // the node's leader's rank in comm
-  SharedWindow in;
-  SharedWindow out;
-  bool in_flight = false;  // one collective call at a time
+  int nodes = 1;                  // how many nodes the communicator spans
+  std::vector<int> comm_rank_of;  // node rank -> rank in comm
+  SharedWindow control;           // the leader's: ControlHeader, then a ControlSlot per rank
+  SharedWindow in;                // a segment per rank: its rows, input after input
+  SharedWindow out;               // the leader's: the node's rows of every output
+  std::uint32_t calls = 0;        // calls made on this communicator
+  bool in_flight = false;         // one collective call at a time
+
+  ControlHeader& header() const { return *reinterpret_cast<ControlHeader*>(control.base(0)); }
+  ControlSlot& slot(int node_rank) const;
 };
 
 /// The groups of one client, found by communicator.
@@ -66,27 +113,31 @@ class NodeGroups {
   std::vector<std::unique_ptr<NodeGroup>> groups_;
 };
 
-/// One input's place in the input window: the node's rows of it, rank
-/// after rank.
+/// One input of a call: name, dtype and the shape of a row.
 struct InputLayout {
   std::string name;
   DType dtype = DType::FP32;
   std::vector<std::int64_t> row_shape;  // the shape less the batch dimension
   std::size_t row_bytes = 0;
-  std::size_t offset = 0;  // in the window
 };
 
 /// A collective call between infer_all_async and wait.
 struct CollectiveCall {
   NodeGroup* group = nullptr;
   std::string service;
-  BackoffSpec backoff;             // how this rank waits (the node's idle mode)
-  std::vector<std::int64_t> rows;  // per node rank
-  std::int64_t first_row = 0;      // this rank's first row in the node's
-  std::int64_t node_rows = 0;
+  std::uint32_t number = 0;             // the call's number on its communicator, from 1
+  BackoffSpec backoff;                  // how this rank waits (the node's idle mode)
+  std::int64_t rows = 0;                // this rank's
+  std::vector<std::int64_t> node_rows;  // the leader's: per node rank
+  std::int64_t node_rows_total = 0;     // the leader's
   std::vector<InputLayout> inputs;
-  std::vector<InferHandle> requests;  // the leader's, one per max_batch of rows
-  std::string send_error;             // the leader's, when a request could not be sent
+  // Rows that did not fit this rank's segment, sent to the leader by MPI.
+  std::vector<std::byte> overflow;
+  MPI_Request overflow_send = MPI_REQUEST_NULL;
+  // The leader's: the node's rows, input by input, and its requests.
+  std::vector<std::vector<std::byte>> staged;
+  std::vector<InferHandle> requests;  // one per max_batch of rows
+  std::string error;                  // the leader's: why the node's call fails, before any request
   // The signature's outputs, for a node whose ranks have no rows (nothing
   // is sent; the outputs are empty tensors of their declared shapes).
   TensorList empty_outputs;

@@ -246,3 +246,26 @@ TEST(Collective, EachNodeAsksItsOwnReplicaOncePerCall) {
     for (const json& r : replicas) EXPECT_EQ(r["requests"].get<int>(), calls) << replicas.dump();
   }
 }
+
+// Rows past a rank's shared segment (64 KiB to start) travel to the
+// node's leader by MPI, and the segments grow for the calls that follow.
+TEST(Collective, LargeRowsPastASegmentStillArriveAndTheSegmentsGrow) {
+  with_session("large-all",
+               "[[service]]\nname = \"echo\"\nbackend = \"echo\"\nmax_batch = 1000000\n",
+               [](tandem::Session& s) {
+                 auto& c = s.client();
+                 c.wait_ready("echo", 30);
+                 const int me = app_rank(s);
+                 for (int round = 0; round < 3; ++round) {
+                   const std::int64_t rows = 20000 * (me + 1) + round;
+                   std::vector<double> v(static_cast<std::size_t>(rows));
+                   for (std::size_t i = 0; i < v.size(); ++i) {
+                     v[i] = static_cast<double>(i) + 0.5 * me + round;
+                   }
+                   const tandem::Tensor x = tandem::Tensor::from(v, {rows, 1});
+                   const tandem::TensorList out = c.infer_all(s.app_comm(), "echo", {{"x", x}});
+                   ASSERT_EQ(out.size(), 1u);
+                   EXPECT_TRUE(same_bytes(out[0].tensor, x)) << "round " << round;
+                 }
+               });
+}
