@@ -48,6 +48,14 @@ outputs = [{{ name = "y", dtype = "FP32", shape = [-1, 16] }}]
 """
 
 
+def make_light_model(path):
+    """A single Linear(64, 16) as TorchScript: about 1,000 multiply-adds a
+    row, against the MLP's 86,000."""
+    import torch
+    torch.manual_seed(0)
+    torch.jit.script(torch.nn.Linear(64, 16).eval()).save(path)
+
+
 def run_cell(bench, job, model, ranks, rows, steps, port, work):
     out = subprocess.run(MPIEXEC + ["-n", str(ranks + 2), bench, job, model, str(rows),
                                     str(steps), str(port)],
@@ -66,13 +74,20 @@ def main():
     ap.add_argument("--rows", default="1,8,64")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--json", default=None, help="write every cell here")
+    ap.add_argument("--model", default=None,
+                    help="TorchScript file, rows of 64 in, 16 out (default: the tests' mlp.pt)")
+    ap.add_argument("--light", action="store_true",
+                    help="a one-layer model (64 -> 16) instead: the requests' cost, not the model's")
     args = ap.parse_args()
     mpi_env.setup()
     build = os.path.abspath(args.build)
     bench = os.path.join(build, "bench", "collective_bench")
-    model = os.path.join(build, "tests", "models", "mlp.pt")
+    model = os.path.abspath(args.model or os.path.join(build, "tests", "models", "mlp.pt"))
     cells = []
     with tempfile.TemporaryDirectory() as work, redis_server(work) as port:
+        if args.light:
+            model = os.path.join(work, "linear.pt")
+            make_light_model(model)
         job = os.path.join(work, "job.toml")
         with open(job, "w") as f:
             f.write(JOB.format(model=model))

@@ -12,8 +12,8 @@
 //      them all, runs the model over them and SETs each rank's result,
 //      every rank GETs its own (hiredis, to a redis-server on REDIS_PORT).
 //
-// A step is timed from a barrier of the application's ranks to the last
-// rank's answer (MPI_MAX of every rank's time). One JSON object per mode:
+// A step is timed from the first rank leaving a barrier of the
+// application's ranks to the last rank's answer. One JSON object per mode:
 // median and p90 step time in microseconds, and, for c, the resident
 // memory one model copy costs a rank (VmRSS before and after loading it).
 //
@@ -50,7 +50,10 @@ long resident_kib() {
 }
 
 // Times `steps` steps of @p step over @p comm (after a few to warm up);
-// returns every step's slowest-rank time in microseconds, at every rank.
+// returns each step's wall time in microseconds, at every rank: from the
+// first rank leaving the barrier to the last rank done, on the node's
+// monotonic clock (one node: every rank reads the same clock). A rank's
+// own elapsed time would miss the time it waited for a core.
 std::vector<double> time_steps(MPI_Comm comm, int steps, const std::function<void()>& step) {
   std::vector<double> times;
   const int warm = std::max(3, steps / 10);
@@ -58,9 +61,12 @@ std::vector<double> time_steps(MPI_Comm comm, int steps, const std::function<voi
     MPI_Barrier(comm);
     const auto t0 = Clock::now();
     step();
-    double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
-    MPI_Allreduce(MPI_IN_PLACE, &us, 1, MPI_DOUBLE, MPI_MAX, comm);
-    if (i >= warm) times.push_back(us);
+    const auto t1 = Clock::now();
+    // {-start, end}: one MPI_MAX gives the earliest start and the latest end.
+    double span[2] = {-std::chrono::duration<double, std::micro>(t0.time_since_epoch()).count(),
+                      std::chrono::duration<double, std::micro>(t1.time_since_epoch()).count()};
+    MPI_Allreduce(MPI_IN_PLACE, span, 2, MPI_DOUBLE, MPI_MAX, comm);
+    if (i >= warm) times.push_back(span[1] + span[0]);
   }
   std::sort(times.begin(), times.end());
   return times;
