@@ -50,8 +50,7 @@ void wait_on(std::atomic<std::uint32_t>& word, const BackoffSpec& spec, Done don
 
 // Bounded copy of @p text into a fixed field.
 void put_text(char* field, std::size_t capacity, const std::string& text, std::uint32_t* size) {
-  const std::size_t n = std::min(text.size(), capacity);
-  std::memcpy(field, text.data(), n);
+  const std::size_t n = text.copy(field, capacity);  // sized, not terminated: see *size
   if (size) *size = static_cast<std::uint32_t>(n);
 }
 
