@@ -37,14 +37,21 @@ constexpr int kOverflowTag = 1;  // rows past a rank's segment, on the node comm
 constexpr std::int64_t kNone = std::numeric_limits<std::int64_t>::max();
 
 // Waits until @p done() holds, sleeping on the futex @p word between looks
-// as the node's idle mode says (a wake-up cuts the sleep short).
+// as the node's idle mode says. The other side rings with
+// direct::ring_bell(word, sleepers): counted in @p sleepers before the last
+// look, this rank is either seen and woken or sees the bell itself, and a
+// post that finds nobody asleep costs no system call.
 template <typename Done>
-void wait_on(std::atomic<std::uint32_t>& word, const BackoffSpec& spec, Done done) {
+void wait_on(std::atomic<std::uint32_t>& word, std::atomic<std::uint32_t>& sleepers,
+             const BackoffSpec& spec, Done done) {
   Backoff backoff(spec);
   while (!done()) {
-    const std::uint32_t seen = word.load(std::memory_order_acquire);
-    if (done()) return;
-    backoff.pause_with([&](long ns) { direct::futex_wait(word, seen, ns); });
+    backoff.pause_with([&](long ns) {
+      sleepers.fetch_add(1, std::memory_order_seq_cst);
+      const std::uint32_t seen = word.load(std::memory_order_seq_cst);
+      if (!done()) direct::futex_wait(word, seen, ns);
+      sleepers.fetch_sub(1, std::memory_order_relaxed);
+    });
   }
 }
 
@@ -207,7 +214,7 @@ CollectiveHandle Client::infer_all_async(MPI_Comm comm, const std::string& servi
   call->service = service;
   call->number = ++g.calls;
   call->backoff = impl.workflow().job.backoff;
-  for (const TensorSpec& o : spec.outputs) {
+  for (const TensorSpec& o : g.node_rank == 0 ? spec.outputs : std::vector<TensorSpec>{}) {
     std::vector<std::int64_t> shape{0};
     for (std::size_t d = 1; d < o.shape.size(); ++d) shape.push_back(std::max(0LL, o.shape[d]));
     call->empty_outputs.push_back({o.name, Tensor::zeros(static_cast<DType>(o.dtype), shape)});
@@ -256,14 +263,12 @@ CollectiveHandle Client::infer_all_async(MPI_Comm comm, const std::string& servi
   g.in.sync();
   g.control.sync();
   ControlHeader& header = g.header();
-  header.arrived.fetch_add(1, std::memory_order_acq_rel);
-  if (g.node_rank != 0) {
-    detail::direct::futex_wake_all(header.arrived);
-  } else {
+  detail::direct::ring_bell(header.arrived, header.leader_sleeping);
+  if (g.node_rank == 0) {
     // The leader: its node, then the other nodes, then the requests.
     // Posts are counted up for ever: call k is complete at k x node_size.
     const std::uint32_t everyone = call->number * static_cast<std::uint32_t>(g.node_size);
-    detail::wait_on(header.arrived, call->backoff, [&] {
+    detail::wait_on(header.arrived, header.leader_sleeping, call->backoff, [&] {
       return static_cast<std::int32_t>(header.arrived.load(std::memory_order_acquire) - everyone) >=
              0;
     });
@@ -376,8 +381,7 @@ void leader_answers(NodeGroup& g, CollectiveCall& call) {
   detail::put_text(header.text, detail::kTextBytes, text, &header.text_size);
   g.out.sync();
   g.control.sync();
-  header.posted.store(call.number, std::memory_order_release);
-  detail::direct::futex_wake_all(header.posted);
+  detail::direct::ring_bell(header.posted, header.ranks_sleeping);  // now call.number
   if (header.outcome == static_cast<std::uint32_t>(CallOutcome::grow)) {
     // Rare: the node grows the window together, then the leader writes.
     g.out.reserve_leader(g.node, bytes);
@@ -398,7 +402,7 @@ TensorList CollectiveHandle::wait() {
   if (g.node_rank == 0) {
     leader_answers(g, *call);
   } else {
-    detail::wait_on(header.posted, call->backoff,
+    detail::wait_on(header.posted, header.ranks_sleeping, call->backoff,
                     [&] { return header.posted.load(std::memory_order_acquire) == call->number; });
     g.control.sync();
     g.out.sync();

@@ -68,7 +68,9 @@ struct ControlSlot {
 /// What the node's ranks share, in the leader's control window.
 struct ControlHeader {
   alignas(64) std::atomic<std::uint32_t> arrived{0};  // futex word: posts, counted up for ever
+  std::atomic<std::uint32_t> leader_sleeping{0};      // whether posting must wake the leader
   alignas(64) std::atomic<std::uint32_t> posted{0};   // futex word: the call the leader answered
+  std::atomic<std::uint32_t> ranks_sleeping{0};       // how many sleep on `posted`
   std::uint32_t outcome = 0;                          // of that call (Outcome)
   std::uint32_t regrow = 0;     // some rank's rows overflowed: every rank re-sizes its segment
   std::uint64_t out_bytes = 0;  // CallOutcome::grow: the output window must hold this many
@@ -138,8 +140,8 @@ struct CollectiveCall {
   std::vector<std::vector<std::byte>> staged;
   std::vector<InferHandle> requests;  // one per max_batch of rows
   std::string error;                  // the leader's: why the node's call fails, before any request
-  // The signature's outputs, for a node whose ranks have no rows (nothing
-  // is sent; the outputs are empty tensors of their declared shapes).
+  // The leader's: the signature's outputs, for a node whose ranks have no
+  // rows (nothing is sent; the outputs are empty tensors of their shapes).
   TensorList empty_outputs;
 };
 
