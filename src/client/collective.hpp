@@ -36,6 +36,8 @@ class SharedWindow {
   /// At least @p bytes in the leader's segment; every rank of @p node calls
   /// it with the same value. Does nothing (and needs nobody) when it fits.
   void reserve_leader(MPI_Comm node, std::size_t bytes);
+  /// Frees the window: collective over the node, like allocate.
+  void free();
   std::byte* base(int node_rank) const { return bases_[static_cast<std::size_t>(node_rank)]; }
   std::size_t capacity(int node_rank) const { return sizes_[static_cast<std::size_t>(node_rank)]; }
   bool allocated() const noexcept { return win_ != MPI_WIN_NULL; }
@@ -86,7 +88,13 @@ enum class CallOutcome : std::uint32_t { written = 0, failed = 1, grow = 2 };
 /// never meets the caller's), its ranks on this node, the leaders of all
 /// nodes, and the shared windows.
 struct NodeGroup {
-  MPI_Comm user = MPI_COMM_NULL;     // the caller's handle, to find the group again
+  NodeGroup() = default;
+  NodeGroup(const NodeGroup&) = delete;
+  NodeGroup& operator=(const NodeGroup&) = delete;
+  /// Frees the windows and the communicators: collective over the node, so
+  /// only when every rank of the caller's communicator frees it.
+  void release();
+
   MPI_Comm comm = MPI_COMM_NULL;     // duplicate of the caller's
   MPI_Comm node = MPI_COMM_NULL;     // its ranks on this node
   MPI_Comm leaders = MPI_COMM_NULL;  // each node's first rank (MPI_COMM_NULL elsewhere)
@@ -105,14 +113,35 @@ struct NodeGroup {
   ControlSlot& slot(int node_rank) const;
 };
 
-/// The groups of one client, found by communicator.
+/// The groups of one client, cached on the caller's communicators as MPI
+/// attributes, the way MPI libraries keep state per communicator: a handle
+/// the caller frees and MPI hands out again never finds a stale group, and
+/// freeing the communicator (as the pilot does after each multi-rank task)
+/// frees its group, so a job of many tasks does not pile up windows.
 class NodeGroups {
  public:
+  NodeGroups() = default;
+  NodeGroups(const NodeGroups&) = delete;
+  NodeGroups& operator=(const NodeGroups&) = delete;
+  /// Lets go of the groups whose communicators are still alive without
+  /// freeing them (that would be collective): MPI_Finalize does.
+  ~NodeGroups();
+
   /// The group of @p comm, made (collectively) on its first call.
   NodeGroup& of(MPI_Comm comm);
+  /// Groups alive now (tests).
+  std::size_t size() const { return alive_; }
 
  private:
-  std::vector<std::unique_ptr<NodeGroup>> groups_;
+  static int on_comm_free(MPI_Comm comm, int keyval, void* group, void* groups);
+  // MPI_Finalize deletes MPI_COMM_SELF's attributes first, while MPI still
+  // works: from then on a group is only detached (MPI frees what is left).
+  static int on_finalize(MPI_Comm comm, int keyval, void* unused, void* groups);
+  int keyval_ = MPI_KEYVAL_INVALID;
+  int finalize_keyval_ = MPI_KEYVAL_INVALID;
+  std::size_t alive_ = 0;
+  bool closing_ = false;            // in the destructor: detach, do not free
+  std::vector<MPI_Comm> attached_;  // the caller's communicators that carry a group
 };
 
 /// One input of a call: name, dtype and the shape of a row.

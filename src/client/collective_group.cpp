@@ -1,6 +1,8 @@
 // The shared windows and the per-communicator groups of infer_all.
 
+#include <memory>
 #include <new>
+#include <vector>
 
 #include "base/mpi_check.hpp"
 #include "client/collective.hpp"
@@ -8,11 +10,16 @@
 
 namespace tandem::detail {
 
+void SharedWindow::free() {
+  if (win_ == MPI_WIN_NULL) return;
+  MPI_Win_unlock_all(win_);
+  MPI_Win_free(&win_);
+  bases_.clear();
+  sizes_.clear();
+}
+
 void SharedWindow::allocate(MPI_Comm node, std::size_t my_bytes) {
-  if (win_ != MPI_WIN_NULL) {
-    MPI_Win_unlock_all(win_);
-    MPI_Win_free(&win_);
-  }
+  free();
   void* mine = nullptr;
   TANDEM_MPI_CHECK(MPI_Win_allocate_shared(static_cast<MPI_Aint>(my_bytes), 1, MPI_INFO_NULL, node,
                                            &mine, &win_));
@@ -46,15 +53,56 @@ ControlSlot& NodeGroup::slot(int r) const {
   return first[r];
 }
 
-NodeGroup& NodeGroups::of(MPI_Comm comm) {
-  for (const auto& g : groups_) {
-    if (g->user != comm) continue;
-    int same = MPI_UNEQUAL;
-    MPI_Comm_compare(comm, g->comm, &same);
-    if (same == MPI_CONGRUENT) return *g;
+void NodeGroup::release() {
+  control.free();
+  in.free();
+  out.free();
+  for (MPI_Comm* c : {&leaders, &node, &comm}) {
+    if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
   }
+}
+
+int NodeGroups::on_comm_free(MPI_Comm comm, int /*keyval*/, void* group, void* groups) {
+  auto* self = static_cast<NodeGroups*>(groups);
+  std::unique_ptr<NodeGroup> g(static_cast<NodeGroup*>(group));
+  // Every rank of the communicator is in MPI_Comm_free, so the node's
+  // ranks free the windows together; from our destructor, nobody else is.
+  if (!self->closing_) g->release();
+  std::erase(self->attached_, comm);
+  --self->alive_;
+  return MPI_SUCCESS;
+}
+
+int NodeGroups::on_finalize(MPI_Comm /*comm*/, int /*keyval*/, void* /*unused*/, void* groups) {
+  static_cast<NodeGroups*>(groups)->closing_ = true;
+  return MPI_SUCCESS;
+}
+
+NodeGroups::~NodeGroups() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized || keyval_ == MPI_KEYVAL_INVALID) return;
+  closing_ = true;
+  for (MPI_Comm c : std::vector<MPI_Comm>(attached_)) MPI_Comm_delete_attr(c, keyval_);
+  MPI_Comm_delete_attr(MPI_COMM_SELF, finalize_keyval_);
+  MPI_Comm_free_keyval(&keyval_);
+  MPI_Comm_free_keyval(&finalize_keyval_);
+}
+
+NodeGroup& NodeGroups::of(MPI_Comm comm) {
+  if (keyval_ == MPI_KEYVAL_INVALID) {
+    TANDEM_MPI_CHECK(
+        MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, &NodeGroups::on_comm_free, &keyval_, this));
+    TANDEM_MPI_CHECK(MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, &NodeGroups::on_finalize,
+                                            &finalize_keyval_, this));
+    TANDEM_MPI_CHECK(MPI_Comm_set_attr(MPI_COMM_SELF, finalize_keyval_, nullptr));
+  }
+  void* found = nullptr;
+  int flag = 0;
+  TANDEM_MPI_CHECK(MPI_Comm_get_attr(comm, keyval_, &found, &flag));
+  if (flag) return *static_cast<NodeGroup*>(found);
+
   auto g = std::make_unique<NodeGroup>();
-  g->user = comm;
   TANDEM_MPI_CHECK(MPI_Comm_dup(comm, &g->comm));
   MPI_Comm_rank(g->comm, &g->rank);
   TANDEM_MPI_CHECK(
@@ -81,8 +129,11 @@ NodeGroup& NodeGroups::of(MPI_Comm comm) {
   g->control.sync();
   TANDEM_MPI_CHECK(MPI_Barrier(g->node));
   g->control.sync();
-  groups_.push_back(std::move(g));
-  return *groups_.back();
+  NodeGroup& made = *g;
+  TANDEM_MPI_CHECK(MPI_Comm_set_attr(comm, keyval_, g.release()));
+  attached_.push_back(comm);
+  ++alive_;
+  return made;
 }
 
 }  // namespace tandem::detail

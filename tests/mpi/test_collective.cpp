@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -268,4 +269,42 @@ TEST(Collective, LargeRowsPastASegmentStillArriveAndTheSegmentsGrow) {
                    EXPECT_TRUE(same_bytes(out[0].tensor, x)) << "round " << round;
                  }
                });
+}
+
+// Lines of /proc/self/maps: each shared window is a mapping of its own.
+int mappings() {
+  std::ifstream maps("/proc/self/maps");
+  int n = 0;
+  for (std::string line; std::getline(maps, line);) ++n;
+  return n;
+}
+
+// A pilot makes and frees a communicator for every multi-rank task. Each
+// one's shared windows and duplicates go with it; a handle that MPI hands
+// out again finds nothing stale, even when its ranks are in another order.
+TEST(Collective, FreeingTheCommunicatorFreesItsWindows) {
+  with_session(
+      "freed-all", "[[service]]\nname = \"echo\"\nbackend = \"echo\"\n", [](tandem::Session& s) {
+        auto& c = s.client();
+        c.wait_ready("echo", 30);
+        const int me = app_rank(s);
+        const int n = app_size(s);
+        int before = 0;
+        for (int round = 0; round < 60; ++round) {
+          if (round == 10) before = mappings();
+          MPI_Comm comm = MPI_COMM_NULL;
+          // Odd rounds reverse the ranks: same handle, other layout.
+          MPI_Comm_split(s.app_comm(), 0, round % 2 ? n - me : me, &comm);
+          int rank = 0;
+          MPI_Comm_rank(comm, &rank);
+          std::vector<float> v(static_cast<std::size_t>(rank + 1), float(round * 10 + rank));
+          const tandem::Tensor x = tandem::Tensor::from(v, {rank + 1, 1});
+          const tandem::TensorList out = c.infer_all(comm, "echo", {{"x", x}});
+          ASSERT_EQ(out.size(), 1u);
+          EXPECT_TRUE(same_bytes(out[0].tensor, x)) << "round " << round;
+          MPI_Comm_free(&comm);
+        }
+        // 50 rounds that kept their 3 windows would add 150 mappings.
+        EXPECT_LT(mappings() - before, 20);
+      });
 }

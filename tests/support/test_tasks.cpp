@@ -47,6 +47,36 @@ TANDEM_TASK(test_collective) {
   }
 }
 
+// A multi-rank task's ranks ask `service` together through infer_all:
+// `rows` rows of 4 floats each (rank r sends rows + r when `uneven`), and
+// check their own rows of the reply against `factor` x input. Rank 0
+// writes "ok N" to output_dir()/infer_all.<index>.
+TANDEM_TASK(test_infer_all) {
+  tandem::Client& client = ctx.client();
+  const std::string service = ctx.arg_string("service", "echo");
+  client.wait_ready(service, 60);
+  const auto rows = ctx.arg_int("rows", 2) + (ctx.arg_bool("uneven", false) ? ctx.rank() : 0);
+  const double factor = ctx.arg_double("factor", 1.0);
+  const auto calls = ctx.arg_int("calls", 1);
+  for (long long k = 0; k < calls; ++k) {
+    std::vector<float> values(static_cast<std::size_t>(rows) * 4);
+    for (std::size_t i = 0; i < values.size(); ++i)
+      values[i] = float(static_cast<long long>(ctx.index()) * 1000 + ctx.rank() * 100 + k * 10 +
+                        static_cast<long long>(i));
+    const tandem::TensorList out =
+        client.infer_all(ctx.comm(), service, {{"x", tandem::Tensor::from(values, {rows, 4})}});
+    const auto got = out.at(0).tensor.to_vector<float>();
+    if (got.size() != values.size()) throw tandem::task_error("wrong output size");
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (got[i] != float(values[i] * factor))
+        throw tandem::task_error("wrong value at " + std::to_string(i));
+    }
+  }
+  if (ctx.rank() == 0)
+    std::ofstream(ctx.output_dir() / ("infer_all." + std::to_string(ctx.index())))
+        << "ok " << calls << "\n";
+}
+
 // Throws something that is not a std::exception.
 TANDEM_TASK(test_throw_int) {
   throw 42;
