@@ -110,6 +110,13 @@ class Client {
   /// `start_timeout` (600 s unless the workflow says). A FAILED or unknown
   /// service fails at once either way. Not thread-safe.
   void set_ready_timeout(double timeout_s);
+  /// Asks for @p replicas replicas of the elastic service @p service
+  /// (`replicas = { min, max }`) from now on: the coordinator turns idle
+  /// workers into replicas, or replicas back into workers, one move at a
+  /// time, and holds that count until the next call. Returns at once.
+  /// @throws tandem::request_error for a service of fixed size, a count
+  /// outside its min and max, or a client outside `tandem run`.
+  void scale(const std::string& service, int replicas);
 
   /// Runs the model on @p inputs (named as in the service's signature; the
   /// first dimension is the batch) and returns its outputs. Blocks.

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/backoff.hpp"
+#include "base/clock.hpp"
 #include "base/mpi_check.hpp"
 #include "base/mpi_wait.hpp"
 #include "base/raise.hpp"
@@ -73,8 +74,10 @@ Leader::Leader(const Job& job, VersionSet versions, std::string failure)
       versions_(std::move(versions)),
       failure_(std::move(failure)),
       control_(job.control, mpi::comm_attach),
-      ready_at_(clock::now()) {
+      ready_at_(clock::now()),
+      elastic_(me_.elastic_slot >= 0) {
   MPI_Comm_size(job.replica, &replica_size_);
+  live_.started_us = now_us();
   if (spec_.record && failure_.empty()) {
     recorder_ = std::make_unique<Recorder>(
         fmt::format("{}/services/{}/replica-{}.h5", job.run_dir, spec_.name, me_.replica),
@@ -103,6 +106,9 @@ void Leader::send(const Origin& client, Outgoing message) {
 
 void Leader::open_direct_path() {
   if (job_.mode != Mode::pilot) return;  // no executable tasks to use it
+  // An elastic replica leaves while the run goes on: its clients fence it
+  // over MPI, so executables reach it through their worker's proxy.
+  if (elastic_) return;
   try {
     direct_ = std::make_unique<direct::Endpoint>(me_.service, me_.replica);
     if (!failure_.empty()) direct_->set_state(direct::kDraining);
@@ -186,6 +192,7 @@ void Leader::send_live_stats() {
   }
   const std::int64_t changes =
       stats_.requests + stats_.errors + live_.latency_sum_us + versions_.served() +
+      static_cast<std::int64_t>(queue_.size()) +
       std::accumulate(std::begin(live_.latency), std::end(live_.latency), std::int64_t{0});
   if (changes == live_sent_changes_) return;
   live_.service = me_.service;
@@ -195,6 +202,7 @@ void Leader::send_live_stats() {
   live_.batches = stats_.batches;
   live_.rows = stats_.rows;
   live_.model_version = versions_.served();
+  live_.queued = static_cast<std::int64_t>(queue_.size());
   live_in_flight_ = live_;
   live_sent_changes_ = changes;
   TANDEM_MPI_CHECK(MPI_Isend(&live_in_flight_, sizeof(LiveStats) / sizeof(std::int64_t),
@@ -231,6 +239,18 @@ void Leader::admit(const Origin& from, const wire::Encoded& in) {
   const bool readable = wire::decode(in.buffer, in.size, d, why);
   if (readable && (d.header.kind == wire::kLoadModel || d.header.kind == wire::kUnloadModel)) {
     admit_model_op(from, d);  // not a request: not counted as one
+    return;
+  }
+  if (readable && d.header.kind == wire::kFence) {
+    // A fence may come before the coordinator's word (the routing table
+    // that makes clients fence goes out first): kept until it comes. One
+    // of an earlier drain of this replica is stale and never counts.
+    const int id = static_cast<int>(d.header.request_id);
+    if (draining_) {
+      if (id == drain_id_) std::erase(fences_missing_, from.rank);
+    } else {
+      early_fences_.emplace_back(from.rank, id);
+    }
     return;
   }
   ++stats_.requests;
@@ -332,9 +352,34 @@ void Leader::fail(const std::string& why) {
 
 void Leader::check_stop() {
   if (draining_) return;
-  if (control_.iprobe(Job::kCoordinator, tags::kServiceStop)) {
+  if (elastic_) {
+    // The coordinator shrinks the service: leave once every client that
+    // might still send here has fenced (ClientImpl::fence_drains).
+    int flag = 0;
+    MPI_Status status;
+    TANDEM_MPI_CHECK(
+        MPI_Iprobe(Job::kCoordinator, tags::kServiceDrain, job_.control, &flag, &status));
+    if (flag) {
+      int n = 0;
+      MPI_Get_count(&status, MPI_INT32_T, &n);
+      std::vector<std::int32_t> message(static_cast<std::size_t>(n));
+      TANDEM_MPI_CHECK(MPI_Recv(message.data(), n, MPI_INT32_T, Job::kCoordinator,
+                                tags::kServiceDrain, job_.control, MPI_STATUS_IGNORE));
+      drain_id_ = message.empty() ? 0 : message[0];
+      if (n > 1) fences_missing_.assign(message.begin() + 1, message.end());
+      for (const auto& [rank, id] : early_fences_) {
+        if (id == drain_id_) std::erase(fences_missing_, rank);
+      }
+      early_fences_.clear();
+      drain_started_ = clock::now();
+    }
+  }
+  if (!draining_ && drain_id_ == 0 && control_.iprobe(Job::kCoordinator, tags::kServiceStop)) {
     int unused = 0;
     control_.recv(Job::kCoordinator, tags::kServiceStop, unused);
+    drain_id_ = -1;  // the end of the run: nobody will send again
+  }
+  if (drain_id_ != 0) {
     draining_ = true;
     if (direct_) direct_->set_state(direct::kDraining);
     ReplicaReport draining;
@@ -559,6 +604,13 @@ void Leader::serve(const ReplicaReport& report) {
   Backoff backoff(job_.wf.job.backoff);
   auto next_sweep = clock::now() + std::chrono::seconds(10);
   auto next_stats = clock::now() + std::chrono::seconds(1);
+  // The running counters, also between the batches of a queue that never
+  // empties: the coordinator scales elastic services by them.
+  const auto stats_due = [&](clock::time_point now) {
+    if (now <= next_stats) return;
+    send_live_stats();
+    next_stats = now + (spec_.elastic() ? std::chrono::milliseconds(100) : std::chrono::seconds(1));
+  };
   auto next_direct_sweep = clock::now();
   for (unsigned turn = 0;; ++turn) {
     receive_requests(/*drain=*/false);
@@ -570,10 +622,7 @@ void Leader::serve(const ReplicaReport& report) {
     // a stop or the once-a-second counters can wait a few turns.
     if (turn % kHousekeepingEvery == 0) {
       const auto now = clock::now();
-      if (now > next_stats) {
-        send_live_stats();
-        next_stats = now + std::chrono::seconds(1);
-      }
+      stats_due(now);
       if (now > next_sweep) {
         // Request segments of clients that died go now, not at the next run.
         shm::remove_stale();
@@ -605,6 +654,7 @@ void Leader::serve(const ReplicaReport& report) {
         run_batch(batch);
         sends_.progress();
         worked = true;
+        stats_due(clock::now());
         // Let requests that arrived meanwhile join the next batch.
         receive_requests(/*drain=*/true);
         if (direct_ && direct_->rang()) take_direct();
@@ -612,7 +662,10 @@ void Leader::serve(const ReplicaReport& report) {
     }
     // A replica that FAILED has answered everything queued; one paused for
     // a swap serves what is queued once the new version is in.
-    if (draining_ && queue_.empty() && (!served || served->pending() == 0)) break;
+    if (draining_ && queue_.empty() && (!served || served->pending() == 0) &&
+        fences_missing_.empty()) {
+      break;
+    }
     if (served && served->pending() > 0) continue;  // progress() waited on the network
     if (worked) {
       backoff.reset();

@@ -146,6 +146,13 @@ class Leader {
   std::map<int, std::pair<std::int64_t, std::int64_t>> dir_failures_;  // version: (mtime, size)
   bool warned_dir_empty_ = false;
   int last_served_ = 0;
+  // Elastic replicas (a worker serving for a while): the drain under way
+  // (0: none; -1: the run's end) and the clients whose fence it waits for.
+  bool elastic_ = false;
+  int drain_id_ = 0;
+  std::vector<int> fences_missing_;
+  std::vector<std::pair<int, int>> early_fences_;  // (rank, drain id) before the drain began
+  clock::time_point drain_started_{};
 };
 
 }  // namespace tandem::detail

@@ -91,6 +91,29 @@ void run_replica(const Job& job) {
   const double slowest = mpi::all_reduce(replica, load_s, mpi::maximum<double>());
   const int ok = mpi::all_reduce(replica, versions.empty() ? 0 : 1, mpi::minimum<int>());
   if (!ok) versions = VersionSet(spec.pinned_version);
+  if (!ok && me.elastic_slot >= 0) {
+    // A worker that could not load the model stays a worker; the
+    // coordinator says why and does not ask it again.
+    if (me.replica_rank == 0) {
+      ReplicaReport failed;
+      failed.service = me.service;
+      failed.replica = me.replica;
+      failed.state = static_cast<int>(ServiceState::FAILED);
+      failed.final = true;
+      failed.load_s = slowest;
+      for (std::size_t r = 0; r < reasons.size() && failed.reason.empty(); ++r) {
+        if (!reasons[r].empty())
+          failed.reason = r == 0 ? reasons[r] : fmt::format("replica rank {}: {}", r, reasons[r]);
+      }
+      spdlog::error(
+          "service '{}' replica {}: this worker could not load the model and stays a "
+          "worker: {}",
+          spec.name, me.replica, failed.reason);
+      mpi::communicator control(job.control, mpi::comm_attach);
+      control.send(Job::kCoordinator, tags::kReplicaReport, failed);
+    }
+    return;
+  }
 
   if (me.replica_rank != 0) {
     serve_as_member(job, versions, context);

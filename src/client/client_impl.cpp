@@ -31,9 +31,13 @@ namespace tandem::detail {
 ClientImpl::ClientImpl(const Job& job) : job_(job), wf_(job.wf), plan_(job.plan) {
   table_.states.resize(wf_.services.size());
   table_.reasons.resize(wf_.services.size());
+  table_.drain_ids.resize(wf_.services.size());
   for (const ReplicaPlacement& r : plan_.replicas) {
-    table_.states[r.service].push_back(static_cast<int>(ServiceState::STARTING));
+    // An elastic service's extra replicas start as workers.
+    table_.states[r.service].push_back(
+        static_cast<int>(r.elastic ? ServiceState::STOPPED : ServiceState::STARTING));
     table_.reasons[r.service].emplace_back();
+    table_.drain_ids[r.service].push_back(0);
   }
   outstanding_.assign(plan_.replicas.size(), 0);
   next_.assign(wf_.services.size(), 0);
@@ -57,6 +61,26 @@ bool ClientImpl::progress() {
   return receive_replies(nullptr) || routed;
 }
 
+void ClientImpl::scale(int service, int replicas) {
+  const ServiceSpec& spec = wf_.services[service];
+  if (!spec.elastic()) {
+    throw service_error(spec.name, fmt::format("service '{}' has a fixed count of replicas ({}): "
+                                               "scale needs replicas = {{ min, max }}",
+                                               spec.name, spec.replicas));
+  }
+  if (replicas < spec.replicas || replicas > spec.replicas_max) {
+    throw service_error(spec.name,
+                        fmt::format("service '{}' may have {} to {} replicas, not {}", spec.name,
+                                    spec.replicas, spec.replicas_max, replicas));
+  }
+  if (job_.mode != Mode::pilot) {
+    throw service_error(spec.name, "scale needs the pilot's coordinator (tandem run)");
+  }
+  const std::int32_t message[2] = {service, replicas};
+  TANDEM_MPI_CHECK(
+      MPI_Send(message, 2, MPI_INT32_T, Job::kCoordinator, tags::kScale, job_.control));
+}
+
 bool ClientImpl::refresh_routing() {
   if (trace::clock_ns() - routing_read_ns_ < kRoutingIntervalNs) return false;
   return receive_routing();
@@ -66,13 +90,42 @@ bool ClientImpl::receive_routing() {
   routing_read_ns_ = trace::clock_ns();
   bool any = false;
   mpi::communicator control(job_.control, mpi::comm_attach);
+  RoutingTable before;
   while (control.iprobe(Job::kCoordinator, tags::kRouting)) {
     RoutingTable t;
     control.recv(Job::kCoordinator, tags::kRouting, t);
-    if (t.version > table_.version) table_ = std::move(t);
+    if (t.version > table_.version) {
+      if (before.states.empty()) before = table_;
+      table_ = std::move(t);
+    }
     any = true;
   }
+  if (!before.states.empty()) fence_drains(before);
   return any;
+}
+
+// An elastic replica that leaves its service waits for a fence from every
+// client that might still send to it; MPI keeps a client's messages to it
+// in order, so the fence comes after the client's last request. Only a
+// drain still under way in the newest table is fenced: one that ended
+// while this rank was serving did not wait for it.
+void ClientImpl::fence_drains(const RoutingTable& before) {
+  for (std::size_t i = 0; i < plan_.replicas.size(); ++i) {
+    const ReplicaPlacement& r = plan_.replicas[i];
+    if (!r.elastic) continue;
+    const auto s = static_cast<std::size_t>(r.service);
+    const auto k = static_cast<std::size_t>(r.replica);
+    const int id = table_.drain_ids[s][k];
+    if (table_.states[s][k] != static_cast<int>(ServiceState::DRAINING) || id == 0) continue;
+    if (before.drain_ids.size() > s && before.drain_ids[s][k] == id &&
+        before.states[s][k] == static_cast<int>(ServiceState::DRAINING)) {
+      continue;  // fenced when this drain first showed
+    }
+    const wire::Encoded fence =
+        wire::encode(wire::kFence, static_cast<std::uint64_t>(id), r.service, {});
+    TANDEM_MPI_CHECK(MPI_Send(fence.buffer.get(), static_cast<int>(fence.size), MPI_BYTE,
+                              r.ranks[0], tags::kRequest, job_.data));
+  }
 }
 
 bool ClientImpl::receive_replies(const PendingInfer* until) {
@@ -406,6 +459,9 @@ std::shared_ptr<PendingModelOp> ClientImpl::send_model_op(wire::Kind kind, int s
   for (std::size_t r = 0; r < replicas.size(); ++r) {
     // A replica that is still loading takes the operation once it serves.
     const auto st = static_cast<ServiceState>(table_.states[service][r]);
+    // An elastic replica that is a worker now loads what model_dir holds
+    // when it next serves.
+    if (replicas[r]->elastic && st != ServiceState::READY) continue;
     if (st != ServiceState::READY && st != ServiceState::STARTING) {
       const std::string& reason = table_.reasons[service][r];
       op->refused.push_back(fmt::format("service '{}' (replica {}): {}: the replica is {}{}", name,
@@ -488,6 +544,10 @@ std::string Client::state(const std::string& service) {
 
 void Client::wait_ready(const std::string& service, double timeout_s) {
   impl_->wait_ready(impl_->service_index(service), timeout_s);
+}
+
+void Client::scale(const std::string& service, int replicas) {
+  impl_->scale(impl_->service_index(service), replicas);
 }
 
 void Client::set_ready_timeout(double timeout_s) {

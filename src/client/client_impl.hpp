@@ -119,6 +119,12 @@ class ClientImpl {
   void wait_all();
   /// infer_all's per-communicator state.
   NodeGroups& node_groups() { return node_groups_; }
+  /// The version of the routing table this client routes with.
+  int table_version() const { return table_.version; }
+  /// Asks the coordinator for @p replicas replicas of elastic service
+  /// @p service (Client::scale). @throws service_error when it is not
+  /// elastic or the count is outside its min and max.
+  void scale(int service, int replicas);
 
  private:
   // On the request path (send, wait) routing updates are read at most
@@ -127,6 +133,7 @@ class ClientImpl {
   // development machine), and a request used to make three of them.
   static constexpr std::int64_t kRoutingIntervalNs = 1'000'000;
   bool receive_routing();
+  void fence_drains(const RoutingTable& before);
   bool refresh_routing();  // receive_routing() if kRoutingIntervalNs have passed
   /// Drains replies, stopping early once @p until (if given) is answered:
   /// one more empty poll would delay its caller by a yield.

@@ -711,6 +711,26 @@ void read_version_keys(TableReader& r, ServiceSpec& s, const std::string& dir, b
   }
 }
 
+// What an elastic service adds, and what it cannot be (yet).
+void read_elastic_keys(TableReader& r, ServiceSpec& s) {
+  if (auto v = r.number("target_queue_ms", 0.001, 3.6e6)) {
+    if (!s.elastic()) r.fail("target_queue_ms", "applies only to replicas = { min, max }");
+    s.target_queue_ms = *v;
+  }
+  if (auto v = r.number("scale_dwell_s", 0, 86400)) {
+    if (!s.elastic()) r.fail("scale_dwell_s", "applies only to replicas = { min, max }");
+    s.scale_dwell_s = *v;
+  }
+  if (!s.elastic()) return;
+  if (s.is_bridge()) r.fail("replicas", "a remote service has one bridge rank; it cannot grow");
+  if (s.gpus_per_replica > 0) {
+    r.fail("replicas",
+           "elastic replicas with GPUs are not supported yet: a worker that becomes "
+           "a replica would need its node's GPUs for the model");
+  }
+  if (s.record) r.fail("record", "a recording service has a fixed count of replicas");
+}
+
 ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
                          const std::string& dir, bool check_files) {
   TableReader r(t, file, fmt::format("service[{}]", i));
@@ -741,7 +761,21 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
     }
   }
   read_version_keys(r, s, dir, check_files);
-  const auto replicas = r.integer("replicas", 1, 100000);
+  s.replicas_pos = r.pos("replicas");
+  std::optional<long long> replicas;
+  if (const toml::node* n = r.node("replicas"); n && n->is_table()) {
+    // replicas = { min = 1, max = 8 }: an elastic service.
+    TableReader e(*n->as_table(), r.file(), r.dotted("replicas"));
+    const auto lo = e.integer("min", 1, 100000);
+    const auto hi = e.integer("max", 1, 100000);
+    if (!lo || !hi) e.fail(lo ? "max" : "min", "is required: replicas = { min = N, max = M }");
+    if (*hi < *lo) e.fail("max", fmt::format("is {}, less than min = {}", *hi, *lo));
+    e.reject_unknown({"min", "max"});
+    replicas = *lo;
+    s.replicas_max = static_cast<int>(*hi);
+  } else {
+    replicas = r.integer("replicas", 1, 100000);
+  }
   if (replicas) s.replicas = static_cast<int>(*replicas);
   if (auto v = r.integer("ranks_per_replica", 1, 100000))
     s.ranks_per_replica = static_cast<int>(*v);
@@ -811,6 +845,7 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
     if (s.backend != BackendKind::sleep) r.fail("load_us", "applies only to backend \"sleep\"");
     s.load_us = *v;
   }
+  read_elastic_keys(r, s);
   static const std::vector<std::string> kServiceKeys = {"name",
                                                         "backend",
                                                         "model",
@@ -828,6 +863,8 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
                                                         "delay_sd_us",
                                                         "per_row_us",
                                                         "load_us",
+                                                        "target_queue_ms",
+                                                        "scale_dwell_s",
                                                         "transport",
                                                         "record",
                                                         "command",
@@ -942,6 +979,35 @@ void check_gpu_users(const Workflow& wf) {
   }
 }
 
+// [[scale]]: after = "TASK", service = "NAME", replicas = N.
+void read_scale_rules(const toml::array& rules, const std::string& path, Workflow& wf) {
+  for (std::size_t i = 0; i < rules.size(); ++i) {
+    TableReader r(*rules[i].as_table(), path, fmt::format("scale[{}]", i));
+    ScaleRule rule;
+    rule.pos = r.table_pos();
+    const auto after = r.string("after");
+    if (!after) r.fail("after", "is required: the task whose end brings the new split");
+    rule.after = *after;
+    rule.task = wf.find_task(*after);
+    if (rule.task < 0) r.fail("after", fmt::format("names no task: '{}'", *after));
+    const auto service = r.string("service");
+    if (!service) r.fail("service", "is required: the elastic service to resize");
+    rule.service = wf.find_service(*service);
+    if (rule.service < 0) r.fail("service", fmt::format("names no service: '{}'", *service));
+    const ServiceSpec& s = wf.services[static_cast<std::size_t>(rule.service)];
+    if (!s.elastic()) {
+      r.fail("service", fmt::format("service '{}' has a fixed count of replicas: give it "
+                                    "replicas = {{ min = N, max = M }}",
+                                    s.name));
+    }
+    const auto n = r.integer("replicas", s.replicas, s.replicas_max);
+    if (!n) r.fail("replicas", "is required: how many replicas the service should have");
+    rule.replicas = static_cast<int>(*n);
+    r.reject_unknown({"after", "service", "replicas"});
+    wf.scale_rules.push_back(std::move(rule));
+  }
+}
+
 Workflow parse_workflow(const std::string& text, const std::string& path, bool check_files) {
   Workflow wf;
   wf.path = path;
@@ -992,8 +1058,9 @@ Workflow parse_workflow(const std::string& text, const std::string& path, bool c
     wf.tasks.push_back(std::move(t));
   }
   if (tasks) link_dependencies(wf, tasks);
+  if (const toml::array* rules = top.array_of_tables("scale")) read_scale_rules(*rules, path, wf);
   check_gpu_users(wf);
-  top.reject_unknown({"job", "layout", "task", "service"});
+  top.reject_unknown({"job", "layout", "task", "service", "scale"});
   return wf;
 }
 

@@ -272,6 +272,13 @@ struct ServiceSpec {
   int keep_versions = 1;   // versions a replica keeps loaded once a switch is done
   SwapMode swap = SwapMode::beside;
   int replicas = 1;  // 0: one per node (placement = "per_node" without `replicas`)
+  // Elastic services (`replicas = { min, max }`): `replicas` is the min,
+  // and up to replicas_max - replicas workers may serve as more replicas
+  // while the run needs them (docs/user-guide.md, "Elastic services").
+  int replicas_max = 0;         // 0: a fixed count
+  double target_queue_ms = 20;  // grow when the p95 time at a replica passes it
+  double scale_dwell_s = 1.0;   // the least time between two moves of the service
+  SourcePos replicas_pos;
   int ranks_per_replica = 1;
   int gpus_per_replica = 0;  // the replica's ranks all see these GPUs
   SourcePos gpus_pos;
@@ -312,6 +319,17 @@ struct ServiceSpec {
   /// A remote service's replica is a bridge rank: it forwards requests to
   /// an endpoint outside the job instead of running a model.
   bool is_bridge() const { return backend == BackendKind::remote; }
+  /// Whether workers may become replicas of it while the run goes on.
+  bool elastic() const { return replicas_max > replicas; }
+};
+
+/// A split the workflow asks for when a task has ended (`[[scale]]`).
+struct ScaleRule {
+  std::string after;  // the task whose instances must all have ended
+  int task = -1;      // its index
+  int service = -1;
+  int replicas = 0;
+  SourcePos pos;
 };
 
 struct Workflow {
@@ -322,6 +340,7 @@ struct Workflow {
   LayoutSpec layout;
   std::vector<TaskSpec> tasks;
   std::vector<ServiceSpec> services;
+  std::vector<ScaleRule> scale_rules;
 
   /// Index of the service named @p name, or -1.
   int find_service(const std::string& name) const;

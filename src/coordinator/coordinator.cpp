@@ -37,6 +37,7 @@
 #include "coordinator/gpu_pool.hpp"
 #include "coordinator/journal.hpp"
 #include "coordinator/live_view.hpp"
+#include "coordinator/scaler.hpp"
 #include "coordinator/scheduler.hpp"
 #include "coordinator/service_monitor.hpp"
 #include "coordinator/session_coordinator.hpp"
@@ -68,6 +69,7 @@ nlohmann::json service_counts(const nlohmann::json& services) {
 
 struct WorkerInfo {
   bool parked = false;  // a request for work waits for an answer
+  bool lent = false;    // an elastic service's: reserved for it, or serving it
   int want = 0;
   bool idle = true;
   bool gone = false;  // sent bye
@@ -117,7 +119,8 @@ class Coordinator {
         // core from the processes command tasks start (/bin/true ran at
         // half the rate with one worker on two cores).
         backoff_(off_path_backoff(wf_.job)),
-        gpus_(job.plan.task_gpus) {
+        gpus_(job.plan.task_gpus),
+        scaler_(wf_, job.plan, job.control, monitor_, scaler_host()) {
     MPI_Comm_size(job_.pilot, &size_);
     workers_.resize(size_);
     worker_rank_.resize(static_cast<std::size_t>(std::max(size_ - 1, 0)), -1);
@@ -132,6 +135,8 @@ class Coordinator {
   int run();
 
  private:
+  /// The workers, as the elastic services' Scaler sees them.
+  Scaler::Host scaler_host();
   void read_earlier_jobs();
   void journal_failed();
   void stop_dispatch();
@@ -196,6 +201,7 @@ class Coordinator {
   TaskCounts counts() const;
   Backoff backoff_;
   GpuPool gpus_;
+  Scaler scaler_;  // elastic services; inactive without them
   int size_ = 0;
   std::vector<WorkerInfo> workers_;  // by pilot rank; [0] unused
   std::deque<int> parked_order_;     // pilot ranks, in the order they asked
@@ -406,11 +412,54 @@ void Coordinator::handle_update(int source, const std::vector<char>& bytes) {
     w.busy_us = h.busy_us;
     return;
   }
+  if (h.rejoined) {
+    // Back from serving: it routes with today's table before any task.
+    w.parked = false;
+    scaler_.rejoined(source);
+    send(source, {kResume, monitor_.table_version()});
+  }
   if (h.want > 0 && !w.parked && w.steering_id < 0) {
     w.parked = true;
-    parked_order_.push_back(source);
+    if (!w.lent) parked_order_.push_back(source);
   }
   if (w.parked) w.want = std::max(h.want, w.want);
+}
+
+Scaler::Host Coordinator::scaler_host() {
+  Scaler::Host h;
+  h.idle_and_asking = [this](int w) {
+    const WorkerInfo& info = workers_[w];
+    return info.parked && info.idle && info.steering_id < 0 && running_on(info) == 0 &&
+           info.functions_held + info.commands_held == 0;
+  };
+  h.lend = [this](int w, bool lent) {
+    WorkerInfo& info = workers_[w];
+    info.lent = lent;
+    std::erase(parked_order_, w);
+    if (!lent && info.parked) parked_order_.push_back(w);
+  };
+  h.serve = [this](int w, int slot) {
+    WorkerInfo& info = workers_[w];
+    info.parked = false;
+    info.want = 0;
+    info.idle = false;
+    send(w, {kServe, slot});
+  };
+  h.tasks_waiting = [this] { return parked_order_.empty() && sched_.has_ready(); };
+  h.task_ended = [this](int task) {
+    for (int id : sched_.instances_of(task)) {
+      if (!is_final(sched_.instance(id).state)) return false;
+    }
+    return true;
+  };
+  h.receive = [this] {
+    bool any = false;
+    for (int i = 0; i < 64 && receive_one(); ++i) any = true;
+    if (any) record_finals();
+    sends_.progress();
+    return any;
+  };
+  return h;
 }
 
 void Coordinator::append_finals() {
@@ -1065,6 +1114,7 @@ int Coordinator::run() {
     for (int i = 0; i < 64 && receive_one(); ++i) worked = true;
     if (worked) record_finals();  // recorded before anything else is decided
     if (monitor_.poll()) worked = true;
+    if (scaler_.active() && scaler_.tick()) worked = true;
     if (!not_durable_.empty() && answer_durable()) worked = true;
     serve_requests();
     sends_.progress();
@@ -1093,6 +1143,9 @@ int Coordinator::run() {
   ended_us_ = now_us();
   trace::record(trace::kPhase, trace::kPhaseRunEnd);
   makespan_s_ = seconds_since(t0_);
+  // Every replica past an elastic service's min goes back to its workers,
+  // who then stop with the others.
+  if (scaler_.active()) scaler_.finish(off_path_backoff(wf_.job));
   finish_workers();
   if (!journal_.close()) journal_failed();
   // The workers are gone, so nothing can ask the services any more: they
@@ -1210,6 +1263,7 @@ void Coordinator::write_summary(int exit_code) {
       {"journal_error", journal_.failed() ? json(journal_.failure()) : json(nullptr)},
       {"exit_code", exit_code},
   };
+  if (scaler_.active()) summary["elastic"] = scaler_.summary();
   write_file_atomically(job_.run_dir + "/summary.json", summary.dump(2) + "\n");
   // summary.json describes the run as it stands; history.jsonl keeps one
   // line per job that worked on it, so that a run finished over several

@@ -2,6 +2,8 @@
 
 #include "trace/trace.hpp"
 
+#include <map>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/mpi/nonblocking.hpp>
@@ -19,14 +21,58 @@ ServiceMonitor::ServiceMonitor(const Workflow& wf, const Plan& plan, MPI_Comm co
       clients_(std::move(clients)) {
   table_.states.resize(wf.services.size());
   table_.reasons.resize(wf.services.size());
-  for (const ReplicaPlacement& r : plan.replicas) {
-    table_.states[r.service].push_back(static_cast<int>(ServiceState::STARTING));
+  table_.drain_ids.resize(wf.services.size());
+  stopped_.assign(plan.replicas.size(), false);
+  for (std::size_t i = 0; i < plan.replicas.size(); ++i) {
+    const ReplicaPlacement& r = plan.replicas[i];
+    // An elastic service's extra replicas are workers until it grows.
+    table_.states[r.service].push_back(
+        static_cast<int>(r.elastic ? ServiceState::STOPPED : ServiceState::STARTING));
     table_.reasons[r.service].emplace_back();
+    table_.drain_ids[r.service].push_back(0);
+    stopped_[i] = r.elastic;
   }
   final_.resize(plan.replicas.size());
-  stopped_.assign(plan.replicas.size(), false);
   live_.resize(plan.replicas.size());
+  retired_live_.resize(plan.replicas.size());
+  turns_.assign(plan.replicas.size(), 0);
 }
+
+std::vector<ServiceMonitor::ElasticEvent> ServiceMonitor::take_elastic_events() {
+  std::vector<ElasticEvent> out;
+  out.swap(elastic_events_);
+  return out;
+}
+
+void ServiceMonitor::begin_drain(int slot, int drain_id, const std::vector<int>& fence_ranks) {
+  const ReplicaPlacement& r = plan_.replicas[static_cast<std::size_t>(slot)];
+  table_.drain_ids[r.service][r.replica] = drain_id;
+  // DRAINING from now on in every table, before the leader says so: a
+  // worker that comes back from serving routes with a table at least this
+  // new (kResume), so it never sends to a replica that did not wait for it.
+  table_.states[r.service][r.replica] = static_cast<int>(ServiceState::DRAINING);
+  publish();
+  std::vector<std::int32_t> message{drain_id};
+  message.insert(message.end(), fence_ranks.begin(), fence_ranks.end());
+  // Blocking, but small and rare: the leader takes it within a few turns.
+  TANDEM_MPI_CHECK(MPI_Send(message.data(), static_cast<int>(message.size()), MPI_INT32_T,
+                            r.ranks[0], tags::kServiceDrain, control_));
+}
+
+namespace {
+
+// Adds @p add's counters to @p sum.
+void add_counters(LiveStats& sum, const LiveStats& add) {
+  sum.requests += add.requests;
+  sum.errors += add.errors;
+  sum.batches += add.batches;
+  sum.rows += add.rows;
+  sum.latency_sum_us += add.latency_sum_us;
+  sum.queued += add.queued;
+  for (int b = 0; b < kLatencyBuckets; ++b) sum.latency[b] += add.latency[b];
+}
+
+}  // namespace
 
 void ServiceMonitor::progress_sends() {
   for (auto it = sends_.begin(); it != sends_.end();) {
@@ -55,9 +101,15 @@ bool ServiceMonitor::receive_live_stats() {
     LiveStats s;
     TANDEM_MPI_CHECK(MPI_Recv(&s, sizeof(LiveStats) / sizeof(std::int64_t), MPI_INT64_T,
                               status->source(), tags::kReplicaStats, control_, MPI_STATUS_IGNORE));
-    for (std::size_t i = 0; i < plan_.replicas.size(); ++i) {
-      if (plan_.replicas[i].service == s.service && plan_.replicas[i].replica == s.replica)
-        live_[i] = s;
+    const int i = plan_.replica_index(static_cast<int>(s.service), static_cast<int>(s.replica));
+    if (i >= 0) {
+      LiveStats& mine = live_[static_cast<std::size_t>(i)];
+      if (mine.started_us != 0 && mine.started_us != s.started_us) {
+        // A new turn of an elastic replica: the last one's counters stay.
+        mine.queued = 0;
+        add_counters(retired_live_[static_cast<std::size_t>(i)], mine);
+      }
+      mine = s;
     }
     any = true;
   }
@@ -82,6 +134,30 @@ bool ServiceMonitor::poll() {
     }
     trace::record(trace::kServiceState, r.replica, static_cast<std::int64_t>(r.load_s * 1e6),
                   r.service, static_cast<std::int16_t>(r.state));
+    if (r.final && plan_.replicas[static_cast<std::size_t>(index)].elastic) {
+      // A turn of an elastic replica ended (or its load failed): the run
+      // goes on, so the clients hear of it, and the counters add up.
+      ReplicaReport& sum = final_[index];
+      if (state != ServiceState::FAILED) {
+        sum.requests += r.requests;
+        sum.batches += r.batches;
+        sum.rows += r.rows;
+        sum.errors += r.errors;
+        sum.compute_s += r.compute_s;
+        std::map<int, long long> sizes(sum.batch_sizes.begin(), sum.batch_sizes.end());
+        for (const auto& [size, n] : r.batch_sizes) sizes[size] += n;
+        sum.batch_sizes.assign(sizes.begin(), sizes.end());
+        sum.versions.insert(sum.versions.end(), r.versions.begin(), r.versions.end());
+        ++turns_[index];
+      }
+      stopped_[index] = true;
+      table_.states[r.service][r.replica] = static_cast<int>(ServiceState::STOPPED);
+      table_.reasons[r.service][r.replica] = state == ServiceState::FAILED ? r.reason : "";
+      table_.drain_ids[r.service][r.replica] = 0;
+      elastic_events_.push_back({index, state, r.load_s, r.reason});
+      changed = true;
+      continue;
+    }
     if (r.final) {
       final_[index] = r;
       stopped_[index] = true;
@@ -93,6 +169,10 @@ bool ServiceMonitor::poll() {
     table_.states[r.service][r.replica] = r.state;
     table_.reasons[r.service][r.replica] = r.reason;
     if (state == ServiceState::READY || newly_failed) final_[index].load_s = r.load_s;
+    if (state == ServiceState::READY && plan_.replicas[static_cast<std::size_t>(index)].elastic) {
+      stopped_[index] = false;
+      elastic_events_.push_back({index, state, r.load_s, {}});
+    }
     changed = true;
     if (state == ServiceState::READY) {
       spdlog::info("service '{}' replica {} READY (model loaded in {:.3f} s)", spec.name, r.replica,
@@ -112,13 +192,8 @@ LiveStats ServiceMonitor::live(int service) const {
   sum.service = service;
   for (std::size_t i = 0; i < plan_.replicas.size(); ++i) {
     if (plan_.replicas[i].service != service) continue;
-    const LiveStats& s = live_[i];
-    sum.requests += s.requests;
-    sum.errors += s.errors;
-    sum.batches += s.batches;
-    sum.rows += s.rows;
-    sum.latency_sum_us += s.latency_sum_us;
-    for (int b = 0; b < kLatencyBuckets; ++b) sum.latency[b] += s.latency[b];
+    add_counters(sum, live_[i]);
+    add_counters(sum, retired_live_[i]);
   }
   return sum;
 }
@@ -142,6 +217,7 @@ void ServiceMonitor::stop_all(const BackoffSpec& spec) {
   // Every client has finished: the states that follow are for the record.
   clients_.clear();
   for (const ReplicaPlacement& r : plan_.replicas) {
+    if (r.elastic) continue;  // workers again by now (Scaler::finish)
     const int stop = 1;
     sends_.push_back(control_.isend(r.ranks[0], tags::kServiceStop, stop));
   }
@@ -182,6 +258,10 @@ nlohmann::json ServiceMonitor::summary() const {
       if (plan_.replicas[i].service != s) continue;
       const ReplicaReport& r = final_[i];
       const int replica = plan_.replicas[i].replica;
+      if (plan_.replicas[i].elastic && turns_[i] == 0 && r.reason.empty() &&
+          table_.reasons[s][replica].empty()) {
+        continue;  // a worker that never served
+      }
       replicas.push_back({{"replica", replica},
                           {"leader_rank", plan_.replicas[i].ranks[0]},
                           {"node", plan_.replicas[i].node},
@@ -193,6 +273,10 @@ nlohmann::json ServiceMonitor::summary() const {
                           {"rows", r.rows},
                           {"errors", r.errors},
                           {"compute_s", r.compute_s}});
+      if (plan_.replicas[i].elastic) {
+        replicas.back()["elastic"] = true;
+        replicas.back()["turns"] = turns_[i];
+      }
       if (!r.recording_file.empty()) {
         replicas.back()["recording"] = {{"file", r.recording_file},
                                         {"rows", r.recorded_rows},

@@ -44,6 +44,22 @@ class ServiceMonitor {
   /// READY replicas of service @p service.
   int ready_replicas(int service) const;
 
+  // Elastic services (coordinator/scaler.hpp).
+  /// What an elastic replica said since the last call: READY, or its final
+  /// report (FAILED: its load failed; STOPPED: it left the service).
+  struct ElasticEvent {
+    int slot = 0;  // index in Plan::replicas
+    ServiceState state = ServiceState::READY;
+    double load_s = 0;
+    std::string reason;
+  };
+  std::vector<ElasticEvent> take_elastic_events();
+  /// Tells elastic replica @p slot to leave once the clients at world
+  /// ranks @p fence_ranks have fenced it; the routing table names the
+  /// drain @p drain_id from its DRAINING on.
+  void begin_drain(int slot, int drain_id, const std::vector<int>& fence_ranks);
+  int table_version() const { return table_.version; }
+
  private:
   void publish();
   bool receive_live_stats();
@@ -59,6 +75,11 @@ class ServiceMonitor {
   std::vector<LiveStats> live_;  // per replica (plan order)
   std::list<boost::mpi::request> sends_;
   std::list<RoutingTable> in_flight_;  // tables whose sends have not completed
+  // Elastic replicas serve in turns: the counters of the turns that ended,
+  // and of the turn under way, told apart by LiveStats::started_us.
+  std::vector<LiveStats> retired_live_;  // per replica (plan order)
+  std::vector<int> turns_;               // per replica: turns that ended
+  std::vector<ElasticEvent> elastic_events_;
 };
 
 }  // namespace tandem::detail

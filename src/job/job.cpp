@@ -179,6 +179,15 @@ RunSetup prepare_on_root(const RunOptions& options, int world_size, Mode mode) {
                          "a session runs no tasks: the application's ranks are its work. Remove "
                          "the [[task]] tables, or run the file with tandem run");
     }
+    for (std::size_t i = 0; mode == Mode::spmd && i < wf.services.size(); ++i) {
+      const ServiceSpec& sv = wf.services[i];
+      if (!sv.elastic()) continue;
+      throw config_error(wf.path, sv.replicas_pos.line, sv.replicas_pos.column,
+                         fmt::format("service[{}].replicas", i),
+                         fmt::format("service '{}' is elastic, but a session's ranks are the "
+                                     "application's and cannot serve: give it a fixed count",
+                                     sv.name));
+    }
     check_fits(wf, world_size);
     if (mode == Mode::pilot) load_task_functions(wf);
     setup.workflow_path = fs::absolute(options.workflow).lexically_normal().string();
@@ -452,7 +461,9 @@ void split_communicators(Job& job) {
   TANDEM_MPI_CHECK(MPI_Comm_dup(job.control, &job.data));
   return_errors(job.data);
   int replica_color = MPI_UNDEFINED;
-  if (me.role == Role::service) {
+  // A worker that may serve an elastic replica has its communicator from
+  // the start: growing spawns nothing and makes no communicator.
+  if (me.role == Role::service || me.elastic_slot >= 0) {
     for (std::size_t i = 0; i < job.plan.replicas.size(); ++i) {
       const ReplicaPlacement& r = job.plan.replicas[i];
       if (r.service == me.service && r.replica == me.replica) replica_color = static_cast<int>(i);

@@ -32,6 +32,13 @@ std::vector<const ReplicaPlacement*> Plan::replicas_of(int s) const {
   return out;
 }
 
+int Plan::replica_index(int s, int replica) const {
+  for (std::size_t i = 0; i < replicas.size(); ++i) {
+    if (replicas[i].service == s && replicas[i].replica == replica) return static_cast<int>(i);
+  }
+  return -1;
+}
+
 std::vector<int> Plan::ranks_per_node() const {
   std::vector<int> n(static_cast<std::size_t>(std::max(node_count, 1)), 0);
   for (const RankPlacement& p : ranks) ++n[p.node];
@@ -54,6 +61,60 @@ std::string replica_count(const ServiceSpec& s) {
 [[noreturn]] void layout_error(const Workflow& wf, const std::string& key, SourcePos p,
                                const std::string& why) {
   throw config_error(wf.path, p.line, p.column, key, why);
+}
+
+// The workers that an elastic service may grow into: replicas min to
+// max - 1 of each, taken from the highest-numbered workers (per_node: of
+// the replica's node), so that the lowest stay workers for good. At least
+// as many workers as the largest task needs are never lent.
+void place_elastic_slots(const Workflow& wf, Plan& plan) {
+  std::vector<int> free;  // workers in no slot, highest last
+  for (const RankPlacement& p : plan.ranks) {
+    if (p.role == Role::worker) free.push_back(p.rank);
+  }
+  int keep = 1;
+  for (const TaskSpec& t : wf.tasks) keep = std::max(keep, t.workers_needed());
+  for (int s = 0; s < static_cast<int>(wf.services.size()); ++s) {
+    const ServiceSpec& spec = wf.services[s];
+    if (!spec.elastic()) continue;
+    for (int rep = spec.replicas; rep < spec.replicas_max; ++rep) {
+      const int node = rep % std::max(plan.node_count, 1);
+      std::vector<int> mine;
+      for (auto it = free.rbegin();
+           it != free.rend() && static_cast<int>(mine.size()) < spec.ranks_per_replica; ++it) {
+        if (spec.placement != Placement::per_node || plan.ranks[*it].node == node)
+          mine.push_back(*it);
+      }
+      if (static_cast<int>(mine.size()) < spec.ranks_per_replica ||
+          static_cast<int>(free.size()) - spec.ranks_per_replica < keep) {
+        layout_error(
+            wf, "service.replicas", spec.replicas_pos,
+            fmt::format("service '{}' may grow to {} replicas, but the job's workers run out at "
+                        "replica {}{} ({} worker(s) always stay workers): start more ranks or "
+                        "lower max",
+                        spec.name, spec.replicas_max, rep,
+                        spec.placement == Placement::per_node ? fmt::format(" on node {}", node)
+                                                              : std::string(),
+                        keep));
+      }
+      std::sort(mine.begin(), mine.end());
+      ReplicaPlacement rp;
+      rp.service = s;
+      rp.replica = rep;
+      rp.ranks = mine;
+      rp.node = plan.ranks[mine[0]].node;
+      rp.elastic = true;
+      for (int i = 0; i < static_cast<int>(mine.size()); ++i) {
+        RankPlacement& p = plan.ranks[mine[i]];
+        p.service = s;
+        p.replica = rep;
+        p.replica_rank = i;
+        p.elastic_slot = static_cast<int>(plan.replicas.size());
+        std::erase(free, mine[i]);
+      }
+      plan.replicas.push_back(std::move(rp));
+    }
+  }
 }
 
 }  // namespace
@@ -193,6 +254,7 @@ Plan make_plan(const Workflow& wf, const std::vector<int>& node_of_rank,
       p.role = Role::idle;
     }
   }
+  place_elastic_slots(wf, plan);
   // A rank of an MPI command task takes cores_per_rank workers of one node.
   std::vector<int> workers_on_node(static_cast<std::size_t>(plan.node_count));
   for (const RankPlacement& p : plan.ranks) {
@@ -298,6 +360,10 @@ std::string format_plan(const Workflow& wf, const Plan& plan) {
     std::string detail = "-";
     if (p.role == Role::worker) {
       detail = fmt::format("{} {}", spmd ? "app_comm rank" : "worker", p.role_index);
+      if (p.elastic_slot >= 0) {
+        detail += fmt::format(", may serve {} replica {}{}", wf.services[p.service].name, p.replica,
+                              p.replica_rank > 0 ? fmt::format(" rank {}", p.replica_rank) : "");
+      }
     }
     if (p.role == Role::service) {
       detail = fmt::format("{} replica {} {}", wf.services[p.service].name, p.replica,
@@ -318,6 +384,11 @@ std::string format_plan(const Workflow& wf, const Plan& plan) {
     out += fmt::format(", each running up to {} command tasks at once", plan.worker_slots);
   }
   for (const ServiceSpec& s : wf.services) {
+    if (s.elastic()) {
+      out += fmt::format(", service '{}' ({} to {} x {} rank(s), {}, elastic)", s.name, s.replicas,
+                         s.replicas_max, s.ranks_per_replica, name_of(s.placement));
+      continue;
+    }
     const auto placed = plan.replicas_of(static_cast<int>(&s - wf.services.data())).size();
     out += fmt::format(", service '{}' ({} x {} rank(s), {})", s.name, placed, s.ranks_per_replica,
                        name_of(s.placement));

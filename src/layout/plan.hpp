@@ -34,6 +34,10 @@ struct RankPlacement {
   int replica = -1;       // services: replica index
   int replica_rank = -1;  // services: rank within the replica, 0 = leader
   std::vector<int> gpus;  // services: the replica's GPUs, indices into its node's list
+  // A worker that may serve as a replica of an elastic service: service,
+  // replica and replica_rank say which; elastic_slot is the replica's
+  // index in Plan::replicas (-1: none).
+  int elastic_slot = -1;
 };
 
 struct ReplicaPlacement {
@@ -41,6 +45,7 @@ struct ReplicaPlacement {
   int replica = 0;
   int node = 0;
   std::vector<int> ranks;  // world ranks; [0] is the leader
+  bool elastic = false;    // its ranks are workers until the service grows into it
 };
 
 struct Plan {
@@ -61,6 +66,8 @@ struct Plan {
   std::vector<int> client_ranks() const;
   /// Replicas of service @p s.
   std::vector<const ReplicaPlacement*> replicas_of(int s) const;
+  /// The index in `replicas` of replica @p replica of service @p s, or -1.
+  int replica_index(int s, int replica) const;
   /// How many ranks each node has, by node index.
   std::vector<int> ranks_per_node() const;
   /// The ids of GPUs @p indices of node @p node, comma-separated: a

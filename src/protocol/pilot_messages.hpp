@@ -22,6 +22,10 @@
 //   steering task's worker <-> coordinator, tags::kSteer / kSteerAnswer,
 //     JSON text: {"submit":[{task,args,priority,after,key}...]} -> {"handles":[...]};
 //     {"wait":[handles]} -> {"results":[...]}; or {"error":"..."}
+//     [kServe, slot]                               serve as elastic replica
+//                                                  plan.replicas[slot]
+//     [kResume, version]                           back from serving: route
+//                                                  with that table or newer
 //     [kCancel]                                    the run is interrupted
 //     [kStop]                                      the run is over
 //   worker -> coordinator, tags::kUpdate, bytes: UpdateHeader, then n records
@@ -43,14 +47,18 @@ enum WorkKind : std::int32_t {
   kCancel = 3,
   kStop = 4,
   kPlaced = 5,
-  kDefine = 6
+  kDefine = 6,
+  kServe = 7,   // [kServe, slot]: serve as elastic replica plan.replicas[slot] (the worker is idle)
+  kResume = 8,  // [kResume, table version]: back from serving; route with that table or newer
 };
 
 struct UpdateHeader {
-  std::int32_t want = 0;     // tasks wanted; 0: no request, just results
-  std::int32_t results = 0;  // records that follow
-  std::int32_t idle = 0;     // 1: nothing queued and nothing running
-  std::int32_t bye = 0;      // 1: last message, after kStop
+  std::int32_t want = 0;      // tasks wanted; 0: no request, just results
+  std::int32_t results = 0;   // records that follow
+  std::int32_t idle = 0;      // 1: nothing queued and nothing running
+  std::int32_t bye = 0;       // 1: last message, after kStop
+  std::int32_t rejoined = 0;  // 1: back from serving an elastic replica, idle
+  std::int32_t unused = 0;
   std::int64_t busy_us = 0;  // with bye: time spent running tasks
 };
 

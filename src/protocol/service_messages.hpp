@@ -43,6 +43,8 @@ struct LiveStats {
   std::int64_t rows = 0;
   std::int64_t latency_sum_us = 0;
   std::int64_t model_version = 0;  // the version the replica serves (0: none)
+  std::int64_t started_us = 0;     // when this leader started: an elastic replica's turns differ
+  std::int64_t queued = 0;         // requests waiting for a batch when sent
   std::int64_t latency[kLatencyBuckets] = {};
 
   static int latency_bucket(std::int64_t us) {
@@ -113,10 +115,13 @@ struct RoutingTable {
   int version = 0;
   std::vector<std::vector<int>> states;           // ServiceState per replica
   std::vector<std::vector<std::string>> reasons;  // why a replica FAILED
+  // Elastic replicas: the id of the drain under way (DRAINING), which a
+  // client's fence names.
+  std::vector<std::vector<int>> drain_ids;
 
   template <class Archive>
   void serialize(Archive& ar, unsigned /*version*/) {
-    ar& version& states& reasons;
+    ar& version& states& reasons& drain_ids;
   }
 };
 

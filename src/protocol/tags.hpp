@@ -31,6 +31,9 @@ constexpr int kRouting = 302;        // coordinator -> clients: the routing tabl
 constexpr int kServiceStop = 303;    // coordinator -> leaders
 constexpr int kClientDone = 304;     // SPMD application ranks -> coordinator, at finalize
 constexpr int kReplicaStats = 305;   // leader -> coordinator, every second while busy
+constexpr int kServiceDrain = 306;   // coordinator -> an elastic replica's leader: leave (int32
+                                     // array: drain id, then the client ranks that will fence)
+constexpr int kScale = 307;          // a client -> coordinator: int32 {service, replicas}
 
 // The trace, on Job::control (trace/trace_output.cpp).
 constexpr int kClock = 401;   // clock alignment ping-pongs

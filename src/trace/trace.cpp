@@ -36,6 +36,8 @@ constexpr KindInfo kKindInfo[kKindCount] = {
     {"phase", "phase", "value", "replica", nullptr},
     {"model_switch", "version", "load_ns", "replica", "service"},
     {"collective", "rows", "requests", "service", "ranks"},
+    {"role", "role", "replica", "service", nullptr},
+    {"scale", "wanted", "serving", "service", "reason"},
 };
 }  // namespace
 

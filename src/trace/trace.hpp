@@ -36,7 +36,28 @@ enum Kind : std::uint8_t {
                   // d service
   kCollective,    // client, a node's leader in infer_all: a rows, b requests (more than 1:
                   // split at max_batch), c service, d ranks whose rows it carried
+  kRole,          // a worker of an elastic service: a role (RoleChange), b replica, c service
+  kScale,         // coordinator: a replicas wanted, b replicas serving, c service, d reason
+                  // (ScaleReason)
   kKindCount
+};
+
+/// What a kRole event says a worker does from then on.
+enum RoleChange : std::int64_t {
+  kRoleWorker = 0,   // back to tasks
+  kRoleLoading = 1,  // loading the model to serve
+  kRoleServing = 2,  // READY
+  kRoleDraining = 3  // answering what it holds, waiting for its clients' fences
+};
+
+/// Why the coordinator moved a rank (kScale's d).
+enum ScaleReason : std::int16_t {
+  kScaleQueue = 0,   // the p95 time at the replicas passed target_queue_ms
+  kScaleIdle = 1,    // no requests for a while
+  kScaleTasks = 2,   // tasks wait for workers and the service has room to spare
+  kScaleManual = 3,  // Client::scale
+  kScaleRule = 4,    // [[scale]] after a task ended
+  kScaleEnd = 5      // the run is over
 };
 
 /// Start-up milestones, recorded as kPhase events.

@@ -228,6 +228,24 @@ void Writers::add_chrome(int rank, const std::vector<Event>& events) {
                 fmt::format(R"("service":{},"rows":{},"requests":{},"ranks":{})",
                             quoted(service_name(e.c)), e.a, e.b, e.d));
         break;
+      case kRole: {
+        static constexpr const char* kRoles[] = {"worker", "loading", "serving", "draining"};
+        const char* role = e.a >= 0 && e.a < 4 ? kRoles[e.a] : "?";
+        instant(ts,
+                e.a == kRoleWorker ? std::string("back to tasks")
+                                   : fmt::format("{} replica {} {}", service_name(e.c), e.b, role),
+                fmt::format(R"("role":"{}","service":{},"replica":{})", role,
+                            quoted(service_name(e.c)), e.b));
+        break;
+      }
+      case kScale: {
+        static constexpr const char* kWhy[] = {"queue", "idle", "tasks", "manual", "rule", "end"};
+        const char* why = e.d >= 0 && e.d < 6 ? kWhy[e.d] : "?";
+        instant(ts, fmt::format("scale {} to {} ({})", service_name(e.c), e.a, why),
+                fmt::format(R"("service":{},"wanted":{},"serving":{},"reason":"{}")",
+                            quoted(service_name(e.c)), e.a, e.b, why));
+        break;
+      }
       case kPhase:
         instant(ts, e.a >= 0 && e.a < 5 ? kPhaseNames[e.a] : "phase",
                 fmt::format(R"("phase":{})", e.a));

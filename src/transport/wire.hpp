@@ -37,6 +37,10 @@ enum Kind : std::uint16_t {
   // task -> proxy: text = the JSON request; answered with kReplyOk, text =
   // the coordinator's JSON answer. The worker passes it on over MPI.
   kSteer = 10,
+  // Elastic services: a client -> a replica leaving its service, on
+  // kRequest after the client's last request to it (MPI keeps them in
+  // order); request_id = the drain's id. Not answered.
+  kFence = 11,
 };
 
 /// Header flags.

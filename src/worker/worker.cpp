@@ -243,6 +243,12 @@ class Worker {
   bool relay_steering();
   bool should_request() const;
   int wanted() const;
+  /// Serves as elastic replica plan.replicas[serve_slot_] until the
+  /// coordinator shrinks the service, then comes back to tasks.
+  void serve_elastic();
+  /// Whether tasks may start: not right after serving before the
+  /// coordinator's kResume, nor with a routing table older than it gave.
+  bool routing_current();
 
   const Job& job_;
   const Workflow& wf_;
@@ -284,6 +290,9 @@ class Worker {
   std::vector<std::int32_t> recv_buf_;
   std::int64_t busy_us_ = 0;
   std::int64_t last_poll_us_ = 0;  // when poll_messages last ran
+  int serve_slot_ = -1;            // kServe: the elastic replica to become
+  bool awaiting_resume_ = false;   // back from serving, before kResume
+  int resume_version_ = 0;         // kResume: the routing table to route with, or newer
 };
 
 // Where an attempt's stdout and stderr go: tasks/NAME/INDEX.out (.err),
@@ -461,6 +470,14 @@ void Worker::handle_work(const std::vector<std::int32_t>& msg) {
       queue_.push_back(std::move(a));
       break;
     }
+    case kServe:
+      serve_slot_ = msg[1];
+      request_outstanding_ = false;  // the answer to our request for work
+      break;
+    case kResume:
+      resume_version_ = msg[1];
+      awaiting_resume_ = false;
+      break;
     case kCancel:
       cancelled_ = true;
       break;
@@ -930,10 +947,36 @@ void Worker::poll_release() {
   lent_.reset();
 }
 
+void Worker::serve_elastic() {
+  const RankPlacement& me = job_.me();
+  const std::string& service = wf_.services[me.service].name;
+  spdlog::info("worker {} becomes service '{}' replica {}", index_, service, me.replica);
+  trace::record(trace::kRole, trace::kRoleLoading, me.replica, me.service);
+  run_replica(job_);  // returns when the coordinator shrinks the service, or the load failed
+  trace::record(trace::kRole, trace::kRoleWorker, me.replica, me.service);
+  spdlog::info("worker {} is back from service '{}' replica {}", index_, service, me.replica);
+  serve_slot_ = -1;
+  awaiting_resume_ = true;
+  // Idle, asking for work: the coordinator answers with kResume first.
+  if (out_.size() == 0) out_.put(UpdateHeader{});
+  out_.at<UpdateHeader>(0)->rejoined = 1;
+  send_update(slots_, false);
+}
+
+bool Worker::routing_current() {
+  if (awaiting_resume_) return false;
+  if (resume_version_ == 0 || client_impl_->table_version() >= resume_version_) {
+    resume_version_ = 0;
+    return true;
+  }
+  client_impl_->progress();
+  return client_impl_->table_version() >= resume_version_;
+}
+
 // Starts what the slots allow; true if anything started or ran.
 bool Worker::start_next() {
   bool started = false;
-  if (holds_all_slots()) return false;
+  if (holds_all_slots() || !routing_current()) return false;
   while (!queue_.empty() && !cancelled_) {
     const Assignment& a = queue_.front();
     if (wf_.tasks[task_of(a.id)].kind == TaskKind::function) {
@@ -1013,6 +1056,10 @@ void Worker::run() {
       for (auto& c : active_) c.command->cancel("stopped: the run was interrupted");
     }
     if (lent_) poll_release();
+    if (serve_slot_ >= 0 && queue_.empty() && active_.empty() && !lent_) {
+      serve_elastic();
+      continue;
+    }
     bool worked = start_next();
     maybe_send_update();
     if (proxy_ && proxy_->progress()) worked = true;
