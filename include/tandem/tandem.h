@@ -137,6 +137,10 @@ tandem_status tandem_wait_ready(tandem_client* client, const char* service, doub
  * before they fail: timeout_s seconds, or (negative, the default) the
  * service's start_timeout. A FAILED or unknown service fails at once. */
 tandem_status tandem_set_ready_timeout(tandem_client* client, double timeout_s);
+/* Asks for `replicas` replicas of an elastic service (replicas = { min, max }
+ * in the workflow) from now on; returns at once. TANDEM_ERR_SERVICE for a
+ * service of fixed size or a count outside its min and max. */
+tandem_status tandem_scale(tandem_client* client, const char* service, int replicas);
 
 /* --- tensors ------------------------------------------------------------- */
 /* A tensor over the caller's memory (no copy). */
@@ -174,8 +178,8 @@ tandem_status tandem_infer_async_opts(tandem_client* client, const char* service
  * together. Only a session's client (an MPI application). A failure is the
  * same status and message on every rank of the communicator. */
 tandem_status tandem_infer_all(tandem_client* client, void* mpi_comm, const char* service,
-                               int n_inputs, const char* const* names,
-                               tandem_tensor* const* inputs, tandem_outputs** outputs);
+                               int n_inputs, const char* const* names, tandem_tensor* const* inputs,
+                               tandem_outputs** outputs);
 /* The same with the communicator as MPI_Fint (MPI_Comm_c2f), for Fortran
  * and mpi4py (comm.py2f()). */
 tandem_status tandem_infer_all_f(tandem_client* client, int32_t mpi_fcomm, const char* service,
@@ -189,9 +193,8 @@ tandem_status tandem_infer_all_async(tandem_client* client, void* mpi_comm, cons
                                      int n_inputs, const char* const* names,
                                      tandem_tensor* const* inputs, tandem_collective** call);
 tandem_status tandem_infer_all_async_f(tandem_client* client, int32_t mpi_fcomm,
-                                       const char* service, int n_inputs,
-                                       const char* const* names, tandem_tensor* const* inputs,
-                                       tandem_collective** call);
+                                       const char* service, int n_inputs, const char* const* names,
+                                       tandem_tensor* const* inputs, tandem_collective** call);
 tandem_status tandem_collective_wait(tandem_collective* call, tandem_outputs** outputs);
 /* *done = 1 once the reply is here; never blocks. */
 tandem_status tandem_test(tandem_request* request, int* done);
@@ -255,8 +258,9 @@ tandem_status tandem_submit(tandem_client* client, const char* task, const char*
                             int64_t* handle);
 /* Adds the instances of requests_json, a JSON array of objects {"task",
  * "args", "priority", "after": [handles or task names], "key", "round",
- * "retries", "timeout"} (all but "task" optional), in one journal write. Their handles, in order, go to handles[0..*count),
- * which must hold capacity; more requests than that is an argument error. */
+ * "retries", "timeout"} (all but "task" optional), in one journal write. Their handles, in order,
+ * go to handles[0..*count), which must hold capacity; more requests than that is an argument error.
+ */
 tandem_status tandem_submit_json(tandem_client* client, const char* requests_json, int64_t* handles,
                                  int capacity, int* count);
 /* Waits until all n instances have ended (any = 0), or at least one (any =

@@ -1,6 +1,10 @@
 #include "ml_ranks/serving/make_backend.hpp"
 
+#include <fmt/format.h>
+
+#include "base/raise.hpp"
 #include "ml_ranks/bridge/remote_backend.hpp"
+#include "tandem/error.hpp"
 
 namespace tandem::detail {
 
@@ -12,9 +16,16 @@ std::unique_ptr<Backend> make_backend(const ServiceSpec& spec, const BackendCont
       return make_process_backend(spec, context);
     case BackendKind::remote:
       return make_remote_backend(spec, context.service);
+    case BackendKind::sleep:
+      if (spec.fail_load_from > 0 && context.replica >= spec.fail_load_from) {
+        raise<model_error>(
+            fmt::format("replica {} of service '{}' cannot load its model "
+                        "(fail_load_from = {}, a test setting)",
+                        context.replica, spec.name, spec.fail_load_from));
+      }
+      return make_builtin_backend(spec);
     case BackendKind::echo:
     case BackendKind::scale:
-    case BackendKind::sleep:
       return make_builtin_backend(spec);
   }
   return make_builtin_backend(spec);  // not reached: the switch names every backend

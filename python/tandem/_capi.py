@@ -66,6 +66,7 @@ def lib() -> ctypes.CDLL:
         ("tandem_session_abort", None, [p, i, c]),
         ("tandem_set_ready_timeout", i, [p, ctypes.c_double]),
         ("tandem_wait_ready", i, [p, c, ctypes.c_double]),
+        ("tandem_scale", i, [p, c, ctypes.c_int]),
         ("tandem_tensor_view", i, [i, i, ctypes.POINTER(ctypes.c_int64), i, p, pp]),
         ("tandem_tensor_free", None, [p]),
         ("tandem_tensor_dtype", i, [p]),

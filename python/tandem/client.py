@@ -390,6 +390,13 @@ class Client:
         within ``timeout`` seconds."""
         _capi.check(_capi.lib().tandem_wait_ready(self._live(), service.encode(), float(timeout)))
 
+    def scale(self, service: str, replicas: int) -> None:
+        """Asks for ``replicas`` replicas of an elastic service
+        (``replicas = { min, max }``) from now on; returns at once. Raises
+        :class:`tandem.ServiceError` for a service of fixed size or a count
+        outside its min and max."""
+        _capi.check(_capi.lib().tandem_scale(self._live(), service.encode(), int(replicas)))
+
     def infer_async(self, service: str, inputs: Inputs, *, version: int = 0,
                     transport: Optional[str] = None) -> Request:
         """Sends a request and returns at once. Inputs are sent without a

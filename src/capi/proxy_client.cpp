@@ -115,6 +115,10 @@ std::uint64_t ProxyClient::send_wait_ready(int service, double timeout_s) {
   return send(wire::kWaitReady, service, {}, fmt::format("{}", timeout_s));
 }
 
+std::uint64_t ProxyClient::send_scale(int service, int replicas) {
+  return send(wire::kScale, service, {}, fmt::format("{}", replicas));
+}
+
 std::uint64_t ProxyClient::send_steer(const std::string& request) {
   return send(wire::kSteer, -1, {}, request);
 }

@@ -62,6 +62,7 @@ class ProxyClient {
                            Transport transport = Transport::automatic);
   std::uint64_t send_call(int service, const std::string& path, const std::string& body);
   std::uint64_t send_wait_ready(int service, double timeout_s);
+  std::uint64_t send_scale(int service, int replicas);
   /// A steering task's request (JSON text) to the coordinator.
   std::uint64_t send_steer(const std::string& request);
   /// How long the proxy holds this connection's requests for a STARTING

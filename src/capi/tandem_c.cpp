@@ -370,6 +370,18 @@ tandem_status tandem_wait_ready(tandem_client* client, const char* service, doub
   });
 }
 
+tandem_status tandem_scale(tandem_client* client, const char* service, int replicas) {
+  if (!client || !service) return fail(TANDEM_ERR_ARGUMENT, "null argument");
+  return guarded([&] {
+    if (client->direct) {
+      client->direct->scale(service, replicas);
+      return TANDEM_OK;
+    }
+    const int index = client->proxy->service_index(service);
+    return take_reply(*client->proxy, client->proxy->send_scale(index, replicas), nullptr);
+  });
+}
+
 tandem_status tandem_set_ready_timeout(tandem_client* client, double timeout_s) {
   if (!client) return fail(TANDEM_ERR_ARGUMENT, "null client");
   return guarded([&] {

@@ -845,6 +845,11 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
     if (s.backend != BackendKind::sleep) r.fail("load_us", "applies only to backend \"sleep\"");
     s.load_us = *v;
   }
+  if (auto v = r.integer("fail_load_from", 1, 100000)) {
+    if (s.backend != BackendKind::sleep)
+      r.fail("fail_load_from", "applies only to backend \"sleep\"");
+    s.fail_load_from = static_cast<int>(*v);
+  }
   read_elastic_keys(r, s);
   static const std::vector<std::string> kServiceKeys = {"name",
                                                         "backend",
@@ -864,6 +869,7 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
                                                         "per_row_us",
                                                         "load_us",
                                                         "target_queue_ms",
+                                                        "fail_load_from",
                                                         "scale_dwell_s",
                                                         "transport",
                                                         "record",

@@ -314,6 +314,7 @@ struct ServiceSpec {
   long long delay_sd_us = 0;    // sleep: the per-batch delay's standard deviation (normal)
   long long per_row_us = 0;     // sleep: per row
   long long load_us = 0;        // sleep: how long "loading the model" takes
+  int fail_load_from = 0;       // sleep: replicas from this index on fail to load (tests; 0: none)
   SourcePos pos;
 
   /// A remote service's replica is a bridge rank: it forwards requests to

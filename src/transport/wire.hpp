@@ -41,6 +41,8 @@ enum Kind : std::uint16_t {
   // kRequest after the client's last request to it (MPI keeps them in
   // order); request_id = the drain's id. Not answered.
   kFence = 11,
+  // A task -> its worker's proxy: Client::scale; text = the replicas wanted.
+  kScale = 12,
 };
 
 /// Header flags.

@@ -229,6 +229,7 @@ void Proxy::handle(int id, Connection& c, const wire::Encoded& message) {
       steers_.push_back({id, request, std::move(d.text)});
       ++c.in_flight;
       return;
+    case wire::kScale:
     case wire::kWaitReady:
     case wire::kRequest:
     case wire::kCall:
@@ -242,6 +243,15 @@ void Proxy::handle(int id, Connection& c, const wire::Encoded& message) {
   }
   if (service < 0 || service >= static_cast<int>(services.size())) {
     answer_error(c, request, fmt::format("no service #{} in this workflow", service), true);
+    return;
+  }
+  if (d.header.kind == wire::kScale) {
+    try {
+      client_.scale(service, std::stoi(d.text));
+      answer(c, wire::encode(wire::kReplyOk, request, service, {}));
+    } catch (const std::exception& e) {
+      answer_error(c, request, e.what(), true);
+    }
     return;
   }
   if (d.header.kind == wire::kWaitReady) {

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <tandem/tandem.hpp>
@@ -75,6 +76,40 @@ TANDEM_TASK(test_infer_all) {
   if (ctx.rank() == 0)
     std::ofstream(ctx.output_dir() / ("infer_all." + std::to_string(ctx.index())))
         << "ok " << calls << "\n";
+}
+
+// Moves an elastic service up and down with Client::scale: `cycles` times
+// `high` replicas, then `low`, `pause_s` apart; writes "scaled N" to
+// output_dir()/scale.<index>. With `bad`, asks for that count once first
+// and writes the error it gets to scale.<index>.error. It looks at the
+// service's state while it pauses, as a driver would: a client call is
+// where its rank fences a replica that leaves (docs/user-guide.md).
+TANDEM_TASK(test_scale_cycle) {
+  tandem::Client& client = ctx.client();
+  const std::string service = ctx.arg_string("service", "echo");
+  const auto pause = std::chrono::duration<double>(ctx.arg_double("pause_s", 0.3));
+  if (const auto bad = ctx.arg_int("bad", 0); bad != 0) {
+    try {
+      client.scale(service, static_cast<int>(bad));
+      throw tandem::task_error("scale(" + std::to_string(bad) + ") did not fail");
+    } catch (const tandem::request_error& e) {
+      std::ofstream(ctx.output_dir() / ("scale." + std::to_string(ctx.index()) + ".error"))
+          << e.what() << "\n";
+    }
+  }
+  const auto cycles = ctx.arg_int("cycles", 1);
+  for (long long k = 0; k < cycles; ++k) {
+    for (const auto wanted : {ctx.arg_int("high", 2), ctx.arg_int("low", 1)}) {
+      client.scale(service, static_cast<int>(wanted));
+      const auto until = std::chrono::steady_clock::now() + pause;
+      while (std::chrono::steady_clock::now() < until) {
+        if (client.state(service) != "READY") throw tandem::task_error("the service is not READY");
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    }
+  }
+  std::ofstream(ctx.output_dir() / ("scale." + std::to_string(ctx.index())))
+      << "scaled " << cycles << "\n";
 }
 
 // Throws something that is not a std::exception.
