@@ -203,6 +203,7 @@ void Leader::send_live_stats() {
   live_.rows = stats_.rows;
   live_.model_version = versions_.served();
   live_.queued = static_cast<std::int64_t>(queue_.size());
+  live_.busy_us = static_cast<std::int64_t>(stats_.compute_s * 1e6);
   live_in_flight_ = live_;
   live_sent_changes_ = changes;
   TANDEM_MPI_CHECK(MPI_Isend(&live_in_flight_, sizeof(LiveStats) / sizeof(std::int64_t),

@@ -20,6 +20,9 @@ namespace {
 constexpr auto kWindow = std::chrono::milliseconds(200);
 // A service with no request for this long (or its dwell, if longer) is idle.
 constexpr double kIdleS = 1.0;
+// Replicas busier than this keep their ranks even when tasks wait for
+// workers: below it, one replica fewer still keeps up.
+constexpr double kShrinkBusy = 0.6;
 
 const char* reason_name(int reason) {
   static constexpr const char* kNames[] = {"queue", "idle", "tasks", "manual", "rule", "end"};
@@ -89,10 +92,17 @@ Scaler::Slot& Scaler::slot_at(int plan_index) {
 int Scaler::replicas(int service) const {
   int n = wf_.services[service].replicas;
   for (const Slot& s : slots_) {
-    if (s.service == service && (s.state == SlotState::loading || s.state == SlotState::serving))
+    if (s.service == service && (s.state == SlotState::reserved || s.state == SlotState::loading ||
+                                 s.state == SlotState::serving))
       ++n;
   }
   return n;
+}
+
+bool Scaler::draining(int service) const {
+  return std::any_of(slots_.begin(), slots_.end(), [&](const Slot& s) {
+    return s.service == service && s.state == SlotState::draining;
+  });
 }
 
 bool Scaler::busy(int service) const {
@@ -259,7 +269,7 @@ void Scaler::grow(ServiceScale& sv, int reason) {
     slot.reason = reason;
     for (int w : slot.pilot_ranks) host_.lend(w, true);
     sv.last_move = slot.decided;
-    trace::record(trace::kScale, replicas(sv.service) + 1, monitor_.ready_replicas(sv.service),
+    trace::record(trace::kScale, replicas(sv.service), monitor_.ready_replicas(sv.service),
                   sv.service, static_cast<std::int16_t>(reason));
     return;
   }
@@ -305,33 +315,48 @@ void Scaler::decide(ServiceScale& sv) {
   const LiveStats live = monitor_.live(sv.service);
   const double p95 = p95_ms(live, sv.window_base);
   const std::int64_t requests = live.requests - sv.window_base.requests;
+  // How busy the serving replicas were: compute time over the window's.
+  const double window_s = std::chrono::duration<double>(now - sv.window_start).count();
+  const double load = static_cast<double>(live.busy_us - sv.window_base.busy_us) / 1e6 /
+                      (window_s * std::max(1, monitor_.ready_replicas(sv.service)));
   sv.window_base = live;
   sv.window_start = now;
   if (requests > 0) sv.last_request = now;
   spdlog::debug(
-      "service '{}': {} requests, p95 {:.3f} ms, {} queued in the last window ({} in all)",
-      spec.name, requests, p95, live.queued, live.requests);
-  if (busy(sv.service)) return;  // one move at a time
+      "service '{}': {} requests, p95 {:.3f} ms, {} queued, {:.0f}% busy in the last window",
+      spec.name, requests, p95, live.queued, load * 100);
   const auto dwell = std::chrono::duration<double>(spec.scale_dwell_s);
   if (now - sv.last_move < dwell) return;
   const int n = replicas(sv.service);
   if (sv.target >= 0) {
-    if (n < sv.target) grow(sv, sv.target_reason);
-    if (n > sv.target) shrink(sv, sv.target_reason);
+    // As asked: several grows may be under way at once (each waits for
+    // its worker to finish its task), a shrink only alone.
+    if (n < sv.target && !draining(sv.service)) {
+      for (int k = n; k < sv.target; ++k) grow(sv, sv.target_reason);
+    }
+    if (n > sv.target && !busy(sv.service)) shrink(sv, sv.target_reason);
     return;
   }
   const int serving = std::max(1, monitor_.ready_replicas(sv.service));
   const bool overloaded =
       (requests >= 4 && p95 > spec.target_queue_ms) || live.queued > 4LL * spec.max_batch * serving;
   if (overloaded) {
-    if (n < spec.replicas_max) grow(sv, trace::kScaleQueue);
+    if (n >= spec.replicas_max || draining(sv.service)) return;
+    // As many as the delay says, at once: a replica's worker may be in the
+    // middle of a task, and growing one at a time would wait for each.
+    const double factor = std::max(p95 / spec.target_queue_ms, 1.0);
+    const int wanted =
+        std::clamp(static_cast<int>(std::ceil(serving * factor)), n + 1, spec.replicas_max);
+    for (int k = n; k < wanted; ++k) grow(sv, trace::kScaleQueue);
     return;
   }
+  if (busy(sv.service)) return;  // a shrink waits for the moves under way
   if (n <= spec.replicas) return;
   const double idle_s = std::chrono::duration<double>(now - sv.last_request).count();
   if (idle_s > std::max(kIdleS, spec.scale_dwell_s)) {
     shrink(sv, trace::kScaleIdle);
-  } else if (host_.tasks_waiting() && p95 < spec.target_queue_ms / 4 && live.queued == 0) {
+  } else if (host_.tasks_waiting() && load < kShrinkBusy && p95 < spec.target_queue_ms &&
+             live.queued == 0) {
     shrink(sv, trace::kScaleTasks);
   }
 }

@@ -11,7 +11,8 @@
 //   shrink: serving -> draining (kServiceDrain: answer everything, wait for
 //           every client's fence) -> parked (the final report, and each
 //           worker's rejoin)
-// One move per service at a time, and at least scale_dwell_s between two.
+// Grows may go together (each waits for its workers' tasks to end); a
+// shrink goes alone; at least scale_dwell_s between two decisions.
 
 #include <chrono>
 #include <functional>
@@ -60,7 +61,7 @@ class Scaler {
   nlohmann::json summary() const;
   /// Replicas serving now (READY) and wanted, per service, for the live view.
   std::string split_text() const;
-  /// Replicas of @p service that serve or are on their way.
+  /// Replicas of @p service that serve or are on their way (reserved too).
   int replicas(int service) const;
   long long moves(int service, bool grow) const;
 
@@ -109,7 +110,8 @@ class Scaler {
   void take_events();
   void advance_reserved();
   void decide(ServiceScale& sv);
-  bool busy(int service) const;  // a move of the service under way
+  bool busy(int service) const;      // a move of the service under way
+  bool draining(int service) const;  // a shrink of the service under way
   void grow(ServiceScale& sv, int reason);
   void shrink(ServiceScale& sv, int reason);
   Slot& slot_at(int plan_index);

@@ -69,6 +69,7 @@ void add_counters(LiveStats& sum, const LiveStats& add) {
   sum.rows += add.rows;
   sum.latency_sum_us += add.latency_sum_us;
   sum.queued += add.queued;
+  sum.busy_us += add.busy_us;
   for (int b = 0; b < kLatencyBuckets; ++b) sum.latency[b] += add.latency[b];
 }
 

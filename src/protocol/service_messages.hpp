@@ -45,6 +45,7 @@ struct LiveStats {
   std::int64_t model_version = 0;  // the version the replica serves (0: none)
   std::int64_t started_us = 0;     // when this leader started: an elastic replica's turns differ
   std::int64_t queued = 0;         // requests waiting for a batch when sent
+  std::int64_t busy_us = 0;        // time spent computing batches
   std::int64_t latency[kLatencyBuckets] = {};
 
   static int latency_bucket(std::int64_t us) {
