@@ -92,19 +92,19 @@ check "phases: a grow takes the load time + 50 ms once the worker is free" \
   test "$(py "all(m['seconds'] - m['wait_s'] <= m['load_s'] + 0.05 for m in e['moves'] if m['direction'] == 'grow')" runs/phases)" = True
 
 # --- exactly once through 20 and more moves ----------------------------------
-# A task moves the service between 1 and 3 replicas ten times while 3
-# workers' tasks send 3000 requests; the scaler waits for each worker.
+# A task moves the service between 1 and 3 replicas 16 times while 3
+# workers' tasks send 4500 requests; the scaler waits for each worker.
 {
   head_toml cycles
   cat << TOML
 [[task]]
 name = "mover"
 function = "test_scale_cycle"
-args = { service = "slow", cycles = 10, high = 3, low = 1, pause_s = 0.25, bad = 4 }
+args = { service = "slow", cycles = 16, high = 3, low = 1, pause_s = 0.25, bad = 4 }
 [[task]]
 name = "ask"
 function = "test_infer"
-count = 100
+count = 150
 args = { service = "slow", requests = 30, rows = 2 }
 TOML
 } > cycles.toml
@@ -112,8 +112,8 @@ run cycles
 check "cycles: exit 0" test $? -eq 0
 moves=$(py "e['grows'] + e['shrinks']" runs/cycles)
 check "cycles: at least 20 moves ($moves)" test "$moves" -ge 20
-check "cycles: every request answered exactly once (3000, checked by each task)" \
-  test "$(py "(s['services']['slow']['requests'], s['services']['slow']['errors'], done_once('ask', 100), done_once('mover', 1))" runs/cycles)" = "(3000, 0, True, True)"
+check "cycles: every request answered exactly once (4500, checked by each task)" \
+  test "$(py "(s['services']['slow']['requests'], s['services']['slow']['errors'], done_once('ask', 150), done_once('mover', 1))" runs/cycles)" = "(4500, 0, True, True)"
 check "cycles: the moves were asked for" \
   test "$(py "all(m['reason'] in ('manual', 'end') for m in e['moves'])" runs/cycles)" = True
 check "cycles: never past max" test "$(py "max(n for _, n in e['replicas_over_time'])" runs/cycles)" -le 3
