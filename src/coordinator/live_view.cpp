@@ -120,6 +120,12 @@ std::string LiveView::progress_line(const TaskCounts& tasks, const ServiceMonito
     const double p95 = latency_quantile_ms(now, before, 0.95);
     line += fmt::format(" | {} {:.0f} req/s p95 {}", wf_.services[s].name, rps,
                         p95 < 0 ? std::string("-") : fmt::format("{:.2f} ms", p95));
+    // An elastic service's split: replicas READY now, of its min to max.
+    const ServiceSpec& spec = wf_.services[s];
+    if (spec.elastic()) {
+      line += fmt::format(" {}/{}-{} replicas", services.ready_replicas(static_cast<int>(s)),
+                          spec.replicas, spec.replicas_max);
+    }
     last_services_[s] = now;
   }
   return line;
@@ -176,6 +182,16 @@ std::string LiveView::metrics_text(const TaskCounts& tasks, const ServiceMonitor
   for (std::size_t s = 0; s < wf_.services.size(); ++s) {
     m += fmt::format("tandem_service_ready_replicas{{service=\"{}\"}} {}\n", wf_.services[s].name,
                      services.ready_replicas(static_cast<int>(s)));
+  }
+  family("tandem_service_replica_moves_total", "counter",
+         "Elastic services: ranks that became replicas (grow) or went back to tasks (shrink).");
+  for (std::size_t s = 0; s < wf_.services.size(); ++s) {
+    if (!wf_.services[s].elastic()) continue;
+    for (const bool grow : {true, false}) {
+      m += fmt::format("tandem_service_replica_moves_total{{service=\"{}\",direction=\"{}\"}} {}\n",
+                       wf_.services[s].name, grow ? "grow" : "shrink",
+                       services.moves(static_cast<int>(s), grow));
+    }
   }
   family("tandem_service_model_version", "gauge",
          "The model version each replica serves (the version is also a label).");

@@ -20,9 +20,10 @@ namespace {
 constexpr auto kWindow = std::chrono::milliseconds(200);
 // A service with no request for this long (or its dwell, if longer) is idle.
 constexpr double kIdleS = 1.0;
-// Replicas busier than this keep their ranks even when tasks wait for
-// workers: below it, one replica fewer still keeps up.
-constexpr double kShrinkBusy = 0.6;
+// When tasks wait for workers, a replica goes back to them only if the
+// others would then be at most this busy with its share: a gap under the
+// grow signal, so that the split does not swing.
+constexpr double kShrinkBusy = 0.85;
 
 const char* reason_name(int reason) {
   static constexpr const char* kNames[] = {"queue", "idle", "tasks", "manual", "rule", "end"};
@@ -187,6 +188,7 @@ void Scaler::take_events() {
           name, slot.replica, fmt::join(slot.world_ranks, ","), reason_name(slot.reason), m.ready_s,
           m.load_s);
       sv->moves.push_back(std::move(m));
+      monitor_.count_move(slot.service, true);
       record_count(*sv);
     } else if (e.state == ServiceState::FAILED) {
       slot.state = SlotState::failed;
@@ -245,6 +247,7 @@ void Scaler::finish_shrink(Slot& slot) {
         wf_.services[sv.service].name, slot.replica, fmt::join(slot.world_ranks, ","),
         reason_name(slot.reason), m.ready_s);
     sv.moves.push_back(std::move(m));
+    monitor_.count_move(slot.service, false);
   }
 }
 
@@ -355,8 +358,8 @@ void Scaler::decide(ServiceScale& sv) {
   const double idle_s = std::chrono::duration<double>(now - sv.last_request).count();
   if (idle_s > std::max(kIdleS, spec.scale_dwell_s)) {
     shrink(sv, trace::kScaleIdle);
-  } else if (host_.tasks_waiting() && load < kShrinkBusy && p95 < spec.target_queue_ms &&
-             live.queued == 0) {
+  } else if (host_.tasks_waiting() && serving > 1 && load * serving / (serving - 1) < kShrinkBusy &&
+             p95 < spec.target_queue_ms && live.queued == 0) {
     shrink(sv, trace::kScaleTasks);
   }
 }

@@ -36,6 +36,8 @@ ServiceMonitor::ServiceMonitor(const Workflow& wf, const Plan& plan, MPI_Comm co
   live_.resize(plan.replicas.size());
   retired_live_.resize(plan.replicas.size());
   turns_.assign(plan.replicas.size(), 0);
+  grows_.assign(wf.services.size(), 0);
+  shrinks_.assign(wf.services.size(), 0);
 }
 
 std::vector<ServiceMonitor::ElasticEvent> ServiceMonitor::take_elastic_events() {

@@ -59,6 +59,9 @@ class ServiceMonitor {
   /// drain @p drain_id from its DRAINING on.
   void begin_drain(int slot, int drain_id, const std::vector<int>& fence_ranks);
   int table_version() const { return table_.version; }
+  /// A finished move of an elastic service (metrics.prom).
+  void count_move(int service, bool grow) { ++(grow ? grows_ : shrinks_)[service]; }
+  long long moves(int service, bool grow) const { return (grow ? grows_ : shrinks_)[service]; }
 
  private:
   void publish();
@@ -80,6 +83,7 @@ class ServiceMonitor {
   std::vector<LiveStats> retired_live_;  // per replica (plan order)
   std::vector<int> turns_;               // per replica: turns that ended
   std::vector<ElasticEvent> elastic_events_;
+  std::vector<long long> grows_, shrinks_;  // per service
 };
 
 }  // namespace tandem::detail

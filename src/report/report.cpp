@@ -477,6 +477,27 @@ void read_trace(const fs::path& dir, Report& r) {
     r.spans.push_back(Span{e.rank, seconds(e.t_ns), seconds(e.t_ns + e.b), 1,
                            fmt::format("batch of {} rows", e.c)});
   }
+  // A worker's turns as a replica of an elastic service: from loading the
+  // model to its return to tasks.
+  std::unordered_map<int, const Row*> serving_since;
+  std::vector<const Row*> roles;
+  for (const Row& e : rows[kRole]) roles.push_back(&e);
+  std::sort(roles.begin(), roles.end(),
+            [](const Row* a, const Row* b) { return a->t_ns < b->t_ns; });
+  for (const Row* e : roles) {
+    if (e->a == kRoleLoading) {
+      serving_since[e->rank] = e;
+      continue;
+    }
+    if (e->a != kRoleWorker || !serving_since.contains(e->rank)) continue;
+    const Row* from = serving_since[e->rank];
+    const auto name = from->c >= 0 && static_cast<std::size_t>(from->c) < service_names.size()
+                          ? service_names[from->c]
+                          : std::string("a service");
+    r.spans.push_back(Span{e->rank, seconds(from->t_ns), seconds(e->t_ns), 3,
+                           fmt::format("serving {} replica {}", name, from->b)});
+    serving_since.erase(e->rank);
+  }
   for (const auto& table : rows) {
     for (const Row& e : table) r.trace_end_s = std::max(r.trace_end_s, seconds(e.t_ns));
   }

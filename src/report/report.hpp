@@ -117,7 +117,7 @@ struct Span {
   int rank = 0;
   double start_s = 0;
   double end_s = 0;
-  int kind = 0;  // 0 task, 1 batch, 2 request (on the client)
+  int kind = 0;  // 0 task, 1 batch, 2 request (on the client), 3 a worker serving a replica
   std::string label;
 };
 

@@ -48,6 +48,7 @@ std::string svg_open(int width, int height, const char* css_class) {
 std::string colour(const std::string& label, int kind) {
   if (kind == 1) return "#e8743b";
   if (kind == 2) return "#1f3f73";
+  if (kind == 3) return "#6baed6";
   const std::string name = label.substr(0, label.find('['));
   const auto h = std::hash<std::string>{}(name);
   return fmt::format("hsl({},55%,55%)", 140 + h % 160);
@@ -78,11 +79,19 @@ std::string timeline(const Report& r) {
     const double w = std::max(0.5, x(s.end_s) - x0);
     // Requests are thin bars along the bottom of their client's row, under
     // the task that sent them.
+    // A worker's turn as a replica is a band along the top of its row,
+    // over the batches it ran.
     const bool request = s.kind == 2;
+    const bool serving = s.kind == 3;
     svg += fmt::format(
         R"(<rect x="{:.2f}" y="{}" width="{:.2f}" height="{}" fill="{}"><title>{} {:.6f} s at {:.6f} s</title></rect>)",
-        x0, kTop + s.rank * kRow + (request ? kRow - 6 : 2), w, request ? 4 : kRow - 4,
-        colour(s.label, s.kind), escape(s.label), s.end_s - s.start_s, s.start_s);
+        x0,
+        kTop + s.rank * kRow +
+            (request   ? kRow - 6
+             : serving ? 0
+                       : 2),
+        w, request || serving ? 4 : kRow - 4, colour(s.label, s.kind), escape(s.label),
+        s.end_s - s.start_s, s.start_s);
   }
   // Milestones: dashed lines, their labels on three staggered rows so that
   // close ones stay readable.
