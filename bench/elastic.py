@@ -99,8 +99,10 @@ def plot(summary, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     e = summary["elastic"]["surrogate"]
-    t = [p[0] for p in e["replicas_over_time"]] + [summary["makespan_s"]]
-    n = [p[1] for p in e["replicas_over_time"]]
+    points = sorted(e["replicas_over_time"])
+    t = [p[0] for p in points]
+    t = t + [max(summary["makespan_s"], t[-1])]
+    n = [p[1] for p in points]
     n = n + [n[-1]]
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.step(t, n, where="post", label="replicas serving")
