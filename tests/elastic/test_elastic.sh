@@ -16,9 +16,9 @@ work=$(mktemp -d /tmp/tandem-elastic-XXXXXX)
 cleanup() { if [ "$failed" -eq 0 ]; then rm -rf "$work"; else echo "kept for inspection: $work"; fi; }
 trap cleanup EXIT
 cd "$work"
-run() { # run NAME: tandem run NAME.toml on 7 ranks into runs/NAME, output in NAME.out
-  timeout 240 "$mpiexec" "${mpiexec_flags[@]}" -n 7 "$tandem" run "$1.toml" --run-dir "runs/$1" \
-    > "$1.out" 2>&1
+run() { # run NAME [RANKS]: tandem run NAME.toml on 7 ranks into runs/NAME, output in NAME.out
+  timeout 240 "$mpiexec" "${mpiexec_flags[@]}" -n "${2:-7}" "$tandem" run "$1.toml" \
+    --run-dir "runs/$1" > "$1.out" 2>&1
 }
 # py EXPR RUN: a Python expression over RUN's summary.json (s), journal (j)
 # and Chrome trace events (t).
@@ -172,6 +172,49 @@ run rule
 check "rule: exit 0" test $? -eq 0
 check "rule: it grew to 3 after warmup, by the rule" \
   test "$(py "sum(1 for m in e['moves'] if m['direction'] == 'grow' and m['reason'] == 'rule')" runs/rule)" -eq 2
+
+# --- a replica of two ranks moves as a group; Python's client.scale ----------
+# 8 ranks: the coordinator, replica 0 (ranks 1-2), workers 3-7, of which
+# 6 and 7 are replica 1's. A Python task asks for 2 replicas, then for 3
+# (past max), which fails with the limits.
+cat > pyscale.py << 'PY'
+import tandem
+
+
+def grow(ctx):
+    client = ctx.client
+    client.scale("slow", 2)
+    try:
+        client.scale("slow", 3)
+    except tandem.ServiceError as e:
+        with open(ctx.output_dir + "/refused.txt", "w") as f:
+            f.write(str(e))
+PY
+{
+  head_toml pairs | sed 's/replicas = { min = 1, max = 3 }/replicas = { min = 1, max = 2 }\nranks_per_replica = 2/' \
+    | sed "s|^libraries = .*|&\npythonpath = [\"$work\"]|"
+  cat << TOML
+[[task]]
+name = "grow"
+python = "pyscale:grow"
+[[task]]
+name = "ask"
+function = "test_infer"
+count = 30
+after = ["grow"]
+args = { service = "slow", requests = 20, rows = 4 }
+TOML
+} > pairs.toml
+run pairs 8
+check "pairs: exit 0" test $? -eq 0
+check "pairs: grew by one replica of two ranks, asked from Python" \
+  test "$(py "[(m['ranks'], m['reason']) for m in e['moves'] if m['direction'] == 'grow']" runs/pairs)" = "[([6, 7], 'manual')]"
+check "pairs: the two-rank replica served one turn" \
+  test "$(py "[r['turns'] for r in s['services']['slow']['replicas'] if r.get('elastic')]" runs/pairs)" = "[1]"
+check "pairs: every request answered" \
+  test "$(py "(s['services']['slow']['requests'], done_once('ask', 30))" runs/pairs)" = "(600, True)"
+check "pairs: Python's scale past max raises ServiceError with the limits" \
+  grep -q "may have 1 to 2 replicas, not 3" runs/pairs/tasks/grow/refused.txt
 
 # --- what the workflow file may not say ---------------------------------------
 head_toml badmax | sed 's/max = 3/max = 9/' > badmax.toml

@@ -175,3 +175,49 @@ TEST(Plan, CoresPerRankMustFitOnTheNodes) {
     EXPECT_EQ(e.key(), "task[0].ranks");
   }
 }
+
+// An elastic service's extra replicas are workers of fixed slots: the
+// highest-numbered workers, with their own replica numbers, and with
+// per_node each on the node its replica number says.
+TEST(Plan, ElasticSlotsAreTheHighestWorkers) {
+  const Workflow wf = with_services(
+      "[[service]]\nname='s'\nbackend='echo'\n"
+      "replicas = { min = 1, max = 3 }\n");
+  const Plan p = make_plan(wf, block_nodes(7, 7));
+  EXPECT_EQ(p.ranks[1].role, Role::service);
+  EXPECT_EQ(p.workers, 5);  // ranks 2-6 stay workers
+  ASSERT_EQ(p.replicas.size(), 3u);
+  EXPECT_FALSE(p.replicas[0].elastic);
+  EXPECT_TRUE(p.replicas[1].elastic);
+  EXPECT_EQ(p.replicas[1].ranks, std::vector<int>{6});
+  EXPECT_EQ(p.replicas[2].ranks, std::vector<int>{5});
+  EXPECT_EQ(p.ranks[6].role, Role::worker);
+  EXPECT_EQ(p.ranks[6].elastic_slot, 1);
+  EXPECT_EQ(p.ranks[6].replica, 1);
+  EXPECT_EQ(p.ranks[2].elastic_slot, -1);
+}
+
+TEST(Plan, ElasticPerNodeSlotsStayOnePerNode) {
+  const Workflow wf = with_services(
+      "[[service]]\nname='s'\nbackend='echo'\nplacement='per_node'\n"
+      "replicas = { min = 2, max = 6 }\n");
+  const Plan p = make_plan(wf, block_nodes(12, 4));  // nodes: 0-3, 4-7, 8-11
+  ASSERT_EQ(p.replicas.size(), 6u);
+  for (const ReplicaPlacement& r : p.replicas) {
+    EXPECT_EQ(r.node, r.replica % 3) << "replica " << r.replica;
+    for (int rank : r.ranks) EXPECT_EQ(p.ranks[rank].node, r.node);
+  }
+}
+
+TEST(Plan, ElasticMaxPastTheWorkersIsAnErrorAtReplicas) {
+  const Workflow wf = with_services(
+      "[[service]]\nname='s'\nbackend='echo'\n"
+      "replicas = { min = 1, max = 5 }\n");
+  try {
+    make_plan(wf, block_nodes(5, 5));  // 3 workers: 2 may serve, 1 stays
+    FAIL() << "no error";
+  } catch (const tandem::config_error& e) {
+    EXPECT_EQ(e.key(), "service.replicas");
+    EXPECT_NE(std::string(e.what()).find("may grow to 5 replicas"), std::string::npos) << e.what();
+  }
+}

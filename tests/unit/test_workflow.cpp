@@ -649,3 +649,51 @@ TEST(Workflow, SleepSpreadParses) {
       "function='f'\n",
       4, "service[0].delay_sd_us", "only to backend \"sleep\"");
 }
+
+// Elastic services: replicas = { min, max }, their keys, and [[scale]].
+TEST(Workflow, ElasticReplicasAreReadAndChecked) {
+  const std::string task = "[[task]]\nname='a'\nfunction='f'\n";
+  const Workflow wf = parse_workflow(
+      "[[service]]\nname='s'\nbackend='echo'\nreplicas = { min = 2, max = 5 }\n"
+      "target_queue_ms = 7.5\nscale_dwell_s = 0\n" +
+          task,
+      "/work/flows/wf.toml", false);
+  ASSERT_EQ(wf.services.size(), 1u);
+  EXPECT_EQ(wf.services[0].replicas, 2);
+  EXPECT_EQ(wf.services[0].replicas_max, 5);
+  EXPECT_TRUE(wf.services[0].elastic());
+  EXPECT_DOUBLE_EQ(wf.services[0].target_queue_ms, 7.5);
+  EXPECT_DOUBLE_EQ(wf.services[0].scale_dwell_s, 0);
+  expect_error("[[service]]\nname='s'\nbackend='echo'\nreplicas = { min = 3, max = 2 }\n" + task, 4,
+               "service[0].replicas.max", "less than min = 3");
+  expect_error("[[service]]\nname='s'\nbackend='echo'\nreplicas = { max = 2 }\n" + task, 4,
+               "service[0].replicas.min", "is required");
+  expect_error(
+      "[[service]]\nname='s'\nbackend='echo'\nreplicas = { min = 1, max = 2, most = 3 }\n" + task,
+      4, "service[0].replicas.most", "unknown key");
+  expect_error("[[service]]\nname='s'\nbackend='echo'\nreplicas = 2\ntarget_queue_ms = 5\n" + task,
+               5, "service[0].target_queue_ms", "applies only to replicas = { min, max }");
+  expect_error(
+      "[[service]]\nname='s'\nbackend='echo'\nrecord = true\n"
+      "replicas = { min = 1, max = 2 }\n" +
+          task,
+      4, "service[0].record", "fixed count of replicas");
+}
+
+TEST(Workflow, ScaleRulesNameATaskAndAnElasticService) {
+  const std::string head =
+      "[[service]]\nname='s'\nbackend='echo'\nreplicas = { min = 1, max = 4 }\n"
+      "[[service]]\nname='fixed'\nbackend='echo'\n[[task]]\nname='a'\nfunction='f'\n";
+  const Workflow wf = parse_workflow(head + "[[scale]]\nafter='a'\nservice='s'\nreplicas=3\n",
+                                     "/work/flows/wf.toml", false);
+  ASSERT_EQ(wf.scale_rules.size(), 1u);
+  EXPECT_EQ(wf.scale_rules[0].task, 0);
+  EXPECT_EQ(wf.scale_rules[0].service, 0);
+  EXPECT_EQ(wf.scale_rules[0].replicas, 3);
+  expect_error(head + "[[scale]]\nafter='b'\nservice='s'\nreplicas=3\n", 12, "scale[0].after",
+               "names no task: 'b'");
+  expect_error(head + "[[scale]]\nafter='a'\nservice='fixed'\nreplicas=1\n", 13, "scale[0].service",
+               "fixed count of replicas");
+  expect_error(head + "[[scale]]\nafter='a'\nservice='s'\nreplicas=9\n", 14, "scale[0].replicas",
+               "must be between 1 and 4");
+}
