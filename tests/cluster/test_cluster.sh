@@ -362,4 +362,35 @@ check "the resume across nodes exits 0" test $? -eq 0
 check "every task ran to the end exactly once" \
   test "$(sort -n finished.txt | uniq | wc -l) $(wc -l < finished.txt)" = "120 120"
 
+# --- an elastic per_node service grows one replica per node -----------------
+# 2 nodes x 4 ranks: replicas 0 and 1 (ranks 1 and 4) for good; replica 2
+# may take node 0's highest worker (rank 3), replica 3 node 1's (rank 7).
+cat > elastic.toml << TOML
+[job]
+name = "elastic"
+libraries = ["$tasks_lib"]
+[[service]]
+name = "slow"
+backend = "sleep"
+delay_us = 4000
+max_batch = 1
+placement = "per_node"
+replicas = { min = 2, max = 4 }
+target_queue_ms = 4
+scale_dwell_s = 0.2
+[[task]]
+name = "ask"
+function = "test_infer"
+count = 30
+args = { service = "slow", requests = 30, rows = 1 }
+TOML
+cluster_mpirun 2 4 "$tandem" run elastic.toml --run-dir elastic --log-level info > elastic.log 2>&1
+check "elastic per_node on 2 nodes: exit 0" test $? -eq 0 || tail -20 elastic.log
+check "it grew on both nodes, each replica on its own node's worker" \
+  test "$(json elastic/summary.json "sorted((m['replica'], m['ranks']) for m in d['elastic']['slow']['moves'] if m['direction'] == 'grow')")" = "[(2, [3]), (3, [7])]"
+check "placement.json: the grown replicas' ranks are on nodes 0 and 1" \
+  test "$(json elastic/placement.json "[d['ranks'][3]['node'], d['ranks'][7]['node']]")" = "[0, 1]"
+check "every request answered once" \
+  test "$(json elastic/summary.json "(d['services']['slow']['requests'], d['services']['slow']['errors'], d['tasks']['done'])")" = "(900, 0, 30)"
+
 finish cluster
