@@ -372,7 +372,6 @@ void Leader::check_stop() {
         if (id == drain_id_) std::erase(fences_missing_, rank);
       }
       early_fences_.clear();
-      drain_started_ = clock::now();
     }
   }
   if (!draining_ && drain_id_ == 0 && control_.iprobe(Job::kCoordinator, tags::kServiceStop)) {

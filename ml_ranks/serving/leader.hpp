@@ -152,7 +152,6 @@ class Leader {
   int drain_id_ = 0;
   std::vector<int> fences_missing_;
   std::vector<std::pair<int, int>> early_fences_;  // (rank, drain id) before the drain began
-  clock::time_point drain_started_{};
 };
 
 }  // namespace tandem::detail

@@ -20,6 +20,8 @@ namespace {
 constexpr auto kWindow = std::chrono::milliseconds(200);
 // A service with no request for this long (or its dwell, if longer) is idle.
 constexpr double kIdleS = 1.0;
+// How often tick() looks at all.
+constexpr auto kTickEvery = std::chrono::milliseconds(5);
 // When tasks wait for workers, a replica goes back to them only if the
 // others would then be at most this busy with its share: a gap under the
 // grow signal, so that the split does not swing.
@@ -114,25 +116,16 @@ bool Scaler::busy(int service) const {
   });
 }
 
-long long Scaler::moves(int service, bool grow) const {
-  for (const ServiceScale& sv : services_) {
-    if (sv.service != service) continue;
-    return std::count_if(sv.moves.begin(), sv.moves.end(),
-                         [&](const Move& m) { return m.grow == grow && m.failure.empty(); });
-  }
-  return 0;
-}
-
 void Scaler::record_count(ServiceScale& sv) {
   sv.over_time.emplace_back(since_start(clock::now()), monitor_.ready_replicas(sv.service));
 }
 
-void Scaler::read_scale_requests() {
-  for (;;) {
+bool Scaler::read_scale_requests() {
+  for (bool any = false;; any = true) {
     int flag = 0;
     MPI_Status status;
     TANDEM_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, tags::kScale, control_, &flag, &status));
-    if (!flag) return;
+    if (!flag) return any;
     std::int32_t message[2] = {0, 0};
     TANDEM_MPI_CHECK(MPI_Recv(message, 2, MPI_INT32_T, status.MPI_SOURCE, tags::kScale, control_,
                               MPI_STATUS_IGNORE));
@@ -161,8 +154,9 @@ void Scaler::apply_rules() {
   }
 }
 
-void Scaler::take_events() {
-  for (const ServiceMonitor::ElasticEvent& e : monitor_.take_elastic_events()) {
+bool Scaler::take_events() {
+  const std::vector<ServiceMonitor::ElasticEvent> events = monitor_.take_elastic_events();
+  for (const ServiceMonitor::ElasticEvent& e : events) {
     Slot& slot = slot_at(e.slot);
     ServiceScale* sv = nullptr;
     for (ServiceScale& s : services_) {
@@ -211,6 +205,7 @@ void Scaler::take_events() {
       finish_shrink(slot);
     }
   }
+  return !events.empty();
 }
 
 void Scaler::rejoined(int pilot_rank) {
@@ -251,7 +246,8 @@ void Scaler::finish_shrink(Slot& slot) {
   }
 }
 
-void Scaler::advance_reserved() {
+bool Scaler::advance_reserved() {
+  bool any = false;
   for (Slot& slot : slots_) {
     if (slot.state != SlotState::reserved) continue;
     const bool ready = std::all_of(slot.pilot_ranks.begin(), slot.pilot_ranks.end(),
@@ -261,7 +257,9 @@ void Scaler::advance_reserved() {
     slot.state = SlotState::loading;
     slot.served = clock::now();
     slot.away = static_cast<int>(slot.pilot_ranks.size());
+    any = true;
   }
+  return any;
 }
 
 void Scaler::grow(ServiceScale& sv, int reason) {
@@ -365,16 +363,20 @@ void Scaler::decide(ServiceScale& sv) {
 }
 
 bool Scaler::tick() {
-  read_scale_requests();
+  // Not every turn of the coordinator's loop: each empty probe of the
+  // control channel costs a yield, and a move is not that urgent.
   const auto now = clock::now();
+  if (now < next_tick_) return false;
+  next_tick_ = now + kTickEvery;
+  bool any = read_scale_requests();
   if (now >= next_rules_ && !wf_.scale_rules.empty()) {
     apply_rules();
     next_rules_ = now + std::chrono::milliseconds(50);
   }
-  take_events();
-  advance_reserved();
+  if (take_events()) any = true;
+  if (advance_reserved()) any = true;
   for (ServiceScale& sv : services_) decide(sv);
-  return false;
+  return any;
 }
 
 void Scaler::finish(const BackoffSpec& backoff) {
@@ -407,16 +409,6 @@ void Scaler::finish(const BackoffSpec& backoff) {
   }
 }
 
-std::string Scaler::split_text() const {
-  std::string out;
-  for (const ServiceScale& sv : services_) {
-    const ServiceSpec& spec = wf_.services[sv.service];
-    out += fmt::format("{}{} {}/{}-{}", out.empty() ? "" : ", ", spec.name,
-                       monitor_.ready_replicas(sv.service), spec.replicas, spec.replicas_max);
-  }
-  return out;
-}
-
 nlohmann::json Scaler::summary() const {
   nlohmann::json out = nlohmann::json::object();
   for (const ServiceScale& sv : services_) {
@@ -447,8 +439,8 @@ nlohmann::json Scaler::summary() const {
                       {"max", spec.replicas_max},
                       {"target_queue_ms", spec.target_queue_ms},
                       {"scale_dwell_s", spec.scale_dwell_s},
-                      {"grows", moves(sv.service, true)},
-                      {"shrinks", moves(sv.service, false)},
+                      {"grows", monitor_.moves(sv.service, true)},
+                      {"shrinks", monitor_.moves(sv.service, false)},
                       {"moving_s", sv.moving_s},
                       {"moves", list},
                       {"failed_loads", failed},

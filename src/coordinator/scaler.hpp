@@ -59,11 +59,8 @@ class Scaler {
   void finish(const BackoffSpec& backoff);
   /// summary.json's "elastic": per service, the moves and the time spent.
   nlohmann::json summary() const;
-  /// Replicas serving now (READY) and wanted, per service, for the live view.
-  std::string split_text() const;
   /// Replicas of @p service that serve or are on their way (reserved too).
   int replicas(int service) const;
-  long long moves(int service, bool grow) const;
 
  private:
   using clock = std::chrono::steady_clock;
@@ -105,10 +102,11 @@ class Scaler {
     double moving_s = 0;
   };
 
-  void read_scale_requests();
+  // Each true if anything came or moved.
+  bool read_scale_requests();
   void apply_rules();
-  void take_events();
-  void advance_reserved();
+  bool take_events();
+  bool advance_reserved();
   void decide(ServiceScale& sv);
   bool busy(int service) const;      // a move of the service under way
   bool draining(int service) const;  // a shrink of the service under way
@@ -130,6 +128,7 @@ class Scaler {
   int next_drain_id_ = 1;
   clock::time_point t0_ = clock::now();
   clock::time_point next_rules_{};
+  clock::time_point next_tick_{};
 };
 
 }  // namespace tandem::detail

@@ -44,10 +44,8 @@ enum Kind : std::uint8_t {
 
 /// What a kRole event says a worker does from then on.
 enum RoleChange : std::int64_t {
-  kRoleWorker = 0,   // back to tasks
-  kRoleLoading = 1,  // loading the model to serve
-  kRoleServing = 2,  // READY
-  kRoleDraining = 3  // answering what it holds, waiting for its clients' fences
+  kRoleWorker = 0,  // back to tasks
+  kRoleLoading = 1  // loading the model, then serving until the service shrinks
 };
 
 /// Why the coordinator moved a rank (kScale's d).

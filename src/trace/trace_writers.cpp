@@ -229,8 +229,8 @@ void Writers::add_chrome(int rank, const std::vector<Event>& events) {
                             quoted(service_name(e.c)), e.a, e.b, e.d));
         break;
       case kRole: {
-        static constexpr const char* kRoles[] = {"worker", "loading", "serving", "draining"};
-        const char* role = e.a >= 0 && e.a < 4 ? kRoles[e.a] : "?";
+        static constexpr const char* kRoles[] = {"worker", "serving"};
+        const char* role = e.a >= 0 && e.a < 2 ? kRoles[e.a] : "?";
         instant(ts,
                 e.a == kRoleWorker ? std::string("back to tasks")
                                    : fmt::format("{} replica {} {}", service_name(e.c), e.b, role),
