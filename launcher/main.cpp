@@ -126,6 +126,9 @@ int run_command_line(int argc, char** argv) {
       ->capture_default_str();
   bool no_trace = false;
   run_cmd->add_flag("--no-trace", no_trace, "Record no trace, whatever the workflow says");
+  run_cmd->add_option("--replay", run_opts.replay,
+                      "Answer every service an earlier run recorded (record = true) from its "
+                      "recording in that run directory: no model, no GPU, the same numbers");
   run_cmd->add_option("--progress", run_opts.progress_interval_s,
                       "Seconds between progress lines when stderr is not a terminal; 0: none "
                       "(default: [job.monitor] progress_interval)");

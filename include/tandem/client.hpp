@@ -29,6 +29,13 @@ struct InferOptions {
   /// The model version to run; 0 (the default): the one the service's
   /// policy serves. A version that is not loaded is an error.
   int version = 0;
+  /// How long the answer is of use, in milliseconds from the call; 0 (the
+  /// default): the service's `deadline_ms`, or no deadline. A replica drops
+  /// a request it cannot answer in time without computing it, and the
+  /// client stops waiting at the deadline: either way the request fails
+  /// with tandem::deadline_error, unless the service has a `fallback`,
+  /// which then answers (InferHandle::source() names it).
+  double deadline_ms = 0;
 };
 
 /// A request in flight, from Client::infer_async.
@@ -45,6 +52,10 @@ class InferHandle {
   /// The model version that computed the reply; 0 before it arrived or
   /// when it failed.
   int model_version() const noexcept;
+  /// The service that answered: the one asked, or its `fallback` when the
+  /// one asked missed the deadline or had no replica to serve. Empty
+  /// before the reply arrived or when it failed.
+  std::string source() const;
 
  private:
   friend class Client;
@@ -56,6 +67,7 @@ class InferHandle {
 struct InferResult {
   TensorList outputs;
   int model_version = 0;
+  std::string source;  // the service that answered (InferHandle::source())
 };
 
 /// A JSON call in flight, from Client::call_async.

@@ -26,6 +26,7 @@ inline constexpr int mpi = 6;
 inline constexpr int internal = 7;
 inline constexpr int config = 8;
 inline constexpr int io = 9;
+inline constexpr int deadline = 10;
 }  // namespace status
 
 /// Base of every exception Tandem throws. Thrown as itself only for what
@@ -131,6 +132,16 @@ class service_error : public request_error {
  public:
   service_error(std::string service, const std::string& what)
       : request_error(std::move(service), what, status::service) {}
+};
+
+/// A request that was not answered before its deadline (InferOptions::
+/// deadline_ms or the service's `deadline_ms`): the replica dropped it
+/// without computing it, or the client stopped waiting. Retrying later, a
+/// longer deadline or a `fallback` helps.
+class deadline_error : public request_error {
+ public:
+  deadline_error(std::string service, const std::string& what)
+      : request_error(std::move(service), what, status::deadline) {}
 };
 
 /// A message that broke the protocol: a reply or frame that cannot be read,

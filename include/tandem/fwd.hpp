@@ -15,6 +15,7 @@ class config_error;
 class mpi_error;
 class request_error;
 class service_error;
+class deadline_error;
 class protocol_error;
 class io_error;
 class task_error;

@@ -30,6 +30,10 @@ struct RunOptions {
   /// Seconds between progress lines on stderr when it is not a terminal;
   /// negative: `[job.monitor] progress_interval`; 0: no progress display.
   double progress_interval_s = -1;
+  /// Not empty: an earlier run's directory, whose recorded services
+  /// (`record = true`) answer this run from their recordings instead of
+  /// their models (`tandem run --replay`).
+  std::string replay;
 };
 
 /// Runs the workflow over @p comm (duplicated; Tandem never talks on the

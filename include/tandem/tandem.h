@@ -34,8 +34,9 @@ typedef enum tandem_status {
   TANDEM_ERR_MPI = 6,      /* SPMD mode: MPI is not initialised or a collective failed */
   TANDEM_ERR_INTERNAL = 7,
   TANDEM_ERR_CONFIG =
-      8,            /* a workflow file that cannot be used: the message names file, line, key */
-  TANDEM_ERR_IO = 9 /* a file or directory Tandem needs: the message names it and the cause */
+      8,             /* a workflow file that cannot be used: the message names file, line, key */
+  TANDEM_ERR_IO = 9, /* a file or directory Tandem needs: the message names it and the cause */
+  TANDEM_ERR_DEADLINE = 10 /* the request was not answered before its deadline */
 } tandem_status;
 
 /* Element types: KServe v2's, in this order. */
@@ -71,10 +72,14 @@ typedef enum tandem_transport {
 } tandem_transport;
 
 /* Per-request options (tandem::InferOptions); zero-initialise, then set
- * what you need: {0, TANDEM_TRANSPORT_AUTO} is the default. */
+ * what you need: {0, TANDEM_TRANSPORT_AUTO, 0} is the default. */
 typedef struct tandem_infer_options {
   int version;                /* the model version to run; 0: the service's policy */
   tandem_transport transport; /* TANDEM_TRANSPORT_AUTO unless you must choose */
+  double deadline_ms;         /* how long the answer is of use, from the call; 0: the
+                                 service's deadline_ms, if any. A request not answered in
+                                 time fails with TANDEM_ERR_DEADLINE (or its service's
+                                 fallback answers: tandem_outputs_source) */
 } tandem_infer_options;
 
 typedef struct tandem_client tandem_client;
@@ -214,6 +219,10 @@ const tandem_tensor* tandem_outputs_find(const tandem_outputs* outputs, const ch
 void tandem_outputs_free(tandem_outputs* outputs);
 /* The model version that computed the outputs (0 if the service has none). */
 int tandem_outputs_model_version(const tandem_outputs* outputs);
+/* The service that answered: the one asked, or its fallback (`fallback =
+ * "service:NAME"`) when the one asked missed the deadline or could not serve.
+ * Lives as long as the outputs; "" when unknown (collective calls). */
+const char* tandem_outputs_source(const tandem_outputs* outputs);
 
 /* --- model versions (torchscript services) -------------------------------- */
 /* Loads the TorchScript file path as model version `version` (>= 1) of the

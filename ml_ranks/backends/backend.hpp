@@ -66,6 +66,8 @@ class Backend {
 std::unique_ptr<Backend> make_builtin_backend(const ServiceSpec& spec);
 /// torchscript: loads the plugin libtandem_torch.so, then the model.
 std::unique_ptr<Backend> load_torchscript_backend(const ServiceSpec& spec);
+/// replay: answers from a recorded run (replay_backend.cpp).
+std::unique_ptr<Backend> make_replay_backend(const ServiceSpec& spec);
 /// process: an HTTP model server started on this rank's node (process_backend.cpp).
 std::unique_ptr<Backend> make_process_backend(const ServiceSpec& spec,
                                               const BackendContext& context);

@@ -26,6 +26,9 @@ struct QueuedRequest {
   std::uint32_t slot_generation = 0;
   int version = 0;  // the model version asked for; 0: the one the replica serves
   std::chrono::steady_clock::time_point received;
+  // When the answer stops being of use to the client (max: never).
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  bool has_deadline() const { return deadline != std::chrono::steady_clock::time_point::max(); }
 };
 
 /// Puts @p inputs into signature order and fills rows and key. Returns false

@@ -22,6 +22,7 @@
 
 #include "base/backoff.hpp"
 #include "base/clock.hpp"
+#include "base/digest.hpp"
 #include "base/mpi_check.hpp"
 #include "base/mpi_wait.hpp"
 #include "base/raise.hpp"
@@ -67,6 +68,18 @@ std::int64_t ns(clock::time_point t) {
 
 }  // namespace
 
+// Provenance: the digest of the file a version was loaded from, taken as
+// it loads, so that summary.json says which bytes computed the replies.
+std::string model_digest(const std::string& path) {
+  if (path.empty()) return {};
+  try {
+    return sha256_file(path);
+  } catch (const std::exception& e) {
+    spdlog::warn("no SHA-256 for model file {}: {}", path, e.what());
+    return {};
+  }
+}
+
 Leader::Leader(const Job& job, VersionSet versions, std::string failure)
     : job_(job),
       me_(job.me()),
@@ -77,6 +90,8 @@ Leader::Leader(const Job& job, VersionSet versions, std::string failure)
       ready_at_(clock::now()),
       elastic_(me_.elastic_slot >= 0) {
   MPI_Comm_size(job.replica, &replica_size_);
+  // A replay answers each request from its own recording: no batches.
+  max_batch_ = spec_.backend == BackendKind::replay ? 0 : spec_.max_batch;
   live_.started_us = now_us();
   if (spec_.record && failure_.empty()) {
     recorder_ = std::make_unique<Recorder>(
@@ -88,6 +103,7 @@ Leader::Leader(const Job& job, VersionSet versions, std::string failure)
     VersionStat& stat = version_stats_[v];
     stat.version = v;
     stat.path = loaded->path;
+    stat.sha256 = model_digest(loaded->path);
     stat.load_s = loaded->load_s;
     version_order_.push_back(v);
   }
@@ -166,6 +182,9 @@ void Leader::reply(const QueuedRequest& r, const TensorList& outputs, int versio
     Outgoing o = stage(wire::kReplyOk, r.id, me_.service, outputs, {}, t, h5,
                        r.slot >= 0 ? wire::kReplyShmOk : 0, r.client_pid);
     wire::set_model_version(o.message, version);
+    // Sent after its deadline: the client has given up and discards it
+    // (ClientImpl::receive_replies).
+    if (clock::now() > r.deadline) ++stats_.late;
     send(origin_of(r), std::move(o));
     VersionStat& stat = version_stats_[version];
     ++stat.requests;
@@ -191,7 +210,7 @@ void Leader::send_live_stats() {
     if (!done) return;
   }
   const std::int64_t changes =
-      stats_.requests + stats_.errors + live_.latency_sum_us + versions_.served() +
+      stats_.requests + stats_.errors + stats_.late + live_.latency_sum_us + versions_.served() +
       static_cast<std::int64_t>(queue_.size()) +
       std::accumulate(std::begin(live_.latency), std::end(live_.latency), std::int64_t{0});
   if (changes == live_sent_changes_) return;
@@ -199,6 +218,8 @@ void Leader::send_live_stats() {
   live_.replica = me_.replica;
   live_.requests = stats_.requests;
   live_.errors = stats_.errors;
+  live_.expired = stats_.expired;
+  live_.late = stats_.late;
   live_.batches = stats_.batches;
   live_.rows = stats_.rows;
   live_.model_version = versions_.served();
@@ -211,12 +232,13 @@ void Leader::send_live_stats() {
                              &live_send_));
 }
 
-void Leader::reply_error(const Origin& client, std::uint64_t id, const std::string& why) {
+void Leader::reply_error(const Origin& client, std::uint64_t id, const std::string& why,
+                         std::uint32_t flags) {
   ++stats_.errors;
   Outgoing o;
-  o.message =
-      wire::encode(wire::kReplyError, id, me_.service, {},
-                   fmt::format("service '{}' (replica {}): {}", spec_.name, me_.replica, why));
+  o.message = wire::encode(
+      wire::kReplyError, id, me_.service, {},
+      fmt::format("service '{}' (replica {}): {}", spec_.name, me_.replica, why), nullptr, flags);
   send(client, std::move(o));
   trace::record(trace::kRequestReply, static_cast<std::int64_t>(id), 0, client.rank,
                 static_cast<std::int16_t>(me_.service));
@@ -273,7 +295,7 @@ void Leader::admit(const Origin& from, const wire::Encoded& in) {
       ns(arrived), trace::kRequestQueue, static_cast<std::int64_t>(d.header.request_id),
       static_cast<std::int64_t>(in.size), client, static_cast<std::int16_t>(me_.service));
   if (!failure_.empty()) {
-    reply_error(from, d.header.request_id, "the replica FAILED: " + failure_);
+    reply_error(from, d.header.request_id, "the replica FAILED: " + failure_, wire::kServiceError);
     return;
   }
   if (d.header.service != me_.service) {
@@ -321,7 +343,74 @@ void Leader::admit(const Origin& from, const wire::Encoded& in) {
     }
     r.key ^= static_cast<std::uint64_t>(r.version) * 0x9E3779B97F4A7C15ULL;
   }
+  if (d.header.deadline_us > 0) {
+    // On this node the client's clock is ours; from another node only the
+    // time left when it was sent counts, from now.
+    const bool same_node = (r.flags & wire::kReplyShmOk) != 0 || r.slot >= 0;
+    const std::int64_t left_us =
+        same_node ? d.header.deadline_us - now_us() : d.header.deadline_us - d.header.t_sent_us;
+    r.deadline = arrived + std::chrono::microseconds(left_us);
+    if (shed_at_admission(r)) return;
+    ++queued_with_deadline_;
+  }
   queue_.push_back(std::move(r));
+}
+
+bool Leader::shed_at_admission(const QueuedRequest& r) {
+  const auto now = r.received;
+  if (now >= r.deadline) {
+    expire(r, "its deadline had passed when it arrived", now);
+    return true;
+  }
+  if (batch_s_ <= 0) return false;  // no batch measured yet: nothing to go by
+  // The batches ahead of it, as if every queued request could share one.
+  std::int64_t rows = r.rows;
+  for (const auto& q : queue_) rows += q.rows;
+  const std::int64_t per_batch = std::max(max_batch_, 1);
+  const std::int64_t batches = (rows + per_batch - 1) / per_batch;
+  const double wait_s = static_cast<double>(batches) * batch_s_;
+  const double left_s = std::chrono::duration<double>(r.deadline - now).count();
+  if (wait_s <= left_s) return false;
+  expire(r,
+         fmt::format("{} request(s) are queued ahead, about {:.1f} ms of work, and it had "
+                     "{:.1f} ms left",
+                     queue_.size(), wait_s * 1e3, left_s * 1e3),
+         now);
+  return true;
+}
+
+// Before each batch: a request whose time is up, or that could not be
+// answered before it even if its batch started now, goes unanswered by the
+// model.
+void Leader::drop_expired(clock::time_point now) {
+  if (queued_with_deadline_ == 0) return;
+  const auto batch =
+      std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(batch_s_));
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if (!it->has_deadline() || now + batch <= it->deadline) {
+      ++it;
+      continue;
+    }
+    expire(
+        *it,
+        now > it->deadline
+            ? fmt::format("its deadline passed {:.1f} ms ago while it waited in the queue",
+                          std::chrono::duration<double, std::milli>(now - it->deadline).count())
+            : fmt::format("a batch takes about {:.1f} ms and it had {:.1f} ms left", batch_s_ * 1e3,
+                          std::chrono::duration<double, std::milli>(it->deadline - now).count()),
+        now);
+    --queued_with_deadline_;
+    it = queue_.erase(it);
+  }
+}
+
+void Leader::expire(const QueuedRequest& r, const std::string& why, clock::time_point now) {
+  ++stats_.expired;
+  trace::record_at(ns(now), trace::kRequestExpired, static_cast<std::int64_t>(r.id),
+                   std::chrono::duration_cast<std::chrono::microseconds>(now - r.deadline).count(),
+                   r.client, static_cast<std::int16_t>(me_.service));
+  reply_error(origin_of(r), r.id, "deadline exceeded: " + why + "; it was not computed",
+              wire::kDeadline);
 }
 
 // Lets the backend check its health; one that can no longer serve makes
@@ -345,8 +434,10 @@ void Leader::fail(const std::string& why) {
   control_.send(Job::kCoordinator, tags::kReplicaReport, failed);
   if (direct_) direct_->set_state(direct::kDraining);  // tasks hear of it through their worker
   // What is queued cannot be served any more.
+  queued_with_deadline_ = 0;
   while (!queue_.empty()) {
-    reply_error(origin_of(queue_.front()), queue_.front().id, "the replica FAILED: " + why);
+    reply_error(origin_of(queue_.front()), queue_.front().id, "the replica FAILED: " + why,
+                wire::kServiceError);
     queue_.pop_front();
   }
 }
@@ -502,7 +593,11 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
   rank_record::set_batch(nullptr, nullptr, 0);
   const auto t1 = clock::now();
 
-  stats_.compute_s += std::chrono::duration<double>(t1 - t0).count();
+  const double took_s = std::chrono::duration<double>(t1 - t0).count();
+  stats_.compute_s += took_s;
+  // A moving average of batch times, for deadlines; a failed batch says
+  // nothing about the next.
+  if (failure.empty()) batch_s_ = batch_s_ <= 0 ? took_s : 0.8 * batch_s_ + 0.2 * took_s;
   trace::record_at(ns(t0), trace::kBatchCompute, batch_id, ns(t1) - ns(t0),
                    static_cast<std::int32_t>(rows), static_cast<std::int16_t>(me_.service));
   ++stats_.batches;
@@ -521,7 +616,11 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
     }
     return;
   }
-  if (recorder_) recorder_->submit(inputs, outputs);
+  if (recorder_) {
+    std::vector<std::int64_t> request_rows;
+    for (const auto& r : batch) request_rows.push_back(r.rows);
+    recorder_->submit(inputs, outputs, request_rows);
+  }
   if (batch.size() == 1) {
     reply(batch[0], outputs, version);
     return;
@@ -562,6 +661,8 @@ void Leader::forward_call(const Origin& client, std::uint64_t id, const std::str
 // For asynchronous backends (remote endpoints): every queued request goes
 // out at once, unbatched; answers are sent as they come back.
 bool Leader::forward_queued() {
+  drop_expired(clock::now());
+  queued_with_deadline_ = 0;  // every request left goes out now
   bool worked = false;
   while (!queue_.empty()) {
     QueuedRequest r = std::move(queue_.front());
@@ -579,6 +680,7 @@ bool Leader::forward_queued() {
     meta.client_pid = r.client_pid;
     meta.slot = r.slot;
     meta.slot_generation = r.slot_generation;
+    meta.deadline = r.deadline;
     const int version = versions_.served();
     versions_.served_backend()->submit(
         r.inputs, [this, meta, version](TensorList&& outputs, const std::string& error) {
@@ -648,9 +750,13 @@ void Leader::serve(const ReplicaReport& report) {
       worked = forward_queued();
     } else {
       // Nothing served (swap = "pause" between two versions): requests wait.
-      while (serving() &&
-             batch_due(queue_, spec_.max_batch, spec_.max_delay_us, draining_, clock::now())) {
-        std::vector<QueuedRequest> batch = take_batch(queue_, spec_.max_batch);
+      for (;;) {
+        if (!serving()) break;
+        const auto now = clock::now();
+        drop_expired(now);
+        if (!batch_due(queue_, max_batch_, spec_.max_delay_us, draining_, now)) break;
+        std::vector<QueuedRequest> batch = take_batch(queue_, max_batch_);
+        for (const auto& r : batch) queued_with_deadline_ -= r.has_deadline() ? 1 : 0;
         run_batch(batch);
         sends_.progress();
         worked = true;

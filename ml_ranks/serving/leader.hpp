@@ -41,6 +41,9 @@ inline Origin origin_of(const QueuedRequest& r) {
   return {r.client, r.slot, r.slot_generation, r.client_pid};
 }
 
+/// The SHA-256 of a model file (empty, with a warning, when unreadable).
+std::string model_digest(const std::string& path);
+
 /// Receives one message that MPI_Improbe matched into a pooled buffer.
 wire::Encoded receive_matched(MPI_Message& msg, MPI_Status& status);
 
@@ -71,7 +74,15 @@ class Leader {
   void forward_call(const Origin& client, std::uint64_t id, const std::string& text);
   TensorList compute(const TensorList& inputs, std::int64_t rows, int version);
   void reply(const QueuedRequest& r, const TensorList& outputs, int version);
-  void reply_error(const Origin& client, std::uint64_t id, const std::string& why);
+  void reply_error(const Origin& client, std::uint64_t id, const std::string& why,
+                   std::uint32_t flags = 0);
+  // Deadlines (docs/when-things-go-wrong.md): a request that cannot be
+  // answered in time is answered at once with a deadline error and never
+  // computed, at admission when the work queued ahead of it is more than
+  // its time left, and before each batch when its time is up.
+  bool shed_at_admission(const QueuedRequest& r);
+  void drop_expired(clock::time_point now);
+  void expire(const QueuedRequest& r, const std::string& why, clock::time_point now);
   void send(const Origin& client, Outgoing message);
   void send_live_stats();
   void fail(const std::string& why);
@@ -122,7 +133,10 @@ class Leader {
   boost::mpi::communicator control_;
   int replica_size_ = 1;
   std::deque<QueuedRequest> queue_;
-  SendQueue<Outgoing> sends_;  // a reply's shm segment in it is the client's to hand back
+  int queued_with_deadline_ = 0;  // requests in queue_ that have one
+  double batch_s_ = 0;            // how long a batch takes, a moving average (0: none yet)
+  int max_batch_ = 64;            // rows per batch; 0: each request alone (replay)
+  SendQueue<Outgoing> sends_;     // a reply's shm segment in it is the client's to hand back
   bool draining_ = false;
   ReplicaReport stats_;
   std::map<int, long long> batch_sizes_;

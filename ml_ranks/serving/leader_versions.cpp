@@ -197,6 +197,7 @@ void Leader::finish_load() {
   VersionStat& stat = version_stats_[op.version];
   stat.version = op.version;
   stat.path = op.path;
+  stat.sha256 = model_digest(op.path);
   stat.loaded_at_s = since_ready();
   stat.load_s = load_s;
   if (spec_.swap == SwapMode::pause && !op.restore) {

@@ -24,6 +24,8 @@ std::unique_ptr<Backend> make_backend(const ServiceSpec& spec, const BackendCont
                         context.replica, spec.name, spec.fail_load_from));
       }
       return make_builtin_backend(spec);
+    case BackendKind::replay:
+      return make_replay_backend(spec);
     case BackendKind::echo:
     case BackendKind::scale:
       return make_builtin_backend(spec);

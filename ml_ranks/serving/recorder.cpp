@@ -20,10 +20,13 @@ void append(h5::File& file, const std::string& name, const Tensor& t) {
   const h5::Id type = h5::stored_type(t.dtype());
   std::size_t row_bytes = dtype_size(t.dtype());
   for (const auto d : row_shape) row_bytes *= d;
-  h5::Dataset set = file.has(name)
-                        ? file.open_dataset(name)
-                        : file.create_growing(name, type, row_shape,
-                                              (1 << 20) / std::max<std::size_t>(row_bytes, 1));
+  const bool made = !file.has(name);
+  h5::Dataset set = made ? file.create_growing(name, type, row_shape,
+                                               (1 << 20) / std::max<std::size_t>(row_bytes, 1))
+                         : file.open_dataset(name);
+  // The dtype by name: FP16, BF16 and BYTES are stored as unsigned
+  // integers, and a replay must give them back as they came.
+  if (made) set.set_attribute("dtype", std::string(dtype_name(t.dtype())));
   const auto have = set.shape();
   if (std::vector<std::uint64_t>(have.begin() + 1, have.end()) != row_shape) {
     throw argument_error(
@@ -51,8 +54,10 @@ Recorder::~Recorder() {
   file_.reset();
 }
 
-void Recorder::submit(const TensorList& inputs, const TensorList& outputs) {
+void Recorder::submit(const TensorList& inputs, const TensorList& outputs,
+                      const std::vector<std::int64_t>& request_rows) {
   Batch b;
+  b.request_rows = request_rows;
   for (const auto& t : inputs) b.bytes += t.tensor.nbytes();
   for (const auto& t : outputs) b.bytes += t.tensor.nbytes();
   {
@@ -87,6 +92,13 @@ void Recorder::write(const Batch& b) {
   }
   for (const auto& t : b.inputs) append(*file_, "/inputs/" + t.name, t.tensor);
   for (const auto& t : b.outputs) append(*file_, "/outputs/" + t.name, t.tensor);
+  // Where each request's rows start and end, so that a replay can answer
+  // request by request (backend = "replay").
+  if (!b.request_rows.empty()) {
+    std::vector<std::int64_t> rows = b.request_rows;
+    append(*file_, "/requests/rows",
+           Tensor::view(DType::INT64, {static_cast<std::int64_t>(rows.size())}, rows.data()));
+  }
   if (swmr_ && !swmr_started_) {
     // Every dataset exists now: from here on a reader (h5py with
     // swmr=True, e.g. a training task) sees each batch once it is flushed.

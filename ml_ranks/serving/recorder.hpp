@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "hdf5/file.hpp"
 #include "tandem/tensor.hpp"
@@ -41,8 +42,10 @@ class Recorder {
   Recorder(const Recorder&) = delete;
   Recorder& operator=(const Recorder&) = delete;
 
-  /// Queues a copy of one batch; never blocks on the disk.
-  void submit(const TensorList& inputs, const TensorList& outputs);
+  /// Queues a copy of one batch; never blocks on the disk. @p request_rows:
+  /// the rows of each request in the batch, in order (/requests/rows).
+  void submit(const TensorList& inputs, const TensorList& outputs,
+              const std::vector<std::int64_t>& request_rows = {});
   /// Waits for the queue to empty and returns the counters.
   RecorderStats finish();
 
@@ -50,6 +53,7 @@ class Recorder {
   struct Batch {
     TensorList inputs;
     TensorList outputs;
+    std::vector<std::int64_t> request_rows;
     std::size_t bytes = 0;
   };
   void run();

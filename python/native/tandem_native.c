@@ -39,6 +39,7 @@ static struct {
   const tandem_tensor* (*outputs_tensor)(const tandem_outputs*, int);
   void (*outputs_free)(tandem_outputs*);
   int (*outputs_model_version)(const tandem_outputs*);
+  const char* (*outputs_source)(const tandem_outputs*);
 } api;
 
 static PyObject* g_raise = NULL;      /* tandem._raise_status(status, message) */
@@ -271,6 +272,15 @@ static PyObject* to_outputs(tandem_outputs* outputs) {
     }
     Py_DECREF(version);
   }
+  const char* source = api.outputs_source(outputs);
+  if (source && source[0]) {
+    PyObject* text = PyUnicode_FromString(source);
+    if (!text || PyObject_SetAttrString(result, "source", text) != 0) {
+      Py_XDECREF(text);
+      goto fail;
+    }
+    Py_DECREF(text);
+  }
   const int count = api.outputs_count(outputs);
   for (int k = 0; k < count; ++k) {
     const char* name = api.outputs_name(outputs, k);
@@ -390,6 +400,7 @@ static PyObject* native_bind(PyObject* self, PyObject* args) {
       {"tandem_outputs_tensor", (void**)&api.outputs_tensor},
       {"tandem_outputs_free", (void**)&api.outputs_free},
       {"tandem_outputs_model_version", (void**)&api.outputs_model_version},
+      {"tandem_outputs_source", (void**)&api.outputs_source},
   };
   for (size_t i = 0; i < sizeof table / sizeof table[0]; ++i) {
     PyObject* address = PyDict_GetItemString(functions, table[i].name);

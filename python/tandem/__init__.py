@@ -37,4 +37,5 @@ __all__ = ["__version__", "Client", "Request", "CallRequest", "CollectiveRequest
            "FIRST_COMPLETED",
            "ALL_COMPLETED", "TandemError", "WaitTimeout",
            "ArgumentError", "ConfigError", "ConnectError", "InternalError", "IoError",
-           "MissingOutput", "MPIError", "ProtocolError", "RequestError", "ServiceError"]
+           "MissingOutput", "MPIError", "ProtocolError", "RequestError", "ServiceError",
+           "DeadlineExceeded"]

@@ -83,6 +83,7 @@ def lib() -> ctypes.CDLL:
         ("tandem_outputs_tensor", p, [p, i]),
         ("tandem_outputs_free", None, [p]),
         ("tandem_outputs_model_version", i, [p]),
+        ("tandem_outputs_source", c, [p]),
         ("tandem_load_model", i, [p, c, c, i, pi]),
         ("tandem_unload_model", i, [p, c, i, pi]),
         ("tandem_call", i, [p, c, c, c, pp]),
@@ -143,7 +144,7 @@ def _bind_native(loaded: ctypes.CDLL) -> None:
              "tandem_tensor_dtype", "tandem_tensor_ndim", "tandem_tensor_dim",
              "tandem_tensor_nbytes", "tandem_tensor_data", "tandem_infer_async", "tandem_wait",
              "tandem_outputs_count", "tandem_outputs_name", "tandem_outputs_tensor",
-             "tandem_outputs_free", "tandem_outputs_model_version"]
+             "tandem_outputs_free", "tandem_outputs_model_version", "tandem_outputs_source"]
     addresses = {n: ctypes.cast(getattr(loaded, n), ctypes.c_void_p).value for n in names}
     dtypes = [None if t is None else np.dtype(t) for t in DTYPES]
     _native.bind(addresses, raise_status, Outputs, np.ndarray, dtypes, np.ascontiguousarray)

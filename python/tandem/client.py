@@ -24,7 +24,8 @@ _TRANSPORTS = {None: -1, "auto": -1, "inline": 0, "shm": 1, "hdf5": 2}
 
 
 class _InferOptions(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_int), ("transport", ctypes.c_int)]
+    _fields_ = [("version", ctypes.c_int), ("transport", ctypes.c_int),
+                ("deadline_ms", ctypes.c_double)]
 
 
 class _Pause:
@@ -52,9 +53,12 @@ class Outputs(dict):
     copy), alive as long as any array or view of them is. A missing name
     raises :class:`tandem.MissingOutput`, which names the outputs there
     are. ``model_version`` is the version of the model that computed them
-    (0 if the service has none)."""
+    (0 if the service has none); ``source`` the service that answered: the
+    one asked, or its ``fallback`` when that one missed the deadline or
+    could not serve ("" for collective calls)."""
 
     model_version: int = 0
+    source: str = ""
 
     def __missing__(self, name):
         have = ", ".join(self) or "none"
@@ -150,6 +154,7 @@ def _outputs_ctypes(handle) -> Outputs:
     owner = _Owner(handle)
     result = Outputs()
     result.model_version = lib.tandem_outputs_model_version(handle)
+    result.source = lib.tandem_outputs_source(handle).decode()
     for k in range(lib.tandem_outputs_count(handle)):
         name = lib.tandem_outputs_name(handle, k).decode()
         t = lib.tandem_outputs_tensor(handle, k)
@@ -398,30 +403,36 @@ class Client:
         _capi.check(_capi.lib().tandem_scale(self._live(), service.encode(), int(replicas)))
 
     def infer_async(self, service: str, inputs: Inputs, *, version: int = 0,
-                    transport: Optional[str] = None) -> Request:
+                    transport: Optional[str] = None, deadline_ms: float = 0) -> Request:
         """Sends a request and returns at once. Inputs are sent without a
         copy when C-contiguous (others are made so first). ``version``: the
         model version to run (0: the one the service serves); ``transport``:
         ``"inline"``, ``"shm"`` or ``"hdf5"`` to choose how the tensors
-        travel (None: by size and locality). A service that is still
-        STARTING is waited for (see :attr:`ready_timeout`)."""
+        travel (None: by size and locality); ``deadline_ms``: how long the
+        answer is of use (0: the service's ``deadline_ms``, if any), past
+        which :class:`tandem.DeadlineExceeded` is raised unless the
+        service's ``fallback`` answers. A service that is still STARTING is
+        waited for (see :attr:`ready_timeout`)."""
         handle = self._handle or self._live()
-        if _capi.native is not None and not version and transport is None:
+        if _capi.native is not None and not version and transport is None and not deadline_ms:
             return Request(_capi.native.send(handle, service, _as_dict(inputs)), service)
         names, arrays = _named(inputs)
-        return Request(self._send_ctypes(handle, service, names, arrays, version, transport),
-                       service)
+        return Request(self._send_ctypes(handle, service, names, arrays, version, transport,
+                                         deadline_ms), service)
 
     def infer(self, service: str, inputs: Inputs, *, version: int = 0,
-              transport: Optional[str] = None) -> Outputs:
+              transport: Optional[str] = None, deadline_ms: float = 0) -> Outputs:
         """Sends a request and waits: the outputs, name -> numpy array.
         Raises :class:`tandem.RequestError` when the service answers with an
         error, :class:`tandem.ServiceError` when it cannot be reached (it
-        FAILED, is unknown, or did not start within :attr:`ready_timeout`).
-        ``version`` and ``transport`` as for :meth:`infer_async`."""
-        if _capi.native is not None and not version and transport is None:
+        FAILED, is unknown, or did not start within :attr:`ready_timeout`),
+        :class:`tandem.DeadlineExceeded` when it did not answer in time.
+        ``version``, ``transport`` and ``deadline_ms`` as for
+        :meth:`infer_async`."""
+        if _capi.native is not None and not version and transport is None and not deadline_ms:
             return _capi.native.infer(self._handle or self._live(), service, _as_dict(inputs))
-        return self.infer_async(service, inputs, version=version, transport=transport).wait()
+        return self.infer_async(service, inputs, version=version, transport=transport,
+                                deadline_ms=deadline_ms).wait()
 
     def infer_all_async(self, comm, service: str, inputs: Inputs) -> "CollectiveRequest":
         """Collective inference, returning once the node's request is sent
@@ -453,13 +464,14 @@ class Client:
         not fit the signature or the request fails."""
         return self.infer_all_async(comm, service, inputs).wait()
 
-    def _send_ctypes(self, handle, service, names, arrays, version=0, transport=None) -> int:
+    def _send_ctypes(self, handle, service, names, arrays, version=0, transport=None,
+                     deadline_ms=0) -> int:
         lib = _capi.lib()
         if transport not in _TRANSPORTS:
             raise ArgumentError("TANDEM_ERR_ARGUMENT",
                                 f"transport is {transport!r}, not one of \"inline\", \"shm\", "
                                 f"\"hdf5\" or None (by size and locality)")
-        options = _InferOptions(int(version), _TRANSPORTS[transport])
+        options = _InferOptions(int(version), _TRANSPORTS[transport], float(deadline_ms))
         tensors, c_names, c_tensors = _views(lib, names, arrays)
         try:
             request = ctypes.c_void_p()

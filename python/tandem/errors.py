@@ -7,6 +7,8 @@ C API's status name and ``str(e)`` Tandem's message::
         y = client.infer("surrogate", x)
     except tandem.ServiceError as e:   # unknown, FAILED, or not READY in time
         ...
+    except tandem.DeadlineExceeded as e:  # not answered within deadline_ms
+        ...
     except tandem.RequestError as e:   # the service answered with an error
         ...
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 from typing import Dict, Optional, Type
 
 __all__ = ["TandemError", "ArgumentError", "ConnectError", "ServiceError", "RequestError",
+           "DeadlineExceeded",
            "ProtocolError", "MPIError", "InternalError", "ConfigError", "IoError",
            "MissingOutput"]
 
@@ -55,6 +58,13 @@ class RequestError(TandemError):
 class ServiceError(RequestError):
     """The service is unknown, FAILED, or not READY in time."""
     STATUS = "TANDEM_ERR_SERVICE"
+
+
+class DeadlineExceeded(RequestError, TimeoutError):
+    """The request was not answered before its deadline (``deadline_ms``):
+    the replica dropped it uncomputed, or the client stopped waiting (also
+    a TimeoutError)."""
+    STATUS = "TANDEM_ERR_DEADLINE"
 
 
 class ProtocolError(TandemError):
@@ -111,7 +121,7 @@ class MissingOutput(ArgumentError, KeyError):
 
 _BY_STATUS: Dict[str, Type[TandemError]] = {
     c.STATUS: c for c in (ArgumentError, ConnectError, ServiceError, RequestError,
-                          ProtocolError, MPIError, InternalError, ConfigError, IoError)}
+                          DeadlineExceeded, ProtocolError, MPIError, InternalError, ConfigError, IoError)}
 
 
 def error_for(status: str, message: str, where: Optional[dict] = None) -> TandemError:

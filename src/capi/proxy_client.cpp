@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "base/clock.hpp"
 #include "tandem/error.hpp"
 
 namespace tandem::detail::capi {
@@ -77,7 +78,8 @@ int ProxyClient::service_index(const std::string& name) const {
 }
 
 std::uint64_t ProxyClient::send(wire::Kind kind, int service, const TensorList& tensors,
-                                const std::string& text, int version, Transport transport) {
+                                const std::string& text, int version, Transport transport,
+                                double deadline_ms) {
   if (fd_ < 0) throw proxy_unreachable("", "the connection to the proxy is closed");
   const std::uint64_t id = next_id_++;
   const bool big = static_cast<long long>(total_bytes(tensors)) >= shm_threshold_;
@@ -87,8 +89,13 @@ std::uint64_t ProxyClient::send(wire::Kind kind, int service, const TensorList& 
   // A transport asked for by name is the proxy's to honour: not the direct
   // path, which is shared memory whatever was asked.
   if (transport != Transport::automatic) wire::set_asked_transport(o.message, transport);
+  if (deadline_ms > 0) {
+    wire::set_deadline(o.message, now_us() + static_cast<std::int64_t>(deadline_ms * 1000));
+  }
+  // The proxy keeps deadlines (it stops waiting, and asks a fallback): the
+  // direct path is for requests without one.
   if ((kind == wire::kRequest || kind == wire::kCall) && transport == Transport::automatic &&
-      post_direct(service, id, o.message)) {
+      deadline_ms <= 0 && post_direct(service, id, o.message)) {
     if (o.segment) outgoing_.emplace(id, std::move(o));
     return id;
   }
@@ -102,8 +109,8 @@ std::uint64_t ProxyClient::send(wire::Kind kind, int service, const TensorList& 
 }
 
 std::uint64_t ProxyClient::send_infer(int service, const TensorList& inputs, int version,
-                                      Transport transport) {
-  return send(wire::kRequest, service, inputs, {}, version, transport);
+                                      Transport transport, double deadline_ms) {
+  return send(wire::kRequest, service, inputs, {}, version, transport, deadline_ms);
 }
 
 std::uint64_t ProxyClient::send_call(int service, const std::string& path,
@@ -182,7 +189,11 @@ void ProxyClient::take_reply(const wire::Encoded& message) {
   Reply r;
   r.ok = d.header.kind == wire::kReplyOk || d.header.kind == wire::kHello;
   r.service_unavailable = !r.ok && (d.header.flags & wire::kServiceError);
+  r.deadline_missed = !r.ok && (d.header.flags & wire::kDeadline);
   r.model_version = d.header.model_version;
+  if (r.ok && d.header.service >= 0 && d.header.service < static_cast<int>(services_.size())) {
+    r.source = services_[static_cast<std::size_t>(d.header.service)];
+  }
   r.text = std::move(d.text);
   if (r.ok && !d.tensors.empty()) {
     if (resolve(d, /*hand_back_when_dropped=*/true, why)) {

@@ -41,7 +41,9 @@ struct Reply {
   bool service_unavailable = false;  // the error is the service's (see service_error)
   std::string text;                  // the error, or a JSON call's answer
   TensorList outputs;
-  int model_version = 0;  // the version that computed the outputs, or is served after a load
+  int model_version = 0;         // the version that computed the outputs, or is served after a load
+  bool deadline_missed = false;  // the error is a deadline's
+  std::string source;            // the service that answered (a fallback's name, or the one asked)
 };
 
 class ProxyClient {
@@ -58,8 +60,10 @@ class ProxyClient {
   int service_index(const std::string& name) const;
   /// @p version: the model version to run (0: the service's policy);
   /// @p transport: how the proxy sends it on (automatic: by size and place).
+  /// @p deadline_ms: as InferOptions::deadline_ms (0: the service's); a
+  /// request with one goes through the proxy, which keeps it.
   std::uint64_t send_infer(int service, const TensorList& inputs, int version = 0,
-                           Transport transport = Transport::automatic);
+                           Transport transport = Transport::automatic, double deadline_ms = 0);
   std::uint64_t send_call(int service, const std::string& path, const std::string& body);
   std::uint64_t send_wait_ready(int service, double timeout_s);
   std::uint64_t send_scale(int service, int replicas);
@@ -83,7 +87,7 @@ class ProxyClient {
  private:
   std::uint64_t send(wire::Kind kind, int service, const TensorList& tensors,
                      const std::string& text, int version = 0,
-                     Transport transport = Transport::automatic);
+                     Transport transport = Transport::automatic, double deadline_ms = 0);
   /// Reads what the socket has (blocking if @p block); false when nothing.
   bool read_some(bool block);
   void take_frames();

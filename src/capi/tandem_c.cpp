@@ -45,6 +45,7 @@ struct tandem_outputs {
   std::vector<std::string> names;
   std::vector<tandem_tensor> tensors;
   int model_version = 0;
+  std::string source;  // the service that answered
 };
 
 struct tandem_request {
@@ -99,7 +100,8 @@ static_assert(tandem::status::argument == TANDEM_ERR_ARGUMENT &&
               tandem::status::protocol == TANDEM_ERR_PROTOCOL &&
               tandem::status::mpi == TANDEM_ERR_MPI &&
               tandem::status::internal == TANDEM_ERR_INTERNAL &&
-              tandem::status::config == TANDEM_ERR_CONFIG && tandem::status::io == TANDEM_ERR_IO);
+              tandem::status::config == TANDEM_ERR_CONFIG && tandem::status::io == TANDEM_ERR_IO &&
+              tandem::status::deadline == TANDEM_ERR_DEADLINE);
 
 // Runs @p body, turning exceptions into a status and a message: each
 // error of the family says its own status.
@@ -134,9 +136,10 @@ tandem::TensorList named_inputs(int n, const char* const* names, tandem_tensor* 
   return list;
 }
 
-tandem_outputs* make_outputs(tandem::TensorList list, int model_version) {
+tandem_outputs* make_outputs(tandem::TensorList list, int model_version, std::string source = {}) {
   auto out = std::make_unique<tandem_outputs>();
   out->model_version = model_version;
+  out->source = std::move(source);
   for (auto& t : list) {
     out->names.push_back(t.name);
     out->tensors.push_back(tandem_tensor{std::move(t.tensor)});
@@ -148,9 +151,14 @@ tandem_outputs* make_outputs(tandem::TensorList list, int model_version) {
 tandem_status take_reply(ProxyClient& proxy, std::uint64_t id, tandem_outputs** outputs,
                          std::string* answer = nullptr, int* model_version = nullptr) {
   Reply r = proxy.wait(id);
-  if (!r.ok) return fail(r.service_unavailable ? TANDEM_ERR_SERVICE : TANDEM_ERR_REQUEST, r.text);
+  if (!r.ok) {
+    return fail(r.deadline_missed       ? TANDEM_ERR_DEADLINE
+                : r.service_unavailable ? TANDEM_ERR_SERVICE
+                                        : TANDEM_ERR_REQUEST,
+                r.text);
+  }
   if (answer) *answer = std::move(r.text);
-  if (outputs) *outputs = make_outputs(std::move(r.outputs), r.model_version);
+  if (outputs) *outputs = make_outputs(std::move(r.outputs), r.model_version, r.source);
   if (model_version) *model_version = r.model_version;
   return TANDEM_OK;
 }
@@ -246,6 +254,8 @@ const char* tandem_status_name(tandem_status status) {
       return "TANDEM_ERR_CONFIG";
     case TANDEM_ERR_IO:
       return "TANDEM_ERR_IO";
+    case TANDEM_ERR_DEADLINE:
+      return "TANDEM_ERR_DEADLINE";
   }
   return "TANDEM_ERR_UNKNOWN";
 }
@@ -483,6 +493,13 @@ tandem_status tandem_infer_async_opts(tandem_client* client, const char* service
                   fmt::format("model versions are numbers >= 1 (0: the service's policy), not {}",
                               options->version));
     }
+    if (!(options->deadline_ms >= 0)) {
+      return fail(TANDEM_ERR_ARGUMENT,
+                  fmt::format("deadline_ms is {}: a time in milliseconds, or 0 for the "
+                              "service's own",
+                              options->deadline_ms));
+    }
+    opts.deadline_ms = options->deadline_ms;
     opts.version = options->version;
     opts.transport = t == TANDEM_TRANSPORT_AUTO ? tandem::Transport::automatic
                                                 : static_cast<tandem::Transport>(t);
@@ -500,7 +517,7 @@ tandem_status tandem_infer_async_opts(tandem_client* client, const char* service
       r->handle = client->direct->infer_async(service, list, opts);
     } else {
       r->id = client->proxy->send_infer(client->proxy->service_index(service), list, opts.version,
-                                        opts.transport);
+                                        opts.transport, opts.deadline_ms);
     }
     *request = r.release();
     return TANDEM_OK;
@@ -589,7 +606,10 @@ tandem_status tandem_wait(tandem_request* request, tandem_outputs** outputs) {
   return guarded([&] {
     if (owned->client->direct) {
       tandem::TensorList out = owned->handle.wait();
-      if (outputs) *outputs = make_outputs(std::move(out), owned->handle.model_version());
+      if (outputs) {
+        *outputs =
+            make_outputs(std::move(out), owned->handle.model_version(), owned->handle.source());
+      }
       return TANDEM_OK;
     }
     tandem_outputs* dummy = nullptr;
@@ -642,6 +662,10 @@ void tandem_outputs_free(tandem_outputs* outputs) {
 
 int tandem_outputs_model_version(const tandem_outputs* outputs) {
   return outputs ? outputs->model_version : 0;
+}
+
+const char* tandem_outputs_source(const tandem_outputs* outputs) {
+  return outputs ? outputs->source.c_str() : "";
 }
 
 tandem_status tandem_load_model(tandem_client* client, const char* service, const char* path,

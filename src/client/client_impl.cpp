@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/backoff.hpp"
+#include "base/clock.hpp"
 #include "base/mpi_check.hpp"
 #include "tandem/client.hpp"
 #include "tandem/error.hpp"
@@ -27,6 +28,26 @@
 namespace mpi = boost::mpi;
 
 namespace tandem::detail {
+
+namespace {
+
+// What went wrong before, then @p last (once: a fallback that could not
+// take the request has already said it).
+std::string then(const std::string& before, const std::string& last) {
+  if (before.empty()) return last;
+  if (before.find(last) != std::string::npos) return before;
+  return before + "; then " + last;
+}
+
+// Reply files are the client's to remove once read.
+void remove_reply_files(const wire::Decoded& d) {
+  for (const auto& s : d.staged) {
+    if (s.transport == Transport::hdf5)
+      ::unlink(s.location.substr(0, s.location.find('\n')).c_str());
+  }
+}
+
+}  // namespace
 
 ClientImpl::ClientImpl(const Job& job) : job_(job), wf_(job.wf), plan_(job.plan) {
   table_.states.resize(wf_.services.size());
@@ -58,7 +79,9 @@ int ClientImpl::service_index(const std::string& name) const {
 
 bool ClientImpl::progress() {
   const bool routed = receive_routing();
-  return receive_replies(nullptr) || routed;
+  const bool replied = receive_replies(nullptr);
+  check_deadlines();
+  return replied || routed;
 }
 
 void ClientImpl::scale(int service, int replicas) {
@@ -153,13 +176,27 @@ bool ClientImpl::receive_replies(const PendingInfer* until) {
                     status.MPI_SOURCE);
       continue;
     }
-    PendingInfer& p = *it->second;
-    p.done = true;
-    p.model_version = d.header.model_version;
+    const std::shared_ptr<PendingInfer> keep = it->second;
+    PendingInfer& p = *keep;
+    pending_.erase(it);
+    --outstanding_[p.replica];
+    if (p.deadline != std::chrono::steady_clock::time_point::max() && !p.abandoned) {
+      --with_deadline_;
+    }
     // The reply proves the request arrived and was used, so its send is
     // complete and its staged inputs can be handed back.
     if (p.send != MPI_REQUEST_NULL) MPI_Wait(&p.send, MPI_STATUS_IGNORE);
     finish(p.outgoing);
+    if (p.abandoned) {
+      // Its caller stopped waiting at the deadline: never delivered as if
+      // it were on time. Staged outputs go back to the replica unread.
+      ++late_replies_;
+      if (resolve(d, /*hand_back_when_dropped=*/true, why)) d.tensors.clear();
+      remove_reply_files(d);
+      trace::record(trace::kClientDeadline, static_cast<std::int64_t>(p.id), 1, p.service);
+      continue;
+    }
+    std::string error;
     if (d.header.kind == wire::kReplyOk && d.tensors.empty() && !d.text.empty()) {
       p.answer = std::move(d.text);  // a JSON call's answer
     } else if (d.header.kind == wire::kReplyOk) {
@@ -171,25 +208,119 @@ bool ClientImpl::receive_replies(const PendingInfer* until) {
         if (pass) p.staged_outputs = d.staged;
         p.outputs = std::move(d.tensors);
       } else {
-        p.error = fmt::format("service '{}': the reply could not be read: {}",
-                              wf_.services[p.service].name, why);
+        error = fmt::format("service '{}': the reply could not be read: {}",
+                            wf_.services[p.service].name, why);
       }
-      // Reply files are ours to remove once read.
-      for (const auto& s : d.staged) {
-        if (s.transport == Transport::hdf5)
-          ::unlink(s.location.substr(0, s.location.find('\n')).c_str());
-      }
+      remove_reply_files(d);
     } else {
-      p.error = d.text.empty() ? "the service answered with an error" : d.text;
+      error = d.text.empty() ? "the service answered with an error" : d.text;
+      // A deadline that cannot be met or a replica that cannot serve: the
+      // service's fallback, if it has one, answers instead.
+      if ((d.header.flags & (wire::kDeadline | wire::kServiceError)) != 0 &&
+          fall_back(keep, error.c_str())) {
+        continue;
+      }
+      p.deadline_missed = (d.header.flags & wire::kDeadline) != 0;
+    }
+    p.done = true;
+    p.model_version = d.header.model_version;
+    if (error.empty()) {
+      p.answered_by = p.service;
+    } else {
+      p.error = then(p.first_error, error);
     }
     if (!p.model_op) {
       trace::record(trace::kReplyReceive, static_cast<std::int64_t>(p.id),
                     p.error.empty() ? std::max(p.model_version, 1) : 0, p.service);
     }
-    --outstanding_[p.replica];
-    pending_.erase(it);
   }
   return any;
+}
+
+bool ClientImpl::may_answer(int service) const {
+  const ServiceState s = aggregate(service);
+  return s == ServiceState::READY || s == ServiceState::STARTING;
+}
+
+bool ClientImpl::fall_back(const std::shared_ptr<PendingInfer>& p, const char* why) {
+  const int from = p->service;
+  const int fallback = wf_.services[from].fallback_service;
+  if (fallback < 0 || p->model_op || !p->answer.empty()) return false;
+  p->first_error = then(p->first_error, why);
+  std::shared_ptr<PendingInfer> next;
+  try {
+    next = send(fallback, p->fallback_inputs, std::nullopt, nullptr, 0, /*may_wait=*/false);
+  } catch (const std::exception& e) {
+    p->first_error += fmt::format("; the fallback service '{}' could not take it: {}",
+                                  wf_.services[fallback].name, e.what());
+    return false;
+  }
+  // @p p becomes the fallback's request, so that whoever holds it (a
+  // handle, the proxy) waits on as before.
+  pending_.erase(next->id);
+  p->id = next->id;
+  p->service = next->service;
+  p->replica = next->replica;
+  p->send = next->send;
+  p->outgoing = std::move(next->outgoing);
+  p->pass_through = next->pass_through;
+  p->deadline = next->deadline;
+  p->deadline_ms = next->deadline_ms;
+  p->fallback_inputs = std::move(next->fallback_inputs);
+  if (!next->first_error.empty()) p->first_error += "; then " + next->first_error;
+  p->done = false;
+  p->abandoned = false;
+  p->deadline_missed = false;
+  pending_.emplace(p->id, p);
+  trace::record(trace::kFallback, static_cast<std::int64_t>(p->id),
+                static_cast<std::int64_t>(p->first_id), from,
+                static_cast<std::int16_t>(p->service));
+  return true;
+}
+
+std::string ClientImpl::deadline_text(const PendingInfer& p) const {
+  return fmt::format(
+      "deadline exceeded: service '{}' did not answer within {:g} ms (replica {} still holds "
+      "the request; its reply will be discarded)",
+      wf_.services[p.service].name, p.deadline_ms, plan_.replicas[p.replica].replica);
+}
+
+void ClientImpl::check_deadlines() {
+  if (with_deadline_ == 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  const auto due_now = [&] {
+    std::vector<std::shared_ptr<PendingInfer>> due;
+    for (const auto& [id, p] : pending_) {
+      if (!p->done && !p->abandoned && p->deadline <= now) due.push_back(p);
+    }
+    return due;
+  };
+  std::vector<std::shared_ptr<PendingInfer>> due = due_now();
+  if (due.empty()) return;
+  // A reply that is here already counts as on time: the replica sent it
+  // before the deadline.
+  if (receive_replies(nullptr)) due = due_now();
+  for (const auto& p : due) {
+    // The request stays known under its id, so that its reply, when it
+    // comes, is recognised, counted and dropped.
+    auto stale = std::make_shared<PendingInfer>();
+    stale->id = p->id;
+    stale->service = p->service;
+    stale->replica = p->replica;
+    stale->abandoned = true;
+    stale->send = p->send;
+    stale->outgoing = std::move(p->outgoing);
+    p->send = MPI_REQUEST_NULL;
+    pending_[p->id] = stale;
+    --with_deadline_;
+    trace::record(trace::kClientDeadline, static_cast<std::int64_t>(p->id), 0, p->service);
+    const std::string why = deadline_text(*p);
+    if (fall_back(p, why.c_str())) continue;
+    p->done = true;
+    p->deadline_missed = true;
+    p->error = then(p->first_error, why);
+    trace::record(trace::kReplyReceive, static_cast<std::int64_t>(p->id), 0, p->service);
+  }
 }
 
 // Requests and calls go to a READY service. One that is still STARTING (or,
@@ -352,7 +483,7 @@ Transport ClientImpl::choose_transport(int service, int replica, std::size_t byt
 std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& given,
                                                std::optional<Transport> asked,
                                                const std::vector<wire::Staged>* staged, int version,
-                                               bool may_wait) {
+                                               bool may_wait, std::int64_t deadline_us) {
   const std::int64_t t_called = trace::g_enabled ? trace::clock_ns() : 0;
   refresh_routing();  // replies are drained by whoever waits for them
   const std::string& name = wf_.services[service].name;
@@ -365,7 +496,31 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& gi
     renamed = {{signature.empty() ? std::string("input") : signature[0].name, given[0].tensor}};
   }
   const TensorList& inputs = renamed.empty() ? given : renamed;
-  require_ready(service, may_wait);
+  const ServiceSpec& spec = wf_.services[service];
+  if (spec.fallback_service < 0) {
+    require_ready(service, may_wait);
+  } else {
+    // A service that FAILED, or has no replica left (also after waiting
+    // for it to start), sends its requests to its fallback.
+    if (may_answer(service)) {
+      try {
+        require_ready(service, may_wait);
+      } catch (const service_error&) {
+        if (may_answer(service)) throw;  // still STARTING after the wait
+      }
+    }
+    if (!may_answer(service)) {
+      const ServiceState st = aggregate(service);
+      const std::string reason = failure_reason(service);
+      auto p = send(spec.fallback_service, inputs, std::nullopt, nullptr, 0, may_wait);
+      p->first_error = then(fmt::format("service '{}' is {}{}", name, name_of(st),
+                                        reason.empty() ? "" : ": " + reason),
+                            p->first_error);
+      trace::record(trace::kFallback, static_cast<std::int64_t>(p->id), 0, service,
+                    static_cast<std::int16_t>(p->service));
+      return p;
+    }
+  }
   const int replica =
       choose_replica(plan_, table_, outstanding_, job_.me().node, service, next_[service]);
   const std::size_t bytes = total_bytes(inputs);
@@ -385,8 +540,14 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& gi
   }
   auto p = std::make_shared<PendingInfer>();
   p->id = next_id_++;
+  p->first_id = p->id;
   p->service = service;
   p->replica = replica;
+  // A copy only where a fallback may need it: the caller's inputs may be
+  // gone by then.
+  if (spec.fallback_service >= 0) {
+    for (const auto& t : inputs) p->fallback_inputs.push_back({t.name, t.tensor.clone()});
+  }
   trace::record_at(t_called, trace::kRequestSend, static_cast<std::int64_t>(p->id),
                    static_cast<std::int64_t>(bytes), service, static_cast<std::int16_t>(replica));
   const std::string h5 =
@@ -412,6 +573,16 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& gi
     throw request_error(name, fmt::format("service '{}': {}", name, e.what()));
   }
   if (version != 0) wire::set_model_version(p->outgoing.message, version);
+  if (deadline_us == 0 && spec.deadline_ms > 0) {
+    deadline_us = now_us() + static_cast<std::int64_t>(spec.deadline_ms * 1000);
+  }
+  if (deadline_us > 0) {
+    wire::set_deadline(p->outgoing.message, deadline_us);
+    const std::int64_t left_us = deadline_us - now_us();
+    p->deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(left_us);
+    p->deadline_ms = static_cast<double>(left_us) / 1e3;
+    ++with_deadline_;
+  }
   const int leader = plan_.replicas[replica].ranks[0];
   const wire::Encoded& m = p->outgoing.message;
   TANDEM_MPI_CHECK(MPI_Isend(m.buffer.get(), static_cast<int>(m.size), MPI_BYTE, leader,
@@ -511,6 +682,8 @@ void ClientImpl::wait(PendingInfer& p) {
   Backoff backoff(wf_.job.backoff);
   while (!p.done) {
     refresh_routing();
+    check_deadlines();
+    if (p.done) break;
     if (receive_replies(&p)) {
       backoff.reset();
     } else {
@@ -576,6 +749,7 @@ InferResult Client::infer_versioned(const std::string& service, const TensorList
   InferResult r;
   r.outputs = h.wait();
   r.model_version = h.model_version();
+  r.source = h.source();
   return r;
 }
 
@@ -591,7 +765,17 @@ InferHandle Client::infer_async(const std::string& service, const TensorList& in
                                              "(0: the one served; N >= 1: version N)",
                                              service, options.version));
   }
-  h.pending_ = impl_->send(s, inputs, t, nullptr, options.version);
+  if (!(options.deadline_ms >= 0) || options.deadline_ms > 3.6e9) {
+    throw argument_error(
+        fmt::format("service '{}': deadline_ms = {} is not a time in "
+                    "milliseconds (0: the service's deadline_ms, if any)",
+                    service, options.deadline_ms));
+  }
+  const std::int64_t deadline_us =
+      options.deadline_ms > 0
+          ? detail::now_us() + static_cast<std::int64_t>(options.deadline_ms * 1000)
+          : 0;
+  h.pending_ = impl_->send(s, inputs, t, nullptr, options.version, true, deadline_us);
   return h;
 }
 
@@ -663,11 +847,18 @@ bool InferHandle::test() {
   return pending_->done;
 }
 
+std::string InferHandle::source() const {
+  if (!pending_ || !pending_->done || pending_->answered_by < 0) return {};
+  return client_->workflow().services[pending_->answered_by].name;
+}
+
 TensorList InferHandle::wait() {
   if (!pending_) throw argument_error("InferHandle::wait on an empty handle");
   client_->wait(*pending_);
   if (!pending_->error.empty()) {
-    throw request_error(client_->workflow().services[pending_->service].name, pending_->error);
+    const std::string& service = client_->workflow().services[pending_->service].name;
+    if (pending_->deadline_missed) throw deadline_error(service, pending_->error);
+    throw request_error(service, pending_->error);
   }
   return pending_->outputs;
 }

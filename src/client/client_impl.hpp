@@ -4,6 +4,7 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -40,6 +41,15 @@ struct PendingInfer {
   std::vector<wire::Staged> staged_outputs;
   int model_version = 0;  // the version that computed the reply (0: none)
   bool model_op = false;  // load_model or unload_model: not a request in the trace
+  // Deadlines and fallbacks (docs/when-things-go-wrong.md).
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  double deadline_ms = 0;        // as asked, for the error's text
+  bool deadline_missed = false;  // the error is a deadline's
+  bool abandoned = false;        // given up at its deadline: a reply to it is discarded
+  int answered_by = -1;          // the service that answered: the first, or a fallback
+  TensorList fallback_inputs;    // a copy, kept while a fallback may still be asked
+  std::string first_error;       // why the services before the one asked now did not answer
+  std::uint64_t first_id = 0;    // the first request's id, for the trace
 };
 
 /// load_model or unload_model: one message to each replica of the service,
@@ -98,10 +108,15 @@ class ClientImpl {
   /// @p may_wait: wait for a service that is loading (require_ready); the
   /// proxy, which must never block, says false and defers such requests
   /// itself.
+  /// @p deadline_us: when the answer stops being of use, wall-clock
+  /// microseconds since the epoch; 0: the service's `deadline_ms` from now,
+  /// or none. A service with a `fallback` that is FAILED or has no replica
+  /// left sends to its fallback instead.
   std::shared_ptr<PendingInfer> send(int service, const TensorList& given,
                                      std::optional<Transport> asked,
                                      const std::vector<wire::Staged>* staged = nullptr,
-                                     int version = 0, bool may_wait = true);
+                                     int version = 0, bool may_wait = true,
+                                     std::int64_t deadline_us = 0);
   /// Sends a JSON call (OpenAI-style services).
   std::shared_ptr<PendingInfer> send_call(int service, const std::string& path,
                                           const std::string& body, bool may_wait = true);
@@ -113,8 +128,10 @@ class ClientImpl {
   Transport choose_transport(int service, int replica, std::size_t bytes) const;
   /// Drains routing updates and replies; true if anything arrived.
   bool progress();
-  /// Waits for @p p's reply.
+  /// Waits for @p p's reply, or its deadline.
   void wait(PendingInfer& p);
+  /// Replies discarded because their request's deadline had passed.
+  long long late_replies() const { return late_replies_; }
   /// Waits for every request in flight (before shutdown).
   void wait_all();
   /// infer_all's per-communicator state.
@@ -139,6 +156,16 @@ class ClientImpl {
   /// one more empty poll would delay its caller by a yield.
   bool receive_replies(const PendingInfer* until);
   ServiceState aggregate(int service) const;
+  // Whether @p service can take a request now or soon: READY, or STARTING.
+  bool may_answer(int service) const;
+  // Sends @p p's request again, to its service's fallback; false when it
+  // has none (then @p p keeps its error).
+  bool fall_back(const std::shared_ptr<PendingInfer>& p, const char* why);
+  // Gives up on requests whose deadline has passed: each falls back or
+  // fails with a deadline error. Cheap when none has a deadline.
+  void check_deadlines();
+  // The deadline-error text of a request given up by the client.
+  std::string deadline_text(const PendingInfer& p) const;
   // Waits for a STARTING service (ready_timeout); throws request_error when
   // it FAILED, is unknown or did not start in time.
   void require_ready(int service, bool may_wait);
@@ -155,6 +182,8 @@ class ClientImpl {
   std::int64_t routing_read_ns_ = 0;  // when receive_routing last ran
   double ready_timeout_s_ = -1;       // negative: the service's start_timeout
   NodeGroups node_groups_;
+  int with_deadline_ = 0;  // requests in pending_ that have a deadline and are not given up
+  long long late_replies_ = 0;
 };
 
 }  // namespace tandem::detail

@@ -731,6 +731,41 @@ void read_elastic_keys(TableReader& r, ServiceSpec& s) {
   if (s.record) r.fail("record", "a recording service has a fixed count of replicas");
 }
 
+// Deadlines, fallbacks and replay (docs/when-things-go-wrong.md).
+void read_deadline_keys(TableReader& r, ServiceSpec& s, const std::string& dir, bool check_files) {
+  if (auto v = r.number("deadline_ms", 0.001, 3.6e6)) s.deadline_ms = *v;
+  if (auto v = r.string("fallback")) {
+    s.fallback_pos = r.pos("fallback");
+    if (*v == "error") {
+      s.fallback.clear();
+    } else if (v->rfind("service:", 0) == 0 && v->size() > 8) {
+      s.fallback = v->substr(8);
+    } else {
+      r.fail("fallback", fmt::format("must be \"error\" or \"service:NAME\", not \"{}\"", *v));
+    }
+  }
+  const bool replay = s.backend == BackendKind::replay;
+  if (auto v = r.string("recording")) {
+    if (!replay) r.fail("recording", "applies only to backend \"replay\"");
+    s.recording = absolute_from(dir, expand_env(*v, r, "recording"));
+    std::error_code ec;
+    if (check_files && !fs::is_directory(s.recording, ec)) {
+      r.fail("recording",
+             fmt::format("recording '{}' is not a directory: give RUN_DIR/services/NAME of a run "
+                         "whose service had record = true",
+                         s.recording));
+    }
+  } else if (replay) {
+    r.fail("recording",
+           "is required for backend \"replay\": the directory RUN_DIR/services/NAME of a run "
+           "whose service had record = true");
+  }
+  if (replay && s.record) r.fail("record", "a replay service answers from a recording");
+  if (replay && s.ranks_per_replica != 1) {
+    r.fail("ranks_per_replica", "a replay answers each request whole, on one rank");
+  }
+}
+
 ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
                          const std::string& dir, bool check_files) {
   TableReader r(t, file, fmt::format("service[{}]", i));
@@ -851,7 +886,11 @@ ServiceSpec read_service(const toml::table& t, int i, const std::string& file,
     s.fail_load_from = static_cast<int>(*v);
   }
   read_elastic_keys(r, s);
+  read_deadline_keys(r, s, dir, check_files);
   static const std::vector<std::string> kServiceKeys = {"name",
+                                                        "deadline_ms",
+                                                        "fallback",
+                                                        "recording",
                                                         "backend",
                                                         "model",
                                                         "replicas",
@@ -985,6 +1024,37 @@ void check_gpu_users(const Workflow& wf) {
   }
 }
 
+// `fallback = "service:NAME"`: the named service must exist, and following
+// the fallbacks from any service must end, never come back round.
+void link_fallbacks(Workflow& wf, const std::string& path) {
+  for (std::size_t i = 0; i < wf.services.size(); ++i) {
+    ServiceSpec& s = wf.services[i];
+    if (s.fallback.empty()) continue;
+    const auto fail = [&](const std::string& why) {
+      throw config_error(path, s.fallback_pos.line, s.fallback_pos.column,
+                         fmt::format("service[{}].fallback", i), why);
+    };
+    s.fallback_service = wf.find_service(s.fallback);
+    if (s.fallback_service < 0) fail(fmt::format("names no service: '{}'", s.fallback));
+    if (s.fallback_service == static_cast<int>(i)) fail("a service cannot be its own fallback");
+  }
+  for (std::size_t i = 0; i < wf.services.size(); ++i) {
+    std::vector<std::string> chain{wf.services[i].name};
+    for (int at = wf.services[i].fallback_service; at >= 0;
+         at = wf.services[static_cast<std::size_t>(at)].fallback_service) {
+      chain.push_back(wf.services[static_cast<std::size_t>(at)].name);
+      if (at == static_cast<int>(i)) {
+        const ServiceSpec& s = wf.services[i];
+        throw config_error(
+            path, s.fallback_pos.line, s.fallback_pos.column,
+            fmt::format("service[{}].fallback", i),
+            fmt::format("the fallbacks go round in a loop: {}", fmt::join(chain, " -> ")));
+      }
+      if (chain.size() > wf.services.size() + 1) break;  // a loop that does not pass through i
+    }
+  }
+}
+
 // [[scale]]: after = "TASK", service = "NAME", replicas = N.
 void read_scale_rules(const toml::array& rules, const std::string& path, Workflow& wf) {
   for (std::size_t i = 0; i < rules.size(); ++i) {
@@ -1043,6 +1113,7 @@ Workflow parse_workflow(const std::string& text, const std::string& path, bool c
       wf.services.push_back(std::move(s));
     }
   }
+  link_fallbacks(wf, path);
   const toml::array* tasks = top.array_of_tables("task");
   if (!tasks && wf.services.empty()) {
     throw config_error(path, 1, 1, "task",

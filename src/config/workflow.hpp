@@ -210,7 +210,7 @@ struct TensorSpec {
 };
 
 /// What a service runs (docs/workflow-file.md#services).
-enum class BackendKind { torchscript, process, remote, echo, scale, sleep };
+enum class BackendKind { torchscript, process, remote, echo, scale, sleep, replay };
 template <>
 struct EnumNames<BackendKind> {
   static constexpr EnumName<BackendKind> values[] = {{BackendKind::torchscript, "torchscript"},
@@ -218,7 +218,8 @@ struct EnumNames<BackendKind> {
                                                      {BackendKind::remote, "remote"},
                                                      {BackendKind::echo, "echo"},
                                                      {BackendKind::scale, "scale"},
-                                                     {BackendKind::sleep, "sleep"}};
+                                                     {BackendKind::sleep, "sleep"},
+                                                     {BackendKind::replay, "replay"}};
 };
 
 /// How the process and remote backends speak to their HTTP endpoint.
@@ -289,6 +290,13 @@ struct ServiceSpec {
   bool device_given = false;
   Transport transport = Transport::automatic;
   bool record = false;  // append inputs and outputs to HDF5
+  // Deadlines and fallbacks (docs/when-things-go-wrong.md, "Deadlines").
+  double deadline_ms = 0;  // a request's default deadline; 0: none
+  std::string fallback;    // the service that answers when this one cannot; empty: an error
+  int fallback_service = -1;
+  SourcePos fallback_pos;
+  // backend = "replay": a recorded service's directory (RUN_DIR/services/NAME).
+  std::string recording;
   // backend = "process": a model server started by the replica leader.
   std::vector<std::string> command;  // {host} and {port} are filled in
   std::map<std::string, std::string> env;
@@ -342,6 +350,7 @@ struct Workflow {
   std::vector<TaskSpec> tasks;
   std::vector<ServiceSpec> services;
   std::vector<ScaleRule> scale_rules;
+  std::string replay_of;  // `tandem run --replay DIR`: the run whose recordings answer
 
   /// Index of the service named @p name, or -1.
   int find_service(const std::string& name) const;
@@ -351,6 +360,12 @@ struct Workflow {
   /// Index of the task named @p name, or -1.
   int find_task(const std::string& name) const;
 };
+
+/// `tandem run --replay OLD_RUN`: every service that @p old_run recorded
+/// answers from its recording (backend = "replay"). @throws
+/// tandem::config_error when @p old_run is no run directory or recorded
+/// none of the workflow's services.
+void apply_replay(Workflow& wf, const std::string& old_run);
 
 /// Whether workers run the local proxy: it is on, and there are tasks
 /// that are executables with services to reach or tasks to steer.

@@ -1264,6 +1264,8 @@ void Coordinator::write_summary(int exit_code) {
       {"exit_code", exit_code},
   };
   if (scaler_.active()) summary["elastic"] = scaler_.summary();
+  // A replayed run says so: its services answered from another run.
+  if (!wf_.replay_of.empty()) summary["replay_of"] = wf_.replay_of;
   write_file_atomically(job_.run_dir + "/summary.json", summary.dump(2) + "\n");
   // summary.json describes the run as it stands; history.jsonl keeps one
   // line per job that worked on it, so that a run finished over several

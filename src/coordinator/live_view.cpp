@@ -216,6 +216,20 @@ std::string LiveView::metrics_text(const TaskCounts& tasks, const ServiceMonitor
           [](const LiveStats& l) { return l.requests; });
   counter("tandem_service_errors_total", "Requests answered with an error.",
           [](const LiveStats& l) { return l.errors; });
+  // Deadlines, per replica: the ones dropped uncomputed and the ones
+  // answered after the client had given up.
+  for (const bool expired : {true, false}) {
+    const char* name =
+        expired ? "tandem_service_expired_total" : "tandem_service_late_replies_total";
+    family(name, "counter",
+           expired ? "Requests dropped uncomputed because their deadline could not be met."
+                   : "Requests computed but answered after their deadline (discarded).");
+    for (const LiveStats& l : services.live_by_replica()) {
+      m += fmt::format("{}{{service=\"{}\",replica=\"{}\"}} {}\n", name,
+                       wf_.services[static_cast<std::size_t>(l.service)].name, l.replica,
+                       expired ? l.expired : l.late);
+    }
+  }
   counter("tandem_service_batches_total", "Batches the replicas computed.",
           [](const LiveStats& l) { return l.batches; });
   counter("tandem_service_rows_total", "Rows (samples) the replicas computed.",

@@ -67,6 +67,8 @@ namespace {
 void add_counters(LiveStats& sum, const LiveStats& add) {
   sum.requests += add.requests;
   sum.errors += add.errors;
+  sum.expired += add.expired;
+  sum.late += add.late;
   sum.batches += add.batches;
   sum.rows += add.rows;
   sum.latency_sum_us += add.latency_sum_us;
@@ -146,6 +148,8 @@ bool ServiceMonitor::poll() {
         sum.batches += r.batches;
         sum.rows += r.rows;
         sum.errors += r.errors;
+        sum.expired += r.expired;
+        sum.late += r.late;
         sum.compute_s += r.compute_s;
         std::map<int, long long> sizes(sum.batch_sizes.begin(), sum.batch_sizes.end());
         for (const auto& [size, n] : r.batch_sizes) sizes[size] += n;
@@ -188,6 +192,19 @@ bool ServiceMonitor::poll() {
   }
   if (changed) publish();
   return any;
+}
+
+std::vector<LiveStats> ServiceMonitor::live_by_replica() const {
+  std::vector<LiveStats> out;
+  for (std::size_t i = 0; i < plan_.replicas.size(); ++i) {
+    LiveStats sum;
+    sum.service = plan_.replicas[i].service;
+    sum.replica = plan_.replicas[i].replica;
+    add_counters(sum, live_[i]);
+    add_counters(sum, retired_live_[i]);
+    out.push_back(sum);
+  }
+  return out;
 }
 
 LiveStats ServiceMonitor::live(int service) const {
@@ -256,6 +273,9 @@ nlohmann::json ServiceMonitor::summary() const {
     long long batches = 0;
     long long rows = 0;
     long long errors = 0;
+    long long expired = 0;
+    long long late = 0;
+    std::map<std::pair<int, std::string>, std::string> models;  // (version, path): SHA-256
     std::map<int, long long> sizes;
     for (std::size_t i = 0; i < plan_.replicas.size(); ++i) {
       if (plan_.replicas[i].service != s) continue;
@@ -275,6 +295,8 @@ nlohmann::json ServiceMonitor::summary() const {
                           {"batches", r.batches},
                           {"rows", r.rows},
                           {"errors", r.errors},
+                          {"expired", r.expired},
+                          {"late_replies", r.late},
                           {"compute_s", r.compute_s}});
       if (plan_.replicas[i].elastic) {
         replicas.back()["elastic"] = true;
@@ -290,8 +312,10 @@ nlohmann::json ServiceMonitor::summary() const {
       if (!r.versions.empty() || !r.version_errors.empty()) {
         nlohmann::json versions = nlohmann::json::array();
         for (const VersionStat& v : r.versions) {
+          if (!v.path.empty()) models[{v.version, v.path}] = v.sha256;
           versions.push_back({{"version", v.version},
                               {"path", v.path},
+                              {"sha256", v.sha256},
                               {"loaded_at_s", v.loaded_at_s},
                               {"load_s", v.load_s},
                               {"served_from_s", v.served_from_s},
@@ -308,7 +332,16 @@ nlohmann::json ServiceMonitor::summary() const {
       batches += r.batches;
       rows += r.rows;
       errors += r.errors;
+      expired += r.expired;
+      late += r.late;
       for (const auto& [size, n] : r.batch_sizes) sizes[size] += n;
+    }
+    const ServiceSpec& spec = wf_.services[s];
+    // Provenance: every model file that answered, by version, with its
+    // digest; what answers when this service cannot; what a replay replays.
+    nlohmann::json model_files = nlohmann::json::array();
+    for (const auto& [key, sha] : models) {
+      model_files.push_back({{"version", key.first}, {"path", key.second}, {"sha256", sha}});
     }
     nlohmann::json hist = nlohmann::json::object();
     for (const auto& [size, n] : sizes) hist[std::to_string(size)] = n;
@@ -318,10 +351,16 @@ nlohmann::json ServiceMonitor::summary() const {
         {"batches", batches},
         {"rows", rows},
         {"errors", errors},
+        {"expired", expired},
+        {"late_replies", late},
+        {"deadline_ms", spec.deadline_ms},
+        {"fallback", spec.fallback},
+        {"models", model_files},
         {"mean_batch_rows",
          batches ? static_cast<double>(rows) / static_cast<double>(batches) : 0.0},
         {"batch_rows_histogram", hist},
         {"replicas", replicas}};
+    if (spec.backend == BackendKind::replay) out[spec.name]["replay_of"] = spec.recording;
   }
   return out;
 }

@@ -38,6 +38,9 @@ class ServiceMonitor {
   /// The latest running counters of service @p service, summed over its
   /// replicas (sent by the leaders about once a second).
   LiveStats live(int service) const;
+  /// Each replica's counters, all its turns together, in plan order
+  /// (service and replica filled in).
+  std::vector<LiveStats> live_by_replica() const;
   /// (replica, model version it serves) for each replica of @p service
   /// that has said so (version 0: not yet heard).
   std::vector<std::pair<int, std::int64_t>> served_versions(int service) const;

@@ -152,6 +152,28 @@ bool File::has(const std::string& name) const {
   return H5Lexists(id(), name.c_str(), H5P_DEFAULT) > 0;
 }
 
+std::vector<std::string> File::members(const std::string& group) const {
+  std::vector<std::string> names;
+  if (!has(group)) return names;
+  Access access;
+  Handle g(H5Gopen2(id(), group.c_str(), H5P_DEFAULT), H5Gclose);
+  if (!g.valid()) throw io_error(path_, fmt::format("{}: cannot open group {}", path_, group));
+  H5G_info_t info;
+  if (H5Gget_info(g.id(), &info) < 0) {
+    throw io_error(path_, fmt::format("{}: cannot list group {}", path_, group));
+  }
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    const ssize_t n =
+        H5Lget_name_by_idx(g.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    if (n < 0) throw io_error(path_, fmt::format("{}: cannot list group {}", path_, group));
+    std::string name(static_cast<std::size_t>(n), '\0');
+    H5Lget_name_by_idx(g.id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(),
+                       static_cast<std::size_t>(n) + 1, H5P_DEFAULT);
+    names.push_back(std::move(name));
+  }
+  return names;
+}
+
 Dataset File::create_dataset(const std::string& name, Id type,
                              const std::vector<std::uint64_t>& shape) {
   Access access;

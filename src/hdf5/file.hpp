@@ -66,6 +66,9 @@ class File : public Object {
 
   /// Whether the file has a dataset or group at @p name.
   bool has(const std::string& name) const;
+  /// The names of the members of group @p group, in name order (empty
+  /// when there is no such group).
+  std::vector<std::string> members(const std::string& group) const;
 
   /// A new dataset of @p type and extent @p shape, made whole by write().
   /// Missing groups on the way are created.

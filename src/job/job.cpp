@@ -111,12 +111,13 @@ struct RunSetup {
   SetupError error;  // kind != none: the run cannot start
   std::string workflow_path;
   std::string workflow_text;
+  std::string replay;  // RunOptions::replay
   std::string run_dir;
   bool resume = false;
 
   template <class Archive>
   void serialize(Archive& ar, unsigned /*version*/) {
-    ar& error& workflow_path& workflow_text& run_dir& resume;
+    ar& error& workflow_path& workflow_text& replay& run_dir& resume;
   }
 };
 
@@ -169,6 +170,15 @@ RunSetup prepare_on_root(const RunOptions& options, int world_size, Mode mode) {
   RunSetup setup;
   try {
     Workflow wf = load_workflow(options.workflow);
+    if (!options.replay.empty()) {
+      if (mode != Mode::pilot) {
+        throw argument_error(
+            "--replay is for tandem run; a session replays with backend = "
+            "\"replay\" in its workflow file");
+      }
+      apply_replay(wf, options.replay);
+      setup.replay = wf.replay_of;
+    }
     if (mode == Mode::pilot && wf.tasks.empty()) {
       throw config_error(wf.path, 1, 1, "task",
                          "the workflow has no [[task]], so tandem run has nothing to do; a file "
@@ -356,6 +366,7 @@ RunSetup agree_on_run(const Job& job, const RunOptions& options) {
 void read_workflow(Job& job, const RunSetup& setup, const RunOptions& options) {
   agree_or_raise(job, [&] {
     job.wf = parse_workflow(setup.workflow_text, setup.workflow_path, /*check_files=*/false);
+    if (!setup.replay.empty()) apply_replay(job.wf, setup.replay);
     if (job.mode == Mode::pilot) load_task_functions(job.wf);
   });
   job.run_dir = setup.run_dir;

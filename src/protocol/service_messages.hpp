@@ -46,6 +46,8 @@ struct LiveStats {
   std::int64_t started_us = 0;     // when this leader started: an elastic replica's turns differ
   std::int64_t queued = 0;         // requests waiting for a batch when sent
   std::int64_t busy_us = 0;        // time spent computing batches
+  std::int64_t expired = 0;        // requests dropped uncomputed: their deadline could not be met
+  std::int64_t late = 0;           // computed, but answered after their deadline
   std::int64_t latency[kLatencyBuckets] = {};
 
   static int latency_bucket(std::int64_t us) {
@@ -64,6 +66,7 @@ static_assert(sizeof(LiveStats) % sizeof(std::int64_t) == 0);
 struct VersionStat {
   int version = 0;
   std::string path;
+  std::string sha256;         // of the model file, in hex (empty: no file)
   double loaded_at_s = 0;     // since the replica became READY
   double load_s = 0;          // the slowest of the replica's ranks
   double served_from_s = -1;  // since READY; -1: never served
@@ -75,8 +78,8 @@ struct VersionStat {
 
   template <class Archive>
   void serialize(Archive& ar, unsigned /*version*/) {
-    ar& version& path& loaded_at_s& load_s& served_from_s& served_until_s& served_from_unix_s&
-        pause_s& requests& rows;
+    ar& version& path& sha256& loaded_at_s& load_s& served_from_s& served_until_s&
+        served_from_unix_s& pause_s& requests& rows;
   }
 };
 
@@ -93,6 +96,8 @@ struct ReplicaReport {
   long long batches = 0;
   long long rows = 0;
   long long errors = 0;
+  long long expired = 0;  // dropped uncomputed: their deadline could not be met
+  long long late = 0;     // computed, but answered after their deadline (the client gave up)
   double compute_s = 0;
   std::vector<std::pair<int, long long>> batch_sizes;  // (rows in batch, batches)
   std::string recording_file;                          // empty when the service does not record
@@ -105,9 +110,9 @@ struct ReplicaReport {
 
   template <class Archive>
   void serialize(Archive& ar, unsigned /*version*/) {
-    ar& service& replica& state& final& load_s& reason& requests& batches& rows& errors& compute_s&
-        batch_sizes& recording_file& recorded_rows& recording_dropped& recording_errors&
-            recording_error& versions& version_errors;
+    ar& service& replica& state& final& load_s& reason& requests& batches& rows& errors& expired&
+        late& compute_s& batch_sizes& recording_file& recorded_rows& recording_dropped&
+            recording_errors& recording_error& versions& version_errors;
   }
 };
 

@@ -119,6 +119,7 @@ void read_summary(const fs::path& dir, Report& r) {
   r.job = f_s.get("job", std::string());
   r.exit_code = f_s.get("exit_code", 0);
   r.resumed = f_s.get("resumed", false);
+  r.replay_of = f_s.get("replay_of", std::string());
   r.world_size = f_s.get("world_size", 0);
   r.workers = f_s.get("workers", 0);
   r.spmd = f_s.get("mode", std::string()) == "spmd";
@@ -152,6 +153,11 @@ void read_services(const json& s, long long started_us, Report& r) {
       f.backend = v.value("backend", "");
       f.requests = v.value("requests", 0LL);
       f.errors = v.value("errors", 0LL);
+      f.expired = v.value("expired", 0LL);
+      f.late_replies = v.value("late_replies", 0LL);
+      f.deadline_ms = v.value("deadline_ms", 0.0);
+      f.fallback = v.value("fallback", "");
+      f.replay_of = v.value("replay_of", "");
       f.batches = v.value("batches", 0LL);
       f.mean_batch_rows = v.value("mean_batch_rows", 0.0);
       if (v.contains("batch_rows_histogram")) {

@@ -41,6 +41,11 @@ struct ServiceFigures {
   long long requests = 0;           // answered in the last job, per the summary
   long long requests_all_jobs = 0;  // over every job in history.jsonl
   long long errors = 0;
+  long long expired = 0;       // dropped uncomputed: their deadline could not be met
+  long long late_replies = 0;  // computed, but after their deadline
+  double deadline_ms = 0;
+  std::string fallback;
+  std::string replay_of;  // backend "replay": the recording it answers from
   long long batches = 0;
   double mean_batch_rows = 0;
   std::map<long long, long long> batch_rows;  // rows per batch -> batches
@@ -145,6 +150,7 @@ struct Report {
   std::string job;
   int exit_code = 0;
   bool resumed = false;
+  std::string replay_of;  // `tandem run --replay`: the run whose recordings answered
   int world_size = 0;
   int workers = 0;
   bool spmd = false;  // an SPMD session: application ranks, no tasks

@@ -53,6 +53,11 @@ json to_json(const Report& r) {
                         {"requests", f.requests},
                         {"requests_all_jobs", f.requests_all_jobs},
                         {"errors", f.errors},
+                        {"expired", f.expired},
+                        {"late_replies", f.late_replies},
+                        {"deadline_ms", f.deadline_ms},
+                        {"fallback", f.fallback},
+                        {"replay_of", f.replay_of},
                         {"batches", f.batches},
                         {"mean_batch_rows", f.mean_batch_rows},
                         {"batch_rows_histogram", hist},
@@ -139,6 +144,7 @@ json to_json(const Report& r) {
           {"job", r.job},
           {"exit_code", r.exit_code},
           {"resumed", r.resumed},
+          {"replay_of", r.replay_of},
           {"world_size", r.world_size},
           {"workers", r.workers},
           {"mode", r.spmd ? "spmd" : "pilot"},
@@ -198,6 +204,12 @@ std::string to_text(const Report& r) {
   line(fmt::format("run {}  ({}exit code {}{})", r.run_dir,
                    r.job.empty() ? std::string() : fmt::format("job '{}', ", r.job), r.exit_code,
                    r.resumed ? ", resumed" : ""));
+  if (!r.replay_of.empty()) {
+    line(
+        fmt::format("replay of {}: its recorded services answered from their recordings, "
+                    "not their models",
+                    r.replay_of));
+  }
   if (r.no_summary) {
     line(r.aborts.empty()
              ? "the last job wrote no summary.json: it was killed or a rank died; the figures "
@@ -265,6 +277,14 @@ std::string to_text(const Report& r) {
             : std::string(),
         f.errors, f.batches, f.mean_batch_rows,
         f.retries ? fmt::format(", {} bridge retries", f.retries) : std::string()));
+    if (f.deadline_ms > 0 || f.expired > 0 || f.late_replies > 0) {
+      line(fmt::format(
+          "  deadlines: {} expired (dropped uncomputed), {} answered late{}", f.expired,
+          f.late_replies,
+          f.deadline_ms > 0 ? fmt::format(" (deadline_ms = {:g})", f.deadline_ms) : std::string()));
+    }
+    if (!f.fallback.empty()) line(fmt::format("  fallback: service '{}'", f.fallback));
+    if (!f.replay_of.empty()) line("  replayed from " + f.replay_of);
     if (f.traced_requests > 0) {
       line(fmt::format("  latency ms     {:>9} {:>9} {:>9}   ({} traced requests)", "p50", "p95",
                        "p99", f.traced_requests));

@@ -38,6 +38,9 @@ constexpr KindInfo kKindInfo[kKindCount] = {
     {"collective", "rows", "requests", "service", "ranks"},
     {"role", "role", "replica", "service", nullptr},
     {"scale", "wanted", "serving", "service", "reason"},
+    {"request_expired", "request", "past_deadline_us", "client", "service"},
+    {"client_deadline", "request", "late_reply", "service", nullptr},
+    {"fallback", "request", "first_request", "service", "fallback"},
 };
 }  // namespace
 

@@ -20,25 +20,31 @@ namespace tandem::detail::trace {
 /// What an event says; the meaning of its fields a..d per kind is in
 /// kKindInfo (trace.cpp) and docs/observability.md.
 enum Kind : std::uint8_t {
-  kTaskDispatch,  // coordinator: a first instance id, b count, c worker index
-  kTaskStart,     // worker: a instance id, b attempt, c slot
-  kTaskEnd,       // worker: a instance id, b attempt, c outcome
-  kRequestSend,   // client: a request id, b bytes, c service, d replica
-  kRequestQueue,  // replica leader: a request id, b bytes, c client rank, d service
-  kRequestBatch,  // replica leader: a request id, b batch id, c client rank, d service
-  kBatchCompute,  // replica leader, at the batch's start: a batch id, b ns, c rows, d service
-  kRequestReply,  // replica leader: a request id, b model version (0: error), c client, d service
-  kReplyReceive,  // client: a request id, b model version (0: error), c service
-  kServiceState,  // coordinator: a replica, b load time in us, c service, d state
-  kBridgeRetry,   // bridge: a request id, b attempt, c HTTP status or -curl code, d service
-  kPhase,         // any rank: a phase (Phase), b value; model loaded: b service, c replica
-  kModelSwitch,   // replica leader: a version now served, b its load time in ns, c replica,
-                  // d service
-  kCollective,    // client, a node's leader in infer_all: a rows, b requests (more than 1:
-                  // split at max_batch), c service, d ranks whose rows it carried
-  kRole,          // a worker of an elastic service: a role (RoleChange), b replica, c service
-  kScale,         // coordinator: a replicas wanted, b replicas serving, c service, d reason
-                  // (ScaleReason)
+  kTaskDispatch,    // coordinator: a first instance id, b count, c worker index
+  kTaskStart,       // worker: a instance id, b attempt, c slot
+  kTaskEnd,         // worker: a instance id, b attempt, c outcome
+  kRequestSend,     // client: a request id, b bytes, c service, d replica
+  kRequestQueue,    // replica leader: a request id, b bytes, c client rank, d service
+  kRequestBatch,    // replica leader: a request id, b batch id, c client rank, d service
+  kBatchCompute,    // replica leader, at the batch's start: a batch id, b ns, c rows, d service
+  kRequestReply,    // replica leader: a request id, b model version (0: error), c client, d service
+  kReplyReceive,    // client: a request id, b model version (0: error), c service
+  kServiceState,    // coordinator: a replica, b load time in us, c service, d state
+  kBridgeRetry,     // bridge: a request id, b attempt, c HTTP status or -curl code, d service
+  kPhase,           // any rank: a phase (Phase), b value; model loaded: b service, c replica
+  kModelSwitch,     // replica leader: a version now served, b its load time in ns, c replica,
+                    // d service
+  kCollective,      // client, a node's leader in infer_all: a rows, b requests (more than 1:
+                    // split at max_batch), c service, d ranks whose rows it carried
+  kRole,            // a worker of an elastic service: a role (RoleChange), b replica, c service
+  kScale,           // coordinator: a replicas wanted, b replicas serving, c service, d reason
+                    // (ScaleReason)
+  kRequestExpired,  // replica leader: a request id, b us past its deadline (negative: shed
+                    // early, it could not have made it), c client rank, d service
+  kClientDeadline,  // client: a request id, b 0 stopped waiting at the deadline, 1 a late
+                    // reply discarded, c service
+  kFallback,        // client: a the new request's id, b the first one's, c service it came
+                    // from, d the fallback service
   kKindCount
 };
 

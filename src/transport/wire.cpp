@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "base/access.hpp"
+#include "base/clock.hpp"
 #include "tandem/error.hpp"
 #include "transport/buffer_pool.hpp"
 
@@ -118,6 +119,14 @@ void set_model_version(const Encoded& m, std::int32_t version) {
 void set_asked_transport(const Encoded& m, Transport t) {
   const std::uint32_t v = t == Transport::automatic ? 0 : 1u + static_cast<std::uint32_t>(t);
   std::memcpy(m.buffer.get() + offsetof(Header, asked_transport), &v, sizeof v);
+}
+
+void set_deadline(const Encoded& m, std::int64_t deadline_us) {
+  // The send time goes with it: a replica on another node measures the
+  // time left from the request's arrival.
+  const std::int64_t sent = deadline_us > 0 ? now_us() : 0;
+  std::memcpy(m.buffer.get() + offsetof(Header, deadline_us), &deadline_us, sizeof deadline_us);
+  std::memcpy(m.buffer.get() + offsetof(Header, t_sent_us), &sent, sizeof sent);
 }
 
 bool decode(const std::shared_ptr<std::byte>& buffer, std::size_t size, Decoded& out,

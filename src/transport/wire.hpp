@@ -49,6 +49,8 @@ enum Kind : std::uint16_t {
 constexpr std::uint32_t kReplyShmOk = 1;    // the client shares a node with the replica
 constexpr std::uint32_t kServiceError = 2;  // on kReplyError: the service, not the request
                                             // (unknown, FAILED, not READY; see service_error)
+constexpr std::uint32_t kDeadline = 4;      // on kReplyError: the request's deadline could not
+                                            // be met; it was never computed
 
 struct Header {
   std::uint32_t magic = kMagic;
@@ -66,6 +68,11 @@ struct Header {
   // A task's request to the worker's proxy: the transport it asked for,
   // 1 + Transport (0: automatic). Unused elsewhere.
   std::uint32_t asked_transport = 0;
+  // On a request: when its answer stops being of use, wall-clock
+  // microseconds since the epoch (0: no deadline). A replica on another
+  // node counts it from the request's arrival, deadline_us - t_sent_us
+  // later, since the nodes' clocks need not agree.
+  std::int64_t deadline_us = 0;
 };
 
 struct TensorDesc {
@@ -97,6 +104,8 @@ struct Encoded {
 void set_model_version(const Encoded& m, std::int32_t version);
 /// Header::asked_transport of an encoded request.
 void set_asked_transport(const Encoded& m, Transport t);
+/// Header::deadline_us of an encoded request.
+void set_deadline(const Encoded& m, std::int64_t deadline_us);
 
 /// Encodes a message. @throws tandem::error for a tensor of more than
 /// kMaxDims dimensions or a name longer than 65535 bytes.

@@ -315,7 +315,7 @@ void Proxy::dispatch(int id, Connection& c, wire::Decoded d) {
       const std::optional<Transport> transport =
           asked == 0 ? std::nullopt : std::optional(static_cast<Transport>(asked - 1));
       f.pending = client_.send(service, d.tensors, transport, &d.staged, d.header.model_version,
-                               /*may_wait=*/false);
+                               /*may_wait=*/false, d.header.deadline_us);
     }
   } catch (const service_error& e) {
     answer_error(c, request, e.what(), true);
@@ -431,7 +431,8 @@ bool Proxy::deliver_replies() {
       PendingInfer& p = *f.pending;
       try {
         if (!p.error.empty()) {
-          answer_error(c, f.id, p.error);
+          answer(c, wire::encode(wire::kReplyError, f.id, -1, {}, p.error, nullptr,
+                                 p.deadline_missed ? wire::kDeadline : 0));
         } else if (p.outputs.empty()) {
           answer(c, wire::encode(wire::kReplyOk, f.id, p.service, {}, p.answer));
         } else if (!p.staged_outputs.empty()) {

@@ -515,6 +515,10 @@ proxy::DirectRoutes Worker::direct_routes() const {
   routes.endpoints.resize(wf_.services.size());
   for (const ReplicaPlacement& r : job_.plan.replicas) {
     if (r.node != job_.me().node || r.ranks.empty()) continue;
+    // Deadlines and fallbacks are the proxy's to keep (ClientImpl): the
+    // direct path has neither.
+    const ServiceSpec& spec = wf_.services[static_cast<std::size_t>(r.service)];
+    if (spec.deadline_ms > 0 || spec.fallback_service >= 0) continue;
     routes.endpoints[static_cast<std::size_t>(r.service)].push_back(
         direct::endpoint_name(job_.pids[static_cast<std::size_t>(r.ranks[0])]));
   }

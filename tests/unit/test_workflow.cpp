@@ -697,3 +697,46 @@ TEST(Workflow, ScaleRulesNameATaskAndAnElasticService) {
   expect_error(head + "[[scale]]\nafter='a'\nservice='s'\nreplicas=9\n", 14, "scale[0].replicas",
                "must be between 1 and 4");
 }
+
+TEST(Workflow, DeadlinesAndFallbacksAreReadAndAFallbackLoopIsRefusedAtItsLine) {
+  const std::string task = "[[task]]\nname='a'\nfunction='f'\n";
+  const Workflow wf = parse_workflow(
+      "[[service]]\nname='big'\nbackend='echo'\ndeadline_ms = 25\nfallback = 'service:small'\n"
+      "[[service]]\nname='small'\nbackend='scale'\nfallback = 'error'\n" +
+          task,
+      "/work/flows/wf.toml", false);
+  EXPECT_EQ(wf.services[0].deadline_ms, 25);
+  EXPECT_EQ(wf.services[0].fallback, "small");
+  EXPECT_EQ(wf.services[0].fallback_service, 1);
+  EXPECT_EQ(wf.services[1].fallback_service, -1);
+  // a -> b -> c -> a: refused where the loop is seen first, with the chain.
+  expect_error(
+      "[[service]]\nname='a'\nbackend='echo'\nfallback='service:b'\n"
+      "[[service]]\nname='b'\nbackend='echo'\nfallback='service:c'\n"
+      "[[service]]\nname='c'\nbackend='echo'\nfallback='service:a'\n" +
+          task,
+      4, "service[0].fallback", "the fallbacks go round in a loop: a -> b -> c -> a");
+  expect_error("[[service]]\nname='a'\nbackend='echo'\nfallback='service:a'\n" + task, 4,
+               "service[0].fallback", "cannot be its own fallback");
+  expect_error("[[service]]\nname='a'\nbackend='echo'\nfallback='service:zz'\n" + task, 4,
+               "service[0].fallback", "names no service: 'zz'");
+  expect_error("[[service]]\nname='a'\nbackend='echo'\nfallback='cheaper'\n" + task, 4,
+               "service[0].fallback", "must be \"error\" or \"service:NAME\"");
+  expect_error("[[service]]\nname='a'\nbackend='echo'\ndeadline_ms = 0\n" + task, 4,
+               "service[0].deadline_ms", "must be between");
+}
+
+TEST(Workflow, AReplayServiceNeedsARecordingAndOnlyItTakesOne) {
+  const std::string task = "[[task]]\nname='a'\nfunction='f'\n";
+  const Workflow wf = parse_workflow(
+      "[[service]]\nname='s'\nbackend='replay'\nrecording='runs/r1/services/s'\n" + task,
+      "/work/flows/wf.toml", false);
+  EXPECT_EQ(wf.services[0].backend, tandem::detail::BackendKind::replay);
+  EXPECT_EQ(wf.services[0].recording, "/work/flows/runs/r1/services/s");
+  expect_error("[[service]]\nname='s'\nbackend='replay'\n" + task, 1, "service[0].recording",
+               "is required for backend \"replay\"");
+  expect_error("[[service]]\nname='s'\nbackend='echo'\nrecording='x'\n" + task, 4,
+               "service[0].recording", "applies only to backend \"replay\"");
+  expect_error("[[service]]\nname='s'\nbackend='replay'\nrecording='x'\nrecord=true\n" + task, 5,
+               "service[0].record", "answers from a recording");
+}
