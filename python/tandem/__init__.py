@@ -24,7 +24,8 @@ from ._task import TaskContext
 from ._version import __version__
 from .client import (ALL_COMPLETED, FIRST_COMPLETED, CallRequest, Client, CollectiveRequest,
                      Outputs, Request, as_completed, wait)
-from .errors import (ArgumentError, ConfigError, ConnectError, InternalError, IoError,
+from .errors import (ArgumentError, ConfigError, ConnectError, DeadlineExceeded, InternalError,
+                     IoError,
                      MissingOutput, MPIError, ProtocolError, RequestError, ServiceError,
                      TandemError, WaitTimeout)
 from .results import Result, results

@@ -30,6 +30,32 @@ def test_requests_are_answered(client):
     assert "session's MPI client" in repr(client)
 
 
+def test_a_reply_names_the_service_that_answered(client):
+    x = np.ones((2, 4), dtype=np.float32)
+    assert client.infer("echo", {"x": x}).source == "echo"
+    assert client.infer_async("checked", {"x": x}).wait().source == "checked"
+
+
+def test_a_missed_deadline_raises_deadline_exceeded(client):
+    x = np.ones((1, 4), dtype=np.float32)
+    with pytest.raises(tandem.DeadlineExceeded) as e:
+        client.infer("echo", {"x": x}, deadline_ms=0.001)  # gone before it can arrive
+    assert "deadline exceeded" in str(e.value)
+    assert e.value.status == "TANDEM_ERR_DEADLINE"
+    assert isinstance(e.value, TimeoutError) and isinstance(e.value, tandem.RequestError)
+    # The client goes on: the same service answers the next request.
+    np.testing.assert_array_equal(client.infer("echo", {"x": x}, deadline_ms=10_000)["x"], x)
+    with pytest.raises(tandem.ArgumentError):
+        client.infer("echo", {"x": x}, deadline_ms=-1)
+
+
+def test_a_missed_deadline_is_answered_by_the_fallback(client):
+    x = np.full((1, 4), 3, dtype=np.float32)
+    out = client.infer_async("checked", {"x": x}, deadline_ms=0.001).wait()
+    assert out.source == "echo"  # "checked" falls back to "echo"
+    np.testing.assert_array_equal(out["x"], x)
+
+
 ALL_DTYPES = [np.bool_, np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np.int32,
               np.int64, np.float16, np.float32, np.float64]
 
