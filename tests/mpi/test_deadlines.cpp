@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "hdf5/file.hpp"
 #include "support/mpi_session.hpp"
 #include "tandem/tandem.hpp"
 
@@ -150,6 +151,13 @@ TEST(Deadlines, AnOverloadedServiceAnswersInTimeOrSaysSoAndNeverComputesTheExpir
       << prom;
   EXPECT_EQ(metric(prom, "tandem_service_late_replies_total{service=\"slow\",replica=\"0\"} "),
             late);
+  // And in the trace: one request_expired event per dropped request, and a
+  // client_deadline event for each request a client stopped waiting for.
+  const auto trace = tandem::detail::h5::File::open(
+      (fs::path(shared_dir()) / "run-overload" / "trace.h5").string());
+  EXPECT_EQ(static_cast<long long>(trace.open_dataset("request_expired").shape()[0]),
+            slow["expired"].get<long long>());
+  EXPECT_TRUE(trace.has("client_deadline"));
 }
 
 // A late service and a FAILED one, each with a fallback that doubles its

@@ -273,6 +273,36 @@ int main(int argc, char** argv) {
     if (s != TANDEM_ERR_SERVICE || !strstr(tandem_last_error(), "no_such_model"))
       FAIL("unknown service gave %s: %s", tandem_status_name(s), tandem_last_error());
     tandem_disconnect(c);
+  } else if (!strcmp(mode, "deadline")) {
+    /* Through the proxy: a deadline too short to meet is TANDEM_ERR_DEADLINE,
+     * a long one is answered, and the outputs name who answered. */
+    tandem_client* c = connect_ready();
+    float x[4] = {1, 2, 3, 4};
+    const int64_t dims[2] = {1, 4};
+    tandem_tensor* t;
+    ok(tandem_tensor_view(TANDEM_FP32, 2, dims, TANDEM_ROW_MAJOR, x, &t), "tensor");
+    const char* names[1] = {"x"};
+    tandem_infer_options opts = {0, TANDEM_TRANSPORT_AUTO, 0.001};
+    tandem_request* r = NULL;
+    ok(tandem_infer_async_opts(c, "double", 1, names, &t, &opts, &r), "infer_async_opts");
+    tandem_outputs* out = NULL;
+    tandem_status s = tandem_wait(r, &out);
+    if (s != TANDEM_ERR_DEADLINE || !strstr(tandem_last_error(), "deadline exceeded"))
+      FAIL("a 1 us deadline gave %s: %s", tandem_status_name(s), tandem_last_error());
+    opts.deadline_ms = 10000;
+    ok(tandem_infer_async_opts(c, "double", 1, names, &t, &opts, &r), "infer_async_opts");
+    ok(tandem_wait(r, &out), "wait with a long deadline");
+    const float* y = tandem_tensor_data(tandem_outputs_tensor(out, 0));
+    if (y[3] != 8.0f) FAIL("wrong answer %g", y[3]);
+    if (strcmp(tandem_outputs_source(out), "double") != 0)
+      FAIL("source '%s'", tandem_outputs_source(out));
+    opts.deadline_ms = -1;
+    if (tandem_infer_async_opts(c, "double", 1, names, &t, &opts, &r) != TANDEM_ERR_ARGUMENT)
+      FAIL("a negative deadline was taken");
+    tandem_outputs_free(out);
+    tandem_tensor_free(t);
+    tandem_disconnect(c);
+    printf("deadlines through the proxy: as they should be\n");
   } else if (!strcmp(mode, "no-socket")) {
     unsetenv("TANDEM_SOCKET");
     tandem_client* c = NULL;

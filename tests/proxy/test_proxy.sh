@@ -94,6 +94,9 @@ command = ["$proxy_task", "unknown-service"]
 name = "no-socket"
 command = ["$proxy_task", "no-socket"]
 [[task]]
+name = "deadline"
+command = ["$proxy_task", "deadline"]
+[[task]]
 name = "direct-garbage"
 command = ["$build/tests/direct_task"]
 [[task]]
@@ -112,7 +115,8 @@ if [ $rc -ne 0 ]; then
   grep -h "error\|warn" faults.err 2> /dev/null | head -10 >&2
   tail -5 faults.err >&2
 fi
-check "42 tasks done" test "$("$python" -c "import json; print(json.load(open('faults/summary.json'))['tasks']['done'])")" = 42
+check "43 tasks done" test "$("$python" -c "import json; print(json.load(open('faults/summary.json'))['tasks']['done'])")" = 43
+check "deadlines through the proxy" grep -q "as they should be" faults/tasks/deadline/0.out
 check "bad messages on the direct path were answered" \
   grep -q "answered every bad message and went on" faults/tasks/direct-garbage/0.out
 check "the floods were answered" test "$(cat faults/tasks/flood/*.out | grep -c 'flood: 1000 requests answered')" = 4
