@@ -26,7 +26,9 @@ The client delivers a reply only if it came before the deadline (later
 ones are dropped), so "answered" with a deadline means answered in time as
 the library sees it; the p50/p99 and "in time" columns are timed in this
 Python driver, which notices a reply only when its polling loop comes
-round, so they include that delay.
+round, so they include that delay; the "lib" columns are the same
+requests' latencies as the client library saw them, from the run's trace
+(request_send to reply_receive).
 
   /usr/bin/python3 bench/deadlines.py --build build [--seconds 2] [--json out.json]
 """
@@ -89,10 +91,12 @@ with tandem.Session(MPI.COMM_WORLD, sys.argv[4]) as s:
                         out_q = waiting + out_q[look:]
                         time.sleep(50e-6)
                     every = comm.gather(done, root=0)
+                    ranks = comm.gather(MPI.COMM_WORLD.Get_rank(), root=0)
                     if me == 0:
                         flat = [d for part in every for d in part]
                         results.append({"load": load, "deadline_ms": deadline,
-                                        "seconds": arg["seconds"], "outcomes": flat})
+                                        "seconds": arg["seconds"], "outcomes": flat,
+                                        "sent": {r: len(p) for r, p in zip(ranks, every)}})
         else:  # closed-loop requests from app rank 0, for the replay comparison
             c.wait_ready("echo", 60)
             if me == 0:
@@ -132,6 +136,35 @@ def run_job(a, workflow_text, mode, arg, work, name, extra=()):
     return json.load(open(out))
 
 
+def library_latencies(work, results):
+    """Per case, the answered requests' latencies as the client library saw
+    them, from the trace: request_send to reply_receive (a version > 0 is an
+    answer). A client numbers its requests from 1 in the order it sends
+    them, and every case's requests of a rank follow the case before's."""
+    import glob
+    import h5py
+    (trace,) = glob.glob(os.path.join(work, "runs", "deadline-bench*", "trace.h5"))
+    with h5py.File(trace) as f:
+        send = f["request_send"][:]
+        recv = f["reply_receive"][:]
+    sent_at = {(int(e["rank"]), int(e["request"])): int(e["t_ns"]) for e in send}
+    answered_at = {(int(e["rank"]), int(e["request"])): int(e["t_ns"])
+                   for e in recv if e["version"] > 0}
+    first = {}
+    out = []
+    for r in results:
+        lat = []
+        for rank, n in r["sent"].items():
+            rank = int(rank)
+            start = first.get(rank, 1)
+            for rid in range(start, start + n):
+                if (rank, rid) in answered_at:
+                    lat.append((answered_at[(rank, rid)] - sent_at[(rank, rid)]) / 1e6)
+            first[rank] = start + n
+        out.append(lat)
+    return out
+
+
 def overload(a, work):
     capacity = 1000 / a.delay_ms
     text = f'''[job]
@@ -146,7 +179,9 @@ max_batch = 1
     arg = {"loads": [1.5, 2, 4], "deadline_ms": a.deadline_ms, "capacity": capacity,
            "seconds": a.seconds}
     rows = []
-    for r in run_job(a, text, "load", arg, work, "overload"):
+    results = run_job(a, text, "load", arg, work, "overload")
+    traced = library_latencies(work, results)
+    for r, lib in zip(results, traced):
         outcomes = r["outcomes"]
         answered = [ms for ms, ok in outcomes if ok]
         in_time = [ms for ms in answered if ms <= a.deadline_ms]
@@ -158,6 +193,8 @@ max_batch = 1
             "goodput_share_of_capacity":
                 len(answered if r["deadline_ms"] else in_time) / r["seconds"] / capacity,
             "in_time_as_timed_here": len(in_time),
+            "library_p50_ms": percentile(lib, 50), "library_p99_ms": percentile(lib, 99),
+            "library_max_ms": max(lib) if lib else float("nan"),
             "expired_share": 1 - len(answered) / max(1, len(outcomes)),
         })
     return capacity, rows
@@ -205,12 +242,14 @@ def main():
     print(f"sleep service: {a.delay_ms} ms a request, capacity {capacity:.0f}/s; "
           f"{a.senders} senders, {a.seconds} s per case")
     print(f"{'load':>5} {'deadline':>9} {'requests':>9} {'answered':>9} {'p50 ms':>8} "
-          f"{'p99 ms':>8} {'in time':>8} {'goodput/s':>10} {'of cap.':>8} {'expired':>8}")
+          f"{'p99 ms':>8} {'in time':>8} {'goodput/s':>10} {'of cap.':>8} {'expired':>8} "
+          f"{'lib p50':>8} {'lib p99':>8} {'lib max':>8}")
     for r in rows:
         d = f"{r['deadline_ms']:g} ms" if r["deadline_ms"] else "none"
         print(f"{r['load']:>5}x {d:>9} {r['requests']:>9} {r['answered']:>9} {r['p50_ms']:>8.1f} "
               f"{r['p99_ms']:>8.1f} {r['in_time_as_timed_here']:>8} {r['goodput_per_s']:>10.0f} "
-              f"{100 * r['goodput_share_of_capacity']:>7.0f}% {100 * r['expired_share']:>7.1f}%")
+              f"{100 * r['goodput_share_of_capacity']:>7.0f}% {100 * r['expired_share']:>7.1f}% "
+              f"{r['library_p50_ms']:>8.1f} {r['library_p99_ms']:>8.1f} {r['library_max_ms']:>8.1f}")
     print(f"replay: {replayed:.0f} requests/s against the live echo service's {live:.0f}/s "
           f"(ratio {replayed / live:.2f})")
     if a.json:

@@ -29,6 +29,9 @@ struct QueuedRequest {
   // When the answer stops being of use to the client (max: never).
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   bool has_deadline() const { return deadline != std::chrono::steady_clock::time_point::max(); }
+  // The same on the wall clock the client shares with us when it is on our
+  // node (0 otherwise): a reply sent after it is late by both our clocks.
+  std::int64_t deadline_wall_us = 0;
 };
 
 /// Puts @p inputs into signature order and fills rows and key. Returns false

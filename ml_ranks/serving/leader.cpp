@@ -182,9 +182,12 @@ void Leader::reply(const QueuedRequest& r, const TensorList& outputs, int versio
     Outgoing o = stage(wire::kReplyOk, r.id, me_.service, outputs, {}, t, h5,
                        r.slot >= 0 ? wire::kReplyShmOk : 0, r.client_pid);
     wire::set_model_version(o.message, version);
-    // Sent after its deadline: the client has given up and discards it
-    // (ClientImpl::receive_replies).
-    if (clock::now() > r.deadline) ++stats_.late;
+    // Sent after its deadline: the client discards it (ClientImpl::
+    // receive_replies), judging by the same stamp when it shares our clock.
+    const std::int64_t sent_us = wire::stamp_sent(o.message);
+    if (r.deadline_wall_us > 0 ? sent_us > r.deadline_wall_us : clock::now() > r.deadline) {
+      ++stats_.late;
+    }
     send(origin_of(r), std::move(o));
     VersionStat& stat = version_stats_[version];
     ++stat.requests;
@@ -350,6 +353,7 @@ void Leader::admit(const Origin& from, const wire::Encoded& in) {
     const std::int64_t left_us =
         same_node ? d.header.deadline_us - now_us() : d.header.deadline_us - d.header.t_sent_us;
     r.deadline = arrived + std::chrono::microseconds(left_us);
+    if (same_node) r.deadline_wall_us = d.header.deadline_us;
     if (shed_at_admission(r)) return;
     ++queued_with_deadline_;
   }
@@ -618,6 +622,7 @@ void Leader::run_batch(std::vector<QueuedRequest>& batch) {
   }
   if (recorder_) {
     std::vector<std::int64_t> request_rows;
+    request_rows.reserve(batch.size());
     for (const auto& r : batch) request_rows.push_back(r.rows);
     recorder_->submit(inputs, outputs, request_rows);
   }
@@ -681,6 +686,7 @@ bool Leader::forward_queued() {
     meta.slot = r.slot;
     meta.slot_generation = r.slot_generation;
     meta.deadline = r.deadline;
+    meta.deadline_wall_us = r.deadline_wall_us;
     const int version = versions_.served();
     versions_.served_backend()->submit(
         r.inputs, [this, meta, version](TensorList&& outputs, const std::string& error) {

@@ -196,6 +196,21 @@ bool ClientImpl::receive_replies(const PendingInfer* until) {
       trace::record(trace::kClientDeadline, static_cast<std::int64_t>(p.id), 1, p.service);
       continue;
     }
+    if (d.header.kind == wire::kReplyOk && sent_late(p, d.header.t_sent_us)) {
+      // Answered, but after the deadline (the caller had not looked yet):
+      // never delivered as if it were on time.
+      ++late_replies_;
+      if (resolve(d, /*hand_back_when_dropped=*/true, why)) d.tensors.clear();
+      remove_reply_files(d);
+      trace::record(trace::kClientDeadline, static_cast<std::int64_t>(p.id), 1, p.service);
+      const std::string late = deadline_text(p, /*answered_late=*/true);
+      if (fall_back(keep, late.c_str())) continue;
+      p.done = true;
+      p.deadline_missed = true;
+      p.error = then(p.first_error, late);
+      trace::record(trace::kReplyReceive, static_cast<std::int64_t>(p.id), 0, p.service);
+      continue;
+    }
     std::string error;
     if (d.header.kind == wire::kReplyOk && d.tensors.empty() && !d.text.empty()) {
       p.answer = std::move(d.text);  // a JSON call's answer
@@ -266,6 +281,7 @@ bool ClientImpl::fall_back(const std::shared_ptr<PendingInfer>& p, const char* w
   p->pass_through = next->pass_through;
   p->deadline = next->deadline;
   p->deadline_ms = next->deadline_ms;
+  p->deadline_wall_us = next->deadline_wall_us;
   p->fallback_inputs = std::move(next->fallback_inputs);
   if (!next->first_error.empty()) p->first_error += "; then " + next->first_error;
   p->done = false;
@@ -278,11 +294,26 @@ bool ClientImpl::fall_back(const std::shared_ptr<PendingInfer>& p, const char* w
   return true;
 }
 
-std::string ClientImpl::deadline_text(const PendingInfer& p) const {
+std::string ClientImpl::deadline_text(const PendingInfer& p, bool answered_late) const {
+  if (answered_late) {
+    return fmt::format(
+        "deadline exceeded: service '{}' (replica {}) answered after the {:g} ms deadline; the "
+        "late answer was discarded",
+        wf_.services[p.service].name, plan_.replicas[p.replica].replica, p.deadline_ms);
+  }
   return fmt::format(
       "deadline exceeded: service '{}' did not answer within {:g} ms (replica {} still holds "
       "the request; its reply will be discarded)",
       wf_.services[p.service].name, p.deadline_ms, plan_.replicas[p.replica].replica);
+}
+
+// A reply to a request with a deadline came after it: by the replica's
+// stamp when it shares our clock (the replica counts it late by the same
+// stamp), else by when we read it.
+bool ClientImpl::sent_late(const PendingInfer& p, std::int64_t sent_us) const {
+  if (p.deadline == std::chrono::steady_clock::time_point::max()) return false;
+  if (p.deadline_wall_us > 0 && sent_us > 0) return sent_us > p.deadline_wall_us;
+  return std::chrono::steady_clock::now() > p.deadline;
 }
 
 void ClientImpl::check_deadlines() {
@@ -581,6 +612,7 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& gi
     const std::int64_t left_us = deadline_us - now_us();
     p->deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(left_us);
     p->deadline_ms = static_cast<double>(left_us) / 1e3;
+    if (local) p->deadline_wall_us = deadline_us;
     ++with_deadline_;
   }
   const int leader = plan_.replicas[replica].ranks[0];

@@ -43,13 +43,14 @@ struct PendingInfer {
   bool model_op = false;  // load_model or unload_model: not a request in the trace
   // Deadlines and fallbacks (docs/when-things-go-wrong.md).
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
-  double deadline_ms = 0;        // as asked, for the error's text
-  bool deadline_missed = false;  // the error is a deadline's
-  bool abandoned = false;        // given up at its deadline: a reply to it is discarded
-  int answered_by = -1;          // the service that answered: the first, or a fallback
-  TensorList fallback_inputs;    // a copy, kept while a fallback may still be asked
-  std::string first_error;       // why the services before the one asked now did not answer
-  std::uint64_t first_id = 0;    // the first request's id, for the trace
+  double deadline_ms = 0;             // as asked, for the error's text
+  std::int64_t deadline_wall_us = 0;  // on the wall clock, with a replica on this node (else 0)
+  bool deadline_missed = false;       // the error is a deadline's
+  bool abandoned = false;             // given up at its deadline: a reply to it is discarded
+  int answered_by = -1;               // the service that answered: the first, or a fallback
+  TensorList fallback_inputs;         // a copy, kept while a fallback may still be asked
+  std::string first_error;            // why the services before the one asked now did not answer
+  std::uint64_t first_id = 0;         // the first request's id, for the trace
 };
 
 /// load_model or unload_model: one message to each replica of the service,
@@ -164,8 +165,10 @@ class ClientImpl {
   // Gives up on requests whose deadline has passed: each falls back or
   // fails with a deadline error. Cheap when none has a deadline.
   void check_deadlines();
-  // The deadline-error text of a request given up by the client.
-  std::string deadline_text(const PendingInfer& p) const;
+  // The deadline-error text of a request given up by the client, or
+  // answered after its deadline.
+  std::string deadline_text(const PendingInfer& p, bool answered_late = false) const;
+  bool sent_late(const PendingInfer& p, std::int64_t sent_us) const;
   // Waits for a STARTING service (ready_timeout); throws request_error when
   // it FAILED, is unknown or did not start in time.
   void require_ready(int service, bool may_wait);

@@ -129,6 +129,12 @@ void set_deadline(const Encoded& m, std::int64_t deadline_us) {
   std::memcpy(m.buffer.get() + offsetof(Header, t_sent_us), &sent, sizeof sent);
 }
 
+std::int64_t stamp_sent(const Encoded& m) {
+  const std::int64_t sent = now_us();
+  std::memcpy(m.buffer.get() + offsetof(Header, t_sent_us), &sent, sizeof sent);
+  return sent;
+}
+
 bool decode(const std::shared_ptr<std::byte>& buffer, std::size_t size, Decoded& out,
             std::string& why) {
   const std::byte* base = buffer.get();

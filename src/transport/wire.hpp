@@ -106,6 +106,9 @@ void set_model_version(const Encoded& m, std::int32_t version);
 void set_asked_transport(const Encoded& m, Transport t);
 /// Header::deadline_us of an encoded request.
 void set_deadline(const Encoded& m, std::int64_t deadline_us);
+/// Sets Header::t_sent_us to now (wall clock) and returns it: a reply's
+/// send time, against which a client on the same node judges its deadline.
+std::int64_t stamp_sent(const Encoded& m);
 
 /// Encodes a message. @throws tandem::error for a tensor of more than
 /// kMaxDims dimensions or a name longer than 65535 bytes.

@@ -136,12 +136,12 @@ TEST(Deadlines, AnOverloadedServiceAnswersInTimeOrSaysSoAndNeverComputesTheExpir
   EXPECT_EQ(slow["requests"], sent);
   EXPECT_EQ(slow["deadline_ms"], 0);  // the deadline was the request's, not the service's
   // Dropped requests were never computed: the rows computed are the
-  // answers in time plus those the replica sent after their deadline. The
-  // replica and the client each look at the clock, so a reply sent within
-  // microseconds of its deadline may count as in time at one end and late
-  // at the other: at most a few such races.
+  // answers in time plus those the replica sent after their deadline. On
+  // one node the client judges a reply by the replica's own send stamp, so
+  // the two ends agree, except for a reply still on its way at the instant
+  // the client gives up (sent in time, taken late): at most one here.
   const long long late = slow["late_replies"].get<long long>();
-  const long long races = std::max(2LL, sent / 200);
+  const long long races = 1;
   EXPECT_NEAR(slow["rows"].get<long long>(), answered + late, races);
   EXPECT_NEAR(slow["expired"].get<long long>() + late, expired, races);
   EXPECT_EQ(slow["replicas"][0]["expired"], slow["expired"]);
