@@ -2,6 +2,7 @@
 // Checking requests against a service's signature and putting batches
 // together. Free of MPI, so that tests can drive it directly.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -32,6 +33,13 @@ struct QueuedRequest {
   // The same on the wall clock the client shares with us when it is on our
   // node (0 otherwise): a reply sent after it is late by both our clocks.
   std::int64_t deadline_wall_us = 0;
+  // What its reply needs to get back and be read before the deadline: a
+  // twentieth of the time it had on arrival, at most 2 ms. The replica
+  // plans to send the reply that much early.
+  std::chrono::steady_clock::duration reply_margin() const {
+    return std::min<std::chrono::steady_clock::duration>((deadline - received) / 20,
+                                                         std::chrono::milliseconds(2));
+  }
 };
 
 /// Puts @p inputs into signature order and fills rows and key. Returns false

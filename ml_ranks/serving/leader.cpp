@@ -374,7 +374,7 @@ bool Leader::shed_at_admission(const QueuedRequest& r) {
   const std::int64_t batches = (rows + per_batch - 1) / per_batch;
   const double wait_s = static_cast<double>(batches) * batch_s_;
   const double left_s = std::chrono::duration<double>(r.deadline - now).count();
-  if (wait_s <= left_s) return false;
+  if (wait_s + std::chrono::duration<double>(r.reply_margin()).count() <= left_s) return false;
   expire(r,
          fmt::format("{} request(s) are queued ahead, about {:.1f} ms of work, and it had "
                      "{:.1f} ms left",
@@ -391,7 +391,7 @@ void Leader::drop_expired(clock::time_point now) {
   const auto batch =
       std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(batch_s_));
   for (auto it = queue_.begin(); it != queue_.end();) {
-    if (!it->has_deadline() || now + batch <= it->deadline) {
+    if (!it->has_deadline() || now + batch + it->reply_margin() <= it->deadline) {
       ++it;
       continue;
     }
