@@ -39,7 +39,13 @@ MPIEXEC = ["mpiexec", "--oversubscribe", "--mca", "btl", "self,vader"]
 
 def workflow(lib, replicas, a):
     service_keys = f"replicas = {replicas}"
-    if replicas == "elastic":
+    rule = ""
+    if replicas == "elastic+rule":
+        # The manual lever: the user knows the phases and asks for a split
+        # when the simulations end.
+        rule = (f'[[scale]]\nafter = "simulate"\nservice = "surrogate"\n'
+                f"replicas = {a.rule_replicas}\n")
+    if isinstance(replicas, str):  # "elastic" or "elastic+rule"
         service_keys = (f"replicas = {{ min = 1, max = {a.np - 2} }}\n"
                         f"target_queue_ms = {a.target_ms}\nscale_dwell_s = {a.dwell_s}")
     return f'''[job]
@@ -63,7 +69,7 @@ function = "elastic_client"
 count = {a.infer_tasks}
 after = ["simulate"]
 args = {{ service = "surrogate", requests = {a.requests}, window = {a.window} }}
-'''
+{rule}'''
 
 
 def phases(run_dir):
@@ -130,6 +136,8 @@ def main():
     p.add_argument("--load-ms", type=float, default=50.0)
     p.add_argument("--target-ms", type=float, default=20.0)
     p.add_argument("--dwell-s", type=float, default=0.2)
+    p.add_argument("--rule-replicas", type=int, default=5,
+                   help="the split that [[scale]] asks for when simulate ends (elastic+rule)")
     p.add_argument("--plot", default="")
     p.add_argument("--json", default="")
     a = p.parse_args()
@@ -138,7 +146,7 @@ def main():
     tandem = os.path.join(build, "launcher", "tandem")
     lib = os.path.join(build, "bench", "libbench_elastic.so")
     work = tempfile.mkdtemp(prefix="tandem-elastic-bench-")
-    splits = list(range(1, a.np - 1)) + ["elastic"]
+    splits = list(range(1, a.np - 1)) + ["elastic", "elastic+rule"]
     results = {k: [] for k in splits}
     last = {}
     for rep in range(a.repeat):
@@ -149,9 +157,9 @@ def main():
     med = {k: tuple(statistics.median(r[i] for r in results[k]) for i in range(3)) for k in splits}
     print(f"{'split':>10} {'makespan s':>11} {'simulate s':>11} {'infer s':>9}")
     for k in splits:
-        label = f"{k} repl." if k != "elastic" else "elastic"
+        label = f"{k} repl." if isinstance(k, int) else k
         print(f"{label:>10} {med[k][0]:11.2f} {med[k][1]:11.2f} {med[k][2]:9.2f}")
-    static = [k for k in splits if k != "elastic"]
+    static = [k for k in splits if isinstance(k, int)]
     best = min(static, key=lambda k: med[k][0])
     best_sim = min(static, key=lambda k: med[k][1])
     best_inf = min(static, key=lambda k: med[k][2])
@@ -169,6 +177,10 @@ def main():
           f"{len(moves) - len(grows)} shrinks; a grow's time past the model's load "
           f"({a.load_ms:.0f} ms) once its worker was free: median "
           f"{statistics.median(over) * 1e3:.1f} ms, max {max(over) * 1e3:.1f} ms (goal <= 50 ms)")
+    r = med["elastic+rule"]
+    print(f"with [[scale]] after simulate, replicas = {a.rule_replicas}: {r[0]:.2f} s, "
+          f"{med[best][0] / r[0]:.2f}x the best static; simulate {r[1] / med[best_sim][1]:.2f}, "
+          f"infer {r[2] / med[best_inf][2]:.2f} of the best static phase")
     report.ratio("elastic", "makespan, elastic vs best static split", e[0], med[best][0],
                  f"static {best} replicas", "s", higher_is_better=False, goal="1.3x")
     if a.plot:

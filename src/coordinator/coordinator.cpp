@@ -120,7 +120,8 @@ class Coordinator {
         // half the rate with one worker on two cores).
         backoff_(off_path_backoff(wf_.job)),
         gpus_(job.plan.task_gpus),
-        scaler_(wf_, job.plan, job.control, monitor_, scaler_host()) {
+        scaler_(wf_, job.plan, job.control, monitor_, scaler_host()),
+        ended_known_(wf_.tasks.size(), 0) {
     MPI_Comm_size(job_.pilot, &size_);
     workers_.resize(size_);
     worker_rank_.resize(static_cast<std::size_t>(std::max(size_ - 1, 0)), -1);
@@ -201,7 +202,8 @@ class Coordinator {
   TaskCounts counts() const;
   Backoff backoff_;
   GpuPool gpus_;
-  Scaler scaler_;  // elastic services; inactive without them
+  Scaler scaler_;                 // elastic services; inactive without them
+  std::vector<int> ended_known_;  // per task: instances known to have ended ([[scale]] rules)
   int size_ = 0;
   std::vector<WorkerInfo> workers_;  // by pilot rank; [0] unused
   std::deque<int> parked_order_;     // pilot ranks, in the order they asked
@@ -447,10 +449,7 @@ Scaler::Host Coordinator::scaler_host() {
   };
   h.tasks_waiting = [this] { return parked_order_.empty() && sched_.has_ready(); };
   h.task_ended = [this](int task) {
-    for (int id : sched_.instances_of(task)) {
-      if (!is_final(sched_.instance(id).state)) return false;
-    }
-    return true;
+    return sched_.task_ended(task, ended_known_[static_cast<std::size_t>(task)]);
   };
   h.receive = [this] {
     bool any = false;
@@ -1116,6 +1115,9 @@ int Coordinator::run() {
     if (monitor_.poll()) worked = true;
     if (scaler_.active() && scaler_.tick()) worked = true;
     if (!not_durable_.empty() && answer_durable()) worked = true;
+    // A [[scale]] rule whose task has just ended moves the workers it
+    // needs before the tasks that end released are handed to them.
+    if (scaler_.active() && sched_.has_ready() && scaler_.before_dispatch()) worked = true;
     serve_requests();
     sends_.progress();
     live_.tick(counts(), monitor_);

@@ -139,11 +139,13 @@ bool Scaler::read_scale_requests() {
   }
 }
 
-void Scaler::apply_rules() {
+bool Scaler::apply_rules() {
+  bool fired = false;
   for (std::size_t i = 0; i < wf_.scale_rules.size(); ++i) {
     const ScaleRule& rule = wf_.scale_rules[i];
     if (rule_done_[i] || !host_.task_ended(rule.task)) continue;
     rule_done_[i] = true;
+    fired = true;
     for (ServiceScale& sv : services_) {
       if (sv.service != rule.service) continue;
       sv.target = rule.replicas;
@@ -152,6 +154,15 @@ void Scaler::apply_rules() {
                    wf_.services[sv.service].name, rule.after, rule.replicas);
     }
   }
+  return fired;
+}
+
+bool Scaler::before_dispatch() {
+  if (std::find(rule_done_.begin(), rule_done_.end(), false) == rule_done_.end()) return false;
+  if (!apply_rules()) return false;
+  next_tick_ = {};  // decide and lend now, not at the next tick
+  tick();
+  return true;
 }
 
 bool Scaler::take_events() {
@@ -312,6 +323,17 @@ void Scaler::shrink(ServiceScale& sv, int reason) {
 void Scaler::decide(ServiceScale& sv) {
   const ServiceSpec& spec = wf_.services[sv.service];
   const auto now = clock::now();
+  if (sv.target >= 0) {
+    // As asked (client.scale, [[scale]]), at once: no window of figures
+    // and no dwell to wait for. Several grows may be under way together
+    // (each waits for its worker to finish its task), a shrink only alone.
+    const int n = replicas(sv.service);
+    if (n < sv.target && !draining(sv.service)) {
+      for (int k = n; k < sv.target; ++k) grow(sv, sv.target_reason);
+    }
+    if (n > sv.target && !busy(sv.service)) shrink(sv, sv.target_reason);
+    return;
+  }
   if (now - sv.window_start < kWindow) return;
   const LiveStats live = monitor_.live(sv.service);
   const double p95 = p95_ms(live, sv.window_base);
@@ -329,15 +351,6 @@ void Scaler::decide(ServiceScale& sv) {
   const auto dwell = std::chrono::duration<double>(spec.scale_dwell_s);
   if (now - sv.last_move < dwell) return;
   const int n = replicas(sv.service);
-  if (sv.target >= 0) {
-    // As asked: several grows may be under way at once (each waits for
-    // its worker to finish its task), a shrink only alone.
-    if (n < sv.target && !draining(sv.service)) {
-      for (int k = n; k < sv.target; ++k) grow(sv, sv.target_reason);
-    }
-    if (n > sv.target && !busy(sv.service)) shrink(sv, sv.target_reason);
-    return;
-  }
   const int serving = std::max(1, monitor_.ready_replicas(sv.service));
   const bool overloaded =
       (requests >= 4 && p95 > spec.target_queue_ms) || live.queued > 4LL * spec.max_batch * serving;

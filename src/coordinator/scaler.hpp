@@ -53,6 +53,10 @@ class Scaler {
   /// Reads scale requests and the replicas' news, then decides and moves.
   /// True if anything happened.
   bool tick();
+  /// Just before tasks are handed out: a [[scale]] rule whose task has
+  /// ended takes effect now, so that the workers it moves are not given
+  /// the tasks that end released. True if one did.
+  bool before_dispatch();
   /// A worker is back from serving: it may take tasks again.
   void rejoined(int pilot_rank);
   /// The run is over: every replica past min goes back to its workers.
@@ -104,7 +108,7 @@ class Scaler {
 
   // Each true if anything came or moved.
   bool read_scale_requests();
-  void apply_rules();
+  bool apply_rules();  // true if a rule took effect
   bool take_events();
   bool advance_reserved();
   void decide(ServiceScale& sv);

@@ -401,4 +401,14 @@ std::vector<int> Scheduler::instances_of(int task) const {
   return ids;
 }
 
+bool Scheduler::task_ended(int task, int& known) const {
+  const int count = wf_.tasks[static_cast<std::size_t>(task)].count;
+  const int total = count + submitted_of_task_[static_cast<std::size_t>(task)];
+  for (; known < total; ++known) {
+    const int id = known < count ? id_of(task, known) : find(task, known);
+    if (!is_final(instance(id).state)) return false;
+  }
+  return true;
+}
+
 }  // namespace tandem::detail

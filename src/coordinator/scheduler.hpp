@@ -170,6 +170,11 @@ class Scheduler {
   /// Every instance of @p task there is now: the file's, then those
   /// submitted, in index order.
   std::vector<int> instances_of(int task) const;
+  /// Whether every instance of @p task (submitted ones too) has ended.
+  /// @p known: how many of them the caller already knows have ended, a
+  /// cursor it keeps between calls, so that asking often costs only what
+  /// changed (instances end for good).
+  bool task_ended(int task, int& known) const;
   /// Instances added by submit().
   int submitted_count() const { return size() - static_size_; }
 

@@ -172,6 +172,12 @@ run rule
 check "rule: exit 0" test $? -eq 0
 check "rule: it grew to 3 after warmup, by the rule" \
   test "$(py "sum(1 for m in e['moves'] if m['direction'] == 'grow' and m['reason'] == 'rule')" runs/rule)" -eq 2
+# The rule moves its workers before the tasks that warmup's end released
+# are handed out: they were idle, so no grow waited for a task to end (an
+# "ask" task takes its 10 requests at 2 ms each, at least 20 ms).
+echo "rule: the grows waited $(py "[round(m['wait_s'], 4) for m in e['moves'] if m['reason'] == 'rule']" runs/rule) s for their workers"
+check "rule: its workers got none of the released tasks first" \
+  test "$(py "all(m['wait_s'] < 0.015 for m in e['moves'] if m['reason'] == 'rule')" runs/rule)" = True
 
 # --- a replica of two ranks moves as a group; Python's client.scale ----------
 # 8 ranks: the coordinator, replica 0 (ranks 1-2), workers 3-7, of which
