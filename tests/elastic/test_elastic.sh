@@ -174,10 +174,12 @@ check "rule: it grew to 3 after warmup, by the rule" \
   test "$(py "sum(1 for m in e['moves'] if m['direction'] == 'grow' and m['reason'] == 'rule')" runs/rule)" -eq 2
 # The rule moves its workers before the tasks that warmup's end released
 # are handed out: they were idle, so no grow waited for a task to end (an
-# "ask" task takes its 10 requests at 2 ms each, at least 20 ms).
+# "ask" task takes its 10 requests at 2 ms each, at least 20 ms; about
+# 110 ms here when the rule came after the dispatch). A grow of an idle
+# worker waits for the scaler's next tick: 5 ms, more on a loaded machine.
 echo "rule: the grows waited $(py "[round(m['wait_s'], 4) for m in e['moves'] if m['reason'] == 'rule']" runs/rule) s for their workers"
 check "rule: its workers got none of the released tasks first" \
-  test "$(py "all(m['wait_s'] < 0.015 for m in e['moves'] if m['reason'] == 'rule')" runs/rule)" = True
+  test "$(py "all(m['wait_s'] < 0.05 for m in e['moves'] if m['reason'] == 'rule')" runs/rule)" = True
 
 # --- a replica of two ranks moves as a group; Python's client.scale ----------
 # 8 ranks: the coordinator, replica 0 (ranks 1-2), workers 3-7, of which
