@@ -129,8 +129,18 @@ class ReplayBackend : public Backend {
     }
     std::sort(files.begin(), files.end());
     for (const auto& f : files) load(f);
+    // Requests with the same bytes form one group, in recorded order, so
+    // that an input repeated a million times costs one comparison a lookup.
     for (std::size_t i = 0; i < recorded_.size(); ++i) {
-      by_hash_[hash_inputs(recorded_[i].inputs)].push_back(i);
+      std::vector<Group>& bucket = by_hash_[hash_inputs(recorded_[i].inputs)];
+      const auto same = std::find_if(bucket.begin(), bucket.end(), [&](const Group& g) {
+        return equal(recorded_[g.members.front()].inputs, recorded_[i].inputs);
+      });
+      if (same == bucket.end()) {
+        bucket.push_back({{i}, 0});
+      } else {
+        same->members.push_back(i);
+      }
     }
   }
 
@@ -139,17 +149,12 @@ class ReplayBackend : public Backend {
     const TensorList sorted = sorted_by_name(inputs);
     const auto it = by_hash_.find(hash_inputs(sorted));
     if (it != by_hash_.end()) {
-      // The recorded requests with exactly these bytes, in recorded order.
-      std::vector<std::size_t> same;
-      for (const std::size_t i : it->second) {
-        if (recorded_[i].inputs.size() == sorted.size() && equal(sorted, recorded_[i].inputs)) {
-          same.push_back(i);
-        }
-      }
-      if (!same.empty()) {
-        std::size_t& used = used_[same.front()];
-        const std::size_t pick = same[std::min(used, same.size() - 1)];
-        ++used;
+      for (Group& g : it->second) {
+        if (!equal(sorted, recorded_[g.members.front()].inputs)) continue;
+        // The recorded answers to these bytes in turn, the last one again
+        // once they run out.
+        const std::size_t pick = g.members[std::min(g.used, g.members.size() - 1)];
+        ++g.used;
         return recorded_[pick].outputs;
       }
     }
@@ -158,6 +163,7 @@ class ReplayBackend : public Backend {
 
  private:
   static bool equal(const TensorList& a, const TensorList& b) {
+    if (a.size() != b.size()) return false;
     for (std::size_t i = 0; i < a.size(); ++i) {
       if (a[i].name != b[i].name || a[i].tensor.dtype() != b[i].tensor.dtype() ||
           a[i].tensor.shape() != b[i].tensor.shape() ||
@@ -238,8 +244,13 @@ class ReplayBackend : public Backend {
   const ServiceSpec& spec_;
   std::vector<Recorded> recorded_;
   std::vector<TensorList> keep_;  // the whole datasets the requests view
-  std::unordered_map<std::uint64_t, std::vector<std::size_t>> by_hash_;
-  std::unordered_map<std::size_t, std::size_t> used_;  // by the first equal request: answers given
+  // Recorded requests with equal input bytes, and how many answers of
+  // theirs were given.
+  struct Group {
+    std::vector<std::size_t> members;  // indices into recorded_, in recorded order
+    std::size_t used = 0;
+  };
+  std::unordered_map<std::uint64_t, std::vector<Group>> by_hash_;
 };
 
 }  // namespace
