@@ -109,25 +109,18 @@ std::pair<std::size_t, std::int64_t> first_difference(const TensorList& a, const
 class ReplayBackend : public Backend {
  public:
   explicit ReplayBackend(const ServiceSpec& spec) : spec_(spec) {
-    std::vector<std::string> files;
     std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(spec.recording, ec)) {
-      const std::string name = entry.path().filename().string();
-      if (name.rfind("replica-", 0) == 0 && entry.path().extension() == ".h5") {
-        files.push_back(entry.path().string());
-      }
+    if (!fs::is_directory(spec.recording, ec)) {
+      raise<model_error>(
+          fmt::format("service '{}': recording {} is not a directory", spec.name, spec.recording));
     }
-    if (ec) {
-      raise<model_error>(fmt::format("service '{}': cannot read recording {}: {}", spec.name,
-                                     spec.recording, ec.message()));
-    }
+    const std::vector<std::string> files = recording_files(spec.recording);
     if (files.empty()) {
       raise<model_error>(
           fmt::format("service '{}': recording {} has no replica-N.h5 files (was "
                       "the service recorded with record = true?)",
                       spec.name, spec.recording));
     }
-    std::sort(files.begin(), files.end());
     for (const auto& f : files) load(f);
     // Requests with the same bytes form one group, in recorded order, so
     // that an input repeated a million times costs one comparison a lookup.

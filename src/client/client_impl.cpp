@@ -187,22 +187,21 @@ bool ClientImpl::receive_replies(const PendingInfer* until) {
     // complete and its staged inputs can be handed back.
     if (p.send != MPI_REQUEST_NULL) MPI_Wait(&p.send, MPI_STATUS_IGNORE);
     finish(p.outgoing);
-    if (p.abandoned) {
-      // Its caller stopped waiting at the deadline: never delivered as if
-      // it were on time. Staged outputs go back to the replica unread.
+    // A late reply is never delivered as if it were on time: counted, and
+    // its staged outputs go back to the replica unread.
+    const auto drop_late = [&] {
       ++late_replies_;
       if (resolve(d, /*hand_back_when_dropped=*/true, why)) d.tensors.clear();
       remove_reply_files(d);
       trace::record(trace::kClientDeadline, static_cast<std::int64_t>(p.id), 1, p.service);
+    };
+    if (p.abandoned) {  // its caller stopped waiting at the deadline
+      drop_late();
       continue;
     }
     if (d.header.kind == wire::kReplyOk && sent_late(p, d.header.t_sent_us)) {
-      // Answered, but after the deadline (the caller had not looked yet):
-      // never delivered as if it were on time.
-      ++late_replies_;
-      if (resolve(d, /*hand_back_when_dropped=*/true, why)) d.tensors.clear();
-      remove_reply_files(d);
-      trace::record(trace::kClientDeadline, static_cast<std::int64_t>(p.id), 1, p.service);
+      // Answered after the deadline, and the caller had not looked yet.
+      drop_late();
       const std::string late = deadline_text(p, /*answered_late=*/true);
       if (fall_back(keep, late.c_str())) continue;
       p.done = true;
@@ -319,10 +318,19 @@ bool ClientImpl::sent_late(const PendingInfer& p, std::int64_t sent_us) const {
 void ClientImpl::check_deadlines() {
   if (with_deadline_ == 0) return;
   const auto now = std::chrono::steady_clock::now();
+  // The request path polls often: the requests in flight are looked
+  // through only once the earliest deadline among them has come.
+  if (now < next_deadline_) return;
   const auto due_now = [&] {
     std::vector<std::shared_ptr<PendingInfer>> due;
+    next_deadline_ = std::chrono::steady_clock::time_point::max();
     for (const auto& [id, p] : pending_) {
-      if (!p->done && !p->abandoned && p->deadline <= now) due.push_back(p);
+      if (p->done || p->abandoned) continue;
+      if (p->deadline <= now) {
+        due.push_back(p);
+      } else {
+        next_deadline_ = std::min(next_deadline_, p->deadline);
+      }
     }
     return due;
   };
@@ -612,6 +620,7 @@ std::shared_ptr<PendingInfer> ClientImpl::send(int service, const TensorList& gi
     const std::int64_t left_us = deadline_us - now_us();
     p->deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(left_us);
     p->deadline_ms = static_cast<double>(left_us) / 1e3;
+    next_deadline_ = std::min(next_deadline_, p->deadline);
     if (local) p->deadline_wall_us = deadline_us;
     ++with_deadline_;
   }

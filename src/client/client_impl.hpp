@@ -186,6 +186,9 @@ class ClientImpl {
   double ready_timeout_s_ = -1;       // negative: the service's start_timeout
   NodeGroups node_groups_;
   int with_deadline_ = 0;  // requests in pending_ that have a deadline and are not given up
+  // The earliest of their deadlines (or earlier): check_deadlines looks no sooner.
+  std::chrono::steady_clock::time_point next_deadline_ =
+      std::chrono::steady_clock::time_point::max();
   long long late_replies_ = 0;
 };
 

@@ -3,7 +3,10 @@
 // its model (backend = "replay"), so the run needs no model, no libtorch
 // and no GPU, and its tasks get the numbers they got then.
 
+#include <algorithm>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -14,18 +17,18 @@ namespace tandem::detail {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-bool has_recording(const std::string& dir) {
+std::vector<std::string> recording_files(const std::string& dir) {
+  std::vector<std::string> files;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind("replica-", 0) == 0 && entry.path().extension() == ".h5") return true;
+    if (name.rfind("replica-", 0) == 0 && entry.path().extension() == ".h5") {
+      files.push_back(entry.path().string());
+    }
   }
-  return false;
+  std::sort(files.begin(), files.end());
+  return files;
 }
-
-}  // namespace
 
 void apply_replay(Workflow& wf, const std::string& old_run) {
   std::error_code ec;
@@ -37,7 +40,7 @@ void apply_replay(Workflow& wf, const std::string& old_run) {
   int replayed = 0;
   for (ServiceSpec& s : wf.services) {
     const std::string dir = run + "/services/" + s.name;
-    if (!has_recording(dir)) continue;
+    if (recording_files(dir).empty()) continue;
     s.backend = BackendKind::replay;
     s.recording = dir;
     s.record = false;

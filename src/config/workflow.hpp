@@ -361,6 +361,10 @@ struct Workflow {
   int find_task(const std::string& name) const;
 };
 
+/// A recording's files (RUN_DIR/services/NAME/replica-R.h5), sorted;
+/// none when @p dir is missing.
+std::vector<std::string> recording_files(const std::string& dir);
+
 /// `tandem run --replay OLD_RUN`: every service that @p old_run recorded
 /// answers from its recording (backend = "replay"). @throws
 /// tandem::config_error when @p old_run is no run directory or recorded
